@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Create (or reuse) the Python virtual environment used by the B5 peer
+# comparison (torchdiffeq, diffrax).  The venv lives OUTSIDE the repository.
+#
+#   bash benches/compare/setup_venv.sh          # create / complete the venv
+#   PHYSFLOW_COMPARE_VENV=/some/dir bash ...     # use another location
+#
+# Idempotent: packages whose pinned version is already installed are skipped.
+# Only PyPI is used.  torch from PyPI pulls its CUDA runtime wheels (~4 GB);
+# they are not needed on CPU but PyPI has no CPU-only torch wheel, and the
+# torch import needs them to be present, so we accept the download.
+# Prints the venv path as the last line of stdout.
+set -euo pipefail
+
+VENV="${PHYSFLOW_COMPARE_VENV:-$HOME/.cache/physflow-compare/venv}"
+PYTHON="${PHYSFLOW_COMPARE_PYTHON:-python3}"
+
+# Pinned versions (override with e.g. TORCH_VERSION=2.9.1).
+TORCH_VERSION="${TORCH_VERSION:-2.15.0}"
+TORCHDIFFEQ_VERSION="${TORCHDIFFEQ_VERSION:-0.2.5}"
+JAX_VERSION="${JAX_VERSION:-0.10.2}"
+DIFFRAX_VERSION="${DIFFRAX_VERSION:-0.7.2}"
+EQUINOX_VERSION="${EQUINOX_VERSION:-0.13.8}"
+NUMPY_VERSION="${NUMPY_VERSION:-2.4.6}"
+
+log() { echo "[setup_venv] $*" >&2; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating venv at $VENV"
+    mkdir -p "$(dirname "$VENV")"
+    "$PYTHON" -m venv "$VENV"
+else
+    log "reusing venv at $VENV"
+fi
+
+PY="$VENV/bin/python"
+
+# installed_version NAME -> prints the installed version or nothing
+installed_version() {
+    "$PY" - "$1" <<'PYEOF' 2>/dev/null || true
+import sys
+from importlib import metadata
+try:
+    print(metadata.version(sys.argv[1]))
+except metadata.PackageNotFoundError:
+    pass
+PYEOF
+}
+
+# ensure DIST_NAME VERSION PIP_SPEC
+ensure() {
+    local name="$1" want="$2" spec="$3" have
+    have="$(installed_version "$name")"
+    if [ "$have" = "$want" ]; then
+        log "$name $have already installed"
+        return 0
+    fi
+    log "installing $spec (have: ${have:-none})"
+    "$PY" -m pip install --disable-pip-version-check --no-input \
+        --index-url https://pypi.org/simple "$spec"
+}
+
+ensure numpy       "$NUMPY_VERSION"       "numpy==$NUMPY_VERSION"
+ensure torch       "$TORCH_VERSION"       "torch==$TORCH_VERSION"
+ensure torchdiffeq "$TORCHDIFFEQ_VERSION" "torchdiffeq==$TORCHDIFFEQ_VERSION"
+ensure jax         "$JAX_VERSION"         "jax[cpu]==$JAX_VERSION"
+ensure equinox     "$EQUINOX_VERSION"     "equinox==$EQUINOX_VERSION"
+ensure diffrax     "$DIFFRAX_VERSION"     "diffrax==$DIFFRAX_VERSION"
+
+# Final sanity check: every package imports and numpy was not moved by a
+# later install (pip may up/downgrade it to satisfy torch/jax).
+"$PY" - <<'PYEOF' >&2
+import importlib
+for m in ("numpy", "torch", "torchdiffeq", "jax", "jaxlib", "equinox", "diffrax"):
+    mod = importlib.import_module(m)
+    print(f"[setup_venv] {m} {getattr(mod, '__version__', '?')}")
+PYEOF
+
+echo "$VENV"

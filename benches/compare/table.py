@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Turn B5 JSON lines (physflow + peers) into Markdown tables.
+
+Reads JSON lines from the files given on the command line, or from stdin when
+none are given.  Lines that are not JSON objects with "side", "name" and "ms"
+are ignored (so cargo / log noise can be piped in).  Standard library only.
+
+Input schema, one object per line:
+  {"side": "physflow"|"torchdiffeq"|"diffrax"|"torch"|..., "name": str,
+   "ms": float (median ms of one step), "nfe": int|null, "repeats": int, ...}
+
+  python table.py physflow.jsonl peers.jsonl
+  cat *.jsonl | python table.py
+"""
+
+import json
+import sys
+
+# ---------------------------------------------------------------------------
+# Ratios the project cares about.  Each entry:
+#   (label, numerator, denominator(s), comparison, target)
+# numerator / denominator are (side, name) keys.  A list of denominators is
+# tried in order and the first one present is used (torchdiffeq has no tsit5,
+# so its dopri5 rows stand in; the table says which row was used).
+# A ratio is printed only when both rows are present, otherwise "n/a".
+# ---------------------------------------------------------------------------
+RATIOS = [
+    ("physflow direct tsit5 / torchdiffeq odeint",
+     [("physflow", "direct tsit5")],
+     [("torchdiffeq", "odeint tsit5"), ("torchdiffeq", "odeint dopri5")],
+     "<=", 0.3),
+    ("physflow direct tsit5 / diffrax tsit5 recursive checkpoint",
+     [("physflow", "direct tsit5")],
+     [("diffrax", "tsit5 recursive checkpoint")],
+     "<=", 0.4),
+    ("physflow adjoint tsit5 / torchdiffeq odeint_adjoint",
+     [("physflow", "adjoint tsit5")],
+     [("torchdiffeq", "odeint_adjoint tsit5"), ("torchdiffeq", "odeint_adjoint dopri5")],
+     "<=", 0.15),
+    ("physflow adjoint tsit5 / diffrax tsit5 backsolve",
+     [("physflow", "adjoint tsit5")],
+     [("diffrax", "tsit5 backsolve")],
+     "<=", 0.6),
+    ("torch eager mlp forward x20 / physflow fused mlp forward x20",
+     [("torch", "eager mlp forward x20")],
+     [("physflow", "fused mlp forward x20")],
+     ">=", 3.0),
+]
+
+# Like-for-like ratios shown for information (no target).
+INFO_RATIOS = [
+    ("physflow direct dopri5 / torchdiffeq odeint dopri5",
+     [("physflow", "direct dopri5")], [("torchdiffeq", "odeint dopri5")]),
+    ("physflow adjoint dopri5 / torchdiffeq odeint_adjoint dopri5",
+     [("physflow", "adjoint dopri5")], [("torchdiffeq", "odeint_adjoint dopri5")]),
+    ("physflow direct dopri5 / diffrax dopri5 recursive checkpoint",
+     [("physflow", "direct dopri5")], [("diffrax", "dopri5 recursive checkpoint")]),
+    ("physflow checkpointed tsit5 / diffrax tsit5 recursive checkpoint",
+     [("physflow", "checkpointed tsit5")], [("diffrax", "tsit5 recursive checkpoint")]),
+    ("physflow adjoint dopri5 / diffrax dopri5 backsolve",
+     [("physflow", "adjoint dopri5")], [("diffrax", "dopri5 backsolve")]),
+    ("physflow direct tsit5 (burn path) / physflow direct tsit5",
+     [("physflow", "direct tsit5 (burn path)")], [("physflow", "direct tsit5")]),
+    ("physflow burn mlp forward x20 / physflow fused mlp forward x20",
+     [("physflow", "burn mlp forward x20")], [("physflow", "fused mlp forward x20")]),
+]
+
+SIDE_ORDER = ["physflow", "torchdiffeq", "diffrax", "torch", "jax"]
+
+
+def read_rows(streams):
+    rows = {}
+    order = []
+    for stream in streams:
+        for line in stream:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(obj, dict) or not {"side", "name", "ms"} <= obj.keys():
+                continue
+            key = (str(obj["side"]), str(obj["name"]))
+            if key not in rows:
+                order.append(key)
+            rows[key] = obj  # last one wins
+    return rows, order
+
+
+def fmt_ms(v):
+    if v is None:
+        return "n/a"
+    v = float(v)
+    if v >= 100:
+        return "%.1f" % v
+    if v >= 1:
+        return "%.2f" % v
+    return "%.4f" % v
+
+
+def first_present(rows, keys):
+    for k in keys:
+        if k in rows and rows[k].get("ms") is not None:
+            return k
+    return None
+
+
+def main(argv):
+    if len(argv) > 1:
+        streams = [open(p) for p in argv[1:]]
+    else:
+        streams = [sys.stdin]
+    rows, order = read_rows(streams)
+
+    def sort_key(k):
+        side = k[0]
+        return (SIDE_ORDER.index(side) if side in SIDE_ORDER else len(SIDE_ORDER), order.index(k))
+
+    out = []
+    out.append("### B5 rows (median ms per step)")
+    out.append("")
+    out.append("| side | name | ms | nfe | repeats |")
+    out.append("|---|---|---:|---:|---:|")
+    for key in sorted(rows, key=sort_key):
+        r = rows[key]
+        nfe = r.get("nfe")
+        out.append("| %s | %s | %s | %s | %s |" % (
+            key[0], key[1], fmt_ms(r.get("ms")),
+            "n/a" if nfe is None else nfe, r.get("repeats", "")))
+    if not rows:
+        out.append("| n/a | (no rows read) | n/a | n/a | |")
+
+    out.append("")
+    out.append("### B5 ratios")
+    out.append("")
+    out.append("| ratio | rows used | value | target | met |")
+    out.append("|---|---|---:|---:|:---:|")
+    for label, nums, dens, cmp, target in RATIOS:
+        out.append(ratio_line(rows, label, nums, dens, cmp, target))
+    for label, nums, dens in INFO_RATIOS:
+        out.append(ratio_line(rows, label, nums, dens, None, None))
+
+    print("\n".join(out))
+
+
+def ratio_line(rows, label, nums, dens, cmp, target):
+    nk = first_present(rows, nums)
+    dk = first_present(rows, dens)
+    tgt = "%s %g" % ("≤" if cmp == "<=" else "≥", target) if cmp else "(info)"
+    if nk is None or dk is None or float(rows[dk]["ms"]) == 0.0:
+        missing = [("%s %s" % k) for k in ([nums[0]] if nk is None else []) + ([dens[0]] if dk is None else [])]
+        return "| %s | missing: %s | n/a | %s | n/a |" % (label, ", ".join(missing) or "zero denominator", tgt)
+    value = float(rows[nk]["ms"]) / float(rows[dk]["ms"])
+    used = "%s %s / %s %s" % (nk[0], nk[1], dk[0], dk[1])
+    if dk != dens[0]:
+        used += " (stand-in for %s %s)" % dens[0]
+    if cmp == "<=":
+        met = "yes" if value <= target else "no"
+    elif cmp == ">=":
+        met = "yes" if value >= target else "no"
+    else:
+        met = "–"
+    return "| %s | %s | %.3f | %s | %s |" % (label, used, value, tgt, met)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

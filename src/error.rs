@@ -1,0 +1,106 @@
+//! The crate's error type: every fallible public call returns `Result<T, Error>`,
+//! and each variant carries the facts a user needs to change something.
+
+use thiserror::Error;
+
+/// Errors raised by physflow.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// An argument is outside its domain (`rtol <= 0`, `t1 == t0`, non-monotone times, ...).
+    #[error("invalid argument `{name}`: {reason}")]
+    InvalidArgument {
+        /// The argument's name as it appears in the API.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A state, derivative or gradient contained NaN or ±inf.
+    #[error("non-finite value in {what} at step {step} (t = {t}); the field may blow up, try a smaller step or tolerance")]
+    NonFinite {
+        /// Which quantity was non-finite (`"y0"`, `"state"`, `"adjoint state"`, ...).
+        what: &'static str,
+        /// Accepted steps taken before it was found.
+        step: usize,
+        /// Time at which it was found.
+        t: f64,
+    },
+    /// The adaptive step size fell below the resolution of the time variable.
+    #[error("step size underflow at t = {t} (h = {h:e}); the problem may be stiff or singular there")]
+    StepSizeUnderflow {
+        /// Time at which it happened.
+        t: f64,
+        /// The rejected step size.
+        h: f64,
+    },
+    /// The solver used up its step budget before reaching the final time.
+    #[error("maximum number of steps ({max_steps}) reached at t = {t}; increase `max_steps` or loosen the tolerances")]
+    MaxStepsReached {
+        /// The budget in force.
+        max_steps: usize,
+        /// Time reached.
+        t: f64,
+    },
+    /// A feature combination that is not implemented.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// A shape did not match what the call needs.
+    #[error("shape mismatch in {what}: expected {expected:?}, got {got:?}")]
+    Shape {
+        /// Which argument.
+        what: String,
+        /// Expected shape.
+        expected: Vec<usize>,
+        /// Shape found.
+        got: Vec<usize>,
+    },
+    /// A device could not be created or configured.
+    #[error("device error: {0}")]
+    Device(String),
+    /// A file could not be read or written.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file's contents could not be parsed.
+    #[error("format error in {path}: {reason}")]
+    Format {
+        /// The file concerned.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Training produced a non-finite loss or gradient.
+    #[error("training diverged at iteration {iteration}: loss = {loss}")]
+    Diverged {
+        /// Iteration at which it happened.
+        iteration: usize,
+        /// The loss value seen.
+        loss: f64,
+    },
+    /// A plot could not be drawn.
+    #[error("plot error: {0}")]
+    Plot(String),
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            name,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}

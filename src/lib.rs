@@ -1,0 +1,34 @@
+//! # physflow
+//!
+//! Flows on physical systems: batched neural ODE solvers with exact gradients (direct,
+//! checkpointed, continuous adjoint), fused CPU MLP vector fields, and the studies built on them.
+//!
+//! ```
+//! use burn::tensor::Tensor;
+//! use physflow::ode::{self, Gradient, Options, Solver};
+//! use physflow::ode::problems::DampedRotation;
+//!
+//! let device = physflow::device::cpu_f64();
+//! let system = DampedRotation::default();
+//! let field = system.field();
+//! let y0 = Tensor::<2>::from_floats([[1.0, 0.0]], &device);
+//! let times = [0.0, 0.5, 1.0];
+//! let opts = Options { solver: Solver::Dopri5, rtol: 1e-10, atol: 1e-12, ..Options::default() };
+//! let (sol, tape) = ode::solve_for_grad(&field, y0, &times, &opts, Gradient::Direct).unwrap();
+//! let exact = system.exact(1.0, [1.0, 0.0]);
+//! let y1: Vec<f64> = sol.ys[2].to_data().to_vec().unwrap();
+//! assert!((y1[0] - exact[0]).abs() < 1e-9);
+//! // L = Σ y(t=1): the gradient w.r.t. y0 is expm(A)ᵀ 1.
+//! let cot = vec![sol.ys[0].zeros_like(), sol.ys[1].zeros_like(), sol.ys[2].ones_like()];
+//! let grads = tape.backward(&cot).unwrap();
+//! let g: Vec<f64> = grads.y0.to_data().to_vec().unwrap();
+//! let e1 = system.exact(1.0, [1.0, 0.0]);
+//! assert!((g[0] - (e1[0] + e1[1])).abs() < 1e-8);
+//! ```
+
+pub mod device;
+pub mod error;
+pub mod nn;
+pub mod ode;
+
+pub use error::{Error, Result};

@@ -1,0 +1,155 @@
+//! Batched explicit ODE solvers on burn tensors, with three gradient strategies.
+//!
+//! A solve combines independent values, as in diffrax: the vector field
+//! ([`VectorField`]), the solver and step-size controller (in [`Options`]), the
+//! output times, and the gradient strategy ([`Gradient`]).
+//!
+//! ```
+//! use burn::tensor::{Device, Tensor};
+//! use physflow::ode::{self, FnField, Options, Solver, Time};
+//!
+//! let device = physflow::device::cpu_f64();
+//! // dy/dt = -y, y(0) = 1  =>  y(1) = e^{-1}
+//! let field = FnField::new(|_t: &Time, y: Tensor<2>| y.neg());
+//! let y0 = Tensor::<2>::ones([4, 1], &device);
+//! let opts = Options { solver: Solver::Tsit5, rtol: 1e-10, atol: 1e-10, ..Options::default() };
+//! let sol = ode::solve(&field, y0, &[0.0, 1.0], &opts).unwrap();
+//! let y1: Vec<f64> = sol.ys[1].to_data().to_vec().unwrap();
+//! assert!((y1[0] - (-1.0f64).exp()).abs() < 1e-9);
+//! ```
+
+pub mod adjoint;
+mod controller;
+mod field;
+pub mod problems;
+mod solve;
+pub mod tableau;
+
+pub use adjoint::{solve_for_grad, AdjointMode, AdjointOptions, Gradient, Grads, Tape};
+pub use controller::PiController;
+pub use field::{
+    FieldModule, FlatGrads, FnField, ModuleField, ModuleGrads, ParamCotangent, ParamFnField, Time,
+    VectorField,
+};
+pub use solve::{solve, Solution, Stats, Status};
+
+use serde::{Deserialize, Serialize};
+use tableau::Tableau;
+
+/// The explicit Runge–Kutta methods. [`Solver::ALL`] is the list the tests iterate over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Solver {
+    /// Forward Euler, fixed step, order 1.
+    Euler,
+    /// Explicit midpoint, fixed step, order 2.
+    Midpoint,
+    /// Heun (explicit trapezoid), fixed step, order 2.
+    Heun,
+    /// Classical Runge–Kutta, fixed step, order 4.
+    Rk4,
+    /// Bogacki–Shampine 3(2), adaptive.
+    Bosh3,
+    /// Dormand–Prince 5(4), adaptive.
+    Dopri5,
+    /// Tsitouras 5(4), adaptive.
+    Tsit5,
+}
+
+impl Solver {
+    /// Every solver; tests loop over this list.
+    pub const ALL: [Solver; 7] = [
+        Solver::Euler,
+        Solver::Midpoint,
+        Solver::Heun,
+        Solver::Rk4,
+        Solver::Bosh3,
+        Solver::Dopri5,
+        Solver::Tsit5,
+    ];
+
+    /// The method's Butcher tableau.
+    pub fn tableau(self) -> &'static Tableau {
+        match self {
+            Solver::Euler => &tableau::EULER,
+            Solver::Midpoint => &tableau::MIDPOINT,
+            Solver::Heun => &tableau::HEUN,
+            Solver::Rk4 => &tableau::RK4,
+            Solver::Bosh3 => &tableau::BOSH3,
+            Solver::Dopri5 => &tableau::DOPRI5,
+            Solver::Tsit5 => &tableau::TSIT5,
+        }
+    }
+
+    /// Whether the solver adapts its step size (has an error estimate).
+    pub fn is_adaptive(self) -> bool {
+        self.tableau().is_adaptive()
+    }
+
+    /// Parse a solver name (`"tsit5"`, `"rk4"`, ...).
+    pub fn from_name(name: &str) -> crate::Result<Self> {
+        Solver::ALL
+            .into_iter()
+            .find(|s| s.tableau().name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                crate::Error::invalid(
+                    "solver",
+                    format!(
+                        "unknown solver `{name}`; known: {}",
+                        Solver::ALL.map(|s| s.tableau().name).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// How adaptive step sizes are shared across the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StepControl {
+    /// One step size for the whole batch; the error norm is the RMS over all samples.
+    #[default]
+    Batch,
+    /// Each sample has its own accepted steps; finished samples are frozen.
+    PerSample,
+}
+
+/// Options of a solve. `Options::default()` is Tsit5 at rtol = 1e-6, atol = 1e-8.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    /// The Runge–Kutta method.
+    pub solver: Solver,
+    /// Relative tolerance (adaptive solvers), > 0.
+    pub rtol: f64,
+    /// Absolute tolerance (adaptive solvers), > 0.
+    pub atol: f64,
+    /// Initial step for adaptive solvers; `None` selects it automatically (Hairer, Nørsett & Wanner, §II.4).
+    pub dt0: Option<f64>,
+    /// Step size of fixed-step solvers (the step is shortened so outputs fall on step ends).
+    pub dt: Option<f64>,
+    /// Step budget (accepted + rejected).
+    pub max_steps: usize,
+    /// Step-size controller of adaptive solvers.
+    pub controller: PiController,
+    /// Batch-wide or per-sample step-size control.
+    pub control: StepControl,
+    /// Keep every step so the solution can be evaluated anywhere ([`Solution::evaluate`]).
+    pub dense: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            solver: Solver::Tsit5,
+            rtol: 1e-6,
+            atol: 1e-8,
+            dt0: None,
+            dt: None,
+            max_steps: 100_000,
+            controller: PiController::default(),
+            control: StepControl::Batch,
+            dense: false,
+        }
+    }
+}

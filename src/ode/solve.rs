@@ -1,0 +1,856 @@
+//! The integration loops: batch-wide step control (one `h` for all samples)
+//! and per-sample control (each sample its own `t`, `h`; finished samples frozen).
+
+use burn::tensor::{Tensor, TensorData};
+
+use super::field::{Time, VectorField};
+use super::tableau::Tableau;
+use super::{Options, StepControl};
+use crate::{Error, Result};
+
+/// Counters of a solve.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Accepted steps.
+    pub steps: usize,
+    /// Rejected steps.
+    pub rejected: usize,
+    /// Evaluations of the vector field (`eval` calls, batched).
+    pub nfe: usize,
+    /// Vector–Jacobian products (backward passes only).
+    pub nvjp: usize,
+}
+
+/// Outcome of one sample of a per-sample solve.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    /// Reached the final time.
+    Success,
+    /// Ran out of steps at time `t`.
+    MaxStepsReached {
+        /// Time reached.
+        t: f64,
+    },
+    /// Step size underflow at time `t`.
+    StepSizeUnderflow {
+        /// Time reached.
+        t: f64,
+    },
+    /// The state became non-finite at time `t`.
+    NonFinite {
+        /// Time reached.
+        t: f64,
+    },
+}
+
+/// A solution at the requested times.
+#[derive(Clone, Debug)]
+pub struct Solution<const D: usize> {
+    /// Output times, as requested (`ts[0] = t0`).
+    pub ts: Vec<f64>,
+    /// States at `ts`, each `[batch, ...]` like `y0`. With per-sample control a sample that
+    /// failed holds NaN at the times it did not reach (see `status`).
+    pub ys: Vec<Tensor<D>>,
+    /// Counters.
+    pub stats: Stats,
+    /// One status per sample (all `Success` for batch-wide control, which returns `Err` instead).
+    pub status: Vec<Status>,
+    pub(crate) dense: Option<DenseOutput<D>>,
+}
+
+impl<const D: usize> Solution<D> {
+    /// The solution at any time `t` in the solved span, from the solver's dense
+    /// output (the method's interpolant, or cubic Hermite). Needs `Options::dense`.
+    pub fn evaluate(&self, t: f64) -> Result<Tensor<D>> {
+        let dense = self
+            .dense
+            .as_ref()
+            .ok_or_else(|| Error::invalid("t", "dense output was not kept; set Options::dense = true"))?;
+        dense.evaluate(t)
+    }
+}
+
+/// Every accepted step of a batch-wide solve, for dense evaluation.
+#[derive(Clone, Debug)]
+pub(crate) struct DenseOutput<const D: usize> {
+    tab: &'static Tableau,
+    steps: Vec<DenseStep<D>>,
+}
+
+#[derive(Clone, Debug)]
+struct DenseStep<const D: usize> {
+    t: f64,
+    h: f64,
+    y: Tensor<D>,
+    k: Vec<Tensor<D>>,
+    /// `f(t + h, y_{n+1})`, for Hermite interpolation of methods without an interpolant.
+    f_end: Option<Tensor<D>>,
+    y_end: Tensor<D>,
+}
+
+impl<const D: usize> DenseOutput<D> {
+    pub(crate) fn evaluate(&self, t: f64) -> Result<Tensor<D>> {
+        let first = self.steps.first().ok_or_else(|| Error::invalid("t", "empty solution"))?;
+        let last = self.steps.last().expect("non-empty");
+        let dir = first.h.signum();
+        let (lo, hi) = (first.t, last.t + last.h);
+        if !t.is_finite() || dir * (t - lo) < -1e-12 * lo.abs().max(1.0) || dir * (t - hi) > 1e-12 * hi.abs().max(1.0) {
+            return Err(Error::invalid("t", format!("{t} is outside the solved span [{lo}, {hi}]")));
+        }
+        // Binary search for the step with t_n <= t <= t_n + h (in the direction of integration).
+        let idx = self
+            .steps
+            .partition_point(|s| dir * (s.t + s.h - t) < 0.0)
+            .min(self.steps.len() - 1);
+        let s = &self.steps[idx];
+        let theta = ((t - s.t) / s.h).clamp(0.0, 1.0);
+        let mut w = vec![0.0; self.tab.stages()];
+        if self.tab.dense_weights(theta, &mut w) {
+            let terms: Vec<(f64, &Tensor<D>)> = w.iter().copied().zip(s.k.iter()).collect();
+            return Ok(combine(Some(&s.y), &terms, &Coef::Uniform(s.h)));
+        }
+        let f_end = s.f_end.as_ref().expect("f_end is filled for every step of a dense solve");
+        let (h01, h10, h11) = super::tableau::hermite_basis(theta);
+        Ok(s.y.clone().mul_scalar(1.0 - h01)
+            + s.y_end.clone().mul_scalar(h01)
+            + s.k[0].clone().mul_scalar(s.h * h10)
+            + f_end.clone().mul_scalar(s.h * h11))
+    }
+}
+
+/// A scalar coefficient shared by the batch, or one per sample as a tensor
+/// `[batch, 1, ..., 1]` that broadcasts against the state.
+#[derive(Clone, Debug)]
+pub(crate) enum Coef<const D: usize> {
+    Uniform(f64),
+    Batch(Tensor<D>),
+}
+
+impl<const D: usize> Coef<D> {
+    pub(crate) fn per_sample(values: &[f64], like: &Tensor<D>) -> Self {
+        let mut shape = [1usize; D];
+        shape[0] = values.len();
+        Coef::Batch(Tensor::<D>::from_data(
+            TensorData::new(values.to_vec(), shape.to_vec()),
+            (&like.device(), like.dtype()),
+        ))
+    }
+
+    pub(crate) fn apply(&self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Coef::Uniform(c) => x.mul_scalar(*c),
+            Coef::Batch(c) => x * c.clone(),
+        }
+    }
+}
+
+/// `base + scale · Σ_j w_j x_j`, skipping zero weights. With a uniform scale it is folded
+/// into the weights so the combination costs one multiply and one add per term.
+pub(crate) fn combine<const D: usize>(
+    base: Option<&Tensor<D>>,
+    terms: &[(f64, &Tensor<D>)],
+    scale: &Coef<D>,
+) -> Tensor<D> {
+    let mut acc: Option<Tensor<D>> = None;
+    let fold = match scale {
+        Coef::Uniform(h) => *h,
+        Coef::Batch(_) => 1.0,
+    };
+    for &(w, x) in terms {
+        if w == 0.0 {
+            continue;
+        }
+        let term = x.clone().mul_scalar(w * fold);
+        acc = Some(match acc {
+            None => term,
+            Some(a) => a + term,
+        });
+    }
+    let sum = match (acc, scale) {
+        (None, _) => None,
+        (Some(a), Coef::Uniform(_)) => Some(a),
+        (Some(a), Coef::Batch(c)) => Some(a * c.clone()),
+    };
+    match (base, sum) {
+        (Some(b), Some(s)) => b.clone() + s,
+        (Some(b), None) => b.clone(),
+        (None, Some(s)) => s,
+        (None, None) => panic!("combine: no terms and no base"),
+    }
+}
+
+/// Weighted RMS norm pieces: per element `x / (atol + rtol · max(|y0|, |y1|))`.
+fn scaled<const D: usize>(x: Tensor<D>, y0: &Tensor<D>, y1: &Tensor<D>, rtol: f64, atol: f64) -> Tensor<D> {
+    let scale = y0.clone().abs().max_pair(y1.clone().abs()).mul_scalar(rtol).add_scalar(atol);
+    x / scale
+}
+
+/// Mean of squares over all elements.
+fn mean_sq<const D: usize>(x: Tensor<D>) -> f64 {
+    x.square().mean().into_scalar::<f64>()
+}
+
+/// Mean of squares per sample, `[batch]`.
+fn mean_sq_per_sample<const D: usize>(x: Tensor<D>) -> Vec<f64> {
+    let b = x.dims()[0];
+    let flat: Tensor<2> = x.reshape([b as i64, -1]);
+    flat.square()
+        .mean_dim(1)
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .expect("f64 data")
+}
+
+fn all_finite<const D: usize>(x: &Tensor<D>) -> bool {
+    x.clone().sum().into_scalar::<f64>().is_finite()
+}
+
+pub(crate) fn all_finite_pub<const D: usize>(x: &Tensor<D>) -> bool {
+    all_finite(x)
+}
+
+/// What an integration loop asks of the dynamics it integrates, and tells it about steps.
+/// The state is a list of tensor parts (one for a plain solve; state and adjoint for the
+/// continuous adjoint), each `[batch, ...]`.
+pub(crate) trait Stepper<const D: usize> {
+    /// Derivatives of all parts at stage `stage` of the step from `t` of size `h`, at time `ts`.
+    fn eval(&mut self, stage: usize, ts: &Time, y: &[Tensor<D>], h: &StepSize) -> Vec<Tensor<D>>;
+    /// The step `(t, h)` from `y` with stages `k` was accepted; outputs `(index, θ)` fell in it.
+    fn accepted(&mut self, _t: f64, _h: f64, _y: &[Tensor<D>], _k: &[Vec<Tensor<D>>], _outputs: &[(usize, f64)]) {}
+    /// The last attempted step was rejected.
+    fn rejected(&mut self) {}
+}
+
+/// Stage index of evaluations that are not stages of a step (initial-step probes).
+pub(crate) const PROBE: usize = usize::MAX;
+
+/// The step size of the current step, shared or per sample (zero for frozen samples).
+#[derive(Clone, Debug)]
+pub(crate) enum StepSize {
+    Shared(f64),
+    PerSample(Vec<f64>),
+}
+
+/// Initial step size (Hairer, Nørsett & Wanner, Solving ODEs I, §II.4, "starting step size"),
+/// per sample when `per_sample`. Returns the step(s) and `f(t0, y0)` for reuse.
+fn initial_step<const D: usize, S: Stepper<D>>(
+    stepper: &mut S,
+    tab: &Tableau,
+    opts: &Options,
+    t0: f64,
+    y0: &[Tensor<D>],
+    dir: f64,
+    norm_parts: usize,
+    per_sample: bool,
+    stats: &mut Stats,
+) -> (Vec<f64>, Vec<Tensor<D>>) {
+    let batch = y0[0].dims()[0];
+    let time0 = Time::Shared(t0);
+    let f0 = stepper.eval(0, &time0, y0, &StepSize::Shared(0.0));
+    stats.nfe += 1;
+    let norms = |xs: &[Tensor<D>], ys: &[Tensor<D>]| -> Vec<f64> {
+        let mut acc = vec![0.0; if per_sample { batch } else { 1 }];
+        for p in 0..norm_parts {
+            let s = scaled(xs[p].clone(), &ys[p], &ys[p], opts.rtol, opts.atol);
+            if per_sample {
+                for (a, v) in acc.iter_mut().zip(mean_sq_per_sample(s)) {
+                    *a += v / norm_parts as f64;
+                }
+            } else {
+                acc[0] += mean_sq(s) / norm_parts as f64;
+            }
+        }
+        acc.into_iter().map(f64::sqrt).collect()
+    };
+    let d0 = norms(y0, y0);
+    let d1 = norms(&f0, y0);
+    let h0: Vec<f64> = d0
+        .iter()
+        .zip(&d1)
+        .map(|(&d0, &d1)| if d0 < 1e-5 || d1 < 1e-5 { 1e-6 } else { 0.01 * d0 / d1 })
+        .collect();
+    let hcoef = if per_sample {
+        Coef::per_sample(&h0.iter().map(|h| dir * h).collect::<Vec<_>>(), &y0[0])
+    } else {
+        Coef::Uniform(dir * h0[0])
+    };
+    let y1: Vec<Tensor<D>> = y0
+        .iter()
+        .zip(&f0)
+        .map(|(y, f)| combine(Some(y), &[(1.0, f)], &hcoef))
+        .collect();
+    let t1 = if per_sample {
+        Time::PerSample(h0.iter().map(|h| t0 + dir * h).collect())
+    } else {
+        Time::Shared(t0 + dir * h0[0])
+    };
+    // A probe, not a stage: `PROBE` tells recording steppers not to keep it.
+    let f1 = stepper.eval(PROBE, &t1, &y1, &StepSize::Shared(0.0));
+    stats.nfe += 1;
+    let diff: Vec<Tensor<D>> = f1.iter().zip(&f0).map(|(a, b)| a.clone() - b.clone()).collect();
+    let d2 = norms(&diff, y0);
+    let order = tab.embedded_order.unwrap_or(tab.order) as f64 + 1.0;
+    let hs = (0..d0.len())
+        .map(|i| {
+            let d2 = d2[i] / h0[i];
+            let h1 = if d1[i].max(d2) <= 1e-15 {
+                (h0[i] * 1e-3).max(1e-6)
+            } else {
+                (0.01 / d1[i].max(d2)).powf(1.0 / order)
+            };
+            (100.0 * h0[i]).min(h1)
+        })
+        .collect();
+    (hs, f0)
+}
+
+/// Validates the output times and returns the direction of integration.
+pub(crate) fn check_times(times: &[f64]) -> Result<f64> {
+    if times.len() < 2 {
+        return Err(Error::invalid("times", "need at least two times (t0 and one output time)"));
+    }
+    if times.iter().any(|t| !t.is_finite()) {
+        return Err(Error::invalid("times", "times must be finite"));
+    }
+    let dir = (times[times.len() - 1] - times[0]).signum();
+    if times[times.len() - 1] == times[0] {
+        return Err(Error::invalid("times", format!("t1 = t0 = {}: the time span is empty", times[0])));
+    }
+    for w in times.windows(2) {
+        if dir * (w[1] - w[0]) <= 0.0 {
+            return Err(Error::invalid(
+                "times",
+                format!("times must be strictly monotone; found {} then {}", w[0], w[1]),
+            ));
+        }
+    }
+    Ok(dir)
+}
+
+pub(crate) fn check_options(opts: &Options) -> Result<()> {
+    let tab = opts.solver.tableau();
+    if tab.is_adaptive() {
+        if !(opts.rtol > 0.0 && opts.rtol.is_finite()) {
+            return Err(Error::invalid("rtol", format!("must be positive and finite, got {}", opts.rtol)));
+        }
+        if !(opts.atol > 0.0 && opts.atol.is_finite()) {
+            return Err(Error::invalid("atol", format!("must be positive and finite, got {}", opts.atol)));
+        }
+        if let Some(dt0) = opts.dt0 {
+            if !(dt0 > 0.0 && dt0.is_finite()) {
+                return Err(Error::invalid("dt0", format!("must be positive and finite, got {dt0}")));
+            }
+        }
+    } else {
+        match opts.dt {
+            Some(dt) if dt > 0.0 && dt.is_finite() => {}
+            Some(dt) => return Err(Error::invalid("dt", format!("must be positive and finite, got {dt}"))),
+            None => {
+                return Err(Error::invalid(
+                    "dt",
+                    format!("fixed-step solver `{}` needs Options::dt", tab.name),
+                ))
+            }
+        }
+    }
+    if opts.max_steps == 0 {
+        return Err(Error::invalid("max_steps", "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// The stages of one explicit RK step from `(t, y)` with step `h` (shared or per sample).
+/// `k1` is reused when given (FSAL, or after a rejection). For FSAL methods the last
+/// stage input is `y_{n+1}` itself, returned as the second value.
+fn stages<const D: usize, S: Stepper<D>>(
+    stepper: &mut S,
+    tab: &Tableau,
+    t: &Time,
+    hsize: &StepSize,
+    hcoef: &Coef<D>,
+    y: &[Tensor<D>],
+    k1: Option<Vec<Tensor<D>>>,
+    stats: &mut Stats,
+) -> (Vec<Vec<Tensor<D>>>, Option<Vec<Tensor<D>>>) {
+    let s = tab.stages();
+    let mut k: Vec<Vec<Tensor<D>>> = Vec::with_capacity(s);
+    k.push(match k1 {
+        Some(k1) => k1,
+        None => {
+            stats.nfe += 1;
+            stepper.eval(0, t, y, hsize)
+        }
+    });
+    let mut last_input = None;
+    for i in 1..s {
+        let row = tab.a[i - 1];
+        let yi: Vec<Tensor<D>> = (0..y.len())
+            .map(|p| {
+                let terms: Vec<(f64, &Tensor<D>)> = row.iter().copied().zip(k.iter().map(|kj| &kj[p])).collect();
+                combine(Some(&y[p]), &terms, hcoef)
+            })
+            .collect();
+        let ti = match (t, hsize) {
+            (Time::Shared(t), StepSize::Shared(h)) => Time::Shared(t + tab.c[i] * h),
+            _ => Time::PerSample((0..y[0].dims()[0]).map(|j| t.of(j) + tab.c[i] * hsize.of(j)).collect()),
+        };
+        stats.nfe += 1;
+        k.push(stepper.eval(i, &ti, &yi, hsize));
+        if i == s - 1 && tab.fsal {
+            last_input = Some(yi);
+        }
+    }
+    (k, last_input)
+}
+
+impl StepSize {
+    pub(crate) fn of(&self, i: usize) -> f64 {
+        match self {
+            StepSize::Shared(h) => *h,
+            StepSize::PerSample(hs) => hs[i],
+        }
+    }
+}
+
+/// `y + h Σ w_i k_i` for every part.
+fn advance<const D: usize>(y: &[Tensor<D>], k: &[Vec<Tensor<D>>], w: &[f64], hcoef: &Coef<D>) -> Vec<Tensor<D>> {
+    (0..y.len())
+        .map(|p| {
+            let terms: Vec<(f64, &Tensor<D>)> = w.iter().copied().zip(k.iter().map(|ki| &ki[p])).collect();
+            combine(Some(&y[p]), &terms, hcoef)
+        })
+        .collect()
+}
+
+/// Result of a batch-wide integration: the states at `times[1..]`, the final state,
+/// and the step size the controller proposes next.
+pub(crate) struct Integrated<const D: usize> {
+    pub outputs: Vec<Vec<Tensor<D>>>,
+    pub h_next: f64,
+}
+
+/// Batch-wide integration from `times[0]` through `times[1..]`, outputs by dense
+/// output inside steps (adaptive) or on step ends (fixed step). The error norm is the
+/// RMS over the first `norm_parts` parts.
+pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
+    stepper: &mut S,
+    opts: &Options,
+    y0: Vec<Tensor<D>>,
+    times: &[f64],
+    h_init: Option<f64>,
+    norm_parts: usize,
+    stats: &mut Stats,
+) -> Result<Integrated<D>> {
+    let tab = opts.solver.tableau();
+    let dir = check_times(times)?;
+    let t_end = times[times.len() - 1];
+    let s = tab.stages();
+    let mut t = times[0];
+    let mut y = y0;
+    let mut outputs: Vec<Vec<Tensor<D>>> = Vec::with_capacity(times.len() - 1);
+    let mut next_out = 1;
+    let mut k1: Option<Vec<Tensor<D>>> = None;
+    let mut err_prev = 1.0;
+    let mut h = if let Some(e) = tab.e.map(|_| ()) {
+        let _ = e;
+        match h_init.or(opts.dt0) {
+            Some(h) => dir * h.abs(),
+            None => {
+                let (hs, f0) = initial_step(stepper, tab, opts, t, &y, dir, norm_parts, false, stats);
+                k1 = Some(f0);
+                dir * hs[0]
+            }
+        }
+    } else {
+        dir * opts.dt.expect("checked")
+    };
+    let mut weights = vec![0.0; s];
+    // Fixed-step bookkeeping: the current output interval is split into n equal steps.
+    let mut fixed_left = 0usize;
+    let mut fixed_h = 0.0;
+    while next_out < times.len() {
+        if stats.steps + stats.rejected >= opts.max_steps {
+            return Err(Error::MaxStepsReached { max_steps: opts.max_steps, t });
+        }
+        let adaptive = tab.is_adaptive();
+        let (h_step, t_new) = if adaptive {
+            // Clip to the final time; stretch a step that would leave a sliver (< 1 % of h).
+            if dir * (t + 1.01 * h - t_end) >= 0.0 {
+                (t_end - t, t_end)
+            } else {
+                (h, t + h)
+            }
+        } else {
+            if fixed_left == 0 {
+                let target = times[next_out];
+                let dt = opts.dt.expect("checked");
+                fixed_left = (((target - t).abs() / dt) - 1e-9).ceil().max(1.0) as usize;
+                fixed_h = (target - t) / fixed_left as f64;
+            }
+            let t_new = if fixed_left == 1 { times[next_out] } else { t + fixed_h };
+            (t_new - t, t_new)
+        };
+        let hsize = StepSize::Shared(h_step);
+        let hcoef = Coef::Uniform(h_step);
+        let time = Time::Shared(t);
+        let (k, last_input) = stages(stepper, tab, &time, &hsize, &hcoef, &y, k1.take(), stats);
+        let y_new = match last_input {
+            Some(yn) => yn,
+            None => advance(&y, &k, tab.b, &hcoef),
+        };
+        let mut err = 0.0;
+        if let Some(e) = tab.e {
+            let mut acc = 0.0;
+            for p in 0..norm_parts {
+                let terms: Vec<(f64, &Tensor<D>)> = e.iter().copied().zip(k.iter().map(|ki| &ki[p])).collect();
+                let est = combine(None, &terms, &hcoef);
+                acc += mean_sq(scaled(est, &y[p], &y_new[p], opts.rtol, opts.atol));
+            }
+            err = (acc / norm_parts as f64).sqrt();
+            if !(err <= 1.0) {
+                stats.rejected += 1;
+                stepper.rejected();
+                h = h_step * opts.controller.factor(err, err_prev, tab.embedded_order.unwrap_or(1));
+                if h.abs() <= 4.0 * f64::EPSILON * t.abs().max(f64::MIN_POSITIVE) || !h.is_finite() {
+                    return Err(Error::StepSizeUnderflow { t, h });
+                }
+                k1 = Some(k.into_iter().next().expect("stage 1"));
+                continue;
+            }
+        }
+        if !y_new.iter().all(all_finite) {
+            return Err(Error::NonFinite { what: "state", step: stats.steps, t: t_new });
+        }
+        stats.steps += 1;
+        // Outputs that fall in (t, t_new].
+        let mut in_step: Vec<(usize, f64)> = Vec::new();
+        while next_out < times.len() && dir * (times[next_out] - t_new) <= 0.0 {
+            let tk = times[next_out];
+            if tk == t_new {
+                outputs.push(y_new.clone());
+                in_step.push((next_out, 1.0));
+            } else {
+                let theta = (tk - t) / h_step;
+                if !tab.dense_weights(theta, &mut weights) {
+                    unreachable!("fixed-step outputs fall on step ends");
+                }
+                outputs.push(advance(&y, &k, &weights, &hcoef));
+                in_step.push((next_out, theta));
+            }
+            next_out += 1;
+        }
+        stepper.accepted(t, h_step, &y, &k, &in_step);
+        if tab.fsal {
+            k1 = Some(k.into_iter().last().expect("stages"));
+        }
+        t = t_new;
+        y = y_new;
+        if adaptive {
+            // The controller acts on the proposed step, not on a clipped final one.
+            let base = if h_step.abs() < h.abs() { h } else { h_step };
+            h = base * opts.controller.factor(err, err_prev, tab.embedded_order.unwrap_or(1));
+            err_prev = err.max(1e-10);
+        } else {
+            fixed_left -= 1;
+        }
+    }
+    Ok(Integrated { outputs, h_next: h.abs() })
+}
+
+/// Plain forward dynamics of a field (no gradient), optionally keeping dense output.
+struct Plain<'a, F> {
+    field: &'a F,
+}
+
+impl<const D: usize, F: VectorField<D>> Stepper<D> for Plain<'_, F> {
+    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepSize) -> Vec<Tensor<D>> {
+        vec![self.field.eval(ts, &y[0])]
+    }
+}
+
+/// Records accepted steps for dense output.
+struct Recording<'a, F, const D: usize> {
+    field: &'a F,
+    steps: Vec<DenseStep<D>>,
+}
+
+impl<const D: usize, F: VectorField<D>> Stepper<D> for Recording<'_, F, D> {
+    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepSize) -> Vec<Tensor<D>> {
+        vec![self.field.eval(ts, &y[0])]
+    }
+    fn accepted(&mut self, t: f64, h: f64, y: &[Tensor<D>], k: &[Vec<Tensor<D>>], _outputs: &[(usize, f64)]) {
+        if let Some(prev) = self.steps.last_mut() {
+            if prev.f_end.is_none() {
+                prev.f_end = Some(k[0][0].clone());
+            }
+        }
+        self.steps.push(DenseStep {
+            t,
+            h,
+            y: y[0].clone(),
+            k: k.iter().map(|ki| ki[0].clone()).collect(),
+            f_end: None,
+            y_end: y[0].clone(),
+        });
+    }
+}
+
+pub(crate) fn check_y0<const D: usize>(y0: &Tensor<D>) -> Result<()> {
+    if !all_finite(y0) {
+        return Err(Error::NonFinite { what: "y0", step: 0, t: f64::NAN });
+    }
+    if y0.dims()[0] == 0 {
+        return Err(Error::invalid("y0", "empty batch"));
+    }
+    Ok(())
+}
+
+/// Solve `dy/dt = f(t, y)` from `y(times[0]) = y0` and return the states at every time in
+/// `times` (strictly monotone, increasing or decreasing).
+///
+/// # Shapes
+/// `y0: [batch, ...]`; each `Solution::ys[i]` has the shape of `y0`.
+///
+/// # Errors
+/// `InvalidArgument` for bad times or options, `NonFinite` for a non-finite `y0` or state,
+/// `StepSizeUnderflow`, `MaxStepsReached`. With [`StepControl::PerSample`] failures of
+/// single samples are reported in `Solution::status` instead.
+pub fn solve<const D: usize, F: VectorField<D>>(
+    field: &F,
+    y0: Tensor<D>,
+    times: &[f64],
+    opts: &Options,
+) -> Result<Solution<D>> {
+    check_options(opts)?;
+    check_times(times)?;
+    check_y0(&y0)?;
+    if opts.control == StepControl::PerSample && opts.solver.is_adaptive() {
+        if opts.dense {
+            return Err(Error::Unsupported("dense output with per-sample step control".into()));
+        }
+        return solve_per_sample(field, y0, times, opts);
+    }
+    let batch = y0.dims()[0];
+    let mut stats = Stats::default();
+    let (integrated, dense) = if opts.dense {
+        let mut rec = Recording { field, steps: Vec::new() };
+        let out = integrate(&mut rec, opts, vec![y0.clone()], times, None, 1, &mut stats)?;
+        // Fill the end points of every step; the last needs one more evaluation for Hermite.
+        let n = rec.steps.len();
+        for i in 0..n {
+            let y_end = if i + 1 < n { rec.steps[i + 1].y.clone() } else { out.outputs.last().expect("outputs")[0].clone() };
+            rec.steps[i].y_end = y_end;
+        }
+        let tab = opts.solver.tableau();
+        if let Some(last) = rec.steps.last_mut() {
+            if tab.dense.is_none() && !tab.fsal {
+                stats.nfe += 1;
+                last.f_end = Some(field.eval(&Time::Shared(last.t + last.h), &last.y_end));
+            }
+        }
+        (out, Some(DenseOutput { tab, steps: rec.steps }))
+    } else {
+        let mut plain = Plain { field };
+        (integrate(&mut plain, opts, vec![y0.clone()], times, None, 1, &mut stats)?, None)
+    };
+    let mut ys = Vec::with_capacity(times.len());
+    ys.push(y0);
+    ys.extend(integrated.outputs.into_iter().map(|mut o| o.remove(0)));
+    Ok(Solution { ts: times.to_vec(), ys, stats, status: vec![Status::Success; batch], dense })
+}
+
+/// Per-sample step-size control: every sample advances with its own `(t, h)` and PI state,
+/// exactly as if solved alone; finished or failed samples take zero steps.
+fn solve_per_sample<const D: usize, F: VectorField<D>>(
+    field: &F,
+    y0: Tensor<D>,
+    times: &[f64],
+    opts: &Options,
+) -> Result<Solution<D>> {
+    let tab = opts.solver.tableau();
+    let dir = check_times(times)?;
+    let t_end = times[times.len() - 1];
+    let batch = y0.dims()[0];
+    let s = tab.stages();
+    let q = tab.embedded_order.unwrap_or(1);
+    let mut stats = Stats::default();
+    let mut plain = Plain { field };
+    let mut t = vec![times[0]; batch];
+    let mut y = y0.clone();
+    let (mut h, f0) = match opts.dt0 {
+        Some(h) => (vec![h; batch], None),
+        None => {
+            let (hs, f0) = initial_step(&mut plain, tab, opts, times[0], &[y.clone()], dir, 1, true, &mut stats);
+            (hs, Some(f0))
+        }
+    };
+    for hi in h.iter_mut() {
+        *hi *= dir;
+    }
+    let mut k1: Option<Vec<Tensor<D>>> = f0;
+    let mut err_prev = vec![1.0; batch];
+    let mut next_out = vec![1usize; batch];
+    let mut status: Vec<Option<Status>> = vec![None; batch];
+    let mut steps_taken = vec![0usize; batch];
+    let nan = y0.clone().mul_scalar(f64::NAN);
+    let mut outputs: Vec<Tensor<D>> = vec![nan; times.len() - 1];
+    let mut weights = vec![0.0; s];
+    let mut iterations = 0usize;
+    while status.iter().any(Option::is_none) {
+        iterations += 1;
+        // Per-sample step, clipped to the final time; zero for finished samples.
+        let h_step: Vec<f64> = (0..batch)
+            .map(|i| {
+                if status[i].is_some() {
+                    0.0
+                } else if dir * (t[i] + 1.01 * h[i] - t_end) >= 0.0 {
+                    t_end - t[i]
+                } else {
+                    h[i]
+                }
+            })
+            .collect();
+        let hsize = StepSize::PerSample(h_step.clone());
+        let hcoef = Coef::per_sample(&h_step, &y);
+        let time = Time::PerSample(t.clone());
+        let (k, last_input) = stages(&mut plain, tab, &time, &hsize, &hcoef, &[y.clone()], k1.take(), &mut stats);
+        let y_new = match last_input {
+            Some(mut yn) => yn.remove(0),
+            None => advance(&[y.clone()], &k, tab.b, &hcoef).remove(0),
+        };
+        let e = tab.e.expect("adaptive");
+        let terms: Vec<(f64, &Tensor<D>)> = e.iter().copied().zip(k.iter().map(|ki| &ki[0])).collect();
+        let est = combine(None, &terms, &hcoef);
+        let err: Vec<f64> = mean_sq_per_sample(scaled(est, &y, &y_new, opts.rtol, opts.atol))
+            .into_iter()
+            .map(f64::sqrt)
+            .collect();
+        let finite_new = mean_sq_per_sample(y_new.clone());
+        let mut accept = vec![false; batch];
+        for i in 0..batch {
+            if status[i].is_some() {
+                continue;
+            }
+            if steps_taken[i] >= opts.max_steps {
+                status[i] = Some(Status::MaxStepsReached { t: t[i] });
+                continue;
+            }
+            steps_taken[i] += 1;
+            if err[i] <= 1.0 {
+                if !finite_new[i].is_finite() {
+                    status[i] = Some(Status::NonFinite { t: t[i] + h_step[i] });
+                    continue;
+                }
+                accept[i] = true;
+            } else {
+                stats.rejected += 1;
+                h[i] = h_step[i] * opts.controller.factor(err[i], err_prev[i], q);
+                if h[i].abs() <= 4.0 * f64::EPSILON * t[i].abs().max(f64::MIN_POSITIVE) || !h[i].is_finite() {
+                    status[i] = Some(Status::StepSizeUnderflow { t: t[i] });
+                }
+            }
+        }
+        stats.steps += accept.iter().filter(|a| **a).count();
+        // Outputs crossed by accepted samples in this step, one output index at a time.
+        let mut crossing: Vec<Vec<(usize, f64)>> = vec![Vec::new(); times.len()];
+        for i in 0..batch {
+            if !accept[i] {
+                continue;
+            }
+            let t_new = if h_step[i] == t_end - t[i] { t_end } else { t[i] + h_step[i] };
+            while next_out[i] < times.len() && dir * (times[next_out[i]] - t_new) <= 0.0 {
+                let tk = times[next_out[i]];
+                let theta = if tk == t_new { 1.0 } else { (tk - t[i]) / h_step[i] };
+                crossing[next_out[i]].push((i, theta));
+                next_out[i] += 1;
+            }
+        }
+        for (out_idx, members) in crossing.iter().enumerate() {
+            if members.is_empty() {
+                continue;
+            }
+            // Per-sample weights h·B_j(θ); exact end points take y_new itself.
+            let mut w = vec![vec![0.0; batch]; s];
+            let mut mask_interp = vec![0.0; batch];
+            let mut mask_end = vec![0.0; batch];
+            for &(i, theta) in members {
+                if theta == 1.0 {
+                    mask_end[i] = 1.0;
+                } else {
+                    tab.dense_weights(theta, &mut weights);
+                    for j in 0..s {
+                        w[j][i] = h_step[i] * weights[j];
+                    }
+                    mask_interp[i] = 1.0;
+                }
+            }
+            let mut value = outputs[out_idx - 1].clone();
+            if mask_interp.iter().any(|m| *m != 0.0) {
+                let mut interp = y.clone();
+                for j in 0..s {
+                    if w[j].iter().any(|v| *v != 0.0) {
+                        interp = interp + Coef::per_sample(&w[j], &y).apply(k[j][0].clone());
+                    }
+                }
+                let m = Coef::per_sample(&mask_interp, &y);
+                value = select(&m, interp, value);
+            }
+            if mask_end.iter().any(|m| *m != 0.0) {
+                let m = Coef::per_sample(&mask_end, &y);
+                value = select(&m, y_new.clone(), value);
+            }
+            outputs[out_idx - 1] = value;
+        }
+        // Advance accepted samples; keep FSAL stage only where every sample agrees on reuse.
+        let acc_f: Vec<f64> = accept.iter().map(|a| if *a { 1.0 } else { 0.0 }).collect();
+        let acc_mask = Coef::per_sample(&acc_f, &y);
+        let y_next = select(&acc_mask, y_new, y.clone());
+        for i in 0..batch {
+            if accept[i] {
+                let t_new = if h_step[i] == t_end - t[i] { t_end } else { t[i] + h_step[i] };
+                let base = if h_step[i].abs() < h[i].abs() { h[i] } else { h_step[i] };
+                h[i] = base * opts.controller.factor(err[i], err_prev[i], q);
+                err_prev[i] = err[i].max(1e-10);
+                t[i] = t_new;
+                if next_out[i] >= times.len() {
+                    status[i] = Some(Status::Success);
+                }
+            }
+        }
+        // Stage 1 of the next step: FSAL stage for accepted samples, old stage 1 for rejected.
+        if tab.fsal {
+            let mut kk = k;
+            let last = kk.pop().expect("stages").remove(0);
+            let first = kk.swap_remove(0).remove(0);
+            k1 = Some(vec![select(&acc_mask, last, first)]);
+        }
+        y = y_next;
+        if iterations > opts.max_steps.saturating_mul(2) + 10 {
+            break;
+        }
+    }
+    let mut ys = Vec::with_capacity(times.len());
+    ys.push(y0);
+    ys.extend(outputs);
+    let status = status.into_iter().map(|s| s.unwrap_or(Status::MaxStepsReached { t: f64::NAN })).collect();
+    Ok(Solution { ts: times.to_vec(), ys, stats, status, dense: None })
+}
+
+/// `m · a + (1 − m) · b` for a 0/1 per-sample mask (exact: one of the two terms is zero...
+/// except for non-finite values, so use a masked select).
+fn select<const D: usize>(m: &Coef<D>, a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    match m {
+        Coef::Uniform(v) => {
+            if *v != 0.0 {
+                a
+            } else {
+                b
+            }
+        }
+        Coef::Batch(mask) => {
+            let mask = mask.clone().equal_elem(1.0).expand(a.shape());
+            b.mask_where(mask, a)
+        }
+    }
+}
