@@ -28,6 +28,7 @@
 
 pub mod device;
 pub mod error;
+pub mod host;
 pub mod nn;
 pub mod ode;
 

@@ -23,6 +23,9 @@ export XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_thread
 export JAX_PLATFORMS=cpu
 
 status=0
+if [ -r /proc/loadavg ]; then
+    echo "[run_b5] load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) on $(getconf _NPROCESSORS_ONLN) cores (run on an idle machine)" >&2
+fi
 
 # (a) Python environment for the peers.
 if [ "${SKIP_PEERS:-0}" != 1 ]; then

@@ -57,7 +57,7 @@ ensure() {
     fi
     log "installing $spec (have: ${have:-none})"
     "$PY" -m pip install --disable-pip-version-check --no-input \
-        --index-url https://pypi.org/simple "$spec"
+        "$spec"
 }
 
 ensure numpy       "$NUMPY_VERSION"       "numpy==$NUMPY_VERSION"

@@ -7,7 +7,9 @@ are ignored (so cargo / log noise can be piped in).  Standard library only.
 
 Input schema, one object per line:
   {"side": "physflow"|"torchdiffeq"|"diffrax"|"torch"|..., "name": str,
-   "ms": float (median ms of one step), "nfe": int|null, "repeats": int, ...}
+   "ms": float (median ms of one step), "nfe": int|null, "repeats": int,
+   optional "nfe_fwd": int, "nfe_bwd": int (evaluations in the forward solve /
+   in the backward pass), "min_ms": float; other keys are ignored}
 
   python table.py physflow.jsonl peers.jsonl
   cat *.jsonl | python table.py
@@ -121,16 +123,21 @@ def main(argv):
     out = []
     out.append("### B5 rows (median ms per step)")
     out.append("")
-    out.append("| side | name | ms | nfe | repeats |")
-    out.append("|---|---|---:|---:|---:|")
+    out.append("| side | name | ms (median) | min ms | nfe | nfe fwd | nfe bwd | repeats |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|")
+
+    def opt(r, k):
+        v = r.get(k)
+        return "n/a" if v is None else v
+
     for key in sorted(rows, key=sort_key):
         r = rows[key]
-        nfe = r.get("nfe")
-        out.append("| %s | %s | %s | %s | %s |" % (
-            key[0], key[1], fmt_ms(r.get("ms")),
-            "n/a" if nfe is None else nfe, r.get("repeats", "")))
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            key[0], key[1], fmt_ms(r.get("ms")), fmt_ms(r.get("min_ms")),
+            opt(r, "nfe"), opt(r, "nfe_fwd"),
+            opt(r, "nfe_bwd"), r.get("repeats", "")))
     if not rows:
-        out.append("| n/a | (no rows read) | n/a | n/a | |")
+        out.append("| n/a | (no rows read) | n/a | n/a | n/a | n/a | n/a | |")
 
     out.append("")
     out.append("### B5 ratios")

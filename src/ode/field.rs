@@ -6,6 +6,7 @@
 //! `eval_saving` / `vjp_saved` split the VJP so that a gradient strategy which
 //! has just evaluated `f` at a point can reuse what the forward pass computed.
 
+use crate::host::ToHost;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -229,7 +230,7 @@ where
         if let Some((acc, w)) = params {
             for (slot, p) in acc.0.iter_mut().zip(&p_ad) {
                 if let Some(g) = p.grad(&grads) {
-                    let g: Vec<f64> = g.into_data().convert::<f64>().to_vec().expect("f64 data");
+                    let g: Vec<f64> = g.to_vec_as::<f64>();
                     slot.add_scaled(&g, w);
                 }
             }
@@ -313,7 +314,7 @@ impl ModuleGrads {
     pub fn to_flat(&self) -> Vec<f64> {
         let mut out = Vec::new();
         for (_, _, t) in &self.entries {
-            out.extend(t.to_data().convert::<f64>().to_vec::<f64>().expect("f64 data"));
+            out.extend(t.to_vec_as::<f64>());
         }
         out
     }
@@ -350,16 +351,16 @@ impl ParamCotangent for ModuleGrads {
     }
 }
 
-/// Any [`FieldModule`] as a vector field, with the VJP from burn autodiff on one
-/// evaluation. The module's parameters must live on an autodiff device.
+/// Any [`FieldModule`] as a vector field, with the VJP from burn autodiff on one evaluation.
 pub struct ModuleField<M> {
     module: M,
 }
 
-impl<M> ModuleField<M> {
-    /// Wrap a module.
+impl<M: Module> ModuleField<M> {
+    /// Wrap a module; its parameters are switched to autodiff with gradients required
+    /// (burn's `Module::train`), which the VJP needs.
     pub fn new(module: M) -> Self {
-        Self { module }
+        Self { module: module.train() }
     }
     /// The module.
     pub fn module(&self) -> &M {

@@ -126,7 +126,8 @@ pub struct Options {
     pub atol: f64,
     /// Initial step for adaptive solvers; `None` selects it automatically (Hairer, Nørsett & Wanner, §II.4).
     pub dt0: Option<f64>,
-    /// Step size of fixed-step solvers (the step is shortened so outputs fall on step ends).
+    /// Fixed step size: required by fixed-step solvers, and turns an adaptive solver into a
+    /// fixed-step one (its error estimate unused). Steps are shortened so outputs fall on step ends.
     pub dt: Option<f64>,
     /// Step budget (accepted + rejected).
     pub max_steps: usize,

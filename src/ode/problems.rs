@@ -3,6 +3,7 @@
 //!
 //! States are `[batch, dim]`; the exact solutions take and return one sample as `[f64; dim]`.
 
+use crate::host::ToHost;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::field::{FnField, Time};
@@ -171,6 +172,6 @@ pub fn batch_tensor<const N: usize>(rows: &[[f64; N]], device: &Device) -> Tenso
 /// Rows of a `[batch, dim]` tensor as `f64`.
 pub fn tensor_rows(t: &Tensor<2>) -> Vec<Vec<f64>> {
     let [b, d] = t.dims();
-    let v: Vec<f64> = t.to_data().convert::<f64>().to_vec().expect("f64 data");
+    let v: Vec<f64> = t.to_vec_as::<f64>();
     (0..b).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
 }

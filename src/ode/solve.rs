@@ -1,6 +1,7 @@
 //! The integration loops: batch-wide step control (one `h` for all samples)
 //! and per-sample control (each sample its own `t`, `h`; finished samples frozen).
 
+use crate::host::ToHost;
 use burn::tensor::{Tensor, TensorData};
 
 use super::field::{Time, VectorField};
@@ -196,10 +197,7 @@ fn mean_sq_per_sample<const D: usize>(x: Tensor<D>) -> Vec<f64> {
     let flat: Tensor<2> = x.reshape([b as i64, -1]);
     flat.square()
         .mean_dim(1)
-        .into_data()
-        .convert::<f64>()
-        .to_vec::<f64>()
-        .expect("f64 data")
+        .to_vec_as::<f64>()
 }
 
 fn all_finite<const D: usize>(x: &Tensor<D>) -> bool {
@@ -342,17 +340,17 @@ pub(crate) fn check_options(opts: &Options) -> Result<()> {
                 return Err(Error::invalid("dt0", format!("must be positive and finite, got {dt0}")));
             }
         }
-    } else {
-        match opts.dt {
-            Some(dt) if dt > 0.0 && dt.is_finite() => {}
-            Some(dt) => return Err(Error::invalid("dt", format!("must be positive and finite, got {dt}"))),
-            None => {
-                return Err(Error::invalid(
-                    "dt",
-                    format!("fixed-step solver `{}` needs Options::dt", tab.name),
-                ))
-            }
+    }
+    match opts.dt {
+        Some(dt) if dt > 0.0 && dt.is_finite() => {}
+        Some(dt) => return Err(Error::invalid("dt", format!("must be positive and finite, got {dt}"))),
+        None if !tab.is_adaptive() => {
+            return Err(Error::invalid(
+                "dt",
+                format!("fixed-step solver `{}` needs Options::dt", tab.name),
+            ))
         }
+        None => {}
     }
     if opts.max_steps == 0 {
         return Err(Error::invalid("max_steps", "must be at least 1"));
@@ -452,8 +450,8 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
     let mut next_out = 1;
     let mut k1: Option<Vec<Tensor<D>>> = None;
     let mut err_prev = 1.0;
-    let mut h = if let Some(e) = tab.e.map(|_| ()) {
-        let _ = e;
+    let adaptive = tab.is_adaptive() && opts.dt.is_none();
+    let mut h = if adaptive {
         match h_init.or(opts.dt0) {
             Some(h) => dir * h.abs(),
             None => {
@@ -473,7 +471,6 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
         if stats.steps + stats.rejected >= opts.max_steps {
             return Err(Error::MaxStepsReached { max_steps: opts.max_steps, t });
         }
-        let adaptive = tab.is_adaptive();
         let (h_step, t_new) = if adaptive {
             // Clip to the final time; stretch a step that would leave a sliver (< 1 % of h).
             if dir * (t + 1.01 * h - t_end) >= 0.0 {
@@ -500,7 +497,7 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
             None => advance(&y, &k, tab.b, &hcoef),
         };
         let mut err = 0.0;
-        if let Some(e) = tab.e {
+        if let (true, Some(e)) = (adaptive, tab.e) {
             let mut acc = 0.0;
             for p in 0..norm_parts {
                 let terms: Vec<(f64, &Tensor<D>)> = e.iter().copied().zip(k.iter().map(|ki| &ki[p])).collect();
@@ -625,7 +622,7 @@ pub fn solve<const D: usize, F: VectorField<D>>(
     check_options(opts)?;
     check_times(times)?;
     check_y0(&y0)?;
-    if opts.control == StepControl::PerSample && opts.solver.is_adaptive() {
+    if opts.control == StepControl::PerSample && opts.solver.is_adaptive() && opts.dt.is_none() {
         if opts.dense {
             return Err(Error::Unsupported("dense output with per-sample step control".into()));
         }

@@ -1,0 +1,366 @@
+//! A tanh multilayer perceptron as a burn module, and as an ODE vector field with a fused
+//! CPU forward/VJP (see [`super::fused`]) selected automatically on the CPU device.
+
+use crate::host::ToHost;
+use std::cell::RefCell;
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::fused::{FusedMlp, MlpCache, Real, TimeArg};
+use crate::ode::{FieldModule, ModuleField, ModuleGrads, ParamCotangent, Time, VectorField};
+
+/// Architecture of an [`Mlp`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MlpConfig {
+    /// Widths `[d_in, h_1, ..., d_out]` (without the time column).
+    pub sizes: Vec<usize>,
+    /// Whether `t` is an extra last input column.
+    pub time_input: bool,
+}
+
+impl MlpConfig {
+    /// `d_in → hidden... → d_out`, autonomous.
+    pub fn new(sizes: Vec<usize>) -> Self {
+        Self { sizes, time_input: false }
+    }
+
+    /// With `t` as an input.
+    pub fn with_time(mut self) -> Self {
+        self.time_input = true;
+        self
+    }
+
+    /// Layers with weights drawn from `U(−1/√fan_in, 1/√fan_in)` (PyTorch's default for
+    /// `nn.Linear`) by a seeded generator, so a model is reproducible from its seed alone.
+    ///
+    /// # Panics
+    /// With fewer than two sizes.
+    pub fn init(&self, seed: u64, device: &Device) -> Mlp {
+        assert!(self.sizes.len() >= 2, "MlpConfig: need at least input and output sizes, got {:?}", self.sizes);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut layers = Vec::new();
+        for l in 0..self.sizes.len() - 1 {
+            let d_in = self.sizes[l] + if l == 0 && self.time_input { 1 } else { 0 };
+            let d_out = self.sizes[l + 1];
+            let bound = 1.0 / (d_in as f64).sqrt();
+            let w: Vec<f64> = (0..d_in * d_out).map(|_| rng.random_range(-bound..bound)).collect();
+            let b: Vec<f64> = (0..d_out).map(|_| rng.random_range(-bound..bound)).collect();
+            let weight = Tensor::<2>::from_data(TensorData::new(w, [d_in, d_out]), device);
+            let bias = Tensor::<1>::from_data(TensorData::new(b, [d_out]), device);
+            layers.push(Linear {
+                weight: Param::from_tensor(weight),
+                bias: Some(Param::from_tensor(bias)),
+            });
+        }
+        Mlp { layers, time_input: self.time_input }
+    }
+}
+
+/// `f(t, x) = W_L tanh(… tanh(W_1 [x, t] + b_1) …) + b_L`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// The affine layers, weights `[d_in, d_out]`.
+    pub layers: Vec<Linear>,
+    /// Whether `t` is the last input column.
+    pub time_input: bool,
+}
+
+impl Mlp {
+    /// The burn forward pass.
+    ///
+    /// # Shapes
+    /// `x: [batch, d_in]` → `[batch, d_out]`.
+    pub fn forward_t(&self, t: &Time, x: Tensor<2>) -> Tensor<2> {
+        let mut h = if self.time_input {
+            let [b, _] = x.dims();
+            let col = t.column(b, &x.device(), &x);
+            Tensor::cat(vec![x, col], 1)
+        } else {
+            x
+        };
+        let n = self.layers.len();
+        for (l, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(h);
+            if l + 1 < n {
+                h = h.tanh();
+            }
+        }
+        h
+    }
+
+    /// Widths `[d_in, ..., d_out]` (without the time column).
+    pub fn sizes(&self) -> Vec<usize> {
+        let mut s = vec![self.layers[0].weight.dims()[0] - usize::from(self.time_input)];
+        s.extend(self.layers.iter().map(|l| l.weight.dims()[1]));
+        s
+    }
+
+    /// All parameters flattened in the fused layout (per layer: `W` row-major, then `b`).
+    pub fn flat_params(&self) -> Vec<f64> {
+        let mut out = Vec::new();
+        for layer in &self.layers {
+            out.extend(layer.weight.val().to_vec_as::<f64>());
+            if let Some(b) = &layer.bias {
+                out.extend(b.val().to_vec_as::<f64>());
+            }
+        }
+        out
+    }
+
+    /// A copy with parameters taken from `flat` (the layout of [`Mlp::flat_params`]).
+    ///
+    /// # Panics
+    /// If `flat` has the wrong length.
+    pub fn with_flat_params(&self, flat: &[f64]) -> Mlp {
+        let mut layers = Vec::new();
+        let mut offset = 0;
+        for layer in &self.layers {
+            let w = layer.weight.val();
+            let [din, dout] = w.dims();
+            let (device, dtype) = (w.device(), w.dtype());
+            let wt = Tensor::<2>::from_data(TensorData::new(flat[offset..offset + din * dout].to_vec(), [din, dout]), (&device, dtype));
+            offset += din * dout;
+            let bias = layer.bias.as_ref().map(|_| {
+                let bt = Tensor::<1>::from_data(TensorData::new(flat[offset..offset + dout].to_vec(), [dout]), (&device, dtype));
+                offset += dout;
+                Param::from_tensor(bt)
+            });
+            layers.push(Linear { weight: Param::from_tensor(wt), bias });
+        }
+        assert_eq!(offset, flat.len(), "Mlp::with_flat_params: expected {offset} values, got {}", flat.len());
+        Mlp { layers, time_input: self.time_input }
+    }
+
+    /// This network as an ODE vector field: fused CPU kernels on the CPU device
+    /// (f32 or f64 as the parameters), burn autodiff elsewhere.
+    pub fn field(&self) -> MlpField<'_> {
+        let device = self.layers[0].weight.val().device();
+        let cpu = matches!(device.clone().without_autodiff(), d if d == Device::flex());
+        let fused = if cpu && self.layers.iter().all(|l| l.bias.is_some()) {
+            let dtype = self.layers[0].weight.val().dtype();
+            // The fused kernels count the time column in the input width.
+            let mut sizes = self.sizes();
+            sizes[0] += usize::from(self.time_input);
+            match dtype {
+                DType::F32 => {
+                    let p: Vec<f32> = self.flat_params().into_iter().map(|v| v as f32).collect();
+                    Some(Fused::F32(FusedMlp::new(sizes, self.time_input, p)))
+                }
+                DType::F64 => Some(Fused::F64(FusedMlp::new(sizes, self.time_input, self.flat_params()))),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let ad = if fused.is_none() { Some(ModuleField::new(self.clone())) } else { None };
+        MlpField { mlp: self, fused, ad }
+    }
+
+    /// The same network as a field that always takes the burn path (for comparison).
+    pub fn burn_field(&self) -> MlpField<'_> {
+        MlpField { mlp: self, fused: None, ad: Some(ModuleField::new(self.clone())) }
+    }
+}
+
+impl FieldModule<2> for Mlp {
+    fn forward(&self, t: &Time, y: Tensor<2>) -> Tensor<2> {
+        self.forward_t(t, y)
+    }
+}
+
+enum Fused {
+    F32(FusedMlp<f32>),
+    F64(FusedMlp<f64>),
+}
+
+/// An [`Mlp`] as a vector field `dy/dt = mlp(t, y)` on `[batch, d]`.
+pub struct MlpField<'a> {
+    mlp: &'a Mlp,
+    fused: Option<Fused>,
+    /// The burn path: the module with autodiff parameters.
+    ad: Option<ModuleField<Mlp>>,
+}
+
+/// What the MLP field saves for its VJP.
+pub enum MlpSaved {
+    /// Fused path: activations (f32).
+    F32(RefCell<MlpCache<f32>>, Device),
+    /// Fused path: activations (f64).
+    F64(RefCell<MlpCache<f64>>, Device),
+    /// burn path: the point.
+    Burn(Time, Tensor<2>),
+}
+
+/// Parameter cotangents of an [`MlpField`]: flat (fused layout) or per burn parameter.
+#[derive(Clone, Debug)]
+pub enum MlpGrads {
+    /// Fused path, f64 accumulation of the flat layout.
+    Flat(Vec<f64>),
+    /// burn path.
+    Module(ModuleGrads),
+}
+
+impl ParamCotangent for MlpGrads {
+    fn add_scaled(&mut self, other: &Self, w: f64) {
+        match (self, other) {
+            (MlpGrads::Flat(a), MlpGrads::Flat(b)) => a.add_scaled(b, w),
+            (MlpGrads::Module(a), MlpGrads::Module(b)) => a.add_scaled(b, w),
+            _ => panic!("MlpGrads: mixing fused and burn cotangents"),
+        }
+    }
+    fn set_zero(&mut self) {
+        match self {
+            MlpGrads::Flat(a) => a.set_zero(),
+            MlpGrads::Module(a) => a.set_zero(),
+        }
+    }
+}
+
+impl MlpGrads {
+    /// The cotangent flattened in the fused layout (per layer `W` then `b`), as f64.
+    pub fn to_flat(&self) -> Vec<f64> {
+        match self {
+            MlpGrads::Flat(v) => v.clone(),
+            MlpGrads::Module(m) => m.to_flat(),
+        }
+    }
+
+    /// burn's gradient container for `mlp`'s parameters, for `optim.step`.
+    pub fn into_gradients_params(self, mlp: &Mlp) -> burn::optim::GradientsParams {
+        match self {
+            MlpGrads::Module(m) => m.into_gradients_params(),
+            MlpGrads::Flat(v) => {
+                let mut grads = ModuleGrads::zeros(mlp);
+                let mut offset = 0;
+                for layer in &mlp.layers {
+                    let w = layer.weight.val();
+                    let (device, dtype) = (w.device().without_autodiff(), w.dtype());
+                    let n = w.shape().num_elements();
+                    let t = Tensor::<1>::from_data(TensorData::new(v[offset..offset + n].to_vec(), [n]), (&device, dtype));
+                    grads.set(layer.weight.id, t);
+                    offset += n;
+                    if let Some(b) = &layer.bias {
+                        let nb = b.dims()[0];
+                        let t = Tensor::<1>::from_data(
+                            TensorData::new(v[offset..offset + nb].to_vec(), [nb]),
+                            (&device, dtype),
+                        );
+                        grads.set(b.id, t);
+                        offset += nb;
+                    }
+                }
+                grads.into_gradients_params()
+            }
+        }
+    }
+}
+
+fn host<R: Real + burn::tensor::Element>(x: &Tensor<2>) -> Vec<R> {
+    x.to_vec_as::<R>()
+}
+
+fn time_arg<'a, R: Real>(t: &Time, buf: &'a mut Vec<R>) -> TimeArg<'a, R> {
+    match t {
+        Time::Shared(v) => TimeArg::Shared(R::from_f64(*v)),
+        Time::PerSample(ts) => {
+            buf.clear();
+            buf.extend(ts.iter().map(|v| R::from_f64(*v)));
+            TimeArg::PerSample(buf)
+        }
+    }
+}
+
+macro_rules! fused_eval {
+    ($net:expr, $ty:ty, $t:expr, $y:expr, $cache:expr) => {{
+        let [b, _] = $y.dims();
+        let x: Vec<$ty> = host::<$ty>($y);
+        let mut out = vec![<$ty>::default(); b * $net.dim_out()];
+        let mut tbuf = Vec::new();
+        let targ = if $net.time_input() { time_arg($t, &mut tbuf) } else { TimeArg::None };
+        match $cache {
+            Some(cache) => $net.forward_cached(targ, &x, b, &mut out, cache),
+            None => $net.forward(targ, &x, b, &mut out),
+        }
+        let device = $y.device();
+        Tensor::<2>::from_data(TensorData::new(out, [b, $net.dim_out()]), (&device, $y.dtype()))
+    }};
+}
+
+macro_rules! fused_vjp {
+    ($self:expr, $net:expr, $ty:ty, $cache:expr, $device:expr, $a:expr, $params:expr) => {{
+        let mut cache = $cache.borrow_mut();
+        let b = cache.batch();
+        let a: Vec<$ty> = host::<$ty>($a);
+        let mut x_bar = vec![<$ty>::default(); b * $net.dim_in()];
+        let mut p_bar = vec![<$ty>::default(); $net.num_params()];
+        $net.vjp(&mut cache, &a, &mut x_bar, &mut p_bar, None);
+        if let Some((acc, w)) = $params {
+            match acc {
+                MlpGrads::Flat(acc) => {
+                    for (s, g) in acc.iter_mut().zip(&p_bar) {
+                        *s += w * (*g as f64);
+                    }
+                }
+                MlpGrads::Module(_) => panic!("MlpField: burn cotangent given to the fused path"),
+            }
+        }
+        Tensor::<2>::from_data(TensorData::new(x_bar, [b, $net.dim_in()]), ($device, $a.dtype()))
+    }};
+}
+
+impl VectorField<2> for MlpField<'_> {
+    type Params = MlpGrads;
+    type Saved = MlpSaved;
+
+    fn eval(&self, t: &Time, y: &Tensor<2>) -> Tensor<2> {
+        match &self.fused {
+            Some(Fused::F32(net)) => fused_eval!(net, f32, t, y, None::<&mut MlpCache<f32>>),
+            Some(Fused::F64(net)) => fused_eval!(net, f64, t, y, None::<&mut MlpCache<f64>>),
+            None => self.ad.as_ref().expect("burn path").eval(t, y),
+        }
+    }
+
+    fn eval_saving(&self, t: &Time, y: &Tensor<2>) -> (Tensor<2>, MlpSaved) {
+        match &self.fused {
+            Some(Fused::F32(net)) => {
+                let mut cache = MlpCache::new();
+                let f = fused_eval!(net, f32, t, y, Some(&mut cache));
+                (f, MlpSaved::F32(RefCell::new(cache), y.device()))
+            }
+            Some(Fused::F64(net)) => {
+                let mut cache = MlpCache::new();
+                let f = fused_eval!(net, f64, t, y, Some(&mut cache));
+                (f, MlpSaved::F64(RefCell::new(cache), y.device()))
+            }
+            None => (self.eval(t, y), MlpSaved::Burn(t.clone(), y.clone())),
+        }
+    }
+
+    fn vjp_saved(&self, saved: &MlpSaved, a: &Tensor<2>, params: Option<(&mut MlpGrads, f64)>) -> Tensor<2> {
+        match (saved, &self.fused) {
+            (MlpSaved::F32(cache, device), Some(Fused::F32(net))) => fused_vjp!(self, net, f32, cache, device, a, params),
+            (MlpSaved::F64(cache, device), Some(Fused::F64(net))) => fused_vjp!(self, net, f64, cache, device, a, params),
+            (MlpSaved::Burn(t, y), None) => {
+                let field = self.ad.as_ref().expect("burn path");
+                match params {
+                    Some((MlpGrads::Module(acc), w)) => field.vjp(t, y, a, Some((acc, w))),
+                    Some((MlpGrads::Flat(_), _)) => panic!("MlpField: fused cotangent given to the burn path"),
+                    None => field.vjp(t, y, a, None),
+                }
+            }
+            _ => panic!("MlpField: saved state from another path"),
+        }
+    }
+
+    fn zero_params(&self) -> MlpGrads {
+        match &self.fused {
+            Some(Fused::F32(net)) => MlpGrads::Flat(vec![0.0; net.num_params()]),
+            Some(Fused::F64(net)) => MlpGrads::Flat(vec![0.0; net.num_params()]),
+            None => MlpGrads::Module(ModuleGrads::zeros(self.mlp)),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Accuracy of every solver on the shared reference problems (f64, CPU).
+
+use burn::tensor::Tensor;
+use physflow::device::cpu_f64;
+use physflow::ode::problems::{batch_tensor, tensor_rows, DampedRotation, Kepler, LotkaVolterra};
+use physflow::ode::{self, FnField, Options, Solver, StepControl, Time};
+use physflow::Error;
+
+/// Least-squares slope of `log y` against `log x`.
+fn loglog_slope(x: &[f64], y: &[f64]) -> f64 {
+    let lx: Vec<f64> = x.iter().map(|v| v.ln()).collect();
+    let ly: Vec<f64> = y.iter().map(|v| v.ln()).collect();
+    let n = lx.len() as f64;
+    let mx = lx.iter().sum::<f64>() / n;
+    let my = ly.iter().sum::<f64>() / n;
+    let sxy: f64 = lx.iter().zip(&ly).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sxx: f64 = lx.iter().map(|a| (a - mx).powi(2)).sum();
+    sxy / sxx
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// Convergence order of every solver, run with fixed steps, on `y' = A y` against the
+/// closed form `expm(A t) y0`: the slope of log error vs log step is within ±0.3 of the order.
+#[test]
+fn convergence_order_of_every_solver() {
+    let device = cpu_f64();
+    let sys = DampedRotation::default();
+    let field = sys.field();
+    let y0v = [1.0, 0.5];
+    let t1 = 4.0;
+    let exact = sys.exact(t1, y0v);
+    for solver in Solver::ALL {
+        let order = solver.tableau().order;
+        // Steps in the asymptotic range (ω·dt ≤ 0.4) whose errors stay well above f64 round-off.
+        let dts: Vec<f64> = if order >= 4 { vec![0.2, 0.1, 0.05, 0.025] } else { vec![0.04, 0.02, 0.01, 0.005] };
+        let mut errs = Vec::new();
+        for &dt in &dts {
+            let opts = Options { solver, dt: Some(dt), ..Options::default() };
+            let y0 = batch_tensor(&[y0v], &device);
+            let sol = ode::solve(&field, y0, &[0.0, t1], &opts).unwrap();
+            let y1 = &tensor_rows(&sol.ys[1])[0];
+            errs.push(max_abs_diff(y1, &exact));
+        }
+        let slope = loglog_slope(&dts, &errs);
+        assert!(
+            (slope - order as f64).abs() <= 0.3,
+            "{}: measured order {slope:.3}, expected {order} (errors {errs:?})",
+            solver.tableau().name
+        );
+    }
+}
+
+/// Adaptive solvers on Kepler (e = 0.5, exact solution from Kepler's equation) over one
+/// period: the error falls as the tolerance falls. With error-per-step control the global
+/// error scales like tol^{p/(p+1)} (Hairer, Nørsett & Wanner I, §II.4), so the log-log
+/// slope lies between 0.6 (p = 2 estimator) and 1.2 (allowing for the safety margin).
+#[test]
+fn adaptive_error_scales_with_tolerance() {
+    let device = cpu_f64();
+    let kep = Kepler::default();
+    let field = kep.field();
+    let t1 = 2.0 * std::f64::consts::PI;
+    let exact = kep.exact(t1);
+    for solver in Solver::ALL.into_iter().filter(|s| s.is_adaptive()) {
+        let tols = [1e-5, 1e-6, 1e-7, 1e-8, 1e-9];
+        let mut errs = Vec::new();
+        for &tol in &tols {
+            let opts = Options { solver, rtol: tol, atol: tol, ..Options::default() };
+            let y0 = batch_tensor(&[kep.y0()], &device);
+            let sol = ode::solve(&field, y0, &[0.0, t1], &opts).unwrap();
+            let y = &tensor_rows(&sol.ys[1])[0];
+            errs.push(max_abs_diff(y, &exact));
+        }
+        for w in errs.windows(2) {
+            assert!(w[1] < w[0], "{}: error did not fall with tolerance: {errs:?}", solver.tableau().name);
+        }
+        let slope = loglog_slope(&tols, &errs);
+        assert!(
+            (0.6..=1.2).contains(&slope),
+            "{}: error vs tolerance slope {slope:.3} (errors {errs:?})",
+            solver.tableau().name
+        );
+        // At tol = 1e-9 the error over one period stays within 1000 × tol.
+        assert!(errs[4] < 1e-6, "{}: error {} at tol 1e-9", solver.tableau().name, errs[4]);
+    }
+}
+
+/// Lotka–Volterra against a tight-tolerance solve by another method (Dopri5 at 1e-12),
+/// at 20 output times (dense output), and its conserved quantity.
+#[test]
+fn lotka_volterra_against_tight_reference() {
+    let device = cpu_f64();
+    let lv = LotkaVolterra::default();
+    let field = lv.field();
+    let times: Vec<f64> = (0..=20).map(|i| i as f64 * 0.5).collect();
+    let y0 = [[1.0, 1.0], [2.0, 0.5]];
+    let reference = {
+        let opts = Options { solver: Solver::Dopri5, rtol: 1e-12, atol: 1e-12, ..Options::default() };
+        ode::solve(&field, batch_tensor(&y0, &device), &times, &opts).unwrap()
+    };
+    for solver in [Solver::Tsit5, Solver::Bosh3] {
+        let opts = Options { solver, rtol: 1e-8, atol: 1e-8, ..Options::default() };
+        let sol = ode::solve(&field, batch_tensor(&y0, &device), &times, &opts).unwrap();
+        for (k, (a, b)) in sol.ys.iter().zip(&reference.ys).enumerate() {
+            let (ra, rb) = (tensor_rows(a), tensor_rows(b));
+            for i in 0..2 {
+                let err = max_abs_diff(&ra[i], &rb[i]);
+                assert!(err < 1e-5, "{} t={} sample {i}: error {err}", solver.tableau().name, times[k]);
+            }
+        }
+    }
+    let v0 = lv.invariant(y0[0]);
+    for y in &reference.ys {
+        let v = lv.invariant([tensor_rows(y)[0][0], tensor_rows(y)[0][1]]);
+        assert!((v - v0).abs() < 1e-9, "invariant drifted: {v} vs {v0}");
+    }
+}
+
+/// Dense output between steps matches the closed form to the solver's accuracy.
+#[test]
+fn dense_evaluation_between_steps() {
+    let device = cpu_f64();
+    let sys = DampedRotation::default();
+    let field = sys.field();
+    for solver in Solver::ALL {
+        let opts = if solver.is_adaptive() {
+            Options { solver, rtol: 1e-9, atol: 1e-9, dense: true, ..Options::default() }
+        } else {
+            Options { solver, dt: Some(0.01), dense: true, ..Options::default() }
+        };
+        let sol = ode::solve(&field, batch_tensor(&[[1.0, 0.0]], &device), &[0.0, 3.0], &opts).unwrap();
+        // Fixed-step errors at dt = 0.01 (Hermite interpolation is O(dt^3) locally on top).
+        let tol = match solver.tableau().order {
+            1 => 5e-2,
+            2 => 1e-3,
+            _ => 1e-5,
+        };
+        for i in 0..=30 {
+            let t = 0.1 * i as f64 + 0.0137;
+            if t > 3.0 {
+                continue;
+            }
+            let y = tensor_rows(&sol.evaluate(t).unwrap())[0].clone();
+            let err = max_abs_diff(&y, &sys.exact(t, [1.0, 0.0]));
+            assert!(err < tol, "{} dense at t={t}: error {err}", solver.tableau().name);
+        }
+        assert!(sol.evaluate(3.5).is_err());
+    }
+}
+
+/// Integration backwards in time returns to the initial state.
+#[test]
+fn backward_in_time() {
+    let device = cpu_f64();
+    let sys = DampedRotation::default();
+    let field = sys.field();
+    let opts = Options { solver: Solver::Tsit5, rtol: 1e-10, atol: 1e-12, ..Options::default() };
+    let y1 = sys.exact(2.0, [1.0, 0.0]);
+    let sol = ode::solve(&field, batch_tensor(&[y1], &device), &[2.0, 1.0, 0.0], &opts).unwrap();
+    let y0 = &tensor_rows(&sol.ys[2])[0];
+    assert!(max_abs_diff(y0, &[1.0, 0.0]) < 1e-8, "{y0:?}");
+    let mid = &tensor_rows(&sol.ys[1])[0];
+    assert!(max_abs_diff(mid, &sys.exact(1.0, [1.0, 0.0])) < 1e-8);
+}
+
+/// Per-sample control gives each sample of a heterogeneous batch the result of solving it alone.
+#[test]
+fn per_sample_control_matches_solving_alone() {
+    let device = cpu_f64();
+    let lv = LotkaVolterra::default();
+    let field = lv.field();
+    let y0 = [[1.0, 1.0], [4.0, 0.2], [0.3, 2.5], [1.5, 3.0]];
+    let times = [0.0, 0.7, 2.0, 5.0];
+    for solver in [Solver::Tsit5, Solver::Dopri5, Solver::Bosh3] {
+        let opts = Options { solver, rtol: 1e-7, atol: 1e-9, control: StepControl::PerSample, ..Options::default() };
+        let sol = ode::solve(&field, batch_tensor(&y0, &device), &times, &opts).unwrap();
+        assert!(sol.status.iter().all(|s| *s == ode::Status::Success), "{:?}", sol.status);
+        let alone_opts = Options { control: StepControl::Batch, ..opts.clone() };
+        let mut alone_steps = 0;
+        for (i, row) in y0.iter().enumerate() {
+            let alone = ode::solve(&field, batch_tensor(&[*row], &device), &times, &alone_opts).unwrap();
+            alone_steps += alone.stats.steps;
+            for k in 0..times.len() {
+                let a = &tensor_rows(&sol.ys[k])[i];
+                let b = &tensor_rows(&alone.ys[k])[0];
+                // Same step sequence; only the order of floating-point operations differs.
+                assert!(max_abs_diff(a, b) < 1e-12, "{} sample {i} t={}: {a:?} vs {b:?}", solver.tableau().name, times[k]);
+            }
+        }
+        assert_eq!(sol.stats.steps, alone_steps, "{}: accepted steps", solver.tableau().name);
+    }
+}
+
+/// Bad input gives named errors, never a panic.
+#[test]
+fn bad_input_errors() {
+    let device = cpu_f64();
+    let field = DampedRotation::default().field();
+    let opts = Options::default();
+    let nan = batch_tensor(&[[f64::NAN, 0.0]], &device);
+    assert!(matches!(ode::solve(&field, nan, &[0.0, 1.0], &opts), Err(Error::NonFinite { what: "y0", .. })));
+    let y0 = || batch_tensor(&[[1.0, 0.0]], &device);
+    assert!(matches!(ode::solve(&field, y0(), &[1.0, 1.0], &opts), Err(Error::InvalidArgument { name: "times", .. })));
+    assert!(matches!(ode::solve(&field, y0(), &[0.0, 1.0, 0.5], &opts), Err(Error::InvalidArgument { name: "times", .. })));
+    let bad = Options { rtol: 0.0, ..Options::default() };
+    assert!(matches!(ode::solve(&field, y0(), &[0.0, 1.0], &bad), Err(Error::InvalidArgument { name: "rtol", .. })));
+    let bad = Options { rtol: -1e-3, ..Options::default() };
+    assert!(matches!(ode::solve(&field, y0(), &[0.0, 1.0], &bad), Err(Error::InvalidArgument { name: "rtol", .. })));
+    let bad = Options { solver: Solver::Rk4, ..Options::default() };
+    assert!(matches!(ode::solve(&field, y0(), &[0.0, 1.0], &bad), Err(Error::InvalidArgument { name: "dt", .. })));
+    let few = Options { max_steps: 3, ..Options::default() };
+    assert!(matches!(ode::solve(&field, y0(), &[0.0, 100.0], &few), Err(Error::MaxStepsReached { max_steps: 3, .. })));
+
+    // y' = y² from y(0) = 1 blows up at t = 1.
+    let blowup = FnField::new(|_t: &Time, y: Tensor<2>| y.square());
+    let y1 = || batch_tensor(&[[1.0]], &device);
+    let adaptive = ode::solve(&blowup, y1(), &[0.0, 2.0], &Options::default());
+    assert!(
+        matches!(adaptive, Err(Error::StepSizeUnderflow { t, .. }) | Err(Error::NonFinite { t, .. }) if (t - 1.0).abs() < 1e-2),
+        "{adaptive:?}"
+    );
+    let fixed = ode::solve(&blowup, y1(), &[0.0, 2.0], &Options { solver: Solver::Rk4, dt: Some(0.1), ..Options::default() });
+    assert!(matches!(fixed, Err(Error::NonFinite { what: "state", .. })), "{fixed:?}");
+    // Per-sample: the failing sample is reported, the others finish.
+    let ps = Options { control: StepControl::PerSample, ..Options::default() };
+    let mixed = ode::solve(&blowup, batch_tensor(&[[1.0], [0.1]], &device), &[0.0, 2.0], &ps).unwrap();
+    assert!(!matches!(mixed.status[0], ode::Status::Success), "{:?}", mixed.status);
+    assert_eq!(mixed.status[1], ode::Status::Success);
+    let y = tensor_rows(&mixed.ys[1]);
+    // y(t) = y0 / (1 − y0 t): 0.1 / 0.8 at t = 2.
+    assert!((y[1][0] - 0.125).abs() < 1e-6, "{y:?}");
+}
