@@ -26,10 +26,14 @@
 //! assert!((g[0] - (e1[0] + e1[1])).abs() < 1e-8);
 //! ```
 
+pub mod cli;
 pub mod device;
 pub mod error;
 pub mod host;
 pub mod nn;
 pub mod ode;
+pub mod plot;
+pub mod studies;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -10,7 +10,7 @@ use super::{Options, StepControl};
 use crate::{Error, Result};
 
 /// Counters of a solve.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Accepted steps.
     pub steps: usize,

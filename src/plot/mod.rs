@@ -1,0 +1,236 @@
+//! Figures with plotters: panels of line and scatter series, written as PNG or SVG (by the
+//! file extension), atomically (temporary name, then rename). The font ships with the crate
+//! (DejaVu Sans), so no system font library is needed.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::{Error, Result};
+
+static FONT: Once = Once::new();
+
+fn register_font() {
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            // The font is valid TrueType; failure would be a packaging bug.
+            if plotters::style::register_font("sans-serif", style, bytes).is_err() {
+                panic!("the bundled font could not be loaded");
+            }
+        }
+    });
+}
+
+/// How a series is drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mark {
+    /// A solid line.
+    Line,
+    /// A dashed line.
+    Dashed,
+    /// Points.
+    Points,
+}
+
+/// One series of a panel.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Legend label (empty: no legend entry).
+    pub label: String,
+    /// x values.
+    pub xs: Vec<f64>,
+    /// y values (same length as `xs`).
+    pub ys: Vec<f64>,
+    /// Palette index.
+    pub color: usize,
+    /// Line, dashed line or points.
+    pub mark: Mark,
+}
+
+impl Series {
+    /// A solid line.
+    pub fn line(label: impl Into<String>, xs: Vec<f64>, ys: Vec<f64>, color: usize) -> Self {
+        Self { label: label.into(), xs, ys, color, mark: Mark::Line }
+    }
+    /// A dashed line.
+    pub fn dashed(label: impl Into<String>, xs: Vec<f64>, ys: Vec<f64>, color: usize) -> Self {
+        Self { label: label.into(), xs, ys, color, mark: Mark::Dashed }
+    }
+    /// Points.
+    pub fn points(label: impl Into<String>, xs: Vec<f64>, ys: Vec<f64>, color: usize) -> Self {
+        Self { label: label.into(), xs, ys, color, mark: Mark::Points }
+    }
+}
+
+/// One panel (axes) of a figure.
+#[derive(Clone, Debug, Default)]
+pub struct Panel {
+    /// Title above the axes.
+    pub title: String,
+    /// x-axis label.
+    pub xlabel: String,
+    /// y-axis label.
+    pub ylabel: String,
+    /// The series.
+    pub series: Vec<Series>,
+    /// Logarithmic y axis.
+    pub log_y: bool,
+}
+
+/// Colour `i` of a colour-blind-safe palette (Okabe–Ito).
+pub fn color(i: usize) -> RGBColor {
+    const P: [(u8, u8, u8); 8] = [
+        (0, 114, 178),
+        (213, 94, 0),
+        (0, 158, 115),
+        (204, 121, 167),
+        (230, 159, 0),
+        (86, 180, 233),
+        (0, 0, 0),
+        (240, 228, 66),
+    ];
+    let (r, g, b) = P[i % P.len()];
+    RGBColor(r, g, b)
+}
+
+fn plot_err<E: std::fmt::Debug>(e: E) -> Error {
+    Error::Plot(format!("{e:?}"))
+}
+
+fn bounds(panel: &Panel) -> Result<((f64, f64), (f64, f64))> {
+    let mut x = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut y = (f64::INFINITY, f64::NEG_INFINITY);
+    for s in &panel.series {
+        if s.xs.len() != s.ys.len() {
+            return Err(Error::Plot(format!("series `{}`: {} x values but {} y values", s.label, s.xs.len(), s.ys.len())));
+        }
+        for (&a, &b) in s.xs.iter().zip(&s.ys) {
+            if !a.is_finite() || !b.is_finite() || (panel.log_y && b <= 0.0) {
+                continue;
+            }
+            x = (x.0.min(a), x.1.max(a));
+            y = (y.0.min(b), y.1.max(b));
+        }
+    }
+    if !x.0.is_finite() {
+        return Err(Error::Plot(format!("panel `{}` has no finite data", panel.title)));
+    }
+    let pad = |(lo, hi): (f64, f64), log: bool| -> (f64, f64) {
+        if log {
+            (lo / 1.5, hi * 1.5)
+        } else if hi > lo {
+            let d = 0.05 * (hi - lo);
+            (lo - d, hi + d)
+        } else {
+            (lo - 1.0, hi + 1.0)
+        }
+    };
+    Ok((pad(x, false), pad(y, panel.log_y)))
+}
+
+fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let ((x0, x1), (y0, y1)) = bounds(panel)?;
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(&panel.title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60);
+    macro_rules! body {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(panel.xlabel.as_str())
+                .y_desc(panel.ylabel.as_str())
+                .label_style(("sans-serif", 14))
+                .draw()
+                .map_err(plot_err)?;
+            let mut any_label = false;
+            for s in &panel.series {
+                let c = color(s.color);
+                let pts: Vec<(f64, f64)> = s
+                    .xs
+                    .iter()
+                    .copied()
+                    .zip(s.ys.iter().copied())
+                    .filter(|(a, b)| a.is_finite() && b.is_finite() && (!panel.log_y || *b > 0.0))
+                    .collect();
+                let anno = match s.mark {
+                    Mark::Line => chart.draw_series(LineSeries::new(pts, c.stroke_width(2))).map_err(plot_err)?,
+                    Mark::Dashed => chart
+                        .draw_series(DashedLineSeries::new(pts, 6, 4, c.stroke_width(2)))
+                        .map_err(plot_err)?,
+                    Mark::Points => chart
+                        .draw_series(pts.into_iter().map(|p| Circle::new(p, 2, c.filled())))
+                        .map_err(plot_err)?,
+                };
+                if !s.label.is_empty() {
+                    any_label = true;
+                    anno.label(s.label.as_str()).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                    });
+                }
+            }
+            if any_label {
+                chart
+                    .configure_series_labels()
+                    .label_font(("sans-serif", 13))
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(plot_err)?;
+            }
+        }};
+    }
+    if panel.log_y {
+        body!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(plot_err)?);
+    } else {
+        body!(builder.build_cartesian_2d(x0..x1, y0..y1).map_err(plot_err)?);
+    }
+    Ok(())
+}
+
+fn draw_all<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[Panel], cols: usize) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(plot_err)?;
+    let rows = panels.len().div_ceil(cols);
+    let areas = root.split_evenly((rows, cols));
+    for (area, panel) in areas.iter().zip(panels) {
+        draw_panel(area, panel)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Draw `panels` on a grid with `cols` columns (each panel 480×360 px) and write it to `path`
+/// (`.png` or `.svg`), atomically.
+///
+/// # Errors
+/// `Plot` for an unknown extension, empty panels or mismatched series; `Io` when the file
+/// cannot be written.
+pub fn save_figure(path: &Path, panels: &[Panel], cols: usize) -> Result<()> {
+    register_font();
+    if panels.is_empty() || cols == 0 {
+        return Err(Error::Plot("a figure needs at least one panel and one column".into()));
+    }
+    let rows = panels.len().div_ceil(cols);
+    let size = (480 * cols as u32, 360 * rows as u32);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("figure");
+    let tmp = path.with_file_name(format!(".{stem}.tmp.{ext}"));
+    match ext.as_str() {
+        "png" => draw_all(BitMapBackend::new(&tmp, size).into_drawing_area(), panels, cols)?,
+        "svg" => draw_all(SVGBackend::new(&tmp, size).into_drawing_area(), panels, cols)?,
+        other => return Err(Error::Plot(format!("unknown figure format `{other}` (use .png or .svg)"))),
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,4 @@
+//! Studies: end-to-end runs that simulate, train, sample, measure and plot. Examples and the
+//! `physflow` command are thin wrappers over these.
+
+pub mod neural_ode;
