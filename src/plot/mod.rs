@@ -173,9 +173,13 @@ where
                 };
                 if !s.label.is_empty() {
                     any_label = true;
-                    anno.label(s.label.as_str()).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                    });
+                    if s.mark == Mark::Points {
+                        anno.label(s.label.as_str()).legend(move |(x, y)| Circle::new((x + 9, y), 3, c.filled()));
+                    } else {
+                        anno.label(s.label.as_str()).legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                        });
+                    }
                 }
             }
             if any_label {
