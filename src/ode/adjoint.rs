@@ -312,10 +312,11 @@ impl<const D: usize, F: VectorField<D>> Tape<'_, D, F> {
         let a = match &self.record {
             Record::Direct(steps) => {
                 let a = cotangents[self.times.len() - 1].zeros_like();
-                discrete_adjoint(self.field, &self.opts, steps, a, cotangents, &mut params, &mut stats)
+                discrete_adjoint(self.field, &self.opts, steps, a, None, true, cotangents, &mut params, &mut stats).0
             }
             Record::Checkpointed { steps, checkpoints } => {
                 let mut a = cotangents[self.times.len() - 1].zeros_like();
+                let mut carry = None;
                 let tab = self.opts.solver.tableau();
                 for (ci, (start, y_start)) in checkpoints.iter().enumerate().rev() {
                     let end = checkpoints.get(ci + 1).map(|c| c.0).unwrap_or(steps.len());
@@ -335,7 +336,17 @@ impl<const D: usize, F: VectorField<D>> Tape<'_, D, F> {
                         }
                         y = y_new;
                     }
-                    a = discrete_adjoint(self.field, &self.opts, &rec.steps, a, cotangents, &mut params, &mut stats);
+                    (a, carry) = discrete_adjoint(
+                        self.field,
+                        &self.opts,
+                        &rec.steps,
+                        a,
+                        carry,
+                        *start == 0,
+                        cotangents,
+                        &mut params,
+                        &mut stats,
+                    );
                 }
                 a
             }
@@ -540,19 +551,27 @@ fn replay_step<const D: usize, S: Stepper<D>>(
 /// outputs `y(θ_m) = y + h Σ B_i(θ_m) k_i` with cotangents `g_m`:
 /// `k̄_i = h b_i ȳ' + h Σ_m B_i(θ_m) g_m + h Σ_{j>i} a_ji Ȳ_j`, `Ȳ_i = (∂f/∂y)ᵀ k̄_i`,
 /// `ȳ = ȳ' + Σ_m g_m + Σ_i Ȳ_i`, `θ̄ += Σ_i (∂f/∂θ)ᵀ k̄_i`.
+///
+/// For FSAL methods the first stage of step `n+1` is evaluated at the point of the last stage of
+/// step `n` (`Y_s = y_{n+1}`, since `a_s = b`); its cotangent is carried back (`carry`) and added
+/// to that stage's, so each such point costs one VJP instead of two. Routing it through `Y_s`
+/// instead of `y_{n+1}` is exact because `a_sj = b_j`.
+#[allow(clippy::too_many_arguments)]
 fn discrete_adjoint<const D: usize, F: VectorField<D>>(
     field: &F,
     opts: &Options,
     steps: &[StepRecord<F::Saved>],
     mut a: Tensor<D>,
+    mut carry: Option<Tensor<D>>,
+    is_first_segment: bool,
     cotangents: &[Tensor<D>],
     params: &mut F::Params,
     stats: &mut Stats,
-) -> Tensor<D> {
+) -> (Tensor<D>, Option<Tensor<D>>) {
     let tab = opts.solver.tableau();
     let s = tab.stages();
     let mut dense_w = vec![0.0; s];
-    for step in steps.iter().rev() {
+    for (n, step) in steps.iter().enumerate().rev() {
         // Outputs at the step end add to ȳ' directly; interior ones go through the interpolant.
         let mut interior: Vec<(Vec<f64>, &Tensor<D>)> = Vec::new();
         for &(idx, theta) in &step.outputs {
@@ -586,10 +605,21 @@ fn discrete_adjoint<const D: usize, F: VectorField<D>>(
                     }
                 }
             }
-            if terms.is_empty() {
+            let mut k_bar = if terms.is_empty() { None } else { Some(combine(None, &terms, &Coef::Uniform(step.h))) };
+            if tab.fsal && i == s - 1 {
+                if let Some(c) = carry.take() {
+                    k_bar = Some(match k_bar {
+                        Some(k) => k + c,
+                        None => c,
+                    });
+                }
+            }
+            let Some(k_bar) = k_bar else { continue };
+            if tab.fsal && i == 0 && !(n == 0 && is_first_segment) {
+                // Deferred to the previous step's last stage (same point).
+                carry = Some(k_bar);
                 continue;
             }
-            let k_bar = combine(None, &terms, &Coef::Uniform(step.h));
             let yb = field.vjp_saved(&step.saved[i], &k_bar, Some((params, 1.0)));
             stats.nvjp += 1;
             stage_bar[i] = Some(yb);
@@ -600,5 +630,5 @@ fn discrete_adjoint<const D: usize, F: VectorField<D>>(
         let _ = step.t;
         a = y_bar;
     }
-    a
+    (a, carry)
 }
