@@ -2,8 +2,9 @@
 //!
 //! This is the fast path for MLP vector fields of neural ODEs (batch ~256,
 //! widths ~64, single-threaded), where the per-op overhead of a tensor
-//! framework dominates. Everything works on contiguous row-major slices and
-//! uses `matrixmultiply` for the large products.
+//! framework dominates. It works on contiguous slices, uses `matrixmultiply`
+//! for the products of two wide layers and hand-written loops for the thin
+//! input/output layers, and needs no other crate.
 //!
 //! # Network and layouts
 //!
@@ -11,33 +12,37 @@
 //! width `s_l` to `s_{l+1}`:
 //!
 //! ```text
-//! h_0 = input,   z_{l+1} = h_l @ W_l + b_l,   h_{l+1} = tanh(z_{l+1})  (l < L-1),
-//! output = z_L   (the last layer is linear)
+//! h_0 = input,   h_{l+1} = tanh(h_l @ W_l + b_l)  (l < L-1),   output = h_{L-1} @ W_{L-1} + b_{L-1}
 //! ```
 //!
 //! * `W_l` is row-major with shape `[s_l, s_{l+1}]` (burn's `Linear` layout,
-//!   forward is `x @ W + b`), `b_l` has shape `[s_{l+1}]`.
+//!   forward is `x @ W + b`), `b_l` has shape `[s_{l+1}]`. The last layer is linear.
 //! * Flat parameter vector: for each layer in order, `W_l` (row-major,
-//!   `s_l * s_{l+1}` entries) followed by `b_l` (`s_{l+1}` entries). The same
-//!   layout is used for parameter cotangents.
+//!   `s_l * s_{l+1}` entries) followed by `b_l` (`s_{l+1}` entries). Parameter
+//!   cotangents use the same layout.
 //! * With `time_input`, the network input is `[x, t]`: `s_0 = dim + 1` and the
 //!   LAST input column is the time. Callers pass the states `x: [batch, dim]`
 //!   and the time separately ([`TimeArg`]); the time column enters as the
 //!   rank-1 term `t ⊗ W_0[dim, :]`, so no concatenated matrix is ever built.
-//! * All matrices are row-major: `x: [batch, dim]` means sample `i` occupies
-//!   `x[i * dim .. (i + 1) * dim]`.
+//! * Caller-facing matrices are row-major: `x: [batch, dim]` means sample `i`
+//!   occupies `x[i * dim .. (i + 1) * dim]`.
+//!
+//! Internally, hidden activations are stored feature-major (`[width, batch]`):
+//! `matrixmultiply` packs an operand quickly only when it is contiguous along
+//! the output dimension it spans, and the batch is the output dimension of every
+//! forward product, so this layout makes the forward GEMMs gather-free (about
+//! twice as fast as row-major activations at batch 256, width 64). It also gives
+//! the thin layers unit-stride loops of length `batch`.
 
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
+use std::sync::Mutex;
 
-/// Layers whose (effective) input width is at most this use a row-wise
-/// axpy kernel instead of GEMM: for `k` this small, `matrixmultiply`'s packing
-/// costs more than the arithmetic.
-const SMALL_K: usize = 4;
-/// Layers whose output width is at most this use dot products against the
-/// transposed weights instead of GEMM (a GEMM with `n = 2` wastes most of
-/// the micro-kernel on padding).
-const SMALL_N: usize = 4;
+/// A layer with input or output width at most this is computed with axpy/dot
+/// loops over rows of length `batch` instead of GEMM: `matrixmultiply` pads
+/// to its micro-kernel size (8 or 16) and packs both operands, which costs
+/// more than the arithmetic of a layer this thin.
+const THIN: usize = 4;
 
 /// Floating-point element type of a [`FusedMlp`]: implemented for `f32` and `f64`.
 pub trait Real:
@@ -86,19 +91,15 @@ pub trait Real:
         csc: isize,
     );
 
-    /// In-place `tanh` of every element. `f64` uses `f64::tanh`; `f32` uses
-    /// a vectorised approximation with absolute error ≤ 2e-7 (see
-    /// [`tanh_f32_slice`]).
+    /// In-place `tanh` of every element: `f64::tanh` for `f64`, the
+    /// vectorised approximation [`tanh_f32_slice`] (absolute error < 1e-7)
+    /// for `f32`.
     fn tanh_slice(xs: &mut [Self]);
 
-    /// `z[i, :] = tanh(z[i, :] + bias)` for every row of `z: [rows, bias.len()]`.
-    fn add_bias_tanh(z: &mut [Self], bias: &[Self]) {
-        for row in z.chunks_exact_mut(bias.len()) {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v += *b;
-            }
-            Self::tanh_slice(row);
-        }
+    /// `dst = src^T` for row-major `src: [rows, cols]` and `dst: [cols, rows]`
+    /// (only the first `rows * cols` elements of each are used).
+    fn transpose(src: &[Self], rows: usize, cols: usize, dst: &mut [Self]) {
+        transpose_scalar(src, rows, cols, dst, 0, 0);
     }
 
     fn from_f64(v: f64) -> Self;
@@ -132,15 +133,16 @@ impl Real for f32 {
         tanh_f32_slice(xs);
     }
 
-    fn add_bias_tanh(z: &mut [Self], bias: &[Self]) {
-        // One pass over each row (still in L1 after the GEMM wrote it) instead
-        // of a bias pass followed by a tanh pass.
-        for row in z.chunks_exact_mut(bias.len()) {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v += *b;
+    fn transpose(src: &[Self], rows: usize, cols: usize, dst: &mut [Self]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx") {
+                // SAFETY: the CPU supports AVX, checked just above.
+                unsafe { transpose_f32_avx(src, rows, cols, dst) };
+                return;
             }
-            tanh_f32_slice(row);
         }
+        transpose_scalar(src, rows, cols, dst, 0, 0);
     }
 
     fn from_f64(v: f64) -> Self {
@@ -174,21 +176,25 @@ impl Real for f64 {
         matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
     }
 
-    /// Exact `f64::tanh` (libm, not vectorised): f64 networks are used for
-    /// gradient checks and stiff/accurate solves, where the last digits matter
-    /// more than speed.
+    /// Exact `f64::tanh` (libm, one call per element, not vectorised): f64
+    /// networks serve gradient checks and accurate solves, where the last
+    /// digits matter more than speed.
     fn tanh_slice(xs: &mut [Self]) {
         for v in xs.iter_mut() {
             *v = v.tanh();
         }
     }
 
-    fn add_bias_tanh(z: &mut [Self], bias: &[Self]) {
-        for row in z.chunks_exact_mut(bias.len()) {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v = (*v + *b).tanh();
+    fn transpose(src: &[Self], rows: usize, cols: usize, dst: &mut [Self]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx") {
+                // SAFETY: the CPU supports AVX, checked just above.
+                unsafe { transpose_f64_avx(src, rows, cols, dst) };
+                return;
             }
         }
+        transpose_scalar(src, rows, cols, dst, 0, 0);
     }
 
     fn from_f64(v: f64) -> Self {
@@ -203,23 +209,27 @@ impl Real for f64 {
 // f32 tanh
 // ---------------------------------------------------------------------------
 
-/// In-place `tanh` for `f32` slices, max absolute error ≤ 2e-7 against
-/// `f64::tanh` (tested), NaN in → NaN out.
+/// In-place `tanh` for `f32` slices: max absolute error 8.7e-8 against
+/// `f64::tanh` (checked exhaustively over all f32; the unit test checks
+/// ≤ 2e-7 on a dense grid), relative error ≤ 2.3e-7 for |x| < 0.55, odd,
+/// |tanh| ≤ 1, NaN in → NaN out.
 ///
-/// A single rational approximation of tanh on `[0, 9]` cannot meet 2e-7
-/// absolute in f32: the ~5 roundings of `x·P(x²)/Q(x²)` already cost ~3e-7
-/// near 1. So two branches are evaluated branch-free and selected per lane:
-/// * `|x| < 0.625`: `x + x³·R(x²)` — the correction term is ≤ 0.06, so its
-///   rounding is negligible and the result is accurate in *relative* terms.
-/// * otherwise: `(1 − e)/(1 + e)` with `e = exp(−2|x|)` from a Cody–Waite
-///   reduced polynomial; the errors of `e` are damped by `2e/(1+e)² ≤ 0.5`
-///   and vanish as `|x|` grows. `|x|` is clamped at 9, where
-///   `1 − tanh(9) ≈ 3e-8` is below half an f32 ulp of 1.
+/// A rational `x·P(x²)/Q(x²)` cannot meet 2e-7 absolute in f32: its ~10
+/// roundings already cost ~3e-7 near ±1. This evaluates
+/// `tanh|x| = (1 − e)/(1 + e)` with `e = exp(−2|x|)` instead:
+/// * `−2|x| = n·ln2 + r`, `e = 2^n·(1 + q)` with `q = expm1(r)` from a
+///   polynomial; `1 − e = −(2^n·q + (2^n − 1))` is formed without
+///   cancellation (`2^n − 1` is exact), so for `|x| < 0.55` the result keeps
+///   the relative accuracy of `q`;
+/// * for `|x| ≥ 0.55` it is `1 − 2e/(1 + e)`, where the correction is small
+///   and its rounding errors barely matter;
+/// * `|x|` is clamped at 9, where `1 − tanh(9) ≈ 3e-8` is below half an f32
+///   ulp of 1.
 ///
-/// The loop body is plain arithmetic (no `mul_add`, no libm calls), so LLVM
-/// vectorises it; on x86-64 with AVX2 a copy compiled for 8-wide vectors is
-/// picked at run time. Without FMA contraction both copies produce bitwise
-/// identical results.
+/// The loop body is plain arithmetic (no `mul_add`, no libm calls, no
+/// branches), so LLVM vectorises it; on x86-64 with AVX2 a copy compiled for
+/// 8-wide vectors is chosen at run time. Rust never contracts `a*b + c` into
+/// an FMA, so both copies give bitwise identical results.
 pub fn tanh_f32_slice(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -247,52 +257,55 @@ fn tanh_f32_slice_generic(xs: &mut [f32]) {
 
 #[inline(always)]
 fn tanh_f32(x: f32) -> f32 {
-    const SMALL: f32 = 0.625;
     const CLAMP: f32 = 9.0;
-    // Minimax fit of (tanh(x) - x) / x³ as a polynomial in s = x² on [0, 0.625²].
-    const R0: f32 = -0.333_333_29;
-    const R1: f32 = 0.133_327_94;
-    const R2: f32 = -0.053_854_035;
-    const R3: f32 = 0.021_010_017;
-    const R4: f32 = -0.006_113_178_7;
-    // Minimax fit of (exp(r) - 1 - r) / r² on |r| ≤ ln2/2 (relative error 3e-9).
-    const P0: f32 = 0.499_999_93;
+    const SWITCH: f32 = 0.55;
+    // Minimax fit of (exp(r) − 1 − r)/r² on |r| ≤ ln2/2 (relative error 3e-9).
+    const P0: f32 = 0.499_999_94;
     const P1: f32 = 0.166_665_21;
-    const P2: f32 = 0.041_668_387;
-    const P3: f32 = 0.008_368_699_6;
+    const P2: f32 = 0.041_668_385;
+    const P3: f32 = 0.008_368_7;
     const P4: f32 = 0.001_381_456_6;
     const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // Cephes split of ln 2: LN2_HI has few mantissa bits so n·LN2_HI is exact.
-    const LN2_HI: f32 = 0.693_359_375;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5·2^23 rounds to an integer (SSE2 has no vector round) and leaves
-    // that integer in the low mantissa bits.
+    const LN2: f32 = std::f32::consts::LN_2;
+    // Adding 1.5·2^23 rounds to an integer (SSE2 has no vector round) and
+    // leaves that integer in the low mantissa bits.
     const MAGIC: f32 = 12_582_912.0;
 
     let a = x.abs();
-    // Written as a compare-select (not f32::min) so a NaN stays NaN.
+    // A compare-select rather than f32::min, so that NaN stays NaN.
     let a = if a > CLAMP { CLAMP } else { a };
-
-    let s = x * x;
-    let r = R0 + s * (R1 + s * (R2 + s * (R3 + s * R4)));
-    let small = x + (x * s) * r;
-
-    let y = -2.0 * a;
-    let tt = y * LOG2E + MAGIC;
+    // The body is one long dependency chain per element, and its latency,
+    // not the arithmetic, limits throughput; the steps below are arranged to
+    // keep that chain short (about 20 dependent operations).
+    let tt = a * (-2.0 * LOG2E) + MAGIC;
     let nf = tt - MAGIC;
-    let rr = (y - nf * LN2_HI) - nf * LN2_LO;
-    let p = rr * rr * (P0 + rr * (P1 + rr * (P2 + rr * (P3 + rr * P4)))) + rr + 1.0;
-    let ni = (tt.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
-    // ni ∈ [-26, 0], so the biased exponent stays normal.
-    let scale = f32::from_bits(((ni + 127) as u32) << 23);
-    let e = p * scale;
-    let large = ((1.0 - e) / (1.0 + e)).copysign(x);
-
-    if a < SMALL {
-        small
-    } else {
-        large
-    }
+    // One-constant reduction: n·LN2 is exact for |n| ≤ 2 (the branch that
+    // needs relative accuracy) and its rounding for larger |n| only perturbs
+    // e = exp(−2|x|) ≤ 1/8 by ≤ 1.2e-7 relative, which 2e/(1 + e) damps.
+    let r = -2.0 * a - nf * LN2;
+    // q = expm1(r) = r + r²·P(r), the correction grouped by powers of r
+    // (Estrin) to shorten the chain, and r added last so that q keeps the
+    // relative accuracy of r.
+    let r2 = r * r;
+    let r3 = r2 * r;
+    let q = r + ((P0 * r2 + r3 * (P1 + P2 * r)) + (r3 * r2) * (P3 + P4 * r));
+    // n = nf ∈ [−26, 0], so 2^n is a normal float built from its exponent bits.
+    let n = (tt.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let scale = f32::from_bits(((n + 127) as u32) << 23);
+    // e = exp(−2|x|), m = expm1(−2|x|) = −(1 − e) and 1 + e, each one
+    // rounding after s·q (1 + 2^n and 2^n − 1 are exact for n ≥ −23).
+    let sq = scale * q;
+    let e = sq + scale;
+    let m = sq + (scale - 1.0);
+    let rcp = 1.0 / (sq + (scale + 1.0));
+    // tanh|x| = (1 − e)/(1 + e). Below SWITCH, −m/(1 + e) keeps the relative
+    // accuracy of m; above it, 1 − 2e/(1 + e), whose correction 2e/(1 + e)
+    // is small, so its rounding errors barely matter. One division serves
+    // both (as a reciprocal: with a select on the numerator LLVM duplicates
+    // the division). `0.0 - m` rather than `-m` keeps tanh(+0) = +0.
+    let t = if a < SWITCH { (0.0 - m) * rcp } else { 1.0 - (e + e) * rcp };
+    // t ≥ 0: give it the sign of x.
+    f32::from_bits(t.to_bits() | (x.to_bits() & 0x8000_0000))
 }
 
 // ---------------------------------------------------------------------------
@@ -307,8 +320,40 @@ fn axpy<R: Real>(y: &mut [R], alpha: R, x: &[R]) {
     }
 }
 
-/// Dot product with eight independent accumulators: a single running sum is
-/// a serial dependency chain that LLVM may not reassociate into vectors.
+/// `y += Σ_j coef(j) · row(j)` over `terms` rows, four rows per pass so that
+/// `y` is loaded and stored a quarter as often as with one axpy per row.
+#[inline(always)]
+fn add_rows<'a, R: Real>(
+    y: &mut [R],
+    terms: usize,
+    coef: impl Fn(usize) -> R,
+    row: impl Fn(usize) -> &'a [R],
+) {
+    let len = y.len();
+    let mut j = 0;
+    while j + 4 <= terms {
+        let (a0, a1, a2, a3) = (coef(j), coef(j + 1), coef(j + 2), coef(j + 3));
+        let (x0, x1, x2, x3) = (&row(j)[..len], &row(j + 1)[..len], &row(j + 2)[..len], &row(j + 3)[..len]);
+        for i in 0..len {
+            y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
+        }
+        j += 4;
+    }
+    if j + 2 <= terms {
+        let (a0, a1) = (coef(j), coef(j + 1));
+        let (x0, x1) = (&row(j)[..len], &row(j + 1)[..len]);
+        for i in 0..len {
+            y[i] += a0 * x0[i] + a1 * x1[i];
+        }
+        j += 2;
+    }
+    if j < terms {
+        axpy(y, coef(j), row(j));
+    }
+}
+
+/// Dot product with eight independent accumulators: LLVM may not reassociate
+/// a single floating-point running sum into vector lanes.
 #[inline(always)]
 fn dot<R: Real>(a: &[R], b: &[R]) -> R {
     let b = &b[..a.len()];
@@ -320,15 +365,142 @@ fn dot<R: Real>(a: &[R], b: &[R]) -> R {
         tail += *x * *y;
     }
     for (x, y) in ca.zip(cb) {
+        // Fixed-size views let LLVM drop the per-lane bounds checks and map
+        // `acc` onto one vector register.
+        let x: &[R; 8] = x.try_into().unwrap();
+        let y: &[R; 8] = y.try_into().unwrap();
         for j in 0..8 {
             acc[j] += x[j] * y[j];
         }
     }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    // A sequential final sum: a tree order here makes LLVM split `acc`
+    // into 2-lane pieces with shuffles inside the hot loop.
+    acc.iter().fold(tail, |s, v| s + *v)
+}
+
+/// Sum of a slice, eight accumulators as in [`dot`].
+#[inline(always)]
+fn sum<R: Real>(a: &[R]) -> R {
+    let mut acc = [R::ZERO; 8];
+    let ca = a.chunks_exact(8);
+    let mut tail = R::ZERO;
+    for x in ca.remainder() {
+        tail += *x;
+    }
+    for x in ca {
+        let x: &[R; 8] = x.try_into().unwrap();
+        for j in 0..8 {
+            acc[j] += x[j];
+        }
+    }
+    acc.iter().fold(tail, |s, v| s + *v)
+}
+
+/// Portable [`Real::transpose`], also used for the edges that the SIMD
+/// versions leave: transposes the part of `src` outside its leading
+/// `[rb, cb]` block (everything when `rb = cb = 0`). Column by column, so
+/// `dst` is written contiguously while the strided reads of a column reuse
+/// the same few KiB of cache lines as the previous column.
+fn transpose_scalar<R: Copy>(src: &[R], rows: usize, cols: usize, dst: &mut [R], rb: usize, cb: usize) {
+    let src = &src[..rows * cols];
+    let dst = &mut dst[..rows * cols];
+    for c in 0..cols {
+        // Rows 0..rb of this column belong to the leading block iff c < cb.
+        let r_start = if c < cb { rb } else { 0 };
+        if r_start == rows {
+            continue;
+        }
+        let col = &mut dst[c * rows + r_start..(c + 1) * rows];
+        for (d, s) in col.iter_mut().zip(src[r_start * cols + c..].iter().step_by(cols)) {
+            *d = *s;
+        }
+    }
+}
+
+/// [`Real::transpose`] for f32 with AVX 8×8 register transposes: the
+/// backward pass transposes two `[64, batch]` blocks per hidden layer, and
+/// the scalar loop costs about as much as the GEMM it feeds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_f32_avx(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let src = &src[..rows * cols];
+    let dst = &mut dst[..rows * cols];
+    let (rb, cb) = (rows - rows % 8, cols - cols % 8);
+    let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
+    for r0 in (0..rb).step_by(8) {
+        for c0 in (0..cb).step_by(8) {
+            // SAFETY: rows r0..r0+8 and columns c0..c0+8 lie inside the
+            // `rows × cols` slices (r0 + 8 ≤ rb ≤ rows, c0 + 8 ≤ cb ≤ cols).
+            unsafe {
+                let s = sp.add(r0 * cols + c0);
+                // v[i] = [row i, row i+4] of columns c0..c0+4 (i < 4), then of
+                // c0+4..c0+8: pairing rows across 128-bit lanes at load time
+                // saves the 8 lane-crossing permutes of the textbook version
+                // (shuffles share one port and bound this loop).
+                // A macro rather than a closure, so that the AVX intrinsics are
+                // certainly compiled inside this `target_feature` function.
+                macro_rules! half {
+                    ($row:expr, $col:expr) => {
+                        _mm256_insertf128_ps::<1>(
+                            _mm256_castps128_ps256(_mm_loadu_ps(s.add($row * cols + $col))),
+                            _mm_loadu_ps(s.add(($row + 4) * cols + $col)),
+                        )
+                    };
+                }
+                let d = dp.add(c0 * rows + r0);
+                for c in [0, 4] {
+                    let (v0, v1, v2, v3) = (half!(0, c), half!(1, c), half!(2, c), half!(3, c));
+                    let t0 = _mm256_unpacklo_ps(v0, v1);
+                    let t1 = _mm256_unpackhi_ps(v0, v1);
+                    let t2 = _mm256_unpacklo_ps(v2, v3);
+                    let t3 = _mm256_unpackhi_ps(v2, v3);
+                    _mm256_storeu_ps(d.add(c * rows), _mm256_shuffle_ps::<0x44>(t0, t2));
+                    _mm256_storeu_ps(d.add((c + 1) * rows), _mm256_shuffle_ps::<0xEE>(t0, t2));
+                    _mm256_storeu_ps(d.add((c + 2) * rows), _mm256_shuffle_ps::<0x44>(t1, t3));
+                    _mm256_storeu_ps(d.add((c + 3) * rows), _mm256_shuffle_ps::<0xEE>(t1, t3));
+                }
+            }
+        }
+    }
+    transpose_scalar(src, rows, cols, dst, rb, cb);
+}
+
+/// [`Real::transpose`] for f64 with AVX 4×4 register transposes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_f64_avx(src: &[f64], rows: usize, cols: usize, dst: &mut [f64]) {
+    use std::arch::x86_64::*;
+    let src = &src[..rows * cols];
+    let dst = &mut dst[..rows * cols];
+    let (rb, cb) = (rows - rows % 4, cols - cols % 4);
+    let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
+    for r0 in (0..rb).step_by(4) {
+        for c0 in (0..cb).step_by(4) {
+            // SAFETY: as in `transpose_f32_avx`, with 4×4 blocks.
+            unsafe {
+                let s = sp.add(r0 * cols + c0);
+                let r0v = _mm256_loadu_pd(s);
+                let r1v = _mm256_loadu_pd(s.add(cols));
+                let r2v = _mm256_loadu_pd(s.add(2 * cols));
+                let r3v = _mm256_loadu_pd(s.add(3 * cols));
+                let t0 = _mm256_unpacklo_pd(r0v, r1v);
+                let t1 = _mm256_unpackhi_pd(r0v, r1v);
+                let t2 = _mm256_unpacklo_pd(r2v, r3v);
+                let t3 = _mm256_unpackhi_pd(r2v, r3v);
+                let d = dp.add(c0 * rows + r0);
+                _mm256_storeu_pd(d, _mm256_permute2f128_pd::<0x20>(t0, t2));
+                _mm256_storeu_pd(d.add(rows), _mm256_permute2f128_pd::<0x20>(t1, t3));
+                _mm256_storeu_pd(d.add(2 * rows), _mm256_permute2f128_pd::<0x31>(t0, t2));
+                _mm256_storeu_pd(d.add(3 * rows), _mm256_permute2f128_pd::<0x31>(t1, t3));
+            }
+        }
+    }
+    transpose_scalar(src, rows, cols, dst, rb, cb);
 }
 
 /// Index one past the last element of a strided `[rows, cols]` view.
-fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+fn extent(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> usize {
     if rows == 0 || cols == 0 {
         0
     } else {
@@ -336,23 +508,24 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
     }
 }
 
-/// Bounds-checked `C ← A·B + beta·C` with `C` row-major (`[m, n]`, row stride `rsc`).
+/// Bounds-checked `C ← A·B + beta·C`, `A: [m, k]`, `B: [k, n]`, `C: [m, n]`,
+/// each given as a slice with (row stride, column stride).
 #[allow(clippy::too_many_arguments)]
 fn gemm<R: Real>(
     m: usize,
     k: usize,
     n: usize,
     a: &[R],
-    (rsa, csa): (usize, usize),
+    sa: (usize, usize),
     b: &[R],
-    (rsb, csb): (usize, usize),
+    sb: (usize, usize),
     beta: R,
     c: &mut [R],
-    rsc: usize,
+    sc: (usize, usize),
 ) {
-    assert!(extent(m, k, rsa, csa) <= a.len(), "gemm: A out of bounds");
-    assert!(extent(k, n, rsb, csb) <= b.len(), "gemm: B out of bounds");
-    assert!(extent(m, n, rsc, 1) <= c.len(), "gemm: C out of bounds");
+    assert!(extent(m, k, sa) <= a.len(), "gemm: A out of bounds");
+    assert!(extent(k, n, sb) <= b.len(), "gemm: B out of bounds");
+    assert!(extent(m, n, sc) <= c.len(), "gemm: C out of bounds");
     // SAFETY: the extents were checked above; `c` is a unique borrow, so it
     // cannot alias `a` or `b`.
     unsafe {
@@ -362,15 +535,15 @@ fn gemm<R: Real>(
             n,
             R::ONE,
             a.as_ptr(),
-            rsa as isize,
-            csa as isize,
+            sa.0 as isize,
+            sa.1 as isize,
             b.as_ptr(),
-            rsb as isize,
-            csb as isize,
+            sb.0 as isize,
+            sb.1 as isize,
             beta,
             c.as_mut_ptr(),
-            rsc as isize,
-            1,
+            sc.0 as isize,
+            sc.1 as isize,
         )
     }
 }
@@ -379,26 +552,15 @@ fn gemm<R: Real>(
 // public types
 // ---------------------------------------------------------------------------
 
-/// Time argument of a time-dependent network.
+/// Time argument of a network call.
 #[derive(Clone, Copy, Debug)]
 pub enum TimeArg<'a, R> {
-    /// No time input (autonomous network).
+    /// No time (autonomous network).
     None,
     /// One time shared by all samples.
     Shared(R),
     /// One time per sample, `[batch]`.
     PerSample(&'a [R]),
-}
-
-impl<R: Real> TimeArg<'_, R> {
-    #[inline(always)]
-    fn at(&self, i: usize) -> R {
-        match self {
-            TimeArg::None => R::ZERO,
-            TimeArg::Shared(t) => *t,
-            TimeArg::PerSample(ts) => ts[i],
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -409,26 +571,44 @@ enum CachedTime<R> {
     PerSample,
 }
 
-/// What [`FusedMlp::vjp`] needs from a forward pass, plus reusable scratch.
+/// State saved by [`FusedMlp::forward_cached`] for [`FusedMlp::vjp`], plus
+/// reusable scratch.
 ///
-/// Filled by [`FusedMlp::forward_cached`]: a copy of the input `x: [batch, dim]`,
-/// the time, and the post-activation hidden values `h_1 .. h_{L-1}`
-/// (`[batch, s_l]` each). Buffers are kept across calls, so a cache reused
-/// for the same batch size makes forward + VJP allocation-free apart from
-/// `matrixmultiply`'s internal packing buffers.
-#[derive(Clone, Debug)]
+/// Holds copies of the input `x` (`[batch, dim]` and transposed) and of the
+/// time, and the post-activation hidden values `h_1 .. h_{L-1}`. Buffers are
+/// kept across calls: once a cache has served a given network and batch
+/// size, forward and VJP do not allocate apart from `matrixmultiply`'s
+/// internal packing buffers.
+#[derive(Clone)]
 pub struct MlpCache<R> {
     sizes: Vec<usize>,
     time_input: bool,
     batch: usize,
+    /// Input `[batch, dim]` (the layer-0 weight cotangent GEMM wants it row-major).
     x: Vec<R>,
+    /// Input transposed, `[dim, batch]`.
+    xt: Vec<R>,
     time: CachedTime<R>,
     t: Vec<R>,
+    /// Post-activation hidden values, feature-major `[s_l, batch]`, l = 1..L-1.
     hidden: Vec<Vec<R>>,
-    // VJP scratch: cotangent ping-pong buffers and a transposed weight gradient.
+    // Scratch: cotangent ping-pong buffers (feature-major), row-major copies
+    // for the weight-cotangent GEMM, and a small staging buffer.
     g: Vec<R>,
     d: Vec<R>,
-    wtmp: Vec<R>,
+    h_rm: Vec<R>,
+    g_rm: Vec<R>,
+    tmp: Vec<R>,
+}
+
+impl<R> Debug for MlpCache<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MlpCache")
+            .field("sizes", &self.sizes)
+            .field("time_input", &self.time_input)
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R: Real> Default for MlpCache<R> {
@@ -445,12 +625,15 @@ impl<R: Real> MlpCache<R> {
             time_input: false,
             batch: 0,
             x: Vec::new(),
+            xt: Vec::new(),
             time: CachedTime::None,
             t: Vec::new(),
             hidden: Vec::new(),
             g: Vec::new(),
             d: Vec::new(),
-            wtmp: Vec::new(),
+            h_rm: Vec::new(),
+            g_rm: Vec::new(),
+            tmp: Vec::new(),
         }
     }
 
@@ -462,9 +645,8 @@ impl<R: Real> MlpCache<R> {
 
 /// A tanh MLP with flat parameters, evaluated with fused CPU kernels.
 ///
-/// See the module docs for the parameter layout. Cheap to clone (owns its
-/// parameters and a transposed copy of the weights).
-#[derive(Clone, Debug)]
+/// See the module docs for the parameter layout. `Send + Sync`; `forward`
+/// takes `&self`.
 pub struct FusedMlp<R: Real> {
     sizes: Vec<usize>,
     time_input: bool,
@@ -472,8 +654,36 @@ pub struct FusedMlp<R: Real> {
     /// `(weight offset, bias offset)` of each layer in `params`.
     offsets: Vec<(usize, usize)>,
     /// `W_l^T` (`[s_{l+1}, s_l]`) at the same offsets as `W_l` in `params`
-    /// (bias slots unused): the small-width kernels need contiguous columns.
+    /// (bias slots unused): the input-cotangent GEMM packs its `B` operand
+    /// quickly only from this layout.
     wt: Vec<R>,
+    /// Buffers for [`Self::forward`], so that it does not allocate per call.
+    /// The mutex keeps the type `Sync`; a call that finds it taken (concurrent
+    /// use from several threads) works in a fresh cache rather than waiting.
+    scratch: Mutex<MlpCache<R>>,
+}
+
+impl<R: Real> Clone for FusedMlp<R> {
+    fn clone(&self) -> Self {
+        FusedMlp {
+            sizes: self.sizes.clone(),
+            time_input: self.time_input,
+            params: self.params.clone(),
+            offsets: self.offsets.clone(),
+            wt: self.wt.clone(),
+            scratch: Mutex::new(MlpCache::new()),
+        }
+    }
+}
+
+impl<R: Real> Debug for FusedMlp<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FusedMlp")
+            .field("sizes", &self.sizes)
+            .field("time_input", &self.time_input)
+            .field("num_params", &self.params.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R: Real> FusedMlp<R> {
@@ -483,18 +693,17 @@ impl<R: Real> FusedMlp<R> {
         sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
     }
 
-    /// Builds the network from layer sizes `[s_0, ..., s_L]` (`s_0` includes the
-    /// time column when `time_input`) and the flat parameter vector
+    /// Builds the network from layer sizes `[s_0, ..., s_L]` (`s_0` includes
+    /// the time column when `time_input`) and the flat parameter vector
     /// (module docs for the layout).
     ///
     /// # Panics
-    /// If `sizes` has fewer than two entries or a zero width, if
-    /// `time_input` and `s_0 == 0`, or if `params.len()` is not
-    /// [`Self::param_count`]`(&sizes)`; the message names `sizes`.
+    /// If `sizes` has fewer than two entries or a zero width, or if
+    /// `params.len() != Self::param_count(&sizes)`; the message names `sizes`.
     pub fn new(sizes: Vec<usize>, time_input: bool, params: Vec<R>) -> Self {
         assert!(
             sizes.len() >= 2,
-            "FusedMlp: sizes {sizes:?} must list at least input and output widths"
+            "FusedMlp: sizes {sizes:?} must list at least the input and output widths"
         );
         assert!(
             sizes.iter().all(|&s| s > 0),
@@ -518,6 +727,7 @@ impl<R: Real> FusedMlp<R> {
             params,
             offsets,
             wt: vec![R::ZERO; expected],
+            scratch: Mutex::new(MlpCache::new()),
         };
         mlp.refresh_transpose();
         mlp
@@ -526,13 +736,8 @@ impl<R: Real> FusedMlp<R> {
     fn refresh_transpose(&mut self) {
         for (l, &(w_off, _)) in self.offsets.iter().enumerate() {
             let (k, n) = (self.sizes[l], self.sizes[l + 1]);
-            let w = &self.params[w_off..w_off + k * n];
-            let wt = &mut self.wt[w_off..w_off + k * n];
-            for j in 0..k {
-                for o in 0..n {
-                    wt[o * k + j] = w[j * n + o];
-                }
-            }
+            let range = w_off..w_off + k * n;
+            R::transpose(&self.params[range.clone()], k, n, &mut self.wt[range]);
         }
     }
 
@@ -573,7 +778,7 @@ impl<R: Real> FusedMlp<R> {
         self.params.len()
     }
 
-    /// State dimension `dim` (input width excluding the time column).
+    /// State dimension `dim` (input width without the time column).
     pub fn dim_in(&self) -> usize {
         self.sizes[0] - self.time_input as usize
     }
@@ -585,12 +790,6 @@ impl<R: Real> FusedMlp<R> {
 
     fn num_layers(&self) -> usize {
         self.sizes.len() - 1
-    }
-
-    /// Widest hidden layer (0 for a single affine layer).
-    fn max_hidden(&self) -> usize {
-        let l = self.sizes.len();
-        self.sizes[1..l - 1].iter().copied().max().unwrap_or(0)
     }
 
     fn check_io(&self, t: &TimeArg<R>, x: &[R], batch: usize, out: &[R]) {
@@ -613,7 +812,7 @@ impl<R: Real> FusedMlp<R> {
         if self.time_input {
             match t {
                 TimeArg::None => panic!(
-                    "FusedMlp (sizes {:?}) has a time input but got TimeArg::None",
+                    "FusedMlp (sizes {:?}) takes a time input but got TimeArg::None",
                     self.sizes
                 ),
                 TimeArg::PerSample(ts) => assert!(
@@ -628,36 +827,33 @@ impl<R: Real> FusedMlp<R> {
         }
     }
 
-    /// `out = f(t, x)`: `x: [batch, dim_in]`, `out: [batch, dim_out]` (overwritten).
+    /// `out = f(t, x)` for `x: [batch, dim_in]`, `out: [batch, dim_out]`
+    /// (overwritten).
     ///
-    /// `t` is ignored when the network has no time input, so solvers may always
-    /// pass the current time. Allocates two `[batch, max hidden width]` buffers
-    /// per call; hot loops should use [`Self::forward_cached`] with a reused
-    /// cache instead.
+    /// `t` is ignored when the network has no time input, so solvers may
+    /// always pass the current time. Works in buffers kept inside `self`
+    /// (allocation-free after the first call at a given batch size).
     ///
     /// # Panics
-    /// On shape mismatch, or if the network takes time and `t` is
-    /// `TimeArg::None` / has `len != batch`.
+    /// On a length mismatch, or if the network takes a time and `t` is
+    /// `TimeArg::None` or has `len != batch`.
     pub fn forward(&self, t: TimeArg<R>, x: &[R], batch: usize, out: &mut [R]) {
-        self.check_io(&t, x, batch, out);
-        let stride = batch * self.max_hidden();
-        let mut buf = vec![R::ZERO; 2 * stride];
-        let (mut prev, mut next) = buf.split_at_mut(stride);
-        let nl = self.num_layers();
-        for l in 0..nl {
-            let input: &[R] = if l == 0 { x } else { &prev[..batch * self.sizes[l]] };
-            if l + 1 == nl {
-                self.layer_forward(l, input, t, batch, out);
-            } else {
-                self.layer_forward(l, input, t, batch, &mut next[..batch * self.sizes[l + 1]]);
-                std::mem::swap(&mut prev, &mut next);
+        match self.scratch.try_lock() {
+            Ok(mut cache) => self.forward_cached(t, x, batch, out, &mut cache),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                // A panic (e.g. a shape assertion) left it poisoned; its
+                // buffers are overwritten before use, so they are still fine.
+                self.forward_cached(t, x, batch, out, &mut p.into_inner())
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.forward_cached(t, x, batch, out, &mut MlpCache::new())
             }
         }
     }
 
-    /// Same as [`Self::forward`], and stores in `cache` what [`Self::vjp`]
-    /// needs (copies of `x` and `t`, post-activation hidden values). Allocation-free
-    /// once `cache` has served a batch at least this large.
+    /// Same as [`Self::forward`], and keeps in `cache` what [`Self::vjp`]
+    /// needs (copies of `x` and `t`, post-activation hidden values).
+    /// Allocation-free once `cache` has served this network at this batch size.
     pub fn forward_cached(
         &self,
         t: TimeArg<R>,
@@ -668,39 +864,99 @@ impl<R: Real> FusedMlp<R> {
     ) {
         self.check_io(&t, x, batch, out);
         let nl = self.num_layers();
+        let dim = self.dim_in();
         cache.sizes.clone_from(&self.sizes);
         cache.time_input = self.time_input;
         cache.batch = batch;
         cache.x.clear();
         cache.x.extend_from_slice(x);
+        cache.xt.resize(dim * batch, R::ZERO);
+        R::transpose(x, batch, dim, &mut cache.xt);
         cache.time = CachedTime::None;
-        if self.time_input {
-            match t {
-                TimeArg::None => unreachable!(),
-                TimeArg::Shared(v) => cache.time = CachedTime::Shared(v),
-                TimeArg::PerSample(ts) => {
-                    cache.t.clear();
-                    cache.t.extend_from_slice(ts);
-                    cache.time = CachedTime::PerSample;
-                }
+        let t = if self.time_input { t } else { TimeArg::None };
+        match t {
+            TimeArg::None => {}
+            TimeArg::Shared(v) => cache.time = CachedTime::Shared(v),
+            TimeArg::PerSample(ts) => {
+                cache.t.clear();
+                cache.t.extend_from_slice(ts);
+                cache.time = CachedTime::PerSample;
             }
         }
         cache.hidden.resize_with(nl - 1, Vec::new);
         for (l, h) in cache.hidden.iter_mut().enumerate() {
-            h.resize(batch * self.sizes[l + 1], R::ZERO);
+            h.resize(self.sizes[l + 1] * batch, R::ZERO);
         }
+        let MlpCache { xt, hidden, tmp, .. } = cache;
         for l in 0..nl {
-            let (done, rest) = cache.hidden.split_at_mut(l);
-            let input: &[R] = if l == 0 { &cache.x } else { &done[l - 1] };
-            let output: &mut [R] = if l + 1 == nl { &mut *out } else { &mut rest[0] };
-            self.layer_forward(l, input, t, batch, output);
+            let (done, rest) = hidden.split_at_mut(l);
+            let input: &[R] = if l == 0 { xt } else { &done[l - 1] };
+            if l + 1 == nl {
+                self.layer_forward(l, input, t, batch, out, true, tmp);
+            } else {
+                self.layer_forward(l, input, t, batch, &mut rest[0], false, tmp);
+            }
         }
     }
 
-    /// One affine layer (+ tanh unless it is the last): `out = act(input @ W_l + b_l)`
-    /// with `input: [batch, k_eff]`, where for layer 0 `k_eff = dim_in` and the
-    /// time column is added as a rank-1 term.
-    fn layer_forward(&self, l: usize, input: &[R], t: TimeArg<R>, batch: usize, out: &mut [R]) {
+    /// One layer: `out = act(input^T @ W_l + b_l)` for the feature-major
+    /// `input: [k_eff, batch]` (`k_eff = dim_in` for layer 0, whose time
+    /// column is added as a rank-1 term). `out` is `[n, batch]`
+    /// (feature-major), or `[batch, n]` when `out_row_major` (the output layer).
+    #[allow(clippy::too_many_arguments)]
+    fn layer_forward(
+        &self,
+        l: usize,
+        input: &[R],
+        t: TimeArg<R>,
+        batch: usize,
+        out: &mut [R],
+        out_row_major: bool,
+        tmp: &mut Vec<R>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                unsafe { self.layer_forward_avx2(l, input, t, batch, out, out_row_major, tmp) };
+                return;
+            }
+        }
+        self.layer_forward_impl(l, input, t, batch, out, out_row_major, tmp);
+    }
+
+    /// The same code compiled for AVX2, so that the loops written here use
+    /// 8-wide vectors without `-C target-cpu` (`matrixmultiply` and
+    /// [`tanh_f32_slice`] dispatch on their own). No FMA is enabled, so the
+    /// results are bitwise identical to the portable build.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn layer_forward_avx2(
+        &self,
+        l: usize,
+        input: &[R],
+        t: TimeArg<R>,
+        batch: usize,
+        out: &mut [R],
+        out_row_major: bool,
+        tmp: &mut Vec<R>,
+    ) {
+        self.layer_forward_impl(l, input, t, batch, out, out_row_major, tmp);
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn layer_forward_impl(
+        &self,
+        l: usize,
+        input: &[R],
+        t: TimeArg<R>,
+        batch: usize,
+        out: &mut [R],
+        out_row_major: bool,
+        tmp: &mut Vec<R>,
+    ) {
         let (k, n) = (self.sizes[l], self.sizes[l + 1]);
         let timed = l == 0 && self.time_input;
         let k_eff = if timed { k - 1 } else { k };
@@ -708,81 +964,102 @@ impl<R: Real> FusedMlp<R> {
         let (w_off, b_off) = self.offsets[l];
         let w = &self.params[w_off..w_off + k * n];
         let b = &self.params[b_off..b_off + n];
-        let w_time = &w[k_eff * n..]; // row `dim` of W_0 when timed, else empty
-        debug_assert_eq!(input.len(), batch * k_eff);
-        debug_assert_eq!(out.len(), batch * n);
+        // Row `dim` of W_0 (the time weights) when timed, else empty.
+        let w_time = &w[k_eff * n..];
+        let (shared_t, per_sample_t) = match (timed, t) {
+            (true, TimeArg::Shared(v)) => (Some(v), None),
+            (true, TimeArg::PerSample(ts)) => (None, Some(ts)),
+            _ => (None, None),
+        };
+        // Per-output constant: the bias plus a shared time's contribution.
+        let shift = |o: usize| match shared_t {
+            Some(tv) => b[o] + tv * w_time[o],
+            None => b[o],
+        };
+        debug_assert_eq!(input.len(), k_eff * batch);
+        debug_assert_eq!(out.len(), n * batch);
 
-        if k_eff <= SMALL_K {
+        if k_eff <= THIN || n <= THIN {
+            // z^T[o, :] = shift_o + Σ_j W[j, o]·input[j, :], one row of
+            // length `batch` at a time, activated while it is in L1.
+            let zt: &mut [R] = if out_row_major {
+                tmp.resize(n * batch, R::ZERO);
+                &mut tmp[..n * batch]
+            } else {
+                &mut *out
+            };
+            for (o, z) in zt.chunks_exact_mut(batch.max(1)).enumerate().take(n) {
+                z.fill(shift(o));
+                if let Some(ts) = per_sample_t {
+                    axpy(z, w_time[o], ts);
+                }
+                add_rows(z, k_eff, |j| w[j * n + o], |j| &input[j * batch..(j + 1) * batch]);
+                if activate {
+                    R::tanh_slice(z);
+                }
+            }
+            if out_row_major {
+                R::transpose(&tmp[..n * batch], n, batch, out);
+            }
+        } else if out_row_major {
+            // A = input^T read through strides (1, batch): contiguous along the
+            // batch, which is what matrixmultiply packs quickly.
+            gemm(batch, k_eff, n, input, (1, batch), w, (n, 1), R::ZERO, out, (n, 1));
+            tmp.clear();
+            tmp.extend((0..n).map(shift));
             for (i, row) in out.chunks_exact_mut(n).enumerate() {
-                row.copy_from_slice(b);
-                if timed {
-                    axpy(row, t.at(i), w_time);
+                for (v, c) in row.iter_mut().zip(tmp.iter()) {
+                    *v += *c;
                 }
-                for j in 0..k_eff {
-                    axpy(row, input[i * k_eff + j], &w[j * n..(j + 1) * n]);
-                }
-            }
-            if activate {
-                R::tanh_slice(out);
-            }
-        } else if n <= SMALL_N {
-            let wt = &self.wt[w_off..w_off + k * n];
-            for (i, (row, xi)) in out.chunks_exact_mut(n).zip(input.chunks_exact(k_eff)).enumerate() {
-                let ti = t.at(i);
-                for (o, v) in row.iter_mut().enumerate() {
-                    let col = &wt[o * k..(o + 1) * k];
-                    let mut z = b[o] + dot(xi, &col[..k_eff]);
-                    if timed {
-                        z += ti * col[k_eff];
-                    }
-                    *v = z;
+                if let Some(ts) = per_sample_t {
+                    axpy(row, ts[i], w_time);
                 }
             }
-            if activate {
-                R::tanh_slice(out);
-            }
-        } else if timed {
-            // Per-row offsets b + t_i·W_0[dim, :] are written first and the GEMM
-            // accumulates onto them (beta = 1).
-            for (i, row) in out.chunks_exact_mut(n).enumerate() {
-                row.copy_from_slice(b);
-                axpy(row, t.at(i), w_time);
-            }
-            gemm(batch, k_eff, n, input, (k_eff, 1), w, (n, 1), R::ONE, out, n);
             if activate {
                 R::tanh_slice(out);
             }
         } else {
-            gemm(batch, k_eff, n, input, (k_eff, 1), w, (n, 1), R::ZERO, out, n);
-            if activate {
-                R::add_bias_tanh(out, b);
-            } else {
-                for row in out.chunks_exact_mut(n) {
-                    for (v, bo) in row.iter_mut().zip(b) {
-                        *v += *bo;
+            gemm(batch, k_eff, n, input, (1, batch), w, (n, 1), R::ZERO, out, (1, batch));
+            for (o, z) in out.chunks_exact_mut(batch.max(1)).enumerate().take(n) {
+                let c = shift(o);
+                match per_sample_t {
+                    Some(ts) => {
+                        let wo = w_time[o];
+                        for (v, tv) in z.iter_mut().zip(ts) {
+                            *v += c + wo * *tv;
+                        }
                     }
+                    None => {
+                        for v in z.iter_mut() {
+                            *v += c;
+                        }
+                    }
+                }
+                if activate {
+                    R::tanh_slice(z);
                 }
             }
         }
     }
 
-    /// Vector–Jacobian product at the point stored by the last
+    /// Vector–Jacobian product at the point saved by the last
     /// [`Self::forward_cached`] into `cache`, for the output cotangent
     /// `a: [batch, dim_out]`:
     ///
-    /// * `x_bar: [batch, dim_in]` is overwritten with `a_i^T ∂f(t_i, x_i)/∂x_i` per sample;
+    /// * `x_bar: [batch, dim_in]` is overwritten with `a_i^T ∂f(t_i, x_i)/∂x_i`
+    ///   for every sample `i`;
     /// * `param_bar: [num_params]` (flat layout) is ACCUMULATED (`+=`) with
     ///   `Σ_i a_i^T ∂f(t_i, x_i)/∂θ`;
     /// * `t_bar: [batch]`, if given, is overwritten with `a_i^T ∂f(t_i, x_i)/∂t`
-    ///   per sample (also for `TimeArg::Shared`; sum it for the shared-time
-    ///   cotangent), or zeros when the network has no time input.
+    ///   per sample, also for `TimeArg::Shared` (sum it to get the cotangent
+    ///   of the shared time); zeros if the network has no time input.
     ///
-    /// `cache` is `&mut` only for its scratch buffers; the forward state is not
-    /// modified, so `vjp` may be called repeatedly with different `a`.
+    /// `cache` is `&mut` only for its scratch buffers: the saved forward
+    /// state is left intact, so `vjp` may be called again with another `a`.
     ///
     /// # Panics
-    /// If `cache` was not filled by a network with the same sizes/time flag,
-    /// or on any length mismatch.
+    /// If `cache` was not filled by a network with the same sizes and time
+    /// flag, or on a length mismatch.
     pub fn vjp(
         &self,
         cache: &mut MlpCache<R>,
@@ -800,9 +1077,7 @@ impl<R: Real> FusedMlp<R> {
             cache.time_input
         );
         let batch = cache.batch;
-        let nl = self.num_layers();
-        let dim = self.dim_in();
-        let n_out = self.dim_out();
+        let (dim, n_out) = (self.dim_in(), self.dim_out());
         assert!(
             a.len() == batch * n_out,
             "FusedMlp::vjp (sizes {:?}): a has {} entries, expected batch {} x {}",
@@ -835,131 +1110,635 @@ impl<R: Real> FusedMlp<R> {
                 batch
             );
         }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                unsafe { self.vjp_avx2(cache, a, x_bar, param_bar, t_bar) };
+                return;
+            }
+        }
+        self.vjp_impl(cache, a, x_bar, param_bar, t_bar);
+    }
 
-        let MlpCache { x, time, t, hidden, g, d, wtmp, .. } = cache;
-        let time: TimeArg<R> = match *time {
-            CachedTime::None => TimeArg::None,
-            CachedTime::Shared(v) => TimeArg::Shared(v),
-            CachedTime::PerSample => TimeArg::PerSample(&t[..]),
+    /// See [`Self::layer_forward_avx2`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn vjp_avx2(
+        &self,
+        cache: &mut MlpCache<R>,
+        a: &[R],
+        x_bar: &mut [R],
+        param_bar: &mut [R],
+        t_bar: Option<&mut [R]>,
+    ) {
+        self.vjp_impl(cache, a, x_bar, param_bar, t_bar);
+    }
+
+    /// Body of [`Self::vjp`] after the shape checks. `g` holds the cotangent
+    /// of the current layer's pre-activation output, feature-major `[n, batch]`.
+    #[inline(always)]
+    fn vjp_impl(
+        &self,
+        cache: &mut MlpCache<R>,
+        a: &[R],
+        x_bar: &mut [R],
+        param_bar: &mut [R],
+        mut t_bar: Option<&mut [R]>,
+    ) {
+        let batch = cache.batch;
+        let nl = self.num_layers();
+        let n_out = self.dim_out();
+        let MlpCache {
+            x,
+            xt,
+            time,
+            t,
+            hidden,
+            g,
+            d,
+            h_rm,
+            g_rm,
+            ..
+        } = cache;
+        let (shared_t, per_sample_t): (Option<R>, Option<&[R]>) = match *time {
+            CachedTime::None => (None, None),
+            CachedTime::Shared(v) => (Some(v), None),
+            CachedTime::PerSample => (None, Some(&t[..])),
         };
         let widest = self.sizes.iter().copied().max().unwrap();
-        g.resize(batch * widest, R::ZERO);
-        d.resize(batch * widest, R::ZERO);
-
-        // g holds the cotangent of the current layer's pre-activation output.
-        g[..batch * n_out].copy_from_slice(a);
-        let mut t_bar = t_bar;
+        g.resize(widest * batch, R::ZERO);
+        d.resize(widest * batch, R::ZERO);
+        R::transpose(a, batch, n_out, &mut g[..n_out * batch]);
 
         for l in (0..nl).rev() {
             let (k, n) = (self.sizes[l], self.sizes[l + 1]);
             let timed = l == 0 && self.time_input;
             let k_eff = if timed { k - 1 } else { k };
+            let thin = k_eff <= THIN || n <= THIN;
             let (w_off, b_off) = self.offsets[l];
             let w = &self.params[w_off..w_off + k * n];
             let wt = &self.wt[w_off..w_off + k * n];
-            let input: &[R] = if l == 0 { &x[..] } else { &hidden[l - 1] };
-            let gl = &g[..batch * n];
+            let input: &[R] = if l == 0 { xt } else { &hidden[l - 1] };
+            let gl = &g[..n * batch];
+            let g_row = |o: usize| &gl[o * batch..(o + 1) * batch];
 
-            // --- parameter cotangents: W_l += input^T g, b_l += Σ_i g_i -------
-            {
-                let (wb, bb) = param_bar[w_off..b_off + n].split_at_mut(k * n);
-                if k_eff <= SMALL_K {
-                    for (xi, gi) in input.chunks_exact(k_eff.max(1)).zip(gl.chunks_exact(n)) {
-                        for j in 0..k_eff {
-                            axpy(&mut wb[j * n..(j + 1) * n], xi[j], gi);
-                        }
+            // Parameter cotangents: W_l += input · g^T, b_l += Σ_i g[:, i].
+            let (wb, bb) = param_bar[w_off..b_off + n].split_at_mut(k * n);
+            if thin {
+                for j in 0..k_eff {
+                    let hj = &input[j * batch..(j + 1) * batch];
+                    for o in 0..n {
+                        wb[j * n + o] += dot(hj, g_row(o));
                     }
-                } else if n <= SMALL_N {
-                    // Accumulate W^T (rows of length k_eff vectorise) and add it
-                    // transposed; a GEMM with n this small is mostly padding.
-                    wtmp.clear();
-                    wtmp.resize(n * k_eff, R::ZERO);
-                    for (xi, gi) in input.chunks_exact(k_eff).zip(gl.chunks_exact(n)) {
-                        for o in 0..n {
-                            axpy(&mut wtmp[o * k_eff..(o + 1) * k_eff], gi[o], xi);
-                        }
-                    }
-                    for j in 0..k_eff {
-                        for o in 0..n {
-                            wb[j * n + o] += wtmp[o * k_eff + j];
-                        }
-                    }
+                }
+            } else {
+                // The batch is the contraction here, so matrixmultiply packs
+                // both operands quickly only from row-major copies; explicit
+                // (SIMD) transposes cost a fraction of its strided gather.
+                let in_rm: &[R] = if l == 0 {
+                    x
                 } else {
-                    // input^T as a strided view: (row stride 1, column stride k_eff).
-                    gemm(k_eff, batch, n, input, (1, k_eff), gl, (n, 1), R::ONE, &mut wb[..k_eff * n], n);
-                }
+                    h_rm.resize(k * batch, R::ZERO);
+                    R::transpose(input, k, batch, h_rm);
+                    h_rm
+                };
+                let g_rm: &[R] = if l + 1 == nl {
+                    a
+                } else {
+                    g_rm.resize(n * batch, R::ZERO);
+                    R::transpose(gl, n, batch, g_rm);
+                    g_rm
+                };
+                gemm(k_eff, batch, n, in_rm, (1, k_eff), g_rm, (n, 1), R::ONE, &mut wb[..k_eff * n], (n, 1));
+            }
+            for (o, bo) in bb.iter_mut().enumerate() {
+                let s = sum(g_row(o));
+                *bo += s;
                 if timed {
-                    let wtb = &mut wb[k_eff * n..];
-                    for (i, gi) in gl.chunks_exact(n).enumerate() {
-                        axpy(wtb, time.at(i), gi);
-                    }
-                }
-                for gi in gl.chunks_exact(n) {
-                    for (bo, go) in bb.iter_mut().zip(gi) {
-                        *bo += *go;
-                    }
+                    wb[k_eff * n + o] += match (shared_t, per_sample_t) {
+                        (Some(tv), _) => tv * s,
+                        (None, Some(ts)) => dot(ts, g_row(o)),
+                        _ => R::ZERO,
+                    };
                 }
             }
 
-            // --- input cotangent: g @ W^T (restricted to the state rows) -------
             if l > 0 {
-                // Hidden layer input h = tanh(z): chain through 1 - h².
-                let dl = &mut d[..batch * k];
-                if n <= SMALL_N {
-                    for ((di, gi), hi) in dl.chunks_exact_mut(k).zip(gl.chunks_exact(n)).zip(input.chunks_exact(k)) {
-                        di.fill(R::ZERO);
-                        for o in 0..n {
-                            axpy(di, gi[o], &wt[o * k..(o + 1) * k]);
-                        }
-                        for (dv, hv) in di.iter_mut().zip(hi) {
+                // Input cotangent through the tanh that produced `input`:
+                // d[j, :] = (Σ_o W[j, o]·g[o, :]) ⊙ (1 − h[j, :]²).
+                let dl = &mut d[..k * batch];
+                if thin {
+                    for (j, dj) in dl.chunks_exact_mut(batch.max(1)).enumerate().take(k) {
+                        dj.fill(R::ZERO);
+                        add_rows(dj, n, |o| w[j * n + o], g_row);
+                        for (dv, hv) in dj.iter_mut().zip(&input[j * batch..(j + 1) * batch]) {
                             *dv *= R::ONE - *hv * *hv;
                         }
                     }
-                } else if k <= SMALL_K {
-                    for ((di, gi), hi) in dl.chunks_exact_mut(k).zip(gl.chunks_exact(n)).zip(input.chunks_exact(k)) {
-                        for j in 0..k {
-                            di[j] = dot(gi, &w[j * n..(j + 1) * n]) * (R::ONE - hi[j] * hi[j]);
-                        }
-                    }
                 } else {
-                    // W^T as a strided view of W: (row stride 1, column stride n).
-                    gemm(batch, n, k, gl, (n, 1), w, (1, n), R::ZERO, dl, k);
+                    // C[batch, k] = g^T · W^T, written feature-major; W^T comes from
+                    // `wt` so that B is contiguous along its columns.
+                    gemm(batch, n, k, gl, (1, batch), wt, (k, 1), R::ZERO, dl, (1, batch));
                     for (dv, hv) in dl.iter_mut().zip(input) {
                         *dv *= R::ONE - *hv * *hv;
                     }
                 }
                 std::mem::swap(g, d);
             } else {
-                if n <= SMALL_N {
-                    for (xb, gi) in x_bar.chunks_exact_mut(k_eff.max(1)).zip(gl.chunks_exact(n)) {
-                        for (j, v) in xb.iter_mut().enumerate().take(k_eff) {
-                            let mut s = R::ZERO;
-                            for o in 0..n {
-                                s += gi[o] * wt[o * k + j];
-                            }
-                            *v = s;
+                let dim = k_eff;
+                if dim > 0 {
+                    if thin {
+                        let xt_bar = &mut d[..dim * batch];
+                        for (j, xj) in xt_bar.chunks_exact_mut(batch.max(1)).enumerate().take(dim) {
+                            xj.fill(R::ZERO);
+                            add_rows(xj, n, |o| w[j * n + o], g_row);
                         }
+                        R::transpose(xt_bar, dim, batch, x_bar);
+                    } else {
+                        gemm(batch, n, dim, gl, (1, batch), wt, (k, 1), R::ZERO, x_bar, (dim, 1));
                     }
-                } else if k_eff <= SMALL_K {
-                    for (xb, gi) in x_bar.chunks_exact_mut(k_eff.max(1)).zip(gl.chunks_exact(n)) {
-                        for (j, v) in xb.iter_mut().enumerate().take(k_eff) {
-                            *v = dot(gi, &w[j * n..(j + 1) * n]);
-                        }
-                    }
-                } else {
-                    gemm(batch, n, k_eff, gl, (n, 1), w, (1, n), R::ZERO, x_bar, k_eff);
                 }
                 if let Some(tb) = t_bar.as_deref_mut() {
+                    tb.fill(R::ZERO);
                     if timed {
-                        let w_time = &w[k_eff * n..];
-                        for (tv, gi) in tb.iter_mut().zip(gl.chunks_exact(n)) {
-                            *tv = dot(gi, w_time);
-                        }
-                    } else {
-                        tb.fill(R::ZERO);
+                        add_rows(tb, n, |o| w[dim * n + o], g_row);
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SplitMix64: tiny deterministic generator so tests need no `rand`.
+    struct Rng(u64);
+    impl Rng {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        /// Uniform in [-scale, scale).
+        fn sym(&mut self, scale: f64) -> f64 {
+            let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            (2.0 * u - 1.0) * scale
+        }
+        fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
+            (0..n).map(|_| self.sym(scale)).collect()
+        }
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum TimeKind {
+        None,
+        Shared,
+        PerSample,
+    }
+
+    /// Shapes chosen to hit every kernel branch (THIN = 4): thin-layer loops
+    /// and dot kernels, GEMM with and without the time row, a single linear
+    /// layer and a time-only input (dim 0).
+    fn configs() -> Vec<(Vec<usize>, TimeKind)> {
+        vec![
+            (vec![2, 16, 16, 2], TimeKind::None),
+            (vec![4, 7, 9, 5], TimeKind::Shared),
+            (vec![7, 3, 8, 1], TimeKind::PerSample),
+            (vec![10, 12, 6], TimeKind::PerSample),
+            (vec![10, 12, 6], TimeKind::Shared),
+            (vec![5, 11], TimeKind::None),
+            (vec![6, 5], TimeKind::Shared),
+            (vec![6, 5], TimeKind::PerSample),
+            (vec![1, 5, 1], TimeKind::PerSample),
+        ]
+    }
+
+    /// Weights scaled by 1.5/sqrt(fan_in) keep the tanh units out of saturation
+    /// so gradients are O(1).
+    fn random_params(rng: &mut Rng, sizes: &[usize]) -> Vec<f64> {
+        let mut p = Vec::new();
+        for w in sizes.windows(2) {
+            p.extend(rng.vec(w[0] * w[1], 1.5 / (w[0] as f64).sqrt()));
+            p.extend(rng.vec(w[1], 0.5));
+        }
+        p
+    }
+
+    struct Case {
+        mlp: FusedMlp<f64>,
+        x: Vec<f64>,
+        ts: Vec<f64>,
+        kind: TimeKind,
+        batch: usize,
+    }
+
+    impl Case {
+        fn time(&self) -> TimeArg<'_, f64> {
+            match self.kind {
+                TimeKind::None => TimeArg::None,
+                TimeKind::Shared => TimeArg::Shared(self.ts[0]),
+                TimeKind::PerSample => TimeArg::PerSample(&self.ts),
+            }
+        }
+    }
+
+    fn cases(seed: u64) -> Vec<Case> {
+        let mut rng = Rng(seed);
+        configs()
+            .into_iter()
+            .enumerate()
+            .map(|(c, (sizes, kind))| {
+                // Batches above and below the 8×8 transpose tile, with remainders.
+                let batch = [5, 3, 19, 11, 6, 4, 13, 9, 7][c % 9];
+                let time_input = kind != TimeKind::None;
+                let params = random_params(&mut rng, &sizes);
+                let mlp = FusedMlp::new(sizes, time_input, params);
+                let x = rng.vec(batch * mlp.dim_in(), 1.5);
+                let ts = rng.vec(batch, 2.0);
+                Case { mlp, x, ts, kind, batch }
+            })
+            .collect()
+    }
+
+    /// Textbook evaluation on the explicitly concatenated input `[x, t]`.
+    fn naive_forward(case: &Case, x: &[f64], ts: &[f64]) -> Vec<f64> {
+        let sizes = case.mlp.sizes();
+        let p = case.mlp.params();
+        let dim = case.mlp.dim_in();
+        let mut out = Vec::new();
+        for i in 0..case.batch {
+            let mut h: Vec<f64> = x[i * dim..(i + 1) * dim].to_vec();
+            match case.kind {
+                TimeKind::None => {}
+                TimeKind::Shared => h.push(ts[0]),
+                TimeKind::PerSample => h.push(ts[i]),
+            }
+            let mut off = 0;
+            for l in 0..sizes.len() - 1 {
+                let (k, n) = (sizes[l], sizes[l + 1]);
+                let mut z = vec![0.0; n];
+                for o in 0..n {
+                    let mut s = p[off + k * n + o];
+                    for j in 0..k {
+                        s += h[j] * p[off + j * n + o];
+                    }
+                    z[o] = if l + 2 < sizes.len() { s.tanh() } else { s };
+                }
+                off += k * n + n;
+                h = z;
+            }
+            out.extend(h);
+        }
+        out
+    }
+
+    fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    }
+
+    fn rel_l2(approx: &[f64], exact: &[f64]) -> f64 {
+        let num: f64 = approx.iter().zip(exact).map(|(a, e)| (a - e) * (a - e)).sum();
+        let den: f64 = exact.iter().map(|e| e * e).sum();
+        (num / den.max(1e-300)).sqrt()
+    }
+
+    #[test]
+    fn forward_matches_naive() {
+        for case in cases(1) {
+            let n = case.batch * case.mlp.dim_out();
+            let reference = naive_forward(&case, &case.x, &case.ts);
+            let mut out = vec![f64::NAN; n];
+            case.mlp.forward(case.time(), &case.x, case.batch, &mut out);
+            let err = max_abs_diff(&out, &reference);
+            assert!(err <= 1e-12, "sizes {:?} {:?}: forward err {err:e}", case.mlp.sizes(), case.kind);
+            let mut cache = MlpCache::new();
+            let mut out2 = vec![f64::NAN; n];
+            case.mlp.forward_cached(case.time(), &case.x, case.batch, &mut out2, &mut cache);
+            assert_eq!(out, out2, "forward_cached differs from forward");
+        }
+    }
+
+    /// Central differences of L = Σ a ⊙ f(t, x) against the VJP.
+    ///
+    /// Step h = 1e-5 balances truncation (h²/6·|L'''| ≈ 1e-11) against
+    /// cancellation (ε·|L|/h ≈ 1e-10) for these O(1) tanh networks, so the
+    /// expected relative error is ~1e-9; the 1e-6 tolerance is the spec's
+    /// acceptance bound and leaves three orders of magnitude of margin.
+    #[test]
+    fn vjp_matches_finite_differences() {
+        const H: f64 = 1e-5;
+        const TOL: f64 = 1e-6;
+        let mut rng = Rng(7);
+        for case in cases(2) {
+            let mlp = &case.mlp;
+            let (batch, dim, dout) = (case.batch, mlp.dim_in(), mlp.dim_out());
+            let a = rng.vec(batch * dout, 1.0);
+            let loss = |m: &FusedMlp<f64>, x: &[f64], ts: &[f64]| -> f64 {
+                let mut out = vec![0.0; batch * dout];
+                let t = match case.kind {
+                    TimeKind::None => TimeArg::None,
+                    TimeKind::Shared => TimeArg::Shared(ts[0]),
+                    TimeKind::PerSample => TimeArg::PerSample(ts),
+                };
+                m.forward(t, x, batch, &mut out);
+                out.iter().zip(&a).map(|(y, w)| y * w).sum()
+            };
+
+            let mut cache = MlpCache::new();
+            let mut out = vec![0.0; batch * dout];
+            mlp.forward_cached(case.time(), &case.x, batch, &mut out, &mut cache);
+            let mut x_bar = vec![f64::NAN; batch * dim];
+            let mut p_bar = vec![0.0; mlp.num_params()];
+            let mut t_bar = vec![f64::NAN; batch];
+            mlp.vjp(&mut cache, &a, &mut x_bar, &mut p_bar, Some(&mut t_bar));
+
+            let ctx = format!("sizes {:?} {:?}", mlp.sizes(), case.kind);
+            if dim > 0 {
+                let fd: Vec<f64> = (0..x_bar.len())
+                    .map(|i| {
+                        let (mut xp, mut xm) = (case.x.clone(), case.x.clone());
+                        xp[i] += H;
+                        xm[i] -= H;
+                        (loss(mlp, &xp, &case.ts) - loss(mlp, &xm, &case.ts)) / (2.0 * H)
+                    })
+                    .collect();
+                let e = rel_l2(&x_bar, &fd);
+                assert!(e <= TOL, "{ctx}: x_bar rel err {e:e}");
+            }
+
+            let fd: Vec<f64> = (0..p_bar.len())
+                .map(|i| {
+                    let (mut pp, mut pm) = (mlp.params().to_vec(), mlp.params().to_vec());
+                    pp[i] += H;
+                    pm[i] -= H;
+                    let mp = FusedMlp::new(mlp.sizes().to_vec(), mlp.time_input(), pp);
+                    let mm = FusedMlp::new(mlp.sizes().to_vec(), mlp.time_input(), pm);
+                    (loss(&mp, &case.x, &case.ts) - loss(&mm, &case.x, &case.ts)) / (2.0 * H)
+                })
+                .collect();
+            let e = rel_l2(&p_bar, &fd);
+            assert!(e <= TOL, "{ctx}: param_bar rel err {e:e}");
+
+            match case.kind {
+                TimeKind::None => assert!(t_bar.iter().all(|&v| v == 0.0), "{ctx}: t_bar not zero"),
+                TimeKind::Shared => {
+                    // A shared time feeds every sample: its derivative is Σ_i t_bar_i.
+                    let (mut tp, mut tm) = (case.ts.clone(), case.ts.clone());
+                    tp[0] += H;
+                    tm[0] -= H;
+                    let fd = (loss(mlp, &case.x, &tp) - loss(mlp, &case.x, &tm)) / (2.0 * H);
+                    let sum: f64 = t_bar.iter().sum();
+                    let e = rel_l2(&[sum], &[fd]);
+                    assert!(e <= TOL, "{ctx}: shared t_bar rel err {e:e}");
+                }
+                TimeKind::PerSample => {
+                    let fd: Vec<f64> = (0..batch)
+                        .map(|i| {
+                            let (mut tp, mut tm) = (case.ts.clone(), case.ts.clone());
+                            tp[i] += H;
+                            tm[i] -= H;
+                            (loss(mlp, &case.x, &tp) - loss(mlp, &case.x, &tm)) / (2.0 * H)
+                        })
+                        .collect();
+                    let e = rel_l2(&t_bar, &fd);
+                    assert!(e <= TOL, "{ctx}: t_bar rel err {e:e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vjp_accumulates_param_cotangent() {
+        let mut rng = Rng(3);
+        for case in cases(4) {
+            let mlp = &case.mlp;
+            let (batch, dim) = (case.batch, mlp.dim_in());
+            let a = rng.vec(batch * mlp.dim_out(), 1.0);
+            let mut cache = MlpCache::new();
+            let mut out = vec![0.0; batch * mlp.dim_out()];
+            mlp.forward_cached(case.time(), &case.x, batch, &mut out, &mut cache);
+
+            let mut x1 = vec![0.0; batch * dim];
+            let mut t1 = vec![0.0; batch];
+            let mut once = vec![0.0; mlp.num_params()];
+            mlp.vjp(&mut cache, &a, &mut x1, &mut once, Some(&mut t1));
+
+            // Stale values in x_bar / t_bar must be overwritten, param_bar accumulated.
+            let mut x2 = vec![123.0; batch * dim];
+            let mut t2 = vec![123.0; batch];
+            let mut twice = vec![0.0; mlp.num_params()];
+            mlp.vjp(&mut cache, &a, &mut x2, &mut twice, None);
+            mlp.vjp(&mut cache, &a, &mut x2, &mut twice, Some(&mut t2));
+
+            let doubled: Vec<f64> = once.iter().map(|v| 2.0 * v).collect();
+            let scale = doubled.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            assert!(max_abs_diff(&twice, &doubled) <= 1e-13 * scale, "sizes {:?}", mlp.sizes());
+            assert_eq!(x1, x2);
+            assert_eq!(t1, t2);
+        }
+    }
+
+    #[test]
+    fn f32_matches_f64() {
+        let mut rng = Rng(11);
+        for case in cases(5) {
+            let m64 = &case.mlp;
+            let m32 = FusedMlp::new(
+                m64.sizes().to_vec(),
+                m64.time_input(),
+                m64.params().iter().map(|&v| v as f32).collect(),
+            );
+            let batch = case.batch;
+            let to32 = |v: &[f64]| v.iter().map(|&u| u as f32).collect::<Vec<f32>>();
+            let up = |v: &[f32]| v.iter().map(|&u| u as f64).collect::<Vec<f64>>();
+            // Evaluate f64 on the f32-rounded inputs so only the arithmetic differs.
+            let x32 = to32(&case.x);
+            let ts32 = to32(&case.ts);
+            let x64 = up(&x32);
+            let ts64 = up(&ts32);
+            let (t32, t64) = match case.kind {
+                TimeKind::None => (TimeArg::None, TimeArg::None),
+                TimeKind::Shared => (TimeArg::Shared(ts32[0]), TimeArg::Shared(ts64[0])),
+                TimeKind::PerSample => (TimeArg::PerSample(&ts32[..]), TimeArg::PerSample(&ts64[..])),
+            };
+            let params64 = up(&to32(m64.params()));
+            let m64 = FusedMlp::new(m64.sizes().to_vec(), m64.time_input(), params64);
+
+            let n = batch * m64.dim_out();
+            let (mut y32, mut y64) = (vec![0f32; n], vec![0f64; n]);
+            let (mut c32, mut c64) = (MlpCache::new(), MlpCache::new());
+            m32.forward_cached(t32, &x32, batch, &mut y32, &mut c32);
+            m64.forward_cached(t64, &x64, batch, &mut y64, &mut c64);
+            let scale = y64.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let err = max_abs_diff(&up(&y32), &y64) / scale;
+            assert!(err <= 1e-5, "sizes {:?}: f32 forward rel err {err:e}", m64.sizes());
+
+            // The f32 VJP should agree to f32 accuracy as well (looser: more roundings).
+            let a64 = up(&to32(&rng.vec(n, 1.0)));
+            let a32 = to32(&a64);
+            let dim = m64.dim_in();
+            let (mut xb32, mut xb64) = (vec![0f32; batch * dim], vec![0f64; batch * dim]);
+            let (mut pb32, mut pb64) = (vec![0f32; m64.num_params()], vec![0f64; m64.num_params()]);
+            m32.vjp(&mut c32, &a32, &mut xb32, &mut pb32, None);
+            m64.vjp(&mut c64, &a64, &mut xb64, &mut pb64, None);
+            if dim > 0 {
+                assert!(rel_l2(&up(&xb32), &xb64) <= 1e-5, "sizes {:?}: f32 x_bar", m64.sizes());
+            }
+            assert!(rel_l2(&up(&pb32), &pb64) <= 1e-5, "sizes {:?}: f32 param_bar", m64.sizes());
+        }
+    }
+
+    #[test]
+    fn tanh_f32_accuracy() {
+        // Every multiple of 2^-13 in [-20, 20] (exact in f32), compared with
+        // f64 tanh of the same f32 input; plus the branch boundaries.
+        let mut xs: Vec<f32> = (-(20 << 13)..=(20 << 13)).map(|i| i as f32 / 8192.0).collect();
+        for c in [std::f32::consts::LN_2 / 4.0, 9.0] {
+            let mut v = c;
+            for _ in 0..64 {
+                xs.extend([v, -v]);
+                v = f32::from_bits(v.to_bits() - 1);
+            }
+            let mut v = c;
+            for _ in 0..64 {
+                xs.extend([v, -v]);
+                v = f32::from_bits(v.to_bits() + 1);
+            }
+        }
+        xs.extend([1e-30, 1e-7, 3e-4, 1e3, 1e30, f32::MAX, f32::INFINITY, f32::MIN_POSITIVE]);
+        let n = xs.len();
+        xs.extend_from_slice(&xs.clone().iter().map(|v| -v).collect::<Vec<_>>());
+
+        let mut ys = xs.clone();
+        tanh_f32_slice(&mut ys);
+        let mut max_err = 0.0f64;
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let err = (y as f64 - (x as f64).tanh()).abs();
+            max_err = max_err.max(err);
+            assert!(y.abs() <= 1.0, "tanh({x}) = {y} outside [-1, 1]");
+        }
+        assert!(max_err <= 2e-7, "max abs err {max_err:e}");
+        // Small arguments are accurate in relative terms too (x + x³R form).
+        for &x in &xs[n - 8..n - 5] {
+            let mut y = [x];
+            tanh_f32_slice(&mut y);
+            assert!(((y[0] as f64) / (x as f64).tanh() - 1.0).abs() < 1e-6, "tanh({x})");
+        }
+        let mut nan = [f32::NAN];
+        tanh_f32_slice(&mut nan);
+        assert!(nan[0].is_nan());
+
+        // The runtime-dispatched (AVX2) copy must agree bitwise with the portable one.
+        let mut portable = xs.clone();
+        tanh_f32_slice_generic(&mut portable);
+        assert!(portable.iter().zip(&ys).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    #[test]
+    fn set_params_refreshes_everything() {
+        // The VJP reads a transposed copy of the weights: a stale copy would
+        // still pass forward checks but give wrong cotangents.
+        let mut rng = Rng(17);
+        let sizes = vec![4, 9, 8, 3];
+        let mut mlp = FusedMlp::new(sizes.clone(), true, random_params(&mut rng, &sizes));
+        let fresh_params = random_params(&mut rng, &sizes);
+        mlp.set_params(&fresh_params);
+        let fresh = FusedMlp::new(sizes, true, fresh_params);
+        let batch = 10;
+        let x = rng.vec(batch * 3, 1.0);
+        let a = rng.vec(batch * 3, 1.0);
+        let ts = rng.vec(batch, 1.0);
+        let run = |m: &FusedMlp<f64>| {
+            let mut cache = MlpCache::new();
+            let mut out = vec![0.0; batch * 3];
+            m.forward_cached(TimeArg::PerSample(&ts), &x, batch, &mut out, &mut cache);
+            let mut xb = vec![0.0; batch * 3];
+            let mut pb = vec![0.0; m.num_params()];
+            m.vjp(&mut cache, &a, &mut xb, &mut pb, None);
+            (out, xb, pb)
+        };
+        assert_eq!(run(&mlp), run(&fresh));
+    }
+
+    #[test]
+    fn portable_vjp_matches_dispatched() {
+        // The AVX2 copy must not change results (no FMA contraction); this also
+        // runs the portable code on machines that have AVX2.
+        let mut rng = Rng(23);
+        for case in cases(6) {
+            let mlp = &case.mlp;
+            let a: Vec<f32> = rng.vec(case.batch * mlp.dim_out(), 1.0).iter().map(|&v| v as f32).collect();
+            let m32 = FusedMlp::new(
+                mlp.sizes().to_vec(),
+                mlp.time_input(),
+                mlp.params().iter().map(|&v| v as f32).collect(),
+            );
+            let x: Vec<f32> = case.x.iter().map(|&v| v as f32).collect();
+            let ts: Vec<f32> = case.ts.iter().map(|&v| v as f32).collect();
+            let t = match case.kind {
+                TimeKind::None => TimeArg::None,
+                TimeKind::Shared => TimeArg::Shared(ts[0]),
+                TimeKind::PerSample => TimeArg::PerSample(&ts[..]),
+            };
+            let mut cache = MlpCache::new();
+            let mut out = vec![0f32; case.batch * mlp.dim_out()];
+            m32.forward_cached(t, &x, case.batch, &mut out, &mut cache);
+            let run = |portable: bool, cache: &mut MlpCache<f32>| {
+                let mut xb = vec![0f32; x.len()];
+                let mut pb = vec![0f32; m32.num_params()];
+                let mut tb = vec![0f32; case.batch];
+                if portable {
+                    m32.vjp_impl(cache, &a, &mut xb, &mut pb, Some(&mut tb));
+                } else {
+                    m32.vjp(cache, &a, &mut xb, &mut pb, Some(&mut tb));
+                }
+                (xb, pb, tb)
+            };
+            assert_eq!(run(true, &mut cache), run(false, &mut cache), "sizes {:?}", mlp.sizes());
+        }
+    }
+
+    #[test]
+    fn empty_batch() {
+        let mut rng = Rng(19);
+        let sizes = vec![3, 6, 6, 2];
+        let mlp = FusedMlp::new(sizes.clone(), true, random_params(&mut rng, &sizes));
+        let mut cache = MlpCache::new();
+        mlp.forward_cached(TimeArg::PerSample(&[]), &[], 0, &mut [], &mut cache);
+        let mut p_bar = vec![0.0; mlp.num_params()];
+        mlp.vjp(&mut cache, &[], &mut [], &mut p_bar, Some(&mut []));
+        assert!(p_bar.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn transpose_matches_definition() {
+        for rows in 1..=19 {
+            for cols in 1..=19 {
+                let src: Vec<f64> = (0..rows * cols).map(|i| i as f64).collect();
+                let src32: Vec<f32> = src.iter().map(|&v| v as f32).collect();
+                let mut d64 = vec![f64::NAN; rows * cols];
+                let mut d32 = vec![f32::NAN; rows * cols];
+                <f64 as Real>::transpose(&src, rows, cols, &mut d64);
+                <f32 as Real>::transpose(&src32, rows, cols, &mut d32);
+                for r in 0..rows {
+                    for c in 0..cols {
+                        assert_eq!(d64[c * rows + r], src[r * cols + c], "f64 {rows}x{cols}");
+                        assert_eq!(d32[c * rows + r], src32[r * cols + c], "f32 {rows}x{cols}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "sizes [2, 3, 1]")]
+    fn wrong_param_count_names_sizes() {
+        let _ = FusedMlp::<f64>::new(vec![2, 3, 1], false, vec![0.0; 5]);
     }
 }

@@ -195,6 +195,48 @@ pub enum MlpSaved {
     Burn(Time, Tensor<2>),
 }
 
+thread_local! {
+    // Activation buffers of dropped `MlpSaved` values, reused by the next forward pass: a
+    // solve keeps one per stage until its backward pass, and fresh allocations of that size
+    // cost page faults and zeroing on every evaluation.
+    static POOL_F32: RefCell<Vec<MlpCache<f32>>> = const { RefCell::new(Vec::new()) };
+    static POOL_F64: RefCell<Vec<MlpCache<f64>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most caches kept per thread (a long Direct solve may hold thousands at once; beyond this
+/// they are freed).
+const POOL_MAX: usize = 512;
+
+fn take_cache<R: Real>(pool: &'static std::thread::LocalKey<RefCell<Vec<MlpCache<R>>>>) -> MlpCache<R> {
+    pool.with(|p| p.borrow_mut().pop()).unwrap_or_default()
+}
+
+impl Drop for MlpSaved {
+    fn drop(&mut self) {
+        match self {
+            MlpSaved::F32(c, _) => {
+                let c = std::mem::take(c.get_mut());
+                POOL_F32.with(|p| {
+                    let mut p = p.borrow_mut();
+                    if p.len() < POOL_MAX {
+                        p.push(c);
+                    }
+                });
+            }
+            MlpSaved::F64(c, _) => {
+                let c = std::mem::take(c.get_mut());
+                POOL_F64.with(|p| {
+                    let mut p = p.borrow_mut();
+                    if p.len() < POOL_MAX {
+                        p.push(c);
+                    }
+                });
+            }
+            MlpSaved::Burn(..) => {}
+        }
+    }
+}
+
 /// Parameter cotangents of an [`MlpField`]: flat (fused layout) or per burn parameter.
 #[derive(Clone, Debug)]
 pub enum MlpGrads {
@@ -327,12 +369,12 @@ impl VectorField<2> for MlpField<'_> {
     fn eval_saving(&self, t: &Time, y: &Tensor<2>) -> (Tensor<2>, MlpSaved) {
         match &self.fused {
             Some(Fused::F32(net)) => {
-                let mut cache = MlpCache::new();
+                let mut cache = take_cache(&POOL_F32);
                 let f = fused_eval!(net, f32, t, y, Some(&mut cache));
                 (f, MlpSaved::F32(RefCell::new(cache), y.device()))
             }
             Some(Fused::F64(net)) => {
-                let mut cache = MlpCache::new();
+                let mut cache = take_cache(&POOL_F64);
                 let f = fused_eval!(net, f64, t, y, Some(&mut cache));
                 (f, MlpSaved::F64(RefCell::new(cache), y.device()))
             }
