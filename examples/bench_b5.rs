@@ -1,7 +1,8 @@
 //! Benchmark B5 timed by hand, printing one JSON line per row for
 //! `benches/compare/run_b5.sh` (or a readable table without `--json`).
 //!
-//! `RAYON_NUM_THREADS=1 cargo run --release --example bench_b5 -- --json [--repeats N]`
+//! `RAYON_NUM_THREADS=1 cargo run --release --example bench_b5 -- --json [--repeats N] [--problem FILE]`
+//! (`--problem`: the peers' exact weights and inputs, from `neural_ode.py --dump-problem`).
 
 #[path = "../benches/common/b5.rs"]
 mod b5;
@@ -25,7 +26,10 @@ fn main() {
         .map(|v| v.parse().expect("--repeats N"))
         .unwrap_or(20);
     let device = Device::flex();
-    let problem = b5::B5::new(&device, 0);
+    let problem = match args.iter().position(|a| a == "--problem").and_then(|i| args.get(i + 1)) {
+        Some(path) => b5::B5::from_json(&device, path),
+        None => b5::B5::new(&device, 0),
+    };
     let mut rows = Vec::new();
     for (name, solver, gradient, burn_path) in b5::configurations() {
         let field = if burn_path { problem.mlp.burn_field() } else { problem.mlp.field() };

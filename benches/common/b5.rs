@@ -24,6 +24,27 @@ impl B5 {
         Self { mlp, y0, target, times }
     }
 
+    /// The problem written by `benches/compare/neural_ode.py --dump-problem` (the peers' exact
+    /// weights, `y0` and times, drawn by numpy), in f32.
+    pub fn from_json(device: &Device, path: &str) -> Self {
+        let text = std::fs::read_to_string(path).expect("problem file");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("problem JSON");
+        let nums = |x: &serde_json::Value| -> Vec<f64> {
+            x.as_array().expect("array").iter().map(|n| n.as_f64().expect("number")).collect()
+        };
+        let mut flat = Vec::new();
+        for layer in v["layers"].as_array().expect("layers") {
+            flat.extend(nums(&layer["w"]));
+            flat.extend(nums(&layer["b"]));
+        }
+        let mlp = MlpConfig::new(vec![2, 64, 64, 2]).init(0, device).with_flat_params(&flat);
+        let y0v = nums(&v["y0"]);
+        let y0 = Tensor::<2>::from_data(burn::tensor::TensorData::new(y0v, [256, 2]), device);
+        let times = nums(&v["ts"]);
+        let target = times.iter().map(|_| Tensor::<2>::zeros([256, 2], device)).collect();
+        Self { mlp, y0, target, times }
+    }
+
     pub fn options(solver: Solver) -> Options {
         Options { solver, rtol: 1e-6, atol: 1e-6, ..Options::default() }
     }

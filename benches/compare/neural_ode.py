@@ -303,6 +303,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=None,
                     help="untimed warm-up steps (default 3, 1 with --quick)")
     ap.add_argument("--quick", action="store_true", help="few repeats, for a smoke test")
+    ap.add_argument("--dump-problem", metavar="PATH", default=None,
+                    help="write the problem (weights as [in, out] row-major, y0, ts) as JSON "
+                         "for physflow's bench_b5 --problem, and exit")
     ap.add_argument("--only", choices=("torch", "jax"), default=None,
                     help="run one side in this process (used internally)")
     args = ap.parse_args()
@@ -310,6 +313,18 @@ def main():
         args.repeats = 3 if args.quick else 20
     if args.warmup is None:
         args.warmup = 1 if args.quick else 3
+
+    if args.dump_problem:
+        layers, y0, ts, _ = problem_arrays()
+        problem = {
+            "layers": [{"w": w.T.astype("float64").ravel().tolist(), "b": b.astype("float64").tolist(),
+                        "d_in": int(w.shape[1]), "d_out": int(w.shape[0])} for w, b in layers],
+            "y0": y0.astype("float64").ravel().tolist(),
+            "ts": ts.astype("float64").tolist(),
+        }
+        with open(args.dump_problem, "w") as f:
+            json.dump(problem, f)
+        return
 
     if args.only == "torch":
         run_torch(args)

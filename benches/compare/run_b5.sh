@@ -36,7 +36,12 @@ fi
 : > "$OUT/physflow.jsonl"
 if [ "${SKIP_PHYSFLOW:-0}" != 1 ]; then
     echo "[run_b5] physflow: cargo run --release --example bench_b5 -- --json" >&2
-    if ! (cd "$ROOT" && RAYON_NUM_THREADS=1 cargo run --release --example bench_b5 -- --json) \
+    # The same weights, y0 and times as the peers (drawn by numpy), when the venv is there.
+    PROBLEM_ARGS=()
+    if [ -n "${VENV:-}" ] && "$VENV/bin/python" "$HERE/neural_ode.py" --dump-problem "$OUT/problem.json"; then
+        PROBLEM_ARGS=(--problem "$OUT/problem.json")
+    fi
+    if ! (cd "$ROOT" && RAYON_NUM_THREADS=1 cargo run --release --example bench_b5 -- --json "${PROBLEM_ARGS[@]}") \
             > "$OUT/physflow.jsonl"; then
         echo "[run_b5] WARNING: physflow side failed; its rows will be n/a" >&2
         status=1
