@@ -3,7 +3,7 @@
 use burn::tensor::Tensor;
 use physflow::device::cpu_f64;
 use physflow::ode::problems::{batch_tensor, tensor_rows, DampedRotation, Kepler, LotkaVolterra};
-use physflow::ode::{self, FnField, Options, Solver, StepControl, Time};
+use physflow::ode::{self, FnField, Options, PiController, Solver, StepControl, Time};
 use physflow::Error;
 
 /// Least-squares slope of `log y` against `log x`.
@@ -70,11 +70,15 @@ fn adaptive_error_scales_with_tolerance() {
     let field = kep.field();
     let t1 = 2.0 * std::f64::consts::PI;
     let exact = kep.exact(t1);
-    for solver in Solver::ALL.into_iter().filter(|s| s.is_adaptive()) {
+    for (solver, controller) in Solver::ALL
+        .into_iter()
+        .filter(|s| s.is_adaptive())
+        .flat_map(|s| [(s, PiController::default()), (s, PiController::hairer())])
+    {
         let tols = [1e-5, 1e-6, 1e-7, 1e-8, 1e-9];
         let mut errs = Vec::new();
         for &tol in &tols {
-            let opts = Options { solver, rtol: tol, atol: tol, ..Options::default() };
+            let opts = Options { solver, rtol: tol, atol: tol, controller, ..Options::default() };
             let y0 = batch_tensor(&[kep.y0()], &device);
             let sol = ode::solve(&field, y0, &[0.0, t1], &opts).unwrap();
             let y = &tensor_rows(&sol.ys[1])[0];
