@@ -89,7 +89,6 @@ pub struct Grads<const D: usize, P> {
 
 /// One accepted step of the forward pass, as the discrete adjoint needs it.
 struct StepRecord<S> {
-    t: f64,
     h: f64,
     /// What the field saved at each stage (stage 1 shared with the previous step for FSAL).
     saved: Vec<Rc<S>>,
@@ -149,7 +148,8 @@ impl<const D: usize, F: VectorField<D>> Stepper<D> for DirectRecorder<'_, F, D> 
         if self.fsal {
             self.pending.push(saved.last().expect("stages").clone());
         }
-        self.steps.push(StepRecord { t, h, saved, outputs: outputs.to_vec() });
+        let _ = t;
+        self.steps.push(StepRecord { h, saved, outputs: outputs.to_vec() });
     }
     fn rejected(&mut self) {
         self.pending.truncate(1);
@@ -399,7 +399,6 @@ impl<const D: usize, F: VectorField<D>> Tape<'_, D, F> {
             b: tab.b,
             fsal: tab.fsal,
             stage_params: Vec::new(),
-            carried: None,
             total: params.clone(),
             zero: self.field.zero_params(),
             dense,
@@ -412,7 +411,6 @@ impl<const D: usize, F: VectorField<D>> Tape<'_, D, F> {
                 None => vec![self.ys[k].clone(), a.clone()],
                 Some(_) => vec![a.clone()],
             };
-            dyn_.carried = None;
             let out = integrate(&mut dyn_, &bopts, parts, &seg, h_next, parts_len(dense), stats)?;
             h_next = Some(out.h_next);
             let end = out.outputs.into_iter().next().expect("one output");
@@ -446,8 +444,6 @@ struct AdjointDynamics<'a, F: VectorField<D>, const D: usize> {
     fsal: bool,
     /// `aᵀ ∂f/∂θ` at each stage of the current step (unweighted).
     stage_params: Vec<F::Params>,
-    /// FSAL: the last stage's parameter cotangent, reused as the next step's first.
-    carried: Option<F::Params>,
     total: F::Params,
     zero: F::Params,
     dense: Option<&'a [(f64, f64, Tensor<D>, Vec<Tensor<D>>)]>,
@@ -458,7 +454,8 @@ struct AdjointDynamics<'a, F: VectorField<D>, const D: usize> {
 impl<const D: usize, F: VectorField<D>> AdjointDynamics<'_, F, D> {
     fn forward_state(&self, t: f64) -> Tensor<D> {
         let steps = self.dense.expect("interpolated mode");
-        let idx = steps.partition_point(|s| s.0 + s.1 < t).min(steps.len() - 1);
+        let dir = steps[0].1.signum();
+        let idx = steps.partition_point(|s| dir * (s.0 + s.1 - t) < 0.0).min(steps.len() - 1);
         let (t0, h, y, k) = &steps[idx];
         let theta = ((t - t0) / h).clamp(0.0, 1.0);
         let mut w = vec![0.0; k.len()];
@@ -504,7 +501,6 @@ impl<const D: usize, F: VectorField<D>> Stepper<D> for AdjointDynamics<'_, F, D>
         } else {
             self.stage_params.clear();
         }
-        self.carried = None;
     }
     fn rejected(&mut self) {
         self.stage_params.truncate(1);
@@ -627,7 +623,6 @@ fn discrete_adjoint<const D: usize, F: VectorField<D>>(
         for yb in stage_bar.into_iter().flatten() {
             y_bar = y_bar + yb;
         }
-        let _ = step.t;
         a = y_bar;
     }
     (a, carry)

@@ -421,8 +421,8 @@ fn advance<const D: usize>(y: &[Tensor<D>], k: &[Vec<Tensor<D>>], w: &[f64], hco
         .collect()
 }
 
-/// Result of a batch-wide integration: the states at `times[1..]`, the final state,
-/// and the step size the controller proposes next.
+/// Result of a batch-wide integration: the states at `times[1..]` and the step size the
+/// controller proposes next.
 pub(crate) struct Integrated<const D: usize> {
     pub outputs: Vec<Vec<Tensor<D>>>,
     pub h_next: f64,
@@ -834,8 +834,8 @@ fn solve_per_sample<const D: usize, F: VectorField<D>>(
     Ok(Solution { ts: times.to_vec(), ys, stats, status, dense: None })
 }
 
-/// `m · a + (1 − m) · b` for a 0/1 per-sample mask (exact: one of the two terms is zero...
-/// except for non-finite values, so use a masked select).
+/// Per sample, `a` where the 0/1 mask is 1 and `b` elsewhere (a masked select rather than
+/// `m·a + (1 − m)·b`, which would turn a non-finite value in the unselected branch into NaN).
 fn select<const D: usize>(m: &Coef<D>, a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     match m {
         Coef::Uniform(v) => {
