@@ -211,27 +211,20 @@ fn take_cache<R: Real>(pool: &'static std::thread::LocalKey<RefCell<Vec<MlpCache
     pool.with(|p| p.borrow_mut().pop()).unwrap_or_default()
 }
 
+fn give_back<R: Real>(pool: &'static std::thread::LocalKey<RefCell<Vec<MlpCache<R>>>>, cache: MlpCache<R>) {
+    pool.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_MAX {
+            p.push(cache);
+        }
+    });
+}
+
 impl Drop for MlpSaved {
     fn drop(&mut self) {
         match self {
-            MlpSaved::F32(c, _) => {
-                let c = std::mem::take(c.get_mut());
-                POOL_F32.with(|p| {
-                    let mut p = p.borrow_mut();
-                    if p.len() < POOL_MAX {
-                        p.push(c);
-                    }
-                });
-            }
-            MlpSaved::F64(c, _) => {
-                let c = std::mem::take(c.get_mut());
-                POOL_F64.with(|p| {
-                    let mut p = p.borrow_mut();
-                    if p.len() < POOL_MAX {
-                        p.push(c);
-                    }
-                });
-            }
+            MlpSaved::F32(c, _) => give_back(&POOL_F32, std::mem::take(c.get_mut())),
+            MlpSaved::F64(c, _) => give_back(&POOL_F64, std::mem::take(c.get_mut())),
             MlpSaved::Burn(..) => {}
         }
     }

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::field::{ParamCotangent, Time, VectorField};
 use super::solve::{
-    check_options, check_times, check_y0, combine, integrate, Coef, Solution, Stats, Status, StepSize,
-    Stepper, PROBE,
+    advance, check_options, check_times, check_y0, combine, integrate, stages, Coef, Solution, Stats, Status,
+    StepSize, Stepper, PROBE,
 };
 use super::{Options, Solver, StepControl};
 use crate::{Error, Result};
@@ -517,26 +517,12 @@ fn replay_step<const D: usize, S: Stepper<D>>(
     k1: Option<Vec<Tensor<D>>>,
     stats: &mut Stats,
 ) -> (Vec<Vec<Tensor<D>>>, Vec<Tensor<D>>) {
-    let hsize = StepSize::Shared(h);
     let hcoef = Coef::Uniform(h);
-    let s = tab.stages();
-    let mut k: Vec<Vec<Tensor<D>>> = Vec::with_capacity(s);
-    k.push(match k1 {
-        Some(k1) => k1,
-        None => {
-            stats.nfe += 1;
-            stepper.eval(0, &Time::Shared(t), y, &hsize)
-        }
-    });
-    for i in 1..s {
-        let row = tab.a[i - 1];
-        let terms: Vec<(f64, &Tensor<D>)> = row.iter().copied().zip(k.iter().map(|kj| &kj[0])).collect();
-        let yi = vec![combine(Some(&y[0]), &terms, &hcoef)];
-        stats.nfe += 1;
-        k.push(stepper.eval(i, &Time::Shared(t + tab.c[i] * h), &yi, &hsize));
-    }
-    let terms: Vec<(f64, &Tensor<D>)> = tab.b.iter().copied().zip(k.iter().map(|kj| &kj[0])).collect();
-    let y_new = vec![combine(Some(&y[0]), &terms, &hcoef)];
+    let (k, last_input) = stages(stepper, tab, &Time::Shared(t), &StepSize::Shared(h), &hcoef, y, k1, stats);
+    let y_new = match last_input {
+        Some(yn) => yn,
+        None => advance(y, &k, tab.b, &hcoef),
+    };
     (k, y_new)
 }
 

@@ -361,7 +361,7 @@ pub(crate) fn check_options(opts: &Options) -> Result<()> {
 /// The stages of one explicit RK step from `(t, y)` with step `h` (shared or per sample).
 /// `k1` is reused when given (FSAL, or after a rejection). For FSAL methods the last
 /// stage input is `y_{n+1}` itself, returned as the second value.
-fn stages<const D: usize, S: Stepper<D>>(
+pub(crate) fn stages<const D: usize, S: Stepper<D>>(
     stepper: &mut S,
     tab: &Tableau,
     t: &Time,
@@ -412,7 +412,7 @@ impl StepSize {
 }
 
 /// `y + h Σ w_i k_i` for every part.
-fn advance<const D: usize>(y: &[Tensor<D>], k: &[Vec<Tensor<D>>], w: &[f64], hcoef: &Coef<D>) -> Vec<Tensor<D>> {
+pub(crate) fn advance<const D: usize>(y: &[Tensor<D>], k: &[Vec<Tensor<D>>], w: &[f64], hcoef: &Coef<D>) -> Vec<Tensor<D>> {
     (0..y.len())
         .map(|p| {
             let terms: Vec<(f64, &Tensor<D>)> = w.iter().copied().zip(k.iter().map(|ki| &ki[p])).collect();
