@@ -2,6 +2,7 @@
 //! `perf record -g target/release/examples/profile_b5 direct 200`.
 
 #[path = "../benches/common/b5.rs"]
+#[allow(dead_code)]
 mod b5;
 
 fn main() {

@@ -233,8 +233,10 @@ impl Drop for MlpSaved {
 /// Parameter cotangents of an [`MlpField`]: flat (fused layout) or per burn parameter.
 #[derive(Clone, Debug)]
 pub enum MlpGrads {
-    /// Fused path, f64 accumulation of the flat layout.
+    /// Fused f64 path, the flat layout.
     Flat(Vec<f64>),
+    /// Fused f32 path, the flat layout (accumulated in f32, as the network computes).
+    Flat32(Vec<f32>),
     /// burn path.
     Module(ModuleGrads),
 }
@@ -243,6 +245,12 @@ impl ParamCotangent for MlpGrads {
     fn add_scaled(&mut self, other: &Self, w: f64) {
         match (self, other) {
             (MlpGrads::Flat(a), MlpGrads::Flat(b)) => a.add_scaled(b, w),
+            (MlpGrads::Flat32(a), MlpGrads::Flat32(b)) => {
+                let w = w as f32;
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += w * y;
+                }
+            }
             (MlpGrads::Module(a), MlpGrads::Module(b)) => a.add_scaled(b, w),
             _ => panic!("MlpGrads: mixing fused and burn cotangents"),
         }
@@ -250,6 +258,7 @@ impl ParamCotangent for MlpGrads {
     fn set_zero(&mut self) {
         match self {
             MlpGrads::Flat(a) => a.set_zero(),
+            MlpGrads::Flat32(a) => a.iter_mut().for_each(|v| *v = 0.0),
             MlpGrads::Module(a) => a.set_zero(),
         }
     }
@@ -260,6 +269,7 @@ impl MlpGrads {
     pub fn to_flat(&self) -> Vec<f64> {
         match self {
             MlpGrads::Flat(v) => v.clone(),
+            MlpGrads::Flat32(v) => v.iter().map(|x| *x as f64).collect(),
             MlpGrads::Module(m) => m.to_flat(),
         }
     }
@@ -268,6 +278,7 @@ impl MlpGrads {
     pub fn into_gradients_params(self, mlp: &Mlp) -> burn::optim::GradientsParams {
         match self {
             MlpGrads::Module(m) => m.into_gradients_params(),
+            MlpGrads::Flat32(v) => MlpGrads::Flat(v.into_iter().map(f64::from).collect()).into_gradients_params(mlp),
             MlpGrads::Flat(v) => {
                 let mut grads = ModuleGrads::zeros(mlp);
                 let mut offset = 0;
@@ -325,22 +336,49 @@ macro_rules! fused_eval {
     }};
 }
 
+/// The flat accumulator of the fused path in the network's own precision.
+trait FlatSlot: Real {
+    fn slot(g: &mut MlpGrads) -> &mut Vec<Self>;
+}
+
+impl FlatSlot for f32 {
+    fn slot(g: &mut MlpGrads) -> &mut Vec<f32> {
+        match g {
+            MlpGrads::Flat32(v) => v,
+            _ => panic!("MlpField: f32 fused path given another parameter cotangent"),
+        }
+    }
+}
+
+impl FlatSlot for f64 {
+    fn slot(g: &mut MlpGrads) -> &mut Vec<f64> {
+        match g {
+            MlpGrads::Flat(v) => v,
+            _ => panic!("MlpField: f64 fused path given another parameter cotangent"),
+        }
+    }
+}
+
 macro_rules! fused_vjp {
     ($self:expr, $net:expr, $ty:ty, $cache:expr, $device:expr, $a:expr, $params:expr) => {{
         let mut cache = $cache.borrow_mut();
         let b = cache.batch();
         let a: Vec<$ty> = host::<$ty>($a);
         let mut x_bar = vec![<$ty>::default(); b * $net.dim_in()];
-        let mut p_bar = vec![<$ty>::default(); $net.num_params()];
-        $net.vjp(&mut cache, &a, &mut x_bar, &mut p_bar, None);
-        if let Some((acc, w)) = $params {
-            match acc {
-                MlpGrads::Flat(acc) => {
-                    for (s, g) in acc.iter_mut().zip(&p_bar) {
-                        *s += w * (*g as f64);
-                    }
+        match $params {
+            // The common case (every gradient strategy passes w = 1): accumulate in place.
+            Some((acc, w)) if w == 1.0 => $net.vjp(&mut cache, &a, &mut x_bar, <$ty as FlatSlot>::slot(acc), None),
+            Some((acc, w)) => {
+                let mut p_bar = vec![<$ty>::default(); $net.num_params()];
+                $net.vjp(&mut cache, &a, &mut x_bar, &mut p_bar, None);
+                let w = <$ty>::from_f64(w);
+                for (s, g) in <$ty as FlatSlot>::slot(acc).iter_mut().zip(&p_bar) {
+                    *s += w * *g;
                 }
-                MlpGrads::Module(_) => panic!("MlpField: burn cotangent given to the fused path"),
+            }
+            None => {
+                let mut p_bar = vec![<$ty>::default(); $net.num_params()];
+                $net.vjp(&mut cache, &a, &mut x_bar, &mut p_bar, None);
             }
         }
         Tensor::<2>::from_data(TensorData::new(x_bar, [b, $net.dim_in()]), ($device, $a.dtype()))
@@ -383,7 +421,7 @@ impl VectorField<2> for MlpField<'_> {
                 let field = self.ad.as_ref().expect("burn path");
                 match params {
                     Some((MlpGrads::Module(acc), w)) => field.vjp(t, y, a, Some((acc, w))),
-                    Some((MlpGrads::Flat(_), _)) => panic!("MlpField: fused cotangent given to the burn path"),
+                    Some(_) => panic!("MlpField: fused cotangent given to the burn path"),
                     None => field.vjp(t, y, a, None),
                 }
             }
@@ -393,7 +431,7 @@ impl VectorField<2> for MlpField<'_> {
 
     fn zero_params(&self) -> MlpGrads {
         match &self.fused {
-            Some(Fused::F32(net)) => MlpGrads::Flat(vec![0.0; net.num_params()]),
+            Some(Fused::F32(net)) => MlpGrads::Flat32(vec![0.0; net.num_params()]),
             Some(Fused::F64(net)) => MlpGrads::Flat(vec![0.0; net.num_params()]),
             None => MlpGrads::Module(ModuleGrads::zeros(self.mlp)),
         }
