@@ -232,6 +232,10 @@ fn bad_input_errors() {
         matches!(adaptive, Err(Error::StepSizeUnderflow { t, .. }) | Err(Error::NonFinite { t, .. }) if (t - 1.0).abs() < 1e-2),
         "{adaptive:?}"
     );
+    // f(y) = sqrt(y) at y < 0 is NaN from the start: named as a non-finite derivative.
+    let nan_field = FnField::new(|_t: &Time, y: Tensor<2>| y.sqrt());
+    let r = ode::solve(&nan_field, batch_tensor(&[[-1.0]], &device), &[0.0, 1.0], &Options::default());
+    assert!(matches!(r, Err(Error::NonFinite { what: "derivative f(t, y)", .. })), "{r:?}");
     let fixed = ode::solve(&blowup, y1(), &[0.0, 2.0], &Options { solver: Solver::Rk4, dt: Some(0.1), ..Options::default() });
     assert!(matches!(fixed, Err(Error::NonFinite { what: "state", .. })), "{fixed:?}");
     // Per-sample: the failing sample is reported, the others finish.

@@ -303,6 +303,11 @@ fn initial_step<const D: usize, S: Stepper<D>>(
     (hs, f0)
 }
 
+/// Steps this small no longer change `t` reliably: a few ulps of the larger of `|t|`, `|t_end|`.
+fn underflow_threshold(t: f64, t_end: f64) -> f64 {
+    4.0 * f64::EPSILON * t.abs().max(t_end.abs()).max(f64::MIN_POSITIVE)
+}
+
 /// Validates the output times and returns the direction of integration.
 pub(crate) fn check_times(times: &[f64]) -> Result<f64> {
     if times.len() < 2 {
@@ -506,10 +511,14 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
             }
             err = (acc / norm_parts as f64).sqrt();
             if !(err <= 1.0) {
+                if !err.is_finite() && !k[0].iter().all(all_finite) {
+                    // Shrinking the step cannot help when f(t, y) itself is not finite.
+                    return Err(Error::NonFinite { what: "derivative f(t, y)", step: stats.steps, t });
+                }
                 stats.rejected += 1;
                 stepper.rejected();
                 h = h_step * opts.controller.factor(err, err_prev, tab.embedded_order.unwrap_or(1));
-                if h.abs() <= 4.0 * f64::EPSILON * t.abs().max(f64::MIN_POSITIVE) || !h.is_finite() {
+                if h.abs() <= underflow_threshold(t, t_end) || !h.is_finite() {
                     return Err(Error::StepSizeUnderflow { t, h });
                 }
                 k1 = Some(k.into_iter().next().expect("stage 1"));
@@ -743,7 +752,7 @@ fn solve_per_sample<const D: usize, F: VectorField<D>>(
             } else {
                 stats.rejected += 1;
                 h[i] = h_step[i] * opts.controller.factor(err[i], err_prev[i], q);
-                if h[i].abs() <= 4.0 * f64::EPSILON * t[i].abs().max(f64::MIN_POSITIVE) || !h[i].is_finite() {
+                if h[i].abs() <= underflow_threshold(t[i], t_end) || !h[i].is_finite() {
                     status[i] = Some(Status::StepSizeUnderflow { t: t[i] });
                 }
             }
