@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::fused::{FusedMlp, MlpCache, Real, TimeArg};

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use burn::optim::AdamConfig;
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::host::ToHost;
