@@ -43,6 +43,22 @@ pub enum Gradient {
     Adjoint(AdjointOptions),
 }
 
+impl std::fmt::Display for Gradient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gradient::Direct => write!(f, "direct (discrete adjoint)"),
+            Gradient::Checkpointed { checkpoints } => write!(f, "checkpointed ({checkpoints} checkpoints)"),
+            Gradient::Adjoint(o) => {
+                let mode = match o.mode {
+                    AdjointMode::Backsolve => "backsolve",
+                    AdjointMode::Interpolated => "interpolated",
+                };
+                write!(f, "continuous adjoint ({mode})")
+            }
+        }
+    }
+}
+
 /// Where the continuous adjoint gets the forward state `y(t)` from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

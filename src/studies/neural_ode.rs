@@ -295,7 +295,7 @@ fn markdown(r: &NeuralOdeReport) -> String {
     format!(
         "# Neural ODE study: damped pendulum\n\n\
          System: θ'' = −{g} sin θ − {c} θ', {ntr} training and {nte} held-out trajectories on [0, {t}] s ({nt} times).\n\
-         Model: MLP 2→{hidden:?}→2 (tanh), {solver:?} at rtol {rtol:e}, gradients {grad:?}.\n\n\
+         Model: MLP 2→{hidden:?}→2 (tanh), {solver:?} at rtol {rtol:e}, gradients by {grad}.\n\n\
          | quantity | value |\n|---|---|\n\
          | iterations | {it} |\n| training MSE, initial | {a:.3e} |\n| training MSE, final | {b:.3e} |\n\
          | held-out MSE | {c2:.3e} |\n| held-out data variance | {v:.3e} |\n\
