@@ -9,7 +9,8 @@ use super::tableau::Tableau;
 use super::{Options, StepControl};
 use crate::{Error, Result};
 
-/// Counters of a solve.
+/// Counters of a solve. With per-sample control, steps and rejections are summed over samples;
+/// evaluations always count batched calls of the field.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Accepted steps.
