@@ -33,6 +33,7 @@ pub mod host;
 pub mod nn;
 pub mod ode;
 pub mod plot;
+pub mod sde;
 pub mod studies;
 pub mod train;
 
