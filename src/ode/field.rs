@@ -111,7 +111,7 @@ pub trait VectorField<const D: usize> {
 }
 
 /// `aᵀ ∂g/∂y` of a tensor function by burn's reverse-mode autodiff on one evaluation.
-fn autodiff_vjp<const D: usize>(
+pub(crate) fn autodiff_vjp<const D: usize>(
     y: &Tensor<D>,
     a: &Tensor<D>,
     g: impl FnOnce(Tensor<D>) -> Tensor<D>,

@@ -20,9 +20,9 @@
 
 pub mod adjoint;
 mod controller;
-mod field;
+pub(crate) mod field;
 pub mod problems;
-mod solve;
+pub(crate) mod solve;
 pub mod tableau;
 
 pub use adjoint::{solve_for_grad, AdjointMode, AdjointOptions, Gradient, Grads, Tape};
