@@ -5,6 +5,7 @@
 //! `RAYON_NUM_THREADS=1 cargo bench --bench b5`.
 
 #[path = "common/b5.rs"]
+#[allow(dead_code)] // from_json is for the example that loads the peers' problem
 mod b5;
 
 use burn::tensor::Device;
