@@ -6,4 +6,4 @@ mod brownian;
 mod solve;
 
 pub use brownian::{BrownianPath, GridBrownian, VirtualBrownianTree};
-pub use solve::{sdeint, Calculus, FnSde, SdeField, SdeSolver};
+pub use solve::{sdeint, Calculus, FnSde, ReversibleHeunState, SdeField, SdeSolver};
