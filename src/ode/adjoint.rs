@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::field::{ParamCotangent, Time, VectorField};
 use super::solve::{
-    advance, check_options, check_times, check_y0, combine, integrate, stages, Coef, Solution, Stats, Status,
-    StepSize, Stepper, PROBE,
+    advance, check_options, check_times, check_y0, combine, integrate, stages, Coef, DenseOutput, Plain, Recording, Solution,
+    Stats, Status, StepSize, Stepper, PROBE,
 };
 use super::{Options, Solver, StepControl};
 use crate::{Error, Result};
@@ -122,8 +122,8 @@ enum Record<const D: usize, S> {
         checkpoints: Vec<(usize, Tensor<D>)>,
     },
     Adjoint {
-        /// Forward steps, for the interpolated mode.
-        dense: Option<Vec<(f64, f64, Tensor<D>, Vec<Tensor<D>>)>>,
+        /// Dense output of the forward solve, for the interpolated mode.
+        dense: Option<DenseOutput<D>>,
     },
 }
 
@@ -201,31 +201,6 @@ impl<const D: usize, F: VectorField<D>> Stepper<D> for CheckpointRecorder<'_, F,
     }
 }
 
-/// Keeps the forward steps for the interpolated adjoint.
-struct DenseRecorder<'a, F, const D: usize> {
-    field: &'a F,
-    steps: Vec<(f64, f64, Tensor<D>, Vec<Tensor<D>>)>,
-}
-
-impl<const D: usize, F: VectorField<D>> Stepper<D> for DenseRecorder<'_, F, D> {
-    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepSize) -> Vec<Tensor<D>> {
-        vec![self.field.eval(ts, &y[0])]
-    }
-    fn accepted(&mut self, t: f64, h: f64, y: &[Tensor<D>], k: &[Vec<Tensor<D>>], _outputs: &[(usize, f64)]) {
-        self.steps.push((t, h, y[0].clone(), k.iter().map(|ki| ki[0].clone()).collect()));
-    }
-}
-
-struct PlainStepper<'a, F> {
-    field: &'a F,
-}
-
-impl<const D: usize, F: VectorField<D>> Stepper<D> for PlainStepper<'_, F> {
-    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepSize) -> Vec<Tensor<D>> {
-        vec![self.field.eval(ts, &y[0])]
-    }
-}
-
 /// Solve as [`solve`](super::solve) and keep what `gradient` needs for [`Tape::backward`].
 ///
 /// # Errors
@@ -271,7 +246,7 @@ pub fn solve_for_grad<'a, const D: usize, F: VectorField<D>>(
         }
         Gradient::Adjoint(aopts) => match aopts.mode {
             AdjointMode::Backsolve => {
-                let mut st = PlainStepper { field };
+                let mut st = Plain { field };
                 let out = integrate(&mut st, opts, vec![y0.clone()], times, None, 1, &mut stats)?;
                 (out.outputs, Record::Adjoint { dense: None })
             }
@@ -282,9 +257,11 @@ pub fn solve_for_grad<'a, const D: usize, F: VectorField<D>>(
                         tab.name
                     )));
                 }
-                let mut rec = DenseRecorder { field, steps: Vec::new() };
+                let mut rec = Recording::new(field);
                 let out = integrate(&mut rec, opts, vec![y0.clone()], times, None, 1, &mut stats)?;
-                (out.outputs, Record::Adjoint { dense: Some(rec.steps) })
+                let y_last = out.outputs.last().expect("outputs")[0].clone();
+                let dense = rec.finish(tab, &y_last, &mut stats);
+                (out.outputs, Record::Adjoint { dense: Some(dense) })
             }
         },
     };
@@ -368,7 +345,7 @@ impl<const D: usize, F: VectorField<D>> Tape<'_, D, F> {
             }
             Record::Adjoint { dense } => {
                 let Gradient::Adjoint(aopts) = &self.gradient else { unreachable!() };
-                self.continuous_adjoint(aopts, dense.as_deref(), cotangents, &mut params, &mut stats)?
+                self.continuous_adjoint(aopts, dense.as_ref(), cotangents, &mut params, &mut stats)?
             }
         };
         Ok(Grads { y0: a + cotangents[0].clone(), params, stats })
@@ -393,7 +370,7 @@ impl<const D: usize, F: VectorField<D>> Tape<'_, D, F> {
     fn continuous_adjoint(
         &self,
         aopts: &AdjointOptions,
-        dense: Option<&[(f64, f64, Tensor<D>, Vec<Tensor<D>>)]>,
+        dense: Option<&DenseOutput<D>>,
         cotangents: &[Tensor<D>],
         params: &mut F::Params,
         stats: &mut Stats,
@@ -418,7 +395,6 @@ impl<const D: usize, F: VectorField<D>> Tape<'_, D, F> {
             total: params.clone(),
             zero: self.field.zero_params(),
             dense,
-            dense_tab: self.opts.solver.tableau(),
             stats: Stats::default(),
         };
         for k in (1..n).rev() {
@@ -462,23 +438,8 @@ struct AdjointDynamics<'a, F: VectorField<D>, const D: usize> {
     stage_params: Vec<F::Params>,
     total: F::Params,
     zero: F::Params,
-    dense: Option<&'a [(f64, f64, Tensor<D>, Vec<Tensor<D>>)]>,
-    dense_tab: &'static super::tableau::Tableau,
+    dense: Option<&'a DenseOutput<D>>,
     stats: Stats,
-}
-
-impl<const D: usize, F: VectorField<D>> AdjointDynamics<'_, F, D> {
-    fn forward_state(&self, t: f64) -> Tensor<D> {
-        let steps = self.dense.expect("interpolated mode");
-        let dir = steps[0].1.signum();
-        let idx = steps.partition_point(|s| dir * (s.0 + s.1 - t) < 0.0).min(steps.len() - 1);
-        let (t0, h, y, k) = &steps[idx];
-        let theta = ((t - t0) / h).clamp(0.0, 1.0);
-        let mut w = vec![0.0; k.len()];
-        self.dense_tab.dense_weights(theta, &mut w);
-        let terms: Vec<(f64, &Tensor<D>)> = w.iter().copied().zip(k.iter()).collect();
-        combine(Some(y), &terms, &Coef::Uniform(*h))
-    }
 }
 
 impl<const D: usize, F: VectorField<D>> Stepper<D> for AdjointDynamics<'_, F, D> {
@@ -486,7 +447,8 @@ impl<const D: usize, F: VectorField<D>> Stepper<D> for AdjointDynamics<'_, F, D>
         let t = ts.shared().expect("batch-wide control");
         let (y, a) = match self.dense {
             None => (parts[0].clone(), &parts[1]),
-            Some(_) => (self.forward_state(t), &parts[0]),
+            // Stage times lie inside the forward span by construction.
+            Some(dense) => (dense.evaluate(t).expect("adjoint stage inside the forward span"), &parts[0]),
         };
         let (f, saved) = self.field.eval_saving(ts, &y);
         let mut p = self.zero.clone();

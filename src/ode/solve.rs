@@ -566,8 +566,8 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
 }
 
 /// Plain forward dynamics of a field (no gradient), optionally keeping dense output.
-struct Plain<'a, F> {
-    field: &'a F,
+pub(crate) struct Plain<'a, F> {
+    pub(crate) field: &'a F,
 }
 
 impl<const D: usize, F: VectorField<D>> Stepper<D> for Plain<'_, F> {
@@ -577,9 +577,32 @@ impl<const D: usize, F: VectorField<D>> Stepper<D> for Plain<'_, F> {
 }
 
 /// Records accepted steps for dense output.
-struct Recording<'a, F, const D: usize> {
+pub(crate) struct Recording<'a, F, const D: usize> {
     field: &'a F,
     steps: Vec<DenseStep<D>>,
+}
+
+impl<'a, const D: usize, F: VectorField<D>> Recording<'a, F, D> {
+    pub(crate) fn new(field: &'a F) -> Self {
+        Self { field, steps: Vec::new() }
+    }
+
+    /// The dense output of the recorded solve ending in `y_last`: fills each step's end point;
+    /// Hermite interpolation of a method without FSAL needs one more evaluation at the end.
+    pub(crate) fn finish(mut self, tab: &'static Tableau, y_last: &Tensor<D>, stats: &mut Stats) -> DenseOutput<D> {
+        let n = self.steps.len();
+        for i in 0..n {
+            let y_end = if i + 1 < n { self.steps[i + 1].y.clone() } else { y_last.clone() };
+            self.steps[i].y_end = y_end;
+        }
+        if let Some(last) = self.steps.last_mut() {
+            if tab.dense.is_none() && !tab.fsal {
+                stats.nfe += 1;
+                last.f_end = Some(self.field.eval(&Time::Shared(last.t + last.h), &last.y_end));
+            }
+        }
+        DenseOutput { tab, steps: self.steps }
+    }
 }
 
 impl<const D: usize, F: VectorField<D>> Stepper<D> for Recording<'_, F, D> {
@@ -641,22 +664,11 @@ pub fn solve<const D: usize, F: VectorField<D>>(
     let batch = y0.dims()[0];
     let mut stats = Stats::default();
     let (integrated, dense) = if opts.dense {
-        let mut rec = Recording { field, steps: Vec::new() };
+        let mut rec = Recording::new(field);
         let out = integrate(&mut rec, opts, vec![y0.clone()], times, None, 1, &mut stats)?;
-        // Fill the end points of every step; the last needs one more evaluation for Hermite.
-        let n = rec.steps.len();
-        for i in 0..n {
-            let y_end = if i + 1 < n { rec.steps[i + 1].y.clone() } else { out.outputs.last().expect("outputs")[0].clone() };
-            rec.steps[i].y_end = y_end;
-        }
-        let tab = opts.solver.tableau();
-        if let Some(last) = rec.steps.last_mut() {
-            if tab.dense.is_none() && !tab.fsal {
-                stats.nfe += 1;
-                last.f_end = Some(field.eval(&Time::Shared(last.t + last.h), &last.y_end));
-            }
-        }
-        (out, Some(DenseOutput { tab, steps: rec.steps }))
+        let y_last = out.outputs.last().expect("outputs")[0].clone();
+        let dense = rec.finish(opts.solver.tableau(), &y_last, &mut stats);
+        (out, Some(dense))
     } else {
         let mut plain = Plain { field };
         (integrate(&mut plain, opts, vec![y0.clone()], times, None, 1, &mut stats)?, None)
