@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create (or reuse) the Python virtual environment used by the B5 peer
-# comparison (torchdiffeq, diffrax).  The venv lives OUTSIDE the repository.
+# Create (or reuse) the Python virtual environment used by the peer
+# comparisons: B5 neural ODE (torchdiffeq, diffrax) and the neural-SDE
+# benchmark (torchsde, diffrax).  The venv lives OUTSIDE the repository.
 #
 #   bash benches/compare/setup_venv.sh          # create / complete the venv
 #   PHYSFLOW_COMPARE_VENV=/some/dir bash ...     # use another location
@@ -21,6 +22,7 @@ TORCHDIFFEQ_VERSION="${TORCHDIFFEQ_VERSION:-0.2.5}"
 JAX_VERSION="${JAX_VERSION:-0.10.2}"
 DIFFRAX_VERSION="${DIFFRAX_VERSION:-0.7.2}"
 EQUINOX_VERSION="${EQUINOX_VERSION:-0.13.8}"
+TORCHSDE_VERSION="${TORCHSDE_VERSION:-0.2.6}"
 NUMPY_VERSION="${NUMPY_VERSION:-2.4.6}"
 
 log() { echo "[setup_venv] $*" >&2; }
@@ -66,12 +68,16 @@ ensure torchdiffeq "$TORCHDIFFEQ_VERSION" "torchdiffeq==$TORCHDIFFEQ_VERSION"
 ensure jax         "$JAX_VERSION"         "jax[cpu]==$JAX_VERSION"
 ensure equinox     "$EQUINOX_VERSION"     "equinox==$EQUINOX_VERSION"
 ensure diffrax     "$DIFFRAX_VERSION"     "diffrax==$DIFFRAX_VERSION"
+# torchsde 0.2.6 (the newest on PyPI) needs numpy>=1.19, scipy>=1.5, torch>=1.6
+# and trampoline>=0.1.2: with the pins above pip only adds torchsde + trampoline
+# (checked with pip install --dry-run), nothing is downgraded.
+ensure torchsde    "$TORCHSDE_VERSION"    "torchsde==$TORCHSDE_VERSION"
 
 # Final sanity check: every package imports and numpy was not moved by a
 # later install (pip may up/downgrade it to satisfy torch/jax).
 "$PY" - <<'PYEOF' >&2
 import importlib
-for m in ("numpy", "torch", "torchdiffeq", "jax", "jaxlib", "equinox", "diffrax"):
+for m in ("numpy", "torch", "torchdiffeq", "torchsde", "jax", "jaxlib", "equinox", "diffrax"):
     mod = importlib.import_module(m)
     print(f"[setup_venv] {m} {getattr(mod, '__version__', '?')}")
 PYEOF

@@ -1,15 +1,25 @@
 //! Brownian motion `W: [t0, t1] → R^{batch × noise_dim}` that can be queried at any time, in any
-//! order, and always returns the same values.
+//! order, and always returns the same values, with its space-time Lévy area.
 //!
 //! - [`VirtualBrownianTree`] (Li, Wong, Chen & Duvenaud, "Scalable gradients for stochastic
 //!   differential equations", AISTATS 2020; Kidger et al. 2021): `W(t)` is found by bisecting
-//!   `[t0, t1]` down to a tolerance, sampling each midpoint from the Brownian bridge between its
-//!   ends with a seed derived from the node's position in the tree. Nothing is stored, so a
-//!   backward pass can revisit any time and see the forward path exactly.
+//!   `[t0, t1]` down to a tolerance, sampling each split from the law of the two halves given
+//!   the whole with a seed derived from the node's position in the tree. Nothing needs to be
+//!   stored, so a backward pass can revisit any time and see the forward path exactly; the
+//!   last descent is cached so that sequential queries cost a level or two each.
 //! - [`GridBrownian`]: increments pre-sampled on a fixed grid, for fixed-step solves.
+//!
+//! Both carry the space-time Lévy area `H_{s,t} = (1/h) ∫_s^t (W_u − W_s) du − ½ W_{s,t}`,
+//! `h = t − s`, which is `N(0, h/12)` and independent of `W_{s,t}` (Foster, Lyons & Oberhauser,
+//! "An optimal polynomial approximation of Brownian motion", SIAM J. Numer. Anal. 2020). Solvers
+//! for additive noise of strong order 1.5 (SRA1) need it. Both paths keep, at any time, the pair
+//! `(W(t) − W(t0), ∫_{t0}^t (W_u − W(t0)) du)`, from which `W_{s,t}` and `H_{s,t}` follow for any
+//! `s, t`.
 //!
 //! Normals come from a counter-based generator (SplitMix64 of the seed, the node and the element
 //! index, then Box–Muller), so the value of a node never depends on the order of queries.
+
+use std::sync::Mutex;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
@@ -23,18 +33,70 @@ pub trait BrownianPath {
     /// The span `(t0, t1)` the path is defined on.
     fn span(&self) -> (f64, f64);
 
-    /// `W(t) − W(s)` as a row-major host vector `[batch · noise_dim]` (negative of the forward
-    /// increment when `t < s`).
+    /// `(W(t) − W(t0), ∫_{t0}^t (W_u − W(t0)) du)`, each a row-major host vector
+    /// `[batch · noise_dim]`.
     ///
     /// # Errors
-    /// `InvalidArgument` when a time lies outside the span (or, for grid paths, off the grid).
-    fn increment_host(&self, s: f64, t: f64) -> Result<Vec<f64>>;
+    /// `InvalidArgument` when `t` lies outside the span (or, for grid paths, off the grid).
+    fn point_host(&self, t: f64) -> Result<(Vec<f64>, Vec<f64>)>;
+
+    /// `W(t) − W(s)` as a row-major host vector `[batch · noise_dim]` (the negative of the
+    /// forward increment when `t < s`).
+    ///
+    /// # Errors
+    /// As [`point_host`](Self::point_host).
+    fn increment_host(&self, s: f64, t: f64) -> Result<Vec<f64>> {
+        let (ws, _) = self.point_host(s)?;
+        let (wt, _) = self.point_host(t)?;
+        Ok(wt.iter().zip(&ws).map(|(a, b)| a - b).collect())
+    }
+
+    /// `(W_{s,t}, H_{s,t})` over the interval between `s` and `t`: the increment `W(t) − W(s)`
+    /// (negated when `t < s`, as [`increment_host`](Self::increment_host)) and the space-time
+    /// Lévy area of the interval `[min, max]`, `H = (1/h) ∫ (W_u − W_min) du − ½ (W_max − W_min)`.
+    ///
+    /// # Errors
+    /// As [`point_host`](Self::point_host); `InvalidArgument` for `s = t`.
+    fn levy_host(&self, s: f64, t: f64) -> Result<(Vec<f64>, Vec<f64>)> {
+        if s == t {
+            return Err(Error::invalid("s, t", format!("the Lévy area needs an interval of positive length, got s = t = {s}")));
+        }
+        let (lo, hi) = if s < t { (s, t) } else { (t, s) };
+        let (wl, il) = self.point_host(lo)?;
+        let (wh, ih) = self.point_host(hi)?;
+        let h = hi - lo;
+        let sign = if s < t { 1.0 } else { -1.0 };
+        let mut w = Vec::with_capacity(wl.len());
+        let mut area = Vec::with_capacity(wl.len());
+        for k in 0..wl.len() {
+            let dw = wh[k] - wl[k];
+            w.push(sign * dw);
+            area.push((ih[k] - il[k]) / h - wl[k] - 0.5 * dw);
+        }
+        Ok((w, area))
+    }
 
     /// `W(t) − W(s)` as a tensor `[batch, noise_dim]` in `dtype` on `device`.
+    ///
+    /// # Errors
+    /// As [`increment_host`](Self::increment_host).
     fn increment(&self, s: f64, t: f64, device: &Device, dtype: DType) -> Result<Tensor<2>> {
         let [b, m] = self.shape();
         let v = self.increment_host(s, t)?;
         Ok(Tensor::<2>::from_data(TensorData::new(v, [b, m]), (device, dtype)))
+    }
+
+    /// `(W_{s,t}, H_{s,t})` as tensors `[batch, noise_dim]` (see [`levy_host`](Self::levy_host)).
+    ///
+    /// # Errors
+    /// As [`levy_host`](Self::levy_host).
+    fn levy(&self, s: f64, t: f64, device: &Device, dtype: DType) -> Result<(Tensor<2>, Tensor<2>)> {
+        let [b, m] = self.shape();
+        let (w, h) = self.levy_host(s, t)?;
+        Ok((
+            Tensor::<2>::from_data(TensorData::new(w, [b, m]), (device, dtype)),
+            Tensor::<2>::from_data(TensorData::new(h, [b, m]), (device, dtype)),
+        ))
     }
 }
 
@@ -66,17 +128,91 @@ fn normals(seed: u64, node: u64, n: usize) -> Vec<f64> {
     out
 }
 
-/// A virtual Brownian tree on `[t0, t1]` with resolution `tol`: `W(t)` is exact in law at the
-/// dyadic points of the tree down to spacing `≤ tol`, and linearly interpolated below it.
+/// One node of the tree: the interval `[a, b]`, its heap number, the path's values at `a`
+/// (`W(a) − W(t0)` and `∫_{t0}^a (W − W(t0))`), and the node's own increment `w = W_{a,b}` and
+/// space-time Lévy area `h = H_{a,b}`.
 #[derive(Clone, Debug)]
+struct Node {
+    a: f64,
+    b: f64,
+    id: u64,
+    wa: Vec<f64>,
+    ia: Vec<f64>,
+    w: Vec<f64>,
+    h: Vec<f64>,
+}
+
+impl Node {
+    /// The two halves given the whole. With `a = w₁ − w₂`, `s = H₁ + H₂`, `d = H₁ − H₂` for the
+    /// halves' increments and areas, `w = w₁ + w₂` and `H = s/2 + a/4`; conditioning the
+    /// independent Gaussians `a ~ N(0, L)`, `s, d ~ N(0, L/12)` on `H` gives
+    /// `a = 3H + (√L/2) z₁`, `s = H/2 − (√L/4) z₁`, `d = √(L/12) z₂` (`L = b − a`; derived in
+    /// docs/sde.md, and the same law as Foster's thesis, Thm 6.1.6).
+    fn split(&self, seed: u64) -> (Node, Node) {
+        let n = self.w.len();
+        let len = self.b - self.a;
+        let m = 0.5 * (self.a + self.b);
+        let half = 0.5 * len;
+        let z = normals(seed, self.id, 2 * n);
+        let (c1, c2) = (0.5 * len.sqrt(), (len / 12.0).sqrt());
+        let mut left = Node { a: self.a, b: m, id: 2 * self.id, wa: self.wa.clone(), ia: self.ia.clone(), w: vec![0.0; n], h: vec![0.0; n] };
+        let mut right = Node { a: m, b: self.b, id: 2 * self.id + 1, wa: vec![0.0; n], ia: vec![0.0; n], w: vec![0.0; n], h: vec![0.0; n] };
+        for k in 0..n {
+            let (w, h) = (self.w[k], self.h[k]);
+            let diff = 3.0 * h + c1 * z[k];
+            let sum = 0.5 * h - 0.5 * c1 * z[k];
+            let d = c2 * z[n + k];
+            let (w1, w2) = (0.5 * (w + diff), 0.5 * (w - diff));
+            let (h1, h2) = (0.5 * (sum + d), 0.5 * (sum - d));
+            left.w[k] = w1;
+            left.h[k] = h1;
+            right.w[k] = w2;
+            right.h[k] = h2;
+            right.wa[k] = self.wa[k] + w1;
+            right.ia[k] = self.ia[k] + half * (self.wa[k] + h1 + 0.5 * w1);
+        }
+        (left, right)
+    }
+
+    /// The path at `t ∈ [a, b]` from the node alone: exact at `a` and `b`, the conditional mean
+    /// given `(w, H)` inside, `E[W_u − W_a] = r w + 6r(1 − r) H` with `r = (u − a)/L`, and its
+    /// integral `L (r² w/2 + (3r² − 2r³) H)`.
+    fn at(&self, t: f64) -> (Vec<f64>, Vec<f64>) {
+        let len = self.b - self.a;
+        let r = ((t - self.a) / len).clamp(0.0, 1.0);
+        let (cw, ch) = (r, 6.0 * r * (1.0 - r));
+        let (iw, ih) = (len * 0.5 * r * r, len * (3.0 * r * r - 2.0 * r * r * r));
+        let dt = t - self.a;
+        let n = self.w.len();
+        let mut w = Vec::with_capacity(n);
+        let mut i = Vec::with_capacity(n);
+        for k in 0..n {
+            w.push(self.wa[k] + cw * self.w[k] + ch * self.h[k]);
+            i.push(self.ia[k] + dt * self.wa[k] + iw * self.w[k] + ih * self.h[k]);
+        }
+        (w, i)
+    }
+}
+
+/// A virtual Brownian tree on `[t0, t1]` with resolution `tol`: `(W, H)` is exact in law at the
+/// dyadic points of the tree down to spacing `≤ tol`, and the conditional mean given the leaf's
+/// `(W, H)` below it.
+#[derive(Debug)]
 pub struct VirtualBrownianTree {
     t0: f64,
     t1: f64,
     tol: f64,
     shape: [usize; 2],
     seed: u64,
-    /// `W(t1) − W(t0)`.
-    w_end: Vec<f64>,
+    /// The last descent, root first (a cache: values never depend on it).
+    path: Mutex<Vec<Node>>,
+}
+
+impl Clone for VirtualBrownianTree {
+    fn clone(&self) -> Self {
+        let path = self.path.lock().map(|p| p[..1].to_vec()).unwrap_or_else(|p| p.into_inner()[..1].to_vec());
+        Self { t0: self.t0, t1: self.t1, tol: self.tol, shape: self.shape, seed: self.seed, path: Mutex::new(path) }
+    }
 }
 
 impl VirtualBrownianTree {
@@ -92,50 +228,38 @@ impl VirtualBrownianTree {
             return Err(Error::invalid("tol", format!("must be positive, got {tol}")));
         }
         let n = shape[0] * shape[1];
-        let sd = (t1 - t0).sqrt();
-        let w_end = normals(seed, 0, n).into_iter().map(|z| sd * z).collect();
-        Ok(Self { t0, t1, tol, shape, seed, w_end })
+        let len = t1 - t0;
+        let z = normals(seed, 0, 2 * n);
+        let (sw, sh) = (len.sqrt(), (len / 12.0).sqrt());
+        let root = Node {
+            a: t0,
+            b: t1,
+            id: 1,
+            wa: vec![0.0; n],
+            ia: vec![0.0; n],
+            w: z[..n].iter().map(|z| sw * z).collect(),
+            h: z[n..].iter().map(|z| sh * z).collect(),
+        };
+        Ok(Self { t0, t1, tol, shape, seed, path: Mutex::new(vec![root]) })
     }
 
-    /// `W(t) − W(t0)`.
-    fn value(&self, t: f64) -> Vec<f64> {
-        let n = self.w_end.len();
-        let (mut a, mut b) = (self.t0, self.t1);
-        let mut wa = vec![0.0; n];
-        let mut wb = self.w_end.clone();
-        if t <= a {
-            return wa;
-        }
-        if t >= b {
-            return wb;
-        }
-        // Heap numbering: root 1, children 2k and 2k + 1.
-        let mut node: u64 = 1;
-        while b - a > self.tol {
-            let m = 0.5 * (a + b);
-            if t == m {
-                return self.midpoint(node, a, b, &wa, &wb);
+    fn value(&self, t: f64) -> (Vec<f64>, Vec<f64>) {
+        let mut path = match self.path.lock() {
+            Ok(p) => p,
+            Err(p) => p.into_inner(),
+        };
+        // Keep the longest cached prefix whose intervals contain t.
+        let keep = path.iter().take_while(|n| n.a <= t && t <= n.b).count().max(1);
+        path.truncate(keep);
+        let t = t.clamp(self.t0, self.t1);
+        loop {
+            let node = path.last().expect("the root is always cached");
+            if t == node.a || t == node.b || node.b - node.a <= self.tol {
+                return node.at(t);
             }
-            let wm = self.midpoint(node, a, b, &wa, &wb);
-            if t < m {
-                b = m;
-                wb = wm;
-                node *= 2;
-            } else {
-                a = m;
-                wa = wm;
-                node = 2 * node + 1;
-            }
+            let (left, right) = node.split(self.seed);
+            path.push(if t < left.b { left } else { right });
         }
-        let w = (t - a) / (b - a);
-        wa.iter().zip(&wb).map(|(x, y)| x + w * (y - x)).collect()
-    }
-
-    /// Brownian bridge midpoint: `(W(a) + W(b))/2 + √((b − a)/4) z`.
-    fn midpoint(&self, node: u64, a: f64, b: f64, wa: &[f64], wb: &[f64]) -> Vec<f64> {
-        let sd = (0.25 * (b - a)).sqrt();
-        let z = normals(self.seed, node, wa.len());
-        wa.iter().zip(wb).zip(z).map(|((x, y), z)| 0.5 * (x + y) + sd * z).collect()
     }
 
     fn check(&self, t: f64) -> Result<()> {
@@ -154,17 +278,14 @@ impl BrownianPath for VirtualBrownianTree {
     fn span(&self) -> (f64, f64) {
         (self.t0, self.t1)
     }
-    fn increment_host(&self, s: f64, t: f64) -> Result<Vec<f64>> {
-        self.check(s)?;
+    fn point_host(&self, t: f64) -> Result<(Vec<f64>, Vec<f64>)> {
         self.check(t)?;
-        let ws = self.value(s);
-        let wt = self.value(t);
-        Ok(wt.iter().zip(&ws).map(|(a, b)| a - b).collect())
+        Ok(self.value(t))
     }
 }
 
-/// Increments pre-sampled on the grid `t0 + k·dt`, `k = 0..=n`: exact in law, cheap, and
-/// queryable only at grid times.
+/// Increments and space-time Lévy areas pre-sampled on the grid `t0 + k·dt`, `k = 0..=n`:
+/// exact in law, cheap, and queryable only at grid times.
 #[derive(Clone, Debug)]
 pub struct GridBrownian {
     t0: f64,
@@ -172,6 +293,8 @@ pub struct GridBrownian {
     shape: [usize; 2],
     /// `W(t0 + k dt) − W(t0)` for `k = 0..=n`, each `[batch · noise_dim]`.
     cumulative: Vec<Vec<f64>>,
+    /// `∫_{t0}^{t0 + k dt} (W − W(t0))` for `k = 0..=n`.
+    integral: Vec<Vec<f64>>,
 }
 
 impl GridBrownian {
@@ -184,15 +307,23 @@ impl GridBrownian {
             return Err(Error::invalid("dt, n", format!("need dt > 0 and n >= 1, got dt = {dt}, n = {n}")));
         }
         let m = shape[0] * shape[1];
-        let sd = dt.sqrt();
+        let (sw, sh) = (dt.sqrt(), (dt / 12.0).sqrt());
         let mut cumulative = vec![vec![0.0; m]];
+        let mut integral = vec![vec![0.0; m]];
         for k in 0..n {
-            let z = normals(seed, k as u64 + 1, m);
-            let prev = &cumulative[k];
-            let next: Vec<f64> = prev.iter().zip(z).map(|(w, z)| w + sd * z).collect();
-            cumulative.push(next);
+            let z = normals(seed, k as u64 + 1, 2 * m);
+            let (w, i) = (&cumulative[k], &integral[k]);
+            let mut wn = Vec::with_capacity(m);
+            let mut inn = Vec::with_capacity(m);
+            for j in 0..m {
+                let (dw, h) = (sw * z[j], sh * z[m + j]);
+                wn.push(w[j] + dw);
+                inn.push(i[j] + dt * (w[j] + h + 0.5 * dw));
+            }
+            cumulative.push(wn);
+            integral.push(inn);
         }
-        Ok(Self { t0, dt, shape, cumulative })
+        Ok(Self { t0, dt, shape, cumulative, integral })
     }
 
     fn index(&self, t: f64) -> Result<usize> {
@@ -215,12 +346,15 @@ impl BrownianPath for GridBrownian {
     fn span(&self) -> (f64, f64) {
         (self.t0, self.t0 + self.dt * (self.cumulative.len() - 1) as f64)
     }
+    fn point_host(&self, t: f64) -> Result<(Vec<f64>, Vec<f64>)> {
+        let k = self.index(t)?;
+        Ok((self.cumulative[k].clone(), self.integral[k].clone()))
+    }
     fn increment_host(&self, s: f64, t: f64) -> Result<Vec<f64>> {
         let (i, j) = (self.index(s)?, self.index(t)?);
         Ok(self.cumulative[j].iter().zip(&self.cumulative[i]).map(|(a, b)| a - b).collect())
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +405,63 @@ mod tests {
                 let r = dot / (na * nb);
                 assert!(r.abs() < 4.0 / n.sqrt(), "intervals {i}, {j}: correlation {r}");
             }
+        }
+    }
+
+    fn corr(a: &[f64], b: &[f64]) -> f64 {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+        dot / (na * nb)
+    }
+
+    /// Space-time Lévy area `H_{s,t} ~ N(0, h/12)`, independent of `W_{s,t}` and of the area of a
+    /// disjoint interval (Foster et al. 2020). On the root interval, on dyadic halves (made by
+    /// the split formula), and on intervals with non-dyadic ends: variance ratio within 4
+    /// standard errors (√(2/N)) of 1, correlations within 4/√N of 0 — for the tree and the grid.
+    #[test]
+    fn levy_area_has_the_right_law() {
+        let w = tree();
+        let g = GridBrownian::new(0.0, 1.0 / 64.0, 64, [256, 8], 11).unwrap();
+        let tree_cuts = [(0.0, 1.0), (0.0, 0.5), (0.5, 1.0), (0.25, 0.375), (0.13, 0.61), (0.61, 0.9)];
+        let grid_cuts = [(0.0, 1.0), (0.0, 0.5), (0.5, 1.0), (0.25, 0.375), (0.125, 0.609375), (0.609375, 0.90625)];
+        let paths: [(&dyn BrownianPath, &[(f64, f64)]); 2] = [(&w, &tree_cuts), (&g, &grid_cuts)];
+        for (path, cuts) in paths {
+            let mut areas = Vec::new();
+            for &(s, t) in cuts {
+                let (inc, area) = path.levy_host(s, t).unwrap();
+                let n = area.len() as f64;
+                let var = area.iter().map(|x| x * x).sum::<f64>() / n / ((t - s) / 12.0);
+                assert!((var - 1.0).abs() < 4.0 * (2.0 / n).sqrt(), "[{s}, {t}]: variance ratio {var}");
+                let r = corr(&inc, &area);
+                assert!(r.abs() < 4.0 / n.sqrt(), "[{s}, {t}]: corr(W, H) = {r}");
+                // The increment agrees with `increment_host`, and reversing the interval negates
+                // W and keeps H.
+                let direct = path.increment_host(s, t).unwrap();
+                assert!(inc.iter().zip(&direct).all(|(a, b)| (a - b).abs() < 1e-13));
+                let (inc_back, area_back) = path.levy_host(t, s).unwrap();
+                assert!(inc_back.iter().zip(&inc).all(|(a, b)| *a == -*b));
+                assert_eq!(area_back, area);
+                areas.push(area);
+            }
+            let n = areas[0].len() as f64;
+            for (i, j) in [(1, 2), (4, 5)] {
+                let r = corr(&areas[i], &areas[j]);
+                assert!(r.abs() < 4.0 / n.sqrt(), "disjoint intervals {i}, {j}: corr(H, H) = {r}");
+            }
+        }
+    }
+
+    /// The caching of the last descent never changes a value: querying in scrambled order and
+    /// on a fresh tree gives bit-identical points.
+    #[test]
+    fn the_descent_cache_is_invisible() {
+        let ts = [0.9, 0.1, 0.500001, 0.5, 0.3333, 0.0, 1.0, 0.77];
+        let a = tree();
+        let first: Vec<_> = ts.iter().map(|&t| a.point_host(t).unwrap()).collect();
+        for (k, &t) in ts.iter().enumerate().rev() {
+            assert_eq!(tree().point_host(t).unwrap(), first[k]);
+            assert_eq!(a.point_host(t).unwrap(), first[k]);
         }
     }
 

@@ -1,9 +1,16 @@
-//! Stochastic differential equations: reproducible Brownian paths (the virtual Brownian tree and
-//! a fixed-grid path) and fixed-step solvers for diagonal noise. Adaptive steps, general and
-//! additive-noise solvers (SRA1), reversible Heun and the SDE adjoints follow (neural SDE issue).
+//! Stochastic differential equations: reproducible Brownian paths with space-time Lévy area
+//! (the virtual Brownian tree and a fixed-grid path), diagonal, general and additive noise, Itô
+//! and Stratonovich solvers with fixed or adaptive steps, and three gradient strategies (direct,
+//! stochastic adjoint, reversible-Heun adjoint). Guide: docs/sde.md.
 
+mod adjoint;
 mod brownian;
+mod field;
 mod solve;
 
+pub use adjoint::{sdeint_for_grad, SdeGradient, SdeTape};
 pub use brownian::{BrownianPath, GridBrownian, VirtualBrownianTree};
-pub use solve::{sdeint, Calculus, FnSde, ReversibleHeunState, SdeField, SdeSolver};
+pub use field::{FnSde, NeuralSde, Noise, SdeField, SdeParams, Sigmoid};
+pub use solve::{
+    sdeint, sdeint_with_stats, AdaptiveSde, Calculus, ReversibleHeunState, SdeOptions, SdeSolver, SdeStats,
+};
