@@ -216,7 +216,6 @@ fn sra1_strong_order_on_a_nonlinear_drift() {
         .map(|&dt| solve(dt).iter().zip(&reference).map(|(a, b)| (a - b).abs()).sum::<f64>() / batch as f64)
         .collect();
     let slope = loglog_slope(&dts, &errs);
-    eprintln!("SRA1 slope {slope:.3} errors {errs:?}");
     assert!((slope - 1.5).abs() <= 0.2, "SRA1: strong order {slope:.3}, expected 1.5 (errors {errs:?})");
 }
 

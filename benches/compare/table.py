@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Turn B5 JSON lines (physflow + peers) into Markdown tables.
+"""Turn benchmark JSON lines (physflow + peers) into Markdown tables.
 
 Reads JSON lines from the files given on the command line, or from stdin when
-none are given.  Lines that are not JSON objects with "side", "name" and "ms"
+none are given.  `--bench b5` (the default) labels the tables "B5" and prints
+the B5 ratios; `--bench sde` does the same for the neural-SDE benchmark
+(run_sde.sh), whose table also has a "loss" column.  Lines that are not JSON objects with "side", "name" and "ms"
 are ignored (so cargo / log noise can be piped in).  Standard library only.
 
 Input schema, one object per line:
@@ -13,6 +15,7 @@ Input schema, one object per line:
 
   python table.py physflow.jsonl peers.jsonl
   cat *.jsonl | python table.py
+  python table.py --bench sde physflow.jsonl peers.jsonl
 """
 
 import json
@@ -67,7 +70,38 @@ INFO_RATIOS = [
      [("physflow", "burn mlp forward x20")], [("physflow", "fused mlp forward x20")]),
 ]
 
-SIDE_ORDER = ["physflow", "torchdiffeq", "diffrax", "torch", "jax"]
+# Neural-SDE benchmark (run_sde.sh): like-for-like ratios, information only.
+# The physflow names are the ones bench_sde is expected to print; a missing
+# row gives "n/a".  Where diffrax has no matching adjoint, the ratio falls back
+# to a stand-in row and says so.
+SDE_RATIOS = []
+SDE_INFO_RATIOS = [
+    ("physflow euler backprop / torchsde euler backprop",
+     [("physflow", "euler backprop")], [("torchsde", "euler backprop")]),
+    ("physflow euler backprop / diffrax euler recursive checkpoint",
+     [("physflow", "euler backprop")], [("diffrax", "euler recursive checkpoint")]),
+    ("physflow euler adjoint / torchsde euler adjoint",
+     [("physflow", "euler adjoint")], [("torchsde", "euler adjoint")]),
+    ("physflow reversible heun backprop / torchsde reversible heun backprop",
+     [("physflow", "reversible heun backprop")], [("torchsde", "reversible heun backprop")]),
+    ("physflow reversible heun backprop / diffrax reversible heun recursive checkpoint",
+     [("physflow", "reversible heun backprop")],
+     [("diffrax", "reversible heun recursive checkpoint")]),
+    ("physflow reversible heun adjoint / torchsde reversible heun adjoint",
+     [("physflow", "reversible heun adjoint")], [("torchsde", "reversible heun adjoint")]),
+    ("physflow reversible heun adjoint / diffrax reversible heun reversible adjoint",
+     [("physflow", "reversible heun adjoint")],
+     [("diffrax", "reversible heun reversible adjoint"),
+      ("diffrax", "reversible heun recursive checkpoint")]),
+]
+
+# --bench NAME -> (title, target ratios, info ratios, extra row columns)
+BENCHES = {
+    "b5": ("B5", RATIOS, INFO_RATIOS, []),
+    "sde": ("SDE", SDE_RATIOS, SDE_INFO_RATIOS, ["loss"]),
+}
+
+SIDE_ORDER = ["physflow", "torchdiffeq", "torchsde", "diffrax", "torch", "jax"]
 
 
 def read_rows(streams):
@@ -110,8 +144,20 @@ def first_present(rows, keys):
 
 
 def main(argv):
-    if len(argv) > 1:
-        streams = [open(p) for p in argv[1:]]
+    args = argv[1:]
+    bench = "b5"
+    if args and args[0].startswith("--bench"):
+        if "=" in args[0]:
+            bench, args = args[0].split("=", 1)[1], args[1:]
+        elif len(args) >= 2:
+            bench, args = args[1], args[2:]
+        else:
+            sys.exit("table.py: --bench needs a value (%s)" % ", ".join(BENCHES))
+    if bench not in BENCHES:
+        sys.exit("table.py: unknown --bench %r (known: %s)" % (bench, ", ".join(BENCHES)))
+    title, ratios, info_ratios, extra_cols = BENCHES[bench]
+    if args:
+        streams = [open(p) for p in args]
     else:
         streams = [sys.stdin]
     rows, order = read_rows(streams)
@@ -121,10 +167,11 @@ def main(argv):
         return (SIDE_ORDER.index(side) if side in SIDE_ORDER else len(SIDE_ORDER), order.index(k))
 
     out = []
-    out.append("### B5 rows (median ms per step)")
+    out.append("### %s rows (median ms per step)" % title)
     out.append("")
-    out.append("| side | name | ms (median) | min ms | nfe | nfe fwd | nfe bwd | repeats |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    out.append("| side | name | ms (median) | min ms | nfe | nfe fwd | nfe bwd | repeats |"
+               + "".join(" %s |" % c for c in extra_cols))
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(extra_cols))
 
     def opt(r, k):
         v = r.get(k)
@@ -135,18 +182,19 @@ def main(argv):
         out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
             key[0], key[1], fmt_ms(r.get("ms")), fmt_ms(r.get("min_ms")),
             opt(r, "nfe"), opt(r, "nfe_fwd"),
-            opt(r, "nfe_bwd"), r.get("repeats", "")))
+            opt(r, "nfe_bwd"), r.get("repeats", ""))
+            + "".join(" %s |" % opt(r, c) for c in extra_cols))
     if not rows:
-        out.append("| n/a | (no rows read) | n/a | n/a | n/a | n/a | n/a | |")
+        out.append("| n/a | (no rows read) | n/a | n/a | n/a | n/a | n/a | |" + " |" * len(extra_cols))
 
     out.append("")
-    out.append("### B5 ratios")
+    out.append("### %s ratios" % title)
     out.append("")
     out.append("| ratio | rows used | value | target | met |")
     out.append("|---|---|---:|---:|:---:|")
-    for label, nums, dens, cmp, target in RATIOS:
+    for label, nums, dens, cmp, target in ratios:
         out.append(ratio_line(rows, label, nums, dens, cmp, target))
-    for label, nums, dens in INFO_RATIOS:
+    for label, nums, dens in info_ratios:
         out.append(ratio_line(rows, label, nums, dens, None, None))
 
     print("\n".join(out))

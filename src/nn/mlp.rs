@@ -276,9 +276,17 @@ impl MlpGrads {
 
     /// burn's gradient container for `mlp`'s parameters, for `optim.step`.
     pub fn into_gradients_params(self, mlp: &Mlp) -> burn::optim::GradientsParams {
+        let mut out = burn::optim::GradientsParams::new();
+        self.register_into(mlp, &mut out);
+        out
+    }
+
+    /// Add the cotangents of `mlp`'s parameters to an existing gradient container (several
+    /// networks under one optimizer).
+    pub fn register_into(self, mlp: &Mlp, out: &mut burn::optim::GradientsParams) {
         match self {
-            MlpGrads::Module(m) => m.into_gradients_params(),
-            MlpGrads::Flat32(v) => MlpGrads::Flat(v.into_iter().map(f64::from).collect()).into_gradients_params(mlp),
+            MlpGrads::Module(m) => m.register_into(out),
+            MlpGrads::Flat32(v) => MlpGrads::Flat(v.into_iter().map(f64::from).collect()).register_into(mlp, out),
             MlpGrads::Flat(v) => {
                 let mut grads = ModuleGrads::zeros(mlp);
                 let mut offset = 0;
@@ -299,7 +307,7 @@ impl MlpGrads {
                         offset += nb;
                     }
                 }
-                grads.into_gradients_params()
+                grads.register_into(out)
             }
         }
     }

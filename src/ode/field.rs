@@ -325,6 +325,16 @@ impl ModuleGrads {
     /// For parameters of rank above 4.
     pub fn into_gradients_params(self) -> GradientsParams {
         let mut out = GradientsParams::new();
+        self.register_into(&mut out);
+        out
+    }
+
+    /// Add these cotangents to an existing gradient container (for a module made of several
+    /// fields, e.g. an SDE's drift and diffusion networks under one optimizer).
+    ///
+    /// # Panics
+    /// For parameters of rank above 4.
+    pub fn register_into(self, out: &mut GradientsParams) {
         for (id, shape, t) in self.entries {
             match shape.len() {
                 1 => out.register::<1>(id, t),
@@ -334,7 +344,6 @@ impl ModuleGrads {
                 r => panic!("ModuleGrads: parameter of rank {r} not supported"),
             }
         }
-        out
     }
 }
 

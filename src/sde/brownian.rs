@@ -16,8 +16,8 @@
 //! `(W(t) − W(t0), ∫_{t0}^t (W_u − W(t0)) du)`, from which `W_{s,t}` and `H_{s,t}` follow for any
 //! `s, t`.
 //!
-//! Normals come from a counter-based generator (SplitMix64 of the seed, the node and the element
-//! index, then Box–Muller), so the value of a node never depends on the order of queries.
+//! Normals come from a stream seeded by the seed and the node alone (SplitMix64, then
+//! Xoshiro256++ and the ziggurat), so the value of a node never depends on the order of queries.
 
 use std::sync::Mutex;
 
@@ -33,48 +33,21 @@ pub trait BrownianPath {
     /// The span `(t0, t1)` the path is defined on.
     fn span(&self) -> (f64, f64);
 
-    /// `(W(t) − W(t0), ∫_{t0}^t (W_u − W(t0)) du)`, each a row-major host vector
-    /// `[batch · noise_dim]`.
-    ///
-    /// # Errors
-    /// `InvalidArgument` when `t` lies outside the span (or, for grid paths, off the grid).
-    fn point_host(&self, t: f64) -> Result<(Vec<f64>, Vec<f64>)>;
-
     /// `W(t) − W(s)` as a row-major host vector `[batch · noise_dim]` (the negative of the
     /// forward increment when `t < s`).
     ///
     /// # Errors
-    /// As [`point_host`](Self::point_host).
-    fn increment_host(&self, s: f64, t: f64) -> Result<Vec<f64>> {
-        let (ws, _) = self.point_host(s)?;
-        let (wt, _) = self.point_host(t)?;
-        Ok(wt.iter().zip(&ws).map(|(a, b)| a - b).collect())
-    }
+    /// `InvalidArgument` when a time lies outside the span (or, for grid paths, off the grid).
+    fn increment_host(&self, s: f64, t: f64) -> Result<Vec<f64>>;
 
     /// `(W_{s,t}, H_{s,t})` over the interval between `s` and `t`: the increment `W(t) − W(s)`
     /// (negated when `t < s`, as [`increment_host`](Self::increment_host)) and the space-time
     /// Lévy area of the interval `[min, max]`, `H = (1/h) ∫ (W_u − W_min) du − ½ (W_max − W_min)`.
     ///
     /// # Errors
-    /// As [`point_host`](Self::point_host); `InvalidArgument` for `s = t`.
-    fn levy_host(&self, s: f64, t: f64) -> Result<(Vec<f64>, Vec<f64>)> {
-        if s == t {
-            return Err(Error::invalid("s, t", format!("the Lévy area needs an interval of positive length, got s = t = {s}")));
-        }
-        let (lo, hi) = if s < t { (s, t) } else { (t, s) };
-        let (wl, il) = self.point_host(lo)?;
-        let (wh, ih) = self.point_host(hi)?;
-        let h = hi - lo;
-        let sign = if s < t { 1.0 } else { -1.0 };
-        let mut w = Vec::with_capacity(wl.len());
-        let mut area = Vec::with_capacity(wl.len());
-        for k in 0..wl.len() {
-            let dw = wh[k] - wl[k];
-            w.push(sign * dw);
-            area.push((ih[k] - il[k]) / h - wl[k] - 0.5 * dw);
-        }
-        Ok((w, area))
-    }
+    /// As [`increment_host`](Self::increment_host); `InvalidArgument` for `s = t`;
+    /// `Unsupported` for a path built without Lévy area.
+    fn levy_host(&self, s: f64, t: f64) -> Result<(Vec<f64>, Vec<f64>)>;
 
     /// `W(t) − W(s)` as a tensor `[batch, noise_dim]` in `dtype` on `device`.
     ///
@@ -100,6 +73,30 @@ pub trait BrownianPath {
     }
 }
 
+/// `(W_{s,t}, H_{s,t})` from the path's values `(W, ∫W)` at the two ends.
+fn levy_from_points(
+    s: f64,
+    t: f64,
+    point: impl Fn(f64) -> Result<(Vec<f64>, Vec<f64>)>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    if s == t {
+        return Err(Error::invalid("s, t", format!("the Lévy area needs an interval of positive length, got s = t = {s}")));
+    }
+    let (lo, hi) = if s < t { (s, t) } else { (t, s) };
+    let (wl, il) = point(lo)?;
+    let (wh, ih) = point(hi)?;
+    let h = hi - lo;
+    let sign = if s < t { 1.0 } else { -1.0 };
+    let mut w = Vec::with_capacity(wl.len());
+    let mut area = Vec::with_capacity(wl.len());
+    for k in 0..wl.len() {
+        let dw = wh[k] - wl[k];
+        w.push(sign * dw);
+        area.push((ih[k] - il[k]) / h - wl[k] - 0.5 * dw);
+    }
+    Ok((w, area))
+}
+
 /// SplitMix64 (Steele, Lea & Flood 2014): a bijective mixer of 64-bit counters.
 fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -108,24 +105,14 @@ fn splitmix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `n` standard normals determined by `(seed, node)` alone: Box–Muller on uniforms from
-/// SplitMix64 of a per-node stream.
+/// `n` standard normals determined by `(seed, node)` alone: a Xoshiro256++ stream seeded from
+/// SplitMix64 of both, sampled by the ziggurat method (rand_distr's `StandardNormal`; several
+/// times faster than Box–Muller, which needs a logarithm and a sine and cosine per pair).
 fn normals(seed: u64, node: u64, n: usize) -> Vec<f64> {
-    let base = splitmix64(seed ^ splitmix64(node.wrapping_mul(0xD1B5_4A32_D192_ED03)));
-    let mut out = Vec::with_capacity(n + 1);
-    let mut i = 0u64;
-    while out.len() < n {
-        // 53-bit uniforms in (0, 1]: never 0, so ln is finite.
-        let u1 = ((splitmix64(base.wrapping_add(2 * i)) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        let u2 = ((splitmix64(base.wrapping_add(2 * i + 1)) >> 11) as f64) / (1u64 << 53) as f64;
-        let r = (-2.0 * u1.ln()).sqrt();
-        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
-        out.push(r * c);
-        out.push(r * s);
-        i += 1;
-    }
-    out.truncate(n);
-    out
+    use rand::{RngExt, SeedableRng};
+    let stream = splitmix64(seed ^ splitmix64(node.wrapping_mul(0xD1B5_4A32_D192_ED03)));
+    let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(stream);
+    (0..n).map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal)).collect()
 }
 
 /// One node of the tree: the interval `[a, b]`, its heap number, the path's values at `a`
@@ -262,6 +249,16 @@ impl VirtualBrownianTree {
         }
     }
 
+    /// `(W(t) − W(t0), ∫_{t0}^t (W_u − W(t0)) du)`, each a row-major host vector
+    /// `[batch · noise_dim]`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when `t` lies outside the span.
+    pub fn point_host(&self, t: f64) -> Result<(Vec<f64>, Vec<f64>)> {
+        self.check(t)?;
+        Ok(self.value(t))
+    }
+
     fn check(&self, t: f64) -> Result<()> {
         let slack = 1e-12 * (self.t1 - self.t0);
         if !(t >= self.t0 - slack && t <= self.t1 + slack) {
@@ -278,14 +275,18 @@ impl BrownianPath for VirtualBrownianTree {
     fn span(&self) -> (f64, f64) {
         (self.t0, self.t1)
     }
-    fn point_host(&self, t: f64) -> Result<(Vec<f64>, Vec<f64>)> {
-        self.check(t)?;
-        Ok(self.value(t))
+    fn increment_host(&self, s: f64, t: f64) -> Result<Vec<f64>> {
+        let (ws, _) = self.point_host(s)?;
+        let (wt, _) = self.point_host(t)?;
+        Ok(wt.iter().zip(&ws).map(|(a, b)| a - b).collect())
+    }
+    fn levy_host(&self, s: f64, t: f64) -> Result<(Vec<f64>, Vec<f64>)> {
+        levy_from_points(s, t, |t| self.point_host(t))
     }
 }
 
-/// Increments and space-time Lévy areas pre-sampled on the grid `t0 + k·dt`, `k = 0..=n`:
-/// exact in law, cheap, and queryable only at grid times.
+/// Increments (and, if asked for, space-time Lévy areas) pre-sampled on the grid
+/// `t0 + k·dt`, `k = 0..=n`: exact in law, cheap, and queryable only at grid times.
 #[derive(Clone, Debug)]
 pub struct GridBrownian {
     t0: f64,
@@ -293,35 +294,47 @@ pub struct GridBrownian {
     shape: [usize; 2],
     /// `W(t0 + k dt) − W(t0)` for `k = 0..=n`, each `[batch · noise_dim]`.
     cumulative: Vec<Vec<f64>>,
-    /// `∫_{t0}^{t0 + k dt} (W − W(t0))` for `k = 0..=n`.
-    integral: Vec<Vec<f64>>,
+    /// `∫_{t0}^{t0 + k dt} (W − W(t0))` for `k = 0..=n`, when built with Lévy area.
+    integral: Option<Vec<Vec<f64>>>,
 }
 
 impl GridBrownian {
-    /// `n` steps of size `dt` from `t0`.
+    /// `n` steps of size `dt` from `t0`, increments only.
     ///
     /// # Errors
     /// `InvalidArgument` for `n = 0` or a non-positive `dt`.
     pub fn new(t0: f64, dt: f64, n: usize, shape: [usize; 2], seed: u64) -> Result<Self> {
+        Self::build(t0, dt, n, shape, seed, false)
+    }
+
+    /// `n` steps of size `dt` from `t0`, with the space-time Lévy area of every cell (for SRA1;
+    /// twice the normals of [`new`](Self::new)).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_levy_area(t0: f64, dt: f64, n: usize, shape: [usize; 2], seed: u64) -> Result<Self> {
+        Self::build(t0, dt, n, shape, seed, true)
+    }
+
+    fn build(t0: f64, dt: f64, n: usize, shape: [usize; 2], seed: u64, levy: bool) -> Result<Self> {
         if n == 0 || !(dt > 0.0 && dt.is_finite()) || !t0.is_finite() {
             return Err(Error::invalid("dt, n", format!("need dt > 0 and n >= 1, got dt = {dt}, n = {n}")));
         }
         let m = shape[0] * shape[1];
         let (sw, sh) = (dt.sqrt(), (dt / 12.0).sqrt());
-        let mut cumulative = vec![vec![0.0; m]];
-        let mut integral = vec![vec![0.0; m]];
+        let mut cumulative = Vec::with_capacity(n + 1);
+        cumulative.push(vec![0.0; m]);
+        let mut integral = if levy { Some(vec![vec![0.0; m]]) } else { None };
         for k in 0..n {
-            let z = normals(seed, k as u64 + 1, 2 * m);
-            let (w, i) = (&cumulative[k], &integral[k]);
-            let mut wn = Vec::with_capacity(m);
-            let mut inn = Vec::with_capacity(m);
-            for j in 0..m {
-                let (dw, h) = (sw * z[j], sh * z[m + j]);
-                wn.push(w[j] + dw);
-                inn.push(i[j] + dt * (w[j] + h + 0.5 * dw));
+            let z = normals(seed, k as u64 + 1, if levy { 2 * m } else { m });
+            let w = &cumulative[k];
+            let wn: Vec<f64> = w.iter().zip(&z).map(|(w, z)| w + sw * z).collect();
+            if let Some(integral) = &mut integral {
+                let i = &integral[k];
+                let inn = (0..m).map(|j| i[j] + dt * (w[j] + sh * z[m + j] + 0.5 * sw * z[j])).collect();
+                integral.push(inn);
             }
             cumulative.push(wn);
-            integral.push(inn);
         }
         Ok(Self { t0, dt, shape, cumulative, integral })
     }
@@ -346,15 +359,21 @@ impl BrownianPath for GridBrownian {
     fn span(&self) -> (f64, f64) {
         (self.t0, self.t0 + self.dt * (self.cumulative.len() - 1) as f64)
     }
-    fn point_host(&self, t: f64) -> Result<(Vec<f64>, Vec<f64>)> {
-        let k = self.index(t)?;
-        Ok((self.cumulative[k].clone(), self.integral[k].clone()))
-    }
     fn increment_host(&self, s: f64, t: f64) -> Result<Vec<f64>> {
         let (i, j) = (self.index(s)?, self.index(t)?);
         Ok(self.cumulative[j].iter().zip(&self.cumulative[i]).map(|(a, b)| a - b).collect())
     }
+    fn levy_host(&self, s: f64, t: f64) -> Result<(Vec<f64>, Vec<f64>)> {
+        let integral = self.integral.as_ref().ok_or_else(|| {
+            Error::Unsupported("this grid path was built without Lévy area; use GridBrownian::with_levy_area".into())
+        })?;
+        levy_from_points(s, t, |t| {
+            let k = self.index(t)?;
+            Ok((self.cumulative[k].clone(), integral[k].clone()))
+        })
+    }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,7 +441,7 @@ mod tests {
     #[test]
     fn levy_area_has_the_right_law() {
         let w = tree();
-        let g = GridBrownian::new(0.0, 1.0 / 64.0, 64, [256, 8], 11).unwrap();
+        let g = GridBrownian::with_levy_area(0.0, 1.0 / 64.0, 64, [256, 8], 11).unwrap();
         let tree_cuts = [(0.0, 1.0), (0.0, 0.5), (0.5, 1.0), (0.25, 0.375), (0.13, 0.61), (0.61, 0.9)];
         let grid_cuts = [(0.0, 1.0), (0.0, 0.5), (0.5, 1.0), (0.25, 0.375), (0.125, 0.609375), (0.609375, 0.90625)];
         let paths: [(&dyn BrownianPath, &[(f64, f64)]); 2] = [(&w, &tree_cuts), (&g, &grid_cuts)];

@@ -2,3 +2,4 @@
 //! `physflow` command are thin wrappers over these.
 
 pub mod neural_ode;
+pub mod neural_sde;
