@@ -1,7 +1,7 @@
 //! The neural-SDE benchmark timed by hand, printing one JSON line per row for
 //! `benches/compare/run_sde.sh` (or a readable table without `--json`).
 //!
-//! `RAYON_NUM_THREADS=1 cargo run --release --example bench_sde -- --json [--repeats N] [--problem FILE]`
+//! `RAYON_NUM_THREADS=1 cargo run --release --example bench_sde -- --json [--repeats N] [--problem FILE] [--only SUBSTRING]`
 //! (`--problem`: the peers' exact weights and `y0`, from `sde.py --dump-problem`).
 
 #[path = "../benches/common/sde.rs"]
@@ -26,7 +26,11 @@ fn main() {
         None => sde::SdeBench::new(&device, 0),
     };
     let _ = sde::dtype();
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     for (name, solver, gradient, path) in sde::configurations() {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let mut loss = 0.0;
         let mut stats = Default::default();
         for k in 0..3 {

@@ -261,17 +261,24 @@ pub struct NeuralSde<F, G> {
     /// The diffusion field.
     pub diffusion: G,
     noise: Noise,
+    additive: bool,
 }
 
 impl<F: VectorField<2>, G: VectorField<2>> NeuralSde<F, G> {
     /// Drift and diagonal diffusion.
     pub fn new(drift: F, diffusion: G) -> Self {
-        Self { drift, diffusion, noise: Noise::Diagonal }
+        Self { drift, diffusion, noise: Noise::Diagonal, additive: false }
     }
 
     /// Declare the noise shape.
     pub fn with_noise(mut self, noise: Noise) -> Self {
         self.noise = noise;
+        self
+    }
+
+    /// Declare the noise additive (the diffusion field ignores `y`, e.g. a [`StateFree`]).
+    pub fn additive(mut self) -> Self {
+        self.additive = true;
         self
     }
 }
@@ -283,6 +290,9 @@ impl<F: VectorField<2>, G: VectorField<2>> SdeField for NeuralSde<F, G> {
 
     fn noise(&self) -> Noise {
         self.noise
+    }
+    fn additive(&self) -> bool {
+        self.additive
     }
     fn drift(&self, t: f64, y: &Tensor<2>) -> Tensor<2> {
         self.drift.eval(&Time::Shared(t), y)
@@ -338,6 +348,38 @@ impl<V: VectorField<2>> VectorField<2> for Sigmoid<V> {
         // σ' = σ (1 − σ).
         let a_inner = a.clone() * s.clone() * (s.clone().neg().add_scalar(1.0));
         self.inner.vjp_saved(inner, &a_inner, params)
+    }
+    fn zero_params(&self) -> V::Params {
+        self.inner.zero_params()
+    }
+}
+
+/// A field evaluated at `y = 0` whatever the state: `v(t, 0)`, shaped like `y`. Its parameters
+/// (and time, if the inner field takes it) still act, its `y`-Jacobian is zero — an additive
+/// diffusion `g(t)` built from any field, e.g. an MLP with a time input.
+pub struct StateFree<V> {
+    inner: V,
+}
+
+impl<V> StateFree<V> {
+    /// `v(t, 0)`.
+    pub fn new(inner: V) -> Self {
+        Self { inner }
+    }
+}
+
+impl<V: VectorField<2>> VectorField<2> for StateFree<V> {
+    type Params = V::Params;
+    type Saved = V::Saved;
+
+    fn eval(&self, t: &Time, y: &Tensor<2>) -> Tensor<2> {
+        self.inner.eval(t, &y.zeros_like())
+    }
+    fn eval_saving(&self, t: &Time, y: &Tensor<2>) -> (Tensor<2>, Self::Saved) {
+        self.inner.eval_saving(t, &y.zeros_like())
+    }
+    fn vjp_saved(&self, saved: &Self::Saved, a: &Tensor<2>, params: Option<(&mut V::Params, f64)>) -> Tensor<2> {
+        self.inner.vjp_saved(saved, a, params).zeros_like()
     }
     fn zero_params(&self) -> V::Params {
         self.inner.zero_params()

@@ -10,7 +10,7 @@ mod solve;
 
 pub use adjoint::{sdeint_for_grad, SdeGradient, SdeTape};
 pub use brownian::{BrownianPath, GridBrownian, VirtualBrownianTree};
-pub use field::{FnSde, NeuralSde, Noise, SdeField, SdeParams, Sigmoid};
+pub use field::{FnSde, NeuralSde, Noise, SdeField, SdeParams, Sigmoid, StateFree};
 pub use solve::{
     sdeint, sdeint_with_stats, AdaptiveSde, Calculus, ReversibleHeunState, SdeOptions, SdeSolver, SdeStats,
 };
