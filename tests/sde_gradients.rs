@@ -7,7 +7,7 @@
 //! with parameters θ = (W, b, V, c). Loss L = Σ_k <w_k, y(t_k)> over t = 0, 0.5, 1.
 
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use physflow::device::cpu_f64;
 use physflow::host::ToHost;
 use physflow::ode::{FlatGrads, ParamFnField, Time};
@@ -194,7 +194,6 @@ fn stochastic_adjoint_converges_to_the_discrete_gradient() {
 /// through the same Euler–Heun steps.
 #[test]
 fn general_noise_gradients() {
-    let device = cpu_f64();
     let m = 3;
     let vm: Vec<f64> = (0..2 * 2 * m).map(|i| ((i as f64) * 0.43).cos() * 0.5).collect();
     let diff: Field = |_t, y, p| (y.matmul(p[0].clone().reshape([2, 6])) + p[1].clone().reshape([1, 6])).tanh();
@@ -232,7 +231,6 @@ fn general_noise_gradients() {
         .chain(p.iter().flat_map(|t| t.grad(&grads).unwrap().to_vec_as::<f64>()))
         .collect();
     assert!(rel_err(&mine, &reference) < 1e-10, "{:e}", rel_err(&mine, &reference));
-    let _ = (device, DType::F64);
 }
 
 /// Unsupported combinations are errors that say what to use instead.
