@@ -235,8 +235,10 @@ impl VirtualBrownianTree {
             Ok(p) => p,
             Err(p) => p.into_inner(),
         };
-        // Keep the longest cached prefix whose intervals contain t.
-        let keep = path.iter().take_while(|n| n.a <= t && t <= n.b).count().max(1);
+        // Keep the longest cached prefix whose intervals contain t, half-open: a descent sends a
+        // midpoint to the right child, whose `at(a)` is exact, so a cached node ending at t
+        // must not answer (its `at(b)` rounds differently).
+        let keep = path.iter().take_while(|n| n.a <= t && t < n.b).count().max(1);
         path.truncate(keep);
         let t = t.clamp(self.t0, self.t1);
         loop {
