@@ -70,29 +70,41 @@ INFO_RATIOS = [
      [("physflow", "burn mlp forward x20")], [("physflow", "fused mlp forward x20")]),
 ]
 
-# Neural-SDE benchmark (run_sde.sh): like-for-like ratios, information only.
-# The physflow names are the ones bench_sde is expected to print; a missing
-# row gives "n/a".  Where diffrax has no matching adjoint, the ratio falls back
-# to a stand-in row and says so.
-SDE_RATIOS = []
-SDE_INFO_RATIOS = [
-    ("physflow euler backprop / torchsde euler backprop",
-     [("physflow", "euler backprop")], [("torchsde", "euler backprop")]),
-    ("physflow euler backprop / diffrax euler recursive checkpoint",
-     [("physflow", "euler backprop")], [("diffrax", "euler recursive checkpoint")]),
-    ("physflow euler adjoint / torchsde euler adjoint",
-     [("physflow", "euler adjoint")], [("torchsde", "euler adjoint")]),
-    ("physflow reversible heun backprop / torchsde reversible heun backprop",
-     [("physflow", "reversible heun backprop")], [("torchsde", "reversible heun backprop")]),
-    ("physflow reversible heun backprop / diffrax reversible heun recursive checkpoint",
-     [("physflow", "reversible heun backprop")],
-     [("diffrax", "reversible heun recursive checkpoint")]),
+# Neural-SDE benchmark (run_sde.sh).  physflow row names are those of
+# examples/bench_sde.rs (benches/common/sde.rs, configurations()); targets as
+# in docs/benchmarks.md.  physflow's plain rows use a grid Brownian path, its
+# "(tree)" rows a virtual Brownian tree with tol 1e-3 like diffrax.  diffrax
+# 0.7.2 has no ReversibleAdjoint: that ratio falls back to ReversibleHeun with
+# RecursiveCheckpointAdjoint and says so.
+SDE_RATIOS = [
+    ("physflow euler direct / torchsde euler backprop",
+     [("physflow", "euler direct")], [("torchsde", "euler backprop")], "<=", 0.3),
+    ("physflow euler-heun stochastic adjoint / torchsde euler adjoint (default sdeint_adjoint)",
+     [("physflow", "euler-heun stochastic adjoint")], [("torchsde", "euler adjoint")], "<=", 0.1),
     ("physflow reversible heun adjoint / torchsde reversible heun adjoint",
-     [("physflow", "reversible heun adjoint")], [("torchsde", "reversible heun adjoint")]),
+     [("physflow", "reversible heun adjoint")], [("torchsde", "reversible heun adjoint")], "<=", 0.1),
+    ("physflow euler direct / diffrax euler recursive checkpoint",
+     [("physflow", "euler direct")], [("diffrax", "euler recursive checkpoint")], "<=", 0.2),
+    ("physflow euler-heun direct / diffrax midpoint recursive checkpoint",
+     [("physflow", "euler-heun direct")], [("diffrax", "midpoint recursive checkpoint")], "<=", 0.2),
+    ("physflow euler-heun stochastic adjoint / diffrax midpoint backsolve",
+     [("physflow", "euler-heun stochastic adjoint")], [("diffrax", "midpoint backsolve")], "<=", 0.2),
     ("physflow reversible heun adjoint / diffrax reversible heun reversible adjoint",
      [("physflow", "reversible heun adjoint")],
      [("diffrax", "reversible heun reversible adjoint"),
+      ("diffrax", "reversible heun recursive checkpoint")], "<=", 0.2),
+]
+SDE_INFO_RATIOS = [
+    ("physflow euler direct (tree) / diffrax euler recursive checkpoint",
+     [("physflow", "euler direct (tree)")], [("diffrax", "euler recursive checkpoint")]),
+    ("physflow reversible heun adjoint (tree) / diffrax reversible heun reversible adjoint",
+     [("physflow", "reversible heun adjoint (tree)")],
+     [("diffrax", "reversible heun reversible adjoint"),
       ("diffrax", "reversible heun recursive checkpoint")]),
+    ("physflow euler-heun direct / torchsde midpoint backprop (stratonovich)",
+     [("physflow", "euler-heun direct")], [("torchsde", "midpoint backprop (stratonovich)")]),
+    ("physflow euler-heun stochastic adjoint / torchsde midpoint adjoint (stratonovich)",
+     [("physflow", "euler-heun stochastic adjoint")], [("torchsde", "midpoint adjoint (stratonovich)")]),
 ]
 
 # --bench NAME -> (title, target ratios, info ratios, extra row columns)
