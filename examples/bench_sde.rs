@@ -25,7 +25,6 @@ fn main() {
         Some(path) => sde::SdeBench::from_json(&device, path),
         None => sde::SdeBench::new(&device, 0),
     };
-    let _ = sde::dtype();
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     for (name, solver, gradient, path) in sde::configurations() {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {

@@ -4,7 +4,7 @@
 //! 100 fixed steps, loss = mean(y(1)²), f32; one forward solve + backward pass, for each
 //! gradient path.
 
-use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use physflow::nn::{Mlp, MlpConfig};
 use physflow::ode::Stats;
 use physflow::sde::{
@@ -111,7 +111,3 @@ impl SdeBench {
     }
 }
 
-#[allow(dead_code)]
-pub fn dtype() -> DType {
-    DType::F32
-}

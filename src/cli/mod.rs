@@ -63,7 +63,9 @@ pub enum Command {
     },
 }
 
-fn load_config<T: serde::de::DeserializeOwned>(path: &PathBuf) -> Result<T> {
+/// A study's configuration from a TOML file, or its defaults without one.
+fn load_config<T: serde::de::DeserializeOwned + Default>(path: Option<&PathBuf>) -> Result<T> {
+    let Some(path) = path else { return Ok(T::default()) };
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     toml::from_str(&text).map_err(|e| Error::Format { path: path.display().to_string(), reason: e.to_string() })
 }
@@ -74,10 +76,7 @@ pub fn run() -> Result<()> {
     let device = cli.device.device()?;
     match &cli.command {
         Command::Demo { config, iterations, resume } => {
-            let mut cfg = match config {
-                Some(p) => load_config(p)?,
-                None => NeuralOdeConfig::default(),
-            };
+            let mut cfg: NeuralOdeConfig = load_config(config.as_ref())?;
             cfg.seed = cli.seed;
             if let Some(n) = iterations {
                 cfg.iterations = *n;
@@ -93,10 +92,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Sde { config, iterations, resume } => {
-            let mut cfg = match config {
-                Some(p) => load_config(p)?,
-                None => NeuralSdeConfig::default(),
-            };
+            let mut cfg: NeuralSdeConfig = load_config(config.as_ref())?;
             cfg.seed = cli.seed;
             if let Some(n) = iterations {
                 cfg.iterations = *n;

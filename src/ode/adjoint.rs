@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::field::{ParamCotangent, Time, VectorField};
 use super::solve::{
-    advance, check_options, check_times, check_y0, combine, integrate, stages, Coef, DenseOutput, Plain, Recording, Solution,
+    advance, check_cotangents, check_options, check_times, check_y0, combine, integrate, stages, Coef, DenseOutput, Plain, Recording, Solution,
     Stats, Status, StepSize, Stepper, PROBE,
 };
 use super::{Options, Solver, StepControl};
@@ -287,19 +287,7 @@ impl<const D: usize, F: VectorField<D>> Tape<'_, D, F> {
     /// `Shape` when the number of cotangents differs from the number of times;
     /// the backward solve's errors for the continuous adjoint.
     pub fn backward(&self, cotangents: &[Tensor<D>]) -> Result<Grads<D, F::Params>> {
-        if cotangents.len() != self.times.len() {
-            return Err(Error::Shape {
-                what: "cotangents (one per output time)".into(),
-                expected: vec![self.times.len()],
-                got: vec![cotangents.len()],
-            });
-        }
-        let shape = self.ys[0].dims().to_vec();
-        for c in cotangents {
-            if c.dims().to_vec() != shape {
-                return Err(Error::Shape { what: "cotangent".into(), expected: shape, got: c.dims().to_vec() });
-            }
-        }
+        check_cotangents(cotangents, self.times.len(), &self.ys[0])?;
         let mut stats = Stats::default();
         let mut params = self.field.zero_params();
         let a = match &self.record {

@@ -626,6 +626,24 @@ impl<const D: usize, F: VectorField<D>> Stepper<D> for Recording<'_, F, D> {
     }
 }
 
+/// The cotangents a backward pass takes: one per output time, each shaped like `y0`.
+pub(crate) fn check_cotangents<const D: usize>(cotangents: &[Tensor<D>], n_times: usize, y0: &Tensor<D>) -> Result<()> {
+    if cotangents.len() != n_times {
+        return Err(Error::Shape {
+            what: "cotangents (one per output time)".into(),
+            expected: vec![n_times],
+            got: vec![cotangents.len()],
+        });
+    }
+    let shape = y0.dims().to_vec();
+    for c in cotangents {
+        if c.dims().to_vec() != shape {
+            return Err(Error::Shape { what: "cotangent".into(), expected: shape, got: c.dims().to_vec() });
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn check_y0<const D: usize>(y0: &Tensor<D>) -> Result<()> {
     if !all_finite(y0) {
         return Err(Error::NonFinite { what: "y0", step: 0, t: f64::NAN });

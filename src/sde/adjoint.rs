@@ -21,8 +21,12 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::field::SdeField;
-use super::solve::{all_finite, check_solve, fixed_steps, step, Increment, ReversibleHeunState, SdeOptions, SdeSolver, StepSaved};
+use super::solve::{
+    all_finite, check_solve, fixed_forward, fixed_steps, reversible_forward, ReversibleHeunState, SdeOptions, SdeSolver, SdeStats,
+    StepSaved,
+};
 use super::{BrownianPath, Calculus};
+use crate::ode::solve::check_cotangents;
 use crate::ode::{Grads, Stats};
 use crate::{Error, Result};
 
@@ -122,46 +126,18 @@ pub fn sdeint_for_grad<'a, S: SdeField, B: BrownianPath>(
             }
         }
     }
-    let (device, dtype) = (y0.device(), y0.dtype());
+    let mut stats = SdeStats::default();
     let (ys, record) = match gradient {
         SdeGradient::Adjoint => (super::sdeint(field, y0, times, brownian, opts)?, Record::Adjoint),
         SdeGradient::Reversible => {
-            let mut state = ReversibleHeunState::new(field, times[0], y0.clone());
-            let mut ys = vec![y0];
-            let mut n = 0;
-            for w in times.windows(2) {
-                for s in fixed_steps(w[0], w[1], opts.dt).windows(2) {
-                    let dw = brownian.increment(s[0], s[1], &device, dtype)?;
-                    state = state.step(field, s[1], &dw);
-                    n += 1;
-                }
-                if !all_finite(&state.y) {
-                    return Err(Error::NonFinite { what: "SDE state", step: n, t: w[1] });
-                }
-                ys.push(state.y.clone());
-            }
-            (ys, Record::Reversible(state))
+            let (ys, end) = reversible_forward(field, y0, times, brownian, opts.dt, &mut stats)?;
+            (ys, Record::Reversible(end))
         }
         SdeGradient::Direct => {
-            let mut y = y0.clone();
-            let mut ys = vec![y0];
-            let mut intervals = Vec::with_capacity(times.len() - 1);
-            let mut n = 0;
-            for w in times.windows(2) {
-                let mut steps = Vec::new();
-                for s in fixed_steps(w[0], w[1], opts.dt).windows(2) {
-                    let inc = Increment::query(solver, brownian, s[0], s[1], &device, dtype)?;
-                    let (y1, saved) = step(solver, field, s[0], s[1] - s[0], &y, &inc);
-                    y = y1;
-                    steps.push(StepRecord { h: s[1] - s[0], dw: inc.dw, area: inc.area, saved });
-                    n += 1;
-                }
-                if !all_finite(&y) {
-                    return Err(Error::NonFinite { what: "SDE state", step: n, t: w[1] });
-                }
-                ys.push(y.clone());
-                intervals.push(steps);
-            }
+            let mut intervals: Vec<Vec<StepRecord<S>>> = (1..times.len()).map(|_| Vec::new()).collect();
+            let ys = fixed_forward(solver, field, y0, times, brownian, opts.dt, &mut stats, |k, h, inc, saved| {
+                intervals[k].push(StepRecord { h, dw: inc.dw, area: inc.area, saved });
+            })?;
             (ys, Record::Direct(intervals))
         }
     };
@@ -177,19 +153,7 @@ impl<S: SdeField, B: BrownianPath> SdeTape<'_, S, B> {
     /// `Shape` for a wrong number or shape of cotangents; `NonFinite` when the backward pass
     /// produces non-finite values; the Brownian path's errors.
     pub fn backward(&self, cotangents: &[Tensor<2>]) -> Result<Grads<2, S::Params>> {
-        if cotangents.len() != self.times.len() {
-            return Err(Error::Shape {
-                what: "cotangents (one per output time)".into(),
-                expected: vec![self.times.len()],
-                got: vec![cotangents.len()],
-            });
-        }
-        let shape = self.ys[0].dims().to_vec();
-        for c in cotangents {
-            if c.dims().to_vec() != shape {
-                return Err(Error::Shape { what: "cotangent".into(), expected: shape, got: c.dims().to_vec() });
-            }
-        }
+        check_cotangents(cotangents, self.times.len(), &self.ys[0])?;
         let mut params = self.field.zero_params();
         let mut stats = Stats::default();
         let y0 = match &self.record {
@@ -353,22 +317,5 @@ impl<S: SdeField, B: BrownianPath> SdeTape<'_, S, B> {
             + yh_bar
             + field.drift_vjp(&fs, &f_bar, Some((p, 1.0)))
             + field.diffusion_vjp(&gs, &g_bar, Some((p, 1.0))))
-    }
-}
-
-impl ReversibleHeunState {
-    /// [`unstep`](Self::unstep), also returning the saved evaluations of `f` and `g` at the
-    /// reconstructed `ŷ` (for the next VJP of the reversible adjoint).
-    pub(crate) fn unstep_saving<S: SdeField>(&self, field: &S, t0: f64, dw: &Tensor<2>) -> (Self, S::DriftSaved, S::DiffusionSaved) {
-        let noise = field.noise();
-        let h = self.t - t0;
-        let y_hat =
-            self.y.clone().mul_scalar(2.0) - self.y_hat.clone() - self.f.clone().mul_scalar(h) - noise.prod(&self.g, dw);
-        let (f, fs) = field.drift_saving(t0, &y_hat);
-        let (g, gs) = field.diffusion_saving(t0, &y_hat);
-        let y = self.y.clone()
-            - (self.f.clone() + f.clone()).mul_scalar(0.5 * h)
-            - noise.prod(&(self.g.clone() + g.clone()), dw).mul_scalar(0.5);
-        (Self { t: t0, y, y_hat, f, g }, fs, gs)
     }
 }

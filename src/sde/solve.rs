@@ -332,46 +332,88 @@ pub fn sdeint_with_stats<S: SdeField, B: BrownianPath>(
     opts: &SdeOptions,
 ) -> Result<(Vec<Tensor<2>>, SdeStats)> {
     check_solve(field, &y0, times, brownian, opts)?;
-    let (device, dtype) = (y0.device(), y0.dtype());
     let mut stats = SdeStats::default();
-    let mut out = vec![y0.clone()];
     if opts.solver == SdeSolver::ReversibleHeun {
-        let mut state = ReversibleHeunState::new(field, times[0], y0);
-        for w in times.windows(2) {
-            let grid = fixed_steps(w[0], w[1], opts.dt);
-            for s in grid.windows(2) {
-                let dw = brownian.increment(s[0], s[1], &device, dtype)?;
-                state = state.step(field, s[1], &dw);
-                stats.steps += 1;
-            }
-            if !all_finite(&state.y) {
-                return Err(Error::NonFinite { what: "SDE state", step: stats.steps, t: w[1] });
-            }
-            out.push(state.y.clone());
-        }
+        let (out, _) = reversible_forward(field, y0, times, brownian, opts.dt, &mut stats)?;
         return Ok((out, stats));
     }
+    let Some(a) = &opts.adaptive else {
+        let out = fixed_forward(opts.solver, field, y0, times, brownian, opts.dt, &mut stats, |_, _, _, _| {})?;
+        return Ok((out, stats));
+    };
+    let mut out = vec![y0.clone()];
     let mut y = y0;
     let mut h_next = opts.dt;
     for w in times.windows(2) {
-        match &opts.adaptive {
-            None => {
-                for s in fixed_steps(w[0], w[1], opts.dt).windows(2) {
-                    let inc = Increment::query(opts.solver, brownian, s[0], s[1], &device, dtype)?;
-                    y = step(opts.solver, field, s[0], s[1] - s[0], &y, &inc).0;
-                    stats.steps += 1;
-                }
-            }
-            Some(a) => {
-                y = adaptive_interval(field, y, w[0], w[1], brownian, opts, a, &mut h_next, &mut stats)?;
-            }
-        }
-        if !all_finite(&y) {
-            return Err(Error::NonFinite { what: "SDE state", step: stats.steps, t: w[1] });
-        }
+        y = adaptive_interval(field, y, w[0], w[1], brownian, opts, a, &mut h_next, &mut stats)?;
+        check_output(&y, &stats, w[1])?;
         out.push(y.clone());
     }
     Ok((out, stats))
+}
+
+fn check_output(y: &Tensor<2>, stats: &SdeStats, t: f64) -> Result<()> {
+    if all_finite(y) {
+        Ok(())
+    } else {
+        Err(Error::NonFinite { what: "SDE state", step: stats.steps, t })
+    }
+}
+
+/// A one-step solver (not reversible Heun) on fixed steps of at most `dt` per output
+/// interval; `keep(interval, h, increment, saved)` receives every step (the discrete adjoint
+/// records them, a plain solve drops them). Returns the outputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fixed_forward<S: SdeField, B: BrownianPath>(
+    solver: SdeSolver,
+    field: &S,
+    y0: Tensor<2>,
+    times: &[f64],
+    brownian: &B,
+    dt: f64,
+    stats: &mut SdeStats,
+    mut keep: impl FnMut(usize, f64, Increment, StepSaved<S>),
+) -> Result<Vec<Tensor<2>>> {
+    let (device, dtype) = (y0.device(), y0.dtype());
+    let mut out = vec![y0.clone()];
+    let mut y = y0;
+    for (k, w) in times.windows(2).enumerate() {
+        for s in fixed_steps(w[0], w[1], dt).windows(2) {
+            let inc = Increment::query(solver, brownian, s[0], s[1], &device, dtype)?;
+            let (y1, saved) = step(solver, field, s[0], s[1] - s[0], &y, &inc);
+            y = y1;
+            stats.steps += 1;
+            keep(k, s[1] - s[0], inc, saved);
+        }
+        check_output(&y, stats, w[1])?;
+        out.push(y.clone());
+    }
+    Ok(out)
+}
+
+/// Reversible Heun on fixed steps of at most `dt` per output interval: the outputs and the
+/// final state (where the reversible adjoint starts).
+pub(crate) fn reversible_forward<S: SdeField, B: BrownianPath>(
+    field: &S,
+    y0: Tensor<2>,
+    times: &[f64],
+    brownian: &B,
+    dt: f64,
+    stats: &mut SdeStats,
+) -> Result<(Vec<Tensor<2>>, ReversibleHeunState)> {
+    let (device, dtype) = (y0.device(), y0.dtype());
+    let mut out = vec![y0.clone()];
+    let mut state = ReversibleHeunState::new(field, times[0], y0);
+    for w in times.windows(2) {
+        for s in fixed_steps(w[0], w[1], dt).windows(2) {
+            let dw = brownian.increment(s[0], s[1], &device, dtype)?;
+            state = state.step(field, s[1], &dw);
+            stats.steps += 1;
+        }
+        check_output(&state.y, stats, w[1])?;
+        out.push(state.y.clone());
+    }
+    Ok((out, state))
 }
 
 /// Adaptive steps by step doubling across `[t0, t1]`; `h` carries the step size between
@@ -478,15 +520,21 @@ impl ReversibleHeunState {
     /// one and the same increment `dw = W(t) − W(t0)` (so a backward pass needs no stored
     /// states: O(1) memory, and the reconstruction is exact up to round-off).
     pub fn unstep<S: SdeField>(&self, field: &S, t0: f64, dw: &Tensor<2>) -> Self {
+        self.unstep_saving(field, t0, dw).0
+    }
+
+    /// [`unstep`](Self::unstep), also returning the saved evaluations of `f` and `g` at the
+    /// reconstructed `ŷ` (for the next VJP of the reversible adjoint).
+    pub(crate) fn unstep_saving<S: SdeField>(&self, field: &S, t0: f64, dw: &Tensor<2>) -> (Self, S::DriftSaved, S::DiffusionSaved) {
         let noise = field.noise();
         let h = self.t - t0;
         let y_hat =
             self.y.clone().mul_scalar(2.0) - self.y_hat.clone() - self.f.clone().mul_scalar(h) - noise.prod(&self.g, dw);
-        let f = field.drift(t0, &y_hat);
-        let g = field.diffusion(t0, &y_hat);
+        let (f, fs) = field.drift_saving(t0, &y_hat);
+        let (g, gs) = field.diffusion_saving(t0, &y_hat);
         let y = self.y.clone()
             - (self.f.clone() + f.clone()).mul_scalar(0.5 * h)
             - noise.prod(&(self.g.clone() + g.clone()), dw).mul_scalar(0.5);
-        Self { t: t0, y, y_hat, f, g }
+        (Self { t: t0, y, y_hat, f, g }, fs, gs)
     }
 }
