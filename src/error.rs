@@ -81,9 +81,24 @@ pub enum Error {
         /// The loss value seen.
         loss: f64,
     },
+    /// A diffsol integration of a physical system failed (step size too small,
+    /// too many error-test or Newton failures, a sensitivity solve failed).
+    #[error("integration of `{system}` failed{}: {reason}", at_time(*.t))]
+    SolverFailed {
+        /// The system's name.
+        system: String,
+        /// The time at which it failed, when the solver says.
+        t: Option<f64>,
+        /// The solver's reason.
+        reason: String,
+    },
     /// A plot could not be drawn.
     #[error("plot error: {0}")]
     Plot(String),
+}
+
+fn at_time(t: Option<f64>) -> String {
+    t.map(|t| format!(" at t = {t}")).unwrap_or_default()
 }
 
 /// `Result` with the crate's [`Error`].

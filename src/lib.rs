@@ -34,6 +34,7 @@ pub mod nn;
 pub mod ode;
 pub mod plot;
 pub mod sde;
+pub mod sim;
 pub mod studies;
 pub mod train;
 

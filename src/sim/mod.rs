@@ -1,0 +1,27 @@
+//! Physical systems on the CPU through diffsol: stiff and explicit solvers,
+//! forward and adjoint sensitivities, ensembles, parameter estimation, and burn
+//! networks inside a stiff right-hand side.
+//!
+//! A system is defined once ([`System`]: right-hand side, Jacobian products,
+//! named parameters, initial state) and solved with any [`Method`] — BDF,
+//! ESDIRK34, TR-BDF2 (implicit; dense or sparse Jacobian) or Tsit45 — with
+//! output as an ndarray `[T, D]`.
+//!
+//! ```
+//! use physflow::sim::{self, systems::VanDerPol, Method, SimOptions};
+//! let vdp = VanDerPol::new(10.0);
+//! let opts = SimOptions { method: Method::Bdf, rtol: 1e-8, atol: 1e-10, ..SimOptions::default() };
+//! let traj = sim::simulate(&vdp, &[0.0, 1.0, 2.0], &opts).unwrap();
+//! assert_eq!(traj.states.dim(), (3, 2));
+//! ```
+
+mod ensemble;
+mod sens;
+mod solve;
+mod system;
+pub mod systems;
+
+pub use ensemble::ensemble;
+pub use sens::{adjoint_gradient, forward_sensitivities, AdjointGradient, Sensitivities, Wrt};
+pub use solve::{simulate, simulate_with, Method, SimOptions, SimStats, Trajectory};
+pub use system::{check_inputs, check_params, JacobianKind, System};
