@@ -9,27 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::sim::system::{non_negative, positive, System};
 use crate::Result;
 
-/// Largest `n·max(n, m)` a [`DenseSystem`] may have (its Jacobians live on the stack).
-const MAX_ENTRIES: usize = 64;
 
-/// A small system that writes its Jacobians as dense row-major blocks.
-pub trait DenseSystem: Send + Sync {
-    /// See [`System::name`].
-    fn name(&self) -> String;
-    /// See [`System::dim`].
-    fn dim(&self) -> usize;
-    /// See [`System::param_names`].
-    fn param_names(&self) -> Vec<String>;
-    /// See [`System::params`].
-    fn params(&self) -> Vec<f64>;
-    /// See [`System::initial_state`].
-    fn initial_state(&self) -> Vec<f64>;
-    /// See [`System::validate`].
-    fn validate(&self, _p: &[f64]) -> Result<()> {
-        Ok(())
-    }
-    /// `dy = f(t, y, p)`.
-    fn rhs(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]);
+/// A small system that writes its Jacobians as dense row-major blocks; its
+/// [`System`] impl gets the four products from them with `dense_products!()`.
+pub trait DenseSystem: System {
     /// `jac[i·n + j] = ∂f_i/∂y_j`.
     fn jac(&self, t: f64, y: &[f64], p: &[f64], jac: &mut [f64]);
     /// `jac[i·m + k] = ∂f_i/∂p_k`.
@@ -37,7 +20,7 @@ pub trait DenseSystem: Send + Sync {
 }
 
 /// `out = A v` (`transpose = false`) or `Aᵀ v`, `A` row-major `rows × cols`.
-fn matvec(a: &[f64], rows: usize, cols: usize, v: &[f64], out: &mut [f64], transpose: bool) {
+pub fn matvec(a: &[f64], rows: usize, cols: usize, v: &[f64], out: &mut [f64], transpose: bool) {
     if transpose {
         out[..cols].fill(0.0);
         for i in 0..rows {
@@ -52,52 +35,36 @@ fn matvec(a: &[f64], rows: usize, cols: usize, v: &[f64], out: &mut [f64], trans
     }
 }
 
-impl<S: DenseSystem> System for S {
-    fn name(&self) -> String {
-        DenseSystem::name(self)
-    }
-    fn dim(&self) -> usize {
-        DenseSystem::dim(self)
-    }
-    fn param_names(&self) -> Vec<String> {
-        DenseSystem::param_names(self)
-    }
-    fn params(&self) -> Vec<f64> {
-        DenseSystem::params(self)
-    }
-    fn initial_state(&self) -> Vec<f64> {
-        DenseSystem::initial_state(self)
-    }
-    fn validate(&self, p: &[f64]) -> Result<()> {
-        DenseSystem::validate(self, p)
-    }
-    fn rhs(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
-        DenseSystem::rhs(self, t, y, p, dy)
-    }
-    fn jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) {
-        let n = y.len();
-        let mut a = [0.0; MAX_ENTRIES];
-        self.jac(t, y, p, &mut a[..n * n]);
-        matvec(&a, n, n, v, out, false);
-    }
-    fn vjp(&self, t: f64, y: &[f64], p: &[f64], w: &[f64], out: &mut [f64]) {
-        let n = y.len();
-        let mut a = [0.0; MAX_ENTRIES];
-        self.jac(t, y, p, &mut a[..n * n]);
-        matvec(&a, n, n, w, out, true);
-    }
-    fn param_jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) {
-        let (n, m) = (y.len(), p.len());
-        let mut a = [0.0; MAX_ENTRIES];
-        self.jac_p(t, y, p, &mut a[..n * m]);
-        matvec(&a, n, m, v, out, false);
-    }
-    fn param_vjp(&self, t: f64, y: &[f64], p: &[f64], w: &[f64], out: &mut [f64]) {
-        let (n, m) = (y.len(), p.len());
-        let mut a = [0.0; MAX_ENTRIES];
-        self.jac_p(t, y, p, &mut a[..n * m]);
-        matvec(&a, n, m, w, out, true);
-    }
+/// The four [`System`] products of a [`DenseSystem`], for use inside its `impl System`.
+/// Needs `n·max(n, m) ≤ 64` (the Jacobians live on the stack).
+#[macro_export]
+macro_rules! dense_products {
+    () => {
+        fn jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) {
+            let n = y.len();
+            let mut a = [0.0; 64];
+            $crate::sim::systems::DenseSystem::jac(self, t, y, p, &mut a[..n * n]);
+            $crate::sim::systems::matvec(&a, n, n, v, out, false);
+        }
+        fn vjp(&self, t: f64, y: &[f64], p: &[f64], w: &[f64], out: &mut [f64]) {
+            let n = y.len();
+            let mut a = [0.0; 64];
+            $crate::sim::systems::DenseSystem::jac(self, t, y, p, &mut a[..n * n]);
+            $crate::sim::systems::matvec(&a, n, n, w, out, true);
+        }
+        fn param_jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) {
+            let (n, m) = (y.len(), p.len());
+            let mut a = [0.0; 64];
+            $crate::sim::systems::DenseSystem::jac_p(self, t, y, p, &mut a[..n * m]);
+            $crate::sim::systems::matvec(&a, n, m, v, out, false);
+        }
+        fn param_vjp(&self, t: f64, y: &[f64], p: &[f64], w: &[f64], out: &mut [f64]) {
+            let (n, m) = (y.len(), p.len());
+            let mut a = [0.0; 64];
+            $crate::sim::systems::DenseSystem::jac_p(self, t, y, p, &mut a[..n * m]);
+            $crate::sim::systems::matvec(&a, n, m, w, out, true);
+        }
+    };
 }
 
 fn names(list: &[&str]) -> Vec<String> {
@@ -128,7 +95,7 @@ impl LotkaVolterra {
     }
 }
 
-impl DenseSystem for LotkaVolterra {
+impl System for LotkaVolterra {
     fn name(&self) -> String {
         "lotka_volterra".into()
     }
@@ -154,6 +121,10 @@ impl DenseSystem for LotkaVolterra {
         dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
         dy[1] = p[2] * y[0] * y[1] - p[3] * y[1];
     }
+    dense_products!();
+}
+
+impl DenseSystem for LotkaVolterra {
     fn jac(&self, _t: f64, y: &[f64], p: &[f64], j: &mut [f64]) {
         j.copy_from_slice(&[p[0] - p[1] * y[1], -p[1] * y[0], p[2] * y[1], p[2] * y[0] - p[3]]);
     }
@@ -179,7 +150,7 @@ impl Default for Robertson {
     }
 }
 
-impl DenseSystem for Robertson {
+impl System for Robertson {
     fn name(&self) -> String {
         "robertson".into()
     }
@@ -207,6 +178,10 @@ impl DenseSystem for Robertson {
         dy[1] = r1 - r2 - r3;
         dy[2] = r2;
     }
+    dense_products!();
+}
+
+impl DenseSystem for Robertson {
     fn jac(&self, _t: f64, y: &[f64], p: &[f64], j: &mut [f64]) {
         let (a, b, c) = (p[0], 2.0 * p[1] * y[1], p[2]);
         j.copy_from_slice(&[-a, c * y[2], c * y[1], a, -b - c * y[2], -c * y[1], 0.0, b, 0.0]);
@@ -240,7 +215,7 @@ impl VanDerPol {
     }
 }
 
-impl DenseSystem for VanDerPol {
+impl System for VanDerPol {
     fn name(&self) -> String {
         "van_der_pol".into()
     }
@@ -263,6 +238,10 @@ impl DenseSystem for VanDerPol {
         dy[0] = y[1];
         dy[1] = p[0] * (1.0 - y[0] * y[0]) * y[1] - y[0];
     }
+    dense_products!();
+}
+
+impl DenseSystem for VanDerPol {
     fn jac(&self, _t: f64, y: &[f64], p: &[f64], j: &mut [f64]) {
         j.copy_from_slice(&[0.0, 1.0, -2.0 * p[0] * y[0] * y[1] - 1.0, p[0] * (1.0 - y[0] * y[0])]);
     }
@@ -287,7 +266,7 @@ impl Default for Lorenz {
     }
 }
 
-impl DenseSystem for Lorenz {
+impl System for Lorenz {
     fn name(&self) -> String {
         "lorenz".into()
     }
@@ -308,6 +287,10 @@ impl DenseSystem for Lorenz {
         dy[1] = y[0] * (p[1] - y[2]) - y[1];
         dy[2] = y[0] * y[1] - p[2] * y[2];
     }
+    dense_products!();
+}
+
+impl DenseSystem for Lorenz {
     fn jac(&self, _t: f64, y: &[f64], p: &[f64], j: &mut [f64]) {
         j.copy_from_slice(&[-p[0], p[0], 0.0, p[1] - y[2], -1.0, -y[0], y[1], y[0], -p[2]]);
     }
@@ -333,7 +316,7 @@ impl Default for Pendulum {
     }
 }
 
-impl DenseSystem for Pendulum {
+impl System for Pendulum {
     fn name(&self) -> String {
         "pendulum".into()
     }
@@ -357,6 +340,10 @@ impl DenseSystem for Pendulum {
         dy[0] = y[1];
         dy[1] = -(p[0] / p[1]) * y[0].sin() - p[2] * y[1];
     }
+    dense_products!();
+}
+
+impl DenseSystem for Pendulum {
     fn jac(&self, _t: f64, y: &[f64], p: &[f64], j: &mut [f64]) {
         j.copy_from_slice(&[0.0, 1.0, -(p[0] / p[1]) * y[0].cos(), -p[2]]);
     }
@@ -398,7 +385,7 @@ impl LinearOscillator {
     }
 }
 
-impl DenseSystem for LinearOscillator {
+impl System for LinearOscillator {
     fn name(&self) -> String {
         "linear_oscillator".into()
     }
@@ -422,6 +409,10 @@ impl DenseSystem for LinearOscillator {
         dy[0] = y[1];
         dy[1] = -p[0] * p[0] * y[0] - 2.0 * p[1] * p[0] * y[1];
     }
+    dense_products!();
+}
+
+impl DenseSystem for LinearOscillator {
     fn jac(&self, _t: f64, _y: &[f64], p: &[f64], j: &mut [f64]) {
         j.copy_from_slice(&[0.0, 1.0, -p[0] * p[0], -2.0 * p[1] * p[0]]);
     }
