@@ -30,6 +30,7 @@ pub mod cli;
 pub mod device;
 pub mod error;
 pub mod host;
+pub mod io;
 pub mod nn;
 pub mod ode;
 pub mod plot;

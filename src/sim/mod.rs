@@ -15,13 +15,19 @@
 //! assert_eq!(traj.states.dim(), (3, 2));
 //! ```
 
+mod autodiff;
 mod ensemble;
+mod fit;
+mod output;
 mod sens;
 mod solve;
 mod system;
 pub mod systems;
 
+pub use autodiff::{col, AutodiffSystem, BurnRhs, FlatMlp};
 pub use ensemble::ensemble;
+pub use fit::{default_weights, fit, loss_and_gradient, FitConfig, FitResult, Observation, Optimizer};
+pub use output::{simulate_to_files, SimulateSpec};
 pub use sens::{adjoint_gradient, forward_sensitivities, AdjointGradient, Sensitivities, Wrt};
 pub use solve::{simulate, simulate_with, Method, SimOptions, SimStats, Trajectory};
 pub use system::{check_inputs, check_params, JacobianKind, System};

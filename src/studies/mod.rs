@@ -3,3 +3,5 @@
 
 pub mod neural_ode;
 pub mod neural_sde;
+pub mod param_fit;
+pub mod stiff_hybrid;

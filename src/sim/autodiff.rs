@@ -1,0 +1,226 @@
+//! Systems whose right-hand side is written with burn tensors, Jacobian
+//! products from burn autodiff: systems without hand-written derivatives, and
+//! burn networks inside a stiff diffsol right-hand side (neural and hybrid ODEs).
+//!
+//! burn is reverse-mode only, so `J v` cannot come from one forward-mode pass.
+//! [`AutodiffSystem`] builds the dense Jacobians `∂f/∂y` (`n × n`) and `∂f/∂p`
+//! (`n × m`) with **one** reverse pass over a batch of `n` copies of the state
+//! (row `i` seeded with the cotangent `e_i`), caches them for the last
+//! `(t, y, p)`, and answers `J v` and `(∂f/∂p) v` by matrix–vector products.
+//! This matches how diffsol uses `J v`: a dense Jacobian is assembled from `n`
+//! products at one state per Jacobian update (then reused across Newton
+//! iterations), so the `n` products cost one backward pass, not `n`. The
+//! adjoint products `Jᵀw`, `(∂f/∂p)ᵀw` need one reverse pass each (both come
+//! from the same pass). Meant for small states (a few dozen), where the
+//! network, not the `n`-row batch, dominates the cost.
+
+use std::sync::Mutex;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::system::{JacobianKind, System};
+use crate::host::ToHost;
+
+/// The closure type of an [`AutodiffSystem`]: `f(t, y [B, n], p [B, m]) → [B, n]`.
+pub trait BurnRhs: Fn(f64, Tensor<2>, Tensor<2>) -> Tensor<2> + Send + Sync {}
+impl<F: Fn(f64, Tensor<2>, Tensor<2>) -> Tensor<2> + Send + Sync> BurnRhs for F {}
+
+/// A system from a burn closure `f(t, y, p)` acting row by row on a batch:
+/// `y` is `[B, n]`, `p` is `[B, m]` (the same parameters repeated in each row,
+/// so that the closure may slice columns and the parameter Jacobian comes out
+/// row by row), and the result is `[B, n]`. Rows must not interact.
+pub struct AutodiffSystem<F> {
+    name: String,
+    param_names: Vec<String>,
+    params: Vec<f64>,
+    y0: Vec<f64>,
+    f: F,
+    device: Device,
+    cache: Mutex<Option<JacobianCache>>,
+}
+
+struct JacobianCache {
+    key: Vec<u64>,
+    jac: Vec<f64>,
+    jac_p: Vec<f64>,
+}
+
+impl<F: BurnRhs> AutodiffSystem<F> {
+    /// A system named `name` with parameters `params` (named `param_names`),
+    /// initial state `y0`, and right-hand side `f`, evaluated on `device` (an
+    /// f64 CPU device, [`crate::device::cpu_f64`]).
+    pub fn new(name: impl Into<String>, param_names: Vec<String>, params: Vec<f64>, y0: Vec<f64>, f: F, device: Device) -> Self {
+        assert_eq!(param_names.len(), params.len(), "one name per parameter");
+        AutodiffSystem { name: name.into(), param_names, params, y0, f, device, cache: Mutex::new(None) }
+    }
+
+    fn rows(&self, data: &[f64], rows: usize) -> Tensor<2> {
+        let cols = data.len();
+        let mut v = Vec::with_capacity(rows * cols);
+        for _ in 0..rows {
+            v.extend_from_slice(data);
+        }
+        Tensor::from_data(TensorData::new(v, [rows, cols]), &self.device)
+    }
+
+    fn param_rows(&self, p: &[f64], rows: usize) -> Tensor<2> {
+        if p.is_empty() {
+            return Tensor::zeros([rows, 0], &self.device);
+        }
+        self.rows(p, rows)
+    }
+
+    /// `(∂f/∂y, ∂f/∂p)` row-major, from one reverse pass over `n` copies of the state.
+    fn jacobians(&self, t: f64, y: &[f64], p: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let key: Vec<u64> = std::iter::once(t).chain(y.iter().copied()).chain(p.iter().copied()).map(f64::to_bits).collect();
+        let mut cache = self.cache.lock().expect("jacobian cache poisoned");
+        if let Some(c) = cache.as_ref() {
+            if c.key == key {
+                return (c.jac.clone(), c.jac_p.clone());
+            }
+        }
+        let n = y.len();
+        let ys = self.rows(y, n).autodiff().require_grad();
+        let ps = self.param_rows(p, n).autodiff().require_grad();
+        let out = (self.f)(t, ys.clone(), ps.clone());
+        let eye = Tensor::<2>::eye(n, &self.device).autodiff();
+        let grads = (out * eye).sum().backward();
+        let jac = ys.grad(&grads).map(|g| g.to_vec_as::<f64>()).unwrap_or_else(|| vec![0.0; n * n]);
+        let jac_p = if p.is_empty() { vec![] } else { ps.grad(&grads).map(|g| g.to_vec_as::<f64>()).unwrap_or_else(|| vec![0.0; n * p.len()]) };
+        *cache = Some(JacobianCache { key, jac: jac.clone(), jac_p: jac_p.clone() });
+        (jac, jac_p)
+    }
+
+    /// `(Jᵀw, (∂f/∂p)ᵀw)` from one reverse pass.
+    fn vjps(&self, t: f64, y: &[f64], p: &[f64], w: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let ys = self.rows(y, 1).autodiff().require_grad();
+        let ps = self.param_rows(p, 1).autodiff().require_grad();
+        let out = (self.f)(t, ys.clone(), ps.clone());
+        let wt = self.rows(w, 1).autodiff();
+        let grads = (out * wt).sum().backward();
+        let gy = ys.grad(&grads).map(|g| g.to_vec_as::<f64>()).unwrap_or_else(|| vec![0.0; y.len()]);
+        let gp = if p.is_empty() { vec![] } else { ps.grad(&grads).map(|g| g.to_vec_as::<f64>()).unwrap_or_else(|| vec![0.0; p.len()]) };
+        (gy, gp)
+    }
+}
+
+impl<F: BurnRhs> System for AutodiffSystem<F> {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn dim(&self) -> usize {
+        self.y0.len()
+    }
+    fn param_names(&self) -> Vec<String> {
+        self.param_names.clone()
+    }
+    fn params(&self) -> Vec<f64> {
+        self.params.clone()
+    }
+    fn initial_state(&self) -> Vec<f64> {
+        self.y0.clone()
+    }
+    fn jacobian_kind(&self) -> JacobianKind {
+        JacobianKind::Dense
+    }
+    fn rhs(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
+        let out = (self.f)(t, self.rows(y, 1), self.param_rows(p, 1));
+        dy.copy_from_slice(&out.to_vec_as::<f64>());
+    }
+    fn jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) {
+        let n = y.len();
+        let (jac, _) = self.jacobians(t, y, p);
+        super::systems::matvec(&jac, n, n, v, out, false);
+    }
+    fn vjp(&self, t: f64, y: &[f64], p: &[f64], w: &[f64], out: &mut [f64]) {
+        out.copy_from_slice(&self.vjps(t, y, p, w).0);
+    }
+    fn param_jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) {
+        let (_, jac_p) = self.jacobians(t, y, p);
+        super::systems::matvec(&jac_p, y.len(), p.len(), v, out, false);
+    }
+    fn param_vjp(&self, t: f64, y: &[f64], p: &[f64], w: &[f64], out: &mut [f64]) {
+        out.copy_from_slice(&self.vjps(t, y, p, w).1);
+    }
+}
+
+/// Column `i` of a `[B, k]` tensor as `[B, 1]` (for writing right-hand sides).
+pub fn col(x: &Tensor<2>, i: usize) -> Tensor<2> {
+    let b = x.dims()[0];
+    x.clone().slice([0..b, i..i + 1])
+}
+
+/// A multilayer perceptron whose weights are a slice of the parameter rows, so
+/// that it can live inside an [`AutodiffSystem`] and be trained through
+/// diffsol's adjoint: `x [B, in]`, parameters `p[:, offset .. offset + n_params]`
+/// (per row, so batched matmuls), `tanh` between layers, linear output.
+/// Layer `l` stores `W_l` (`in_l × out_l`, row-major) then `b_l`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FlatMlp {
+    /// Layer widths, input first.
+    pub sizes: Vec<usize>,
+    /// Where its parameters start in the parameter vector.
+    pub offset: usize,
+}
+
+impl FlatMlp {
+    /// An MLP with the given widths whose parameters start at `offset`.
+    pub fn new(sizes: Vec<usize>, offset: usize) -> Self {
+        assert!(sizes.len() >= 2, "an MLP needs an input and an output width");
+        FlatMlp { sizes, offset }
+    }
+
+    /// Number of parameters.
+    pub fn n_params(&self) -> usize {
+        self.sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+    }
+
+    /// Parameter names `w{l}_{i}_{j}`, `b{l}_{j}`.
+    pub fn param_names(&self) -> Vec<String> {
+        let mut names = Vec::with_capacity(self.n_params());
+        for (l, w) in self.sizes.windows(2).enumerate() {
+            for i in 0..w[0] {
+                for j in 0..w[1] {
+                    names.push(format!("w{l}_{i}_{j}"));
+                }
+            }
+            for j in 0..w[1] {
+                names.push(format!("b{l}_{j}"));
+            }
+        }
+        names
+    }
+
+    /// Glorot-uniform weights, zero biases, from `seed`.
+    pub fn init(&self, seed: u64) -> Vec<f64> {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut p = Vec::with_capacity(self.n_params());
+        for w in self.sizes.windows(2) {
+            let a = (6.0 / (w[0] + w[1]) as f64).sqrt();
+            p.extend((0..w[0] * w[1]).map(|_| rng.random_range(-a..a)));
+            p.extend(std::iter::repeat_n(0.0, w[1]));
+        }
+        p
+    }
+
+    /// `[B, in] → [B, out]` with the weights taken from each row of `p` (`[B, m]`).
+    pub fn forward(&self, x: Tensor<2>, p: &Tensor<2>) -> Tensor<2> {
+        let b = x.dims()[0];
+        let mut h = x;
+        let mut at = self.offset;
+        let layers = self.sizes.len() - 1;
+        for (l, w) in self.sizes.windows(2).enumerate() {
+            let (i, o) = (w[0], w[1]);
+            let wt = p.clone().slice([0..b, at..at + i * o]).reshape([b, i, o]);
+            at += i * o;
+            let bias = p.clone().slice([0..b, at..at + o]);
+            at += o;
+            h = h.reshape([b, 1, i]).matmul(wt).reshape([b, o]) + bias;
+            if l + 1 < layers {
+                h = h.tanh();
+            }
+        }
+        h
+    }
+}
