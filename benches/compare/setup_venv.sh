@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (or reuse) the Python virtual environment used by the peer
-# comparisons: B5 neural ODE (torchdiffeq, diffrax) and the neural-SDE
-# benchmark (torchsde, diffrax).  The venv lives OUTSIDE the repository.
+# comparisons: B5 neural ODE (torchdiffeq, diffrax), the neural-SDE
+# benchmark (torchsde, diffrax) and the stiff-ODE benchmarks B2-B4 (scipy,
+# diffrax).  The venv lives OUTSIDE the repository.
 #
 #   bash benches/compare/setup_venv.sh          # create / complete the venv
 #   PHYSFLOW_COMPARE_VENV=/some/dir bash ...     # use another location
@@ -24,6 +25,7 @@ DIFFRAX_VERSION="${DIFFRAX_VERSION:-0.7.2}"
 EQUINOX_VERSION="${EQUINOX_VERSION:-0.13.8}"
 TORCHSDE_VERSION="${TORCHSDE_VERSION:-0.2.6}"
 NUMPY_VERSION="${NUMPY_VERSION:-2.4.6}"
+SCIPY_VERSION="${SCIPY_VERSION:-1.17.1}"
 
 log() { echo "[setup_venv] $*" >&2; }
 
@@ -63,6 +65,10 @@ ensure() {
 }
 
 ensure numpy       "$NUMPY_VERSION"       "numpy==$NUMPY_VERSION"
+# scipy: the stiff benchmarks' solve_ivp BDF / Radau peer (also a torchsde and
+# jax dependency, so it was already pulled in; pinned here so that the stiff
+# numbers name a fixed version).
+ensure scipy       "$SCIPY_VERSION"       "scipy==$SCIPY_VERSION"
 ensure torch       "$TORCH_VERSION"       "torch==$TORCH_VERSION"
 ensure torchdiffeq "$TORCHDIFFEQ_VERSION" "torchdiffeq==$TORCHDIFFEQ_VERSION"
 ensure jax         "$JAX_VERSION"         "jax[cpu]==$JAX_VERSION"
@@ -77,7 +83,7 @@ ensure torchsde    "$TORCHSDE_VERSION"    "torchsde==$TORCHSDE_VERSION"
 # later install (pip may up/downgrade it to satisfy torch/jax).
 "$PY" - <<'PYEOF' >&2
 import importlib
-for m in ("numpy", "torch", "torchdiffeq", "torchsde", "jax", "jaxlib", "equinox", "diffrax"):
+for m in ("numpy", "scipy", "torch", "torchdiffeq", "torchsde", "jax", "jaxlib", "equinox", "diffrax"):
     mod = importlib.import_module(m)
     print(f"[setup_venv] {m} {getattr(mod, '__version__', '?')}")
 PYEOF

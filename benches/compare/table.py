@@ -4,7 +4,10 @@
 Reads JSON lines from the files given on the command line, or from stdin when
 none are given.  `--bench b5` (the default) labels the tables "B5" and prints
 the B5 ratios; `--bench sde` does the same for the neural-SDE benchmark
-(run_sde.sh), whose table also has a "loss" column.  Lines that are not JSON objects with "side", "name" and "ms"
+(run_sde.sh), whose table also has a "loss" column.  `--bench stiff` (run_stiff.sh,
+stiff.py) prints its own tables: every row with steps, nfe and the error against
+the "reference" rows, then one line per problem with physflow BDF, raw diffsol
+BDF, scipy BDF and diffrax Kvaerno5 times and the target ratios (STIFF_* below).  Lines that are not JSON objects with "side", "name" and "ms"
 are ignored (so cargo / log noise can be piped in).  Standard library only.
 
 Input schema, one object per line:
@@ -16,6 +19,12 @@ Input schema, one object per line:
   python table.py physflow.jsonl peers.jsonl
   cat *.jsonl | python table.py
   python table.py --bench sde physflow.jsonl peers.jsonl
+  python table.py --bench stiff physflow.jsonl peers.jsonl
+
+Stiff rows may have "ms": null (a solve skipped because it exceeded its time
+budget; "ms_lower_bound" then bounds it from below and the ratios use the
+bound when it settles the target), "steps", "y_final" (robertson, vdp1000) or
+"u_mean" / "v_mean" (Brusselator), "err_vs_ref", "skipped".
 """
 
 import json
@@ -115,6 +124,19 @@ BENCHES = {
 
 SIDE_ORDER = ["physflow", "torchdiffeq", "torchsde", "diffrax", "torch", "jax"]
 
+# Stiff benchmarks B2-B4 (run_stiff.sh): problems in table order, the four
+# columns (side, label), and the target ratios
+# (label, numerator side, denominator side, comparison, target).
+STIFF_PROBLEMS = ["robertson", "vdp1000", "bruss2d-32", "bruss2d-64"]
+STIFF_SIDES = [("physflow", "physflow BDF"), ("diffsol", "diffsol BDF"),
+               ("scipy", "scipy BDF"), ("diffrax", "diffrax Kvaerno5")]
+STIFF_RATIOS = [
+    ("scipy / physflow", "scipy", "physflow", ">=", 50.0),
+    ("diffrax / physflow", "diffrax", "physflow", ">=", 20.0),
+    ("physflow / diffsol", "physflow", "diffsol", "<=", 1.2),
+]
+STIFF_SIDE_ORDER = ["physflow", "diffsol", "scipy", "diffrax", "reference"]
+
 
 def read_rows(streams):
     rows = {}
@@ -165,14 +187,17 @@ def main(argv):
             bench, args = args[1], args[2:]
         else:
             sys.exit("table.py: --bench needs a value (%s)" % ", ".join(BENCHES))
-    if bench not in BENCHES:
-        sys.exit("table.py: unknown --bench %r (known: %s)" % (bench, ", ".join(BENCHES)))
-    title, ratios, info_ratios, extra_cols = BENCHES[bench]
+    if bench not in BENCHES and bench != "stiff":
+        sys.exit("table.py: unknown --bench %r (known: %s, stiff)" % (bench, ", ".join(BENCHES)))
     if args:
         streams = [open(p) for p in args]
     else:
         streams = [sys.stdin]
     rows, order = read_rows(streams)
+    if bench == "stiff":
+        print(stiff_tables(rows, order))
+        return
+    title, ratios, info_ratios, extra_cols = BENCHES[bench]
 
     def sort_key(k):
         side = k[0]
@@ -230,6 +255,145 @@ def ratio_line(rows, label, nums, dens, cmp, target):
     else:
         met = "–"
     return "| %s | %s | %.3f | %s | %s |" % (label, used, value, tgt, met)
+
+
+# --------------------------------------------------------------------------- stiff
+def _num(v):
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _sci(v):
+    return "n/a" if v is None else "%.1e" % v
+
+
+def stiff_ms(r):
+    """(value in ms, is_lower_bound) or (None, False)."""
+    if r is None:
+        return None, False
+    ms = _num(r.get("ms"))
+    if ms is not None:
+        return ms, False
+    lb = _num(r.get("ms_lower_bound"))
+    if lb is not None:
+        return lb, True
+    return None, False
+
+
+def stiff_err(r, ref):
+    """Error text of a row against the reference row of its problem: max |dy|
+    over y_final (robertson, vdp1000), max |d mean| over u_mean / v_mean (the
+    Brusselator; rows that computed it also show their full-state error), or
+    the row's own err_vs_ref when there is no usable reference row."""
+    own = _num(r.get("err_vs_ref"))
+    if ref is not None:
+        y, yr = r.get("y_final"), ref.get("y_final")
+        if isinstance(y, list) and isinstance(yr, list) and len(y) == len(yr) and y:
+            try:
+                return _sci(max(abs(float(a) - float(b)) for a, b in zip(y, yr)))
+            except (TypeError, ValueError):
+                pass
+        means = [(_num(r.get(k)), _num(ref.get(k))) for k in ("u_mean", "v_mean")]
+        if all(a is not None and b is not None for a, b in means):
+            text = "Δmean " + _sci(max(abs(a - b) for a, b in means))
+            if own is not None:
+                text += "; state " + _sci(own)
+            return text
+    return _sci(own)
+
+
+def stiff_ratio(rows, name, label, num_side, den_side, cmp, target):
+    num, num_lb = stiff_ms(rows.get((num_side, name)))
+    den, den_lb = stiff_ms(rows.get((den_side, name)))
+    if num is None or den is None or den == 0.0 or (num_lb and den_lb):
+        return "n/a"
+    value = num / den
+    text = "%.1f" % value if value >= 10 else "%.2f" % value
+    if num_lb:      # numerator only bounded below: ratio >= value
+        text = "≥ " + text
+        settled = cmp == ">=" and value >= target
+    elif den_lb:    # denominator only bounded below: ratio <= value
+        text = "≤ " + text
+        settled = cmp == "<=" and value <= target
+    else:
+        settled = None
+    if settled is None:
+        ok = value >= target if cmp == ">=" else value <= target
+        return "%s (%s)" % (text, "met" if ok else "not met")
+    return "%s (%s)" % (text, "met" if settled else "n/a: bound only")
+
+
+def stiff_tables(rows, order):
+    names = list(STIFF_PROBLEMS)
+    for side, name in order:
+        if side in dict(STIFF_SIDES) and name not in names and " (" not in name:
+            names.append(name)
+
+    def sort_key(k):
+        side, name = k
+        base = name.split(" (")[0]
+        return (names.index(base) if base in names else len(names),
+                STIFF_SIDE_ORDER.index(side) if side in STIFF_SIDE_ORDER else len(STIFF_SIDE_ORDER),
+                order.index(k))
+
+    out = ["### Stiff (B2–B4) rows (median ms per solve, rtol 1e-6, atol 1e-8)", "",
+           "| side | name | ms (median) | min ms | repeats | steps | nfe | err vs ref | note |",
+           "|---|---|---:|---:|---:|---:|---:|---|---|"]
+    for key in sorted(rows, key=sort_key):
+        r = rows[key]
+        side, name = key
+        ref = rows.get(("reference", name.split(" (")[0]))
+        note = ""
+        if side == "reference":
+            ms_text = "n/a"
+            err = "—"
+            solve_s = _num(r.get("solve_s"))
+            note = "%s%s" % (r.get("method", "reference"),
+                             "" if solve_s is None else ", %.1f s" % solve_s)
+        else:
+            ms, lb = stiff_ms(r)
+            ms_text = ("> %s" % fmt_ms(ms)) if lb else fmt_ms(ms)
+            err = stiff_err(r, ref)
+        if r.get("skipped"):
+            note = "skipped: %s" % r["skipped"]
+        steps = r.get("steps")
+        steps_text = "n/a" if steps is None else str(steps)
+        if r.get("num_rejected_steps") is not None:
+            steps_text += " (+%s rejected)" % r["num_rejected_steps"]
+        if side == "diffrax" and r.get("compile_s") is not None:
+            note = (note + "; " if note else "") + "compile %.1f s" % float(r["compile_s"])
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            side, name, ms_text, fmt_ms(_num(r.get("min_ms"))), r.get("repeats", ""),
+            steps_text, "n/a" if r.get("nfe") is None else r["nfe"], err, note))
+    if not rows:
+        out.append("| n/a | (no rows read) | n/a | n/a | | n/a | n/a | n/a | |")
+
+    out += ["", "### Stiff (B2–B4) per problem (ms) and target ratios", "",
+            "| problem | " + " | ".join(lbl for _, lbl in STIFF_SIDES) + " | "
+            + " | ".join("%s (%s %g)" % (lbl, "≥" if c == ">=" else "≤", t)
+                         for lbl, _, _, c, t in STIFF_RATIOS) + " |",
+            "|---|" + "---:|" * len(STIFF_SIDES) + ":---:|" * len(STIFF_RATIOS)]
+    for name in names:
+        cells = []
+        for side, _ in STIFF_SIDES:
+            r = rows.get((side, name))
+            ms, lb = stiff_ms(r)
+            if ms is None:
+                cells.append("skipped" if r is not None and r.get("skipped") else "n/a")
+            else:
+                cells.append(("> %s" % fmt_ms(ms)) if lb else fmt_ms(ms))
+        for lbl, ns, ds, c, t in STIFF_RATIOS:
+            cells.append(stiff_ratio(rows, name, lbl, ns, ds, c, t))
+        out.append("| %s | %s |" % (name, " | ".join(cells)))
+    out += ["",
+            "A ratio marked ≥ / ≤ uses a skipped solve's time budget as a bound on its time "
+            "(`ms_lower_bound`); 'n/a: bound only' means the bound does not settle the "
+            "target. 'err vs ref': max |y(t1) − y_ref(t1)| against the `reference` row "
+            "(scipy Radau, rtol 1e-10, atol 1e-12); for the Brusselator the error of the "
+            "means of u and v (Δmean), plus the full-state error where the row computed it."]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

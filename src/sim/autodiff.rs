@@ -37,6 +37,7 @@ pub struct AutodiffSystem<F> {
     f: F,
     device: Device,
     cache: Mutex<Option<JacobianCache>>,
+    vjp_cache: Mutex<Option<(Vec<u64>, Vec<f64>, Vec<f64>)>>,
 }
 
 struct JacobianCache {
@@ -51,7 +52,7 @@ impl<F: BurnRhs> AutodiffSystem<F> {
     /// f64 CPU device, [`crate::device::cpu_f64`]).
     pub fn new(name: impl Into<String>, param_names: Vec<String>, params: Vec<f64>, y0: Vec<f64>, f: F, device: Device) -> Self {
         assert_eq!(param_names.len(), params.len(), "one name per parameter");
-        AutodiffSystem { name: name.into(), param_names, params, y0, f, device, cache: Mutex::new(None) }
+        AutodiffSystem { name: name.into(), param_names, params, y0, f, device, cache: Mutex::new(None), vjp_cache: Mutex::new(None) }
     }
 
     fn rows(&self, data: &[f64], rows: usize) -> Tensor<2> {
@@ -91,8 +92,16 @@ impl<F: BurnRhs> AutodiffSystem<F> {
         (jac, jac_p)
     }
 
-    /// `(Jᵀw, (∂f/∂p)ᵀw)` from one reverse pass.
+    /// `(Jᵀw, (∂f/∂p)ᵀw)` from one reverse pass; diffsol's adjoint asks for
+    /// both at the same `(t, y, w)`, so the last pair is cached.
     fn vjps(&self, t: f64, y: &[f64], p: &[f64], w: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let key: Vec<u64> = std::iter::once(t).chain(y.iter().copied()).chain(p.iter().copied()).chain(w.iter().copied()).map(f64::to_bits).collect();
+        let mut cache = self.vjp_cache.lock().expect("vjp cache poisoned");
+        if let Some((k, gy, gp)) = cache.as_ref() {
+            if *k == key {
+                return (gy.clone(), gp.clone());
+            }
+        }
         let ys = self.rows(y, 1).autodiff().require_grad();
         let ps = self.param_rows(p, 1).autodiff().require_grad();
         let out = (self.f)(t, ys.clone(), ps.clone());
@@ -100,6 +109,7 @@ impl<F: BurnRhs> AutodiffSystem<F> {
         let grads = (out * wt).sum().backward();
         let gy = ys.grad(&grads).map(|g| g.to_vec_as::<f64>()).unwrap_or_else(|| vec![0.0; y.len()]);
         let gp = if p.is_empty() { vec![] } else { ps.grad(&grads).map(|g| g.to_vec_as::<f64>()).unwrap_or_else(|| vec![0.0; p.len()]) };
+        *cache = Some((key, gy.clone(), gp.clone()));
         (gy, gp)
     }
 }
