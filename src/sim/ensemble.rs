@@ -12,7 +12,7 @@ use crate::{Error, Result};
 /// member is an independent solve, so the result is bit-identical to solving
 /// them one after another. Returns the states `[N, T, D]`. With `progress`,
 /// an indicatif bar counts finished members. The first failing member's error
-/// is returned, prefixed by nothing: its [`Error::SolverFailed`] names the system.
+/// is returned as is (an [`Error::SolverFailed`] names the system and time).
 pub fn ensemble(
     system: &dyn System,
     params: Option<&Array2<f64>>,

@@ -370,15 +370,15 @@ impl System for Pde1d {
         self.grid.fold_ghosts(ce[0], ce[n + 1], out);
     }
 
-    fn param_jvp(&self, t: f64, u: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) {
-        let cols = self.param_columns(t, u, p);
+    fn param_jvp(&self, _t: f64, u: &[f64], _p: &[f64], v: &[f64], out: &mut [f64]) {
+        let cols = self.param_columns(u);
         for i in 0..u.len() {
             out[i] = cols.iter().zip(v).map(|(c, vk)| c[i] * vk).sum();
         }
     }
 
-    fn param_vjp(&self, t: f64, u: &[f64], p: &[f64], w: &[f64], out: &mut [f64]) {
-        let cols = self.param_columns(t, u, p);
+    fn param_vjp(&self, _t: f64, u: &[f64], _p: &[f64], w: &[f64], out: &mut [f64]) {
+        let cols = self.param_columns(u);
         for (o, c) in out.iter_mut().zip(&cols) {
             *o = c.iter().zip(w).map(|(a, b)| a * b).sum();
         }
@@ -387,16 +387,13 @@ impl System for Pde1d {
 
 impl Pde1d {
     /// `∂f/∂p_k` as one column per parameter.
-    fn param_columns(&self, _t: f64, u: &[f64], p: &[f64]) -> Vec<Vec<f64>> {
+    fn param_columns(&self, u: &[f64]) -> Vec<Vec<f64>> {
         let e = self.extend(u, false);
         let h2 = self.grid.h() * self.grid.h();
         let lap: Vec<f64> = (0..u.len()).map(|i| (e[i] - 2.0 * e[i + 1] + e[i + 2]) / h2).collect();
         match self.kind {
             Pde1dKind::Heat | Pde1dKind::Burgers => vec![lap],
-            Pde1dKind::ReactionDiffusion(re) => {
-                let _ = p;
-                vec![lap, u.iter().map(|&c| re.shape(c).0).collect()]
-            }
+            Pde1dKind::ReactionDiffusion(re) => vec![lap, u.iter().map(|&c| re.shape(c).0).collect()],
         }
     }
 }
