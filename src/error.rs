@@ -73,6 +73,47 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// An HDF5 file could not be opened or an object in it could not be read or
+    /// written (truncated or corrupt file, unsupported layout, filter failure).
+    #[error("HDF5 error in {file}, object `{object}`: {reason}")]
+    Hdf5 {
+        /// The file concerned.
+        file: String,
+        /// The group or dataset path inside the file (`/` for the file itself).
+        object: String,
+        /// What went wrong, as the backend reports it.
+        reason: String,
+    },
+    /// A dataset a layout needs is not in the file.
+    #[error("{file}: dataset `{dataset}` is missing{}", hint_text(.hint))]
+    MissingDataset {
+        /// The file concerned.
+        file: String,
+        /// The dataset path that was looked for.
+        dataset: String,
+        /// What the file has instead, when that helps.
+        hint: String,
+    },
+    /// A dataset has the wrong rank, extent or element type for its layout.
+    #[error("{file}: dataset `{dataset}` is {got}, expected {expected}")]
+    DatasetMismatch {
+        /// The file concerned.
+        file: String,
+        /// The dataset path.
+        dataset: String,
+        /// What the layout needs (`rank 3 [N, T, X]`, `float`, `[16]`).
+        expected: String,
+        /// What the file holds.
+        got: String,
+    },
+    /// A sharded dataset's manifest disagrees with the request or with its shards.
+    #[error("manifest {manifest}: {reason}")]
+    Manifest {
+        /// The manifest file.
+        manifest: String,
+        /// What disagrees.
+        reason: String,
+    },
     /// Training produced a non-finite loss or gradient.
     #[error("training diverged at iteration {iteration}: loss = {loss}")]
     Diverged {
@@ -95,6 +136,10 @@ pub enum Error {
     /// A plot could not be drawn.
     #[error("plot error: {0}")]
     Plot(String),
+}
+
+fn hint_text(hint: &str) -> String {
+    if hint.is_empty() { String::new() } else { format!(" ({hint})") }
 }
 
 fn at_time(t: Option<f64>) -> String {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Create (or reuse) the Python virtual environment used by the peer
 # comparisons: B5 neural ODE (torchdiffeq, diffrax), the neural-SDE
-# benchmark (torchsde, diffrax) and the stiff-ODE benchmarks B2-B4 (scipy,
-# diffrax).  The venv lives OUTSIDE the repository.
+# benchmark (torchsde, diffrax), the stiff-ODE benchmarks B2-B4 (scipy,
+# diffrax) and the HDF5 read benchmark (h5py; also used by
+# data/h5/make_fixtures.py and data/h5/check_with_h5py.py).  The venv lives
+# OUTSIDE the repository.
 #
 #   bash benches/compare/setup_venv.sh          # create / complete the venv
 #   PHYSFLOW_COMPARE_VENV=/some/dir bash ...     # use another location
@@ -26,6 +28,7 @@ EQUINOX_VERSION="${EQUINOX_VERSION:-0.13.8}"
 TORCHSDE_VERSION="${TORCHSDE_VERSION:-0.2.6}"
 NUMPY_VERSION="${NUMPY_VERSION:-2.4.6}"
 SCIPY_VERSION="${SCIPY_VERSION:-1.17.1}"
+H5PY_VERSION="${H5PY_VERSION:-3.16.0}"
 
 log() { echo "[setup_venv] $*" >&2; }
 
@@ -78,12 +81,16 @@ ensure diffrax     "$DIFFRAX_VERSION"     "diffrax==$DIFFRAX_VERSION"
 # and trampoline>=0.1.2: with the pins above pip only adds torchsde + trampoline
 # (checked with pip install --dry-run), nothing is downgraded.
 ensure torchsde    "$TORCHSDE_VERSION"    "torchsde==$TORCHSDE_VERSION"
+# h5py 3.16.0 (the newest on PyPI) needs only numpy>=1.21.2; its manylinux
+# wheel bundles its own libhdf5 (2.0.0 for h5py 3.16.0), so nothing else is
+# installed or moved (checked with pip install --dry-run).
+ensure h5py        "$H5PY_VERSION"        "h5py==$H5PY_VERSION"
 
 # Final sanity check: every package imports and numpy was not moved by a
 # later install (pip may up/downgrade it to satisfy torch/jax).
 "$PY" - <<'PYEOF' >&2
 import importlib
-for m in ("numpy", "scipy", "torch", "torchdiffeq", "torchsde", "jax", "jaxlib", "equinox", "diffrax"):
+for m in ("numpy", "scipy", "torch", "torchdiffeq", "torchsde", "jax", "jaxlib", "equinox", "diffrax", "h5py"):
     mod = importlib.import_module(m)
     print(f"[setup_venv] {m} {getattr(mod, '__version__', '?')}")
 PYEOF

@@ -7,7 +7,11 @@ the B5 ratios; `--bench sde` does the same for the neural-SDE benchmark
 (run_sde.sh), whose table also has a "loss" column.  `--bench stiff` (run_stiff.sh,
 stiff.py) prints its own tables: every row with steps, nfe and the error against
 the "reference" rows, then one line per problem with physflow BDF, raw diffsol
-BDF, scipy BDF and diffrax Kvaerno5 times and the target ratios (STIFF_* below).  Lines that are not JSON objects with "side", "name" and "ms"
+BDF, scipy BDF and diffrax Kvaerno5 times and the target ratios (STIFF_* below).
+`--bench h5` (run_h5.sh, h5.py) prints the HDF5 read rows (ms, min ms, MB/s,
+checksum) and one line per case with the ratio h5py ms / physflow ms (target
+>= 1: physflow at least as fast; H5_CASES below) and whether the two sides'
+checksums agree.  Lines that are not JSON objects with "side", "name" and "ms"
 are ignored (so cargo / log noise can be piped in).  Standard library only.
 
 Input schema, one object per line:
@@ -20,11 +24,16 @@ Input schema, one object per line:
   cat *.jsonl | python table.py
   python table.py --bench sde physflow.jsonl peers.jsonl
   python table.py --bench stiff physflow.jsonl peers.jsonl
+  python table.py --bench h5 physflow.jsonl peers.jsonl
 
 Stiff rows may have "ms": null (a solve skipped because it exceeded its time
 budget; "ms_lower_bound" then bounds it from below and the ratios use the
 bound when it settles the target), "steps", "y_final" (robertson, vdp1000) or
 "u_mean" / "v_mean" (Brusselator), "err_vs_ref", "skipped".
+
+HDF5 rows ("side": "physflow"|"h5py") have "ms" (median ms of one whole case),
+"min_ms", "repeats", "mb_per_s" (decompressed MB/s, 1e6 bytes per MB) and
+optionally "checksum" (float64 sum of every value read), "bytes", "samples".
 """
 
 import json
@@ -137,6 +146,13 @@ STIFF_RATIOS = [
 ]
 STIFF_SIDE_ORDER = ["physflow", "diffsol", "scipy", "diffrax", "reference"]
 
+# HDF5 read benchmark (run_h5.sh): cases in table order (physflow's
+# examples/bench_h5.rs and h5.py use the same names) and the target for
+# h5py ms / physflow ms.
+H5_CASES = ["full read", "random access 500", "shards epoch b32"]
+H5_SIDES = ["physflow", "h5py"]
+H5_TARGET = 1.0
+
 
 def read_rows(streams):
     rows = {}
@@ -187,8 +203,8 @@ def main(argv):
             bench, args = args[1], args[2:]
         else:
             sys.exit("table.py: --bench needs a value (%s)" % ", ".join(BENCHES))
-    if bench not in BENCHES and bench != "stiff":
-        sys.exit("table.py: unknown --bench %r (known: %s, stiff)" % (bench, ", ".join(BENCHES)))
+    if bench not in BENCHES and bench not in ("stiff", "h5"):
+        sys.exit("table.py: unknown --bench %r (known: %s, stiff, h5)" % (bench, ", ".join(BENCHES)))
     if args:
         streams = [open(p) for p in args]
     else:
@@ -196,6 +212,9 @@ def main(argv):
     rows, order = read_rows(streams)
     if bench == "stiff":
         print(stiff_tables(rows, order))
+        return
+    if bench == "h5":
+        print(h5_tables(rows, order))
         return
     title, ratios, info_ratios, extra_cols = BENCHES[bench]
 
@@ -393,6 +412,63 @@ def stiff_tables(rows, order):
             "target. 'err vs ref': max |y(t1) − y_ref(t1)| against the `reference` row "
             "(scipy Radau, rtol 1e-10, atol 1e-12); for the Brusselator the error of the "
             "means of u and v (Δmean), plus the full-state error where the row computed it."]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- h5
+def h5_checksums_agree(a, b):
+    """'agree' / 'DIFFER' / 'n/a' for two rows' float64 checksums (the sides
+    may sum in different orders, hence the small tolerance)."""
+    ca, cb = _num(a.get("checksum")), _num(b.get("checksum"))
+    if ca is None or cb is None:
+        return "n/a"
+    return "agree" if abs(ca - cb) <= 1e-5 + 1e-9 * max(abs(ca), abs(cb)) else "DIFFER"
+
+
+def h5_tables(rows, order):
+    names = list(H5_CASES)
+    for _, name in order:
+        if name not in names:
+            names.append(name)
+
+    def sort_key(k):
+        side, name = k
+        return (names.index(name),
+                H5_SIDES.index(side) if side in H5_SIDES else len(H5_SIDES),
+                order.index(k))
+
+    def mbs(r):
+        v = _num(r.get("mb_per_s"))
+        return "n/a" if v is None else "%.1f" % v
+
+    out = ["### HDF5 read rows (median ms per case, single thread)", "",
+           "| side | name | ms (median) | min ms | MB/s | repeats | checksum |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for key in sorted(rows, key=sort_key):
+        r = rows[key]
+        cs = _num(r.get("checksum"))
+        out.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            key[0], key[1], fmt_ms(_num(r.get("ms"))), fmt_ms(_num(r.get("min_ms"))),
+            mbs(r), r.get("repeats", ""), "n/a" if cs is None else "%.9g" % cs))
+    if not rows:
+        out.append("| n/a | (no rows read) | n/a | n/a | n/a | | n/a |")
+
+    out += ["", "### HDF5 read ratios (h5py ms / physflow ms; ≥ 1 means physflow is at "
+                "least as fast)", "",
+            "| case | physflow ms | h5py ms | h5py / physflow | target | met | checksums |",
+            "|---|---:|---:|---:|---:|:---:|:---:|"]
+    for name in names:
+        p, h = rows.get(("physflow", name)), rows.get(("h5py", name))
+        pm = _num(p.get("ms")) if p else None
+        hm = _num(h.get("ms")) if h else None
+        if pm is None or hm is None or pm == 0.0:
+            value, met = "n/a", "n/a"
+        else:
+            ratio = hm / pm
+            value, met = "%.2f" % ratio, "yes" if ratio >= H5_TARGET else "no"
+        agree = h5_checksums_agree(p, h) if p and h else "n/a"
+        out.append("| %s | %s | %s | %s | ≥ %g | %s | %s |" % (
+            name, fmt_ms(pm), fmt_ms(hm), value, H5_TARGET, met, agree))
     return "\n".join(out)
 
 

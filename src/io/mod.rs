@@ -1,5 +1,13 @@
-//! Reading and writing arrays. For now: NumPy `.npy` (format 1.0, little-endian
-//! f64, C order) and CSV, written atomically; HDF5 arrives with the io issue.
+//! Reading and writing arrays and datasets: HDF5 files ([`h5`], two backends behind
+//! one API), PDEBench's layouts ([`pdebench`]), sharded simulation datasets with a
+//! manifest ([`dataset`]), batches streamed into training ([`loader`]), and NumPy
+//! `.npy` (format 1.0, little-endian f64, C order) and CSV. Every file is written
+//! atomically (temporary name, then rename).
+
+pub mod dataset;
+pub mod h5;
+pub mod loader;
+pub mod pdebench;
 
 use std::path::Path;
 

@@ -30,4 +30,4 @@ pub use fit::{default_weights, fit, loss_and_gradient, FitConfig, FitResult, Obs
 pub use output::{simulate_to_files, SimulateSpec};
 pub use sens::{adjoint_gradient, forward_sensitivities, AdjointGradient, Sensitivities, Wrt};
 pub use solve::{simulate, simulate_with, Method, SimOptions, SimStats, Trajectory};
-pub use system::{check_inputs, check_params, JacobianKind, System};
+pub use system::{check_inputs, check_params, FieldLayout, JacobianKind, System};

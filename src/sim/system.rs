@@ -57,9 +57,33 @@ pub trait System: Send + Sync {
         Ok(())
     }
 
+    /// How the state maps onto a field on a grid (method-of-lines PDEs), or `None`
+    /// for a plain state vector. Dataset files use it to write `[N, T, X(, Y)]`
+    /// fields with their coordinates and boundary conditions.
+    fn field(&self) -> Option<FieldLayout> {
+        None
+    }
+
     /// Dense or sparse Jacobian storage when the options say [`JacobianKind::Auto`].
     fn jacobian_kind(&self) -> JacobianKind {
         JacobianKind::Dense
+    }
+}
+
+/// The state of a PDE system as channels on a tensor grid: `y = [C, X]` or
+/// `[C, X, Y]` flattened row-major (channel slowest, the last axis fastest).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldLayout {
+    /// Channel names (`["u"]`, `["u", "v"]`).
+    pub channels: Vec<String>,
+    /// Axis names with their grids (`[("x", grid)]`, `[("x", gx), ("y", gy)]`).
+    pub axes: Vec<(String, super::systems::Grid1d)>,
+}
+
+impl FieldLayout {
+    /// `[X]` or `[X, Y]`.
+    pub fn grid_shape(&self) -> Vec<usize> {
+        self.axes.iter().map(|(_, g)| g.n).collect()
     }
 }
 

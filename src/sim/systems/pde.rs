@@ -277,6 +277,9 @@ impl System for Pde1d {
     fn dim(&self) -> usize {
         self.grid.n
     }
+    fn field(&self) -> Option<crate::sim::FieldLayout> {
+        Some(crate::sim::FieldLayout { channels: vec!["u".into()], axes: vec![("x".into(), self.grid)] })
+    }
     fn param_names(&self) -> Vec<String> {
         match self.kind {
             Pde1dKind::Heat => vec!["diffusivity".into()],
@@ -430,6 +433,9 @@ impl System for Heat2d {
     fn dim(&self) -> usize {
         self.gx.n * self.gy.n
     }
+    fn field(&self) -> Option<crate::sim::FieldLayout> {
+        Some(crate::sim::FieldLayout { channels: vec!["u".into()], axes: vec![("x".into(), self.gx), ("y".into(), self.gy)] })
+    }
     fn param_names(&self) -> Vec<String> {
         vec!["diffusivity".into()]
     }
@@ -500,6 +506,9 @@ impl System for Brusselator2d {
     }
     fn dim(&self) -> usize {
         2 * self.n * self.n
+    }
+    fn field(&self) -> Option<crate::sim::FieldLayout> {
+        Some(crate::sim::FieldLayout { channels: vec!["u".into(), "v".into()], axes: vec![("x".into(), self.grid()), ("y".into(), self.grid())] })
     }
     fn param_names(&self) -> Vec<String> {
         vec!["a".into(), "b".into(), "alpha".into()]

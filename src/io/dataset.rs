@@ -1,0 +1,506 @@
+//! Sharded simulation datasets: trajectories of a `sim` system over sampled
+//! initial states and parameters, one HDF5 file per shard in PDEBench's
+//! single-file layout, joined by a JSON manifest.
+//!
+//! Sample `i` draws its perturbations from its own random stream, seeded by
+//! `(seed, i)`, so a dataset does not depend on how it is sharded or in which order
+//! the shards run. Shards are written atomically and checked on restart, so an
+//! interrupted [`generate`] resumes by skipping finished shards and ends with the
+//! same files as an uninterrupted run. Shards are independent jobs: on a cluster,
+//! run one [`generate_shard`] per array task and [`generate`] once at the end to
+//! write the complete manifest.
+//!
+//! A shard file holds (`n` samples, `T` times, grid `X(, Y)` or state dimension `D`):
+//! - the fields: `tensor [n, T, X(, Y)]` for one channel, one dataset per channel
+//!   (named in the root attribute `fields`) otherwise, or `tensor [n, T, D]` for
+//!   systems without a grid; `f32`, one sample per chunk, deflate + shuffle + Fletcher-32;
+//! - `x-coordinate`, `y-coordinate`, `t-coordinate [T]` (`f32`, as PDEBench);
+//! - `params [n, P]` and `initial_state [n, D]` (`f64`, exact), `sample_index [n]`;
+//! - root attributes, the schema: `physflow_schema`, `generator`, `system`,
+//!   `param_names`, `default_params`, `channels`, per axis `boundary_x`,
+//!   `length_x`, `points_x`, `seed`, `shard_index`, `shard_count`, `first_sample`,
+//!   `t_end`, `method`, `rtol`, `atol`, and `spec` (the whole [`DatasetSpec`] as
+//!   JSON). When parameters do not vary, each is also a scalar attribute named
+//!   after it, as PDEBench stores `beta` or `Nu`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, Array3};
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::h5::{Attr, Compression, DatasetOptions, H5File, H5Tree};
+use crate::sim::systems::{self, ic, Grid1d};
+use crate::sim::{ensemble, SimOptions, System};
+use crate::train::{progress, write_json};
+use crate::{Error, Result};
+
+/// The schema tag in every file physflow writes.
+pub const SCHEMA: &str = "physflow-dataset/1";
+/// The manifest's `format` tag.
+pub const MANIFEST_FORMAT: &str = "physflow-shards";
+
+/// How initial states vary across samples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InitialCondition {
+    /// `y₀ (1 + s ξ)`, `ξ ~ N(0, I)` per component, `s = y0_spread`; sample 0 keeps the system's own.
+    Scaled,
+    /// 1D fields only: `u₀(x) = Σ_{k=1..modes} a_k sin(2πkx/L + φ_k)`, `a_k ~ U(−A, A)/k`,
+    /// `φ_k ~ U(0, 2π)` (PDEBench's sums of sine waves), `A = amplitude`.
+    RandomFourier {
+        /// Number of sine modes.
+        modes: usize,
+        /// Amplitude bound `A`.
+        amplitude: f64,
+    },
+}
+
+/// What to simulate and how to shard it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// A [`systems::by_name`] name.
+    pub system: String,
+    /// Total number of trajectories `N`.
+    pub samples: usize,
+    /// Number of shard files `K` (shard `k` holds samples `[kN/K, (k+1)N/K)`).
+    pub shards: usize,
+    /// Final time; outputs are uniform on `[0, t_end]`.
+    pub t_end: f64,
+    /// Number of output times `T`.
+    pub n_times: usize,
+    /// Relative spread of initial states ([`InitialCondition::Scaled`]).
+    pub y0_spread: f64,
+    /// Parameters `p exp(s ξ)`; sample 0 keeps the system's own.
+    pub param_spread: f64,
+    /// How initial states vary.
+    pub initial: InitialCondition,
+    /// Seed of every sample's perturbations.
+    pub seed: u64,
+    /// Compression of the fields.
+    pub compression: Compression,
+    /// Integrator and tolerances.
+    pub sim: SimOptions,
+}
+
+impl Default for DatasetSpec {
+    fn default() -> Self {
+        DatasetSpec {
+            system: "heat1d".into(),
+            samples: 64,
+            shards: 4,
+            t_end: 1.0,
+            n_times: 101,
+            y0_spread: 0.1,
+            param_spread: 0.0,
+            initial: InitialCondition::Scaled,
+            seed: 0,
+            compression: Compression::Deflate(4),
+            sim: SimOptions::default(),
+        }
+    }
+}
+
+impl DatasetSpec {
+    /// Checks the counts and that the system and initial condition fit together.
+    pub fn validate(&self) -> Result<Box<dyn System>> {
+        if self.samples == 0 || self.shards == 0 || self.shards > self.samples {
+            return Err(Error::invalid("shards", format!("need 1 ≤ shards ≤ samples, got {} shards for {} samples", self.shards, self.samples)));
+        }
+        if self.n_times < 2 || !(self.t_end > 0.0 && self.t_end.is_finite()) {
+            return Err(Error::invalid("n_times", format!("need at least two output times on [0, t_end] with t_end > 0, got {} times, t_end = {}", self.n_times, self.t_end)));
+        }
+        if !(self.y0_spread >= 0.0 && self.param_spread >= 0.0) {
+            return Err(Error::invalid("y0_spread", "spreads must be non-negative"));
+        }
+        let sys = systems::by_name(&self.system)?;
+        if let InitialCondition::RandomFourier { modes, amplitude } = &self.initial {
+            let ok = sys.field().is_some_and(|f| f.channels.len() == 1 && f.axes.len() == 1);
+            if !ok {
+                return Err(Error::invalid("initial", format!("random Fourier initial states need a 1D single-channel field; `{}` is not one", self.system)));
+            }
+            if *modes == 0 || !(*amplitude > 0.0) {
+                return Err(Error::invalid("initial", "random Fourier needs modes ≥ 1 and amplitude > 0"));
+            }
+        }
+        Ok(sys)
+    }
+
+    /// Samples of shard `k`: `[first, first + count)`.
+    pub fn shard_range(&self, k: usize) -> (usize, usize) {
+        let first = k * self.samples / self.shards;
+        (first, (k + 1) * self.samples / self.shards - first)
+    }
+
+    /// Output times.
+    pub fn times(&self) -> Vec<f64> {
+        (0..self.n_times).map(|k| self.t_end * k as f64 / (self.n_times - 1) as f64).collect()
+    }
+}
+
+/// The random stream of sample `i`: independent of sharding and order.
+fn sample_rng(seed: u64, i: usize) -> rand::rngs::StdRng {
+    // SplitMix64 of (seed, i): distinct, well-mixed seeds for neighbouring samples.
+    let mut z = seed ^ (i as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    rand::rngs::StdRng::seed_from_u64(z ^ (z >> 31))
+}
+
+/// Parameters `[count, P]` and initial states `[count, D]` of samples `[first, first + count)`.
+pub fn sample_inputs(sys: &dyn System, spec: &DatasetSpec, first: usize, count: usize) -> (Array2<f64>, Array2<f64>) {
+    let (p0, y0) = (sys.params(), sys.initial_state());
+    let mut params = Array2::zeros((count, p0.len()));
+    let mut y0s = Array2::zeros((count, y0.len()));
+    let grid: Option<Grid1d> = sys.field().map(|f| f.axes[0].1);
+    for r in 0..count {
+        let i = first + r;
+        let mut rng = sample_rng(spec.seed, i);
+        for (j, p) in p0.iter().enumerate() {
+            let xi: f64 = StandardNormal.sample(&mut rng);
+            params[[r, j]] = if i == 0 { *p } else { p * (spec.param_spread * xi).exp() };
+        }
+        match &spec.initial {
+            InitialCondition::Scaled => {
+                for (j, y) in y0.iter().enumerate() {
+                    let xi: f64 = StandardNormal.sample(&mut rng);
+                    y0s[[r, j]] = if i == 0 { *y } else { y * (1.0 + spec.y0_spread * xi) };
+                }
+            }
+            InitialCondition::RandomFourier { modes, amplitude } => {
+                let u = ic::random_fourier(&grid.expect("validated"), rng.random::<u64>(), *modes, *amplitude);
+                y0s.row_mut(r).assign(&ndarray::Array1::from(u));
+            }
+        }
+    }
+    (params, y0s)
+}
+
+fn boundary_text(g: &Grid1d) -> String {
+    serde_json::to_string(&g.boundary).unwrap_or_default()
+}
+
+/// The field datasets of a system's states `[n, T, D]`: names and `[n, T, X(, Y)]` (or `[n, T, D]`).
+fn fields_of(sys: &dyn System, states: &Array3<f64>) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let (n, t, d) = states.dim();
+    let flat = states.as_slice().expect("ensemble output is contiguous");
+    match sys.field() {
+        None => vec![("tensor".into(), vec![n, t, d], flat.iter().map(|&v| v as f32).collect())],
+        Some(f) => {
+            let grid = f.grid_shape();
+            let per: usize = grid.iter().product();
+            let mut shape = vec![n, t];
+            shape.extend(&grid);
+            let single = f.channels.len() == 1;
+            f.channels
+                .iter()
+                .enumerate()
+                .map(|(c, name)| {
+                    let mut data = Vec::with_capacity(n * t * per);
+                    for row in flat.chunks_exact(d) {
+                        data.extend(row[c * per..(c + 1) * per].iter().map(|&v| v as f32));
+                    }
+                    (if single { "tensor".to_string() } else { name.clone() }, shape.clone(), data)
+                })
+                .collect()
+        }
+    }
+}
+
+/// The names of the field datasets a system's shards hold.
+pub fn field_names(sys: &dyn System) -> Vec<String> {
+    match sys.field() {
+        Some(f) if f.channels.len() > 1 => f.channels.clone(),
+        _ => vec!["tensor".into()],
+    }
+}
+
+/// Simulates shard `k` of `spec` and writes it to `dir/shard-{k:05}.h5` atomically.
+pub fn generate_shard(spec: &DatasetSpec, k: usize, dir: &Path) -> Result<PathBuf> {
+    let sys = spec.validate()?;
+    if k >= spec.shards {
+        return Err(Error::invalid("shard", format!("shard {k} does not exist (shards: {})", spec.shards)));
+    }
+    let (first, count) = spec.shard_range(k);
+    let (params, y0s) = sample_inputs(sys.as_ref(), spec, first, count);
+    let times = spec.times();
+    let states = ensemble(sys.as_ref(), Some(&params), Some(&y0s), &times, &spec.sim, false)?;
+    let opts = DatasetOptions { chunks: None, compression: spec.compression, shuffle: spec.compression != Compression::None, fletcher32: true };
+    let mut tree = H5Tree::new();
+    let fields = fields_of(sys.as_ref(), &states);
+    for (name, shape, data) in &fields {
+        tree.add_f32(name, shape, data.clone(), &opts)?;
+    }
+    let plain = DatasetOptions::default();
+    if let Some(f) = sys.field() {
+        for (axis, g) in &f.axes {
+            tree.add_f32(&format!("{axis}-coordinate"), &[g.n], g.points().iter().map(|&v| v as f32).collect(), &plain)?;
+            tree.set_attr("/", &format!("boundary_{axis}"), Attr::Str(boundary_text(g)))?;
+            tree.set_attr("/", &format!("length_{axis}"), Attr::Float(g.length))?;
+            tree.set_attr("/", &format!("points_{axis}"), Attr::Int(g.n as i64))?;
+        }
+        tree.set_attr("/", "channels", Attr::Strs(f.channels.clone()))?;
+        if f.channels.len() > 1 {
+            tree.set_attr("/", "fields", Attr::Strs(f.channels.clone()))?;
+        }
+    }
+    tree.add_f32("t-coordinate", &[times.len()], times.iter().map(|&v| v as f32).collect(), &plain)?;
+    let p = params.ncols();
+    tree.add_f64("params", &[count, p], params.into_raw_vec_and_offset().0, &plain)?;
+    let d = y0s.ncols();
+    tree.add_f64("initial_state", &[count, d], y0s.into_raw_vec_and_offset().0, &plain)?;
+    tree.add("sample_index", &[count], super::h5::Data::I64((first..first + count).map(|i| i as i64).collect()), &plain)?;
+    let spec_json = serde_json::to_string(spec).map_err(|e| Error::invalid("spec", e.to_string()))?;
+    let a = |v: &str| Attr::Str(v.to_string());
+    let attrs = [
+        ("physflow_schema", a(SCHEMA)),
+        ("generator", Attr::Str(format!("physflow {}", env!("CARGO_PKG_VERSION")))),
+        ("system", a(&sys.name())),
+        ("param_names", Attr::Strs(sys.param_names())),
+        ("default_params", Attr::Floats(sys.params())),
+        ("seed", Attr::Int(spec.seed as i64)),
+        ("shard_index", Attr::Int(k as i64)),
+        ("shard_count", Attr::Int(spec.shards as i64)),
+        ("first_sample", Attr::Int(first as i64)),
+        ("t_end", Attr::Float(spec.t_end)),
+        ("method", a(&format!("{:?}", spec.sim.method).to_lowercase())),
+        ("rtol", Attr::Float(spec.sim.rtol)),
+        ("atol", Attr::Float(spec.sim.atol)),
+        ("spec", Attr::Str(spec_json)),
+    ];
+    for (k, v) in attrs {
+        tree.set_attr("/", k, v)?;
+    }
+    if spec.param_spread == 0.0 {
+        for (name, v) in sys.param_names().iter().zip(sys.params()) {
+            if !tree.root.attrs.contains_key(name) {
+                tree.set_attr("/", name, Attr::Float(v))?;
+            }
+        }
+    }
+    let path = dir.join(shard_file(k));
+    tree.write(&path)?;
+    Ok(path)
+}
+
+/// `shard-00007.h5`.
+pub fn shard_file(k: usize) -> String {
+    format!("shard-{k:05}.h5")
+}
+
+/// Summary statistics of one dataset over all samples (f64 accumulation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Mean of every value.
+    pub mean: f64,
+    /// Population standard deviation.
+    pub std: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+    /// Number of values.
+    pub count: u64,
+}
+
+/// One shard in a [`Manifest`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardEntry {
+    /// Shard number `k`.
+    pub index: usize,
+    /// File name relative to the manifest.
+    pub file: String,
+    /// Samples in the shard.
+    pub samples: usize,
+    /// Global index of its first sample.
+    pub first_sample: usize,
+    /// The dataset seed (sample `i` uses the stream of `(seed, i)`).
+    pub seed: u64,
+}
+
+/// `manifest.json` of a sharded dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: String,
+    /// Format version (1).
+    pub version: u32,
+    /// The main field dataset in every shard.
+    pub dataset: String,
+    /// Every field dataset.
+    #[serde(default)]
+    pub datasets: Vec<String>,
+    /// Shape of one sample of `dataset` (without the sample axis).
+    pub sample_shape: Vec<usize>,
+    /// Sum of the shards' samples.
+    pub total_samples: usize,
+    /// Number of shards.
+    pub shard_count: usize,
+    /// The shards, by index.
+    pub shards: Vec<ShardEntry>,
+    /// Per-dataset statistics, once every shard exists.
+    pub stats: Option<BTreeMap<String, Stats>>,
+    /// Who wrote it.
+    pub generator: String,
+    /// How it was made, when physflow made it.
+    #[serde(default)]
+    pub spec: Option<DatasetSpec>,
+    /// Whether every shard was written.
+    #[serde(default = "yes")]
+    pub complete: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Manifest {
+    /// Reads `dir/manifest.json` and checks it against itself and the shard files
+    /// on disk (existence; the samples of each shard's `dataset` when `check_files`).
+    pub fn open(dir: &Path, check_files: bool) -> Result<Manifest> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let merr = |reason: String| Error::Manifest { manifest: path.display().to_string(), reason };
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| merr(format!("not a physflow manifest: {e}")))?;
+        if m.format != MANIFEST_FORMAT {
+            return Err(merr(format!("format is `{}`, expected `{MANIFEST_FORMAT}`", m.format)));
+        }
+        if m.shards.len() != m.shard_count {
+            return Err(merr(format!("lists {} shards but says shard_count = {}", m.shards.len(), m.shard_count)));
+        }
+        let sum: usize = m.shards.iter().map(|s| s.samples).sum();
+        if sum != m.total_samples {
+            return Err(merr(format!("shards hold {sum} samples but total_samples = {}", m.total_samples)));
+        }
+        if check_files {
+            for s in &m.shards {
+                let f = dir.join(&s.file);
+                if !f.exists() {
+                    return Err(merr(format!("shard {} file `{}` is missing", s.index, s.file)));
+                }
+                let info = H5File::open(&f)?.expect(&m.dataset, Some(m.sample_shape.len() + 1), "[samples, ...sample_shape]")?;
+                if info.shape[0] != s.samples || info.shape[1..] != m.sample_shape[..] {
+                    return Err(merr(format!("shard {} `{}` holds {:?} in `{}`, the manifest says {} samples of {:?}", s.index, s.file, info.shape, m.dataset, s.samples, m.sample_shape)));
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// What [`generate`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateReport {
+    /// Shards simulated in this call.
+    pub written: Vec<usize>,
+    /// Shards found finished and skipped.
+    pub skipped: Vec<usize>,
+    /// The manifest as written.
+    pub manifest: Manifest,
+}
+
+/// Whether `path` is a finished shard `k` of `spec` (opens, same spec, full extent).
+fn shard_done(path: &Path, spec_json: &str, k: usize, count: usize, dataset: &str) -> bool {
+    let Ok(f) = H5File::open(path) else { return false };
+    let same = matches!(f.attr("/", "spec"), Ok(Attr::Str(s)) if s == spec_json) && matches!(f.attr("/", "shard_index"), Ok(Attr::Int(i)) if i == k as i64);
+    same && f.info(dataset).is_ok_and(|i| i.shape.first() == Some(&count))
+}
+
+fn stats_of(dir: &Path, m: &Manifest) -> Result<BTreeMap<String, Stats>> {
+    let mut out = BTreeMap::new();
+    for name in &m.datasets {
+        let (mut sum, mut sq, mut min, mut max, mut count) = (0.0f64, 0.0f64, f64::INFINITY, f64::NEG_INFINITY, 0u64);
+        for s in &m.shards {
+            let f = H5File::open(&dir.join(&s.file))?;
+            for r in 0..s.samples {
+                let (_, v) = f.read_f32_rows(name, r, 1)?;
+                for &x in &v {
+                    let x = f64::from(x);
+                    sum += x;
+                    sq += x * x;
+                    min = min.min(x);
+                    max = max.max(x);
+                }
+                count += v.len() as u64;
+            }
+        }
+        let mean = sum / count as f64;
+        let std = (sq / count as f64 - mean * mean).max(0.0).sqrt();
+        out.insert(name.clone(), Stats { mean, std, min, max, count });
+    }
+    Ok(out)
+}
+
+/// Generates (or resumes) the sharded dataset of `spec` under `dir`: writes the
+/// manifest first (incomplete), each missing shard atomically, then the complete
+/// manifest with statistics. `max_new_shards` stops after that many new shards
+/// (a partial run, as an interrupted job would leave). A manifest from a different
+/// spec is an error, never overwritten.
+pub fn generate(spec: &DatasetSpec, dir: &Path, max_new_shards: Option<usize>, show_progress: bool) -> Result<GenerateReport> {
+    let sys = spec.validate()?;
+    let spec_json = serde_json::to_string(spec).map_err(|e| Error::invalid("spec", e.to_string()))?;
+    let mpath = dir.join("manifest.json");
+    if mpath.exists() {
+        let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
+        let old: Manifest = serde_json::from_str(&text).map_err(|e| Error::Manifest { manifest: mpath.display().to_string(), reason: e.to_string() })?;
+        if old.spec.as_ref() != Some(spec) {
+            let was = old.spec.map(|s| serde_json::to_string(&s).unwrap_or_default()).unwrap_or_else(|| "no spec".into());
+            return Err(Error::Manifest {
+                manifest: mpath.display().to_string(),
+                reason: format!("the directory holds a dataset made with a different spec ({was}); use another directory or remove it"),
+            });
+        }
+    }
+    let datasets = field_names(sys.as_ref());
+    let mut sample_shape = vec![spec.n_times];
+    match sys.field() {
+        Some(f) => sample_shape.extend(f.grid_shape()),
+        None => sample_shape.push(sys.dim()),
+    }
+    let shards: Vec<ShardEntry> = (0..spec.shards)
+        .map(|k| {
+            let (first, samples) = spec.shard_range(k);
+            ShardEntry { index: k, file: shard_file(k), samples, first_sample: first, seed: spec.seed }
+        })
+        .collect();
+    let mut manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        version: 1,
+        dataset: datasets[0].clone(),
+        datasets,
+        sample_shape,
+        total_samples: spec.samples,
+        shard_count: spec.shards,
+        shards,
+        stats: None,
+        generator: format!("physflow {}", env!("CARGO_PKG_VERSION")),
+        spec: Some(spec.clone()),
+        complete: false,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    write_json(&mpath, &manifest)?;
+    let bar = progress(spec.samples as u64, &format!("{} shards", spec.shards), !show_progress);
+    let (mut written, mut skipped) = (Vec::new(), Vec::new());
+    for k in 0..spec.shards {
+        let (_, count) = spec.shard_range(k);
+        if shard_done(&dir.join(shard_file(k)), &spec_json, k, count, &manifest.dataset) {
+            skipped.push(k);
+        } else {
+            if max_new_shards.is_some_and(|m| written.len() >= m) {
+                bar.abandon();
+                return Ok(GenerateReport { written, skipped, manifest });
+            }
+            generate_shard(spec, k, dir)?;
+            written.push(k);
+        }
+        bar.inc(count as u64);
+    }
+    bar.finish_and_clear();
+    manifest.stats = Some(stats_of(dir, &manifest)?);
+    manifest.complete = true;
+    write_json(&mpath, &manifest)?;
+    Ok(GenerateReport { written, skipped, manifest })
+}
