@@ -94,7 +94,11 @@ fn mismatch(path: &Path, dataset: &str, expected: String, got: String) -> Error 
 /// Tells the layout of an open file: root fields → single, groups holding `data` → grouped.
 pub fn detect(file: &H5File) -> Result<Layout> {
     let (groups, datasets) = file.children("/")?;
-    if datasets.iter().any(|d| d == "tensor" || CFD_FIELDS.contains(&d.as_str())) || file.attrs("/")?.contains_key("fields") {
+    let named = match file.attrs("/")?.get("fields") {
+        Some(Attr::Strs(names)) => names.first().is_some_and(|n| datasets.contains(n)),
+        _ => false,
+    };
+    if named || datasets.iter().any(|d| d == "tensor" || CFD_FIELDS.contains(&d.as_str())) {
         return Ok(Layout::Single);
     }
     if let Some(g) = groups.first() {
