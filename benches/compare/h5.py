@@ -103,7 +103,16 @@ def manifest_dict():
     }
 
 
+def random_indices():
+    return [int(i) for i in np.random.default_rng(1).integers(0, N_SAMPLES, RANDOM_COUNT)]
+
+
 def cmd_make(directory):
+    # The random-access indices, shared with physflow's bench_h5 so that both
+    # sides read the same samples (and their checksums agree).
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "random_indices.json"), "w") as fh:
+        json.dump(random_indices(), fh)
     big = os.path.join(directory, "big.h5")
     shard_dir = os.path.join(directory, "shards")
     manifest = os.path.join(shard_dir, "manifest.json")
@@ -146,7 +155,7 @@ def case_full_read(directory):
 
 def case_random_access(directory):
     path = os.path.join(directory, "big.h5")
-    idx = [int(i) for i in np.random.default_rng(1).integers(0, N_SAMPLES, RANDOM_COUNT)]
+    idx = random_indices()
 
     def run():
         out = []

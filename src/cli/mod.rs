@@ -63,9 +63,12 @@ pub enum Command {
         #[arg(long)]
         resume: bool,
     },
-    /// Simulate a library system (diffsol): N trajectories from perturbed initial states and
-    /// parameters, solved in parallel, written as NPY (`states.npy` [N, T, D], `times.npy`,
-    /// `params.npy`, `y0.npy`) or CSV, plus `meta.json` saying how they were made.
+    /// Simulate a library system (diffsol): N trajectories from sampled initial states and
+    /// parameters, solved in parallel. Default format `h5`: K HDF5 shards in PDEBench's
+    /// single-file layout (`shard-00000.h5`, ...) plus `manifest.json`, written atomically; a
+    /// rerun with the same arguments skips finished shards (resume). `npy`/`csv`: one
+    /// `states.npy` [N, T, D] (or CSV) with `times`, `params`, `y0` and `meta.json`.
+    /// Files go to `<out>/simulate/<system>/`.
     Simulate {
         /// System name: lotka_volterra, robertson, van_der_pol, lorenz, pendulum,
         /// linear_oscillator, heat1d, heat2d, burgers1d, fisher_kpp1d, allen_cahn1d, brusselator2d.
@@ -73,6 +76,9 @@ pub enum Command {
         /// Number of trajectories.
         #[arg(long, default_value_t = 1)]
         samples: usize,
+        /// Number of HDF5 shard files (format h5).
+        #[arg(long, default_value_t = 1)]
+        shards: usize,
         /// Final time.
         #[arg(long, default_value_t = 10.0)]
         t_end: f64,
@@ -88,15 +94,34 @@ pub enum Command {
         /// Absolute tolerance.
         #[arg(long, default_value_t = 1e-8)]
         atol: f64,
-        /// Relative spread of the initial states across samples (y0·(1 + s·N(0,1)); 0 for the first sample).
+        /// Initial states: `scaled` (y0·(1 + s·N(0,1)) per component; sample 0 keeps the
+        /// system's own) or `fourier` (1D fields: random sums of `--modes` sine waves).
+        #[arg(long, default_value = "scaled")]
+        initial: String,
+        /// Sine modes of `--initial fourier`.
+        #[arg(long, default_value_t = 4)]
+        modes: usize,
+        /// Amplitude bound of `--initial fourier`.
+        #[arg(long, default_value_t = 1.0)]
+        amplitude: f64,
+        /// Relative spread of the initial states across samples (`--initial scaled`).
         #[arg(long, default_value_t = 0.1)]
         y0_spread: f64,
         /// Relative spread of the parameters across samples (p·exp(s·N(0,1))).
         #[arg(long, default_value_t = 0.0)]
         param_spread: f64,
-        /// Output format: npy or csv.
-        #[arg(long, default_value = "npy")]
+        /// Field compression in HDF5 shards: gzip, lzf or none.
+        #[arg(long, default_value = "gzip")]
+        compression: String,
+        /// Output format: h5, npy or csv.
+        #[arg(long, default_value = "h5")]
         format: String,
+    },
+    /// HDF5 data files: inspect and convert.
+    Data {
+        /// What to do.
+        #[command(subcommand)]
+        action: DataCommand,
     },
     /// Parameter estimation study: recover Lotka–Volterra parameters from noisy data with
     /// adjoint gradients and L-BFGS; figure and report.
@@ -115,6 +140,43 @@ pub enum Command {
         #[arg(long)]
         iterations: Option<usize>,
     },
+}
+
+/// `physflow data ...`.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Print a file's tree: groups, datasets with shape, type, chunks and filters, attributes.
+    Inspect {
+        /// The HDF5 file.
+        file: PathBuf,
+        /// Reader: pure (default) or c (needs the `hdf5-c` feature).
+        #[arg(long, default_value = "pure")]
+        backend: String,
+    },
+    /// Convert between PDEBench's single-file layout ([N, T, X(, Y)] fields) and its grouped
+    /// per-seed layout (`0000/data` [T, X(, Y), C]).
+    Convert {
+        /// Input file.
+        input: PathBuf,
+        /// Output file (written atomically).
+        output: PathBuf,
+        /// Target layout: single or grouped (default: the other one).
+        #[arg(long)]
+        to: Option<String>,
+        /// Compression of the output: gzip, lzf or none.
+        #[arg(long, default_value = "gzip")]
+        compression: String,
+    },
+}
+
+fn parse_compression(s: &str) -> Result<crate::io::h5::Compression> {
+    use crate::io::h5::Compression;
+    match s {
+        "gzip" | "deflate" => Ok(Compression::Deflate(4)),
+        "lzf" => Ok(Compression::Lzf),
+        "none" => Ok(Compression::None),
+        other => Err(Error::invalid("compression", format!("unknown compression `{other}` (gzip, lzf, none)"))),
+    }
 }
 
 /// A study's configuration from a TOML file, or its defaults without one.
@@ -162,22 +224,81 @@ pub fn run() -> Result<()> {
                 println!("wrote {f}");
             }
         }
-        Command::Simulate { system, samples, t_end, n_times, method, rtol, atol, y0_spread, param_spread, format } => {
+        Command::Simulate { system, samples, shards, t_end, n_times, method, rtol, atol, initial, modes, amplitude, y0_spread, param_spread, compression, format } => {
             let opts = crate::sim::SimOptions { method: crate::sim::Method::parse(method)?, rtol: *rtol, atol: *atol, ..Default::default() };
-            let spec = crate::sim::SimulateSpec {
-                samples: *samples,
-                t_end: *t_end,
-                n_times: *n_times,
-                y0_spread: *y0_spread,
-                param_spread: *param_spread,
-                seed: cli.seed,
-            };
             let out = cli.out.join("simulate").join(system);
-            let files = crate::sim::simulate_to_files(system, &spec, &opts, &out, format, !cli.quiet)?;
-            for f in files {
-                println!("wrote {f}");
+            if format == "h5" {
+                use crate::io::dataset::{generate, DatasetSpec, InitialCondition};
+                let initial = match initial.as_str() {
+                    "scaled" => InitialCondition::Scaled,
+                    "fourier" => InitialCondition::RandomFourier { modes: *modes, amplitude: *amplitude },
+                    other => return Err(Error::invalid("initial", format!("unknown initial condition `{other}` (scaled, fourier)"))),
+                };
+                let spec = DatasetSpec {
+                    system: system.clone(),
+                    samples: *samples,
+                    shards: *shards,
+                    t_end: *t_end,
+                    n_times: *n_times,
+                    y0_spread: *y0_spread,
+                    param_spread: *param_spread,
+                    initial,
+                    seed: cli.seed,
+                    compression: parse_compression(compression)?,
+                    sim: opts,
+                };
+                let r = generate(&spec, &out, None, !cli.quiet)?;
+                println!(
+                    "{} shards in {} ({} simulated, {} already there): {} samples of {:?} in `{}`",
+                    spec.shards,
+                    out.display(),
+                    r.written.len(),
+                    r.skipped.len(),
+                    r.manifest.total_samples,
+                    r.manifest.sample_shape,
+                    r.manifest.dataset
+                );
+                println!("wrote {}", out.join("manifest.json").display());
+            } else {
+                if *shards != 1 || initial != "scaled" {
+                    return Err(Error::invalid("format", "--shards and --initial fourier need --format h5"));
+                }
+                let spec = crate::sim::SimulateSpec {
+                    samples: *samples,
+                    t_end: *t_end,
+                    n_times: *n_times,
+                    y0_spread: *y0_spread,
+                    param_spread: *param_spread,
+                    seed: cli.seed,
+                };
+                let files = crate::sim::simulate_to_files(system, &spec, &opts, &out, format, !cli.quiet)?;
+                for f in files {
+                    println!("wrote {f}");
+                }
             }
         }
+        Command::Data { action } => match action {
+            DataCommand::Inspect { file, backend } => {
+                let f = crate::io::h5::H5File::open_with(file, crate::io::h5::Backend::parse(backend)?)?;
+                print!("{}", crate::io::h5::describe(&f)?);
+                if let Ok(layout) = crate::io::pdebench::detect(&f) {
+                    println!("layout: PDEBench {layout:?}");
+                }
+            }
+            DataCommand::Convert { input, output, to, compression } => {
+                use crate::io::pdebench::{convert, Layout};
+                let to = match to.as_deref() {
+                    None => None,
+                    Some("single") => Some(Layout::Single),
+                    Some("grouped") => Some(Layout::Grouped),
+                    Some(other) => return Err(Error::invalid("to", format!("unknown layout `{other}` (single, grouped)"))),
+                };
+                let c = parse_compression(compression)?;
+                let opts = crate::io::h5::DatasetOptions { compression: c, shuffle: c != crate::io::h5::Compression::None, ..Default::default() };
+                let layout = convert(input, output, to, &opts)?;
+                println!("wrote {} ({layout:?} layout)", output.display());
+            }
+        },
         Command::Fit { config } => {
             let mut cfg: ParamFitConfig = load_config(config.as_ref())?;
             cfg.seed = cli.seed;

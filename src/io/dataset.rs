@@ -179,8 +179,14 @@ pub fn sample_inputs(sys: &dyn System, spec: &DatasetSpec, first: usize, count: 
     (params, y0s)
 }
 
+/// `dirichlet left=0 right=0`, `neumann left=0 right=0` or `periodic`.
 fn boundary_text(g: &Grid1d) -> String {
-    serde_json::to_string(&g.boundary).unwrap_or_default()
+    use crate::sim::systems::Boundary;
+    match g.boundary {
+        Boundary::Dirichlet { left, right } => format!("dirichlet left={left} right={right}"),
+        Boundary::Neumann { left, right } => format!("neumann left={left} right={right}"),
+        Boundary::Periodic => "periodic".into(),
+    }
 }
 
 /// The field datasets of a system's states `[n, T, D]`: names and `[n, T, X(, Y)]` (or `[n, T, D]`).

@@ -403,6 +403,8 @@ pub(crate) trait Reader: Send {
 pub struct H5File {
     path: PathBuf,
     inner: Box<dyn Reader>,
+    /// Dataset descriptions already looked up (per-sample reads check shapes each time).
+    infos: std::sync::Mutex<BTreeMap<String, DatasetInfo>>,
 }
 
 impl fmt::Debug for H5File {
@@ -448,7 +450,7 @@ impl H5File {
             #[cfg(not(feature = "hdf5-c"))]
             Backend::C => return Err(Error::Unsupported("the HDF5 C backend needs the `hdf5-c` feature".into())),
         };
-        Ok(H5File { path: path.to_path_buf(), inner })
+        Ok(H5File { path: path.to_path_buf(), inner, infos: Default::default() })
     }
 
     /// The file's path.
@@ -477,13 +479,18 @@ impl H5File {
 
     /// Shape, type, chunks and filters of the dataset at `path`.
     pub fn info(&self, path: &str) -> Result<DatasetInfo> {
+        if let Some(i) = self.infos.lock().expect("no panic while holding the info cache").get(path) {
+            return Ok(i.clone());
+        }
         if self.inner.is_group(path) {
             return Err(self.mismatch(path, "a dataset", "a group".into()));
         }
         if !self.dataset_exists(path) {
             return Err(self.missing(path));
         }
-        self.inner.info(path)
+        let info = self.inner.info(path)?;
+        self.infos.lock().expect("no panic while holding the info cache").insert(path.to_string(), info.clone());
+        Ok(info)
     }
 
     fn dataset_exists(&self, path: &str) -> bool {
@@ -627,7 +634,7 @@ pub fn describe(file: &H5File) -> Result<String> {
     for node in file.tree()? {
         match node {
             Node::Group { path, attrs } => {
-                s += &format!("{path}/  (group)\n");
+                s += &format!("{}  (group)\n", if path == "/" { "/".to_string() } else { format!("{path}/") });
                 for (k, v) in attrs {
                     s += &format!("    @{k} = {v}\n");
                 }

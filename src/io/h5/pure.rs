@@ -124,6 +124,9 @@ pub(super) fn to_bytes(tree: &H5Tree, path: &Path) -> Result<Vec<u8>> {
 pub(super) struct PureReader {
     path: std::path::PathBuf,
     file: hp::File,
+    /// Open dataset handles by path: a handle keeps the parsed object header, the
+    /// chunk index and its chunk cache, so per-sample reads do not redo them.
+    handles: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<hp::Dataset>>>,
 }
 
 fn rel(path: &str) -> &str {
@@ -133,7 +136,7 @@ fn rel(path: &str) -> &str {
 impl PureReader {
     pub(super) fn open(path: &Path) -> Result<Self> {
         let file = hp::File::open_streaming(path).map_err(|e| err(path, "/", e))?;
-        Ok(PureReader { path: path.to_path_buf(), file })
+        Ok(PureReader { path: path.to_path_buf(), file, handles: Default::default() })
     }
 
     fn group(&self, path: &str) -> Result<hp::Group> {
@@ -145,8 +148,14 @@ impl PureReader {
         }
     }
 
-    fn dataset(&self, path: &str) -> Result<hp::Dataset> {
-        self.file.dataset(rel(path)).map_err(|e| err(&self.path, path, e))
+    fn dataset(&self, path: &str) -> Result<std::sync::Arc<hp::Dataset>> {
+        let mut h = self.handles.lock().expect("no panic while holding the handle cache");
+        if let Some(d) = h.get(path) {
+            return Ok(d.clone());
+        }
+        let d = std::sync::Arc::new(self.file.dataset(rel(path)).map_err(|e| err(&self.path, path, e))?);
+        h.insert(path.to_string(), d.clone());
+        Ok(d)
     }
 }
 
