@@ -259,6 +259,9 @@ pub fn run() -> Result<()> {
                     r.manifest.dataset
                 );
                 println!("wrote {}", out.join("manifest.json").display());
+                if let Some(p) = &r.preview {
+                    println!("wrote {}", p.display());
+                }
             } else {
                 if *shards != 1 || initial != "scaled" {
                     return Err(Error::invalid("format", "--shards and --initial fourier need --format h5"));

@@ -238,3 +238,107 @@ pub fn save_figure(path: &Path, panels: &[Panel], cols: usize) -> Result<()> {
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
+
+/// A field on a tensor grid for [`save_heatmaps`]: `values[j * xs.len() + i]` is the
+/// value at `(xs[i], ys[j])` (row-major with y slowest), cell centres.
+#[derive(Clone, Debug, Default)]
+pub struct Heatmap {
+    /// Title above the axes (the colour range is appended).
+    pub title: String,
+    /// x-axis label.
+    pub xlabel: String,
+    /// y-axis label.
+    pub ylabel: String,
+    /// Cell centres along x, increasing.
+    pub xs: Vec<f64>,
+    /// Cell centres along y, increasing.
+    pub ys: Vec<f64>,
+    /// `[ys.len() * xs.len()]`.
+    pub values: Vec<f64>,
+}
+
+/// Viridis at `s ∈ [0, 1]` (piecewise linear through 6 stops of matplotlib's table).
+fn viridis(s: f64) -> RGBColor {
+    const STOPS: [(f64, f64, f64); 6] = [(68.0, 1.0, 84.0), (65.0, 68.0, 135.0), (42.0, 120.0, 142.0), (34.0, 168.0, 132.0), (122.0, 209.0, 81.0), (253.0, 231.0, 37.0)];
+    let s = if s.is_finite() { s.clamp(0.0, 1.0) } else { 0.0 } * (STOPS.len() - 1) as f64;
+    let k = (s.floor() as usize).min(STOPS.len() - 2);
+    let f = s - k as f64;
+    let (a, b) = (STOPS[k], STOPS[k + 1]);
+    let mix = |p: f64, q: f64| (p + f * (q - p)).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+fn cell_edges(c: &[f64]) -> Vec<f64> {
+    let n = c.len();
+    if n == 1 {
+        return vec![c[0] - 0.5, c[0] + 0.5];
+    }
+    let mut e = Vec::with_capacity(n + 1);
+    e.push(c[0] - 0.5 * (c[1] - c[0]));
+    e.extend(c.windows(2).map(|w| 0.5 * (w[0] + w[1])));
+    e.push(c[n - 1] + 0.5 * (c[n - 1] - c[n - 2]));
+    e
+}
+
+fn draw_heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heatmap) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (nx, ny) = (h.xs.len(), h.ys.len());
+    if nx == 0 || ny == 0 || h.values.len() != nx * ny {
+        return Err(Error::Plot(format!("heatmap `{}`: {} values for a {nx} × {ny} grid", h.title, h.values.len())));
+    }
+    let finite = h.values.iter().copied().filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !lo.is_finite() {
+        return Err(Error::Plot(format!("heatmap `{}` has no finite values", h.title)));
+    }
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let (ex, ey) = (cell_edges(&h.xs), cell_edges(&h.ys));
+    let title = format!("{}  [{lo:.4e}, {hi:.4e}]", h.title);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(ex[0]..ex[nx], ey[0]..ey[ny])
+        .map_err(plot_err)?;
+    chart.configure_mesh().disable_mesh().x_desc(h.xlabel.as_str()).y_desc(h.ylabel.as_str()).x_labels(6).y_labels(6).draw().map_err(plot_err)?;
+    chart
+        .draw_series((0..ny).flat_map(|j| (0..nx).map(move |i| (i, j))).map(|(i, j)| {
+            let c = viridis((h.values[j * nx + i] - lo) / span);
+            Rectangle::new([(ex[i], ey[j]), (ex[i + 1], ey[j + 1])], c.filled())
+        }))
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+/// Draws `maps` on a grid with `cols` columns (each 480×360 px, viridis, each map
+/// scaled to its own range, printed in its title) and writes `path` (`.png`/`.svg`) atomically.
+pub fn save_heatmaps(path: &Path, maps: &[Heatmap], cols: usize) -> Result<()> {
+    register_font();
+    if maps.is_empty() || cols == 0 {
+        return Err(Error::Plot("a figure needs at least one heatmap and one column".into()));
+    }
+    let rows = maps.len().div_ceil(cols);
+    let size = (480 * cols as u32, 360 * rows as u32);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("figure");
+    let tmp = path.with_file_name(format!(".{stem}.tmp.{ext}"));
+    fn all<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, maps: &[Heatmap], cols: usize) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE).map_err(plot_err)?;
+        for (area, h) in root.split_evenly((maps.len().div_ceil(cols), cols)).iter().zip(maps) {
+            draw_heatmap(area, h)?;
+        }
+        root.present().map_err(plot_err)
+    }
+    match ext.as_str() {
+        "png" => all(BitMapBackend::new(&tmp, size).into_drawing_area(), maps, cols)?,
+        "svg" => all(SVGBackend::new(&tmp, size).into_drawing_area(), maps, cols)?,
+        other => return Err(Error::Plot(format!("unknown figure format `{other}` (use .png or .svg)"))),
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}

@@ -108,8 +108,8 @@ pub(super) struct CReader {
     file: h5::File,
 }
 
-// SAFETY-free: hdf5-metno serialises every library call behind its global lock,
-// and its handles are `Send`; this assertion only documents that requirement.
+// `Reader` needs `Send`: checked here at compile time (hdf5-metno serialises every
+// library call behind its global lock, so a handle may move between threads).
 const _: fn() = || {
     fn is_send<T: Send>() {}
     is_send::<h5::File>();
