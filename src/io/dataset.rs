@@ -200,16 +200,15 @@ fn fields_of(sys: &dyn System, states: &Array3<f64>) -> Vec<(String, Vec<usize>,
             let per: usize = grid.iter().product();
             let mut shape = vec![n, t];
             shape.extend(&grid);
-            let single = f.channels.len() == 1;
-            f.channels
-                .iter()
+            field_names(sys)
+                .into_iter()
                 .enumerate()
                 .map(|(c, name)| {
                     let mut data = Vec::with_capacity(n * t * per);
                     for row in flat.chunks_exact(d) {
                         data.extend(row[c * per..(c + 1) * per].iter().map(|&v| v as f32));
                     }
-                    (if single { "tensor".to_string() } else { name.clone() }, shape.clone(), data)
+                    (name, shape.clone(), data)
                 })
                 .collect()
         }
@@ -230,13 +229,18 @@ pub fn generate_shard(spec: &DatasetSpec, k: usize, dir: &Path) -> Result<PathBu
     if k >= spec.shards {
         return Err(Error::invalid("shard", format!("shard {k} does not exist (shards: {})", spec.shards)));
     }
+    write_shard(spec, sys.as_ref(), k, dir)
+}
+
+/// [`generate_shard`] for a validated spec and its system.
+fn write_shard(spec: &DatasetSpec, sys: &dyn System, k: usize, dir: &Path) -> Result<PathBuf> {
     let (first, count) = spec.shard_range(k);
-    let (params, y0s) = sample_inputs(sys.as_ref(), spec, first, count);
+    let (params, y0s) = sample_inputs(sys, spec, first, count);
     let times = spec.times();
-    let states = ensemble(sys.as_ref(), Some(&params), Some(&y0s), &times, &spec.sim, false)?;
+    let states = ensemble(sys, Some(&params), Some(&y0s), &times, &spec.sim, false)?;
     let opts = DatasetOptions { chunks: None, compression: spec.compression, shuffle: spec.compression != Compression::None, fletcher32: true };
     let mut tree = H5Tree::new();
-    let fields = fields_of(sys.as_ref(), &states);
+    let fields = fields_of(sys, &states);
     for (name, shape, data) in &fields {
         tree.add_f32(name, shape, data.clone(), &opts)?;
     }
@@ -501,7 +505,7 @@ pub fn generate(spec: &DatasetSpec, dir: &Path, max_new_shards: Option<usize>, s
                 bar.abandon();
                 return Ok(GenerateReport { written, skipped, manifest, preview: None });
             }
-            generate_shard(spec, k, dir)?;
+            write_shard(spec, sys.as_ref(), k, dir)?;
             written.push(k);
         }
         bar.inc(count as u64);

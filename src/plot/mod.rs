@@ -201,18 +201,58 @@ where
     Ok(())
 }
 
-fn draw_all<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[Panel], cols: usize) -> Result<()>
+/// The cells of a figure: panels or heatmaps, each drawn in one 480×360 px cell.
+trait Cells {
+    fn count(&self) -> usize;
+    fn draw<DB: DrawingBackend>(&self, i: usize, area: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static;
+}
+
+impl Cells for [Panel] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn draw<DB: DrawingBackend>(&self, i: usize, area: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        draw_panel(area, &self[i])
+    }
+}
+
+fn render<DB: DrawingBackend, C: Cells + ?Sized>(root: DrawingArea<DB, Shift>, cells: &C, cols: usize) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(plot_err)?;
-    let rows = panels.len().div_ceil(cols);
-    let areas = root.split_evenly((rows, cols));
-    for (area, panel) in areas.iter().zip(panels) {
-        draw_panel(area, panel)?;
+    let rows = cells.count().div_ceil(cols);
+    for (i, area) in root.split_evenly((rows, cols)).iter().enumerate().take(cells.count()) {
+        cells.draw(i, area)?;
     }
     root.present().map_err(plot_err)?;
     Ok(())
+}
+
+/// Draws `cells` on a grid with `cols` columns and writes `path` (`.png` or `.svg`):
+/// drawn under a temporary name that keeps the extension (the bitmap encoder picks
+/// the format from it), then renamed.
+fn save_cells<C: Cells + ?Sized>(path: &Path, cells: &C, cols: usize) -> Result<()> {
+    register_font();
+    if cells.count() == 0 || cols == 0 {
+        return Err(Error::Plot("a figure needs at least one panel and one column".into()));
+    }
+    let rows = cells.count().div_ceil(cols);
+    let size = (480 * cols as u32, 360 * rows as u32);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("figure");
+    let tmp = path.with_file_name(format!(".{stem}.tmp.{ext}"));
+    match ext.as_str() {
+        "png" => render(BitMapBackend::new(&tmp, size).into_drawing_area(), cells, cols)?,
+        "svg" => render(SVGBackend::new(&tmp, size).into_drawing_area(), cells, cols)?,
+        other => return Err(Error::Plot(format!("unknown figure format `{other}` (use .png or .svg)"))),
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Draw `panels` on a grid with `cols` columns (each panel 480×360 px) and write it to `path`
@@ -222,21 +262,7 @@ where
 /// `Plot` for an unknown extension, empty panels or mismatched series; `Io` when the file
 /// cannot be written.
 pub fn save_figure(path: &Path, panels: &[Panel], cols: usize) -> Result<()> {
-    register_font();
-    if panels.is_empty() || cols == 0 {
-        return Err(Error::Plot("a figure needs at least one panel and one column".into()));
-    }
-    let rows = panels.len().div_ceil(cols);
-    let size = (480 * cols as u32, 360 * rows as u32);
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("figure");
-    let tmp = path.with_file_name(format!(".{stem}.tmp.{ext}"));
-    match ext.as_str() {
-        "png" => draw_all(BitMapBackend::new(&tmp, size).into_drawing_area(), panels, cols)?,
-        "svg" => draw_all(SVGBackend::new(&tmp, size).into_drawing_area(), panels, cols)?,
-        other => return Err(Error::Plot(format!("unknown figure format `{other}` (use .png or .svg)"))),
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    save_cells(path, panels, cols)
 }
 
 /// A field on a tensor grid for [`save_heatmaps`]: `values[j * xs.len() + i]` is the
@@ -313,32 +339,20 @@ where
     Ok(())
 }
 
-/// Draws `maps` on a grid with `cols` columns (each 480×360 px, viridis, each map
-/// scaled to its own range, printed in its title) and writes `path` (`.png`/`.svg`) atomically.
-pub fn save_heatmaps(path: &Path, maps: &[Heatmap], cols: usize) -> Result<()> {
-    register_font();
-    if maps.is_empty() || cols == 0 {
-        return Err(Error::Plot("a figure needs at least one heatmap and one column".into()));
+impl Cells for [Heatmap] {
+    fn count(&self) -> usize {
+        self.len()
     }
-    let rows = maps.len().div_ceil(cols);
-    let size = (480 * cols as u32, 360 * rows as u32);
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("figure");
-    let tmp = path.with_file_name(format!(".{stem}.tmp.{ext}"));
-    fn all<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, maps: &[Heatmap], cols: usize) -> Result<()>
+    fn draw<DB: DrawingBackend>(&self, i: usize, area: &DrawingArea<DB, Shift>) -> Result<()>
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE).map_err(plot_err)?;
-        for (area, h) in root.split_evenly((maps.len().div_ceil(cols), cols)).iter().zip(maps) {
-            draw_heatmap(area, h)?;
-        }
-        root.present().map_err(plot_err)
+        draw_heatmap(area, &self[i])
     }
-    match ext.as_str() {
-        "png" => all(BitMapBackend::new(&tmp, size).into_drawing_area(), maps, cols)?,
-        "svg" => all(SVGBackend::new(&tmp, size).into_drawing_area(), maps, cols)?,
-        other => return Err(Error::Plot(format!("unknown figure format `{other}` (use .png or .svg)"))),
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Draws `maps` on a grid with `cols` columns (each 480×360 px, viridis, each map
+/// scaled to its own range, printed in its title) and writes `path` (`.png`/`.svg`) atomically.
+pub fn save_heatmaps(path: &Path, maps: &[Heatmap], cols: usize) -> Result<()> {
+    save_cells(path, maps, cols)
 }

@@ -14,15 +14,21 @@ use crate::{Error, Result};
 /// Write `bytes` to `path` atomically: a temporary name in the same directory, then rename,
 /// so a crash never leaves a half-written file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path)?;
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// The temporary name beside `path` that an atomic write goes through (its directory
+/// created): `.{name}.tmp{pid}`. The caller writes it, then renames it to `path`.
+pub(crate) fn temp_path(path: &Path) -> Result<PathBuf> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    Ok(path.with_file_name(format!(".{name}.tmp{}", std::process::id())))
 }
 
 /// Serialize `value` as pretty JSON to `path`, atomically.

@@ -90,11 +90,7 @@ fn write_group(file: &Path, g: &h5::Group, prefix: &str, node: &GroupNode) -> Re
 
 /// Writes through the C library to a temporary name, then renames.
 pub(super) fn write(tree: &H5Tree, path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let tmp = crate::train::temp_path(path)?;
     {
         let f = h5::File::create(&tmp).map_err(|e| err(&tmp, "/", e))?;
         write_group(&tmp, &f, "", &tree.root)?;

@@ -205,10 +205,10 @@ impl Reader for PureReader {
     }
 
     fn attrs(&self, path: &str) -> Result<BTreeMap<String, Attr>> {
-        let raw = if self.is_group(path) {
-            self.group(path)?.attrs()
-        } else {
-            self.dataset(path)?.attrs()
+        let group = if rel(path).is_empty() { Some(self.file.root()) } else { self.file.group(rel(path)).ok() };
+        let raw = match group {
+            Some(g) => g.attrs(),
+            None => self.dataset(path)?.attrs(),
         }
         .map_err(|e| err(&self.path, path, e))?;
         Ok(raw.iter().filter_map(|(k, v)| from_attr_value(v).map(|a| (k.clone(), a))).collect())
