@@ -29,6 +29,7 @@
 pub mod cli;
 pub mod device;
 pub mod error;
+pub mod fm;
 pub mod host;
 pub mod io;
 pub mod nn;
