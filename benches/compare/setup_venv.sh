@@ -2,9 +2,10 @@
 # Create (or reuse) the Python virtual environment used by the peer
 # comparisons: B5 neural ODE (torchdiffeq, diffrax), the neural-SDE
 # benchmark (torchsde, diffrax), the stiff-ODE benchmarks B2-B4 (scipy,
-# diffrax) and the HDF5 read benchmark (h5py; also used by
-# data/h5/make_fixtures.py and data/h5/check_with_h5py.py).  The venv lives
-# OUTSIDE the repository.
+# diffrax), the HDF5 read benchmark (h5py; also used by
+# data/h5/make_fixtures.py and data/h5/check_with_h5py.py) and the
+# flow-matching benchmark (torchcfm, POT, scikit-learn; see fm.py).  The venv
+# lives OUTSIDE the repository.
 #
 #   bash benches/compare/setup_venv.sh          # create / complete the venv
 #   PHYSFLOW_COMPARE_VENV=/some/dir bash ...     # use another location
@@ -29,6 +30,11 @@ TORCHSDE_VERSION="${TORCHSDE_VERSION:-0.2.6}"
 NUMPY_VERSION="${NUMPY_VERSION:-2.4.6}"
 SCIPY_VERSION="${SCIPY_VERSION:-1.17.1}"
 H5PY_VERSION="${H5PY_VERSION:-3.16.0}"
+TORCHCFM_VERSION="${TORCHCFM_VERSION:-1.0.7}"
+POT_VERSION="${POT_VERSION:-0.9.7.post1}"
+SKLEARN_VERSION="${SKLEARN_VERSION:-1.9.1}"
+MATPLOTLIB_VERSION="${MATPLOTLIB_VERSION:-3.11.2}"
+TORCHDYN_VERSION="${TORCHDYN_VERSION:-1.0.6}"
 
 log() { echo "[setup_venv] $*" >&2; }
 
@@ -54,17 +60,18 @@ except metadata.PackageNotFoundError:
 PYEOF
 }
 
-# ensure DIST_NAME VERSION PIP_SPEC
+# ensure DIST_NAME VERSION PIP_SPEC [EXTRA_PIP_ARGS...]
 ensure() {
     local name="$1" want="$2" spec="$3" have
+    shift 3
     have="$(installed_version "$name")"
     if [ "$have" = "$want" ]; then
         log "$name $have already installed"
         return 0
     fi
-    log "installing $spec (have: ${have:-none})"
+    log "installing $spec $* (have: ${have:-none})"
     "$PY" -m pip install --disable-pip-version-check --no-input \
-        "$spec"
+        "$@" "$spec"
 }
 
 ensure numpy       "$NUMPY_VERSION"       "numpy==$NUMPY_VERSION"
@@ -85,12 +92,34 @@ ensure torchsde    "$TORCHSDE_VERSION"    "torchsde==$TORCHSDE_VERSION"
 # wheel bundles its own libhdf5 (2.0.0 for h5py 3.16.0), so nothing else is
 # installed or moved (checked with pip install --dry-run).
 ensure h5py        "$H5PY_VERSION"        "h5py==$H5PY_VERSION"
+# Flow matching (fm.py).  torchcfm 1.0.7 declares torchdyn, matplotlib, pandas,
+# absl-py, POT, scikit-learn, scipy, torchdiffeq and torch; torchdyn in turn
+# declares pytorch-lightning, torchvision, torchcde, ipykernel, ipywidgets,
+# ... (a plain install would add ~60 packages, torchvision among them).  What
+# the code imports is much less: torchcfm.conditional_flow_matching needs
+# torch, numpy and POT (`ot`); torchcfm.utils (sample_8gaussians,
+# sample_moons) imports matplotlib.pyplot and torchdyn.datasets, which
+# imports scipy and sklearn.neighbors (sample_moons is torchdyn's
+# generate_moons, not sklearn's make_moons).  So torchcfm and torchdyn are
+# installed with --no-deps and the imported packages explicitly.  POT 0.9.7
+# needs numpy and scipy only; scikit-learn 1.9.1 adds joblib + threadpoolctl;
+# matplotlib 3.11.2 its usual pure/binary wheels (contourpy, cycler,
+# fonttools, kiwisolver, packaging, pillow, pyparsing, python-dateutil).
+# Nothing above is moved (checked with pip install --dry-run).
+ensure POT          "$POT_VERSION"        "POT==$POT_VERSION"
+ensure scikit-learn "$SKLEARN_VERSION"    "scikit-learn==$SKLEARN_VERSION"
+ensure matplotlib   "$MATPLOTLIB_VERSION" "matplotlib==$MATPLOTLIB_VERSION"
+ensure torchdyn     "$TORCHDYN_VERSION"   "torchdyn==$TORCHDYN_VERSION" --no-deps
+ensure torchcfm     "$TORCHCFM_VERSION"   "torchcfm==$TORCHCFM_VERSION" --no-deps
 
 # Final sanity check: every package imports and numpy was not moved by a
 # later install (pip may up/downgrade it to satisfy torch/jax).
 "$PY" - <<'PYEOF' >&2
 import importlib
-for m in ("numpy", "scipy", "torch", "torchdiffeq", "torchsde", "jax", "jaxlib", "equinox", "diffrax", "h5py"):
+import os
+os.environ.setdefault("MPLBACKEND", "Agg")  # torchcfm.utils imports matplotlib.pyplot
+for m in ("numpy", "scipy", "torch", "torchdiffeq", "torchsde", "jax", "jaxlib", "equinox", "diffrax", "h5py",
+          "ot", "sklearn", "matplotlib", "torchdyn", "torchdyn.datasets", "torchcfm", "torchcfm.utils"):
     mod = importlib.import_module(m)
     print(f"[setup_venv] {m} {getattr(mod, '__version__', '?')}")
 PYEOF

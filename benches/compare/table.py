@@ -11,8 +11,14 @@ BDF, scipy BDF and diffrax Kvaerno5 times and the target ratios (STIFF_* below).
 `--bench h5` (run_h5.sh, h5.py) prints the HDF5 read rows (ms, min ms, MB/s,
 checksum) and one line per case with the ratio h5py ms / physflow ms (target
 >= 1: physflow at least as fast; H5_CASES below) and whether the two sides'
-checksums agree.  Lines that are not JSON objects with "side", "name" and "ms"
-are ignored (so cargo / log noise can be piped in).  Standard library only.
+checksums agree.  `--bench fm` (run_fm.sh, fm.py) prints the flow-matching
+tables: training throughput (samples/s, physflow / torchcfm, target >= 1.5),
+sampling time (2048 samples, 100 Euler steps, physflow / torchcfm, target
+<= 0.5), W2 to held-out moons by NFE (target: physflow <= torchcfm at equal
+training steps and NFE) and the quality runs' training time (FM_* below).
+Lines that are not JSON objects with "side", "name" and "ms" are ignored (so
+cargo / log noise can be piped in; `--bench fm` only needs "side" and "name",
+its W2 rows have no "ms").  Standard library only.
 
 Input schema, one object per line:
   {"side": "physflow"|"torchdiffeq"|"diffrax"|"torch"|..., "name": str,
@@ -25,6 +31,7 @@ Input schema, one object per line:
   python table.py --bench sde physflow.jsonl peers.jsonl
   python table.py --bench stiff physflow.jsonl peers.jsonl
   python table.py --bench h5 physflow.jsonl peers.jsonl
+  python table.py --bench fm physflow.jsonl peers.jsonl
 
 Stiff rows may have "ms": null (a solve skipped because it exceeded its time
 budget; "ms_lower_bound" then bounds it from below and the ratios use the
@@ -34,6 +41,14 @@ bound when it settles the target), "steps", "y_final" (robertson, vdp1000) or
 HDF5 rows ("side": "physflow"|"h5py") have "ms" (median ms of one whole case),
 "min_ms", "repeats", "mb_per_s" (decompressed MB/s, 1e6 bytes per MB) and
 optionally "checksum" (float64 sum of every value read), "bytes", "samples".
+
+Flow-matching rows ("side": "physflow"|"torchcfm", "act": "tanh"|"selu"):
+"train_indep" / "train_ot" with "ms" (median ms per training step of batch
+256) and "samples_per_s" (optional "data_ms", "coupling_ms": parts of "ms");
+"sample_euler100" (and torchcfm's "sample_euler100_odeint") with "ms", "nfe",
+"samples"; "w2_indep" / "w2_ot" with "steps", "nfe", "w2" and optionally
+"train_seconds", "final_loss"; "w2_floor" with "w2".  Rows are keyed by
+(side, name, act, steps, nfe); the last one wins.
 """
 
 import json
@@ -153,6 +168,20 @@ H5_CASES = ["full read", "random access 500", "shards epoch b32"]
 H5_SIDES = ["physflow", "h5py"]
 H5_TARGET = 1.0
 
+# Flow-matching benchmark (run_fm.sh): physflow's examples/bench_fm.rs and
+# fm.py use the same row names.  Targets: training samples/s physflow /
+# torchcfm >= 1.5; sampling ms physflow / torchcfm <= 0.5; W2 physflow <=
+# torchcfm at equal training steps and NFE.  physflow rows are matched to the
+# torchcfm row of the same "act"; where physflow has no row of that act (it
+# has tanh only), its tanh row is used and the table says so.
+FM_COUPLINGS = ["indep", "ot"]
+FM_ACTS = ["tanh", "selu"]
+FM_PHYSFLOW_FALLBACK_ACT = "tanh"
+FM_BATCH = 256
+FM_TRAIN_TARGET = 1.5      # physflow samples/s / torchcfm samples/s, >=
+FM_SAMPLE_NAME = "sample_euler100"
+FM_SAMPLE_TARGET = 0.5     # physflow ms / torchcfm ms, <=
+
 
 def read_rows(streams):
     rows = {}
@@ -203,12 +232,15 @@ def main(argv):
             bench, args = args[1], args[2:]
         else:
             sys.exit("table.py: --bench needs a value (%s)" % ", ".join(BENCHES))
-    if bench not in BENCHES and bench not in ("stiff", "h5"):
-        sys.exit("table.py: unknown --bench %r (known: %s, stiff, h5)" % (bench, ", ".join(BENCHES)))
+    if bench not in BENCHES and bench not in ("stiff", "h5", "fm"):
+        sys.exit("table.py: unknown --bench %r (known: %s, stiff, h5, fm)" % (bench, ", ".join(BENCHES)))
     if args:
         streams = [open(p) for p in args]
     else:
         streams = [sys.stdin]
+    if bench == "fm":
+        print(fm_tables(read_fm_rows(streams)))
+        return
     rows, order = read_rows(streams)
     if bench == "stiff":
         print(stiff_tables(rows, order))
@@ -469,6 +501,182 @@ def h5_tables(rows, order):
         agree = h5_checksums_agree(p, h) if p and h else "n/a"
         out.append("| %s | %s | %s | %s | ≥ %g | %s | %s |" % (
             name, fmt_ms(pm), fmt_ms(hm), value, H5_TARGET, met, agree))
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- fm
+def read_fm_rows(streams):
+    """{(side, name, act, steps, nfe): row} from JSON lines with "side" and
+    "name" (the W2 rows have no "ms"); the last row of a key wins."""
+    rows = {}
+    for stream in streams:
+        for line in stream:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(obj, dict) or not {"side", "name"} <= obj.keys():
+                continue
+            key = (str(obj["side"]), str(obj["name"]), obj.get("act"),
+                   obj.get("steps") if str(obj["name"]).startswith("w2_") else None,
+                   obj.get("nfe") if str(obj["name"]).startswith("w2_") else None)
+            rows[key] = obj
+    return rows
+
+
+def fm_get(rows, side, name, act, steps=None, nfe=None):
+    return rows.get((side, name, act, steps, nfe))
+
+
+def fm_physflow(rows, name, act, steps=None, nfe=None):
+    """physflow's row for `act`, else its FM_PHYSFLOW_FALLBACK_ACT row:
+    (row or None, act used)."""
+    r = fm_get(rows, "physflow", name, act, steps, nfe)
+    if r is not None or act == FM_PHYSFLOW_FALLBACK_ACT:
+        return r, act
+    return fm_get(rows, "physflow", name, FM_PHYSFLOW_FALLBACK_ACT, steps, nfe), FM_PHYSFLOW_FALLBACK_ACT
+
+
+def fm_acts(rows, side):
+    seen = {k[2] for k in rows if k[0] == side and k[2] is not None}
+    return [a for a in FM_ACTS if a in seen] + sorted(a for a in seen if a not in FM_ACTS)
+
+
+def fm_sps(r):
+    """Training samples/s of a row: "samples_per_s", else batch * 1000 / ms."""
+    if r is None:
+        return None
+    v = _num(r.get("samples_per_s"))
+    if v is None:
+        ms = _num(r.get("ms"))
+        v = FM_BATCH * 1000.0 / ms if ms else None
+    return v
+
+
+def fm_w2(r):
+    return "n/a" if r is None or _num(r.get("w2")) is None else "%.4f" % _num(r["w2"])
+
+
+def fm_leq(a, b):
+    """'yes' / 'no' / 'n/a' for W2 a <= W2 b."""
+    va = None if a is None else _num(a.get("w2"))
+    vb = None if b is None else _num(b.get("w2"))
+    if va is None or vb is None:
+        return "n/a"
+    return "yes" if va <= vb else "no"
+
+
+def fm_tables(rows):
+    acts = fm_acts(rows, "torchcfm") or list(FM_ACTS)
+    pf_acts = fm_acts(rows, "physflow") or [FM_PHYSFLOW_FALLBACK_ACT]
+    out = []
+
+    # Training throughput.
+    out += ["### Flow matching: training throughput (batch %d, samples/s; higher is better)"
+            % FM_BATCH, "",
+            "| coupling | torchcfm act | physflow row | physflow ms/step | physflow samples/s "
+            "| torchcfm ms/step | torchcfm samples/s | physflow / torchcfm | target | met "
+            "| torchcfm data ms | torchcfm coupling ms |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|:---:|---:|---:|"]
+    for coupling in FM_COUPLINGS:
+        name = "train_" + coupling
+        for act in acts:
+            p, pact = fm_physflow(rows, name, act)
+            t = fm_get(rows, "torchcfm", name, act)
+            ps, ts = fm_sps(p), fm_sps(t)
+            if ps is None or ts is None or ts == 0.0:
+                value, met = "n/a", "n/a"
+            else:
+                ratio = ps / ts
+                value, met = "%.2f" % ratio, "yes" if ratio >= FM_TRAIN_TARGET else "no"
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | ≥ %g | %s | %s | %s |" % (
+                coupling, act, "physflow %s" % pact,
+                fmt_ms(_num(p.get("ms")) if p else None), "n/a" if ps is None else "%.0f" % ps,
+                fmt_ms(_num(t.get("ms")) if t else None), "n/a" if ts is None else "%.0f" % ts,
+                value, FM_TRAIN_TARGET, met,
+                fmt_ms(_num(t.get("data_ms")) if t else None),
+                fmt_ms(_num(t.get("coupling_ms")) if t else None)))
+    out += ["", "A step includes drawing the batch (torchcfm: sample_8gaussians + "
+                "sample_moons, the 'data ms' part) and the coupling (the 'coupling ms' part: "
+                "t, x_t, u_t, plus the exact OT plan for `ot`)."]
+
+    # Sampling time.
+    out += ["", "### Flow matching: sampling time (2048 samples, 100 Euler steps, ms; lower is better)",
+            "",
+            "| torchcfm act | physflow row | physflow ms | torchcfm ms (plain loop) "
+            "| physflow / torchcfm | target | met | torchcfm odeint ms | physflow / odeint |",
+            "|---|---|---:|---:|---:|---:|:---:|---:|---:|"]
+    for act in acts:
+        p, pact = fm_physflow(rows, FM_SAMPLE_NAME, act)
+        t = fm_get(rows, "torchcfm", FM_SAMPLE_NAME, act)
+        o = fm_get(rows, "torchcfm", FM_SAMPLE_NAME + "_odeint", act)
+        pm = _num(p.get("ms")) if p else None
+        tm = _num(t.get("ms")) if t else None
+        om = _num(o.get("ms")) if o else None
+        if pm is None or tm is None or tm == 0.0:
+            value, met = "n/a", "n/a"
+        else:
+            ratio = pm / tm
+            value, met = "%.3f" % ratio, "yes" if ratio <= FM_SAMPLE_TARGET else "no"
+        info = "n/a" if pm is None or not om else "%.3f" % (pm / om)
+        out.append("| %s | %s | %s | %s | %s | ≤ %g | %s | %s | %s |" % (
+            act, "physflow %s" % pact, fmt_ms(pm), fmt_ms(tm), value, FM_SAMPLE_TARGET, met,
+            fmt_ms(om), info))
+
+    # W2 by NFE, one table per coupling, one line per (steps, nfe).
+    for coupling in FM_COUPLINGS:
+        name = "w2_" + coupling
+        keys = sorted({(k[3], k[4]) for k in rows if k[1] == name},
+                      key=lambda sn: (_num(sn[0]) or 0, _num(sn[1]) or 0))
+        out += ["", "### Flow matching: W2 to 2048 held-out moons, `%s` coupling (lower is better)"
+                % coupling, "",
+                "| steps | NFE | " + " | ".join("physflow %s" % a for a in pf_acts) + " | "
+                + " | ".join("torchcfm %s" % a for a in acts) + " | "
+                + " | ".join("physflow ≤ torchcfm %s" % a for a in acts) + " |",
+                "|---:|---:|" + "---:|" * (len(pf_acts) + len(acts)) + ":---:|" * len(acts)]
+        for steps, nfe in keys:
+            cells = [fm_w2(fm_get(rows, "physflow", name, a, steps, nfe)) for a in pf_acts]
+            cells += [fm_w2(fm_get(rows, "torchcfm", name, a, steps, nfe)) for a in acts]
+            for a in acts:
+                p, pact = fm_physflow(rows, name, a, steps, nfe)
+                met = fm_leq(p, fm_get(rows, "torchcfm", name, a, steps, nfe))
+                cells.append(met if pact == a or met == "n/a" else "%s (physflow %s)" % (met, pact))
+            out.append("| %s | %s | %s |" % (steps, nfe, " | ".join(cells)))
+        if not keys:
+            out.append("| n/a | n/a |" + " n/a |" * (len(pf_acts) + 2 * len(acts)))
+    floors = ["%s %.4f" % (k[0], _num(r["w2"])) for k, r in sorted(rows.items(), key=lambda kv: kv[0][0])
+              if k[1] == "w2_floor" and _num(r.get("w2")) is not None]
+    checks = [r for k, r in rows.items() if k[1] == "w2_check"]
+    out += ["", "Target: physflow ≤ torchcfm at equal training steps and NFE (Euler). "
+                "Floor (W2 between two independent 2048-point moons draws, what a perfect model "
+                "scores): %s." % (", ".join(floors) or "n/a")]
+    for r in checks:
+        out.append("W2 cross-check (%s): assignment %s, ot.emd2 %s, relative difference %s." % (
+            r.get("side"), r.get("w2_lsa"), r.get("w2_emd2"), _sci(_num(r.get("rel_diff")))))
+
+    # Quality runs: training time of the W2 models.
+    runs = {}
+    for k, r in rows.items():
+        if k[1].startswith("w2_") and k[1] != "w2_floor" and k[1] != "w2_check":
+            runs.setdefault((k[1][3:], k[2], k[3], k[0]), r)
+    out += ["", "### Flow matching: quality runs (training before the W2 rows)", "",
+            "| coupling | act | side | steps | train s | final loss |",
+            "|---|---|---|---:|---:|---:|"]
+    side_rank = {"physflow": 0, "torchcfm": 1}
+    for (coupling, act, steps, side), r in sorted(
+            runs.items(), key=lambda kv: (FM_COUPLINGS.index(kv[0][0]) if kv[0][0] in FM_COUPLINGS else 9,
+                                          _num(kv[0][2]) or 0,
+                                          FM_ACTS.index(kv[0][1]) if kv[0][1] in FM_ACTS else 9,
+                                          side_rank.get(kv[0][3], 9))):
+        ts, fl = _num(r.get("train_seconds")), _num(r.get("final_loss"))
+        out.append("| %s | %s | %s | %s | %s | %s |" % (
+            coupling, act, side, steps, "n/a" if ts is None else "%.1f" % ts,
+            "n/a" if fl is None else "%.4f" % fl))
+    if not runs:
+        out.append("| n/a | n/a | n/a | n/a | n/a | n/a |")
     return "\n".join(out)
 
 

@@ -85,7 +85,8 @@ impl Coupling {
             Coupling::ExactOt => Ok(assignment(&sq_dist_matrix(x0, x1, dim), n)),
             Coupling::Sinkhorn { reg, max_iter, tol } => {
                 let cost = sq_dist_matrix(x0, x1, dim);
-                let (plan, _) = sinkhorn(&cost, n, n, reg, max_iter, tol)?;
+                // A plan short of `tol` after `max_iter` is still a valid soft coupling for training.
+                let (plan, _, _) = sinkhorn(&cost, n, n, reg, max_iter, tol)?;
                 Ok((0..n)
                     .map(|i| {
                         let row = &plan[i * n..(i + 1) * n];
@@ -202,13 +203,15 @@ pub fn assignment(cost: &[f64], n: usize) -> Vec<usize> {
 /// `fᵢ = ε log aᵢ − ε LSEⱼ((gⱼ − Cᵢⱼ)/ε)`, `gⱼ = ε log bⱼ − ε LSEᵢ((fᵢ − Cᵢⱼ)/ε)`,
 /// `Pᵢⱼ = exp((fᵢ + gⱼ − Cᵢⱼ)/ε)`.
 ///
-/// Returns the plan and the number of iterations (stops when the row marginals are within
-/// `tol` in L1 of uniform, the column marginals being exact after each `g` update).
+/// Returns the plan, the number of iterations and the L1 error of its row marginals (it stops
+/// when that error is below `tol`; the column marginals are exact after each `g` update). An
+/// error above `tol` means `max_iter` ran out first: the plan is then only approximately
+/// feasible, and the caller decides whether that is good enough.
 ///
 /// # Errors
 /// `InvalidArgument` for bad sizes or `reg`; `NonFinite` for a non-finite potential (a cost
 /// with NaN or infinity; `step` is the iteration).
-pub fn sinkhorn(cost: &[f64], n_a: usize, n_b: usize, reg: f64, max_iter: usize, tol: f64) -> Result<(Vec<f64>, usize)> {
+pub fn sinkhorn(cost: &[f64], n_a: usize, n_b: usize, reg: f64, max_iter: usize, tol: f64) -> Result<(Vec<f64>, usize, f64)> {
     if cost.len() != n_a * n_b || n_a == 0 || n_b == 0 {
         return Err(Error::invalid("cost", format!("{} entries for a {n_a} x {n_b} plan", cost.len())));
     }
@@ -229,7 +232,7 @@ pub fn sinkhorn(cost: &[f64], n_a: usize, n_b: usize, reg: f64, max_iter: usize,
         m + buf.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
     };
     let mut buf = Vec::with_capacity(n_a.max(n_b));
-    let mut iters = 0;
+    let (mut iters, mut err) = (0, f64::INFINITY);
     for it in 1..=max_iter {
         iters = it;
         for i in 0..n_a {
@@ -246,12 +249,12 @@ pub fn sinkhorn(cost: &[f64], n_a: usize, n_b: usize, reg: f64, max_iter: usize,
             return Err(Error::NonFinite { what: "Sinkhorn potential", step: it, t: f64::NAN });
         }
         // Row marginal error; the columns are exact after the g update.
-        let err: f64 = (0..n_a)
+        err = (0..n_a)
             .map(|i| {
                 let s: f64 = (0..n_b).map(|j| ((f[i] + g[j] - cost[i * n_b + j]) / reg).exp()).sum();
                 (s - 1.0 / n_a as f64).abs()
             })
-            .sum();
+            .sum::<f64>();
         if err < tol {
             break;
         }
@@ -262,7 +265,7 @@ pub fn sinkhorn(cost: &[f64], n_a: usize, n_b: usize, reg: f64, max_iter: usize,
             plan[i * n_b + j] = ((f[i] + g[j] - cost[i * n_b + j]) / reg).exp();
         }
     }
-    Ok((plan, iters))
+    Ok((plan, iters, err))
 }
 
 /// The exact 2-Wasserstein distance between two equal-size empirical measures with uniform
@@ -334,22 +337,32 @@ mod tests {
     }
 
     /// As ε → 0 the Sinkhorn plan converges to the exact plan (a permutation scaled by 1/n)
-    /// on a batch with a unique optimum; its transport cost decreases to the exact one.
+    /// on a batch with a unique optimum; its transport cost stays above the exact one. The
+    /// batch has a clear gap (x₀ᵢ = (i, 0), x₁ᵢ = (i, ½), both jittered by ≤ 0.1: swapping two
+    /// partners costs ≥ 1.2 more), so the plan's distance to the permutation decays like
+    /// exp(−gap/(nε)) and is below 1e-3 at ε = 0.1; on random points a near-tie can make the
+    /// convergence arbitrarily slow.
     #[test]
     fn sinkhorn_converges_to_exact_plan() {
         let mut rng = StdRng::seed_from_u64(2);
         let n = 6;
-        let pts: Vec<f64> = (0..4 * n).map(|_| rng.random::<f64>() * 4.0).collect();
-        let cost = sq_dist_matrix(&pts[..2 * n], &pts[2 * n..], 2);
+        let mut jitter = || 0.2 * rng.random::<f64>() - 0.1;
+        let x0: Vec<f64> = (0..n).flat_map(|i| [i as f64 + jitter(), jitter()]).collect();
+        let x1: Vec<f64> = (0..n).rev().flat_map(|i| [i as f64 + jitter(), 0.5 + jitter()]).collect();
+        let cost = sq_dist_matrix(&x0, &x1, 2);
         let sigma = assignment(&cost, n);
         let exact_cost: f64 = (0..n).map(|i| cost[i * n + sigma[i]]).sum::<f64>() / n as f64;
         let mut prev_dist = f64::INFINITY;
-        for reg in [1.0, 0.3, 0.1, 0.03, 0.01] {
-            let (plan, _) = sinkhorn(&cost, n, n, reg, 100_000, 1e-12).unwrap();
+        for reg in [1.0, 0.5, 0.3, 0.2, 0.15, 0.1] {
+            // Near a permutation the potentials couple only through the off-plan mass
+            // (~exp(−gap/(nε))), so Sinkhorn needs ~exp(gap/(nε)) iterations (10⁵ at ε = 0.1);
+            // a marginal error of 1e-6 is far below the plan distances compared here.
+            let (plan, iters, err) = sinkhorn(&cost, n, n, reg, 400_000, 1e-9).unwrap();
+            assert!(err < 1e-6, "ε = {reg}: marginal error {err} after {iters} iterations");
             // Marginals.
             for i in 0..n {
                 let r: f64 = plan[i * n..(i + 1) * n].iter().sum();
-                assert!((r - 1.0 / n as f64).abs() < 1e-9, "row {i}: {r}");
+                assert!((r - 1.0 / n as f64).abs() < 1e-6, "row {i}: {r}");
             }
             let dist: f64 = (0..n * n)
                 .map(|k| (plan[k] - if sigma[k / n] == k % n { 1.0 / n as f64 } else { 0.0 }).abs())
@@ -359,7 +372,7 @@ mod tests {
             let c: f64 = plan.iter().zip(&cost).map(|(p, c)| p * c).sum();
             assert!(c >= exact_cost - 1e-9, "entropic cost {c} below the exact optimum {exact_cost}");
         }
-        assert!(prev_dist < 1e-3, "at ε = 0.01 the plan is {prev_dist} (L1) from the exact one");
+        assert!(prev_dist < 1e-3, "at ε = 0.1 the plan is {prev_dist} (L1) from the exact one");
     }
 
     /// Sinkhorn with ε small enough to underflow a non-log implementation (exp(−C/ε) = 0 for
@@ -367,7 +380,8 @@ mod tests {
     #[test]
     fn sinkhorn_is_log_stable() {
         let cost = vec![0.0, 100.0, 100.0, 0.0];
-        let (plan, _) = sinkhorn(&cost, 2, 2, 0.01, 100, 1e-12).unwrap();
+        let (plan, _, err) = sinkhorn(&cost, 2, 2, 0.01, 100, 1e-12).unwrap();
+        assert!(err < 1e-12);
         assert!(plan.iter().all(|p| p.is_finite()));
         assert!((plan[0] - 0.5).abs() < 1e-12 && (plan[3] - 0.5).abs() < 1e-12);
     }
