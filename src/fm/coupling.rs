@@ -125,76 +125,178 @@ pub fn sq_dist_matrix<R: Into<f64> + Copy>(a: &[R], b: &[R], dim: usize) -> Vec<
 ///
 /// The Hungarian method in its shortest-augmenting-path form with dual potentials (Kuhn 1955;
 /// Jonker & Volgenant 1987): rows are added one at a time, each by a Dijkstra search over
-/// reduced costs `C[i, j] − uᵢ − vⱼ ≥ 0`. `O(n³)` worst case.
+/// reduced costs `C[i, j] − uᵢ − vⱼ ≥ 0`. `O(n³)` worst case. Each search step is one pass over
+/// the columns (relax and minimum together; AVX2 when the CPU has it), with the columns
+/// already scanned masked by `+∞`.
 ///
 /// # Panics
 /// If `cost.len() != n²`.
 pub fn assignment(cost: &[f64], n: usize) -> Vec<usize> {
     assert_eq!(cost.len(), n * n, "assignment: cost has {} entries, expected {n}²", cost.len());
-    if n == 0 {
-        return Vec::new();
-    }
-    // 1-based rows and columns; column 0 is the search's virtual start.
-    let mut u = vec![0.0f64; n + 1];
-    let mut v = vec![0.0f64; n + 1];
-    let mut row_of = vec![0usize; n + 1];
-    let mut way = vec![0usize; n + 1];
-    let mut minv = vec![0.0f64; n + 1];
-    let mut used = vec![false; n + 1];
-    for i in 1..=n {
-        row_of[0] = i;
-        let mut j0 = 0usize;
-        minv.iter_mut().for_each(|m| *m = f64::INFINITY);
-        used.iter_mut().for_each(|b| *b = false);
-        loop {
-            used[j0] = true;
-            let i0 = row_of[j0];
-            let crow = &cost[(i0 - 1) * n..i0 * n];
-            let ui = u[i0];
-            let mut delta = f64::INFINITY;
-            let mut j1 = 0;
-            for j in 1..=n {
-                if !used[j] {
-                    let cur = crow[j - 1] - ui - v[j];
-                    if cur < minv[j] {
-                        minv[j] = cur;
-                        way[j] = j0;
-                    }
-                    if minv[j] < delta {
-                        delta = minv[j];
-                        j1 = j;
-                    }
-                }
-            }
-            for j in 0..=n {
-                if used[j] {
-                    u[row_of[j]] += delta;
-                    v[j] -= delta;
-                } else {
-                    minv[j] -= delta;
-                }
-            }
-            j0 = j1;
-            if row_of[j0] == 0 {
-                break;
-            }
-        }
-        // Flip the augmenting path.
-        loop {
-            let j1 = way[j0];
-            row_of[j0] = row_of[j1];
-            j0 = j1;
-            if j0 == 0 {
-                break;
-            }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { assignment_avx2(cost, n) };
         }
     }
-    let mut sigma = vec![0usize; n];
-    for j in 1..=n {
-        sigma[row_of[j] - 1] = j - 1;
-    }
-    sigma
+    assignment_impl(cost, n, relax)
 }
+
+/// [`assignment_impl`] with the AVX2 relax pass.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn assignment_avx2(cost: &[f64], n: usize) -> Vec<usize> {
+    // SAFETY: this function only runs on a CPU with AVX2 (its caller checks).
+    assignment_impl(cost, n, |c, sh, v, m, spc, p, i| unsafe { relax_avx2(c, sh, v, m, spc, p, i) })
+}
+
+/// The relax pass of the search (see [`relax`]).
+type RelaxFn = fn(&[f64], f64, &[f64], &[f64], &mut [f64], &mut [usize], usize) -> (f64, usize);
+
+/// Body of [`assignment`]: one shortest-augmenting-path search per row, in the form with
+/// lazily updated duals (Jonker & Volgenant 1987; Crouse 2016, Algorithm 1): a search keeps
+/// the path lengths `spc[j]` of the columns it reached and updates `u`, `v` only for the rows
+/// and columns it scanned, so each search step is one pass over the columns.
+#[inline(always)]
+fn assignment_impl(cost: &[f64], n: usize, relax: RelaxFn) -> Vec<usize> {
+    const NONE: usize = usize::MAX;
+    let mut u = vec![0.0f64; n];
+    let mut v = vec![0.0f64; n];
+    let mut row4col = vec![NONE; n];
+    let mut col4row = vec![NONE; n];
+    // Row through which each column was last reached.
+    let mut path = vec![NONE; n];
+    let mut spc = vec![f64::INFINITY; n];
+    // +∞ on scanned columns, so the relax pass leaves them alone.
+    let mut mask = vec![0.0f64; n];
+    let mut scanned_rows: Vec<usize> = Vec::with_capacity(n);
+    let mut scanned_cols: Vec<usize> = Vec::with_capacity(n);
+    for cur in 0..n {
+        spc.fill(f64::INFINITY);
+        mask.fill(0.0);
+        scanned_rows.clear();
+        scanned_cols.clear();
+        let mut min_val = 0.0;
+        let mut i = cur;
+        let sink = loop {
+            scanned_rows.push(i);
+            let crow = &cost[i * n..(i + 1) * n];
+            let (lowest, j) = relax(crow, min_val - u[i], &v, &mask, &mut spc, &mut path, i);
+            min_val = lowest;
+            mask[j] = f64::INFINITY;
+            scanned_cols.push(j);
+            if row4col[j] == NONE {
+                break j;
+            }
+            i = row4col[j];
+        };
+        // Duals: scanned rows and columns move by how far inside the shortest path they are.
+        u[cur] += min_val;
+        for &r in &scanned_rows[1..] {
+            u[r] += min_val - spc[col4row[r]];
+        }
+        for &c in &scanned_cols {
+            v[c] -= min_val - spc[c];
+        }
+        // Augment along the path back to `cur`.
+        let mut j = sink;
+        loop {
+            let r = path[j];
+            row4col[j] = r;
+            let next = col4row[r];
+            col4row[r] = j;
+            if r == cur {
+                break;
+            }
+            j = next;
+        }
+    }
+    col4row
+}
+
+/// One relax pass of the search from row `i` (`crow` its costs, `shift` = path length so far
+/// minus `u[i]`): `spc[j] ← min(spc[j], C[i, j] + shift − v[j])` with `path[j] ← i` where it
+/// improves, for columns with `mask[j] = 0`; returns the smallest `spc[j]` over those columns
+/// and its first column.
+#[inline(always)]
+fn relax(crow: &[f64], shift: f64, v: &[f64], mask: &[f64], spc: &mut [f64], path: &mut [usize], i: usize) -> (f64, usize) {
+    let mut b = (f64::INFINITY, usize::MAX);
+    for j in 0..crow.len() {
+        let r = crow[j] + mask[j] + shift - v[j];
+        if r < spc[j] {
+            spc[j] = r;
+            path[j] = i;
+        }
+        if spc[j] + mask[j] < b.0 {
+            b = (spc[j], j);
+        }
+    }
+    b
+}
+
+/// [`relax`] with AVX2 intrinsics, four columns per instruction (written as plain loops, LLVM
+/// kept the selects as branches and conditional stores, and the pass scalar).
+///
+/// # Safety
+/// The CPU must have AVX2; all slices have `crow.len()` elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn relax_avx2(crow: &[f64], shift: f64, v: &[f64], mask: &[f64], spc: &mut [f64], path: &mut [usize], i: usize) -> (f64, usize) {
+    use std::arch::x86_64::*;
+    let n = crow.len();
+    assert!(v.len() >= n && mask.len() >= n && spc.len() >= n && path.len() >= n);
+    let whole = n / 4 * 4;
+    let (mut best, mut at);
+    // SAFETY: every load and store is at j + 4 <= whole <= n within slices of length >= n;
+    // `usize` is 64 bits on x86-64, so `way` holds four lanes per 256-bit vector.
+    unsafe {
+        let vshift = _mm256_set1_pd(shift);
+        let vi = _mm256_castsi256_pd(_mm256_set1_epi64x(i as i64));
+        let mut vbest = _mm256_set1_pd(f64::INFINITY);
+        let mut vat = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
+        let mut idx = _mm256_setr_epi64x(0, 1, 2, 3);
+        let four = _mm256_set1_epi64x(4);
+        let mut j = 0;
+        while j < whole {
+            let mk = _mm256_loadu_pd(mask.as_ptr().add(j));
+            let c = _mm256_add_pd(_mm256_loadu_pd(crow.as_ptr().add(j)), mk);
+            let r = _mm256_sub_pd(_mm256_add_pd(c, vshift), _mm256_loadu_pd(v.as_ptr().add(j)));
+            let old = _mm256_loadu_pd(spc.as_ptr().add(j));
+            let lt = _mm256_cmp_pd::<_CMP_LT_OQ>(r, old);
+            let new = _mm256_blendv_pd(old, r, lt);
+            _mm256_storeu_pd(spc.as_mut_ptr().add(j), new);
+            let pp = path.as_mut_ptr().add(j) as *mut f64;
+            _mm256_storeu_pd(pp, _mm256_blendv_pd(_mm256_loadu_pd(pp), vi, lt));
+            // Scanned columns (mask +∞) never win the minimum.
+            let cand = _mm256_add_pd(new, mk);
+            let better = _mm256_cmp_pd::<_CMP_LT_OQ>(cand, vbest);
+            vbest = _mm256_blendv_pd(vbest, new, better);
+            vat = _mm256_blendv_pd(vat, _mm256_castsi256_pd(idx), better);
+            idx = _mm256_add_epi64(idx, four);
+            j += 4;
+        }
+        best = [0.0f64; 4];
+        at = [0u64; 4];
+        _mm256_storeu_pd(best.as_mut_ptr(), vbest);
+        _mm256_storeu_si256(at.as_mut_ptr() as *mut __m256i, _mm256_castpd_si256(vat));
+    }
+    let mut b = (f64::INFINITY, usize::MAX);
+    for k in 0..4 {
+        let (val, col) = (best[k], at[k] as usize);
+        if val < b.0 || (val == b.0 && col < b.1) {
+            b = (val, col);
+        }
+    }
+    // The tail, scalar.
+    let (tb, tj) = relax(&crow[whole..], shift, &v[whole..n], &mask[whole..n], &mut spc[whole..n], &mut path[whole..n], i);
+    if tb < b.0 {
+        b = (tb, whole + tj);
+    }
+    b
+}
+
+
 
 /// The entropic OT plan between uniform marginals on `n_a` and `n_b` points for cost `C`
 /// (`[n_a, n_b]` row-major): `P = argmin ⟨P, C⟩ − ε H(P)`, by Sinkhorn's iterations on the
@@ -312,7 +414,7 @@ mod tests {
     }
 
     /// The Hungarian method's cost equals the minimum over all n! permutations (n ≤ 7), on
-    /// random costs and on squared distances with ties.
+    /// random costs and on squared distances with ties, with both relax passes.
     #[test]
     fn assignment_equals_brute_force() {
         let mut rng = StdRng::seed_from_u64(1);
@@ -326,6 +428,10 @@ mod tests {
                     sq_dist_matrix(&pts[..2 * n], &pts[2 * n..], 2)
                 };
                 let sigma = assignment(&cost, n);
+                // The portable relax pass (the dispatch above takes AVX2 where present).
+                let portable = assignment_impl(&cost, n, relax);
+                let cost_of = |s: &[usize]| (0..n).map(|i| cost[i * n + s[i]]).sum::<f64>();
+                assert!((cost_of(&portable) - cost_of(&sigma)).abs() < 1e-12);
                 let mut seen = vec![false; n];
                 sigma.iter().for_each(|&j| seen[j] = true);
                 assert!(seen.iter().all(|&s| s), "not a permutation: {sigma:?}");

@@ -316,7 +316,6 @@ pub fn train(problem: &Problem, config: &TrainConfig, run: &RunOptions) -> Resul
     let mut cot = vec![0.0f32; bsz * dim];
     let mut x_bar = vec![0.0f32; bsz * width];
     let mut grad = vec![0.0f32; n_params];
-    let mut params = model.params().to_vec();
     let mut cache = MlpCache::new();
     let bar = crate::train::progress(config.steps as u64, "fm train", run.quiet);
     bar.set_position(start as u64);
@@ -379,8 +378,7 @@ pub fn train(problem: &Problem, config: &TrainConfig, run: &RunOptions) -> Resul
                 grad.iter_mut().for_each(|g| *g *= s);
             }
         }
-        adam.step(&mut params, &grad, config.lr);
-        model.net.set_params(&params);
+        model.net.update_params(|p| adam.step(p, &grad, config.lr));
         running += loss;
         if (step + 1) % config.log_every == 0 {
             let mean = running / config.log_every as f64;
@@ -391,14 +389,14 @@ pub fn train(problem: &Problem, config: &TrainConfig, run: &RunOptions) -> Resul
         bar.inc(1);
         if let Some(ck) = &run.checkpoint {
             if config.checkpoint_every > 0 && (step + 1) % config.checkpoint_every == 0 && step + 1 < config.steps {
-                save_checkpoint(ck, config, (dim, cond_dim, base), step + 1, &params, &adam, &losses)?;
+                save_checkpoint(ck, config, (dim, cond_dim, base), step + 1, model.params(), &adam, &losses)?;
             }
         }
     }
     bar.finish_and_clear();
     let seconds = clock.elapsed().as_secs_f64();
     if let Some(ck) = &run.checkpoint {
-        save_checkpoint(ck, config, (dim, cond_dim, base), config.steps.max(start), &params, &adam, &losses)?;
+        save_checkpoint(ck, config, (dim, cond_dim, base), config.steps.max(start), model.params(), &adam, &losses)?;
     }
     Ok((model, TrainReport { losses, seconds, steps_run: config.steps.saturating_sub(start) }))
 }

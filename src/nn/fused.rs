@@ -1173,8 +1173,19 @@ impl<R: Real> FusedMlp<R> {
             let w = &self.params[w_off..w_off + k * n];
             for j in 0..k {
                 packed[at.w + j * np..at.w + j * np + n].copy_from_slice(&w[j * n..(j + 1) * n]);
-                for o in 0..n {
-                    packed[at.wt + o * kp + j] = w[j * n + o];
+            }
+            // Wᵀ in 16 × 16 tiles, so both the strided reads and the writes of a tile stay in
+            // L1 (element by element, this copy took 13 % of a flow-matching training step).
+            const TILE: usize = 16;
+            let wt = &mut packed[at.wt..at.wt + n * kp];
+            for jb in (0..k).step_by(TILE) {
+                for ob in (0..n).step_by(TILE) {
+                    for o in ob..(ob + TILE).min(n) {
+                        let dst = &mut wt[o * kp + jb..o * kp + (jb + TILE).min(k)];
+                        for (jj, d) in dst.iter_mut().enumerate() {
+                            *d = w[(jb + jj) * n + o];
+                        }
+                    }
                 }
             }
             packed[at.b..at.b + n].copy_from_slice(&self.params[b_off..b_off + n]);
@@ -1195,6 +1206,13 @@ impl<R: Real> FusedMlp<R> {
             params.len()
         );
         self.params.copy_from_slice(params);
+        self.refresh_packed();
+    }
+
+    /// Changes the flat parameters in place with `f` (an optimiser step), then
+    /// refreshes the kernels' copies: [`Self::set_params`] without the copy in.
+    pub fn update_params(&mut self, f: impl FnOnce(&mut [R])) {
+        f(&mut self.params);
         self.refresh_packed();
     }
 
