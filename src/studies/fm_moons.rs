@@ -1,0 +1,222 @@
+//! Study: 8 Gaussians → two moons by flow matching (torchcfm's 2D benchmark).
+//!
+//! 1. Train the velocity of the linear path with independent coupling (I-CFM / rectified
+//!    flow's first round) and with exact minibatch OT (OT-CFM), from fresh samples of
+//!    [`eight_gaussians`] and [`moons`] each step.
+//! 2. Reflow (Liu et al. 2023): sample pairs `(x₀, X₁(x₀))` from the independent model with a
+//!    fine ODE solve and train a new model on those pairs.
+//! 3. For each model: exact W₂ between `n_eval` samples and `n_eval` held-out moons at every
+//!    NFE of the list (Euler steps), the straightness of its flow, and the sampling-noise floor
+//!    (W₂ between two independent sets of `n_eval` moons); trajectory figures and W₂ vs NFE.
+
+use std::path::Path;
+
+use ndarray::Array2;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::fm::problems::{eight_gaussians, moons};
+use crate::fm::{self, Coupling, FmModel, NetConfig, Problem, RunOptions, Source, TrainConfig};
+use crate::host::{array2_from_tensor, tensor_from_array2};
+use crate::ode::{self, Options, Solver};
+use crate::plot::{save_figure, Panel, Series};
+use crate::train::{write_atomic, write_json};
+use crate::{Error, Result};
+
+/// Configuration of the moons study; every field has a default.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FmMoonsConfig {
+    /// Training steps of each model.
+    pub steps: usize,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// Hidden widths (tanh).
+    pub hidden: Vec<usize>,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Samples compared with held-out data.
+    pub n_eval: usize,
+    /// Euler steps (= NFE) at which W₂ is measured.
+    pub nfes: Vec<usize>,
+    /// Pairs generated for reflow.
+    pub reflow_pairs: usize,
+    /// RK4 steps of the solve that generates the reflow pairs.
+    pub reflow_solve_steps: usize,
+    /// Trajectories drawn per model.
+    pub n_trajectories: usize,
+    /// Seed of everything random.
+    pub seed: u64,
+}
+
+impl Default for FmMoonsConfig {
+    fn default() -> Self {
+        Self {
+            steps: 3000,
+            batch_size: 256,
+            hidden: vec![256, 256, 256],
+            lr: 1e-3,
+            n_eval: 2048,
+            nfes: vec![1, 2, 5, 10, 20, 50, 100],
+            reflow_pairs: 8192,
+            reflow_solve_steps: 50,
+            n_trajectories: 96,
+            seed: 0,
+        }
+    }
+}
+
+/// One trained model's numbers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelResult {
+    /// "independent", "exact OT" or "reflow".
+    pub name: String,
+    /// `(NFE, W₂)` for every NFE of the configuration.
+    pub w2: Vec<(usize, f64)>,
+    /// Straightness `∫ E|(X₁ − X₀) − b(t, X_t)|² dt` over 100 Euler steps.
+    pub straightness: f64,
+    /// Training seconds (this run; 0 when resumed from a finished checkpoint).
+    pub train_seconds: f64,
+    /// Final training loss (mean of the last logged window).
+    pub final_loss: f64,
+}
+
+/// Numbers of a finished study.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FmMoonsReport {
+    /// The configuration used.
+    pub config: FmMoonsConfig,
+    /// Per model.
+    pub models: Vec<ModelResult>,
+    /// W₂ between two independent sets of `n_eval` moons: what a perfect model would score.
+    pub w2_floor: f64,
+    /// Files written.
+    pub files: Vec<String>,
+}
+
+fn x0_sampler(rng: &mut StdRng, n: usize) -> Array2<f64> {
+    eight_gaussians(rng, n)
+}
+fn x1_sampler(rng: &mut StdRng, n: usize) -> Array2<f64> {
+    moons(rng, n)
+}
+
+fn euler(n: usize) -> Options {
+    Options { solver: Solver::Euler, dt: Some(1.0 / n as f64), ..Options::default() }
+}
+
+/// Run the study, writing checkpoints, figures and reports under `out`; finished checkpoints
+/// there are reused (delete them to retrain).
+///
+/// # Errors
+/// Bad configuration, training divergence, solver or I/O errors.
+pub fn run(cfg: &FmMoonsConfig, out: &Path, quiet: bool) -> Result<FmMoonsReport> {
+    if cfg.nfes.is_empty() || cfg.n_eval < 2 || cfg.reflow_pairs == 0 || cfg.reflow_solve_steps == 0 {
+        return Err(Error::invalid("nfes, n_eval, reflow_pairs, reflow_solve_steps", "need at least one NFE, two evaluation samples, reflow pairs and solve steps"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let device = crate::device::cpu_f64();
+    let base = TrainConfig { net: NetConfig { hidden: cfg.hidden.clone() }, batch_size: cfg.batch_size, steps: cfg.steps, lr: cfg.lr, seed: cfg.seed, checkpoint_every: 500, ..TrainConfig::default() };
+    let run_in = |name: &str| RunOptions { checkpoint: Some(out.join(format!("{name}.json"))), quiet };
+    let fresh = Problem { dim: 2, x0: Source::Sampler(&x0_sampler), x1: Source::Sampler(&x1_sampler), cond: None };
+
+    let mut trained: Vec<(String, FmModel, f64, f64)> = Vec::new();
+    for (name, file, coupling) in [("independent", "independent", Coupling::Independent), ("exact OT", "exact_ot", Coupling::ExactOt)] {
+        let (model, report) = fm::train(&fresh, &TrainConfig { coupling, ..base.clone() }, &run_in(file))?;
+        let loss = report.losses.last().map(|l| l.1).unwrap_or(f64::NAN);
+        trained.push((name.to_string(), model, report.seconds, loss));
+    }
+    // Reflow of the independent model: its own deterministic couplings.
+    let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(1));
+    let x0_pairs = eight_gaussians(&mut rng, cfg.reflow_pairs);
+    let rk4 = Options { solver: Solver::Rk4, dt: Some(1.0 / cfg.reflow_solve_steps as f64), ..Options::default() };
+    let x1_pairs = fm::reflow_targets(&trained[0].1.field(), &x0_pairs, &rk4)?;
+    let paired = Problem { dim: 2, x0: Source::Data(x0_pairs.view()), x1: Source::Data(x1_pairs.view()), cond: None };
+    let (model, report) = fm::train(&paired, &TrainConfig { coupling: Coupling::Paired, ..base.clone() }, &run_in("reflow"))?;
+    trained.push(("reflow".into(), model, report.seconds, report.losses.last().map(|l| l.1).unwrap_or(f64::NAN)));
+
+    // Evaluation on held-out data.
+    let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(2));
+    let held_out = moons(&mut rng, cfg.n_eval);
+    let other = moons(&mut rng, cfg.n_eval);
+    let x0 = eight_gaussians(&mut rng, cfg.n_eval);
+    let slice = |a: &Array2<f64>| a.as_slice().expect("standard layout").to_vec();
+    let w2_floor = fm::wasserstein2(&slice(&held_out), &slice(&other), 2)?;
+    let x0t = tensor_from_array2(&x0.view(), &device, burn::tensor::DType::F64);
+    let mut models = Vec::new();
+    let mut panels_traj = Vec::new();
+    for (k, (name, model, seconds, loss)) in trained.iter().enumerate() {
+        let field = model.field();
+        let mut w2 = Vec::new();
+        for &nfe in &cfg.nfes {
+            let sol = ode::solve(&field, x0t.clone(), &[0.0, 1.0], &euler(nfe))?;
+            w2.push((nfe, fm::wasserstein2(&slice(&array2_from_tensor(&sol.ys[1])), &slice(&held_out), 2)?));
+        }
+        let (straightness, _) = fm::straightness(&field, &x0t, 100)?;
+        models.push(ModelResult { name: name.clone(), w2, straightness, train_seconds: *seconds, final_loss: *loss });
+        panels_traj.push(trajectory_panel(name, model, &x0, &held_out, cfg.n_trajectories, k)?);
+    }
+
+    let fig_traj = out.join("fm_moons_trajectories.png");
+    save_figure(&fig_traj, &panels_traj, 3)?;
+    let fig_w2 = out.join("fm_moons_w2.png");
+    let mut series: Vec<Series> = models
+        .iter()
+        .enumerate()
+        .map(|(k, m)| Series::line(m.name.clone(), m.w2.iter().map(|p| p.0 as f64).collect(), m.w2.iter().map(|p| p.1).collect(), k))
+        .collect();
+    let xs = [cfg.nfes[0] as f64, *cfg.nfes.last().unwrap() as f64];
+    series.push(Series::dashed("data-vs-data floor", xs.to_vec(), vec![w2_floor; 2], 7));
+    save_figure(&fig_w2, &[Panel { title: "W2 to held-out moons vs NFE (Euler)".into(), xlabel: "NFE".into(), ylabel: "W2".into(), series, log_y: true }], 1)?;
+
+    let json = out.join("fm_moons_report.json");
+    let md = out.join("fm_moons_report.md");
+    let report = FmMoonsReport { config: cfg.clone(), models, w2_floor, files: [&fig_traj, &fig_w2, &json, &md].iter().map(|p| p.display().to_string()).collect() };
+    write_json(&json, &report)?;
+    write_atomic(&md, markdown(&report).as_bytes())?;
+    Ok(report)
+}
+
+/// Trajectories of `n` samples (Euler, 100 steps) over the held-out data and the sources.
+fn trajectory_panel(name: &str, model: &FmModel, x0: &Array2<f64>, data: &Array2<f64>, n: usize, color: usize) -> Result<Panel> {
+    let device = crate::device::cpu_f64();
+    let n = n.min(x0.nrows());
+    let start = x0.slice(ndarray::s![..n, ..]).to_owned();
+    let times: Vec<f64> = (0..=20).map(|k| k as f64 / 20.0).collect();
+    let sol = ode::solve(&model.field(), tensor_from_array2(&start.view(), &device, burn::tensor::DType::F64), &times, &euler(100))?;
+    let states: Vec<Array2<f64>> = sol.ys.iter().map(array2_from_tensor).collect();
+    let mut series = vec![
+        Series::points("data", data.column(0).to_vec(), data.column(1).to_vec(), 7),
+        Series::points("x0", start.column(0).to_vec(), start.column(1).to_vec(), 1),
+        Series::points("x1", states.last().unwrap().column(0).to_vec(), states.last().unwrap().column(1).to_vec(), 2),
+    ];
+    for i in 0..n {
+        series.push(Series::line("", states.iter().map(|s| s[[i, 0]]).collect(), states.iter().map(|s| s[[i, 1]]).collect(), color.max(3)));
+    }
+    Ok(Panel { title: format!("{name}: trajectories"), xlabel: "x".into(), ylabel: "y".into(), series, log_y: false })
+}
+
+fn markdown(r: &FmMoonsReport) -> String {
+    let mut s = String::from("# Flow matching: 8 Gaussians → moons\n\n");
+    s.push_str(&format!(
+        "{} training steps per model, batch {}, hidden {:?} (tanh), Adam {}; W₂ between {} samples and {} held-out moons (exact assignment), Euler steps.\n\n",
+        r.config.steps, r.config.batch_size, r.config.hidden, r.config.lr, r.config.n_eval, r.config.n_eval
+    ));
+    s.push_str("| model |");
+    for (nfe, _) in &r.models[0].w2 {
+        s.push_str(&format!(" W₂ @ {nfe} |"));
+    }
+    s.push_str(" straightness | train s |\n|---|");
+    s.push_str(&"---|".repeat(r.models[0].w2.len() + 2));
+    s.push('\n');
+    for m in &r.models {
+        s.push_str(&format!("| {} |", m.name));
+        for (_, w) in &m.w2 {
+            s.push_str(&format!(" {w:.3} |"));
+        }
+        s.push_str(&format!(" {:.3} | {:.1} |\n", m.straightness, m.train_seconds));
+    }
+    s.push_str(&format!("\nData-vs-data floor (two independent sets of {} moons): W₂ = {:.3}.\n", r.config.n_eval, r.w2_floor));
+    s
+}
