@@ -15,7 +15,7 @@ fn main() -> physflow::Result<()> {
     }
     let report = run(&cfg, std::path::Path::new(&out), false)?;
     for m in &report.models {
-        println!("{:>12}: W2 by NFE {:?}, straightness {:.3}", m.name, m.w2, m.straightness);
+        println!("{:>12}: W2 by NFE {:?}, straightness {:?}", m.name, m.w2, m.straightness);
     }
     println!("data-vs-data floor {:.3}; files: {:?}", report.w2_floor, report.files);
     Ok(())

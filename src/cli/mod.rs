@@ -322,7 +322,8 @@ pub fn run() -> Result<()> {
                 let r = fm_moons::run(&cfg, &cli.out.join("fm_moons"), cli.quiet)?;
                 for m in &r.models {
                     let w2: Vec<String> = m.w2.iter().map(|(n, w)| format!("{n}:{w:.3}")).collect();
-                    println!("{:>12}: W2 by NFE {}  straightness {:.3}  ({:.1} s)", m.name, w2.join(" "), m.straightness, m.train_seconds);
+                    let st = m.straightness.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+                    println!("{:>12}: W2 by NFE {}  straightness {st}  ({:.1} s)", m.name, w2.join(" "), m.train_seconds);
                 }
                 println!("data-vs-data W2 floor {:.3}; source (8 Gaussians) W2 {:.3}", r.w2_floor, r.w2_source);
                 for f in &r.files {

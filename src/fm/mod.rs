@@ -9,6 +9,8 @@
 //! * [`train`]: velocity, score and denoiser losses, uniform or logit-normal times,
 //!   conditioning with condition dropout for classifier-free guidance, checkpoints that resume
 //!   exactly; runs on the fused CPU MLP ([`crate::nn::fused`]).
+//! * [`meanflow`]: one-step generation by mean flows (average velocity `u(x, t, s)`), with the
+//!   Jacobian–vector product formed from the fused network's VJPs.
 //! * [`sample`]: the ODE through [`crate::ode::solve`] (any solver, fixed steps or adaptive),
 //!   the SDE family `dX = [b + ε s] dt + √(2ε) dW` through [`crate::sde::sdeint`], exact or
 //!   Hutchinson log-densities, sampling with log-density in one pass, straightness, reflow.
@@ -30,6 +32,7 @@
 //! ```
 
 pub mod coupling;
+pub mod meanflow;
 pub mod model;
 pub mod path;
 pub mod problems;
@@ -37,6 +40,7 @@ pub mod sample;
 pub mod train;
 
 pub use coupling::{assignment, sinkhorn, wasserstein2, Coupling};
+pub use meanflow::{train_mean_flow, MeanFlowConfig, MeanFlowModel};
 pub use model::{BaseKind, FmModel, ModelField, NetConfig, Objective};
 pub use path::{Coefficients, FnPath, Interpolant, Path};
 pub use sample::{

@@ -152,18 +152,18 @@ pub struct TrainReport {
 /// Adam (Kingma & Ba 2015) on a flat `f32` vector, with PyTorch's defaults
 /// (β₁ = 0.9, β₂ = 0.999, ε = 1e-8) and bias correction.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Adam {
+pub(crate) struct Adam {
     m: Vec<f32>,
     v: Vec<f32>,
     t: u64,
 }
 
 impl Adam {
-    fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         Self { m: vec![0.0; n], v: vec![0.0; n], t: 0 }
     }
 
-    fn step(&mut self, params: &mut [f32], grad: &[f32], lr: f64) {
+    pub(crate) fn step(&mut self, params: &mut [f32], grad: &[f32], lr: f64) {
         const B1: f32 = 0.9;
         const B2: f32 = 0.999;
         const EPS: f32 = 1e-8;
@@ -194,12 +194,12 @@ struct CheckpointState {
 }
 
 /// The generator of step `step`: one stream per step, from `(seed, step)`.
-fn step_rng(seed: u64, step: usize) -> StdRng {
+pub(crate) fn step_rng(seed: u64, step: usize) -> StdRng {
     StdRng::seed_from_u64(seed ^ (step as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Draw `n` rows from a source into `out` (`[n, dim]`, f32); for `Data`, the rows drawn.
-fn draw(source: &Source, dim: usize, n: usize, rng: &mut StdRng, rows: Option<&[usize]>, out: &mut Vec<f32>) -> Result<Vec<usize>> {
+pub(crate) fn draw(source: &Source, dim: usize, n: usize, rng: &mut StdRng, rows: Option<&[usize]>, out: &mut Vec<f32>) -> Result<Vec<usize>> {
     out.clear();
     match source {
         Source::Gaussian => {

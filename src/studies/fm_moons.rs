@@ -5,7 +5,9 @@
 //!    [`eight_gaussians`] and [`moons`] each step.
 //! 2. Reflow (Liu et al. 2023): sample pairs `(x₀, X₁(x₀))` from the independent model with a
 //!    fine ODE solve and train a new model on those pairs.
-//! 3. For each model: exact W₂ between `n_eval` samples and `n_eval` held-out moons at every
+//! 3. Mean flows (Geng et al. 2025): average velocities with the exact-OT coupling, sampled by
+//!    1, 2, … jumps — a one-step generator.
+//! 4. For each model: exact W₂ between `n_eval` samples and `n_eval` held-out moons at every
 //!    NFE of the list (Euler steps), the straightness of its flow, and the sampling-noise floor
 //!    (W₂ between two independent sets of `n_eval` moons); trajectory figures and W₂ vs NFE.
 
@@ -17,7 +19,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::fm::problems::{eight_gaussians, moons};
-use crate::fm::{self, Coupling, FmModel, NetConfig, Problem, RunOptions, Source, TrainConfig};
+use crate::fm::{self, Coupling, FmModel, MeanFlowConfig, NetConfig, Problem, RunOptions, Source, TrainConfig};
 use crate::host::{array2_from_tensor, tensor_from_array2};
 use crate::ode::{self, Options, Solver};
 use crate::plot::{save_figure, Panel, Series};
@@ -46,6 +48,8 @@ pub struct FmMoonsConfig {
     pub reflow_solve_steps: usize,
     /// Trajectories drawn per model.
     pub n_trajectories: usize,
+    /// Fraction of mean-flow training pairs with distinct times.
+    pub mean_flow_fraction: f64,
     /// Seed of everything random.
     pub seed: u64,
 }
@@ -62,6 +66,7 @@ impl Default for FmMoonsConfig {
             reflow_pairs: 8192,
             reflow_solve_steps: 50,
             n_trajectories: 96,
+            mean_flow_fraction: 0.25,
             seed: 0,
         }
     }
@@ -70,12 +75,12 @@ impl Default for FmMoonsConfig {
 /// One trained model's numbers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelResult {
-    /// "independent", "exact OT" or "reflow".
+    /// "independent", "exact OT", "reflow" or "mean flow" (NFE = jumps of its sampler).
     pub name: String,
     /// `(NFE, W₂)` for every NFE of the configuration.
     pub w2: Vec<(usize, f64)>,
-    /// Straightness `∫ E|(X₁ − X₀) − b(t, X_t)|² dt` over 100 Euler steps.
-    pub straightness: f64,
+    /// Straightness `∫ E|(X₁ − X₀) − b(t, X_t)|² dt` over 100 Euler steps (ODE models).
+    pub straightness: Option<f64>,
     /// Training seconds (this run; 0 when resumed from a finished checkpoint).
     pub train_seconds: f64,
     /// Final training loss (mean of the last logged window).
@@ -158,12 +163,29 @@ pub fn run(cfg: &FmMoonsConfig, out: &Path, quiet: bool) -> Result<FmMoonsReport
             w2.push((nfe, fm::wasserstein2(&slice(&array2_from_tensor(&sol.ys[1])), &slice(&held_out), 2)?));
         }
         let (straightness, _) = fm::straightness(&field, &x0t, 100)?;
-        models.push(ModelResult { name: name.clone(), w2, straightness, train_seconds: *seconds, final_loss: *loss });
-        panels_traj.push(trajectory_panel(name, model, &x0, &held_out, cfg.n_trajectories, k)?);
+        models.push(ModelResult { name: name.clone(), w2, straightness: Some(straightness), train_seconds: *seconds, final_loss: *loss });
+        let n = cfg.n_trajectories.min(x0.nrows());
+        let start = x0.slice(ndarray::s![..n, ..]).to_owned();
+        let times: Vec<f64> = (0..=20).map(|k| k as f64 / 20.0).collect();
+        let sol = ode::solve(&model.field(), tensor_from_array2(&start.view(), &device, burn::tensor::DType::F64), &times, &euler(100))?;
+        panels_traj.push(trajectory_panel(name, &sol.ys.iter().map(array2_from_tensor).collect::<Vec<_>>(), &held_out, k));
     }
+    // Mean flow: average velocities, sampled by jumps (one network call each).
+    let mf_cfg = MeanFlowConfig { base: TrainConfig { coupling: Coupling::ExactOt, checkpoint_every: 0, ..base.clone() }, fraction_distinct: cfg.mean_flow_fraction };
+    let clock = std::time::Instant::now();
+    let (mf, mf_losses) = fm::train_mean_flow(&fresh, &mf_cfg, &RunOptions { checkpoint: None, quiet })?;
+    let mf_seconds = clock.elapsed().as_secs_f64();
+    let mut w2 = Vec::new();
+    for &nfe in &cfg.nfes {
+        w2.push((nfe, fm::wasserstein2(&slice(&mf.sample(&x0, nfe)?), &slice(&held_out), 2)?));
+    }
+    models.push(ModelResult { name: "mean flow".into(), w2, straightness: None, train_seconds: mf_seconds, final_loss: mf_losses.last().map(|l| l.1).unwrap_or(f64::NAN) });
+    let start = x0.slice(ndarray::s![..cfg.n_trajectories.min(x0.nrows()), ..]).to_owned();
+    let one_jump = mf.sample(&start, 1)?;
+    panels_traj.push(trajectory_panel("mean flow, one jump", &[start, one_jump], &held_out, 3));
 
     let fig_traj = out.join("fm_moons_trajectories.png");
-    save_figure(&fig_traj, &panels_traj, 3)?;
+    save_figure(&fig_traj, &panels_traj, 2)?;
     let fig_w2 = out.join("fm_moons_w2.png");
     let mut series: Vec<Series> = models
         .iter()
@@ -182,14 +204,10 @@ pub fn run(cfg: &FmMoonsConfig, out: &Path, quiet: bool) -> Result<FmMoonsReport
     Ok(report)
 }
 
-/// Trajectories of `n` samples (Euler, 100 steps) over the held-out data and the sources.
-fn trajectory_panel(name: &str, model: &FmModel, x0: &Array2<f64>, data: &Array2<f64>, n: usize, color: usize) -> Result<Panel> {
-    let device = crate::device::cpu_f64();
-    let n = n.min(x0.nrows());
-    let start = x0.slice(ndarray::s![..n, ..]).to_owned();
-    let times: Vec<f64> = (0..=20).map(|k| k as f64 / 20.0).collect();
-    let sol = ode::solve(&model.field(), tensor_from_array2(&start.view(), &device, burn::tensor::DType::F64), &times, &euler(100))?;
-    let states: Vec<Array2<f64>> = sol.ys.iter().map(array2_from_tensor).collect();
+/// Trajectories (`states[k]` is `[n, 2]` at the k-th time) over the held-out data.
+fn trajectory_panel(name: &str, states: &[Array2<f64>], data: &Array2<f64>, color: usize) -> Panel {
+    let start = &states[0];
+    let n = start.nrows();
     let mut series = vec![
         Series::points("data", data.column(0).to_vec(), data.column(1).to_vec(), 7),
         Series::points("x0", start.column(0).to_vec(), start.column(1).to_vec(), 1),
@@ -198,7 +216,7 @@ fn trajectory_panel(name: &str, model: &FmModel, x0: &Array2<f64>, data: &Array2
     for i in 0..n {
         series.push(Series::line("", states.iter().map(|s| s[[i, 0]]).collect(), states.iter().map(|s| s[[i, 1]]).collect(), color.max(3)));
     }
-    Ok(Panel { title: format!("{name}: trajectories"), xlabel: "x".into(), ylabel: "y".into(), series, log_y: false })
+    Panel { title: format!("{name}: trajectories"), xlabel: "x".into(), ylabel: "y".into(), series, log_y: false }
 }
 
 fn markdown(r: &FmMoonsReport) -> String {
@@ -219,7 +237,8 @@ fn markdown(r: &FmMoonsReport) -> String {
         for (_, w) in &m.w2 {
             s.push_str(&format!(" {w:.3} |"));
         }
-        s.push_str(&format!(" {:.3} | {:.1} |\n", m.straightness, m.train_seconds));
+        let st = m.straightness.map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into());
+        s.push_str(&format!(" {st} | {:.1} |\n", m.train_seconds));
     }
     s.push_str(&format!(
         "\nData-vs-data floor (two independent sets of {} moons): W₂ = {:.3}; the source (8 Gaussians) is at W₂ = {:.3}.\n",
