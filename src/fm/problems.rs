@@ -9,7 +9,6 @@ use std::f64::consts::PI;
 use burn::tensor::{Tensor, TensorData};
 use ndarray::Array2;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -114,23 +113,29 @@ pub fn eight_gaussians(rng: &mut StdRng, n: usize) -> Array2<f64> {
     out
 }
 
-/// torchcfm's `sample_moons(n)`: scikit-learn's `make_moons(n, noise=0.2)` scaled as
-/// `3x − 1`. The upper moon `(cos θ, sin θ)` has `⌊n/2⌋` points and the lower one
-/// `(1 − cos θ, 1/2 − sin θ)` the rest, `θ` evenly spaced on `[0, π]`, plus `N(0, 0.2²)` noise,
-/// in shuffled order.
+/// torchcfm's `sample_moons(n)`: its own `generate_moons(n, noise=0.2)` scaled as `3x − 1`.
+/// The upper moon `(cos θ, sin θ)` has `⌊n/2⌋` points and the lower one
+/// `(1 − cos θ, 1/2 − sin θ)` the rest, `θ` evenly spaced on `[0, π]`, in that order (no
+/// shuffle). Unlike scikit-learn's `make_moons`, the "noise" is one `U(0, 0.2)` draw per point
+/// added to both coordinates (`X += rand(n, 1) · noise`), so the data lie on two thin diagonal
+/// bands; reproduced here as torchcfm samples it (two independent sets of 2048 are at
+/// W₂ ≈ 0.07, against ≈ 0.19 for scikit-learn's moons).
 pub fn moons(rng: &mut StdRng, n: usize) -> Array2<f64> {
     let n_out = n / 2;
     let n_in = n - n_out;
     let theta = |k: usize, m: usize| if m > 1 { PI * k as f64 / (m - 1) as f64 } else { 0.0 };
-    let mut pts: Vec<[f64; 2]> = Vec::with_capacity(n);
-    pts.extend((0..n_out).map(|k| [theta(k, n_out).cos(), theta(k, n_out).sin()]));
-    pts.extend((0..n_in).map(|k| [1.0 - theta(k, n_in).cos(), 0.5 - theta(k, n_in).sin()]));
-    pts.shuffle(rng);
     let mut out = Array2::zeros((n, 2));
-    for (i, p) in pts.iter().enumerate() {
+    for i in 0..n {
+        let p = if i < n_out {
+            let t = theta(i, n_out);
+            [t.cos(), t.sin()]
+        } else {
+            let t = theta(i - n_out, n_in);
+            [1.0 - t.cos(), 0.5 - t.sin()]
+        };
+        let shift = 0.2 * rng.random::<f64>();
         for k in 0..2 {
-            let e: f64 = StandardNormal.sample(rng);
-            out[[i, k]] = 3.0 * (p[k] + 0.2 * e) - 1.0;
+            out[[i, k]] = 3.0 * (p[k] + shift) - 1.0;
         }
     }
     out

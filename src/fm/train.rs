@@ -145,6 +145,8 @@ pub struct TrainReport {
     pub losses: Vec<(usize, f64)>,
     /// Wall time of the steps run in this call, seconds.
     pub seconds: f64,
+    /// Wall time of all steps so far, including those of the runs resumed from, seconds.
+    pub total_seconds: f64,
     /// Steps run in this call (fewer than `steps` after a resume).
     pub steps_run: usize,
 }
@@ -191,6 +193,9 @@ struct CheckpointState {
     params: Vec<f32>,
     adam: Adam,
     losses: Vec<(usize, f64)>,
+    /// Training seconds up to `step`.
+    #[serde(default)]
+    seconds: f64,
 }
 
 /// The generator of step `step`: one stream per step, from `(seed, step)`.
@@ -291,6 +296,7 @@ pub fn train(problem: &Problem, config: &TrainConfig, run: &RunOptions) -> Resul
     let mut adam = Adam::new(n_params);
     let mut losses = Vec::new();
     let mut start = 0;
+    let mut earlier = 0.0;
     if let Some(ck) = run.checkpoint.as_deref().filter(|p| p.exists()) {
         let state = load_checkpoint(ck)?;
         let mut same = state.config.clone();
@@ -303,6 +309,7 @@ pub fn train(problem: &Problem, config: &TrainConfig, run: &RunOptions) -> Resul
         adam = state.adam;
         losses = state.losses;
         start = state.step;
+        earlier = state.seconds;
     }
 
     let (lo, hi) = config.path.time_range();
@@ -389,21 +396,22 @@ pub fn train(problem: &Problem, config: &TrainConfig, run: &RunOptions) -> Resul
         bar.inc(1);
         if let Some(ck) = &run.checkpoint {
             if config.checkpoint_every > 0 && (step + 1) % config.checkpoint_every == 0 && step + 1 < config.steps {
-                save_checkpoint(ck, config, (dim, cond_dim, base), step + 1, model.params(), &adam, &losses)?;
+                save_checkpoint(ck, config, (dim, cond_dim, base), (step + 1, earlier + clock.elapsed().as_secs_f64()), model.params(), &adam, &losses)?;
             }
         }
     }
     bar.finish_and_clear();
     let seconds = clock.elapsed().as_secs_f64();
     if let Some(ck) = &run.checkpoint {
-        save_checkpoint(ck, config, (dim, cond_dim, base), config.steps.max(start), model.params(), &adam, &losses)?;
+        save_checkpoint(ck, config, (dim, cond_dim, base), (config.steps.max(start), earlier + seconds), model.params(), &adam, &losses)?;
     }
-    Ok((model, TrainReport { losses, seconds, steps_run: config.steps.saturating_sub(start) }))
+    Ok((model, TrainReport { losses, seconds, total_seconds: earlier + seconds, steps_run: config.steps.saturating_sub(start) }))
 }
 
-fn save_checkpoint(path: &FsPath, config: &TrainConfig, shape: (usize, usize, BaseKind), step: usize, params: &[f32], adam: &Adam, losses: &[(usize, f64)]) -> Result<()> {
+fn save_checkpoint(path: &FsPath, config: &TrainConfig, shape: (usize, usize, BaseKind), at: (usize, f64), params: &[f32], adam: &Adam, losses: &[(usize, f64)]) -> Result<()> {
     let (dim, cond_dim, base) = shape;
-    let state = CheckpointState { config: config.clone(), dim, cond_dim, base, step, params: params.to_vec(), adam: adam.clone(), losses: losses.to_vec() };
+    let (step, seconds) = at;
+    let state = CheckpointState { config: config.clone(), dim, cond_dim, base, step, params: params.to_vec(), adam: adam.clone(), losses: losses.to_vec(), seconds };
     crate::train::write_json(path, &state)
 }
 

@@ -287,7 +287,7 @@ pub fn run(cfg: &FmDoubleWellConfig, out: &Path, quiet: bool) -> Result<FmDouble
         right_well_source: hot.right_well(),
         ess_fraction,
         kl_model_to_exact,
-        train_seconds: train.seconds,
+        train_seconds: train.total_seconds,
         files: [&fig, &json, &md].iter().map(|p| p.display().to_string()).collect(),
     };
     write_json(&json, &report)?;

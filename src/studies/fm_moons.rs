@@ -81,7 +81,7 @@ pub struct ModelResult {
     pub w2: Vec<(usize, f64)>,
     /// Straightness `∫ E|(X₁ − X₀) − b(t, X_t)|² dt` over 100 Euler steps (ODE models).
     pub straightness: Option<f64>,
-    /// Training seconds (this run; 0 when resumed from a finished checkpoint).
+    /// Training seconds, including runs resumed from.
     pub train_seconds: f64,
     /// Final training loss (mean of the last logged window).
     pub final_loss: f64,
@@ -133,7 +133,7 @@ pub fn run(cfg: &FmMoonsConfig, out: &Path, quiet: bool) -> Result<FmMoonsReport
     for (name, file, coupling) in [("independent", "independent", Coupling::Independent), ("exact OT", "exact_ot", Coupling::ExactOt)] {
         let (model, report) = fm::train(&fresh, &TrainConfig { coupling, ..base.clone() }, &run_in(file))?;
         let loss = report.losses.last().map(|l| l.1).unwrap_or(f64::NAN);
-        trained.push((name.to_string(), model, report.seconds, loss));
+        trained.push((name.to_string(), model, report.total_seconds, loss));
     }
     // Reflow of the independent model: its own deterministic couplings.
     let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(1));
@@ -142,7 +142,7 @@ pub fn run(cfg: &FmMoonsConfig, out: &Path, quiet: bool) -> Result<FmMoonsReport
     let x1_pairs = fm::reflow_targets(&trained[0].1.field(), &x0_pairs, &rk4)?;
     let paired = Problem { dim: 2, x0: Source::Data(x0_pairs.view()), x1: Source::Data(x1_pairs.view()), cond: None };
     let (model, report) = fm::train(&paired, &TrainConfig { coupling: Coupling::Paired, ..base.clone() }, &run_in("reflow"))?;
-    trained.push(("reflow".into(), model, report.seconds, report.losses.last().map(|l| l.1).unwrap_or(f64::NAN)));
+    trained.push(("reflow".into(), model, report.total_seconds, report.losses.last().map(|l| l.1).unwrap_or(f64::NAN)));
 
     // Evaluation on held-out data.
     let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(2));
