@@ -6,7 +6,8 @@
 //!   `--steps-timed` steps (median reported);
 //! - "sample_euler100": 2048 samples by 100 Euler steps of the ODE (median of `--repeats`);
 //! - "w2_indep" / "w2_ot": exact W₂ between 2048 samples and 2048 held-out moons after
-//!   `--train-steps` training steps, at NFE 2, 5, 10, 20, 50, 100 (Euler).
+//!   `--train-steps` training steps, at NFE 2, 5, 10, 20, 50, 100 (Euler); "w2_floor": W₂
+//!   between two independent sets of 2048 moons.
 //!
 //! `cargo run --release --example bench_fm -- [--json] [--quick] [--repeats R] [--train-steps N]`
 //!
@@ -83,6 +84,9 @@ fn main() {
     let mut rng = StdRng::seed_from_u64(1234);
     let held_out = moons(&mut rng, 2048);
     let x0 = eight_gaussians(&mut rng, 2048);
+    let other = moons(&mut rng, 2048);
+    let floor = fm::wasserstein2(other.as_slice().unwrap(), held_out.as_slice().unwrap(), 2).unwrap();
+    emit(json, serde_json::json!({"side": "physflow", "name": "w2_floor", "w2": floor, "samples": 2048}));
     let x0t = tensor_from_array2(&x0.view(), &device, burn::tensor::DType::F64);
     for (name, coupling) in [("w2_indep", Coupling::Independent), ("w2_ot", Coupling::ExactOt)] {
         let cfg = TrainConfig { coupling, steps: train_steps, ..TrainConfig::default() };
