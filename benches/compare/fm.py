@@ -2,6 +2,12 @@
 """Flow-matching peer benchmark: torchcfm side (see README.md, "Flow matching").
 
     python fm.py bench [--quick] [--only train|sample|w2]   # JSON lines on stdout
+        [--repeats R] [--steps-timed N] [--train-steps N]
+
+The options mirror examples/bench_fm.rs (run_fm.sh passes its arguments to
+both sides): --repeats sets the training-timing and sampling repeats,
+--steps-timed the timed steps per training repeat, --train-steps the
+training steps before the W2 rows.
 
 Run with the venv python (benches/compare/setup_venv.sh installs torchcfm,
 POT, scikit-learn, matplotlib and torchdyn).  Everything single-threaded:
@@ -113,10 +119,11 @@ FLOOR_SEED = 3     # np.random.seed for the second moons draw of "w2_floor"
 # Training: warm-up steps, timed steps per repeat, repeats; sampling: timed
 # repeats after one warm-up; quality: training steps and the Euler NFEs at
 # which W2 is measured.  --quick (about a minute) cuts everything down; its W2
-# numbers are not comparable with full runs (fewer steps).  One exact W2
-# (assignment on 2048 x 2048) takes a few seconds, hence fewer NFEs in quick.
+# numbers are not comparable with full runs (fewer steps; 500 as in
+# bench_fm --quick).  One exact W2 (assignment on 2048 x 2048) takes a few
+# seconds, hence fewer NFEs in quick.
 FULL = dict(warmup=200, steps=1000, repeats=3, sample_repeats=5, q_steps=3000, nfes=NFES)
-QUICK = dict(warmup=10, steps=50, repeats=3, sample_repeats=1, q_steps=200, nfes=(10, 100))
+QUICK = dict(warmup=10, steps=50, repeats=3, sample_repeats=1, q_steps=500, nfes=(10, 100))
 
 
 def log(msg):
@@ -345,8 +352,14 @@ def case_w2(cfg):
 CASES = {"train": case_train, "sample": case_sample, "w2": case_w2}
 
 
-def cmd_bench(quick, only):
-    cfg = QUICK if quick else FULL
+def cmd_bench(quick, only, repeats=None, steps_timed=None, train_steps=None):
+    cfg = dict(QUICK if quick else FULL)
+    if repeats is not None:
+        cfg["repeats"] = cfg["sample_repeats"] = repeats
+    if steps_timed is not None:
+        cfg["steps"] = steps_timed
+    if train_steps is not None:
+        cfg["q_steps"] = train_steps
     log("torch %s, torchcfm %s, torchdiffeq %s, POT %s, numpy %s, scipy %s; threads %d/%d; %s"
         % (torch.__version__, torchcfm.__version__, torchdiffeq.__version__, ot.__version__,
            np.__version__, scipy.__version__, torch.get_num_threads(),
@@ -370,12 +383,18 @@ def main(argv):
     sub = p.add_subparsers(dest="cmd", required=True)
     pb = sub.add_parser("bench", help="run the cases, JSON lines on stdout")
     pb.add_argument("--quick", action="store_true",
-                    help="fewer steps and repeats (about a minute)")
+                    help="fewer steps and repeats (about 1.5 minutes)")
     pb.add_argument("--only", choices=sorted(CASES), default=None,
                     help="run one group of cases")
+    pb.add_argument("--repeats", type=int, default=None,
+                    help="training-timing and sampling repeats (default 3 / 5)")
+    pb.add_argument("--steps-timed", type=int, default=None,
+                    help="timed training steps per repeat (default 1000)")
+    pb.add_argument("--train-steps", type=int, default=None,
+                    help="training steps before the W2 rows (default 3000)")
     args = p.parse_args(argv[1:])
     if args.cmd == "bench":
-        cmd_bench(args.quick, args.only)
+        cmd_bench(args.quick, args.only, args.repeats, args.steps_timed, args.train_steps)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 #
 #   bash benches/compare/run_fm.sh              # full run
 #   bash benches/compare/run_fm.sh --quick      # args go to both sides
+#   (both understand --quick, --repeats R, --steps-timed N, --train-steps N)
 #
 # Environment:
 #   PHYSFLOW_COMPARE_VENV   venv location (default ~/.cache/physflow-compare/venv)
@@ -15,7 +16,7 @@
 #   SKIP_PHYSFLOW=1         skip the cargo side;  SKIP_PEERS=1  skip the torchcfm side
 #
 # Everything runs single-threaded.  Never run by CI.  The torchcfm side takes
-# about 5 minutes (--quick: about 1), plus the release build.
+# about 10 minutes (--quick: about 1.5), plus the release build.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

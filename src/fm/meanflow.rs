@@ -185,13 +185,7 @@ pub fn train_mean_flow(problem: &Problem, config: &MeanFlowConfig, run: &RunOpti
         crate::train::check_loss(step, loss)?;
         grad.iter_mut().for_each(|g| *g = 0.0);
         model.net.vjp(&mut cache, &cot, &mut x_bar, &mut grad, None);
-        if let Some(clip) = c.grad_clip {
-            let norm = grad.iter().map(|g| f64::from(*g).powi(2)).sum::<f64>().sqrt();
-            if norm > clip {
-                let f = (clip / norm) as f32;
-                grad.iter_mut().for_each(|g| *g *= f);
-            }
-        }
+        super::train::clip_global_norm(&mut grad, c.grad_clip);
         model.net.update_params(|p| adam.step(p, &grad, c.lr));
         running += loss;
         if (step + 1) % c.log_every.max(1) == 0 {

@@ -182,6 +182,17 @@ impl Adam {
     }
 }
 
+/// Scale `grad` so its Euclidean norm is at most `clip` (no-op for `None`).
+pub(crate) fn clip_global_norm(grad: &mut [f32], clip: Option<f64>) {
+    if let Some(clip) = clip {
+        let norm = grad.iter().map(|g| f64::from(*g).powi(2)).sum::<f64>().sqrt();
+        if norm > clip {
+            let s = (clip / norm) as f32;
+            grad.iter_mut().for_each(|g| *g *= s);
+        }
+    }
+}
+
 /// What a checkpoint holds: the settings, the step reached, parameters, optimiser and log.
 #[derive(Serialize, Deserialize)]
 struct CheckpointState {
@@ -378,13 +389,7 @@ pub fn train(problem: &Problem, config: &TrainConfig, run: &RunOptions) -> Resul
         crate::train::check_loss(step, loss)?;
         grad.iter_mut().for_each(|g| *g = 0.0);
         model.net.vjp(&mut cache, &cot, &mut x_bar, &mut grad, None);
-        if let Some(clip) = config.grad_clip {
-            let norm = grad.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt();
-            if norm > clip {
-                let s = (clip / norm) as f32;
-                grad.iter_mut().for_each(|g| *g *= s);
-            }
-        }
+        clip_global_norm(&mut grad, config.grad_clip);
         model.net.update_params(|p| adam.step(p, &grad, config.lr));
         running += loss;
         if (step + 1) % config.log_every == 0 {
@@ -429,4 +434,38 @@ pub fn load_model(path: &FsPath) -> Result<FmModel> {
     let mut m = FmModel::new(s.dim, s.cond_dim, &s.config.net, s.config.path, s.base, s.config.objective, s.config.seed);
     m.set_params(&s.params)?;
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clipping scales a gradient of norm 5 to norm 1 and leaves a short one alone.
+    #[test]
+    fn clipping_bounds_the_norm() {
+        let mut g = vec![3.0f32, 4.0];
+        clip_global_norm(&mut g, Some(1.0));
+        assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);
+        clip_global_norm(&mut g, Some(2.0));
+        assert!((g[0] - 0.6).abs() < 1e-6);
+        clip_global_norm(&mut g, None);
+        assert!((g[1] - 0.8).abs() < 1e-6);
+    }
+
+    /// Logit-normal times: `logit(t) ~ N(m, s²)`, so the sample mean of `logit(t)` is within
+    /// 4 standard errors (4 s/√N) of m; uniform times
+    /// have mean ½ within 4/√(12 N).
+    #[test]
+    fn time_sampling_laws() {
+        let n = 20_000;
+        let mut rng = StdRng::seed_from_u64(5);
+        let (m, s) = (0.5, 1.2);
+        let ln = TimeSampling::LogitNormal { mean: m, std: s };
+        let logits: Vec<f64> = (0..n).map(|_| ln.draw(&mut rng)).map(|t| (t / (1.0 - t)).ln()).collect();
+        let mean = logits.iter().sum::<f64>() / n as f64;
+        assert!((mean - m).abs() < 4.0 * s / (n as f64).sqrt(), "mean logit {mean}");
+        let ts: Vec<f64> = (0..n).map(|_| TimeSampling::Uniform.draw(&mut rng)).collect();
+        let mean = ts.iter().sum::<f64>() / n as f64;
+        assert!((mean - 0.5).abs() < 4.0 / (12.0 * n as f64).sqrt(), "uniform mean {mean}");
+    }
 }
