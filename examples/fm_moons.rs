@@ -11,7 +11,7 @@ fn main() -> physflow::Result<()> {
     let out = args.next().unwrap_or_else(|| "out/fm_moons".into());
     let mut cfg = FmMoonsConfig::default();
     if let Some(steps) = args.next() {
-        cfg.steps = steps.parse().map_err(|_| physflow::Error::invalid("STEPS", format!("not a count: {steps}")))?;
+        cfg.steps = steps.parse().map_err(|_| physflow::Error::InvalidArgument { name: "STEPS", reason: format!("not a count: {steps}") })?;
     }
     let report = run(&cfg, std::path::Path::new(&out), false)?;
     for m in &report.models {
