@@ -295,9 +295,8 @@ fn base_of(source: &Source) -> BaseKind {
 /// exists (its settings must equal `config`, except the step count, which may grow).
 ///
 /// # Errors
-/// `InvalidArgument` / `Shape` for bad settings or data, `Diverged` for a non-finite loss,
-/// `Io` / `Format` for checkpoint trouble, `Manifest`-style mismatch as `InvalidArgument` when
-/// the checkpoint was made with other settings.
+/// `InvalidArgument` / `Shape` for bad settings or data, or for a checkpoint written with
+/// other settings; `Diverged` for a non-finite loss; `Io` / `Format` for checkpoint trouble.
 pub fn train(problem: &Problem, config: &TrainConfig, run: &RunOptions) -> Result<(FmModel, TrainReport)> {
     let cond_dim = validate(problem, config)?;
     let (dim, bsz) = (problem.dim, config.batch_size);
