@@ -41,7 +41,7 @@ pub mod train;
 
 pub use coupling::{assignment, sinkhorn, wasserstein2, Coupling};
 pub use meanflow::{train_mean_flow, MeanFlowConfig, MeanFlowModel};
-pub use model::{BaseKind, FmModel, ModelField, NetConfig, Objective};
+pub use model::{BaseKind, FmModel, ModelField, ModelSaved, NetConfig, Objective};
 pub use path::{Coefficients, FnPath, Interpolant, Path};
 pub use sample::{
     log_density, reflow_targets, sample_with_log_density, standard_normal_log_density, straightness, Diffusion,

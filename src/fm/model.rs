@@ -2,6 +2,8 @@
 //! score `s(t, x) = ∇ log ρ_t(x)` or denoiser `η(t, x) = E[ε | x_t = x]`, optionally conditioned
 //! on a vector `c` (class one-hot, parameters) with classifier-free guidance.
 
+use std::cell::RefCell;
+
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -186,8 +188,8 @@ impl ModelField<'_> {
         })
     }
 
-    /// `(output scale, weights)`: the network's raw output becomes the field by the score
-    /// conversion of a denoiser, `s = −η/σ_t`.
+    /// The factor that turns the network's raw output into the field: `−1/σ_t` for a denoiser
+    /// (`s = −η/σ_t`), 1 otherwise.
     fn out_scale(&self, t: f64) -> f64 {
         match self.model.objective {
             Objective::Velocity | Objective::Score => 1.0,
@@ -209,10 +211,50 @@ impl ModelField<'_> {
     }
 }
 
+/// What [`ModelField::eval_saving`] keeps: per guidance term its weight and the forward
+/// state of the network, so that the VJPs at this point (`d` of them for an exact divergence)
+/// do not rerun the forward pass.
+pub struct ModelSaved {
+    /// Per-sample output scale (`−1/σ_t` for a denoiser, else 1).
+    scale: Vec<f32>,
+    /// `(weight, forward state)` per guidance term.
+    terms: Vec<(f32, RefCell<MlpCache<f32>>)>,
+    batch: usize,
+    device: burn::tensor::Device,
+    dtype: burn::tensor::DType,
+}
+
+impl ModelField<'_> {
+    /// The field at `(t, y)` as host values, with the forward states for its VJPs.
+    fn forward(&self, t: &Time, y: &Tensor<2>) -> (Vec<f32>, ModelSaved) {
+        let [b, d] = y.dims();
+        assert_eq!(d, self.model.dim, "ModelField: state width {d}, model width {}", self.model.dim);
+        let x: Vec<f32> = y.to_vec_as::<f32>();
+        let ts = Self::times(t, b);
+        let scale: Vec<f32> = (0..b).map(|i| self.out_scale(t.of(i)) as f32).collect();
+        let mut acc = vec![0.0f32; b * d];
+        let mut out = vec![0.0f32; b * d];
+        let mut terms = Vec::new();
+        for (w, cond) in self.terms(b) {
+            let input = self.model.pack(&x, cond.as_deref(), b);
+            let mut cache = MlpCache::new();
+            self.model.net.forward_cached(TimeArg::PerSample(&ts), &input, b, &mut out, &mut cache);
+            acc.iter_mut().zip(&out).for_each(|(a, o)| *a += w * o);
+            terms.push((w, RefCell::new(cache)));
+        }
+        for (row, s) in acc.chunks_mut(d).zip(&scale) {
+            row.iter_mut().for_each(|v| *v *= s);
+        }
+        (acc, ModelSaved { scale, terms, batch: b, device: y.device(), dtype: y.dtype() })
+    }
+}
+
 impl VectorField<2> for ModelField<'_> {
     type Params = ();
-    type Saved = (Time, Tensor<2>);
+    type Saved = ModelSaved;
 
+    /// Without VJP state: the network's own scratch buffers, no allocation per call (the ODE
+    /// sampler's hot path).
     fn eval(&self, t: &Time, y: &Tensor<2>) -> Tensor<2> {
         let [b, d] = y.dims();
         assert_eq!(d, self.model.dim, "ModelField: state width {d}, model width {}", self.model.dim);
@@ -225,47 +267,40 @@ impl VectorField<2> for ModelField<'_> {
             acc.iter_mut().zip(&out).for_each(|(a, o)| *a += w * o);
         }
         if self.model.objective == Objective::Denoiser {
-            for i in 0..b {
+            for (i, row) in acc.chunks_mut(d).enumerate() {
                 let s = self.out_scale(t.of(i)) as f32;
-                acc[i * d..(i + 1) * d].iter_mut().for_each(|v| *v *= s);
+                row.iter_mut().for_each(|v| *v *= s);
             }
         }
         Tensor::<2>::from_data(TensorData::new(acc, [b, d]), (&y.device(), y.dtype()))
     }
 
-    fn eval_saving(&self, t: &Time, y: &Tensor<2>) -> (Tensor<2>, Self::Saved) {
-        (self.eval(t, y), (t.clone(), y.clone()))
+    fn eval_saving(&self, t: &Time, y: &Tensor<2>) -> (Tensor<2>, ModelSaved) {
+        let (acc, saved) = self.forward(t, y);
+        let shape = [saved.batch, self.model.dim];
+        (Tensor::<2>::from_data(TensorData::new(acc, shape), (&saved.device, saved.dtype)), saved)
     }
 
-    /// `aᵀ ∂f/∂x` by the fused network's VJP (the condition and time columns dropped).
-    fn vjp_saved(&self, saved: &Self::Saved, a: &Tensor<2>, _params: Option<(&mut (), f64)>) -> Tensor<2> {
-        let (t, y) = saved;
-        let [b, d] = y.dims();
-        let x: Vec<f32> = y.to_vec_as::<f32>();
+    /// `aᵀ ∂f/∂x` by the fused network's VJP at the saved forward states (the condition and
+    /// time columns dropped).
+    fn vjp_saved(&self, saved: &ModelSaved, a: &Tensor<2>, _params: Option<(&mut (), f64)>) -> Tensor<2> {
+        let (b, d) = (saved.batch, self.model.dim);
         let mut a_host: Vec<f32> = a.to_vec_as::<f32>();
-        if self.model.objective == Objective::Denoiser {
-            for i in 0..b {
-                let s = self.out_scale(t.of(i)) as f32;
-                a_host[i * d..(i + 1) * d].iter_mut().for_each(|v| *v *= s);
-            }
+        for (row, s) in a_host.chunks_mut(d).zip(&saved.scale) {
+            row.iter_mut().for_each(|v| *v *= s);
         }
-        let ts = Self::times(t, b);
         let width = d + self.model.cond_dim;
         let mut acc = vec![0.0f32; b * d];
-        let (mut out, mut x_bar) = (vec![0.0f32; b * d], vec![0.0f32; b * width]);
+        let mut x_bar = vec![0.0f32; b * width];
+        // The fused VJP always accumulates the parameter cotangent; it is discarded here.
         let mut p_bar = vec![0.0f32; self.model.net.num_params()];
-        let mut cache = MlpCache::new();
-        for (w, cond) in self.terms(b) {
-            let input = self.model.pack(&x, cond.as_deref(), b);
-            self.model.net.forward_cached(TimeArg::PerSample(&ts), &input, b, &mut out, &mut cache);
-            self.model.net.vjp(&mut cache, &a_host, &mut x_bar, &mut p_bar, None);
-            for i in 0..b {
-                for k in 0..d {
-                    acc[i * d + k] += w * x_bar[i * width + k];
-                }
+        for (w, cache) in &saved.terms {
+            self.model.net.vjp(&mut cache.borrow_mut(), &a_host, &mut x_bar, &mut p_bar, None);
+            for (acc_row, xb_row) in acc.chunks_mut(d).zip(x_bar.chunks(width)) {
+                acc_row.iter_mut().zip(xb_row).for_each(|(s, v)| *s += w * v);
             }
         }
-        Tensor::<2>::from_data(TensorData::new(acc, [b, d]), (&y.device(), y.dtype()))
+        Tensor::<2>::from_data(TensorData::new(acc, [b, d]), (&saved.device, saved.dtype))
     }
 
     fn zero_params(&self) {}
