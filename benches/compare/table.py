@@ -183,9 +183,9 @@ FM_SAMPLE_NAME = "sample_euler100"
 FM_SAMPLE_TARGET = 0.5     # physflow ms / torchcfm ms, <=
 
 
-def read_rows(streams):
-    rows = {}
-    order = []
+def json_objects(streams, required):
+    """The JSON objects of `streams` (one per line) that have every key in
+    `required`; other lines (cargo / log noise, malformed JSON) are skipped."""
     for stream in streams:
         for line in stream:
             line = line.strip()
@@ -195,12 +195,18 @@ def read_rows(streams):
                 obj = json.loads(line)
             except ValueError:
                 continue
-            if not isinstance(obj, dict) or not {"side", "name", "ms"} <= obj.keys():
-                continue
-            key = (str(obj["side"]), str(obj["name"]))
-            if key not in rows:
-                order.append(key)
-            rows[key] = obj  # last one wins
+            if isinstance(obj, dict) and set(required) <= obj.keys():
+                yield obj
+
+
+def read_rows(streams):
+    rows = {}
+    order = []
+    for obj in json_objects(streams, ("side", "name", "ms")):
+        key = (str(obj["side"]), str(obj["name"]))
+        if key not in rows:
+            order.append(key)
+        rows[key] = obj  # last one wins
     return rows, order
 
 
@@ -509,21 +515,11 @@ def read_fm_rows(streams):
     """{(side, name, act, steps, nfe): row} from JSON lines with "side" and
     "name" (the W2 rows have no "ms"); the last row of a key wins."""
     rows = {}
-    for stream in streams:
-        for line in stream:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(obj, dict) or not {"side", "name"} <= obj.keys():
-                continue
-            key = (str(obj["side"]), str(obj["name"]), obj.get("act"),
-                   obj.get("steps") if str(obj["name"]).startswith("w2_") else None,
-                   obj.get("nfe") if str(obj["name"]).startswith("w2_") else None)
-            rows[key] = obj
+    for obj in json_objects(streams, ("side", "name")):
+        w2 = str(obj["name"]).startswith("w2_")
+        key = (str(obj["side"]), str(obj["name"]), obj.get("act"),
+               obj.get("steps") if w2 else None, obj.get("nfe") if w2 else None)
+        rows[key] = obj
     return rows
 
 
