@@ -26,9 +26,11 @@
 //! assert!((g[0] - (e1[0] + e1[1])).abs() < 1e-8);
 //! ```
 
+pub mod boltzmann;
 pub mod cli;
 pub mod device;
 pub mod error;
+pub mod flows;
 pub mod fm;
 pub mod host;
 pub mod io;

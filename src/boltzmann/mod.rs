@@ -1,0 +1,19 @@
+//! Boltzmann generators: sample an equilibrium density `p(x) ∝ exp(−β u(x))` with a
+//! normalizing flow ([`crate::flows`]) and reweight the samples to unbiased averages
+//! (Noé, Olsson, Köhler & Wu 2019, "Boltzmann generators").
+//!
+//! * [`energy`]: the [`Energy`] trait (energy and force for a batch, ndarray in and out) and
+//!   the reference systems: 2D double well, Müller–Brown, DW4, LJ13 / LJ55.
+//! * [`mcmc`]: reference samplers of our own (Metropolis–Hastings, MALA).
+//! * [`quadrature`]: exact grid quadrature for 2D systems.
+//! * [`reweight`]: importance weights, Kish ESS, bootstrap errors, free energies
+//!   (exponential averaging, BAR), histograms.
+//! * [`train`]: training a flow by data (forward KL), by energy (reverse KL) or both.
+
+pub mod energy;
+pub mod mcmc;
+pub mod quadrature;
+pub mod reweight;
+pub mod train;
+
+pub use energy::Energy;
