@@ -125,7 +125,7 @@ pub fn train_mean_flow(problem: &Problem, config: &MeanFlowConfig, run: &RunOpti
     let (dim, bsz) = (problem.dim, c.batch_size);
     let base = if matches!(problem.x0, Source::Gaussian) { BaseKind::Gaussian } else { BaseKind::Data };
     let mut model = FmModel::new(dim, 1, &c.net, Path::Linear { sigma: 0.0 }, base, Objective::Velocity, c.seed);
-    let mut adam = super::train::Adam::new(model.params().len());
+    let mut adam = super::train::Adam::<f32>::new(model.params().len());
     let width = dim + 1;
     let (mut x0, mut x1) = (Vec::new(), Vec::new());
     let mut input = vec![0.0f32; bsz * width];

@@ -151,47 +151,7 @@ pub struct TrainReport {
     pub steps_run: usize,
 }
 
-/// Adam (Kingma & Ba 2015) on a flat `f32` vector, with PyTorch's defaults
-/// (β₁ = 0.9, β₂ = 0.999, ε = 1e-8) and bias correction.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Adam {
-    m: Vec<f32>,
-    v: Vec<f32>,
-    t: u64,
-}
-
-impl Adam {
-    pub(crate) fn new(n: usize) -> Self {
-        Self { m: vec![0.0; n], v: vec![0.0; n], t: 0 }
-    }
-
-    pub(crate) fn step(&mut self, params: &mut [f32], grad: &[f32], lr: f64) {
-        const B1: f32 = 0.9;
-        const B2: f32 = 0.999;
-        const EPS: f32 = 1e-8;
-        self.t += 1;
-        let c1 = 1.0 - B1.powi(self.t as i32);
-        let c2 = 1.0 - B2.powi(self.t as i32);
-        let step = lr as f32 / c1;
-        let c2s = c2.sqrt();
-        for (((p, g), m), v) in params.iter_mut().zip(grad).zip(&mut self.m).zip(&mut self.v) {
-            *m = B1 * *m + (1.0 - B1) * g;
-            *v = B2 * *v + (1.0 - B2) * g * g;
-            *p -= step * *m / (v.sqrt() / c2s + EPS);
-        }
-    }
-}
-
-/// Scale `grad` so its Euclidean norm is at most `clip` (no-op for `None`).
-pub(crate) fn clip_global_norm(grad: &mut [f32], clip: Option<f64>) {
-    if let Some(clip) = clip {
-        let norm = grad.iter().map(|g| f64::from(*g).powi(2)).sum::<f64>().sqrt();
-        if norm > clip {
-            let s = (clip / norm) as f32;
-            grad.iter_mut().for_each(|g| *g *= s);
-        }
-    }
-}
+pub(crate) use crate::train::{clip_global_norm, Adam};
 
 /// What a checkpoint holds: the settings, the step reached, parameters, optimiser and log.
 #[derive(Serialize, Deserialize)]
@@ -202,7 +162,7 @@ struct CheckpointState {
     base: BaseKind,
     step: usize,
     params: Vec<f32>,
-    adam: Adam,
+    adam: Adam<f32>,
     losses: Vec<(usize, f64)>,
     /// Training seconds up to `step`.
     #[serde(default)]
@@ -303,7 +263,7 @@ pub fn train(problem: &Problem, config: &TrainConfig, run: &RunOptions) -> Resul
     let base = base_of(&problem.x0);
     let mut model = FmModel::new(dim, cond_dim, &config.net, config.path, base, config.objective, config.seed);
     let n_params = model.params().len();
-    let mut adam = Adam::new(n_params);
+    let mut adam = Adam::<f32>::new(n_params);
     let mut losses = Vec::new();
     let mut start = 0;
     let mut earlier = 0.0;
@@ -412,7 +372,7 @@ pub fn train(problem: &Problem, config: &TrainConfig, run: &RunOptions) -> Resul
     Ok((model, TrainReport { losses, seconds, total_seconds: earlier + seconds, steps_run: config.steps.saturating_sub(start) }))
 }
 
-fn save_checkpoint(path: &FsPath, config: &TrainConfig, shape: (usize, usize, BaseKind), at: (usize, f64), params: &[f32], adam: &Adam, losses: &[(usize, f64)]) -> Result<()> {
+fn save_checkpoint(path: &FsPath, config: &TrainConfig, shape: (usize, usize, BaseKind), at: (usize, f64), params: &[f32], adam: &Adam<f32>, losses: &[(usize, f64)]) -> Result<()> {
     let (dim, cond_dim, base) = shape;
     let (step, seconds) = at;
     let state = CheckpointState { config: config.clone(), dim, cond_dim, base, step, params: params.to_vec(), adam: adam.clone(), losses: losses.to_vec(), seconds };

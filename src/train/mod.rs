@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{Error, Result};
 
@@ -109,5 +109,70 @@ pub fn check_loss(iteration: usize, loss: f64) -> Result<f64> {
         Ok(loss)
     } else {
         Err(Error::Diverged { iteration, loss })
+    }
+}
+
+/// Adam (Kingma & Ba 2015) on a flat parameter vector (`f32` or `f64`), with PyTorch's
+/// defaults (β₁ = 0.9, β₂ = 0.999, ε = 1e-8) and bias correction; serialisable for checkpoints.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Adam<R> {
+    m: Vec<R>,
+    v: Vec<R>,
+    t: u64,
+}
+
+macro_rules! adam_for {
+    ($r:ty) => {
+        impl Adam<$r> {
+            pub(crate) fn new(n: usize) -> Self {
+                Self { m: vec![0.0; n], v: vec![0.0; n], t: 0 }
+            }
+
+            pub(crate) fn step(&mut self, params: &mut [$r], grad: &[$r], lr: f64) {
+                const B1: $r = 0.9;
+                const B2: $r = 0.999;
+                const EPS: $r = 1e-8;
+                self.t += 1;
+                let c1 = 1.0 - B1.powi(self.t as i32);
+                let c2 = 1.0 - B2.powi(self.t as i32);
+                let step = lr as $r / c1;
+                let c2s = c2.sqrt();
+                for (((p, g), m), v) in params.iter_mut().zip(grad).zip(&mut self.m).zip(&mut self.v) {
+                    *m = B1 * *m + (1.0 - B1) * g;
+                    *v = B2 * *v + (1.0 - B2) * g * g;
+                    *p -= step * *m / (v.sqrt() / c2s + EPS);
+                }
+            }
+        }
+    };
+}
+adam_for!(f32);
+adam_for!(f64);
+
+/// Scale `grad` so its Euclidean norm is at most `clip` (no-op for `None`).
+pub(crate) fn clip_global_norm<R: Copy + Into<f64> + std::ops::MulAssign + FromF64>(grad: &mut [R], clip: Option<f64>) {
+    if let Some(clip) = clip {
+        let norm = grad.iter().map(|g| (*g).into().powi(2)).sum::<f64>().sqrt();
+        if norm > clip {
+            let s = R::from_f64(clip / norm);
+            grad.iter_mut().for_each(|g| *g *= s);
+        }
+    }
+}
+
+/// Conversion from `f64` for the scalar types that training runs in.
+pub(crate) trait FromF64 {
+    fn from_f64(v: f64) -> Self;
+}
+
+impl FromF64 for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl FromF64 for f64 {
+    fn from_f64(v: f64) -> Self {
+        v
     }
 }
