@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::device::Backend;
+use crate::studies::bg_double_well::{self, BgDoubleWellConfig};
+use crate::studies::bg_particles::{self, BgParticlesConfig, ParticleSystem};
 use crate::studies::fm_double_well::{self, FmDoubleWellConfig};
 use crate::studies::fm_moons::{self, FmMoonsConfig};
 use crate::studies::neural_ode::{self, NeuralOdeConfig};
@@ -126,6 +128,13 @@ pub enum Command {
         #[command(subcommand)]
         study: FmCommand,
     },
+    /// Boltzmann-generator studies: `double-well` (2D, trained by energy only, vs quadrature)
+    /// and `particles` (DW4 or LJ13, trained by data and energy, vs MALA).
+    Bg {
+        /// Which study.
+        #[command(subcommand)]
+        study: BgCommand,
+    },
     /// HDF5 data files: inspect and convert.
     Data {
         /// What to do.
@@ -166,6 +175,32 @@ pub enum FmCommand {
     /// Double well at a high temperature → at a low temperature.
     DoubleWell {
         /// A TOML file overriding the study's defaults (fields of `FmDoubleWellConfig`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Training steps (overrides the config).
+        #[arg(long)]
+        steps: Option<usize>,
+    },
+}
+
+/// `physflow bg ...`.
+#[derive(Debug, Subcommand)]
+pub enum BgCommand {
+    /// 2D double well by energy only: ESS/N, ΔF between the wells and log Z vs quadrature.
+    DoubleWell {
+        /// A TOML file overriding the study's defaults (fields of `BgDoubleWellConfig`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Training steps (overrides the config).
+        #[arg(long)]
+        steps: Option<usize>,
+    },
+    /// DW4 or LJ13 by data and energy: NLL, ESS/N, energy and distance histograms vs MALA.
+    Particles {
+        /// dw4 or lj13.
+        #[arg(long, default_value = "dw4")]
+        system: String,
+        /// A TOML file overriding the system's defaults (fields of `BgParticlesConfig`).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Training steps (overrides the config).
@@ -341,6 +376,49 @@ pub fn run() -> Result<()> {
                     "double well β {} → {}: W2 {:.4} (floor {:.4}, source {:.4}); right well {:.4} (exact {:.4}, source {:.4}); ESS/N {:.3}; KL {:.4}; {:.1} s",
                     cfg.beta_hot, cfg.beta_cold, r.w2, r.w2_floor, r.w2_source, r.right_well_model, r.right_well_exact, r.right_well_source,
                     r.ess_fraction, r.kl_model_to_exact, r.train_seconds
+                );
+                for f in &r.files {
+                    println!("wrote {f}");
+                }
+            }
+        },
+        Command::Bg { study } => match study {
+            BgCommand::DoubleWell { config, steps } => {
+                let mut cfg: BgDoubleWellConfig = load_config(config.as_ref())?;
+                cfg.train.seed = cli.seed;
+                if let Some(n) = steps {
+                    cfg.train.steps = *n;
+                }
+                let r = bg_double_well::run(&cfg, &cli.out.join("bg_double_well"), cli.quiet)?;
+                println!(
+                    "double well by energy: ESS/N {:.4}; ΔF {:.4} ± {:.4} (raw {:.4} ± {:.4}, exact {:.4}); log Z IS {:.4} ± {:.4}, BAR {:.4} ± {:.4} (exact {:.4}); {:.1} s",
+                    r.ess_fraction, r.delta_f_reweighted.value, r.delta_f_reweighted.std_err, r.delta_f_raw.value, r.delta_f_raw.std_err, r.delta_f_exact,
+                    r.log_z_importance.value, r.log_z_importance.std_err, r.log_z_bar.value, r.log_z_bar.std_err, r.log_z_exact, r.train_seconds
+                );
+                for f in &r.files {
+                    println!("wrote {f}");
+                }
+            }
+            BgCommand::Particles { system, config, steps } => {
+                let sys = match system.as_str() {
+                    "dw4" => ParticleSystem::Dw4,
+                    "lj13" => ParticleSystem::Lj13,
+                    other => return Err(Error::InvalidArgument { name: "--system", reason: format!("unknown system `{other}` (dw4, lj13)") }),
+                };
+                let mut cfg = match config {
+                    Some(_) => load_config(config.as_ref())?,
+                    None => BgParticlesConfig::for_system(sys),
+                };
+                cfg.system = sys;
+                cfg.train.seed = cli.seed;
+                if let Some(n) = steps {
+                    cfg.train.steps = *n;
+                }
+                let r = bg_particles::run(&cfg, &cli.out.join(format!("bg_{system}")), cli.quiet)?;
+                println!(
+                    "{system}: NLL {:.4} ± {:.4}; ESS/N {:.4}; <u> MALA {:.3} ± {:.3}, flow raw {:.3} ± {:.3}, reweighted {:.3} ± {:.3}; MALA {:.1} s, training {:.1} s",
+                    r.nll_held_out.value, r.nll_held_out.std_err, r.ess_fraction, r.energy_mcmc.value, r.energy_mcmc.std_err, r.energy_raw.value,
+                    r.energy_raw.std_err, r.energy_reweighted.value, r.energy_reweighted.std_err, r.mcmc_seconds, r.train_seconds
                 );
                 for f in &r.files {
                     println!("wrote {f}");

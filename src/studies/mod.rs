@@ -1,6 +1,8 @@
 //! Studies: end-to-end runs that simulate, train, sample, measure and plot. Examples and the
 //! `physflow` command are thin wrappers over these.
 
+pub mod bg_double_well;
+pub mod bg_particles;
 pub mod fm_double_well;
 pub mod fm_moons;
 pub mod neural_ode;
