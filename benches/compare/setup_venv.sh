@@ -4,7 +4,8 @@
 # benchmark (torchsde, diffrax), the stiff-ODE benchmarks B2-B4 (scipy,
 # diffrax), the HDF5 read benchmark (h5py; also used by
 # data/h5/make_fixtures.py and data/h5/check_with_h5py.py) and the
-# flow-matching benchmark (torchcfm, POT, scikit-learn; see fm.py).  The venv
+# flow-matching benchmark (torchcfm, POT, scikit-learn; see fm.py) and the
+# Boltzmann-generator benchmark (normflows; see boltzmann.py).  The venv
 # lives OUTSIDE the repository.
 #
 #   bash benches/compare/setup_venv.sh          # create / complete the venv
@@ -35,6 +36,7 @@ POT_VERSION="${POT_VERSION:-0.9.7.post1}"
 SKLEARN_VERSION="${SKLEARN_VERSION:-1.9.1}"
 MATPLOTLIB_VERSION="${MATPLOTLIB_VERSION:-3.11.2}"
 TORCHDYN_VERSION="${TORCHDYN_VERSION:-1.0.6}"
+NORMFLOWS_VERSION="${NORMFLOWS_VERSION:-1.7.3}"
 
 log() { echo "[setup_venv] $*" >&2; }
 
@@ -111,6 +113,9 @@ ensure scikit-learn "$SKLEARN_VERSION"    "scikit-learn==$SKLEARN_VERSION"
 ensure matplotlib   "$MATPLOTLIB_VERSION" "matplotlib==$MATPLOTLIB_VERSION"
 ensure torchdyn     "$TORCHDYN_VERSION"   "torchdyn==$TORCHDYN_VERSION" --no-deps
 ensure torchcfm     "$TORCHCFM_VERSION"   "torchcfm==$TORCHCFM_VERSION" --no-deps
+# Boltzmann generators (boltzmann.py): normflows 1.7.3 is pure Python and imports only torch
+# and numpy, both pinned above; --no-deps keeps pip from touching them.
+ensure normflows    "$NORMFLOWS_VERSION"  "normflows==$NORMFLOWS_VERSION" --no-deps
 
 # Final sanity check: every package imports and numpy was not moved by a
 # later install (pip may up/downgrade it to satisfy torch/jax).
@@ -119,7 +124,7 @@ import importlib
 import os
 os.environ.setdefault("MPLBACKEND", "Agg")  # torchcfm.utils imports matplotlib.pyplot
 for m in ("numpy", "scipy", "torch", "torchdiffeq", "torchsde", "jax", "jaxlib", "equinox", "diffrax", "h5py",
-          "ot", "sklearn", "matplotlib", "torchdyn", "torchdyn.datasets", "torchcfm", "torchcfm.utils"):
+          "ot", "sklearn", "matplotlib", "torchdyn", "torchdyn.datasets", "torchcfm", "torchcfm.utils", "normflows"):
     mod = importlib.import_module(m)
     print(f"[setup_venv] {m} {getattr(mod, '__version__', '?')}")
 PYEOF

@@ -32,6 +32,12 @@ Input schema, one object per line:
   python table.py --bench stiff physflow.jsonl peers.jsonl
   python table.py --bench h5 physflow.jsonl peers.jsonl
   python table.py --bench fm physflow.jsonl peers.jsonl
+  python table.py --bench boltzmann results.jsonl
+
+`--bench boltzmann` (run_boltzmann.sh, boltzmann.py) prints, per system, ESS/N at a
+quarter, half and all of the training budget (mean and spread over seeds, the value
+at the last evaluation at or before that time), training steps per second, and the
+ratio physflow / normflows of ESS/N at equal training time (target: > 1).
 
 Stiff rows may have "ms": null (a solve skipped because it exceeded its time
 budget; "ms_lower_bound" then bounds it from below and the ratios use the
@@ -238,14 +244,17 @@ def main(argv):
             bench, args = args[1], args[2:]
         else:
             sys.exit("table.py: --bench needs a value (%s)" % ", ".join(BENCHES))
-    if bench not in BENCHES and bench not in ("stiff", "h5", "fm"):
-        sys.exit("table.py: unknown --bench %r (known: %s, stiff, h5, fm)" % (bench, ", ".join(BENCHES)))
+    if bench not in BENCHES and bench not in ("stiff", "h5", "fm", "boltzmann"):
+        sys.exit("table.py: unknown --bench %r (known: %s, stiff, h5, fm, boltzmann)" % (bench, ", ".join(BENCHES)))
     if args:
         streams = [open(p) for p in args]
     else:
         streams = [sys.stdin]
     if bench == "fm":
         print(fm_tables(read_fm_rows(streams)))
+        return
+    if bench == "boltzmann":
+        print(boltzmann_tables(list(json_objects(streams, ("bench", "impl", "system", "train_seconds", "ess_fraction")))))
         return
     rows, order = read_rows(streams)
     if bench == "stiff":
@@ -678,3 +687,54 @@ def fm_tables(rows):
 
 if __name__ == "__main__":
     main(sys.argv)
+
+
+def _at_time(evals, t):
+    """ESS/N of the last evaluation at or before training time t (evals sorted by time)."""
+    best = None
+    for e in evals:
+        if e["train_seconds"] <= t + 1e-6:
+            best = e["ess_fraction"]
+    return best
+
+
+def boltzmann_tables(rows):
+    rows = [r for r in rows if r.get("bench") == "boltzmann"]
+    out = []
+    systems = sorted({r["system"] for r in rows})
+    for system in systems:
+        runs = {}
+        for r in rows:
+            if r["system"] == system:
+                runs.setdefault((r["impl"], r["seed"]), []).append(r)
+        budget = max(max(e["train_seconds"] for e in ev) for ev in runs.values())
+        fracs = (0.25, 0.5, 1.0)
+        out.append("### Boltzmann generator, %s: ESS/N by training time (budget %.0f s, mean ± spread over seeds)" % (system, budget))
+        out.append("")
+        out.append("| impl | seeds | " + " | ".join("ESS/N @ %.0f s" % (f * budget) for f in fracs) + " | steps/s |")
+        out.append("|---|---:|" + "---:|" * (len(fracs) + 1))
+        means = {}
+        for impl in sorted({k[0] for k in runs}, key=lambda i: (i != "physflow", i)):
+            evs = [sorted(ev, key=lambda e: e["train_seconds"]) for (im, _), ev in sorted(runs.items()) if im == impl]
+            cells = []
+            for f in fracs:
+                vals = [v for v in (_at_time(ev, f * budget * 1.02) for ev in evs) if v is not None]
+                if vals:
+                    m = sum(vals) / len(vals)
+                    means[(impl, f)] = m
+                    cells.append("%.3f ± %.3f" % (m, (max(vals) - min(vals)) / 2))
+                else:
+                    cells.append("n/a")
+            sps = [ev[-1]["step"] / ev[-1]["train_seconds"] for ev in evs if ev[-1]["train_seconds"] > 0]
+            out.append("| %s | %d | %s | %.1f |" % (impl, len(evs), " | ".join(cells), sum(sps) / max(len(sps), 1)))
+        out.append("")
+        peers = sorted({k[0] for k in runs} - {"physflow"})
+        for peer in peers:
+            ratios = []
+            for f in fracs:
+                a, b = means.get(("physflow", f)), means.get((peer, f))
+                ratios.append("n/a" if a is None or not b else "%.2f" % (a / b))
+            out.append("physflow / %s ESS/N at equal time (%s): %s (target > 1)" % (
+                peer, ", ".join("%.0f s" % (f * budget) for f in fracs), ", ".join(ratios)))
+        out.append("")
+    return "\n".join(out)
