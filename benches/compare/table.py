@@ -37,7 +37,8 @@ Input schema, one object per line:
 `--bench boltzmann` (run_boltzmann.sh, boltzmann.py) prints, per system, ESS/N at a
 quarter, half and all of the training budget (mean and spread over seeds, the value
 at the last evaluation at or before that time), training steps per second, and the
-ratio physflow / normflows of ESS/N at equal training time (target: > 1).
+ratio physflow / normflows of ESS/N at equal training time (target: > 1), and the final
+reverse-KL estimate E[βu + log q] = KL(q‖p) − log Z (lower is better; less noisy than ESS/N).
 
 Stiff rows may have "ms": null (a solve skipped because it exceeded its time
 budget; "ms_lower_bound" then bounds it from below and the ratios use the
@@ -685,9 +686,6 @@ def fm_tables(rows):
     return "\n".join(out)
 
 
-if __name__ == "__main__":
-    main(sys.argv)
-
 
 def _at_time(evals, t):
     """ESS/N of the last evaluation at or before training time t (evals sorted by time)."""
@@ -711,8 +709,8 @@ def boltzmann_tables(rows):
         fracs = (0.25, 0.5, 1.0)
         out.append("### Boltzmann generator, %s: ESS/N by training time (budget %.0f s, mean ± spread over seeds)" % (system, budget))
         out.append("")
-        out.append("| impl | seeds | " + " | ".join("ESS/N @ %.0f s" % (f * budget) for f in fracs) + " | steps/s |")
-        out.append("|---|---:|" + "---:|" * (len(fracs) + 1))
+        out.append("| impl | seeds | " + " | ".join("ESS/N @ %.0f s" % (f * budget) for f in fracs) + " | E[βu + log q] @ %.0f s | steps/s |" % budget)
+        out.append("|---|---:|" + "---:|" * (len(fracs) + 2))
         means = {}
         for impl in sorted({k[0] for k in runs}, key=lambda i: (i != "physflow", i)):
             evs = [sorted(ev, key=lambda e: e["train_seconds"]) for (im, _), ev in sorted(runs.items()) if im == impl]
@@ -726,7 +724,9 @@ def boltzmann_tables(rows):
                 else:
                     cells.append("n/a")
             sps = [ev[-1]["step"] / ev[-1]["train_seconds"] for ev in evs if ev[-1]["train_seconds"] > 0]
-            out.append("| %s | %d | %s | %.1f |" % (impl, len(evs), " | ".join(cells), sum(sps) / max(len(sps), 1)))
+            kls = [ev[-1]["kl"] for ev in evs if "kl" in ev[-1]]
+            kl = "%.3f ± %.3f" % (sum(kls) / len(kls), (max(kls) - min(kls)) / 2) if kls else "n/a"
+            out.append("| %s | %d | %s | %s | %.1f |" % (impl, len(evs), " | ".join(cells), kl, sum(sps) / max(len(sps), 1)))
         out.append("")
         peers = sorted({k[0] for k in runs} - {"physflow"})
         for peer in peers:
@@ -738,3 +738,6 @@ def boltzmann_tables(rows):
                 peer, ", ".join("%.0f s" % (f * budget) for f in fracs), ", ".join(ratios)))
         out.append("")
     return "\n".join(out)
+
+if __name__ == "__main__":
+    main(sys.argv)
