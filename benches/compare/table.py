@@ -34,11 +34,15 @@ Input schema, one object per line:
   python table.py --bench fm physflow.jsonl peers.jsonl
   python table.py --bench boltzmann results.jsonl
 
-`--bench boltzmann` (run_boltzmann.sh, boltzmann.py) prints, per system, ESS/N at a
-quarter, half and all of the training budget (mean and spread over seeds, the value
-at the last evaluation at or before that time), training steps per second, and the
-ratio physflow / normflows of ESS/N at equal training time (target: > 1), and the final
-reverse-KL estimate E[βu + log q] = KL(q‖p) − log Z (lower is better; less noisy than ESS/N).
+`--bench boltzmann` (run_boltzmann.sh, boltzmann.py, examples/bench_boltzmann.rs)
+prints one table per system: for each impl (physflow, normflows, normflows-subclass)
+ESS/N at a quarter and half of the training budget (interpolated in training time
+between the evaluations around it), the final ESS/N and reverse-KL estimate
+E[βu + log q] = KL(q‖p) − log Z (plus KL(q‖p) itself where the rows carry log Z:
+boltzmann.py's dw2d rows), each as mean ± half range over seeds, training steps per
+second and the number of incomplete (diverged / cut-off) runs; then the ratios
+physflow / peer of mean ESS/N at equal training time and of steps per second, and the
+difference of the final E[βu + log q] (BZ_*).
 
 Stiff rows may have "ms": null (a solve skipped because it exceeded its time
 budget; "ms_lower_bound" then bounds it from below and the ratios use the
@@ -687,57 +691,151 @@ def fm_tables(rows):
 
 
 
-def _at_time(evals, t):
-    """ESS/N of the last evaluation at or before training time t (evals sorted by time)."""
-    best = None
-    for e in evals:
-        if e["train_seconds"] <= t + 1e-6:
-            best = e["ess_fraction"]
-    return best
+# ---------------------------------------------------------------------- boltzmann
+# Boltzmann-generator benchmark (run_boltzmann.sh): physflow's
+# examples/bench_boltzmann.rs and boltzmann.py print one row per evaluation
+# ({"bench": "boltzmann", "impl", "system", "seed", "step", "train_seconds",
+# "ess_fraction", "kl", "samples_per_s", "threads", ["final"]}); a run is the
+# rows of one (impl, system, seed), the last one wins per step.  ESS/N at a
+# checkpoint is interpolated linearly in training time between the two
+# evaluations around it (the checkpoints are fractions of the budget).
+BZ_FRACS = (0.25, 0.5, 1.0)
+BZ_BASELINE = "physflow"
+BZ_IMPL_ORDER = ["physflow", "normflows", "normflows-subclass"]
+
+
+def _bz_runs(rows):
+    """{system: {(impl, seed): [rows sorted by train_seconds]}}."""
+    runs = {}
+    for r in rows:
+        if r.get("bench") != "boltzmann" or _num(r.get("train_seconds")) is None:
+            continue
+        key = (str(r["impl"]), r.get("seed"))
+        by_step = runs.setdefault(str(r["system"]), {}).setdefault(key, {})
+        by_step[(r.get("step"), _num(r["train_seconds"]))] = r
+    return {s: {k: sorted(v.values(), key=lambda e: _num(e["train_seconds"])) for k, v in rr.items()}
+            for s, rr in runs.items()}
+
+
+def _bz_budget(runs):
+    """The training budget (s): "budget_seconds" of any row, else the smallest
+    final training time rounded to 0.1 s."""
+    for ev in runs.values():
+        for e in ev:
+            b = _num(e.get("budget_seconds"))
+            if b:
+                return b
+    finals = [_num(ev[-1]["train_seconds"]) for ev in runs.values() if ev]
+    return round(min(finals), 1) if finals else 0.0
+
+
+def _bz_at(ev, t):
+    """ESS/N of one run at training time t: linear interpolation between the
+    evaluations around t; the last one if the run ended within 2 % before t;
+    None before the first evaluation or after a run that stopped early."""
+    pts = [(_num(e["train_seconds"]), _num(e.get("ess_fraction"))) for e in ev]
+    pts = [(a, b) for a, b in pts if a is not None and b is not None]
+    if not pts or t < pts[0][0] - 1e-9:
+        return None
+    for (t0, v0), (t1, v1) in zip(pts, pts[1:]):
+        if t0 <= t <= t1:
+            return v0 if t1 == t0 else v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+    return pts[-1][1] if pts[-1][0] >= 0.98 * t else None
+
+
+def _bz_stat(vals, n):
+    """'mean ± half range' over seeds, with '(k/n)' when only k of n runs count."""
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "n/a", None
+    m = sum(vals) / len(vals)
+    s = "%.3f ± %.3f" % (m, (max(vals) - min(vals)) / 2)
+    if len(vals) < n:
+        s += " (%d/%d)" % (len(vals), n)
+    return s, m
+
+
+def _bz_ok(ev):
+    """A run is complete when its last row is "final" and did not diverge."""
+    return bool(ev) and bool(ev[-1].get("final")) and not ev[-1].get("diverged")
 
 
 def boltzmann_tables(rows):
-    rows = [r for r in rows if r.get("bench") == "boltzmann"]
     out = []
-    systems = sorted({r["system"] for r in rows})
-    for system in systems:
-        runs = {}
-        for r in rows:
-            if r["system"] == system:
-                runs.setdefault((r["impl"], r["seed"]), []).append(r)
-        budget = max(max(e["train_seconds"] for e in ev) for ev in runs.values())
-        fracs = (0.25, 0.5, 1.0)
-        out.append("### Boltzmann generator, %s: ESS/N by training time (budget %.0f s, mean ± spread over seeds)" % (system, budget))
-        out.append("")
-        out.append("| impl | seeds | " + " | ".join("ESS/N @ %.0f s" % (f * budget) for f in fracs) + " | E[βu + log q] @ %.0f s | steps/s |" % budget)
-        out.append("|---|---:|" + "---:|" * (len(fracs) + 2))
-        means = {}
-        for impl in sorted({k[0] for k in runs}, key=lambda i: (i != "physflow", i)):
-            evs = [sorted(ev, key=lambda e: e["train_seconds"]) for (im, _), ev in sorted(runs.items()) if im == impl]
+    by_system = _bz_runs(rows)
+    if not by_system:
+        return "### Boltzmann generator\n\n(no rows read)"
+    for system in sorted(by_system):
+        runs = by_system[system]
+        budget = _bz_budget(runs)
+        checkpoints = [f * budget for f in BZ_FRACS]
+        impls = sorted({k[0] for k in runs},
+                       key=lambda i: (BZ_IMPL_ORDER.index(i) if i in BZ_IMPL_ORDER else len(BZ_IMPL_ORDER), i))
+        # log Z, where a row knows it (boltzmann.py's dw2d rows: kl_true = kl + log Z).
+        log_z = None
+        for ev in runs.values():
+            for e in ev:
+                if _num(e.get("kl_true")) is not None and _num(e.get("kl")) is not None:
+                    log_z = _num(e["kl_true"]) - _num(e["kl"])
+        out += ["### Boltzmann generator, %s: ESS/N by training time (budget %g s; mean ± half range over seeds)"
+                % (system, budget), "",
+                "| impl | seeds | " + " | ".join("ESS/N @ %g s" % c for c in checkpoints[:-1])
+                + " | ESS/N final | E[βu + log q] final"
+                + (" | KL(q‖p) final" if log_z is not None else "")
+                + " | steps/s | incomplete |",
+                "|---|---:|" + "---:|" * (len(checkpoints) + 3 + (log_z is not None))]
+        means, sps_mean, kl_mean = {}, {}, {}
+        for impl in impls:
+            evs = [ev for (im, _), ev in sorted(runs.items(), key=lambda kv: str(kv[0][1])) if im == impl]
+            n = len(evs)
             cells = []
-            for f in fracs:
-                vals = [v for v in (_at_time(ev, f * budget * 1.02) for ev in evs) if v is not None]
-                if vals:
-                    m = sum(vals) / len(vals)
-                    means[(impl, f)] = m
-                    cells.append("%.3f ± %.3f" % (m, (max(vals) - min(vals)) / 2))
-                else:
-                    cells.append("n/a")
-            sps = [ev[-1]["step"] / ev[-1]["train_seconds"] for ev in evs if ev[-1]["train_seconds"] > 0]
-            kls = [ev[-1]["kl"] for ev in evs if "kl" in ev[-1]]
-            kl = "%.3f ± %.3f" % (sum(kls) / len(kls), (max(kls) - min(kls)) / 2) if kls else "n/a"
-            out.append("| %s | %d | %s | %s | %.1f |" % (impl, len(evs), " | ".join(cells), kl, sum(sps) / max(len(sps), 1)))
-        out.append("")
-        peers = sorted({k[0] for k in runs} - {"physflow"})
-        for peer in peers:
-            ratios = []
-            for f in fracs:
-                a, b = means.get(("physflow", f)), means.get((peer, f))
-                ratios.append("n/a" if a is None or not b else "%.2f" % (a / b))
-            out.append("physflow / %s ESS/N at equal time (%s): %s (target > 1)" % (
-                peer, ", ".join("%.0f s" % (f * budget) for f in fracs), ", ".join(ratios)))
-        out.append("")
-    return "\n".join(out)
+            for c in checkpoints[:-1]:
+                s, m = _bz_stat([_bz_at(ev, c) for ev in evs], n)
+                means[(impl, c)] = m
+                cells.append(s)
+            finals = [ev[-1] for ev in evs if _bz_ok(ev)]
+            s, m = _bz_stat([_num(e.get("ess_fraction")) for e in finals], n)
+            means[(impl, checkpoints[-1])] = m
+            cells.append(s)
+            kls = [_num(e.get("kl")) for e in finals]
+            s, kl_mean[impl] = _bz_stat(kls, n)
+            cells.append(s)
+            if log_z is not None:
+                cells.append(_bz_stat([None if k is None else k + log_z for k in kls], n)[0])
+            sps = [_num(ev[-1]["step"]) / _num(ev[-1]["train_seconds"]) for ev in evs
+                   if _num(ev[-1].get("step")) is not None and _num(ev[-1]["train_seconds"])]
+            sps_mean[impl] = sum(sps) / len(sps) if sps else None
+            cells.append("n/a" if sps_mean[impl] is None else "%.1f" % sps_mean[impl])
+            bad = n - sum(1 for ev in evs if _bz_ok(ev))
+            cells.append(str(bad))
+            out.append("| %s | %d | %s |" % (impl, n, " | ".join(cells)))
+        peers = [i for i in impls if i != BZ_BASELINE]
+        if BZ_BASELINE in impls and peers:
+            out += ["", "| ratio | " + " | ".join("ESS/N @ %g s" % c for c in checkpoints[:-1])
+                    + " | ESS/N final | steps/s | Δ E[βu + log q] final |",
+                    "|---|" + "---:|" * (len(checkpoints) + 2)]
+            for peer in peers:
+                cells = []
+                for c in checkpoints:
+                    a, b = means.get((BZ_BASELINE, c)), means.get((peer, c))
+                    cells.append("n/a" if a is None or not b else "%.2f" % (a / b))
+                a, b = sps_mean.get(BZ_BASELINE), sps_mean.get(peer)
+                cells.append("n/a" if a is None or not b else "%.2f" % (a / b))
+                a, b = kl_mean.get(BZ_BASELINE), kl_mean.get(peer)
+                cells.append("n/a" if a is None or b is None else "%+.3f" % (a - b))
+                out.append("| %s / %s | %s |" % (BZ_BASELINE, peer, " | ".join(cells)))
+        out += ["", "ESS/N = Kish ESS / N on 20000 fresh samples, the clock paused; at a checkpoint "
+                    "interpolated linearly in training time between the evaluations around it; "
+                    "'final' is the last evaluation (at the budget) of each complete run. "
+                    "E[βu + log q] = KL(q‖p) − log Z (lower is better)%s. Ratios are of the "
+                    "means over seeds (> 1: physflow ahead); Δ E[βu + log q] is physflow's mean "
+                    "minus the peer's (< 0: physflow closer to the target; steadier than ESS/N). 'incomplete': runs without a final "
+                    "row or that stopped at a non-finite loss; they count at the checkpoints "
+                    "they reached, '(k/n)' says how many runs a cell averages."
+                    % ("; log Z = %.4f, so a flow that misses one of the two wells has "
+                       "KL(q‖p) ≳ log 2 = 0.69" % log_z if log_z is not None else ""), ""]
+    return "\n".join(out).rstrip("\n")
+
 
 if __name__ == "__main__":
     main(sys.argv)

@@ -129,7 +129,7 @@ pub fn run(cfg: &BgDoubleWellConfig, out: &Path, quiet: bool) -> Result<BgDouble
 
     // BAR between q (reduced potential −log q, normalised) and p (reduced potential β u):
     // Δf = f_p − f_q = −log Z. Forward works on flow samples, reverse works on MALA samples.
-    let mcmc_cfg = MalaConfig { chains: cfg.mcmc_chains, burn_in: 1000, samples: cfg.mcmc_samples, thin: 5, step_size: 0.05, beta, seed, ..MalaConfig::default() };
+    let mcmc_cfg = MalaConfig { chains: cfg.mcmc_chains, burn_in: 1000, samples: cfg.mcmc_samples, thin: 20, step_size: 0.05, beta, seed, ..MalaConfig::default() };
     let x0 = Array2::from_shape_fn((cfg.mcmc_chains, 2), |(i, k)| if k == 0 { if i % 2 == 0 { 1.4 } else { -1.4 } } else { 0.0 });
     let ref_samples = mala(energy, x0.view(), &mcmc_cfg)?;
     let work_f = -&w.log_w;
