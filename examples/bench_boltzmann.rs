@@ -45,7 +45,7 @@ fn main() -> physflow::Result<()> {
     let dir = std::env::temp_dir().join(format!("physflow-bench-bg-{}-{system}-{seed}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| physflow::Error::Io { path: dir.display().to_string(), source: e })?;
     let ck = dir.join("ck.json");
-    let (mut trained, mut steps) = (0.0, 0);
+    let mut trained = 0.0;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xE5A1);
     loop {
         // Each chunk resumes from the checkpoint, so the optimiser state carries over; the
@@ -54,7 +54,7 @@ fn main() -> physflow::Result<()> {
         let run = RunOptions { checkpoint: Some(ck.clone()), time_budget: Some(budget), quiet: true };
         let rep = train(&mut bg, Some(energy.as_ref()), None, &config, &run)?;
         trained += rep.seconds;
-        steps = rep.steps;
+        let steps = rep.steps;
         let w = bg.sample_weighted(energy.as_ref(), 1.0, 20000, &mut rng)?;
         let ess = reweight::kish_ess(w.log_w.view())? / 20000.0;
         let kl = -w.log_w.mean().unwrap_or(f64::NAN);

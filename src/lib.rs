@@ -1,7 +1,9 @@
 //! # physflow
 //!
 //! Flows on physical systems: batched neural ODE solvers with exact gradients (direct,
-//! checkpointed, continuous adjoint), fused CPU MLP vector fields, and the studies built on them.
+//! checkpointed, continuous adjoint), fused CPU MLP vector fields, neural SDEs, stiff physical
+//! systems through diffsol, HDF5 datasets, flow matching, normalizing flows and Boltzmann
+//! generators ([`flows`], [`boltzmann`]), and the studies built on them.
 //!
 //! ```
 //! use burn::tensor::Tensor;
