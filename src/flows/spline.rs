@@ -137,29 +137,41 @@ pub(crate) fn bin(kn: &Knots, k: usize) -> Bin {
 /// `y = y_k + h(s ξ² + δ_k ξ(1−ξ)) / (s + (δ_k + δ_{k+1} − 2s) ξ(1−ξ))` and
 /// `dy/dx = s² (δ_{k+1} ξ² + 2 s ξ(1−ξ) + δ_k (1−ξ)²) / (s + (δ_k + δ_{k+1} − 2s) ξ(1−ξ))²`.
 pub(crate) fn rq_eval(x: f64, b: &Bin) -> (f64, f64) {
-    let [x0, x1, y0, y1, d0, d1] = *b;
-    let w = x1 - x0;
-    let h = y1 - y0;
-    let s = h / w;
-    let xi = ((x - x0) / w).clamp(0.0, 1.0);
-    let q = xi * (1.0 - xi);
-    let num = h * (s * xi * xi + d0 * q);
-    let den = s + (d0 + d1 - 2.0 * s) * q;
-    let p = d1 * xi * xi + 2.0 * s * q + d0 * (1.0 - xi) * (1.0 - xi);
-    (y0 + num / den, 2.0 * s.ln() + p.ln() - 2.0 * den.ln())
+    let g = Segment::new(x, b);
+    (b[2] + g.num / g.den, 2.0 * g.s.ln() + g.p.ln() - 2.0 * g.den.ln())
+}
+
+/// The intermediate values of [`rq_eval`] that its VJP reuses (`p` is the bracket of `dy/dx`).
+struct Segment {
+    w: f64,
+    h: f64,
+    s: f64,
+    xi: f64,
+    q: f64,
+    num: f64,
+    den: f64,
+    p: f64,
+}
+
+impl Segment {
+    fn new(x: f64, b: &Bin) -> Self {
+        let [x0, x1, y0, y1, d0, d1] = *b;
+        let w = x1 - x0;
+        let h = y1 - y0;
+        let s = h / w;
+        let xi = ((x - x0) / w).clamp(0.0, 1.0);
+        let q = xi * (1.0 - xi);
+        let num = h * (s * xi * xi + d0 * q);
+        let den = s + (d0 + d1 - 2.0 * s) * q;
+        let p = d1 * xi * xi + 2.0 * s * q + d0 * (1.0 - xi) * (1.0 - xi);
+        Segment { w, h, s, xi, q, num, den, p }
+    }
 }
 
 /// Reverse mode of [`rq_eval`]: cotangents `(y_bar, ld_bar)` to `(x_bar, bin_bar)`.
 pub(crate) fn rq_eval_vjp(x: f64, b: &Bin, y_bar: f64, ld_bar: f64) -> (f64, Bin) {
-    let [x0, x1, y0, y1, d0, d1] = *b;
-    let w = x1 - x0;
-    let h = y1 - y0;
-    let s = h / w;
-    let xi = ((x - x0) / w).clamp(0.0, 1.0);
-    let q = xi * (1.0 - xi);
-    let num = h * (s * xi * xi + d0 * q);
-    let den = s + (d0 + d1 - 2.0 * s) * q;
-    let p = d1 * xi * xi + 2.0 * s * q + d0 * (1.0 - xi) * (1.0 - xi);
+    let (d0, d1) = (b[4], b[5]);
+    let Segment { w, h, s, xi, q, num, den, p } = Segment::new(x, b);
 
     let num_bar = y_bar / den;
     let den_bar = -y_bar * num / (den * den) - 2.0 * ld_bar / den;
