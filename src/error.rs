@@ -133,6 +133,16 @@ pub enum Error {
         /// The solver's reason.
         reason: String,
     },
+    /// A constraint projection did not reach its tolerance.
+    #[error("projection onto `{constraint}` did not converge: residual {residual:e} after {iterations} Gauss–Newton iterations; raise `max_iter`, loosen `tol`, or check that the constraints are consistent")]
+    ProjectionFailed {
+        /// The constraint's name.
+        constraint: String,
+        /// `max |h_r|` reached.
+        residual: f64,
+        /// Iterations taken.
+        iterations: usize,
+    },
     /// A plot could not be drawn.
     #[error("plot error: {0}")]
     Plot(String),

@@ -38,6 +38,7 @@ pub mod host;
 pub mod io;
 pub mod nn;
 pub mod ode;
+pub mod pde;
 pub mod plot;
 pub mod sde;
 pub mod sim;

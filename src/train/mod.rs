@@ -40,7 +40,11 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+/// Reads a JSON file written by [`write_json`].
+///
+/// # Errors
+/// `Io` or `Format` naming the file.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::Format { path: path.display().to_string(), reason: e.to_string() })
 }
@@ -66,8 +70,7 @@ impl Checkpoint {
     /// Save the model, the optimizer and the loop state.
     pub fn save<M: Module, S: Serialize>(&self, model: &M, optim: &ModuleOptimizer, state: &S) -> Result<()> {
         let record_err = |what: &str, e: String| Error::Format { path: self.dir.join(what).display().to_string(), reason: e };
-        let model_bytes = model.clone().into_record().into_bytes().map_err(|e| record_err("model.bpk", format!("{e:?}")))?;
-        write_atomic(&self.dir.join("model.bpk"), &model_bytes)?;
+        save_module(&self.dir.join("model.bpk"), model)?;
         let optim_bytes = optim.into_bytes().map_err(|e| record_err("optimizer.bpk", format!("{e:?}")))?;
         write_atomic(&self.dir.join("optimizer.bpk"), &optim_bytes)?;
         write_json(&self.dir.join("state.json"), state)
@@ -78,14 +81,29 @@ impl Checkpoint {
     pub fn load<M: Module, S: DeserializeOwned>(&self, model: M, optim: ModuleOptimizer) -> Result<(M, ModuleOptimizer, S)> {
         let state: S = read_json(&self.dir.join("state.json"))?;
         let fmt = |what: &str, e: String| Error::Format { path: self.dir.join(what).display().to_string(), reason: e };
-        let model_bytes = std::fs::read(self.dir.join("model.bpk")).map_err(|e| Error::io(self.dir.join("model.bpk"), e))?;
-        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(model_bytes)).map_err(|e| fmt("model.bpk", format!("{e:?}")))?;
-        let model = model.try_load_record(record).map_err(|e| fmt("model.bpk", format!("{e:?}")))?;
+        let model = load_module(&self.dir.join("model.bpk"), model)?;
         let optim_bytes =
             std::fs::read(self.dir.join("optimizer.bpk")).map_err(|e| Error::io(self.dir.join("optimizer.bpk"), e))?;
         let optim = optim.from_bytes(burn::tensor::Bytes::from_bytes_vec(optim_bytes)).map_err(|e| fmt("optimizer.bpk", format!("{e:?}")))?;
         Ok((model, optim, state))
     }
+}
+
+/// Writes a module's parameters (burn's record bytes) to `path`, atomically.
+pub fn save_module<M: Module>(path: &Path, module: &M) -> Result<()> {
+    let bytes = module.clone().into_record().into_bytes().map_err(|e| Error::Format { path: path.display().to_string(), reason: format!("{e:?}") })?;
+    write_atomic(path, &bytes)
+}
+
+/// Loads parameters written by [`save_module`] into `module` (built with the same architecture).
+///
+/// # Errors
+/// `Io` when the file cannot be read, `Format` when it does not fit the module.
+pub fn load_module<M: Module>(path: &Path, module: M) -> Result<M> {
+    let fmt = |e: String| Error::Format { path: path.display().to_string(), reason: e };
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| fmt(format!("{e:?}")))?;
+    module.try_load_record(record).map_err(|e| fmt(format!("{e:?}")))
 }
 
 /// A progress bar for `total` iterations that shows the current loss; hidden when `quiet`.

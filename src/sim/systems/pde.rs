@@ -192,8 +192,8 @@ pub enum Reaction {
 }
 
 impl Reaction {
-    /// `R(u)/r` and its derivative.
-    fn shape(self, u: f64) -> (f64, f64) {
+    /// `R(u)/r` and its derivative `d(R/r)/du`.
+    pub fn shape(self, u: f64) -> (f64, f64) {
         match self {
             Reaction::FisherKpp => (u * (1.0 - u), 1.0 - 2.0 * u),
             Reaction::AllenCahn => (u - u * u * u, 1.0 - 3.0 * u * u),
