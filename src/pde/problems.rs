@@ -6,12 +6,19 @@
 //! `v(x, t) = E[x₁ − x₀ | x_t = x] = (μ₁ − μ₀) + (tΣ − (1 − t)K) C_t⁻¹ (x − m_t)`
 //! (Gaussian conditioning with `Cov(x₁ − x₀, x_t) = tΣ − (1 − t)K`). Its flow carries `N(μ₀, K)`
 //! to `N(μ₁, Σ)` exactly, so any sampler can be checked against known moments.
+//!
+//! [`constraint_cases`]: every constraint kind on a small grid, the list the tests loop over.
 
 use burn::tensor::{Tensor, TensorData};
 use ndarray::{Array1, Array2};
 
+use super::constraint::{
+    AutodiffConstraint, BoundaryFlux, Constraint, LinearConstraint, MassBalance, Operator, PdeResidual, Points, Quadrature, Side, Source, Stack, TimeValues,
+};
+use super::grid::{Axis, Grid};
 use crate::host::ToHost;
 use crate::ode::{Time, VectorField};
+use crate::sim::systems::Reaction;
 
 /// The exact flow-matching velocity between `N(μ₀, K)` and `N(μ₁, Σ)` in `ℝⁿ`.
 #[derive(Clone, Debug)]
@@ -93,4 +100,68 @@ impl VectorField<2> for GaussianFlow {
     }
 
     fn zero_params(&self) {}
+}
+
+
+/// A constraint of the library on a small grid, with a point where its Jacobian is checked.
+pub struct ConstraintCase {
+    /// Which constructor, with its settings.
+    pub name: String,
+    /// The constraint.
+    pub constraint: Box<dyn Constraint>,
+    /// A field of the right size inside the constraint's domain (values in `(0.1, 0.9)`).
+    pub point: Vec<f64>,
+}
+
+/// Every kind of constraint in the library on a small grid (6 points × 4 times): the one list
+/// the constraint tests iterate over, so a new constraint is tested the moment it is added.
+pub fn constraint_cases() -> Vec<ConstraintCase> {
+    let (nx, nt) = (6, 4);
+    let periodic = Grid::space_time(Axis::space("x", nx, 0.0, 1.0 / nx as f64, true), Axis::time(nt, 0.0, 0.3));
+    let nodes = Grid::space_time(Axis::space("x", nx, 0.0, 1.0 / (nx - 1) as f64, false), Axis::time(nt, 0.0, 0.3));
+    let cells = Grid::space_time(Axis::space("x", nx, 0.5 / nx as f64, 1.0 / nx as f64, false), Axis::time(nt, 0.0, 0.3));
+    let spatial = Grid { channels: vec!["u".into()], axes: vec![Axis::space("x", 4, 0.0, 0.25, false), Axis::space("y", 3, 0.0, 0.5, false)] };
+    let point = |g: &Grid, seed: usize| -> Vec<f64> { (0..g.len()).map(|i| 0.1 + 0.8 * (((i + seed) * 7919 % 101) as f64 / 101.0)).collect() };
+    let u0: Vec<f64> = (0..nx).map(|i| 0.5 + 0.3 * (i as f64).sin()).collect();
+    let fisher = Source::Reaction { reaction: Reaction::FisherKpp, rate: 2.0 };
+    let allen = Source::Reaction { reaction: Reaction::AllenCahn, rate: 1.5 };
+    let per_time = TimeValues::PerTime((0..nt).map(|k| 0.1 * k as f64).collect());
+    let mut cases: Vec<(String, Box<dyn Constraint>, &Grid)> = vec![
+        ("initial condition".into(), Box::new(LinearConstraint::initial_condition(&periodic, &u0).unwrap()), &periodic),
+        ("dirichlet left, constant".into(), Box::new(LinearConstraint::dirichlet(&nodes, 0, Side::Left, &TimeValues::Constant(0.7), 1).unwrap()), &nodes),
+        ("dirichlet right, per time".into(), Box::new(LinearConstraint::dirichlet(&nodes, 0, Side::Right, &per_time, 0).unwrap()), &nodes),
+        ("neumann left, nodes".into(), Box::new(LinearConstraint::neumann(&nodes, 0, Side::Left, Points::Nodes, &TimeValues::Constant(0.2), 0).unwrap()), &nodes),
+        ("neumann right, cells".into(), Box::new(LinearConstraint::neumann(&cells, 0, Side::Right, Points::Cells, &per_time, 1).unwrap()), &cells),
+        ("periodic".into(), Box::new(LinearConstraint::periodic(&nodes, 0).unwrap()), &nodes),
+        ("mass conservation, from t0".into(), Box::new(LinearConstraint::mass_conservation(&periodic, 0, Quadrature::Uniform, None).unwrap()), &periodic),
+        ("mass conservation, given, trapezoid".into(), Box::new(LinearConstraint::mass_conservation(&nodes, 0, Quadrature::Trapezoid, Some(0.4)).unwrap()), &nodes),
+        ("total mass, 2D".into(), Box::new(LinearConstraint::mass_conservation(&spatial, 0, Quadrature::Trapezoid, Some(0.3)).unwrap()), &spatial),
+        ("fixed values".into(), Box::new(LinearConstraint::fixed_values("probes", &spatial, vec![(0, 0.5), (7, 0.2)]).unwrap()), &spatial),
+        ("mass balance, no source".into(), Box::new(MassBalance::new(&cells, 0, Quadrature::Uniform, None, BoundaryFlux::Known(per_time.clone())).unwrap()), &cells),
+        ("mass balance, Fisher-KPP source".into(), Box::new(MassBalance::new(&cells, 0, Quadrature::Uniform, Some(fisher), BoundaryFlux::Known(TimeValues::Constant(0.05))).unwrap()), &cells),
+        ("mass balance, Allen-Cahn source".into(), Box::new(MassBalance::new(&periodic, 0, Quadrature::Uniform, Some(allen), BoundaryFlux::Zero).unwrap()), &periodic),
+        ("mass balance, Burgers boundary flux".into(), Box::new(MassBalance::new(&nodes, 0, Quadrature::Interior, None, BoundaryFlux::Burgers { viscosity: 0.05 }).unwrap()), &nodes),
+        ("Burgers residual, Crank-Nicolson".into(), Box::new(PdeResidual::new(&nodes, Operator::Burgers { viscosity: 0.05 }, 0.5).unwrap()), &nodes),
+        ("Burgers residual, explicit".into(), Box::new(PdeResidual::new(&nodes, Operator::Burgers { viscosity: 0.05 }, 0.0).unwrap()), &nodes),
+        ("reaction-diffusion residual, Neumann".into(), Box::new(PdeResidual::new(&cells, Operator::ReactionDiffusion { diffusivity: 0.01, source: Some(fisher), neumann: Some((0.1, -0.2)) }, 0.5).unwrap()), &cells),
+        ("heat residual, periodic, implicit".into(), Box::new(PdeResidual::new(&periodic, Operator::ReactionDiffusion { diffusivity: 0.02, source: None, neumann: None }, 1.0).unwrap()), &periodic),
+    ];
+    // A nonlinear constraint in burn ops: the spatial energy h Σᵢ u(xᵢ, t_k)² = 0.3 at every time.
+    let (n, h) = (periodic.len(), 1.0 / nx as f64);
+    let energy = AutodiffConstraint::new("energy (burn)", n, nt, move |u: burn::tensor::Tensor<2>| {
+        let [b, _] = u.dims();
+        u.reshape([b, nx, nt]).square().sum_dim(1).reshape([b, nt]).mul_scalar(h).sub_scalar(0.3)
+    });
+    cases.push(("autodiff energy".into(), Box::new(energy), &periodic));
+    let stack = Stack::new(vec![
+        Box::new(LinearConstraint::initial_condition(&cells, &u0).unwrap()),
+        Box::new(MassBalance::new(&cells, 0, Quadrature::Uniform, Some(fisher), BoundaryFlux::Zero).unwrap()),
+    ])
+    .unwrap();
+    cases.push(("stack: initial condition + mass balance".into(), Box::new(stack), &cells));
+    cases
+        .into_iter()
+        .enumerate()
+        .map(|(k, (name, constraint, grid))| ConstraintCase { name, point: point(grid, k), constraint })
+        .collect()
 }

@@ -37,6 +37,10 @@ pub enum ProjectMode {
 pub struct ProjectOptions {
     /// Converged when `max |h_r(u)| ≤ tol` (the residual's physical units).
     pub tol: f64,
+    /// [`ProjectMode::Closest`] on nonlinear constraints also waits until a step moves the field
+    /// by at most this much (`max |Δu|`), so the result is the nearest point (stationary:
+    /// `u − ξ ∈ range(Jᵀ)`) and not just a point on the constraint set.
+    pub step_tol: f64,
     /// Gauss–Newton iterations at most.
     pub max_iter: usize,
     /// Tikhonov term `ε` of `J Jᵀ + εI` (0: exact Gauss–Newton).
@@ -47,7 +51,7 @@ pub struct ProjectOptions {
 
 impl Default for ProjectOptions {
     fn default() -> Self {
-        ProjectOptions { tol: 1e-10, max_iter: 30, eps: 0.0, mode: ProjectMode::Closest }
+        ProjectOptions { tol: 1e-10, step_tol: 1e-9, max_iter: 30, eps: 0.0, mode: ProjectMode::Closest }
     }
 }
 
@@ -142,8 +146,8 @@ impl<'a> Projector<'a> {
     /// `InvalidArgument` for a non-positive tolerance or zero iterations; `Unsupported` when the
     /// factorisation fails.
     pub fn new(constraint: &'a dyn Constraint, opts: ProjectOptions) -> Result<Self> {
-        if !(opts.tol > 0.0) || opts.max_iter == 0 || !(opts.eps >= 0.0) {
-            return Err(Error::invalid("project", format!("need tol > 0, max_iter ≥ 1 and eps ≥ 0, got {opts:?}")));
+        if !(opts.tol > 0.0) || !(opts.step_tol > 0.0) || opts.max_iter == 0 || !(opts.eps >= 0.0) {
+            return Err(Error::invalid("project", format!("need tol > 0, step_tol > 0, max_iter ≥ 1 and eps ≥ 0, got {opts:?}")));
         }
         let linear = if constraint.is_linear() {
             let j = constraint.jacobian(&vec![0.0; constraint.dim()]);
@@ -196,7 +200,9 @@ impl<'a> Projector<'a> {
         }
         let xi = u.to_vec();
         let budget = steps.unwrap_or(self.opts.max_iter);
+        let mut before = u.to_vec();
         for it in 0..budget {
+            before.copy_from_slice(u);
             let owned;
             let (j, normal) = match &self.linear {
                 Some((j, n)) => (j, n),
@@ -227,7 +233,9 @@ impl<'a> Projector<'a> {
             if !report.residual.is_finite() {
                 return Err(Error::ProjectionFailed { constraint: self.constraint.name(), residual: report.residual, iterations: it + 1 });
             }
-            if report.residual <= self.opts.tol {
+            let moved = u.iter().zip(&before).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            let stationary = self.linear.is_some() || self.opts.mode == ProjectMode::Root || moved <= self.opts.step_tol;
+            if report.residual <= self.opts.tol && stationary {
                 return Ok(report);
             }
         }
