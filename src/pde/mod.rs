@@ -17,6 +17,7 @@
 //! * [`sample`]: unconstrained, project-at-the-end, PCFM, ECI and guidance samplers.
 //! * [`train`], [`model`]: functional flow matching with an optional PDE-residual term, and
 //!   the trained [`FieldModel`] as a vector field in physical units.
+//! * [`simulate`]: space-time fields from `sim`'s method-of-lines PDEs (diffsol).
 //! * [`metrics`]: MMSE/SMSE of ensembles, constraint error, PDEBench's RMSE/nRMSE/cRMSE/bRMSE.
 //!
 //! ```
@@ -45,6 +46,7 @@ pub mod model;
 pub mod problems;
 pub mod project;
 pub mod sample;
+pub mod simulate;
 pub mod train;
 
 pub use constraint::{
@@ -58,4 +60,5 @@ pub use model::{FieldModel, FieldModelMeta};
 pub use problems::GaussianFlow;
 pub use project::{project, ProjectMode, ProjectOptions, ProjectReport, Projector};
 pub use sample::{sample, Anchor, Method, PcfmOptions, Relax, SampleConfig, SampleStats, Samples};
+pub use simulate::{simulate_fields, space_time_field, space_time_grid};
 pub use train::{train_ffm, FfmConfig, FfmProblem, FfmReport, RunOptions};
