@@ -98,10 +98,12 @@ pub struct RunOptions {
     pub checkpoint: Option<PathBuf>,
     /// Hide the progress bar.
     pub quiet: bool,
+    /// Stop after this many steps in this call (checkpointing there), to be resumed later.
+    pub stop_after: Option<usize>,
 }
 
 /// The outcome of [`train_ffm`].
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FfmReport {
     /// `(step, flow-matching loss, residual term)` every `log_every` steps.
     pub losses: Vec<(usize, f64, f64)>,
@@ -192,7 +194,7 @@ pub fn train_ffm(problem: &FfmProblem<'_>, cfg: &FfmConfig, run: &RunOptions, de
     let on = (&ad, dtype);
     let b = cfg.batch_size;
     let mut steps_run = 0;
-    while state.step < cfg.steps {
+    while state.step < cfg.steps && run.stop_after.is_none_or(|k| steps_run < k) {
         let step = state.step;
         let mut rng = step_rng(cfg.seed, step);
         let rows: Vec<usize> = (0..b).map(|_| rng.random_range(0..problem.data.nrows())).collect();
@@ -241,7 +243,8 @@ pub fn train_ffm(problem: &FfmProblem<'_>, cfg: &FfmConfig, run: &RunOptions, de
         bar.set_message(format!("loss {fm_value:.3e}"));
         state.report.seconds = seconds_before + start.elapsed().as_secs_f64();
         if let Some(c) = &ckpt {
-            if (cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0) || state.step == cfg.steps {
+            let stopping = run.stop_after == Some(steps_run);
+            if (cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0) || state.step == cfg.steps || stopping {
                 c.save(&net, &optim, &state)?;
             }
         }
@@ -272,4 +275,33 @@ fn residual_cotangent(c: &dyn Constraint, end: &[f64], b: usize, mean: &[f64], s
         }
     }
     (w * value / (b * m) as f64, cot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pde::constraint::{BoundaryFlux, MassBalance, Quadrature, Source};
+    use crate::pde::grid::Axis;
+    use crate::sim::systems::Reaction;
+
+    /// The residual term's cotangent is its gradient: central differences of the value with
+    /// respect to each normalised endpoint entry (step 1e-6; the term is a quartic polynomial).
+    #[test]
+    fn residual_cotangent_is_the_gradient_of_the_residual_term() {
+        let grid = Grid::space_time(Axis::space("x", 5, 0.1, 0.2, false), Axis::time(4, 0.0, 0.3));
+        let c = MassBalance::new(&grid, 0, Quadrature::Uniform, Some(Source::Reaction { reaction: Reaction::FisherKpp, rate: 2.0 }), BoundaryFlux::Zero).unwrap();
+        let (b, n) = (2, grid.len());
+        let end: Vec<f64> = (0..b * n).map(|i| ((i * 17 % 13) as f64 / 13.0 - 0.5) * 1.5).collect();
+        let (mean, std) = (vec![0.4], vec![0.3]);
+        let (_, cot) = residual_cotangent(&c, &end, b, &mean, &std, n, 0.7);
+        let eps = 1e-6;
+        for k in 0..b * n {
+            let mut up = end.clone();
+            let mut dn = end.clone();
+            up[k] += eps;
+            dn[k] -= eps;
+            let fd = (residual_cotangent(&c, &up, b, &mean, &std, n, 0.7).0 - residual_cotangent(&c, &dn, b, &mean, &std, n, 0.7).0) / (2.0 * eps);
+            assert!((fd - cot[k]).abs() < 1e-8 * (1.0 + fd.abs()), "entry {k}: {fd} vs {}", cot[k]);
+        }
+    }
 }
