@@ -17,6 +17,7 @@
 //! * [`sample`]: unconstrained, project-at-the-end, PCFM, ECI and guidance samplers.
 //! * [`train`], [`model`]: functional flow matching with an optional PDE-residual term, and
 //!   the trained [`FieldModel`] as a vector field in physical units.
+//! * [`dataset`]: fields in PDEBench's single-file HDF5 layout (f64), with their grid.
 //! * [`simulate`]: space-time fields from `sim`'s method-of-lines PDEs (diffsol).
 //! * [`metrics`]: MMSE/SMSE of ensembles, constraint error, PDEBench's RMSE/nRMSE/cRMSE/bRMSE.
 //!
@@ -39,6 +40,7 @@
 //! ```
 
 pub mod constraint;
+pub mod dataset;
 pub mod gp;
 pub mod grid;
 pub mod metrics;
@@ -53,6 +55,7 @@ pub use constraint::{
     AutodiffConstraint, BoundaryFlux, Constraint, Jacobian, LinearConstraint, MassBalance, Operator, PdeResidual, Points, Quadrature, Side, Source,
     SparseRow, Stack, TimeValues,
 };
+pub use dataset::{read_fields, write_fields};
 pub use gp::{GpConfig, GpMethod, GpSampler, Kernel};
 pub use grid::{Axis, AxisKind, Fields, Grid};
 pub use metrics::{constraint_error, ensemble_moments, mmse_smse, pdebench_errors, ConstraintError, PairedErrors};
