@@ -197,7 +197,7 @@ fn every_method_meets_its_contract() {
         let expect = if let Method::Eci { mix } = method { steps * mix } else { steps };
         assert_eq!(out.stats.nfe, expect, "{}", method.label());
     }
-    let guided = run(Method::Guidance { eta: 5.0 });
+    let guided = run(Method::Guidance { eta: 0.5 });
     let guided_err = pde::constraint_error(&c, &guided.fields.view()).unwrap().max_abs;
     assert!(guided_err < 0.5 * free_err, "guidance {guided_err:.2e} vs unconstrained {free_err:.2e}");
 }

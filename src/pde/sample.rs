@@ -15,8 +15,11 @@
 //! * [`Method::Eci`] (Cheng et al. 2024, "Gradient-free generation for hard-constrained
 //!   systems"): extrapolate, apply the closed-form projection of linear constraints, re-mix with
 //!   the noise, `mix` times per step.
-//! * [`Method::Guidance`] (DiffusionPDE-style, Huang et al. 2024): `u ← u + Δt v − η ∇_u ‖h(û)‖²`
-//!   with `v` held fixed (`∇ = 2 Jᵀ(û) h(û)`), no projection: the soft baseline.
+//! * [`Method::Guidance`] (DiffusionPDE-style, Huang et al. 2024): `u ← u + Δt v − η s ∇_u ‖h(û)‖²`
+//!   with `v` held fixed (`∇ = 2 Jᵀ(û) h(û)`) and `s = 1/(2 λ_max(J Jᵀ))` from the first
+//!   step, so `η` is the fraction of the linearised residual removed per step along the stiffest
+//!   direction (stable for `0 < η < 2`) whatever the constraint's scaling; no projection: the
+//!   soft baseline.
 //!
 //! States stay on the host in f64; only the model evaluations cross to the field's device and
 //! dtype, so the projections are exact to f64 whatever the model's precision.
@@ -102,7 +105,7 @@ pub enum Method {
     },
     /// Gradient guidance on the extrapolated endpoint.
     Guidance {
-        /// Step `η` on `∇‖h(û)‖²`.
+        /// Step `η ∈ (0, 2)` on `∇‖h(û)‖²`, relative to the stiffest direction.
         eta: f64,
     },
 }
@@ -291,15 +294,17 @@ pub fn sample<F: VectorField<2>>(field: &F, x0: &Tensor<2>, constraint: Option<&
                 return Err(Error::invalid("eta", format!("guidance step must be positive, got {eta}")));
             }
             let mut u = host0.clone();
+            let mut scale = None;
             for k in 0..cfg.steps {
                 let t = k as f64 * dt;
                 let v = velocity(field, t, &u, x0)?;
                 stats.nfe += 1;
                 let end = &u + &(&v * (1.0 - t));
                 let clock = Instant::now();
+                let s = *scale.get_or_insert_with(|| 1.0 / (2.0 * largest_eigenvalue(c, end.row(0).as_slice().expect("contiguous rows"))));
                 let grad = penalty_gradient(c, &end);
                 stats.projection_seconds += clock.elapsed().as_secs_f64();
-                u = &u + &(&v * dt) - &(grad * eta);
+                u = &u + &(&v * dt) - &(grad * (eta * s));
             }
             u
         }
@@ -317,6 +322,23 @@ pub fn sample<F: VectorField<2>>(field: &F, x0: &Tensor<2>, constraint: Option<&
     }
     stats.seconds = start.elapsed().as_secs_f64();
     Ok(Samples { fields, stats })
+}
+
+/// `λ_max(J Jᵀ)` at `u` by 50 power iterations on `Jᵀ J` (floored at 1e-300).
+fn largest_eigenvalue(c: &dyn Constraint, u: &[f64]) -> f64 {
+    let j = c.jacobian(u);
+    let mut v: Vec<f64> = (0..j.n).map(|i| 1.0 + (i % 7) as f64 * 0.1).collect();
+    let mut lambda = 0.0;
+    for _ in 0..50 {
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300);
+        v.iter_mut().for_each(|x| *x /= norm);
+        let jv = j.apply(&v);
+        let mut w = vec![0.0; j.n];
+        j.apply_transpose_add(&jv, 1.0, &mut w);
+        lambda = w.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>();
+        v = w;
+    }
+    lambda.max(1e-300)
 }
 
 /// `∇_u ‖h(u)‖² = 2 J(u)ᵀ h(u)` per row of `u: [batch, n]`.

@@ -8,4 +8,5 @@ pub mod fm_moons;
 pub mod neural_ode;
 pub mod neural_sde;
 pub mod param_fit;
+pub mod pde_fields;
 pub mod stiff_hybrid;

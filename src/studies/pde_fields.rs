@@ -1,0 +1,565 @@
+//! Studies: physics-constrained generation of PDE solution fields (PCFM, Utkarsh et al. 2025).
+//!
+//! Each study simulates a family of 1D PDE solutions `u(x, t)` with `sim` (diffsol BDF), stores
+//! them in PDEBench's layout, trains a functional-flow-matching FNO on the space-time fields,
+//! and samples ensembles under a hard constraint that fixes one *condition* while the other
+//! factors of the family stay free — the reference ensemble of a condition is the simulator's
+//! solutions with that condition and the free factors drawn from their prior. Every sampler
+//! ([`Method`]) is scored by MMSE/SMSE against the reference ensemble, the constraint error,
+//! PDEBench's nRMSE/cRMSE/bRMSE of the ensemble mean, and time per sample.
+//!
+//! * [`PdeProblem::Heat`]: `u_t = D u_xx` on the periodic `[0, 2π)`, `u₀ = c + sin(x + φ)`
+//!   (PCFM's heat family plus an offset so the mass is not zero), `c ~ U(0, 1)`,
+//!   `φ ~ U(0, π)`, `D ~ U(1, 5)`, `t ∈ [0, 1]`. Condition `(c, φ)`: initial condition + mass
+//!   conservation (linear). Free: `D`.
+//! * [`PdeProblem::Burgers`]: `u_t + (u²/2)_x = ν u_xx`, `ν = 0.02`, on `[0, 1]` with Dirichlet
+//!   `u(0) = u_L ~ U(0.2, 1)`, `u(1) = 0`, `u₀ = 1/(1 + e^{(x − p)/0.05})`, `p ~ U(0.2, 0.5)`
+//!   (PCFM's Burgers family, viscous). Condition `u_L`: both Dirichlet values + the mass balance
+//!   with the exact semi-discrete boundary flux (nonlinear). Free: `p`.
+//! * [`PdeProblem::ReactionDiffusion`]: Fisher–KPP `u_t = D u_xx + r u(1 − u)`, `D = 0.01`,
+//!   `r = 4`, on `[0, 1]` with Neumann data `u_x(0) = g_L ~ U(0, 0.5)`, `u_x(1) = g_R ~
+//!   U(−0.5, 0)`, `u₀ = 0.1 + a e^{−(x−c)²/(2·0.08²)} + g_L x + (g_R − g_L) x²/2`,
+//!   `a, c ~ U(0.3, 0.7)`. Condition `(g_L, g_R)`: both Neumann conditions (one-sided
+//!   stencils, `t > 0`) + the mass balance with the Fisher–KPP source and the boundary inflow
+//!   `D (g_R − g_L)` (nonlinear). Free: `a, c`.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use ndarray::{Array2, Axis as NdAxis};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::io::h5::Attr;
+use crate::nn::{FieldNetConfig, FnoConfig};
+use crate::pde::{
+    self, Anchor, BoundaryFlux, Constraint, FfmConfig, FfmProblem, Fields, GpConfig, Grid, LinearConstraint, MassBalance, Method, PcfmOptions, Points,
+    ProjectOptions, Quadrature, Relax, SampleConfig, Side, Source, Stack, TimeValues,
+};
+use crate::plot::{save_figure, save_heatmaps, Heatmap, Panel, Series};
+use crate::sim::systems::{Boundary, Grid1d, Pde1d, Reaction};
+use crate::sim::{Method as SimMethod, SimOptions};
+use crate::train::{progress, read_json, write_atomic, write_json};
+use crate::{Error, Result};
+
+/// Which PDE family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum PdeProblem {
+    /// Heat equation, initial condition + mass conservation.
+    #[default]
+    Heat,
+    /// Viscous Burgers, Dirichlet boundaries + mass balance.
+    Burgers,
+    /// Fisher–KPP reaction–diffusion, Neumann boundaries + mass balance with source.
+    ReactionDiffusion,
+}
+
+impl PdeProblem {
+    /// `heat`, `burgers`, `reaction_diffusion`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PdeProblem::Heat => "heat",
+            PdeProblem::Burgers => "burgers",
+            PdeProblem::ReactionDiffusion => "reaction_diffusion",
+        }
+    }
+}
+
+const BURGERS_NU: f64 = 0.02;
+const RD_D: f64 = 0.01;
+const RD_R: f64 = 4.0;
+
+/// Configuration of a PDE-field study; [`PdeStudyConfig::for_problem`] gives each problem's
+/// defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PdeStudyConfig {
+    /// The family.
+    pub problem: PdeProblem,
+    /// Spatial unknowns of the simulation (Burgers: interior nodes; the field adds the two
+    /// boundary nodes).
+    pub nx: usize,
+    /// Output times on `[0, 1]` (both ends included).
+    pub nt: usize,
+    /// Training fields.
+    pub n_train: usize,
+    /// Test conditions.
+    pub conditions: usize,
+    /// Reference and generated fields per condition.
+    pub ensemble: usize,
+    /// Functional flow matching.
+    pub train: FfmConfig,
+    /// Sampling steps (one model evaluation each).
+    pub sample_steps: usize,
+    /// The samplers compared (ECI is skipped for nonlinear constraints).
+    pub methods: Vec<Method>,
+    /// Projection settings.
+    pub project: ProjectOptions,
+    /// Relative tolerance of the reference simulations (BDF; atol = rtol/100).
+    pub sim_rtol: f64,
+    /// Seed of the data, the conditions and the sampling noise (training has its own).
+    pub seed: u64,
+}
+
+impl Default for PdeStudyConfig {
+    fn default() -> Self {
+        PdeStudyConfig::for_problem(PdeProblem::Heat)
+    }
+}
+
+impl PdeStudyConfig {
+    /// The defaults of `problem`: a 32 × 32 space-time grid (34 × 32 for Burgers), 512 training
+    /// fields, an FNO of width 32 with 8 × 8 modes, 2000 Adam steps of 16 fields, 3 conditions
+    /// of 32 fields, 100 sampling steps.
+    pub fn for_problem(problem: PdeProblem) -> Self {
+        let padding = match problem {
+            PdeProblem::Heat => [0, 4],
+            _ => [4, 4],
+        };
+        let gp_length = match problem {
+            PdeProblem::Heat => vec![1.0, 0.2],
+            _ => vec![0.15, 0.2],
+        };
+        PdeStudyConfig {
+            problem,
+            nx: 32,
+            nt: 32,
+            n_train: 512,
+            conditions: 3,
+            ensemble: 32,
+            train: FfmConfig {
+                net: FieldNetConfig::Fno(FnoConfig { width: 32, modes: [8, 8], layers: 4, padding, time_features: 8, projection: 64, ..FnoConfig::default() }),
+                gp: GpConfig { length: gp_length, ..GpConfig::default() },
+                steps: 2000,
+                batch_size: 16,
+                lr: 1e-3,
+                ..FfmConfig::default()
+            },
+            sample_steps: 100,
+            methods: vec![
+                Method::Unconstrained,
+                Method::ProjectEnd,
+                Method::Pcfm(PcfmOptions::default()),
+                Method::Pcfm(PcfmOptions { anchor: Anchor::Noise, newton_steps: Some(1), relax: Some(Relax::default()) }),
+                Method::Eci { mix: 1 },
+                Method::Guidance { eta: 0.5 },
+            ],
+            project: ProjectOptions::default(),
+            sim_rtol: 1e-8,
+            seed: 0,
+        }
+    }
+
+    /// A seconds-long configuration for tests: a 10 × 8 grid, 48 fields, a tiny FNO and 40
+    /// steps. Numbers from it show the pipeline works, not what the method achieves.
+    pub fn smoke(problem: PdeProblem) -> Self {
+        let mut c = PdeStudyConfig::for_problem(problem);
+        c.nx = 10;
+        c.nt = 8;
+        c.n_train = 48;
+        c.conditions = 2;
+        c.ensemble = 6;
+        c.sample_steps = 8;
+        c.train.steps = 40;
+        c.train.batch_size = 8;
+        c.train.checkpoint_every = 20;
+        c.train.net = FieldNetConfig::Fno(FnoConfig { width: 8, modes: [3, 3], layers: 2, padding: [2, 2], time_features: 2, projection: 16, ..FnoConfig::default() });
+        c
+    }
+}
+
+/// The factors of one member of a family (see the module docs).
+type Factors = Vec<f64>;
+
+fn draw_factors(problem: PdeProblem, rng: &mut StdRng) -> Factors {
+    match problem {
+        PdeProblem::Heat => vec![rng.random_range(0.0..1.0), rng.random_range(0.0..std::f64::consts::PI), rng.random_range(1.0..5.0)],
+        PdeProblem::Burgers => vec![rng.random_range(0.2..0.5), rng.random_range(0.2..1.0)],
+        PdeProblem::ReactionDiffusion => vec![rng.random_range(0.3..0.7), rng.random_range(0.3..0.7), rng.random_range(0.0..0.5), rng.random_range(-0.5..0.0)],
+    }
+}
+
+fn factor_names(problem: PdeProblem) -> Vec<String> {
+    let n: &[&str] = match problem {
+        PdeProblem::Heat => &["offset_c", "phase_phi", "diffusivity_D"],
+        PdeProblem::Burgers => &["front_p", "left_value_uL"],
+        PdeProblem::ReactionDiffusion => &["amplitude_a", "centre_c", "left_slope_gL", "right_slope_gR"],
+    };
+    n.iter().map(|s| s.to_string()).collect()
+}
+
+/// Indices of the condition's factors.
+fn condition_indices(problem: PdeProblem) -> &'static [usize] {
+    match problem {
+        PdeProblem::Heat => &[0, 1],
+        PdeProblem::Burgers => &[1],
+        PdeProblem::ReactionDiffusion => &[2, 3],
+    }
+}
+
+fn system(problem: PdeProblem, nx: usize, f: &[f64]) -> Pde1d {
+    match problem {
+        PdeProblem::Heat => {
+            let g = Grid1d::new(nx, std::f64::consts::TAU, Boundary::Periodic);
+            let u0 = g.points().iter().map(|x| f[0] + (x + f[1]).sin()).collect();
+            Pde1d::heat(g, f[2], u0)
+        }
+        PdeProblem::Burgers => {
+            let g = Grid1d::new(nx, 1.0, Boundary::Dirichlet { left: f[1], right: 0.0 });
+            let u0 = g.points().iter().map(|x| 1.0 / (1.0 + ((x - f[0]) / 0.05).exp())).collect();
+            Pde1d::burgers(g, BURGERS_NU, u0)
+        }
+        PdeProblem::ReactionDiffusion => {
+            let (gl, gr) = (f[2], f[3]);
+            let g = Grid1d::new(nx, 1.0, Boundary::Neumann { left: gl, right: gr });
+            let u0 = g.points().iter().map(|x| 0.1 + f[0] * (-(x - f[1]).powi(2) / (2.0 * 0.08 * 0.08)).exp() + gl * x + 0.5 * (gr - gl) * x * x).collect();
+            Pde1d::reaction_diffusion(g, Reaction::FisherKpp, RD_D, RD_R, u0)
+        }
+    }
+}
+
+/// The constraint of a condition (the factors' condition entries, the rest ignored).
+fn condition_constraint(problem: PdeProblem, grid: &Grid, nx: usize, f: &[f64]) -> Result<Box<dyn Constraint>> {
+    Ok(match problem {
+        PdeProblem::Heat => {
+            let sys = system(problem, nx, f);
+            Box::new(Stack::new(vec![Box::new(LinearConstraint::initial_condition(grid, &sys.u0)?), Box::new(LinearConstraint::mass_conservation(grid, 0, Quadrature::Uniform, None)?)])?)
+        }
+        PdeProblem::Burgers => Box::new(Stack::new(vec![
+            Box::new(LinearConstraint::dirichlet(grid, 0, Side::Left, &TimeValues::Constant(f[1]), 0)?),
+            Box::new(LinearConstraint::dirichlet(grid, 0, Side::Right, &TimeValues::Constant(0.0), 0)?),
+            Box::new(MassBalance::new(grid, 0, Quadrature::Interior, None, BoundaryFlux::Burgers { viscosity: BURGERS_NU })?),
+        ])?),
+        PdeProblem::ReactionDiffusion => {
+            let (gl, gr) = (f[2], f[3]);
+            let source = Source::Reaction { reaction: Reaction::FisherKpp, rate: RD_R };
+            Box::new(Stack::new(vec![
+                Box::new(LinearConstraint::neumann(grid, 0, Side::Left, Points::Cells, &TimeValues::Constant(gl), 1)?),
+                Box::new(LinearConstraint::neumann(grid, 0, Side::Right, Points::Cells, &TimeValues::Constant(gr), 1)?),
+                Box::new(MassBalance::new(grid, 0, Quadrature::Uniform, Some(source), BoundaryFlux::Known(TimeValues::Constant(RD_D * (gr - gl))))?),
+            ])?)
+        }
+    })
+}
+
+/// A constraint every training field satisfies, for the optional PDE-residual loss: mass
+/// conservation (heat) and the Burgers mass balance; none for reaction–diffusion, whose
+/// balance depends on each field's boundary data.
+fn training_residual(problem: PdeProblem, grid: &Grid) -> Result<Option<Box<dyn Constraint>>> {
+    Ok(match problem {
+        PdeProblem::Heat => Some(Box::new(LinearConstraint::mass_conservation(grid, 0, Quadrature::Uniform, None)?)),
+        PdeProblem::Burgers => Some(Box::new(MassBalance::new(grid, 0, Quadrature::Interior, None, BoundaryFlux::Burgers { viscosity: BURGERS_NU })?)),
+        PdeProblem::ReactionDiffusion => None,
+    })
+}
+
+/// One sampler's scores, averaged over the conditions.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MethodScores {
+    /// The sampler's label (`"reference (simulator)"` for the reference ensembles).
+    pub method: String,
+    /// Mean squared error of the pointwise mean.
+    pub mmse: f64,
+    /// Mean squared error of the pointwise standard deviation.
+    pub smse: f64,
+    /// Mean `‖h‖₂` over fields.
+    pub constraint_l2: f64,
+    /// Largest `|h_r|` over fields and conditions.
+    pub constraint_max: f64,
+    /// PDEBench nRMSE of the ensemble mean against the reference mean.
+    pub nrmse_mean: f64,
+    /// PDEBench cRMSE of the ensemble mean.
+    pub crmse_mean: f64,
+    /// PDEBench bRMSE of the ensemble mean.
+    pub brmse_mean: f64,
+    /// Wall time per field, milliseconds.
+    pub ms_per_field: f64,
+    /// Of which in projections / constraint gradients, milliseconds.
+    pub projection_ms_per_field: f64,
+    /// Model evaluations per ensemble.
+    pub nfe: usize,
+    /// Largest Gauss–Newton iteration count of one projection.
+    pub max_gn_iterations: usize,
+}
+
+/// Numbers of a finished study.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PdeStudyReport {
+    /// The configuration.
+    pub config: PdeStudyConfig,
+    /// Field shape `[C, X, T]`.
+    pub field_shape: Vec<usize>,
+    /// The constraint (names and rows).
+    pub constraint: String,
+    /// Training seconds (all runs).
+    pub train_seconds: f64,
+    /// Final training loss (mean of the last 10 % of logged steps).
+    pub final_loss: f64,
+    /// Reference ensembles first, then one row per sampler.
+    pub scores: Vec<MethodScores>,
+    /// Files written.
+    pub files: Vec<String>,
+}
+
+/// Data-relevant settings: a data file is reused only when it was written with these.
+#[derive(Serialize)]
+struct DataKey<'a> {
+    problem: PdeProblem,
+    nx: usize,
+    nt: usize,
+    n: usize,
+    seed: u64,
+    sim_rtol: f64,
+    what: &'a str,
+}
+
+/// Simulates fields of the given factor sets, or reads them back from `path` when it holds
+/// the same ones (the key attribute matches).
+fn fields_cached(cfg: &PdeStudyConfig, factors: &[Factors], path: &Path, what: &str, quiet: bool) -> Result<Fields> {
+    let key = serde_json::to_string(&DataKey { problem: cfg.problem, nx: cfg.nx, nt: cfg.nt, n: factors.len(), seed: cfg.seed, sim_rtol: cfg.sim_rtol, what }).expect("plain data");
+    if path.exists() {
+        if let Ok(file) = crate::io::h5::H5File::open(path) {
+            if file.attr("/", "physflow_study").ok().and_then(|a| a.as_str().map(|s| s == key)).unwrap_or(false) {
+                return Ok(pde::read_fields(path)?.0);
+            }
+        }
+    }
+    let systems: Vec<Pde1d> = factors.iter().map(|f| system(cfg.problem, cfg.nx, f)).collect();
+    let times: Vec<f64> = (0..cfg.nt).map(|k| k as f64 / (cfg.nt - 1) as f64).collect();
+    let opts = SimOptions { method: SimMethod::Bdf, rtol: cfg.sim_rtol, atol: cfg.sim_rtol * 1e-2, ..SimOptions::default() };
+    let (grid, values) = pde::simulate_fields(&systems, &times, &opts, !quiet)?;
+    let fields = Fields::from_flat(grid, values)?;
+    let names = factor_names(cfg.problem);
+    let p = Array2::from_shape_fn((factors.len(), names.len()), |(i, j)| factors[i][j]);
+    pde::write_fields(path, &fields, Some((&names, p.view())), &[("physflow_study", Attr::Str(key)), ("equation", Attr::Str(cfg.problem.name().into()))])?;
+    Ok(fields)
+}
+
+/// A file-name-safe version of a label.
+fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+/// Runs the study, writing data, model, figures and report under `out` (resuming: data files
+/// with the same settings and a finished or partial training checkpoint are reused).
+///
+/// # Errors
+/// Invalid settings, simulation or projection failures, a diverging loss, unwritable files.
+pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Result<PdeStudyReport> {
+    if cfg.nx < 4 || cfg.nt < 3 || cfg.n_train == 0 || cfg.conditions == 0 || cfg.ensemble < 2 || cfg.sample_steps == 0 {
+        return Err(Error::invalid("config", "need nx ≥ 4, nt ≥ 3, n_train ≥ 1, conditions ≥ 1, ensemble ≥ 2, sample_steps ≥ 1"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut files: Vec<String> = Vec::new();
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    // Training data from the prior; conditions from the prior, each with its own ensemble.
+    let train_factors: Vec<Factors> = (0..cfg.n_train).map(|_| draw_factors(cfg.problem, &mut rng)).collect();
+    let cond_idx = condition_indices(cfg.problem);
+    let mut conditions: Vec<Factors> = Vec::new();
+    let mut ref_factors: Vec<Factors> = Vec::new();
+    for _ in 0..cfg.conditions {
+        let c = draw_factors(cfg.problem, &mut rng);
+        for _ in 0..cfg.ensemble {
+            let mut f = draw_factors(cfg.problem, &mut rng);
+            for &i in cond_idx {
+                f[i] = c[i];
+            }
+            ref_factors.push(f);
+        }
+        conditions.push(c);
+    }
+    let data_dir = out.join("data");
+    let train = fields_cached(cfg, &train_factors, &data_dir.join("train.h5"), "train", quiet)?;
+    let reference = fields_cached(cfg, &ref_factors, &data_dir.join("reference.h5"), "reference", quiet)?;
+    files.push(data_dir.join("train.h5").display().to_string());
+    files.push(data_dir.join("reference.h5").display().to_string());
+    let grid = train.grid.clone();
+
+    // Training (resumed from the checkpoint when there is one).
+    let residual = if cfg.train.residual_weight > 0.0 { training_residual(cfg.problem, &grid)? } else { None };
+    let problem = FfmProblem { grid: &grid, data: train.values.view(), residual: residual.as_deref() };
+    let run_opts = pde::RunOptions { checkpoint: Some(out.join("checkpoint")), quiet, stop_after: None };
+    let (model, train_report) = pde::train_ffm(&problem, &cfg.train, &run_opts, device)?;
+    model.save(&out.join("model"))?;
+    files.push(out.join("model").display().to_string());
+
+    // Sampling: every method on every condition from the same noise.
+    let methods: Vec<Method> = cfg.methods.clone();
+    let constraints: Vec<Box<dyn Constraint>> = conditions.iter().map(|c| condition_constraint(cfg.problem, &grid, cfg.nx, c)).collect::<Result<_>>()?;
+    let linear = constraints[0].is_linear();
+    let methods: Vec<Method> = methods.into_iter().filter(|m| linear || !matches!(m, Method::Eci { .. })).collect();
+    let mut scores: Vec<MethodScores> = Vec::new();
+    // The reference ensembles against themselves: the constraint error floor of the data.
+    let mut floor = MethodScores { method: "reference (simulator)".into(), ..MethodScores::default() };
+    for (k, c) in constraints.iter().enumerate() {
+        let r = reference.values.slice(ndarray::s![k * cfg.ensemble..(k + 1) * cfg.ensemble, ..]);
+        let ce = pde::constraint_error(c.as_ref(), &r)?;
+        floor.constraint_l2 += ce.mean_l2 / cfg.conditions as f64;
+        floor.constraint_max = floor.constraint_max.max(ce.max_abs);
+    }
+    scores.push(floor);
+    let bar = progress((methods.len() * cfg.conditions) as u64, "sampling", quiet);
+    let mut first_condition: Vec<(String, Array2<f64>)> = Vec::new();
+    let mut residual_rows: Vec<(String, Vec<f64>)> = Vec::new();
+    for method in &methods {
+        let mut s = MethodScores { method: method.label(), ..MethodScores::default() };
+        for (k, c) in constraints.iter().enumerate() {
+            let mut noise_rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(1000 + k as u64));
+            let x0 = model.noise_tensor(&mut noise_rng, cfg.ensemble);
+            let scfg = SampleConfig { method: *method, steps: cfg.sample_steps, project: cfg.project, ..SampleConfig::default() };
+            let samples = pde::sample(&model, &x0, Some(c.as_ref()), &scfg)?;
+            let r = reference.values.slice(ndarray::s![k * cfg.ensemble..(k + 1) * cfg.ensemble, ..]);
+            let g = samples.fields.view();
+            let (mmse, smse) = pde::mmse_smse(&g, &r)?;
+            let ce = pde::constraint_error(c.as_ref(), &g)?;
+            let (gm, _) = pde::ensemble_moments(&g);
+            let (rm, _) = pde::ensemble_moments(&r);
+            let pe = pde::pdebench_errors(&grid, &gm.insert_axis(NdAxis(0)).view(), &rm.insert_axis(NdAxis(0)).view())?;
+            let w = 1.0 / cfg.conditions as f64;
+            s.mmse += w * mmse;
+            s.smse += w * smse;
+            s.constraint_l2 += w * ce.mean_l2;
+            s.constraint_max = s.constraint_max.max(ce.max_abs);
+            s.nrmse_mean += w * pe.nrmse;
+            s.crmse_mean += w * pe.crmse;
+            s.brmse_mean += w * pe.brmse;
+            s.ms_per_field += w * 1e3 * samples.stats.seconds / cfg.ensemble as f64;
+            s.projection_ms_per_field += w * 1e3 * samples.stats.projection_seconds / cfg.ensemble as f64;
+            s.nfe = samples.stats.nfe;
+            s.max_gn_iterations = s.max_gn_iterations.max(samples.stats.max_gn_iterations);
+            if k == 0 {
+                residual_rows.push((method.label(), mean_abs_rows(c.as_ref(), &samples.fields)));
+                first_condition.push((method.label(), samples.fields));
+            }
+            bar.inc(1);
+        }
+        scores.push(s);
+    }
+    bar.finish_and_clear();
+    // Generated fields of the first condition, one file per method.
+    for (label, f) in &first_condition {
+        let path = out.join("samples").join(format!("{}.h5", slug(label)));
+        pde::write_fields(&path, &Fields::from_flat(grid.clone(), f.clone())?, None, &[("method", Attr::Str(label.clone()))])?;
+        files.push(path.display().to_string());
+    }
+    let r0 = reference.values.slice(ndarray::s![0..cfg.ensemble, ..]).to_owned();
+    residual_rows.insert(0, ("reference (simulator)".into(), mean_abs_rows(constraints[0].as_ref(), &r0)));
+    let fig_fields = out.join("fields.png");
+    draw_fields(&fig_fields, &grid, &r0, &first_condition)?;
+    let fig_res = out.join("residuals.png");
+    draw_residuals(&fig_res, &residual_rows, &train_report.losses, constraints[0].name())?;
+    files.push(fig_fields.display().to_string());
+    files.push(fig_res.display().to_string());
+    let tail = (train_report.losses.len() / 10).max(1);
+    let final_loss = train_report.losses.iter().rev().take(tail).map(|l| l.1).sum::<f64>() / tail as f64;
+    let json = out.join("report.json");
+    let md = out.join("report.md");
+    files.push(json.display().to_string());
+    files.push(md.display().to_string());
+    let report = PdeStudyReport { config: cfg.clone(), field_shape: grid.shape(), constraint: constraints[0].name(), train_seconds: train_report.seconds, final_loss, scores, files };
+    write_json(&json, &report)?;
+    write_atomic(&md, markdown(&report).as_bytes())?;
+    Ok(report)
+}
+
+/// Reads a finished study's report.
+///
+/// # Errors
+/// `Io`/`Format` when it is missing or unreadable.
+pub fn read_report(out: &Path) -> Result<PdeStudyReport> {
+    read_json(&out.join("report.json"))
+}
+
+/// `mean_b |h_r(u_b)|` per constraint row.
+fn mean_abs_rows(c: &dyn Constraint, fields: &Array2<f64>) -> Vec<f64> {
+    let mut acc = vec![0.0; c.rows()];
+    let mut h = vec![0.0; c.rows()];
+    for row in fields.outer_iter() {
+        c.residual(&row.to_vec(), &mut h);
+        acc.iter_mut().zip(&h).for_each(|(a, v)| *a += v.abs() / fields.nrows() as f64);
+    }
+    acc
+}
+
+/// A heatmap of a field on `[x, t]` (x across, t up).
+fn heatmap(title: String, grid: &Grid, v: &[f64]) -> Heatmap {
+    let (x, t) = (&grid.axes[0], &grid.axes[1]);
+    let values = (0..t.n).flat_map(|k| (0..x.n).map(move |i| (i, k))).map(|(i, k)| v[grid.index(0, i, k)]).collect();
+    Heatmap { title, xlabel: "x".into(), ylabel: "t".into(), xs: x.coords(), ys: t.coords(), values }
+}
+
+fn draw_fields(path: &PathBuf, grid: &Grid, reference: &Array2<f64>, generated: &[(String, Array2<f64>)]) -> Result<()> {
+    let (rm, rs) = pde::ensemble_moments(&reference.view());
+    let mut maps = vec![
+        heatmap("reference: one field".into(), grid, &reference.row(0).to_vec()),
+        heatmap("reference: mean".into(), grid, &rm.to_vec()),
+        heatmap("reference: std".into(), grid, &rs.to_vec()),
+    ];
+    for (label, g) in generated {
+        let (gm, gs) = pde::ensemble_moments(&g.view());
+        maps.push(heatmap(format!("{label}: one field"), grid, &g.row(0).to_vec()));
+        maps.push(heatmap(format!("{label}: mean"), grid, &gm.to_vec()));
+        maps.push(heatmap(format!("{label}: std"), grid, &gs.to_vec()));
+    }
+    save_heatmaps(path, &maps, 3)
+}
+
+fn draw_residuals(path: &PathBuf, rows: &[(String, Vec<f64>)], losses: &[(usize, f64, f64)], constraint: String) -> Result<()> {
+    let mut res = Panel { title: format!("mean |h_r| per row: {constraint}"), xlabel: "constraint row".into(), ylabel: "|h_r|".into(), log_y: true, ..Panel::default() };
+    for (k, (label, r)) in rows.iter().enumerate() {
+        // Exact zeros cannot be drawn on a log axis: floor at 1e-17.
+        let ys: Vec<f64> = r.iter().map(|v| v.max(1e-17)).collect();
+        res.series.push(Series::line(label.clone(), (0..ys.len()).map(|i| i as f64).collect(), ys, k));
+    }
+    let loss = Panel {
+        title: "training loss (flow matching)".into(),
+        xlabel: "step".into(),
+        ylabel: "MSE".into(),
+        log_y: true,
+        series: vec![Series::line("", losses.iter().map(|l| l.0 as f64).collect(), losses.iter().map(|l| l.1).collect(), 0)],
+    };
+    save_figure(path, &[res, loss], 2)
+}
+
+/// The report as Markdown: one table of scores.
+pub fn markdown(r: &PdeStudyReport) -> String {
+    let c = &r.config;
+    let mut s = format!(
+        "# PDE-field study: {}\n\nField {:?} ([C, X, T]), {} training fields, {} conditions × {} fields, {} sampling steps, FFM {} steps ({:.0} s, final loss {:.4}).\n\
+         Constraint: {}.\n\n\
+         | method | MMSE | SMSE | CE ‖h‖₂ | max \\|h\\| | nRMSE (mean) | cRMSE (mean) | bRMSE (mean) | ms / field | of which projection | NFE | max GN iter |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        c.problem.name(),
+        r.field_shape,
+        c.n_train,
+        c.conditions,
+        c.ensemble,
+        c.sample_steps,
+        c.train.steps,
+        r.train_seconds,
+        r.final_loss,
+        r.constraint
+    );
+    for m in &r.scores {
+        if m.method.starts_with("reference") {
+            s += &format!("| {} | — | — | {:.2e} | {:.2e} | — | — | — | — | — | — | — |\n", m.method, m.constraint_l2, m.constraint_max);
+        } else {
+            s += &format!(
+                "| {} | {:.3e} | {:.3e} | {:.2e} | {:.2e} | {:.3e} | {:.3e} | {:.3e} | {:.2} | {:.2} | {} | {} |\n",
+                m.method, m.mmse, m.smse, m.constraint_l2, m.constraint_max, m.nrmse_mean, m.crmse_mean, m.brmse_mean, m.ms_per_field, m.projection_ms_per_field, m.nfe, m.max_gn_iterations
+            );
+        }
+    }
+    s += "\nFigures: `fields.png` (first condition: reference and generated fields, means, standard deviations), `residuals.png` (mean |h_r| per constraint row, training loss).\n";
+    s
+}
