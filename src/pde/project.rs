@@ -39,7 +39,9 @@ pub struct ProjectOptions {
     pub tol: f64,
     /// [`ProjectMode::Closest`] on nonlinear constraints also waits until a step moves the field
     /// by at most this much (`max |Δu|`), so the result is the nearest point (stationary:
-    /// `u − ξ ∈ range(Jᵀ)`) and not just a point on the constraint set.
+    /// `u − ξ ∈ range(Jᵀ)`) and not just a point on the constraint set. A feasible result whose
+    /// steps have not settled after `max_iter` is returned as is (its
+    /// [`ProjectReport::last_step`] says how far the last step moved).
     pub step_tol: f64,
     /// Gauss–Newton iterations at most.
     pub max_iter: usize,
@@ -64,6 +66,11 @@ pub struct ProjectReport {
     pub residual: f64,
     /// `max |h_r|` at the input.
     pub initial_residual: f64,
+    /// `max |Δu|` of the last step (0 when no step was taken). Above `step_tol` in
+    /// [`ProjectMode::Closest`], the result lies on the constraint set but the iteration towards
+    /// the nearest point had not settled within `max_iter`.
+    #[serde(default)]
+    pub last_step: f64,
 }
 
 /// The linear solve with `S = J Jᵀ + εI`: Cholesky, or the pseudo-inverse when `S` is singular.
@@ -194,7 +201,7 @@ impl<'a> Projector<'a> {
         let mut h = vec![0.0; m];
         self.constraint.residual(u, &mut h);
         let initial = max_abs(&h);
-        let mut report = ProjectReport { iterations: 0, residual: initial, initial_residual: initial };
+        let mut report = ProjectReport { iterations: 0, residual: initial, initial_residual: initial, last_step: 0.0 };
         if initial <= self.opts.tol {
             return Ok(report);
         }
@@ -234,12 +241,15 @@ impl<'a> Projector<'a> {
                 return Err(Error::ProjectionFailed { constraint: self.constraint.name(), residual: report.residual, iterations: it + 1 });
             }
             let moved = u.iter().zip(&before).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            report.last_step = moved;
             let stationary = self.linear.is_some() || self.opts.mode == ProjectMode::Root || moved <= self.opts.step_tol;
             if report.residual <= self.opts.tol && stationary {
                 return Ok(report);
             }
         }
-        if steps.is_some() {
+        // A feasible point whose nearest-point refinement has not settled is still a valid
+        // projection onto the constraint set; `last_step` tells the caller how far it was.
+        if steps.is_some() || report.residual <= self.opts.tol {
             return Ok(report);
         }
         Err(Error::ProjectionFailed { constraint: self.constraint.name(), residual: report.residual, iterations: report.iterations })

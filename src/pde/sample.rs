@@ -57,14 +57,19 @@ pub enum Anchor {
     State,
 }
 
-/// PCFM's relaxed correction: `iterations` gradient steps of size `step_size` on
-/// `‖w − u′‖² + λ‖h(w + γ v)‖²` (PCFM's defaults: λ = 1, step 0.01, 20 iterations).
+/// PCFM's relaxed correction: `iterations` gradient steps on `‖w − u′‖² + λ‖h(w + γ v)‖²`.
+///
+/// PCFM takes plain steps of 0.01 with λ = 1, which diverge once `λ_max(J Jᵀ) > 99` — the
+/// case for boundary-derivative rows `∝ 1/Δx` on any fine grid. Here the step is
+/// `step_size / (1 + λ λ_max(J Jᵀ))` (`λ_max` by power iteration at each correction), so
+/// `step_size ∈ (0, 1)` is the fraction of the stable step whatever the constraint's units and
+/// the grid (0.5 removes the stiffest component in one step).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Relax {
     /// Penalty weight `λ`.
     pub lambda: f64,
-    /// Gradient step.
+    /// Gradient step relative to the stable one, in `(0, 1)`.
     pub step_size: f64,
     /// Gradient steps.
     pub iterations: usize,
@@ -72,7 +77,7 @@ pub struct Relax {
 
 impl Default for Relax {
     fn default() -> Self {
-        Relax { lambda: 1.0, step_size: 1e-2, iterations: 20 }
+        Relax { lambda: 1.0, step_size: 0.5, iterations: 20 }
     }
 }
 
@@ -237,6 +242,11 @@ pub fn sample<F: VectorField<2>>(field: &F, x0: &Tensor<2>, constraint: Option<&
             u
         }
         Method::Pcfm(o) => {
+            if let Some(r) = o.relax {
+                if !(r.step_size > 0.0 && r.step_size < 1.0) || !(r.lambda >= 0.0) {
+                    return Err(Error::invalid("relax", format!("need 0 < step_size < 1 and λ ≥ 0, got {r:?}")));
+                }
+            }
             let projector = Projector::new(needs("PCFM")?, cfg.project)?;
             let mut u = host0.clone();
             for k in 0..cfg.steps {
@@ -362,9 +372,11 @@ fn penalty_gradient(c: &dyn Constraint, u: &Array2<f64>) -> Array2<f64> {
 /// PCFM's relaxed correction in place: gradient steps on `‖w − target‖² + λ‖h(w + γ v)‖²`.
 fn relax(c: &dyn Constraint, w: &mut Array2<f64>, v: &Array2<f64>, gamma: f64, r: &Relax) {
     let target = w.clone();
+    let first = (&*w + &(v * gamma)).row(0).to_vec();
+    let step = r.step_size / (1.0 + r.lambda * largest_eigenvalue(c, &first));
     for _ in 0..r.iterations {
         let shifted = &*w + &(v * gamma);
         let g = penalty_gradient(c, &shifted) * r.lambda + (&*w - &target) * 2.0;
-        *w = &*w - &(g * r.step_size);
+        *w = &*w - &(g * step);
     }
 }

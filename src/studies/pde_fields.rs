@@ -16,10 +16,13 @@
 //!   `u(0) = u_L ~ U(0.2, 1)`, `u(1) = 0`, `u₀ = 1/(1 + e^{(x − p)/0.05})`, `p ~ U(0.2, 0.5)`
 //!   (PCFM's Burgers family, viscous). Condition `u_L`: both Dirichlet values + the mass balance
 //!   with the exact semi-discrete boundary flux (nonlinear). Free: `p`.
-//! * [`PdeProblem::ReactionDiffusion`]: Fisher–KPP `u_t = D u_xx + r u(1 − u)`, `D = 0.01`,
-//!   `r = 4`, on `[0, 1]` with Neumann data `u_x(0) = g_L ~ U(0, 0.5)`, `u_x(1) = g_R ~
-//!   U(−0.5, 0)`, `u₀ = 0.1 + a e^{−(x−c)²/(2·0.08²)} + g_L x + (g_R − g_L) x²/2`,
-//!   `a, c ~ U(0.3, 0.7)`. Condition `(g_L, g_R)`: both Neumann conditions (one-sided
+//! * [`PdeProblem::ReactionDiffusion`]: Fisher–KPP `u_t = D u_xx + r u(1 − u)`, `D = 0.05`,
+//!   `r = 2`, on `[0, 1]` with Neumann data `u_x(0) = g_L ~ U(0, 0.5)`, `u_x(1) = g_R ~
+//!   U(−0.5, 0)`, `u₀ = 0.05 + b(x) + q(x) − min(0, min_x (b + q))` with the bump
+//!   `b = a e^{−(x−c)²/(2·0.15²)}` and the quadratic `q = αx + (β − α)x²/2` whose end slopes
+//!   `α = g_L − b′(0)`, `β = g_R − b′(1)` make `u₀` satisfy the Neumann data (and `u₀ ≥ 0.05`:
+//!   below 0 Fisher–KPP blows up),
+//!   `a ~ U(0.3, 0.7)`, `c ~ U(0.4, 0.6)`. Condition `(g_L, g_R)`: both Neumann conditions (one-sided
 //!   stencils, `t > 0`) + the mass balance with the Fisher–KPP source and the boundary inflow
 //!   `D (g_R − g_L)` (nonlinear). Free: `a, c`.
 
@@ -68,8 +71,12 @@ impl PdeProblem {
 }
 
 const BURGERS_NU: f64 = 0.02;
-const RD_D: f64 = 0.01;
-const RD_R: f64 = 4.0;
+// `D` large enough that the Neumann boundary layer `√(D/r)` spans several cells of the
+// 32-cell grid: with D = 0.01, r = 4 the simulator's own fields miss the one-sided
+// stencil's slope by 0.1 (under-resolved layer), a floor no sampler could beat.
+const RD_D: f64 = 0.05;
+const RD_R: f64 = 2.0;
+const RD_WIDTH: f64 = 0.15;
 
 /// Configuration of a PDE-field study; [`PdeStudyConfig::for_problem`] gives each problem's
 /// defaults.
@@ -177,7 +184,7 @@ fn draw_factors(problem: PdeProblem, rng: &mut StdRng) -> Factors {
     match problem {
         PdeProblem::Heat => vec![rng.random_range(0.0..1.0), rng.random_range(0.0..std::f64::consts::PI), rng.random_range(1.0..5.0)],
         PdeProblem::Burgers => vec![rng.random_range(0.2..0.5), rng.random_range(0.2..1.0)],
-        PdeProblem::ReactionDiffusion => vec![rng.random_range(0.3..0.7), rng.random_range(0.3..0.7), rng.random_range(0.0..0.5), rng.random_range(-0.5..0.0)],
+        PdeProblem::ReactionDiffusion => vec![rng.random_range(0.3..0.7), rng.random_range(0.4..0.6), rng.random_range(0.0..0.5), rng.random_range(-0.5..0.0)],
     }
 }
 
@@ -214,7 +221,14 @@ fn system(problem: PdeProblem, nx: usize, f: &[f64]) -> Pde1d {
         PdeProblem::ReactionDiffusion => {
             let (gl, gr) = (f[2], f[3]);
             let g = Grid1d::new(nx, 1.0, Boundary::Neumann { left: gl, right: gr });
-            let u0 = g.points().iter().map(|x| 0.1 + f[0] * (-(x - f[1]).powi(2) / (2.0 * 0.08 * 0.08)).exp() + gl * x + 0.5 * (gr - gl) * x * x).collect();
+            // A bump b plus a quadratic q whose end slopes make up the Neumann data, so u₀
+            // itself satisfies them (an incompatible u₀ starts an unresolved boundary layer).
+            let bump = |x: f64| f[0] * (-(x - f[1]).powi(2) / (2.0 * RD_WIDTH * RD_WIDTH)).exp();
+            let slope = |x: f64| -bump(x) * (x - f[1]) / (RD_WIDTH * RD_WIDTH);
+            let (al, be) = (gl - slope(0.0), gr - slope(1.0));
+            let raw: Vec<f64> = g.points().iter().map(|&x| bump(x) + al * x + 0.5 * (be - al) * x * x).collect();
+            let low = raw.iter().copied().fold(f64::INFINITY, f64::min).min(0.0);
+            let u0 = raw.iter().map(|v| 0.05 + v - low).collect();
             Pde1d::reaction_diffusion(g, Reaction::FisherKpp, RD_D, RD_R, u0)
         }
     }
