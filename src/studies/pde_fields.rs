@@ -258,6 +258,21 @@ fn condition_constraint(problem: PdeProblem, grid: &Grid, nx: usize, f: &[f64]) 
     })
 }
 
+/// The space-time grid of `cfg` and the constraint of one condition drawn with `seed`
+/// (for benchmarks and tools that time or inspect a study's constraint without its data).
+///
+/// # Errors
+/// As the constraint constructors (grids too small for a stencil).
+pub fn sample_condition(cfg: &PdeStudyConfig, seed: u64) -> Result<(Grid, Box<dyn Constraint>)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let f = draw_factors(cfg.problem, &mut rng);
+    let sys = system(cfg.problem, cfg.nx, &f);
+    let times: Vec<f64> = (0..cfg.nt).map(|k| k as f64 / (cfg.nt - 1) as f64).collect();
+    let grid = pde::space_time_grid(&sys.grid, &times)?;
+    let c = condition_constraint(cfg.problem, &grid, cfg.nx, &f)?;
+    Ok((grid, c))
+}
+
 /// A constraint every training field satisfies, for the optional PDE-residual loss: mass
 /// conservation (heat) and the Burgers mass balance; none for reaction–diffusion, whose
 /// balance depends on each field's boundary data.

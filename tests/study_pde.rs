@@ -1,0 +1,68 @@
+//! The PDE-field studies end to end at their smoke size (`PdeStudyConfig::smoke`: a 10 × 8
+//! grid, a tiny FNO, 40 training steps): every family simulates, trains, samples with each
+//! method, writes figures and reports, and every projecting sampler meets its constraint to
+//! the projection tolerance while the unconstrained model does not. The numbers of such a
+//! small model say nothing about the method's accuracy; the study defaults do.
+
+use physflow::studies::pde_fields::{self, PdeProblem, PdeStudyConfig};
+
+fn out_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("physflow-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Labels of the samplers that end with a projection to `tol = 1e-10` (ProjectOptions'
+/// default): their largest residual must be at that level (1e-9 leaves room for the residual's
+/// own rounding on fields of size 1).
+fn projects(label: &str) -> bool {
+    label.starts_with("project-end") || label.starts_with("pcfm") || label.starts_with("eci")
+}
+
+fn check(problem: PdeProblem) {
+    let out = out_dir(&format!("pde-{}", problem.name()));
+    let cfg = PdeStudyConfig::smoke(problem);
+    let device = burn::tensor::Device::flex();
+    let r = pde_fields::run(&cfg, &device, &out, true).unwrap();
+    assert_eq!(r.scores[0].method, "reference (simulator)");
+    let labels: Vec<&str> = r.scores.iter().map(|s| s.method.as_str()).collect();
+    assert!(labels.contains(&"unconstrained") && labels.contains(&"pcfm"), "{labels:?}");
+    for s in &r.scores[1..] {
+        assert!(s.mmse.is_finite() && s.smse.is_finite() && s.ms_per_field > 0.0, "{s:?}");
+        // One model evaluation per step for every default sampler (ECI with mix 1).
+        assert_eq!(s.nfe, cfg.sample_steps, "{s:?}");
+        if projects(&s.method) {
+            assert!(s.constraint_max <= 1e-9, "{}: constraint max {:e}", s.method, s.constraint_max);
+        }
+    }
+    let unc = r.scores.iter().find(|s| s.method == "unconstrained").unwrap();
+    assert!(unc.constraint_max > 1e-4, "unconstrained constraint max {:e}: the smoke model cannot be that exact", unc.constraint_max);
+    for f in &r.files {
+        assert!(std::path::Path::new(f).exists(), "{f}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| pcfm |"), "{md}");
+    // A rerun reuses the data and the finished checkpoint and samples the same seeded noise.
+    let again = pde_fields::run(&cfg, &device, &out, true).unwrap();
+    for (a, b) in r.scores.iter().zip(&again.scores) {
+        assert_eq!(a.method, b.method);
+        assert_eq!(a.mmse, b.mmse, "{}: rerun differs", a.method);
+    }
+    assert_eq!(pde_fields::read_report(&out).unwrap().scores.len(), r.scores.len());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn heat_study_runs() {
+    check(PdeProblem::Heat);
+}
+
+#[test]
+fn burgers_study_runs() {
+    check(PdeProblem::Burgers);
+}
+
+#[test]
+fn reaction_diffusion_study_runs() {
+    check(PdeProblem::ReactionDiffusion);
+}
