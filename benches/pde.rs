@@ -1,12 +1,12 @@
 //! Criterion bench of constrained vs unconstrained sampling of PDE fields at equal NFE: the
 //! default study architecture (FNO width 32, 8 × 8 modes, 4 layers) on each family's 32 × 32
-//! space-time grid, 32 fields, 20 Euler steps, every sampler with one model evaluation per step.
+//! space-time grid, 16 fields, 10 Euler steps, every sampler with one model evaluation per step.
 //! The target (issue 8) is constrained ≤ 1.5× unconstrained. Weights are random: the model's
 //! cost does not depend on them, and the projections' cost only through the Gauss–Newton
 //! iteration counts of the nonlinear constraints (the trained studies report those counts and
 //! their own times per field, see docs/pde.md).
 //!
-//! `cargo bench --bench pde` (criterion's median per batch; divide by 32 for a field).
+//! `cargo bench --bench pde` (criterion's median per batch; divide by 16 for a field).
 
 use burn::tensor::Device;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -15,8 +15,8 @@ use physflow::studies::pde_fields::{sample_condition, PdeProblem, PdeStudyConfig
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-const BATCH: usize = 32;
-const STEPS: usize = 20;
+const BATCH: usize = 16;
+const STEPS: usize = 10;
 
 fn bench(c: &mut Criterion) {
     let device = Device::flex();

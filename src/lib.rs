@@ -3,7 +3,9 @@
 //! Flows on physical systems: batched neural ODE solvers with exact gradients (direct,
 //! checkpointed, continuous adjoint), fused CPU MLP vector fields, neural SDEs, stiff physical
 //! systems through diffsol, HDF5 datasets, flow matching, normalizing flows and Boltzmann
-//! generators ([`flows`], [`boltzmann`]), and the studies built on them.
+//! generators ([`flows`], [`boltzmann`]), generative models of PDE fields that satisfy their
+//! constraints exactly ([`pde`]: functional flow matching, PCFM/ECI sampling), and the studies
+//! built on them.
 //!
 //! ```
 //! use burn::tensor::Tensor;

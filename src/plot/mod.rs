@@ -131,6 +131,22 @@ fn bounds(panel: &Panel) -> Result<((f64, f64), (f64, f64))> {
     Ok((pad(x, false), pad(y, panel.log_y)))
 }
 
+/// A compact tick label: `200` not `200.0`, `1e-7` not `0.0000001` (plotters' default
+/// prints long decimals that overflow the label area on log axes).
+fn tick(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let a = v.abs();
+    if !(1e-3..1e5).contains(&a) {
+        let s = format!("{v:.1e}");
+        return s.replace(".0e", "e");
+    }
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
 fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -150,6 +166,8 @@ where
                 .x_desc(panel.xlabel.as_str())
                 .y_desc(panel.ylabel.as_str())
                 .label_style(("sans-serif", 14))
+                .x_label_formatter(&|v| tick(*v))
+                .y_label_formatter(&|v| tick(*v))
                 .draw()
                 .map_err(plot_err)?;
             let mut any_label = false;

@@ -486,7 +486,7 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     let fig_fields = out.join("fields.png");
     draw_fields(&fig_fields, &grid, &r0, &first_condition)?;
     let fig_res = out.join("residuals.png");
-    draw_residuals(&fig_res, &residual_rows, &train_report.losses, constraints[0].name())?;
+    draw_residuals(&fig_res, &residual_rows, &train_report.losses)?;
     files.push(fig_fields.display().to_string());
     files.push(fig_res.display().to_string());
     let tail = (train_report.losses.len() / 10).max(1);
@@ -543,8 +543,8 @@ fn draw_fields(path: &PathBuf, grid: &Grid, reference: &Array2<f64>, generated: 
     save_heatmaps(path, &maps, 3)
 }
 
-fn draw_residuals(path: &PathBuf, rows: &[(String, Vec<f64>)], losses: &[(usize, f64, f64)], constraint: String) -> Result<()> {
-    let mut res = Panel { title: format!("mean |h_r| per row: {constraint}"), xlabel: "constraint row".into(), ylabel: "|h_r|".into(), log_y: true, ..Panel::default() };
+fn draw_residuals(path: &PathBuf, rows: &[(String, Vec<f64>)], losses: &[(usize, f64, f64)]) -> Result<()> {
+    let mut res = Panel { title: "mean |h_r| per constraint row".into(), xlabel: "constraint row (blocks as in the report)".into(), ylabel: "|h_r|".into(), log_y: true, ..Panel::default() };
     for (k, (label, r)) in rows.iter().enumerate() {
         // Exact zeros cannot be drawn on a log axis: floor at 1e-17.
         let ys: Vec<f64> = r.iter().map(|v| v.max(1e-17)).collect();
