@@ -258,6 +258,11 @@ fn condition_constraint(problem: PdeProblem, grid: &Grid, nx: usize, f: &[f64]) 
     })
 }
 
+/// The output times `t_k = k/(T − 1)` on `[0, 1]`.
+fn output_times(cfg: &PdeStudyConfig) -> Vec<f64> {
+    (0..cfg.nt).map(|k| k as f64 / (cfg.nt - 1) as f64).collect()
+}
+
 /// The space-time grid of `cfg` and the constraint of one condition drawn with `seed`
 /// (for benchmarks and tools that time or inspect a study's constraint without its data).
 ///
@@ -267,7 +272,7 @@ pub fn sample_condition(cfg: &PdeStudyConfig, seed: u64) -> Result<(Grid, Box<dy
     let mut rng = StdRng::seed_from_u64(seed);
     let f = draw_factors(cfg.problem, &mut rng);
     let sys = system(cfg.problem, cfg.nx, &f);
-    let times: Vec<f64> = (0..cfg.nt).map(|k| k as f64 / (cfg.nt - 1) as f64).collect();
+    let times = output_times(cfg);
     let grid = pde::space_time_grid(&sys.grid, &times)?;
     let c = condition_constraint(cfg.problem, &grid, cfg.nx, &f)?;
     Ok((grid, c))
@@ -356,7 +361,7 @@ fn fields_cached(cfg: &PdeStudyConfig, factors: &[Factors], path: &Path, what: &
         }
     }
     let systems: Vec<Pde1d> = factors.iter().map(|f| system(cfg.problem, cfg.nx, f)).collect();
-    let times: Vec<f64> = (0..cfg.nt).map(|k| k as f64 / (cfg.nt - 1) as f64).collect();
+    let times = output_times(cfg);
     let opts = SimOptions { method: SimMethod::Bdf, rtol: cfg.sim_rtol, atol: cfg.sim_rtol * 1e-2, ..SimOptions::default() };
     let (grid, values) = pde::simulate_fields(&systems, &times, &opts, !quiet)?;
     let fields = Fields::from_flat(grid, values)?;
@@ -423,16 +428,17 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     files.push(out.join("model").display().to_string());
 
     // Sampling: every method on every condition from the same noise.
-    let methods: Vec<Method> = cfg.methods.clone();
     let constraints: Vec<Box<dyn Constraint>> = conditions.iter().map(|c| condition_constraint(cfg.problem, &grid, cfg.nx, c)).collect::<Result<_>>()?;
     let linear = constraints[0].is_linear();
-    let methods: Vec<Method> = methods.into_iter().filter(|m| linear || !matches!(m, Method::Eci { .. })).collect();
+    let methods: Vec<Method> = cfg.methods.iter().copied().filter(|m| linear || !matches!(m, Method::Eci { .. })).collect();
     let mut scores: Vec<MethodScores> = Vec::new();
+    // Each condition's reference ensemble and its mean, shared by every method.
+    let refs: Vec<_> = (0..cfg.conditions).map(|k| reference.values.slice(ndarray::s![k * cfg.ensemble..(k + 1) * cfg.ensemble, ..])).collect();
+    let ref_means: Vec<Array2<f64>> = refs.iter().map(|r| pde::ensemble_moments(r).0.insert_axis(NdAxis(0))).collect();
     // The reference ensembles against themselves: the constraint error floor of the data.
     let mut floor = MethodScores { method: "reference (simulator)".into(), ..MethodScores::default() };
-    for (k, c) in constraints.iter().enumerate() {
-        let r = reference.values.slice(ndarray::s![k * cfg.ensemble..(k + 1) * cfg.ensemble, ..]);
-        let ce = pde::constraint_error(c.as_ref(), &r)?;
+    for (c, r) in constraints.iter().zip(&refs) {
+        let ce = pde::constraint_error(c.as_ref(), r)?;
         floor.constraint_l2 += ce.mean_l2 / cfg.conditions as f64;
         floor.constraint_max = floor.constraint_max.max(ce.max_abs);
     }
@@ -447,13 +453,11 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
             let x0 = model.noise_tensor(&mut noise_rng, cfg.ensemble);
             let scfg = SampleConfig { method: *method, steps: cfg.sample_steps, project: cfg.project, ..SampleConfig::default() };
             let samples = pde::sample(&model, &x0, Some(c.as_ref()), &scfg)?;
-            let r = reference.values.slice(ndarray::s![k * cfg.ensemble..(k + 1) * cfg.ensemble, ..]);
             let g = samples.fields.view();
-            let (mmse, smse) = pde::mmse_smse(&g, &r)?;
+            let (mmse, smse) = pde::mmse_smse(&g, &refs[k])?;
             let ce = pde::constraint_error(c.as_ref(), &g)?;
             let (gm, _) = pde::ensemble_moments(&g);
-            let (rm, _) = pde::ensemble_moments(&r);
-            let pe = pde::pdebench_errors(&grid, &gm.insert_axis(NdAxis(0)).view(), &rm.insert_axis(NdAxis(0)).view())?;
+            let pe = pde::pdebench_errors(&grid, &gm.insert_axis(NdAxis(0)).view(), &ref_means[k].view())?;
             let w = 1.0 / cfg.conditions as f64;
             s.mmse += w * mmse;
             s.smse += w * smse;
@@ -481,7 +485,7 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
         pde::write_fields(&path, &Fields::from_flat(grid.clone(), f.clone())?, None, &[("method", Attr::Str(label.clone()))])?;
         files.push(path.display().to_string());
     }
-    let r0 = reference.values.slice(ndarray::s![0..cfg.ensemble, ..]).to_owned();
+    let r0 = refs[0].to_owned();
     residual_rows.insert(0, ("reference (simulator)".into(), mean_abs_rows(constraints[0].as_ref(), &r0)));
     let fig_fields = out.join("fields.png");
     draw_fields(&fig_fields, &grid, &r0, &first_condition)?;
