@@ -18,7 +18,8 @@ use std::time::Instant;
 use burn::tensor::Tensor;
 use ndarray::Array2;
 use physflow::fm::problems::{eight_gaussians, moons};
-use physflow::fm::{self, Coupling, Problem, RunOptions, Source, TrainConfig};
+use physflow::fm::{self, Coupling, FmTrainer, Problem, Source, TrainConfig};
+use physflow::train::{fit, Run};
 use physflow::host::{array2_from_tensor, tensor_from_array2};
 use physflow::ode::{self, Options, Solver};
 use rand::rngs::StdRng;
@@ -40,7 +41,7 @@ fn x1_sampler(rng: &mut StdRng, n: usize) -> Array2<f64> {
     moons(rng, n)
 }
 
-fn problem() -> Problem<'static> {
+fn problem<'a>() -> Problem<'a> {
     Problem { dim: 2, x0: Source::Sampler(&x0_sampler), x1: Source::Sampler(&x1_sampler), cond: None }
 }
 
@@ -63,23 +64,37 @@ fn main() {
     let repeats: usize = arg(&args, "--repeats").map(|v| v.parse().expect("--repeats N")).unwrap_or(3);
     let timed: usize = arg(&args, "--steps-timed").map(|v| v.parse().expect("--steps-timed N")).unwrap_or(if quick { 200 } else { 1000 });
     let train_steps: usize = arg(&args, "--train-steps").map(|v| v.parse().expect("--train-steps N")).unwrap_or(if quick { 500 } else { 3000 });
-    let quiet = RunOptions { quiet: true, ..Default::default() };
-    let device = physflow::device::cpu_f64();
+    let cpu = burn::tensor::Device::flex();
+    let with = |coupling, steps, seed| {
+        let mut c = TrainConfig { coupling, ..TrainConfig::default() };
+        c.run.steps = steps;
+        c.run.seed = seed;
+        c
+    };
 
+    // The fused CPU path (what `fm::train` picks on the CPU for tanh) and, beside it, the same
+    // model and batches on burn's CPU backend (the path every other device takes).
     for (name, coupling) in [("train_indep", Coupling::Independent), ("train_ot", Coupling::ExactOt)] {
-        let warm = TrainConfig { coupling, steps: 200, ..TrainConfig::default() };
-        fm::train(&problem(), &warm, &quiet).unwrap();
-        let ms: Vec<f64> = (0..repeats)
-            .map(|r| {
-                let cfg = TrainConfig { coupling, steps: timed, seed: r as u64, ..TrainConfig::default() };
-                let t = Instant::now();
-                fm::train(&problem(), &cfg, &quiet).unwrap();
-                t.elapsed().as_secs_f64() * 1e3 / timed as f64
-            })
-            .collect();
-        let m = median(ms);
-        emit(json, serde_json::json!({"side": "physflow", "name": name, "act": "tanh", "ms": m, "samples_per_s": 256.0 * 1e3 / m, "repeats": repeats, "steps": timed}));
+        for (side, burn_path) in [("physflow", false), ("physflow-burn", true)] {
+            let p = problem();
+            let make = |cfg: &TrainConfig| if burn_path { FmTrainer::new_burn_path(&p, cfg, &cpu) } else { FmTrainer::new(&p, cfg, &cpu) };
+            let warm = with(coupling, if burn_path { 20 } else { 200 }, 0);
+            fit(&mut make(&warm).unwrap(), &warm.run, &mut Run::quiet()).unwrap();
+            let steps = if burn_path { (timed / 5).max(20) } else { timed };
+            let ms: Vec<f64> = (0..repeats)
+                .map(|r| {
+                    let cfg = with(coupling, steps, r as u64);
+                    let mut trainer = make(&cfg).unwrap();
+                    let t = Instant::now();
+                    fit(&mut trainer, &cfg.run, &mut Run::quiet()).unwrap();
+                    t.elapsed().as_secs_f64() * 1e3 / steps as f64
+                })
+                .collect();
+            let m = median(ms);
+            emit(json, serde_json::json!({"side": side, "name": name, "act": "tanh", "ms": m, "samples_per_s": 256.0 * 1e3 / m, "repeats": repeats, "steps": steps}));
+        }
     }
+    let device = physflow::device::reference_cpu();
 
     let mut rng = StdRng::seed_from_u64(1234);
     let held_out = moons(&mut rng, 2048);
@@ -89,8 +104,8 @@ fn main() {
     emit(json, serde_json::json!({"side": "physflow", "name": "w2_floor", "w2": floor, "samples": 2048}));
     let x0t = tensor_from_array2(&x0.view(), &device, burn::tensor::DType::F64);
     for (name, coupling) in [("w2_indep", Coupling::Independent), ("w2_ot", Coupling::ExactOt)] {
-        let cfg = TrainConfig { coupling, steps: train_steps, ..TrainConfig::default() };
-        let (model, report) = fm::train(&problem(), &cfg, &quiet).unwrap();
+        let cfg = with(coupling, train_steps, 0);
+        let (model, report) = fm::train(&problem(), &cfg, &cpu, &mut Run::quiet()).unwrap();
         if name == "w2_indep" {
             let field = model.field();
             let ms: Vec<f64> = (0..repeats.max(3))
@@ -105,7 +120,7 @@ fn main() {
         }
         for nfe in [2, 5, 10, 20, 50, 100] {
             let sol = ode::solve(&model.field(), x0t.clone(), &[0.0, 1.0], &euler(nfe)).unwrap();
-            let x1 = array2_from_tensor(&sol.ys[1]);
+            let x1 = array2_from_tensor(&sol.ys[1]).unwrap();
             let w2 = fm::wasserstein2(x1.as_slice().unwrap(), held_out.as_slice().unwrap(), 2).unwrap();
             emit(json, serde_json::json!({"side": "physflow", "name": name, "act": "tanh", "steps": train_steps, "nfe": nfe, "w2": w2, "train_seconds": report.seconds}));
         }

@@ -2,7 +2,7 @@
 //! independent and exact-OT couplings and after one reflow, with trajectory figures.
 //! Same as `physflow fm moons`.
 //!
-//! `cargo run --release --example fm_moons [-- OUT_DIR [STEPS]]` (defaults: `out/fm_moons`, 3000)
+//! `cargo run --release --example fm_moons [-- OUT_DIR [STEPS [DEVICE]]]` (defaults: `out/fm_moons`, 3000, cpu; DEVICE is cpu, wgpu or cuda as built)
 
 use physflow::studies::fm_moons::{run, FmMoonsConfig};
 
@@ -13,7 +13,8 @@ fn main() -> physflow::Result<()> {
     if let Some(steps) = args.next() {
         cfg.steps = steps.parse().map_err(|_| physflow::Error::InvalidArgument { name: "STEPS", reason: format!("not a count: {steps}") })?;
     }
-    let report = run(&cfg, std::path::Path::new(&out), false)?;
+    let device: physflow::device::Backend = args.next().as_deref().unwrap_or("cpu").parse()?;
+    let report = run(&cfg, &device.device()?, std::path::Path::new(&out), false)?;
     for m in &report.models {
         println!("{:>12}: W2 by NFE {:?}, straightness {:?}", m.name, m.w2, m.straightness);
     }

@@ -53,9 +53,14 @@ pub enum Error {
         /// Shape found.
         got: Vec<usize>,
     },
-    /// A device could not be created or configured.
-    #[error("device error: {0}")]
-    Device(String),
+    /// A device could not be created, configured or read back, or a command does not run on it.
+    #[error("device `{device}`: {reason}")]
+    Device {
+        /// The device as the user named it (`cpu`, `wgpu`, `cuda`) or as burn prints it.
+        device: String,
+        /// What failed, and what to do about it.
+        reason: String,
+    },
     /// A file could not be read or written.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -12,7 +12,7 @@
 //! use physflow::ode::{self, Gradient, Options, Solver};
 //! use physflow::ode::problems::DampedRotation;
 //!
-//! let device = physflow::device::cpu_f64();
+//! let device = physflow::device::cpu_f64().unwrap();
 //! let system = DampedRotation::default();
 //! let field = system.field();
 //! let y0 = Tensor::<2>::from_floats([[1.0, 0.0]], &device);

@@ -5,7 +5,9 @@
 use burn::tensor::{Tensor, TensorData};
 use ndarray::Array2;
 use physflow::fm::problems::GaussianToGaussian;
-use physflow::fm::{self, BaseKind, Coupling, Diffusion, InterpolantSde, NetConfig, Objective, Path, Problem, RunOptions, ScoreSource, Source, Trace, TrainConfig};
+use physflow::fm::{self, BaseKind, Coupling, Diffusion, InterpolantSde, NetConfig, Objective, Path, Problem, ScoreSource, Source, Trace, TrainConfig};
+use physflow::train::{Run, RunOptions};
+use burn::tensor::Device;
 use physflow::host::ToHost;
 use physflow::ode::{self, Options, Solver, Time, VectorField};
 use physflow::sde::{self, GridBrownian, SdeOptions, SdeSolver};
@@ -27,11 +29,17 @@ fn normal(rng: &mut StdRng) -> f64 {
 }
 
 fn tensor(v: Vec<f64>, n: usize, d: usize) -> Tensor<2> {
-    Tensor::<2>::from_data(TensorData::new(v, [n, d]), &physflow::device::cpu_f64())
+    // f64 with an explicit dtype: training has fixed the CPU device's default float type at f32.
+    Tensor::<2>::from_data(TensorData::new(v, [n, d]), (&physflow::device::reference_cpu(), burn::tensor::DType::F64))
 }
 
-fn quiet() -> RunOptions {
-    RunOptions { quiet: true, ..Default::default() }
+fn quiet<T>() -> Run<'static, T> {
+    Run::quiet()
+}
+
+/// A flow-matching config with `hidden` tanh widths, `steps` Adam steps at rate `lr`.
+fn config(hidden: Vec<usize>, steps: usize, lr: f64) -> TrainConfig {
+    TrainConfig { net: NetConfig::tanh(hidden), run: RunOptions { steps, lr, ..TrainConfig::default().run }, ..TrainConfig::default() }
 }
 
 /// The ODE with the exact velocity transports every sample by the closed-form flow map
@@ -147,9 +155,9 @@ fn relative_field_error(g: &GaussianToGaussian, field: &impl VectorField<2>, exa
 fn learned_velocity_matches_closed_form() {
     let g = reference();
     let data = g.sample_target(&mut StdRng::seed_from_u64(5), 20_000);
-    let config = TrainConfig { net: NetConfig { hidden: vec![64, 64] }, steps: 1500, lr: 3e-3, ..TrainConfig::default() };
-    let (model, report) = fm::train(&gaussian_problem(&data), &config, &quiet()).unwrap();
-    assert!(report.losses.last().unwrap().1.is_finite());
+    let config = config(vec![64, 64], 1500, 3e-3);
+    let (model, report) = fm::train(&gaussian_problem(&data), &config, &Device::flex(), &mut quiet()).unwrap();
+    assert!(report.losses().last().unwrap().1.is_finite());
     let err = relative_field_error(&g, &model.field(), |t, x| g.velocity_at(t, x));
     assert!(err < 0.1, "relative velocity error {err}");
 }
@@ -162,8 +170,8 @@ fn learned_score_matches_closed_form() {
     let g = reference();
     let data = g.sample_target(&mut StdRng::seed_from_u64(6), 20_000);
     for objective in [Objective::Score, Objective::Denoiser] {
-        let config = TrainConfig { objective, net: NetConfig { hidden: vec![64, 64] }, steps: 3000, lr: 3e-3, ..TrainConfig::default() };
-        let (model, _) = fm::train(&gaussian_problem(&data), &config, &quiet()).unwrap();
+        let config = TrainConfig { objective, ..config(vec![64, 64], 3000, 3e-3) };
+        let (model, _) = fm::train(&gaussian_problem(&data), &config, &Device::flex(), &mut quiet()).unwrap();
         let err = relative_field_error(&g, &model.field(), |t, x| g.score_at(t, x));
         eprintln!("{objective:?}: relative score error {err}");
         assert!(err < 0.15, "{objective:?}: relative score error {err}");
@@ -186,8 +194,8 @@ fn conditional_model_and_guidance() {
         c[[i, k]] = 1.0;
     }
     let problem = Problem { dim: 1, x0: Source::Gaussian, x1: Source::Data(x1.view()), cond: Some(c.view()) };
-    let config = TrainConfig { net: NetConfig { hidden: vec![64, 64] }, steps: 1500, lr: 3e-3, cond_dropout: 0.2, ..TrainConfig::default() };
-    let (model, _) = fm::train(&problem, &config, &quiet()).unwrap();
+    let config = TrainConfig { cond_dropout: 0.2, ..config(vec![64, 64], 1500, 3e-3) };
+    let (model, _) = fm::train(&problem, &config, &Device::flex(), &mut quiet()).unwrap();
     let opts = Options { solver: Solver::Rk4, dt: Some(0.02), ..Options::default() };
     for (w, tol) in [(1.0, 0.1), (2.0, 0.3)] {
         for (class, mean) in [(0usize, -2.0), (1, 2.0)] {
@@ -212,21 +220,24 @@ fn resume_is_exact() {
     let data = g.sample_target(&mut StdRng::seed_from_u64(8), 1000);
     let dir = std::env::temp_dir().join(format!("physflow-fm-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let ck = dir.join("ck.json");
-    let _ = std::fs::remove_file(&ck);
+    let ck = dir.join("ck");
+    let _ = std::fs::remove_dir_all(&ck);
+    let cpu = Device::flex();
     for coupling in [Coupling::Independent, Coupling::ExactOt] {
-        let base = TrainConfig { coupling, net: NetConfig { hidden: vec![16] }, batch_size: 32, steps: 40, ..TrainConfig::default() };
-        let (full, _) = fm::train(&gaussian_problem(&data), &base, &quiet()).unwrap();
-        let run = RunOptions { checkpoint: Some(ck.clone()), quiet: true };
-        let half = TrainConfig { steps: 20, ..base.clone() };
-        fm::train(&gaussian_problem(&data), &half, &run).unwrap();
-        let (resumed, report) = fm::train(&gaussian_problem(&data), &base, &run).unwrap();
+        let mut base = TrainConfig { coupling, ..config(vec![16], 40, 1e-3) };
+        base.run.batch_size = 32;
+        let (full, _) = fm::train(&gaussian_problem(&data), &base, &cpu, &mut quiet()).unwrap();
+        let mut half = base.clone();
+        half.run.steps = 20;
+        fm::train(&gaussian_problem(&data), &half, &cpu, &mut Run::quiet().with_checkpoint(&ck)).unwrap();
+        let (resumed, report) = fm::train(&gaussian_problem(&data), &base, &cpu, &mut Run::quiet().with_checkpoint(&ck)).unwrap();
         assert_eq!(report.steps_run, 20);
-        assert_eq!(full.params(), resumed.params(), "{coupling:?}");
-        assert_eq!(fm::load_model(&ck).unwrap().params(), full.params());
-        let other = TrainConfig { lr: 1e-2, ..base };
-        assert!(fm::train(&gaussian_problem(&data), &other, &run).is_err());
-        std::fs::remove_file(&ck).unwrap();
+        assert_eq!(full.params().unwrap(), resumed.params().unwrap(), "{coupling:?}");
+        assert_eq!(fm::load_model(&ck).unwrap().params().unwrap(), full.params().unwrap());
+        let mut other = base.clone();
+        other.run.lr = 1e-2;
+        assert!(fm::train(&gaussian_problem(&data), &other, &cpu, &mut Run::quiet().with_checkpoint(&ck)).is_err());
+        std::fs::remove_dir_all(&ck).unwrap();
     }
 }
 
@@ -236,18 +247,20 @@ fn resume_is_exact() {
 fn bad_input_is_reported() {
     let mut data = Array2::<f64>::zeros((10, 2));
     data[[3, 1]] = f64::NAN;
-    let cfg = TrainConfig { net: NetConfig { hidden: vec![8] }, batch_size: 64, steps: 5, ..TrainConfig::default() };
-    let err = fm::train(&gaussian_problem(&data), &cfg, &quiet()).unwrap_err();
+    let mut cfg = config(vec![8], 5, 1e-3);
+    cfg.run.batch_size = 64;
+    let cpu = Device::flex();
+    let err = fm::train(&gaussian_problem(&data), &cfg, &cpu, &mut quiet()).unwrap_err();
     assert!(matches!(err, physflow::Error::Diverged { iteration: 0, .. }), "{err}");
     let wide = Array2::<f64>::zeros((10, 3));
-    assert!(fm::train(&gaussian_problem(&wide), &cfg, &quiet()).is_err());
+    assert!(fm::train(&gaussian_problem(&wide), &cfg, &cpu, &mut quiet()).is_err());
     let ok = Array2::<f64>::zeros((10, 2));
     let p = Problem { dim: 2, x0: Source::Data(ok.view()), x1: Source::Data(ok.view()), cond: None };
-    assert!(fm::train(&p, &TrainConfig { objective: Objective::Score, ..cfg.clone() }, &quiet()).is_err());
+    assert!(fm::train(&p, &TrainConfig { objective: Objective::Score, ..cfg.clone() }, &cpu, &mut quiet()).is_err());
     let short = Array2::<f64>::zeros((5, 2));
     let p = Problem { dim: 2, x0: Source::Data(ok.view()), x1: Source::Data(short.view()), cond: None };
-    assert!(fm::train(&p, &TrainConfig { coupling: Coupling::Paired, ..cfg.clone() }, &quiet()).is_err());
-    let parsed: Result<TrainConfig, _> = toml::from_str("steps = 10\nlearning_rate = 0.1\n");
+    assert!(fm::train(&p, &TrainConfig { coupling: Coupling::Paired, ..cfg.clone() }, &cpu, &mut quiet()).is_err());
+    let parsed: Result<TrainConfig, _> = toml::from_str("[run]\nsteps = 10\nlearning_rate = 0.1\n");
     assert!(parsed.unwrap_err().to_string().contains("learning_rate"));
     let path = Path::SchrodingerBridge { sigma: 0.5 };
     let g = reference();
@@ -271,10 +284,10 @@ fn mean_flow_one_step() {
     let g = reference();
     let data = g.sample_target(&mut StdRng::seed_from_u64(11), 20_000);
     let cfg = fm::MeanFlowConfig {
-        base: TrainConfig { net: NetConfig { hidden: vec![64, 64] }, steps: 3000, lr: 3e-3, ..TrainConfig::default() },
+        base: config(vec![64, 64], 3000, 3e-3),
         fraction_distinct: 0.5,
     };
-    let (mf, _) = fm::train_mean_flow(&gaussian_problem(&data), &cfg, &quiet()).unwrap();
+    let (mf, _) = fm::train_mean_flow(&gaussian_problem(&data), &cfg, &Device::flex(), &mut quiet()).unwrap();
     let n = 4000;
     let x0 = Array2::from_shape_vec((n, 2), normals(n, 2, 12)).unwrap();
     let x32: Vec<f32> = x0.iter().map(|&v| v as f32).collect();

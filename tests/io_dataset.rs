@@ -149,7 +149,7 @@ fn loader_sees_every_sample_once_per_epoch_in_a_seeded_order() {
         for (k, (i, _)) in b.items.iter().enumerate() {
             assert_eq!(&b.data[k * 384..(k + 1) * 384], &whole[*i][..]);
         }
-        let device = physflow::device::cpu_f64();
+        let device = physflow::device::cpu_f64().unwrap();
         assert_eq!(b.to_tensor::<3>(&device).unwrap().dims()[1..], [6, 64]);
         assert!(b.to_tensor::<2>(&device).is_err());
     }

@@ -10,7 +10,7 @@ use physflow::ode::{self, AdjointMode, AdjointOptions, Gradient, Options, Solver
 const TIMES: [f64; 4] = [0.0, 0.3, 0.7, 1.0];
 
 fn y0_and_weights() -> (Tensor<2>, Vec<Tensor<2>>) {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     // Fixed inputs; values are arbitrary but deterministic.
     let y0: Vec<f64> = (0..6).map(|i| ((i as f64) * 0.77).sin()).collect();
     let y0 = Tensor::<2>::from_data(TensorData::new(y0, [3, 2]), &device);
@@ -24,7 +24,7 @@ fn y0_and_weights() -> (Tensor<2>, Vec<Tensor<2>>) {
 }
 
 fn net() -> Mlp {
-    MlpConfig::new(vec![2, 16, 16, 2]).with_time().init(7, &cpu_f64())
+    MlpConfig::new(vec![2, 16, 16, 2]).with_time().init(7, &cpu_f64().unwrap())
 }
 
 /// L = Σ_k <w_k, y(t_k)>, so ∂L/∂y(t_k) = w_k.
@@ -59,7 +59,7 @@ fn loss_at(mlp: &Mlp, y0: Tensor<2>, opts: &Options) -> f64 {
 fn finite_differences(mlp: &Mlp, opts: &Options, param_idx: &[usize]) -> (Vec<f64>, Vec<f64>) {
     let (y0, _) = y0_and_weights();
     let base = to_vec(&y0);
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let eps = 1e-6;
     let gy: Vec<f64> = (0..base.len())
         .map(|i| {
@@ -241,7 +241,7 @@ fn strategies_agree_backwards_in_time() {
 #[test]
 fn param_closure_field_gradient() {
     use physflow::ode::ParamFnField;
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let a0 = [-0.3, 1.1, -0.9, -0.2];
     let make = |a: [f64; 4]| {
         let p = Tensor::<1>::from_data(TensorData::new(a.to_vec(), [4]), &device);

@@ -26,7 +26,7 @@ fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
 /// closed form `expm(A t) y0`: the slope of log error vs log step is within ±0.3 of the order.
 #[test]
 fn convergence_order_of_every_solver() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let sys = DampedRotation::default();
     let field = sys.field();
     let y0v = [1.0, 0.5];
@@ -65,7 +65,7 @@ fn convergence_order_of_every_solver() {
 /// slope lies between 0.6 (p = 2 estimator) and 1.2 (allowing for the safety margin).
 #[test]
 fn adaptive_error_scales_with_tolerance() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let kep = Kepler::default();
     let field = kep.field();
     let t1 = 2.0 * std::f64::consts::PI;
@@ -102,7 +102,7 @@ fn adaptive_error_scales_with_tolerance() {
 /// at 20 output times (dense output), and its conserved quantity.
 #[test]
 fn lotka_volterra_against_tight_reference() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let lv = LotkaVolterra::default();
     let field = lv.field();
     let times: Vec<f64> = (0..=20).map(|i| i as f64 * 0.5).collect();
@@ -132,7 +132,7 @@ fn lotka_volterra_against_tight_reference() {
 /// Dense output between steps matches the closed form to the solver's accuracy.
 #[test]
 fn dense_evaluation_between_steps() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let sys = DampedRotation::default();
     let field = sys.field();
     for solver in Solver::ALL {
@@ -164,7 +164,7 @@ fn dense_evaluation_between_steps() {
 /// Integration backwards in time returns to the initial state.
 #[test]
 fn backward_in_time() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let sys = DampedRotation::default();
     let field = sys.field();
     let opts = Options { solver: Solver::Tsit5, rtol: 1e-10, atol: 1e-12, ..Options::default() };
@@ -179,7 +179,7 @@ fn backward_in_time() {
 /// Per-sample control gives each sample of a heterogeneous batch the result of solving it alone.
 #[test]
 fn per_sample_control_matches_solving_alone() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let lv = LotkaVolterra::default();
     let field = lv.field();
     let y0 = [[1.0, 1.0], [4.0, 0.2], [0.3, 2.5], [1.5, 3.0]];
@@ -207,7 +207,7 @@ fn per_sample_control_matches_solving_alone() {
 /// Bad input gives named errors, never a panic.
 #[test]
 fn bad_input_errors() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let field = DampedRotation::default().field();
     let opts = Options::default();
     let nan = batch_tensor(&[[f64::NAN, 0.0]], &device);

@@ -78,7 +78,7 @@ fn max_abs_diff(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
 #[test]
 fn pcfm_with_the_exact_velocity_samples_the_constrained_gaussian() {
     let (grid, flow, c) = setup();
-    let device = physflow::device::cpu_f64();
+    let device = physflow::device::cpu_f64().unwrap();
     let steps = 50;
     let n_samples = 4000;
     let gp = GpConfig { kernel: Kernel::Matern32, length: vec![0.3], method: GpMethod::Fft, jitter: 0.0, ..GpConfig::default() }.sampler(&grid).unwrap();
@@ -180,7 +180,7 @@ fn the_noise_anchor_is_biased_for_the_exact_velocity() {
 #[test]
 fn every_method_meets_its_contract() {
     let (grid, flow, c) = setup();
-    let device = physflow::device::cpu_f64();
+    let device = physflow::device::cpu_f64().unwrap();
     let gp = GpConfig { kernel: Kernel::Matern32, length: vec![0.3], method: GpMethod::Fft, jitter: 0.0, ..GpConfig::default() }.sampler(&grid).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(2);
     let x0 = gp.sample(&mut rng, 64);
@@ -206,7 +206,7 @@ fn every_method_meets_its_contract() {
 #[test]
 fn sampler_rejects_bad_combinations() {
     let (grid, flow, c) = setup();
-    let device = physflow::device::cpu_f64();
+    let device = physflow::device::cpu_f64().unwrap();
     let x0 = Tensor::<2>::zeros([4, N], &device);
     let pcfm = SampleConfig::default();
     assert!(matches!(pde::sample(&flow, &x0, None, &pcfm), Err(Error::InvalidArgument { .. })));
@@ -230,7 +230,7 @@ fn sampler_rejects_bad_combinations() {
 fn field_model_vjp_matches_finite_differences() {
     use physflow::nn::{FieldNetConfig, FnoConfig};
     use physflow::pde::{FieldModel, FieldModelMeta};
-    let device = physflow::device::cpu_f64();
+    let device = physflow::device::cpu_f64().unwrap();
     let grid = Grid::space_time(Axis::space("x", 8, 0.0, 0.125, true), Axis::time(6, 0.0, 1.0));
     let net_cfg = FieldNetConfig::Fno(FnoConfig { width: 6, modes: [3, 3], layers: 2, time_features: 2, projection: 8, ..FnoConfig::default() });
     let net = net_cfg.init(3, &device);

@@ -20,7 +20,7 @@ const BATCH: usize = 6;
 
 fn t1(v: Vec<f64>) -> Tensor<1> {
     let n = v.len();
-    Tensor::<1>::from_data(TensorData::new(v, [n]), &cpu_f64())
+    Tensor::<1>::from_data(TensorData::new(v, [n]), &cpu_f64().unwrap())
 }
 
 /// θ = (W [2,2], b [2], V [2,2], c [2]) flattened; fixed arbitrary values.
@@ -49,14 +49,14 @@ fn neural(th: &[Vec<f64>]) -> NeuralSde<ParamFnField<Field>, ParamFnField<Field>
 
 fn y0() -> Tensor<2> {
     let v: Vec<f64> = (0..2 * BATCH).map(|i| ((i as f64) * 0.91).sin()).collect();
-    Tensor::<2>::from_data(TensorData::new(v, [BATCH, 2]), &cpu_f64())
+    Tensor::<2>::from_data(TensorData::new(v, [BATCH, 2]), &cpu_f64().unwrap())
 }
 
 fn weights() -> Vec<Tensor<2>> {
     (0..TIMES.len())
         .map(|k| {
             let v: Vec<f64> = (0..2 * BATCH).map(|i| ((i * 5 + k * 3) as f64 * 0.37).cos()).collect();
-            Tensor::<2>::from_data(TensorData::new(v, [BATCH, 2]), &cpu_f64())
+            Tensor::<2>::from_data(TensorData::new(v, [BATCH, 2]), &cpu_f64().unwrap())
         })
         .collect()
 }
@@ -127,8 +127,8 @@ fn finite_differences(opts: &SdeOptions) -> (Vec<f64>, Vec<f64>) {
         let (mut a, mut b) = (base.clone(), base.clone());
         a[i] += eps;
         b[i] -= eps;
-        let ta = Tensor::<2>::from_data(TensorData::new(a, [BATCH, 2]), &cpu_f64());
-        let tb = Tensor::<2>::from_data(TensorData::new(b, [BATCH, 2]), &cpu_f64());
+        let ta = Tensor::<2>::from_data(TensorData::new(a, [BATCH, 2]), &cpu_f64().unwrap());
+        let tb = Tensor::<2>::from_data(TensorData::new(b, [BATCH, 2]), &cpu_f64().unwrap());
         gy.push((eval(&th, ta) - eval(&th, tb)) / (2.0 * eps));
     }
     (gy, gp)

@@ -24,7 +24,7 @@ fn loglog_slope(x: &[f64], y: &[f64]) -> f64 {
 /// within ±0.2 of each solver's strong order.
 #[test]
 fn strong_order_on_geometric_brownian_motion() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let (mu, sigma, batch) = (0.5, 0.8, 512);
     let w = VirtualBrownianTree::new(0.0, 1.0, 1e-9, [batch, 1], 2024).unwrap();
     let w1 = w.increment_host(0.0, 1.0).unwrap();
@@ -60,7 +60,7 @@ fn strong_order_on_geometric_brownian_motion() {
 /// own bias at dt = 2⁻⁸ (relative O(θ dt) ≈ 0.4 %) is well inside that.
 #[test]
 fn ornstein_uhlenbeck_moments() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let (theta, sigma, batch, t1) = (1.0, 0.7, 4096, 1.0);
     let w = VirtualBrownianTree::new(0.0, t1, 1e-9, [batch, 1], 99).unwrap();
     let sde = FnSde::new(move |_t, y: Tensor<2>| y.mul_scalar(-theta), move |_t, y: Tensor<2>| y.ones_like().mul_scalar(sigma));
@@ -78,7 +78,7 @@ fn ornstein_uhlenbeck_moments() {
 /// Bad input: a Brownian path of the wrong shape, and times outside its span.
 #[test]
 fn sde_bad_input() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let sde = FnSde::new(|_t, y: Tensor<2>| y.clone(), |_t, y: Tensor<2>| y);
     let w = VirtualBrownianTree::new(0.0, 1.0, 1e-6, [3, 2], 0).unwrap();
     let y0 = Tensor::<2>::ones([4, 2], &device);
@@ -103,7 +103,7 @@ fn sde_bad_input() {
 #[test]
 fn reversible_heun_forward_then_backward_is_the_identity() {
     use physflow::sde::ReversibleHeunState;
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let batch = 64;
     let w = VirtualBrownianTree::new(0.0, 1.0, 1e-9, [batch, 2], 5).unwrap();
     let sde = FnSde::new(
@@ -159,7 +159,7 @@ fn ou_noise_integral(w: &VirtualBrownianTree, theta: f64, sigma: f64, t1: f64, c
 /// additive noise (1.5 for SRA1, 1.0 for the others).
 #[test]
 fn strong_order_on_ornstein_uhlenbeck() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let (theta, sigma, batch, x0) = (1.5, 0.8, 256, 1.0);
     let cells = 1 << 12;
     let w = VirtualBrownianTree::new(0.0, 1.0, 1.0 / cells as f64, [batch, 1], 77).unwrap();
@@ -197,7 +197,7 @@ fn strong_order_on_ornstein_uhlenbeck() {
 /// fitted slope is closer to 2); slope within ±0.2 of 1.5.
 #[test]
 fn sra1_strong_order_on_a_nonlinear_drift() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let batch = 256;
     let fine = 1.0 / 8192.0;
     let w = VirtualBrownianTree::new(0.0, 1.0, fine, [batch, 1], 123).unwrap();
@@ -226,7 +226,7 @@ fn sra1_strong_order_on_a_nonlinear_drift() {
 /// SRA1's and the Heun scheme's bias at dt = 2⁻⁶ is O(dt²) (≈ 2e-4), far inside.
 #[test]
 fn general_additive_noise_moments() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let (theta, batch, t1): (f64, usize, f64) = (1.0, 8192, 1.0);
     let b = [[0.5, -0.3, 0.2], [0.1, 0.4, -0.6]];
     let bflat: Vec<f64> = b.iter().flatten().copied().collect();
@@ -266,7 +266,7 @@ fn general_additive_noise_moments() {
 /// along the way; the grid path cannot serve off-grid adaptive queries and says so.
 #[test]
 fn adaptive_steps_follow_the_tolerance() {
-    let device = cpu_f64();
+    let device = cpu_f64().unwrap();
     let (mu, sigma, batch) = (0.5, 0.8, 256);
     let w = VirtualBrownianTree::new(0.0, 1.0, 1e-9, [batch, 1], 31).unwrap();
     let w1 = w.increment_host(0.0, 1.0).unwrap();

@@ -11,7 +11,7 @@ use physflow::studies::stiff_hybrid::{hybrid_robertson, StiffHybridConfig};
 /// hand-written ones (to rounding), and the solutions agree.
 #[test]
 fn autodiff_products_match_hand_written_robertson() {
-    let device = physflow::device::cpu_f64();
+    let device = physflow::device::cpu_f64().unwrap();
     let rob = Robertson::default();
     let ad = AutodiffSystem::new(
         "robertson_ad",
@@ -80,7 +80,7 @@ fn data(cfg: &StiffHybridConfig, y0: [f64; 3]) -> Observation {
 /// autodiff products) against central differences of tight solves.
 #[test]
 fn hybrid_adjoint_gradient_matches_finite_differences() {
-    let device = physflow::device::cpu_f64();
+    let device = physflow::device::cpu_f64().unwrap();
     let cfg = small_config();
     let mlp = cfg.mlp();
     let p0 = mlp.init(0);
@@ -110,7 +110,7 @@ fn hybrid_adjoint_gradient_matches_finite_differences() {
 /// held-out initial state to below half its untrained value.
 #[test]
 fn hybrid_training_lowers_held_out_loss() {
-    let device = physflow::device::cpu_f64();
+    let device = physflow::device::cpu_f64().unwrap();
     let cfg = small_config();
     let mlp = cfg.mlp();
     let p0 = mlp.init(0);

@@ -19,7 +19,7 @@ fn out_dir(name: &str) -> std::path::PathBuf {
 fn double_well_transport() {
     let out = out_dir("fm-dw");
     let cfg = FmDoubleWellConfig { n_train: 4000, n_eval: 1024, steps: 800, hidden: vec![64, 64], lr: 3e-3, solve_steps: 20, ..Default::default() };
-    let r = fm_double_well::run(&cfg, &out, true).unwrap();
+    let r = fm_double_well::run(&cfg, &burn::tensor::Device::flex(), &out, true).unwrap();
     assert!((r.right_well_model - r.right_well_exact).abs() < 0.05, "{r:?}");
     assert!((r.right_well_source - 0.41).abs() < 0.02, "source right-well probability {}", r.right_well_source);
     assert!(r.w2 < 0.5 * r.w2_source, "W2 {} vs source {}", r.w2, r.w2_source);
@@ -37,7 +37,7 @@ fn double_well_transport() {
 fn moons_study_runs() {
     let out = out_dir("fm-moons");
     let cfg = FmMoonsConfig { steps: 600, hidden: vec![64, 64], lr: 3e-3, n_eval: 256, nfes: vec![2, 20], reflow_pairs: 1024, reflow_solve_steps: 10, n_trajectories: 16, ..Default::default() };
-    let r = fm_moons::run(&cfg, &out, true).unwrap();
+    let r = fm_moons::run(&cfg, &burn::tensor::Device::flex(), &out, true).unwrap();
     assert_eq!(r.models.len(), 4);
     for m in &r.models {
         assert!(m.w2[1].1 < r.w2_source / 3.0, "{m:?} vs source W2 {}", r.w2_source);

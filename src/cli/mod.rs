@@ -300,9 +300,30 @@ fn load_config_over<T: serde::Serialize + serde::de::DeserializeOwned>(defaults:
     base.try_into().map_err(|e: toml::de::Error| fmt(e.to_string()))
 }
 
+/// `Error::Device` unless `--device cpu`: for subcommands that run on the CPU alone, so a
+/// `--device` is never silently ignored.
+fn cpu_only(cli: &Cli, command: &str, why: &str) -> Result<()> {
+    if cli.device == Backend::Cpu {
+        return Ok(());
+    }
+    Err(Error::Device { device: cli.device.name().into(), reason: format!("`physflow {command}` runs on the CPU only ({why}); use --device cpu") })
+}
+
 /// Parse the command line and run.
 pub fn run() -> Result<()> {
-    let cli = Cli::parse();
+    run_with(Cli::parse())
+}
+
+/// Run a parsed command line.
+pub fn run_with(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Simulate { .. } => cpu_only(&cli, "simulate", "diffsol integrates in f64 on the CPU, in parallel with rayon")?,
+        Command::Data { .. } => cpu_only(&cli, "data", "file conversion involves no device")?,
+        Command::Bg { .. } => cpu_only(&cli, "bg", "the coupling flows run on the fused f64 CPU kernels")?,
+        Command::Fit { .. } => cpu_only(&cli, "fit", "parameter fitting of physical systems runs through diffsol in f64")?,
+        Command::Hybrid { .. } => cpu_only(&cli, "hybrid", "the stiff hybrid model runs inside diffsol in f64")?,
+        _ => {}
+    }
     let device = cli.device.device()?;
     match &cli.command {
         Command::Demo { config, iterations, resume } => {
@@ -401,7 +422,7 @@ pub fn run() -> Result<()> {
                 if let Some(n) = steps {
                     cfg.steps = *n;
                 }
-                let r = fm_moons::run(&cfg, &cli.out.join("fm_moons"), cli.quiet)?;
+                let r = fm_moons::run(&cfg, &device, &cli.out.join("fm_moons"), cli.quiet)?;
                 for m in &r.models {
                     let w2: Vec<String> = m.w2.iter().map(|(n, w)| format!("{n}:{w:.3}")).collect();
                     let st = m.straightness.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
@@ -418,7 +439,7 @@ pub fn run() -> Result<()> {
                 if let Some(n) = steps {
                     cfg.steps = *n;
                 }
-                let r = fm_double_well::run(&cfg, &cli.out.join("fm_double_well"), cli.quiet)?;
+                let r = fm_double_well::run(&cfg, &device, &cli.out.join("fm_double_well"), cli.quiet)?;
                 println!(
                     "double well β {} → {}: W2 {:.4} (floor {:.4}, source {:.4}); right well {:.4} (exact {:.4}, source {:.4}); ESS/N {:.3}; KL {:.4}; {:.1} s",
                     cfg.beta_hot, cfg.beta_cold, r.w2, r.w2_floor, r.w2_source, r.right_well_model, r.right_well_exact, r.right_well_source,
@@ -527,7 +548,7 @@ pub fn run() -> Result<()> {
             if let Some(n) = iterations {
                 cfg.fit.iterations = *n;
             }
-            let f64_device = crate::device::cpu_f64();
+            let f64_device = crate::device::cpu_f64()?;
             let r = stiff_hybrid::run(&cfg, &f64_device, &cli.out.join("stiff_hybrid"), cli.quiet)?;
             println!(
                 "stiff hybrid: train loss {:.3e} -> {:.3e}, held-out {:.3e} -> {:.3e}, rate-law relative RMSE {:.3e}, {:.1} s",

@@ -29,7 +29,7 @@ pub struct ContinuousFlow<F> {
 }
 
 fn to_tensor(x: ArrayView2<f64>) -> Tensor<2> {
-    let device = crate::device::cpu_f64();
+    let device = crate::device::reference_cpu();
     let data: Vec<f64> = x.iter().cloned().collect();
     Tensor::from_data(TensorData::new(data, [x.nrows(), x.ncols()]), (&device, burn::tensor::DType::F64))
 }

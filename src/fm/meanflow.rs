@@ -18,14 +18,17 @@
 //! `[x, s, t]`): exact, and cheap for the small state dimensions this is meant for (for large
 //! `d` a forward-mode tangent pass would be the better tool).
 
+use burn::tensor::{DType, Device};
 use ndarray::Array2;
+use rand::rngs::StdRng;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use super::model::{BaseKind, FmModel, Objective};
 use super::path::Path;
-use super::train::{Problem, RunOptions, Source};
+use super::train::{Adam, Problem, Source};
 use crate::nn::fused::{MlpCache, TimeArg};
+use crate::train::{CheckpointReader, CheckpointWriter, FitReport, Run, Trainer};
 use crate::{Error, Result};
 
 /// Settings of mean-flow training (serde, defaulted).
@@ -96,10 +99,11 @@ pub(crate) fn jvp_by_vjps(model: &FmModel, cache: &mut MlpCache<f32>, tangent: &
     let mut a = vec![0.0f32; batch * d];
     let mut x_bar = vec![0.0f32; batch * width];
     let mut t_bar = vec![0.0f32; batch];
-    let mut p_bar = vec![0.0f32; model.net.num_params()];
+    let net = model.net.as_ref().expect("mean flows run on the fused kernels");
+    let mut p_bar = vec![0.0f32; net.num_params()];
     for k in 0..d {
         a.iter_mut().enumerate().for_each(|(i, v)| *v = if i % d == k { 1.0 } else { 0.0 });
-        model.net.vjp(cache, &a, &mut x_bar, &mut p_bar, Some(&mut t_bar));
+        net.vjp(cache, &a, &mut x_bar, &mut p_bar, Some(&mut t_bar));
         for i in 0..batch {
             let row = &tangent[i * (width + 1)..(i + 1) * (width + 1)];
             let jx: f32 = (0..width).map(|j| x_bar[i * width + j] * row[j]).sum();
@@ -109,50 +113,85 @@ pub(crate) fn jvp_by_vjps(model: &FmModel, cache: &mut MlpCache<f32>, tangent: &
     out
 }
 
-/// Train a mean-flow model (linear path from `problem.x0` to `problem.x1`, unconditional).
-///
-/// # Errors
-/// As [`super::train`]; `InvalidArgument` for a fraction outside `[0, 1]` or conditions.
-pub fn train_mean_flow(problem: &Problem, config: &MeanFlowConfig, run: &RunOptions) -> Result<(MeanFlowModel, Vec<(usize, f64)>)> {
-    let c = &config.base;
-    if !(0.0..=1.0).contains(&config.fraction_distinct) || problem.cond.is_some() || problem.dim == 0 || c.batch_size == 0 {
-        return Err(Error::invalid("fraction_distinct, cond", "need 0 ≤ fraction ≤ 1, no conditions, dim and batch > 0"));
+/// Mean-flow training as a [`Trainer`] (fused CPU kernels: the total derivative is formed
+/// from the fused network's per-output VJPs).
+pub struct MeanFlowTrainer<'a> {
+    problem: &'a Problem<'a>,
+    config: MeanFlowConfig,
+    model: FmModel,
+    adam: Adam<f32>,
+    cache: MlpCache<f32>,
+    ema: Option<Vec<f32>>,
+}
+
+impl<'a> MeanFlowTrainer<'a> {
+    /// A fresh network (seed `config.base.run.seed`) on the CPU.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for bad settings; [`Error::Device`] for a device other than the CPU or
+    /// a network the fused kernels cannot run (mean flows need its time VJP).
+    pub fn new(problem: &'a Problem<'a>, config: &MeanFlowConfig, device: &Device) -> Result<Self> {
+        let c = &config.base;
+        c.run.validate()?;
+        if !(0.0..=1.0).contains(&config.fraction_distinct) || problem.cond.is_some() || problem.dim == 0 {
+            return Err(Error::invalid("fraction_distinct, cond", "need 0 ≤ fraction ≤ 1, no conditions and dim > 0"));
+        }
+        c.coupling.validate()?;
+        let base = if matches!(problem.x0, Source::Gaussian) { BaseKind::Gaussian } else { BaseKind::Data };
+        let model = FmModel::new_on(problem.dim, 1, &c.net, Path::Linear { sigma: 0.0 }, base, Objective::Velocity, c.run.seed, device)?;
+        let Some(net) = &model.net else {
+            return Err(Error::Device {
+                device: format!("{device:?}"),
+                reason: "mean-flow training needs the total time derivative, formed from the fused CPU kernels' VJPs: train it on the CPU device with a tanh network".into(),
+            });
+        };
+        let adam = Adam::<f32>::new(net.num_params());
+        Ok(Self { problem, config: config.clone(), model, adam, cache: MlpCache::new(), ema: None })
     }
-    if run.checkpoint.is_some() {
-        return Err(Error::Unsupported("checkpoints of mean-flow training (train again; runs are seeded)".into()));
+
+    /// The model as it stands (its parameter average when the run keeps one).
+    ///
+    /// # Errors
+    /// `Shape` never in practice (the parameter count is the model's own).
+    pub fn model(&self) -> Result<MeanFlowModel> {
+        let mut model = self.model.clone();
+        if let Some(avg) = &self.ema {
+            model.set_params(avg)?;
+        }
+        Ok(MeanFlowModel { model })
     }
-    c.coupling.validate()?;
-    let (dim, bsz) = (problem.dim, c.batch_size);
-    let base = if matches!(problem.x0, Source::Gaussian) { BaseKind::Gaussian } else { BaseKind::Data };
-    let mut model = FmModel::new(dim, 1, &c.net, Path::Linear { sigma: 0.0 }, base, Objective::Velocity, c.seed);
-    let mut adam = super::train::Adam::<f32>::new(model.params().len());
-    let width = dim + 1;
-    let (mut x0, mut x1) = (Vec::new(), Vec::new());
-    let mut input = vec![0.0f32; bsz * width];
-    let mut tangent = vec![0.0f32; bsz * (width + 1)];
-    let mut ts = vec![0.0f32; bsz];
-    let mut v = vec![0.0f32; bsz * dim];
-    let mut gap = vec![0.0f32; bsz];
-    let mut out = vec![0.0f32; bsz * dim];
-    let mut cot = vec![0.0f32; bsz * dim];
-    let mut x_bar = vec![0.0f32; bsz * width];
-    let mut grad = vec![0.0f32; model.params().len()];
-    let mut cache = MlpCache::new();
-    let mut losses = Vec::new();
-    let bar = crate::train::progress(c.steps as u64, "meanflow", run.quiet);
-    let mut running = 0.0;
-    for step in 0..c.steps {
-        let mut rng = super::train::step_rng(c.seed, step);
-        let idx0 = super::train::draw(&problem.x0, dim, bsz, &mut rng, None, &mut x0)?;
+}
+
+impl Trainer for MeanFlowTrainer<'_> {
+    fn kind(&self) -> &'static str {
+        "mean flow"
+    }
+
+    fn config(&self) -> serde_json::Value {
+        let c = &self.config.base;
+        serde_json::json!({ "dim": self.problem.dim, "base": self.model.base, "coupling": c.coupling, "net": c.net, "fraction_distinct": self.config.fraction_distinct })
+    }
+
+    fn step(&mut self, _step: usize, lr: f64, rng: &mut StdRng) -> Result<Vec<f64>> {
+        let (problem, c) = (self.problem, &self.config.base);
+        let (dim, bsz) = (problem.dim, c.run.batch_size);
+        let width = dim + 1;
+        let (mut x0, mut x1) = (Vec::new(), Vec::new());
+        let mut input = vec![0.0f32; bsz * width];
+        let mut tangent = vec![0.0f32; bsz * (width + 1)];
+        let mut ts = vec![0.0f32; bsz];
+        let mut v = vec![0.0f32; bsz * dim];
+        let mut gap = vec![0.0f32; bsz];
+        let idx0 = super::train::draw(&problem.x0, dim, bsz, rng, None, &mut x0)?;
         let paired = c.coupling == super::Coupling::Paired;
-        super::train::draw(&problem.x1, dim, bsz, &mut rng, paired.then_some(&idx0[..]), &mut x1)?;
-        let partner = c.coupling.partners(&x0, &x1, dim, &mut rng)?;
+        super::train::draw(&problem.x1, dim, bsz, rng, paired.then_some(&idx0[..]), &mut x1)?;
+        let partner = c.coupling.partners(&x0, &x1, dim, rng)?;
         for i in 0..bsz {
             let (mut t, mut s) = (rng.random::<f64>(), rng.random::<f64>());
             if t > s {
                 std::mem::swap(&mut t, &mut s);
             }
-            if rng.random::<f64>() >= config.fraction_distinct {
+            if rng.random::<f64>() >= self.config.fraction_distinct {
                 s = t;
             }
             ts[i] = t as f32;
@@ -168,10 +207,14 @@ pub fn train_mean_flow(problem: &Problem, config: &MeanFlowConfig, run: &RunOpti
             tangent[i * (width + 1) + dim] = 0.0;
             tangent[i * (width + 1) + dim + 1] = 1.0;
         }
-        model.net.forward_cached(TimeArg::PerSample(&ts), &input, bsz, &mut out, &mut cache);
-        let du = jvp_by_vjps(&model, &mut cache, &tangent, bsz);
+        let mut out = vec![0.0f32; bsz * dim];
+        let mut cache = std::mem::take(&mut self.cache);
+        let net = self.model.net.as_ref().expect("checked in new");
+        net.forward_cached(TimeArg::PerSample(&ts), &input, bsz, &mut out, &mut cache);
+        let du = jvp_by_vjps(&self.model, &mut cache, &tangent, bsz);
         let scale = 2.0 / (bsz * dim) as f32;
         let mut loss = 0.0f64;
+        let mut cot = vec![0.0f32; bsz * dim];
         for i in 0..bsz {
             for k in 0..dim {
                 let j = i * dim + k;
@@ -182,20 +225,66 @@ pub fn train_mean_flow(problem: &Problem, config: &MeanFlowConfig, run: &RunOpti
             }
         }
         loss /= (bsz * dim) as f64;
-        crate::train::check_loss(step, loss)?;
-        grad.iter_mut().for_each(|g| *g = 0.0);
-        model.net.vjp(&mut cache, &cot, &mut x_bar, &mut grad, None);
-        super::train::clip_global_norm(&mut grad, c.grad_clip);
-        model.net.update_params(|p| adam.step(p, &grad, c.lr));
-        running += loss;
-        if (step + 1) % c.log_every.max(1) == 0 {
-            losses.push((step + 1, running / c.log_every.max(1) as f64));
-            running = 0.0;
+        if loss.is_finite() {
+            let mut grad = vec![0.0f32; net.num_params()];
+            let mut x_bar = vec![0.0f32; bsz * width];
+            net.vjp(&mut cache, &cot, &mut x_bar, &mut grad, None);
+            super::train::clip_global_norm(&mut grad, c.run.grad_clip);
+            let adam = &mut self.adam;
+            self.model.net.as_mut().expect("checked in new").update_params(|p| adam.step(p, &grad, lr));
         }
-        bar.inc(1);
+        self.cache = cache;
+        Ok(vec![loss])
     }
-    bar.finish_and_clear();
-    Ok((MeanFlowModel { model }, losses))
+
+    fn supports_ema(&self) -> bool {
+        true
+    }
+
+    fn update_ema(&mut self, decay: f64) -> Result<()> {
+        let p = self.model.net.as_ref().expect("checked in new").params();
+        match &mut self.ema {
+            None => self.ema = Some(p.to_vec()),
+            Some(avg) => avg.iter_mut().zip(p).for_each(|(a, x)| *a = decay as f32 * *a + (1.0 - decay as f32) * x),
+        }
+        Ok(())
+    }
+
+    fn save(&self, w: &mut CheckpointWriter) -> Result<()> {
+        let cfg = self.config.base.net.mlp(self.problem.dim, 1);
+        let cpu = Device::flex();
+        w.module("model", &cfg.from_flat(self.model.net.as_ref().expect("checked in new").params(), &cpu, DType::F32)?)?;
+        w.json("adam", &self.adam)?;
+        if let Some(avg) = &self.ema {
+            w.module("ema", &cfg.from_flat(avg, &cpu, DType::F32)?)?;
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, r: &CheckpointReader) -> Result<()> {
+        let template = self.model.mlp().clone();
+        let flat = |m: crate::nn::Mlp| m.flat_params().into_iter().map(|v| v as f32).collect::<Vec<f32>>();
+        let params = flat(r.module("model", template.clone())?);
+        self.model.set_params(&params)?;
+        self.adam = r.json("adam")?;
+        self.ema = if r.has("ema", "bpk") { Some(flat(r.module("ema", template)?)) } else { None };
+        Ok(())
+    }
+}
+
+/// Train a mean-flow model (linear path from `problem.x0` to `problem.x1`, unconditional)
+/// through [`crate::train::fit`], on the CPU device.
+///
+/// # Errors
+/// As [`super::train`]; `InvalidArgument` for a fraction outside `[0, 1]` or conditions;
+/// [`Error::Device`] off the CPU.
+pub fn train_mean_flow<'a>(problem: &'a Problem<'a>, config: &MeanFlowConfig, device: &Device, run: &mut Run<'_, MeanFlowTrainer<'a>>) -> Result<(MeanFlowModel, FitReport)> {
+    let mut trainer = MeanFlowTrainer::new(problem, config, device)?;
+    if run.label == "train" {
+        run.label = "meanflow".into();
+    }
+    let report = crate::train::fit(&mut trainer, &config.base.run, run)?;
+    Ok((trainer.model()?, report))
 }
 
 #[cfg(test)]
@@ -209,7 +298,8 @@ mod tests {
     /// bound 2e-3 relative to the largest JVP entry).
     #[test]
     fn jvp_matches_finite_differences() {
-        let model = FmModel::new(2, 1, &NetConfig { hidden: vec![16, 16] }, Path::default(), BaseKind::Gaussian, Objective::Velocity, 3);
+        let model = FmModel::new(2, 1, &NetConfig::tanh(vec![16, 16]), Path::default(), BaseKind::Gaussian, Objective::Velocity, 3);
+        let net = model.net.as_ref().unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
         let b = 5;
         let input: Vec<f32> = (0..b * 3).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
@@ -217,14 +307,14 @@ mod tests {
         let tangent: Vec<f32> = (0..b * 4).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
         let mut cache = MlpCache::new();
         let mut out = vec![0.0f32; b * 2];
-        model.net.forward_cached(TimeArg::PerSample(&ts), &input, b, &mut out, &mut cache);
+        net.forward_cached(TimeArg::PerSample(&ts), &input, b, &mut out, &mut cache);
         let jvp = jvp_by_vjps(&model, &mut cache, &tangent, b);
         let h = 1e-2f32;
         let eval = |sign: f32| {
             let x: Vec<f32> = (0..b * 3).map(|j| input[j] + sign * h * tangent[(j / 3) * 4 + j % 3]).collect();
             let t: Vec<f32> = (0..b).map(|i| ts[i] + sign * h * tangent[i * 4 + 3]).collect();
             let mut o = vec![0.0f32; b * 2];
-            model.net.forward(TimeArg::PerSample(&t), &x, b, &mut o);
+            net.forward(TimeArg::PerSample(&t), &x, b, &mut o);
             o
         };
         let (p, m) = (eval(1.0), eval(-1.0));

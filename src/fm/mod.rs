@@ -8,23 +8,28 @@
 //!   Sinkhorn), given pairs; exact W₂ between point clouds.
 //! * [`train`]: velocity, score and denoiser losses, uniform or logit-normal times,
 //!   conditioning with condition dropout for classifier-free guidance, checkpoints that resume
-//!   exactly; runs on the fused CPU MLP ([`crate::nn::fused`]).
+//!   exactly; on any burn device through the one training loop ([`crate::train::fit`]), the
+//!   fused CPU kernels ([`crate::nn::fused`]) accelerating tanh networks on the CPU.
 //! * [`meanflow`]: one-step generation by mean flows (average velocity `u(x, t, s)`), with the
-//!   Jacobian–vector product formed from the fused network's VJPs.
+//!   Jacobian–vector product formed from the fused network's VJPs (CPU).
 //! * [`sample`]: the ODE through [`crate::ode::solve`] (any solver, fixed steps or adaptive),
 //!   the SDE family `dX = [b + ε s] dt + √(2ε) dW` through [`crate::sde::sdeint`], exact or
 //!   Hutchinson log-densities, sampling with log-density in one pass, straightness, reflow.
 //!
 //! ```
-//! use physflow::fm::{self, Coupling, Problem, Source, TrainConfig, RunOptions, NetConfig};
+//! use physflow::fm::{self, Coupling, Problem, Source, TrainConfig, NetConfig};
 //! use physflow::ode::{self, Options, Solver};
+//! use physflow::train::{Run, RunOptions};
 //!
 //! // 1D: N(0, 1) → N(3, 0.5²) with a small network.
 //! let data = ndarray::Array2::from_shape_fn((512, 1), |(i, _)| 3.0 + 0.5 * ((i as f64 + 0.5) / 512.0 - 0.5) * 3.4);
 //! let problem = Problem { dim: 1, x0: Source::Gaussian, x1: Source::Data(data.view()), cond: None };
-//! let config = TrainConfig { coupling: Coupling::ExactOt, net: NetConfig { hidden: vec![32, 32] }, batch_size: 64, steps: 300, ..TrainConfig::default() };
-//! let (model, _) = fm::train(&problem, &config, &RunOptions { quiet: true, ..Default::default() }).unwrap();
-//! let device = physflow::device::cpu_f64();
+//! let run = RunOptions { batch_size: 64, steps: 300, ..TrainConfig::default().run };
+//! let config = TrainConfig { coupling: Coupling::ExactOt, net: NetConfig::tanh(vec![32, 32]), run, ..TrainConfig::default() };
+//! // Any burn device: `physflow::device::Backend::Wgpu.device()?` trains the same model on a GPU.
+//! let cpu = burn::tensor::Device::flex();
+//! let (model, _) = fm::train(&problem, &config, &cpu, &mut Run::quiet()).unwrap();
+//! let device = physflow::device::cpu_f64().unwrap();
 //! let x0 = burn::tensor::Tensor::<2>::zeros([4, 1], &device);
 //! let opts = Options { solver: Solver::Euler, dt: Some(0.05), ..Options::default() };
 //! let x1 = ode::solve(&model.field(), x0, &[0.0, 1.0], &opts).unwrap();
@@ -40,11 +45,11 @@ pub mod sample;
 pub mod train;
 
 pub use coupling::{assignment, sinkhorn, wasserstein2, Coupling};
-pub use meanflow::{train_mean_flow, MeanFlowConfig, MeanFlowModel};
+pub use meanflow::{train_mean_flow, MeanFlowConfig, MeanFlowModel, MeanFlowTrainer};
 pub use model::{BaseKind, FmModel, ModelField, ModelSaved, NetConfig, Objective};
 pub use path::{Coefficients, FnPath, Interpolant, Path};
 pub use sample::{
     log_density, reflow_targets, sample_with_log_density, standard_normal_log_density, straightness, Diffusion,
     InterpolantSde, ScoreSource, Trace,
 };
-pub use train::{load_model, train, Problem, RunOptions, Source, TimeSampling, TrainConfig, TrainReport};
+pub use train::{load_model, train, FmTrainer, Problem, Source, TimeSampling, TrainConfig};

@@ -4,12 +4,14 @@
 
 use std::cell::RefCell;
 
-use burn::tensor::{Tensor, TensorData};
+use burn::module::Module;
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::path::{Interpolant, Path};
 use crate::host::ToHost;
 use crate::nn::fused::{FusedMlp, MlpCache, TimeArg};
+use crate::nn::{Activation, Mlp, MlpConfig};
 use crate::ode::{Time, VectorField};
 use crate::{Error, Result};
 
@@ -48,23 +50,50 @@ pub fn noise_scale(path: &dyn Interpolant, base: BaseKind, t: f64) -> f64 {
     }
 }
 
-/// Architecture of the network: `[x, c, t] → hidden… → dim`, tanh (the fused CPU kernels of
-/// [`crate::nn::fused`]).
+/// Architecture of the network: `[x, c, t] → hidden… → dim`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NetConfig {
     /// Hidden widths.
     pub hidden: Vec<usize>,
+    /// The hidden layers' nonlinearity; tanh networks run on the fused CPU kernels on the
+    /// CPU device.
+    #[serde(default = "default_activation")]
+    pub activation: Activation,
+}
+
+fn default_activation() -> Activation {
+    Activation::Tanh
 }
 
 impl Default for NetConfig {
-    /// torchcfm's 2D benchmark size: three hidden layers of 256.
+    /// torchcfm's 2D benchmark size: three hidden layers of 256, tanh.
     fn default() -> Self {
-        Self { hidden: vec![256, 256, 256] }
+        Self { hidden: vec![256, 256, 256], activation: Activation::Tanh }
     }
 }
 
-/// A trained flow-matching network with what it needs to be read: the state and condition
-/// widths, the path, the base and the objective.
+impl NetConfig {
+    /// Hidden widths with tanh.
+    pub fn tanh(hidden: Vec<usize>) -> Self {
+        Self { hidden, activation: Activation::Tanh }
+    }
+
+    /// The MLP `[x (dim), c (cond_dim), t] → hidden… → dim`.
+    pub fn mlp(&self, dim: usize, cond_dim: usize) -> MlpConfig {
+        let mut sizes = vec![dim + cond_dim];
+        sizes.extend(&self.hidden);
+        sizes.push(dim);
+        MlpConfig { sizes, time_input: true, activation: self.activation }
+    }
+}
+
+/// A flow-matching network with what it needs to be read: the state and condition widths,
+/// the path, the base and the objective.
+///
+/// The network is a burn [`Mlp`] on the device it was made or trained on; on the CPU device a
+/// tanh network is also held in the fused kernels' layout ([`crate::nn::fused`]), which
+/// evaluate it (same numbers to f32 round-off, several times faster).
 #[derive(Clone, Debug)]
 pub struct FmModel {
     /// State width `d`.
@@ -77,31 +106,99 @@ pub struct FmModel {
     pub base: BaseKind,
     /// What it predicts.
     pub objective: Objective,
-    pub(crate) net: FusedMlp<f32>,
+    /// The architecture.
+    pub net_config: NetConfig,
+    mlp: Mlp,
+    /// The fused copy (CPU device, tanh).
+    pub(crate) net: Option<FusedMlp<f32>>,
 }
 
 impl FmModel {
-    /// A fresh network with PyTorch's default `nn.Linear` initialisation
+    /// A fresh network on the CPU with PyTorch's default `nn.Linear` initialisation
     /// (`U(−1/√fan_in, 1/√fan_in)`) from `seed`.
     pub fn new(dim: usize, cond_dim: usize, net: &NetConfig, path: Path, base: BaseKind, objective: Objective, seed: u64) -> Self {
+        Self::new_on(dim, cond_dim, net, path, base, objective, seed, &Device::flex()).expect("a valid network config")
+    }
+
+    /// A fresh network on `device` (f32): the same parameters as [`FmModel::new`] for the
+    /// same seed, whatever the device.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for zero widths.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_on(dim: usize, cond_dim: usize, net: &NetConfig, path: Path, base: BaseKind, objective: Objective, seed: u64, device: &Device) -> Result<Self> {
         use rand::{RngExt, SeedableRng};
-        let mut sizes = vec![dim + cond_dim + 1];
-        sizes.extend(&net.hidden);
-        sizes.push(dim);
+        let cfg = net.mlp(dim, cond_dim);
+        cfg.validate()?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut params = Vec::with_capacity(FusedMlp::<f32>::param_count(&sizes));
-        for l in 0..sizes.len() - 1 {
-            let bound = 1.0 / (sizes[l] as f32).sqrt();
-            for _ in 0..sizes[l] * sizes[l + 1] + sizes[l + 1] {
+        let mut params = Vec::with_capacity(cfg.num_params());
+        for l in 0..cfg.sizes.len() - 1 {
+            let fan_in = cfg.sizes[l] + usize::from(l == 0);
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            for _ in 0..fan_in * cfg.sizes[l + 1] + cfg.sizes[l + 1] {
                 params.push(rng.random_range(-bound..bound));
             }
         }
-        Self { dim, cond_dim, path, base, objective, net: FusedMlp::new(sizes, true, params) }
+        Self::from_params(dim, cond_dim, net, path, base, objective, &params, device)
     }
 
-    /// The flat parameters (layout of [`crate::nn::fused`]).
-    pub fn params(&self) -> &[f32] {
-        self.net.params()
+    /// A model with the given flat parameters (layout of [`crate::nn::fused`]) on `device`.
+    ///
+    /// # Errors
+    /// `Shape` for a wrong count, `InvalidArgument` for zero widths.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_params(dim: usize, cond_dim: usize, net: &NetConfig, path: Path, base: BaseKind, objective: Objective, params: &[f32], device: &Device) -> Result<Self> {
+        let mlp = net.mlp(dim, cond_dim).from_flat(params, device, DType::F32)?;
+        Ok(Self::from_mlp(dim, cond_dim, net, path, base, objective, mlp))
+    }
+
+    /// A model around a burn network (`[dim + cond_dim + 1] → … → [dim]`, time last).
+    pub(crate) fn from_mlp(dim: usize, cond_dim: usize, net: &NetConfig, path: Path, base: BaseKind, objective: Objective, mlp: Mlp) -> Self {
+        let mlp = mlp.no_grad();
+        let fused = mlp.fusable().then(|| {
+            let mut sizes = mlp.sizes();
+            sizes[0] += 1;
+            FusedMlp::new(sizes, true, mlp.flat_params().into_iter().map(|v| v as f32).collect())
+        });
+        Self { dim, cond_dim, path, base, objective, net_config: net.clone(), mlp, net: fused }
+    }
+
+    /// The same model on `device`.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when the parameters cannot be read back.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        Self::from_params(self.dim, self.cond_dim, &self.net_config, self.path, self.base, self.objective, &self.params()?, device)
+    }
+
+    /// The burn network.
+    pub fn mlp(&self) -> &Mlp {
+        &self.mlp
+    }
+
+    /// The device the network is on.
+    pub fn device(&self) -> Device {
+        self.mlp.layers[0].weight.val().device()
+    }
+
+    /// The flat parameters (layout of [`crate::nn::fused`]), as f32.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when they cannot be read back from the device.
+    pub fn params(&self) -> Result<Vec<f32>> {
+        match &self.net {
+            Some(net) => Ok(net.params().to_vec()),
+            None => {
+                let mut out = Vec::new();
+                for layer in &self.mlp.layers {
+                    out.extend(layer.weight.val().host_vec::<f32>()?);
+                    if let Some(b) = &layer.bias {
+                        out.extend(b.val().host_vec::<f32>()?);
+                    }
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Replace the parameters.
@@ -109,24 +206,36 @@ impl FmModel {
     /// # Errors
     /// `Shape` for a wrong count.
     pub fn set_params(&mut self, params: &[f32]) -> Result<()> {
-        if params.len() != self.net.num_params() {
-            return Err(Error::Shape { what: "flow-matching network parameters".into(), expected: vec![self.net.num_params()], got: vec![params.len()] });
-        }
-        self.net.set_params(params);
+        *self = Self::from_params(self.dim, self.cond_dim, &self.net_config, self.path, self.base, self.objective, params, &self.device())?;
         Ok(())
     }
 
     /// Layer widths including the time column.
-    pub fn sizes(&self) -> &[usize] {
-        self.net.sizes()
+    pub fn sizes(&self) -> Vec<usize> {
+        let mut s = self.mlp.sizes();
+        s[0] += 1;
+        s
     }
 
     /// Raw network output `[batch, dim]` at per-sample or shared times for states
     /// `x: [batch, dim]` and conditions `c: [batch, cond_dim]` (zeros = the null condition of
-    /// classifier-free guidance).
+    /// classifier-free guidance), on the host.
     pub fn predict(&self, t: TimeArg<f32>, x: &[f32], cond: Option<&[f32]>, batch: usize, out: &mut [f32]) {
         let input = self.pack(x, cond, batch);
-        self.net.forward(t, &input, batch, out);
+        match &self.net {
+            Some(net) => net.forward(t, &input, batch, out),
+            None => {
+                let device = self.device();
+                let width = self.dim + self.cond_dim;
+                let times = match t {
+                    TimeArg::Shared(v) => Time::Shared(v as f64),
+                    TimeArg::PerSample(ts) => Time::PerSample(ts.iter().map(|v| *v as f64).collect()),
+                    TimeArg::None => Time::Shared(0.0),
+                };
+                let xt = Tensor::<2>::from_data(TensorData::new(input.to_vec(), [batch, width]), (&device, DType::F32));
+                out.copy_from_slice(&self.mlp.forward_t(&times, xt).to_vec_as::<f32>());
+            }
+        }
     }
 
     /// `[x, c]` rows as the network's input.
@@ -148,7 +257,7 @@ impl FmModel {
     /// The model as a vector field for [`crate::ode::solve`]: its velocity (objective
     /// [`Objective::Velocity`]) or its score (the other two), unconditional.
     pub fn field(&self) -> ModelField<'_> {
-        ModelField { model: self, cond: None, guidance: 1.0 }
+        ModelField { model: self, cond: None, guidance: 1.0, ad: self.autodiff_twin() }
     }
 
     /// The field at condition `cond` (one row `[cond_dim]` for every sample, or
@@ -162,7 +271,12 @@ impl FmModel {
         if self.cond_dim == 0 || cond.is_empty() || cond.len() % self.cond_dim != 0 {
             return Err(Error::Shape { what: "condition".into(), expected: vec![self.cond_dim], got: vec![cond.len()] });
         }
-        Ok(ModelField { model: self, cond: Some(cond), guidance })
+        Ok(ModelField { model: self, cond: Some(cond), guidance, ad: self.autodiff_twin() })
+    }
+
+    /// The network with autodiff parameters, for VJPs off the fused path.
+    fn autodiff_twin(&self) -> Option<Mlp> {
+        self.net.is_none().then(|| self.mlp.clone().fork(&self.device().autodiff()))
     }
 }
 
@@ -172,6 +286,8 @@ pub struct ModelField<'a> {
     model: &'a FmModel,
     cond: Option<Vec<f32>>,
     guidance: f64,
+    /// The burn path's network with autodiff parameters (`None` on the fused path).
+    ad: Option<Mlp>,
 }
 
 impl ModelField<'_> {
@@ -211,17 +327,25 @@ impl ModelField<'_> {
     }
 }
 
-/// What [`ModelField::eval_saving`] keeps: per guidance term its weight and the forward
-/// state of the network, so that the VJPs at this point (`d` of them for an exact divergence)
-/// do not rerun the forward pass.
-pub struct ModelSaved {
-    /// Per-sample output scale (`−1/σ_t` for a denoiser, else 1).
-    scale: Vec<f32>,
-    /// `(weight, forward state)` per guidance term.
-    terms: Vec<(f32, RefCell<MlpCache<f32>>)>,
-    batch: usize,
-    device: burn::tensor::Device,
-    dtype: burn::tensor::DType,
+/// What [`ModelField::eval_saving`] keeps: on the fused path, per guidance term its weight
+/// and the forward state of the network, so that the VJPs at this point (`d` of them for an
+/// exact divergence) do not rerun the forward pass; on the burn path, the point.
+pub enum ModelSaved {
+    /// Fused CPU kernels.
+    Fused {
+        /// Per-sample output scale (`−1/σ_t` for a denoiser, else 1).
+        scale: Vec<f32>,
+        /// `(weight, forward state)` per guidance term.
+        terms: Vec<(f32, RefCell<MlpCache<f32>>)>,
+        /// Batch size.
+        batch: usize,
+        /// Device and dtype of the state.
+        device: Device,
+        /// The state's dtype.
+        dtype: DType,
+    },
+    /// burn: the point `(t, y)`.
+    Burn(Time, Tensor<2>),
 }
 
 impl ModelField<'_> {
@@ -229,6 +353,7 @@ impl ModelField<'_> {
     fn forward(&self, t: &Time, y: &Tensor<2>) -> (Vec<f32>, ModelSaved) {
         let [b, d] = y.dims();
         assert_eq!(d, self.model.dim, "ModelField: state width {d}, model width {}", self.model.dim);
+        let net = self.model.net.as_ref().expect("fused path");
         let x: Vec<f32> = y.to_vec_as::<f32>();
         let ts = Self::times(t, b);
         let scale: Vec<f32> = (0..b).map(|i| self.out_scale(t.of(i)) as f32).collect();
@@ -238,14 +363,45 @@ impl ModelField<'_> {
         for (w, cond) in self.terms(b) {
             let input = self.model.pack(&x, cond.as_deref(), b);
             let mut cache = MlpCache::new();
-            self.model.net.forward_cached(TimeArg::PerSample(&ts), &input, b, &mut out, &mut cache);
+            net.forward_cached(TimeArg::PerSample(&ts), &input, b, &mut out, &mut cache);
             acc.iter_mut().zip(&out).for_each(|(a, o)| *a += w * o);
             terms.push((w, RefCell::new(cache)));
         }
         for (row, s) in acc.chunks_mut(d).zip(&scale) {
             row.iter_mut().for_each(|v| *v *= s);
         }
-        (acc, ModelSaved { scale, terms, batch: b, device: y.device(), dtype: y.dtype() })
+        (acc, ModelSaved::Fused { scale, terms, batch: b, device: y.device(), dtype: y.dtype() })
+    }
+
+    /// The field on burn tensors (any device): `Σ_k w_k s_t mlp([y, c_k], t)`, in f32 on the
+    /// network's device, returned in `y`'s dtype and device. Traced by autodiff when `mlp`
+    /// and `y` are autodiff tensors.
+    fn burn_forward(&self, mlp: &Mlp, t: &Time, y: Tensor<2>) -> Tensor<2> {
+        let [b, d] = y.dims();
+        let (out_device, out_dtype) = (y.device(), y.dtype());
+        let device = mlp.layers[0].weight.val().device();
+        let x = if out_dtype == DType::F32 && out_device == device { y } else { y.cast(DType::F32).to_device(&device) };
+        let scale: Vec<f32> = (0..b).map(|i| self.out_scale(t.of(i)) as f32).collect();
+        let mut acc: Option<Tensor<2>> = None;
+        for (w, cond) in self.terms(b) {
+            let input = match cond {
+                Some(c) => Tensor::cat(vec![x.clone(), Tensor::<2>::from_data(TensorData::new(c, [b, self.model.cond_dim]), (&device, DType::F32))], 1),
+                None if self.model.cond_dim > 0 => Tensor::cat(vec![x.clone(), Tensor::<2>::zeros([b, self.model.cond_dim], (&device, DType::F32))], 1),
+                None => x.clone(),
+            };
+            let out = mlp.forward_t(t, input).mul_scalar(w);
+            acc = Some(match acc {
+                Some(a) => a + out,
+                None => out,
+            });
+        }
+        let mut f = acc.expect("at least one term");
+        if self.model.objective == Objective::Denoiser {
+            f = f * Tensor::<2>::from_data(TensorData::new(scale, [b, 1]), (&device, DType::F32));
+        }
+        let f = f.cast(out_dtype);
+        let _ = d;
+        if f.device() == out_device { f } else { f.to_device(&out_device) }
     }
 }
 
@@ -253,11 +409,14 @@ impl VectorField<2> for ModelField<'_> {
     type Params = ();
     type Saved = ModelSaved;
 
-    /// Without VJP state: the network's own scratch buffers, no allocation per call (the ODE
-    /// sampler's hot path).
+    /// Without VJP state: on the fused path the network's own scratch buffers, no allocation
+    /// per call (the ODE sampler's hot path).
     fn eval(&self, t: &Time, y: &Tensor<2>) -> Tensor<2> {
         let [b, d] = y.dims();
         assert_eq!(d, self.model.dim, "ModelField: state width {d}, model width {}", self.model.dim);
+        if self.model.net.is_none() {
+            return self.burn_forward(&self.model.mlp, t, y.clone());
+        }
         let x: Vec<f32> = y.to_vec_as::<f32>();
         let ts = Self::times(t, b);
         let mut acc = vec![0.0f32; b * d];
@@ -276,31 +435,44 @@ impl VectorField<2> for ModelField<'_> {
     }
 
     fn eval_saving(&self, t: &Time, y: &Tensor<2>) -> (Tensor<2>, ModelSaved) {
+        if self.model.net.is_none() {
+            return (self.eval(t, y), ModelSaved::Burn(t.clone(), y.clone()));
+        }
         let (acc, saved) = self.forward(t, y);
-        let shape = [saved.batch, self.model.dim];
-        (Tensor::<2>::from_data(TensorData::new(acc, shape), (&saved.device, saved.dtype)), saved)
+        let ModelSaved::Fused { batch, ref device, dtype, .. } = saved else { unreachable!("fused path saves fused state") };
+        let shape = [batch, self.model.dim];
+        (Tensor::<2>::from_data(TensorData::new(acc, shape), (device, dtype)), saved)
     }
 
-    /// `aᵀ ∂f/∂x` by the fused network's VJP at the saved forward states (the condition and
-    /// time columns dropped).
+    /// `aᵀ ∂f/∂x`: by the fused network's VJP at the saved forward states (the condition and
+    /// time columns dropped), or by burn autodiff.
     fn vjp_saved(&self, saved: &ModelSaved, a: &Tensor<2>, _params: Option<(&mut (), f64)>) -> Tensor<2> {
-        let (b, d) = (saved.batch, self.model.dim);
+        let (scale, terms, b, device, dtype) = match saved {
+            ModelSaved::Burn(t, y) => {
+                let mlp = self.ad.as_ref().expect("burn path keeps an autodiff twin");
+                let (gy, _, _) = crate::ode::autodiff_vjp(y, a, |y| self.burn_forward(mlp, t, y));
+                return gy.without_autodiff();
+            }
+            ModelSaved::Fused { scale, terms, batch, device, dtype } => (scale, terms, *batch, device, *dtype),
+        };
+        let net = self.model.net.as_ref().expect("fused path");
+        let d = self.model.dim;
         let mut a_host: Vec<f32> = a.to_vec_as::<f32>();
-        for (row, s) in a_host.chunks_mut(d).zip(&saved.scale) {
+        for (row, s) in a_host.chunks_mut(d).zip(scale) {
             row.iter_mut().for_each(|v| *v *= s);
         }
         let width = d + self.model.cond_dim;
         let mut acc = vec![0.0f32; b * d];
         let mut x_bar = vec![0.0f32; b * width];
         // The fused VJP always accumulates the parameter cotangent; it is discarded here.
-        let mut p_bar = vec![0.0f32; self.model.net.num_params()];
-        for (w, cache) in &saved.terms {
-            self.model.net.vjp(&mut cache.borrow_mut(), &a_host, &mut x_bar, &mut p_bar, None);
+        let mut p_bar = vec![0.0f32; net.num_params()];
+        for (w, cache) in terms {
+            net.vjp(&mut cache.borrow_mut(), &a_host, &mut x_bar, &mut p_bar, None);
             for (acc_row, xb_row) in acc.chunks_mut(d).zip(x_bar.chunks(width)) {
                 acc_row.iter_mut().zip(xb_row).for_each(|(s, v)| *s += w * v);
             }
         }
-        Tensor::<2>::from_data(TensorData::new(acc, [b, d]), (&saved.device, saved.dtype))
+        Tensor::<2>::from_data(TensorData::new(acc, [b, d]), (device, dtype))
     }
 
     fn zero_params(&self) {}

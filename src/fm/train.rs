@@ -1,24 +1,32 @@
-//! Training by regression on the interpolant (flow matching / stochastic interpolants), on the
-//! fused CPU network: one step draws a minibatch of `x₀` and `x₁`, couples them, draws times
-//! and latent noise, forms `x_t` and the target, and takes an Adam step on the mean squared
-//! error.
+//! Training by regression on the interpolant (flow matching / stochastic interpolants) on any
+//! device: one step draws a minibatch of `x₀` and `x₁`, couples them, draws times and latent
+//! noise, forms `x_t` and the target, and takes an Adam step on the mean squared error.
 //!
-//! Every step's random numbers come from a generator seeded by `(seed, step)`, so a run resumed
-//! from a checkpoint continues exactly as the uninterrupted run would have.
+//! The loop is [`crate::train::fit`]; [`FmTrainer`] is the model, batch source and loss. The
+//! network is a burn [`crate::nn::Mlp`]: on the CPU device a tanh network trains on the fused
+//! kernels (forward, VJP and Adam on flat buffers), elsewhere on burn autodiff with burn's Adam
+//! (same hyperparameters). The batch is drawn on the host from the step's generator, so every
+//! device trains on the same data.
 
-use std::path::{Path as FsPath, PathBuf};
-use std::time::Instant;
+use std::path::Path as FsPath;
 
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::coupling::Coupling;
 use super::model::{noise_scale, BaseKind, FmModel, NetConfig, Objective};
 use super::path::{Interpolant, Path};
-use crate::nn::fused::{MlpCache, TimeArg};
+use crate::nn::fused::{FusedMlp, MlpCache, TimeArg};
+use crate::nn::Mlp;
+use crate::ode::Time;
+use crate::train::{CheckpointReader, CheckpointWriter, FitReport, Run, RunOptions, Trainer};
 use crate::{Error, Result};
 
 /// How training times are drawn.
@@ -63,30 +71,18 @@ pub struct TrainConfig {
     pub objective: Objective,
     /// How times are drawn.
     pub time: TimeSampling,
-    /// Hidden widths.
+    /// The network.
     pub net: NetConfig,
-    /// Minibatch size.
-    pub batch_size: usize,
-    /// Adam steps.
-    pub steps: usize,
-    /// Adam learning rate.
-    pub lr: f64,
-    /// Clip the global gradient norm to this value (`None`: no clipping).
-    pub grad_clip: Option<f64>,
     /// Probability of replacing the condition by the null condition (zeros) during training,
     /// for classifier-free guidance.
     pub cond_dropout: f64,
-    /// Seed of the initial network and of every step's draws.
-    pub seed: u64,
-    /// Write a checkpoint every this many steps (0: only at the end), when a checkpoint file is
-    /// given.
-    pub checkpoint_every: usize,
-    /// Record the loss every this many steps.
-    pub log_every: usize,
+    /// Steps, batch, learning rate and schedule, clipping, EMA, seed, log and checkpoint
+    /// cadence.
+    pub run: RunOptions,
 }
 
 impl Default for TrainConfig {
-    /// torchcfm's 2D settings: batch 256, Adam 1e-3, 3 × 256 hidden.
+    /// torchcfm's 2D settings: batch 256, Adam 1e-3, 3 × 256 hidden, 3000 steps.
     fn default() -> Self {
         Self {
             path: Path::default(),
@@ -94,14 +90,8 @@ impl Default for TrainConfig {
             objective: Objective::Velocity,
             time: TimeSampling::Uniform,
             net: NetConfig::default(),
-            batch_size: 256,
-            steps: 3000,
-            lr: 1e-3,
-            grad_clip: None,
             cond_dropout: 0.0,
-            seed: 0,
-            checkpoint_every: 0,
-            log_every: 10,
+            run: RunOptions { steps: 3000, batch_size: 256, lr: 1e-3, log_every: 10, ..RunOptions::default() },
         }
     }
 }
@@ -129,50 +119,7 @@ pub struct Problem<'a> {
     pub cond: Option<ArrayView2<'a, f64>>,
 }
 
-/// Where a run saves and resumes, and whether it shows progress.
-#[derive(Clone, Debug, Default)]
-pub struct RunOptions {
-    /// Checkpoint file (JSON, written atomically). An existing one is resumed from.
-    pub checkpoint: Option<PathBuf>,
-    /// Hide the progress bar.
-    pub quiet: bool,
-}
-
-/// The outcome of [`train`].
-#[derive(Clone, Debug)]
-pub struct TrainReport {
-    /// `(step, loss)` every `log_every` steps.
-    pub losses: Vec<(usize, f64)>,
-    /// Wall time of the steps run in this call, seconds.
-    pub seconds: f64,
-    /// Wall time of all steps so far, including those of the runs resumed from, seconds.
-    pub total_seconds: f64,
-    /// Steps run in this call (fewer than `steps` after a resume).
-    pub steps_run: usize,
-}
-
-pub(crate) use crate::train::{clip_global_norm, Adam};
-
-/// What a checkpoint holds: the settings, the step reached, parameters, optimiser and log.
-#[derive(Serialize, Deserialize)]
-struct CheckpointState {
-    config: TrainConfig,
-    dim: usize,
-    cond_dim: usize,
-    base: BaseKind,
-    step: usize,
-    params: Vec<f32>,
-    adam: Adam<f32>,
-    losses: Vec<(usize, f64)>,
-    /// Training seconds up to `step`.
-    #[serde(default)]
-    seconds: f64,
-}
-
-/// The generator of step `step`: one stream per step, from `(seed, step)`.
-pub(crate) fn step_rng(seed: u64, step: usize) -> StdRng {
-    StdRng::seed_from_u64(seed ^ (step as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-}
+pub(crate) use crate::train::{clip_global_norm, step_rng, Adam};
 
 /// Draw `n` rows from a source into `out` (`[n, dim]`, f32); for `Data`, the rows drawn.
 pub(crate) fn draw(source: &Source, dim: usize, n: usize, rng: &mut StdRng, rows: Option<&[usize]>, out: &mut Vec<f32>) -> Result<Vec<usize>> {
@@ -209,9 +156,11 @@ pub(crate) fn draw(source: &Source, dim: usize, n: usize, rng: &mut StdRng, rows
 fn validate(problem: &Problem, config: &TrainConfig) -> Result<usize> {
     config.path.validate()?;
     config.coupling.validate()?;
-    if problem.dim == 0 || config.batch_size == 0 || !(config.lr > 0.0) || config.log_every == 0 {
-        return Err(Error::invalid("config", format!("need dim, batch_size, lr, log_every > 0 (dim = {}, batch_size = {}, lr = {}, log_every = {})", problem.dim, config.batch_size, config.lr, config.log_every)));
+    config.run.validate()?;
+    if problem.dim == 0 {
+        return Err(Error::invalid("dim", "need a state width of at least 1"));
     }
+    config.net.mlp(problem.dim, 0).validate()?;
     if !(0.0..1.0).contains(&config.cond_dropout) {
         return Err(Error::invalid("cond_dropout", format!("need 0 ≤ p < 1, got {}", config.cond_dropout)));
     }
@@ -251,83 +200,157 @@ fn base_of(source: &Source) -> BaseKind {
     }
 }
 
-/// Train a network for `problem` with `config`; resumes from `run.checkpoint` when that file
-/// exists (its settings must equal `config`, except the step count, which may grow).
-///
-/// # Errors
-/// `InvalidArgument` / `Shape` for bad settings or data, or for a checkpoint written with
-/// other settings; `Diverged` for a non-finite loss; `Io` / `Format` for checkpoint trouble.
-pub fn train(problem: &Problem, config: &TrainConfig, run: &RunOptions) -> Result<(FmModel, TrainReport)> {
-    let cond_dim = validate(problem, config)?;
-    let (dim, bsz) = (problem.dim, config.batch_size);
-    let base = base_of(&problem.x0);
-    let mut model = FmModel::new(dim, cond_dim, &config.net, config.path, base, config.objective, config.seed);
-    let n_params = model.params().len();
-    let mut adam = Adam::<f32>::new(n_params);
-    let mut losses = Vec::new();
-    let mut start = 0;
-    let mut earlier = 0.0;
-    if let Some(ck) = run.checkpoint.as_deref().filter(|p| p.exists()) {
-        let state = load_checkpoint(ck)?;
-        let mut same = state.config.clone();
-        same.steps = config.steps;
-        same.checkpoint_every = config.checkpoint_every;
-        if same != *config || state.dim != dim || state.cond_dim != cond_dim {
-            return Err(Error::invalid("checkpoint", format!("{} was written by a run with other settings", ck.display())));
-        }
-        model.set_params(&state.params)?;
-        adam = state.adam;
-        losses = state.losses;
-        start = state.step;
-        earlier = state.seconds;
+/// The host buffers of one minibatch: network input `[x_t, c]`, times, targets and weights.
+struct HostBatch {
+    x0: Vec<f32>,
+    x1: Vec<f32>,
+    input: Vec<f32>,
+    ts: Vec<f32>,
+    target: Vec<f32>,
+    weight: Vec<f32>,
+}
+
+/// The fused CPU path: forward, VJP and Adam on flat buffers.
+struct FusedEngine {
+    net: FusedMlp<f32>,
+    adam: Adam<f32>,
+    cache: MlpCache<f32>,
+    out: Vec<f32>,
+    cot: Vec<f32>,
+    x_bar: Vec<f32>,
+    grad: Vec<f32>,
+    ema: Option<Vec<f32>>,
+}
+
+/// The burn path: the network on an autodiff device, burn's Adam.
+struct BurnEngine {
+    mlp: Mlp,
+    optim: ModuleOptimizer,
+    device: Device,
+    ema: Option<Mlp>,
+}
+
+enum Engine {
+    Fused(Box<FusedEngine>),
+    Burn(Box<BurnEngine>),
+}
+
+/// Flow-matching training as a [`Trainer`]: the network, the optimizer, and the batch source
+/// of a [`Problem`].
+pub struct FmTrainer<'a> {
+    problem: &'a Problem<'a>,
+    config: TrainConfig,
+    cond_dim: usize,
+    base: BaseKind,
+    device: Device,
+    engine: Engine,
+    batch: HostBatch,
+}
+
+/// Adam with PyTorch's defaults, as the fused path's flat Adam.
+fn burn_adam() -> ModuleOptimizer {
+    AdamConfig::new().with_beta_1(0.9).with_beta_2(0.999).with_epsilon(1e-8).init()
+}
+
+impl<'a> FmTrainer<'a> {
+    /// A fresh network (from `config.run.seed`) for `problem` on `device`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` / `Shape` for bad settings or data.
+    pub fn new(problem: &'a Problem<'a>, config: &TrainConfig, device: &Device) -> Result<Self> {
+        Self::build(problem, config, device, false)
     }
 
-    let (lo, hi) = config.path.time_range();
-    let width = dim + cond_dim;
-    let (mut x0, mut x1) = (Vec::new(), Vec::new());
-    let mut input = vec![0.0f32; bsz * width];
-    let mut ts = vec![0.0f32; bsz];
-    let mut target = vec![0.0f32; bsz * dim];
-    let mut weight = vec![1.0f32; bsz];
-    let mut out = vec![0.0f32; bsz * dim];
-    let mut cot = vec![0.0f32; bsz * dim];
-    let mut x_bar = vec![0.0f32; bsz * width];
-    let mut grad = vec![0.0f32; n_params];
-    let mut cache = MlpCache::new();
-    let bar = crate::train::progress(config.steps as u64, "fm train", run.quiet);
-    bar.set_position(start as u64);
-    let clock = Instant::now();
-    let scale = 2.0 / (bsz * dim) as f32;
-    let mut running = 0.0;
-    for step in start..config.steps {
-        let mut rng = step_rng(config.seed, step);
-        let idx0 = draw(&problem.x0, dim, bsz, &mut rng, None, &mut x0)?;
+    /// The same trainer on the burn path even where the fused kernels would run: for the
+    /// tests and benchmarks that compare the two paths on the CPU (a user picks a device,
+    /// never a path).
+    #[doc(hidden)]
+    pub fn new_burn_path(problem: &'a Problem<'a>, config: &TrainConfig, device: &Device) -> Result<Self> {
+        Self::build(problem, config, device, true)
+    }
+
+    fn build(problem: &'a Problem<'a>, config: &TrainConfig, device: &Device, force_burn: bool) -> Result<Self> {
+        let cond_dim = validate(problem, config)?;
+        let (dim, bsz) = (problem.dim, config.run.batch_size);
+        let base = base_of(&problem.x0);
+        let model = FmModel::new_on(dim, cond_dim, &config.net, config.path, base, config.objective, config.run.seed, device)?;
+        let width = dim + cond_dim;
+        let engine = match model.net.as_ref().filter(|_| !force_burn) {
+            Some(net) => Engine::Fused(Box::new(FusedEngine {
+                net: net.clone(),
+                adam: Adam::<f32>::new(net.num_params()),
+                cache: MlpCache::new(),
+                out: vec![0.0; bsz * dim],
+                cot: vec![0.0; bsz * dim],
+                x_bar: vec![0.0; bsz * width],
+                grad: vec![0.0; net.num_params()],
+                ema: None,
+            })),
+            None => Engine::Burn(Box::new(BurnEngine { mlp: model.mlp().clone().fork(&device.clone().autodiff()), optim: burn_adam(), device: device.clone().autodiff(), ema: None })),
+        };
+        let batch = HostBatch { x0: Vec::new(), x1: Vec::new(), input: vec![0.0; bsz * width], ts: vec![0.0; bsz], target: vec![0.0; bsz * dim], weight: vec![1.0; bsz] };
+        Ok(Self { problem, config: config.clone(), cond_dim, base, device: device.clone(), engine, batch })
+    }
+
+    /// Whether this run trains on the fused CPU kernels (the CPU device and a tanh network).
+    pub fn fused(&self) -> bool {
+        matches!(self.engine, Engine::Fused(_))
+    }
+
+    /// The model as it stands (its parameter average when the run keeps an EMA), on the
+    /// training device.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when the parameters cannot be read back.
+    pub fn model(&self) -> Result<FmModel> {
+        let (dim, c) = (self.problem.dim, &self.config);
+        match &self.engine {
+            Engine::Fused(e) => {
+                let params = e.ema.as_deref().unwrap_or(e.net.params());
+                FmModel::from_params(dim, self.cond_dim, &c.net, c.path, self.base, c.objective, params, &self.device)
+            }
+            Engine::Burn(e) => {
+                let mlp = e.ema.clone().unwrap_or_else(|| e.mlp.clone().fork(&self.device));
+                Ok(FmModel::from_mlp(dim, self.cond_dim, &c.net, c.path, self.base, c.objective, mlp))
+            }
+        }
+    }
+
+    /// Draw step `rng`'s minibatch into the host buffers: `x₀`, `x₁`, coupling, times,
+    /// latent noise, `x_t`, targets and weights (the same draws on every device).
+    fn draw_batch(&mut self, rng: &mut StdRng) -> Result<()> {
+        let (problem, config) = (self.problem, &self.config);
+        let (dim, bsz, cond_dim, base) = (problem.dim, config.run.batch_size, self.cond_dim, self.base);
+        let (lo, hi) = config.path.time_range();
+        let width = dim + cond_dim;
+        let b = &mut self.batch;
+        let idx0 = draw(&problem.x0, dim, bsz, rng, None, &mut b.x0)?;
         let paired = config.coupling == Coupling::Paired;
-        let idx1 = draw(&problem.x1, dim, bsz, &mut rng, paired.then_some(&idx0[..]), &mut x1)?;
-        let partner = config.coupling.partners(&x0, &x1, dim, &mut rng)?;
+        let idx1 = draw(&problem.x1, dim, bsz, rng, paired.then_some(&idx0[..]), &mut b.x1)?;
+        let partner = config.coupling.partners(&b.x0, &b.x1, dim, rng)?;
         let cond = problem.cond.as_ref();
         for i in 0..bsz {
             let j = partner[i];
-            let t = lo + (hi - lo) * config.time.draw(&mut rng);
-            ts[i] = t as f32;
+            let t = lo + (hi - lo) * config.time.draw(rng);
+            b.ts[i] = t as f32;
             let c = config.path.coefficients(t);
             let sigma_n = noise_scale(&config.path, base, t);
-            let row = &mut input[i * width..(i + 1) * width];
+            let row = &mut b.input[i * width..(i + 1) * width];
             let drop = cond_dim > 0 && config.cond_dropout > 0.0 && rng.random::<f64>() < config.cond_dropout;
             for k in 0..dim {
-                let (a, b) = (x0[i * dim + k] as f64, x1[j * dim + k] as f64);
-                let z: f64 = if c.gamma != 0.0 || c.d_gamma != 0.0 { StandardNormal.sample(&mut rng) } else { 0.0 };
-                row[k] = (c.alpha * a + c.beta * b + c.gamma * z) as f32;
+                let (a, x1) = (b.x0[i * dim + k] as f64, b.x1[j * dim + k] as f64);
+                let z: f64 = if c.gamma != 0.0 || c.d_gamma != 0.0 { StandardNormal.sample(rng) } else { 0.0 };
+                row[k] = (c.alpha * a + c.beta * x1 + c.gamma * z) as f32;
                 let gauss = c.gamma * z + if base == BaseKind::Gaussian { c.alpha * a } else { 0.0 };
-                target[i * dim + k] = match config.objective {
-                    Objective::Velocity => (c.d_alpha * a + c.d_beta * b + c.d_gamma * z) as f32,
+                b.target[i * dim + k] = match config.objective {
+                    Objective::Velocity => (c.d_alpha * a + c.d_beta * x1 + c.d_gamma * z) as f32,
                     Objective::Denoiser | Objective::Score => (gauss / sigma_n) as f32,
                 };
             }
             // Score: residual σ s_θ + ε, i.e. the output is scaled by σ and the target is −ε.
-            weight[i] = if config.objective == Objective::Score { sigma_n as f32 } else { 1.0 };
+            b.weight[i] = if config.objective == Objective::Score { sigma_n as f32 } else { 1.0 };
             if config.objective == Objective::Score {
-                target[i * dim..(i + 1) * dim].iter_mut().for_each(|v| *v = -*v);
+                b.target[i * dim..(i + 1) * dim].iter_mut().for_each(|v| *v = -*v);
             }
             if let Some(cond) = cond {
                 for k in 0..cond_dim {
@@ -335,69 +358,283 @@ pub fn train(problem: &Problem, config: &TrainConfig, run: &RunOptions) -> Resul
                 }
             }
         }
-        model.net.forward_cached(TimeArg::PerSample(&ts), &input, bsz, &mut out, &mut cache);
-        let mut loss = 0.0f64;
-        for i in 0..bsz {
-            for k in 0..dim {
-                let r = weight[i] * out[i * dim + k] - target[i * dim + k];
-                loss += (r * r) as f64;
-                cot[i * dim + k] = scale * r * weight[i];
+        Ok(())
+    }
+
+    /// The loss `mean (w ⊙ f_θ(x_t, c, t) − target)²` of the drawn batch and its gradient with
+    /// respect to the parameters, in the fused layout (f32), without an optimizer step: the
+    /// quantity the device-parity tests compare.
+    ///
+    /// # Errors
+    /// As [`Trainer::step`].
+    pub fn loss_and_grad(&mut self, rng: &mut StdRng) -> Result<(f64, Vec<f32>)> {
+        self.draw_batch(rng)?;
+        match &mut self.engine {
+            Engine::Fused(e) => {
+                let loss = fused_loss_grad(e, &self.batch, self.problem.dim);
+                Ok((loss, e.grad.clone()))
             }
-        }
-        loss /= (bsz * dim) as f64;
-        crate::train::check_loss(step, loss)?;
-        grad.iter_mut().for_each(|g| *g = 0.0);
-        model.net.vjp(&mut cache, &cot, &mut x_bar, &mut grad, None);
-        clip_global_norm(&mut grad, config.grad_clip);
-        model.net.update_params(|p| adam.step(p, &grad, config.lr));
-        running += loss;
-        if (step + 1) % config.log_every == 0 {
-            let mean = running / config.log_every as f64;
-            losses.push((step + 1, mean));
-            bar.set_message(format!("loss {mean:.4}"));
-            running = 0.0;
-        }
-        bar.inc(1);
-        if let Some(ck) = &run.checkpoint {
-            if config.checkpoint_every > 0 && (step + 1) % config.checkpoint_every == 0 && step + 1 < config.steps {
-                save_checkpoint(ck, config, (dim, cond_dim, base), (step + 1, earlier + clock.elapsed().as_secs_f64()), model.params(), &adam, &losses)?;
+            Engine::Burn(e) => {
+                let (loss, gp) = burn_loss_grad(e, &self.batch, self.problem.dim + self.cond_dim, self.problem.dim)?;
+                let mut flat = Vec::new();
+                for layer in &e.mlp.layers {
+                    flat.extend(grad_host::<2>(&gp, layer.weight.id)?);
+                    if let Some(b) = &layer.bias {
+                        flat.extend(grad_host::<1>(&gp, b.id)?);
+                    }
+                }
+                Ok((loss, flat))
             }
         }
     }
-    bar.finish_and_clear();
-    let seconds = clock.elapsed().as_secs_f64();
-    if let Some(ck) = &run.checkpoint {
-        save_checkpoint(ck, config, (dim, cond_dim, base), (config.steps.max(start), earlier + seconds), model.params(), &adam, &losses)?;
+}
+
+fn grad_host<const D: usize>(gp: &GradientsParams, id: burn::module::ParamId) -> Result<Vec<f32>> {
+    use crate::host::ToHost;
+    gp.get::<D>(id).map(|g| g.host_vec::<f32>()).unwrap_or_else(|| Err(Error::Unsupported("a parameter without a gradient".into())))
+}
+
+/// Fused forward and VJP: the loss, with the parameter gradient in `e.grad`.
+fn fused_loss_grad(e: &mut FusedEngine, b: &HostBatch, dim: usize) -> f64 {
+    let bsz = b.ts.len();
+    e.net.forward_cached(TimeArg::PerSample(&b.ts), &b.input, bsz, &mut e.out, &mut e.cache);
+    let scale = 2.0 / (bsz * dim) as f32;
+    let mut loss = 0.0f64;
+    for i in 0..bsz {
+        for k in 0..dim {
+            let r = b.weight[i] * e.out[i * dim + k] - b.target[i * dim + k];
+            loss += (r * r) as f64;
+            e.cot[i * dim + k] = scale * r * b.weight[i];
+        }
     }
-    Ok((model, TrainReport { losses, seconds, total_seconds: earlier + seconds, steps_run: config.steps.saturating_sub(start) }))
+    e.grad.iter_mut().for_each(|g| *g = 0.0);
+    e.net.vjp(&mut e.cache, &e.cot, &mut e.x_bar, &mut e.grad, None);
+    loss / (bsz * dim) as f64
 }
 
-fn save_checkpoint(path: &FsPath, config: &TrainConfig, shape: (usize, usize, BaseKind), at: (usize, f64), params: &[f32], adam: &Adam<f32>, losses: &[(usize, f64)]) -> Result<()> {
-    let (dim, cond_dim, base) = shape;
-    let (step, seconds) = at;
-    let state = CheckpointState { config: config.clone(), dim, cond_dim, base, step, params: params.to_vec(), adam: adam.clone(), losses: losses.to_vec(), seconds };
-    crate::train::write_json(path, &state)
+/// burn forward and backward on the engine's device: the loss and the parameter gradients.
+fn burn_loss_grad(e: &BurnEngine, b: &HostBatch, width: usize, dim: usize) -> Result<(f64, GradientsParams)> {
+    use crate::host::ToHost;
+    let bsz = b.ts.len();
+    let on = (&e.device, DType::F32);
+    let x = Tensor::<2>::from_data(TensorData::new(b.input.clone(), [bsz, width]), on);
+    let times = Time::PerSample(b.ts.iter().map(|&t| t as f64).collect());
+    let out = e.mlp.forward_t(&times, x);
+    let w = Tensor::<2>::from_data(TensorData::new(b.weight.clone(), [bsz, 1]), on);
+    let target = Tensor::<2>::from_data(TensorData::new(b.target.clone(), [bsz, dim]), on);
+    let loss = (out * w - target).square().mean();
+    let value = loss.clone().host_vec::<f64>()?[0];
+    let grads = loss.backward();
+    Ok((value, GradientsParams::from_grads(grads, &e.mlp)))
 }
 
-fn load_checkpoint(path: &FsPath) -> Result<CheckpointState> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Format { path: path.display().to_string(), reason: format!("not a flow-matching checkpoint: {e}") })
+/// Scale all of `mlp`'s gradients so their joint Euclidean norm is at most `clip` (one
+/// readback: the squared norms are summed on the device).
+fn clip_burn(mlp: &Mlp, gp: &mut GradientsParams, clip: f64) -> Result<()> {
+    use crate::host::ToHost;
+    let mut sq: Vec<Tensor<1>> = Vec::new();
+    for layer in &mlp.layers {
+        if let Some(g) = gp.get::<2>(layer.weight.id) {
+            sq.push(g.square().sum());
+        }
+        if let Some(g) = layer.bias.as_ref().and_then(|b| gp.get::<1>(b.id)) {
+            sq.push(g.square().sum());
+        }
+    }
+    if sq.is_empty() {
+        return Ok(());
+    }
+    let norm = Tensor::cat(sq, 0).sum().host_vec::<f64>()?[0].sqrt();
+    if norm > clip {
+        let s = clip / norm;
+        for layer in &mlp.layers {
+            if let Some(g) = gp.remove::<2>(layer.weight.id) {
+                gp.register(layer.weight.id, g.mul_scalar(s));
+            }
+            if let Some(b) = &layer.bias {
+                if let Some(g) = gp.remove::<1>(b.id) {
+                    gp.register(b.id, g.mul_scalar(s));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
-/// Load a model saved by [`train`] (its checkpoint file).
+/// `ē ← d ē + (1 − d) θ` layer by layer (on the device; the first call copies `θ`).
+fn ema_mlp(ema: Option<Mlp>, mlp: &Mlp, d: f64, device: &Device) -> Mlp {
+    let current = mlp.clone().fork(device);
+    let Some(ema) = ema else { return current };
+    let layers = ema
+        .layers
+        .iter()
+        .zip(&current.layers)
+        .map(|(e, c)| Linear {
+            weight: Param::from_tensor(e.weight.val().mul_scalar(d) + c.weight.val().mul_scalar(1.0 - d)),
+            bias: match (&e.bias, &c.bias) {
+                (Some(eb), Some(cb)) => Some(Param::from_tensor(eb.val().mul_scalar(d) + cb.val().mul_scalar(1.0 - d))),
+                _ => None,
+            },
+        })
+        .collect();
+    Mlp { layers, time_input: ema.time_input, activation: ema.activation }
+}
+
+impl Trainer for FmTrainer<'_> {
+    fn kind(&self) -> &'static str {
+        "flow matching"
+    }
+
+    fn config(&self) -> serde_json::Value {
+        let TrainConfig { path, coupling, objective, time, net, cond_dropout, run: _ } = &self.config;
+        serde_json::json!({
+            "dim": self.problem.dim,
+            "cond_dim": self.cond_dim,
+            "base": self.base,
+            "path": path,
+            "coupling": coupling,
+            "objective": objective,
+            "time": time,
+            "net": net,
+            "cond_dropout": cond_dropout,
+            "engine": if self.fused() { "fused cpu" } else { "burn" },
+        })
+    }
+
+    fn step(&mut self, _step: usize, lr: f64, rng: &mut StdRng) -> Result<Vec<f64>> {
+        self.draw_batch(rng)?;
+        let clip = self.config.run.grad_clip;
+        let (dim, width) = (self.problem.dim, self.problem.dim + self.cond_dim);
+        let loss = match &mut self.engine {
+            Engine::Fused(e) => {
+                let loss = fused_loss_grad(e, &self.batch, dim);
+                if loss.is_finite() {
+                    clip_global_norm(&mut e.grad, clip);
+                    let (adam, grad) = (&mut e.adam, &e.grad);
+                    e.net.update_params(|p| adam.step(p, grad, lr));
+                }
+                loss
+            }
+            Engine::Burn(e) => {
+                let (loss, mut gp) = burn_loss_grad(e, &self.batch, width, dim)?;
+                if loss.is_finite() {
+                    if let Some(c) = clip {
+                        clip_burn(&e.mlp, &mut gp, c)?;
+                    }
+                    let mlp = std::mem::replace(&mut e.mlp, Mlp { layers: Vec::new(), time_input: true, activation: self.config.net.activation });
+                    e.mlp = e.optim.step(lr, mlp, gp);
+                }
+                loss
+            }
+        };
+        Ok(vec![loss])
+    }
+
+    fn supports_ema(&self) -> bool {
+        true
+    }
+
+    fn update_ema(&mut self, decay: f64) -> Result<()> {
+        match &mut self.engine {
+            Engine::Fused(e) => match &mut e.ema {
+                None => e.ema = Some(e.net.params().to_vec()),
+                Some(avg) => {
+                    let d = decay as f32;
+                    avg.iter_mut().zip(e.net.params()).for_each(|(a, p)| *a = d * *a + (1.0 - d) * p);
+                }
+            },
+            Engine::Burn(e) => e.ema = Some(ema_mlp(e.ema.take(), &e.mlp, decay, &self.device)),
+        }
+        Ok(())
+    }
+
+    fn save(&self, w: &mut CheckpointWriter) -> Result<()> {
+        let cfg = self.config.net.mlp(self.problem.dim, self.cond_dim);
+        let cpu = Device::flex();
+        match &self.engine {
+            Engine::Fused(e) => {
+                w.module("model", &cfg.from_flat(e.net.params(), &cpu, DType::F32)?)?;
+                w.json("adam", &e.adam)?;
+                if let Some(avg) = &e.ema {
+                    w.module("ema", &cfg.from_flat(avg, &cpu, DType::F32)?)?;
+                }
+            }
+            Engine::Burn(e) => {
+                w.module("model", &e.mlp.clone().fork(&self.device))?;
+                w.optimizer("optimizer", &e.optim)?;
+                if let Some(avg) = &e.ema {
+                    w.module("ema", avg)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, r: &CheckpointReader) -> Result<()> {
+        let cfg = self.config.net.mlp(self.problem.dim, self.cond_dim);
+        match &mut self.engine {
+            Engine::Fused(e) => {
+                let template = cfg.from_flat(e.net.params(), &Device::flex(), DType::F32)?;
+                let flat: Vec<f32> = r.module("model", template.clone())?.flat_params().into_iter().map(|v| v as f32).collect();
+                e.net.set_params(&flat);
+                e.adam = r.json("adam")?;
+                e.ema = if r.has("ema", "bpk") { Some(r.module("ema", template)?.flat_params().into_iter().map(|v| v as f32).collect()) } else { None };
+            }
+            Engine::Burn(e) => {
+                e.mlp = r.module("model", e.mlp.clone())?;
+                e.optim = r.optimizer("optimizer", std::mem::replace(&mut e.optim, burn_adam()))?;
+                e.ema = if r.has("ema", "bpk") { Some(r.module("ema", e.mlp.clone().fork(&self.device))?) } else { None };
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Train a network for `problem` with `config` on `device` through [`crate::train::fit`];
+/// resumes from `run.checkpoint` when it holds a checkpoint of the same settings (the step
+/// count may grow). Returns the trained model (the parameter average when `config.run.ema`
+/// is set) and the loop's report.
 ///
 /// # Errors
-/// `Io` / `Format` for an unreadable file.
-pub fn load_model(path: &FsPath) -> Result<FmModel> {
-    let s = load_checkpoint(path)?;
-    let mut m = FmModel::new(s.dim, s.cond_dim, &s.config.net, s.config.path, s.base, s.config.objective, s.config.seed);
-    m.set_params(&s.params)?;
-    Ok(m)
+/// `InvalidArgument` / `Shape` for bad settings or data, or for a checkpoint written with
+/// other settings; `Diverged` for a non-finite loss; `Io` / `Format` for checkpoint trouble;
+/// [`Error::Device`] for a device that fails.
+pub fn train<'a>(problem: &'a Problem<'a>, config: &TrainConfig, device: &Device, run: &mut Run<'_, FmTrainer<'a>>) -> Result<(FmModel, FitReport)> {
+    let mut trainer = FmTrainer::new(problem, config, device)?;
+    if run.label == "train" {
+        run.label = "fm train".into();
+    }
+    let report = crate::train::fit(&mut trainer, &config.run, run)?;
+    Ok((trainer.model()?, report))
+}
+
+/// Load the model saved in a checkpoint directory written by [`train`] (its parameter
+/// average when the run kept one), on the CPU.
+///
+/// # Errors
+/// `Io` / `Format` for an unreadable or foreign checkpoint.
+pub fn load_model(dir: &FsPath) -> Result<FmModel> {
+    let ck = crate::train::Checkpoint::new(dir);
+    let (r, state) = ck.read_state("flow matching")?;
+    let fmt = |e: serde_json::Error| Error::Format { path: dir.join("state.json").display().to_string(), reason: e.to_string() };
+    let c = &state.config;
+    let get = |k: &str| c.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    let dim: usize = serde_json::from_value(get("dim")).map_err(fmt)?;
+    let cond_dim: usize = serde_json::from_value(get("cond_dim")).map_err(fmt)?;
+    let base: BaseKind = serde_json::from_value(get("base")).map_err(fmt)?;
+    let path: Path = serde_json::from_value(get("path")).map_err(fmt)?;
+    let objective: Objective = serde_json::from_value(get("objective")).map_err(fmt)?;
+    let net: NetConfig = serde_json::from_value(get("net")).map_err(fmt)?;
+    let cfg = net.mlp(dim, cond_dim);
+    let template = cfg.from_flat(&vec![0.0f32; cfg.num_params()], &Device::flex(), DType::F32)?;
+    let mlp = r.module(if r.has("ema", "bpk") { "ema" } else { "model" }, template)?;
+    Ok(FmModel::from_mlp(dim, cond_dim, &net, path, base, objective, mlp))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     /// Clipping scales a gradient of norm 5 to norm 1 and leaves a short one alone.
     #[test]

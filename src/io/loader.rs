@@ -11,7 +11,7 @@
 //! use physflow::io::loader::{Loader, LoaderConfig, Source};
 //! let source = Source::open(std::path::Path::new("out/simulate/heat1d")).unwrap();
 //! let loader = Loader::new(source, LoaderConfig { batch_size: 64, ..Default::default() }).unwrap();
-//! let device = physflow::device::cpu_f64();
+//! let device = physflow::device::cpu_f64().unwrap();
 //! for batch in loader.epoch(0) {
 //!     let batch = batch.unwrap();
 //!     let x = batch.to_tensor::<3>(&device).unwrap(); // [64, T, X]

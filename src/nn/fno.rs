@@ -293,7 +293,7 @@ mod tests {
     /// Reference: the DFT of `cos(2π(k_x x/X + k_y y/Y))` is supported on `±(k_x, k_y)`.
     #[test]
     fn spectral_conv_is_the_low_pass_projection_for_identity_weights() {
-        let device = crate::device::cpu_f64();
+        let device = crate::device::cpu_f64().unwrap();
         let (nx, ny) = (12, 10);
         let modes = [3, 3];
         let k = (2 * modes[0] - 1) * modes[1];
@@ -320,7 +320,7 @@ mod tests {
     /// equivariant along a periodic x in its spectral part (shifting the input shifts `K h`).
     #[test]
     fn fno_shapes_and_spectral_shift_equivariance() {
-        let device = crate::device::cpu_f64();
+        let device = crate::device::cpu_f64().unwrap();
         let cfg = FnoConfig { width: 6, modes: [4, 1], layers: 2, time_features: 2, projection: 8, ..FnoConfig::default() };
         let fno = cfg.init(1, &device);
         let u = Tensor::<4>::random([3, 1, 16, 1], burn::tensor::Distribution::Normal(0.0, 1.0), &device);

@@ -1,5 +1,6 @@
-//! A tanh multilayer perceptron as a burn module, and as an ODE vector field with a fused
-//! CPU forward/VJP (see [`super::fused`]) selected automatically on the CPU device.
+//! The multilayer perceptron: one burn module for every device and every use (ODE vector
+//! fields, flow-matching velocities), with a fused CPU forward/VJP (see [`super::fused`])
+//! selected automatically for tanh networks on the CPU device.
 
 use crate::host::ToHost;
 use std::cell::RefCell;
@@ -11,7 +12,9 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::fused::{FusedMlp, MlpCache, Real, TimeArg};
+use super::init::Activation;
 use crate::ode::{FieldModule, ModuleField, ModuleGrads, ParamCotangent, Time, VectorField};
+use crate::{Error, Result};
 
 /// Architecture of an [`Mlp`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,12 +23,71 @@ pub struct MlpConfig {
     pub sizes: Vec<usize>,
     /// Whether `t` is an extra last input column.
     pub time_input: bool,
+    /// The hidden layers' nonlinearity (tanh runs on the fused CPU kernels).
+    #[serde(default = "tanh")]
+    pub activation: Activation,
+}
+
+fn tanh() -> Activation {
+    Activation::Tanh
 }
 
 impl MlpConfig {
-    /// `d_in → hidden... → d_out`, autonomous.
+    /// `d_in → hidden... → d_out`, autonomous, tanh.
     pub fn new(sizes: Vec<usize>) -> Self {
-        Self { sizes, time_input: false }
+        Self { sizes, time_input: false, activation: Activation::Tanh }
+    }
+
+    /// With another nonlinearity.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Check the widths.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for fewer than two widths or a zero width.
+    pub fn validate(&self) -> Result<()> {
+        if self.sizes.len() < 2 || self.sizes.iter().skip(1).any(|&w| w == 0) || (self.sizes[0] == 0 && !self.time_input) {
+            return Err(Error::invalid("sizes", format!("an MLP needs input and output widths and no zero hidden or output width, got {:?}", self.sizes)));
+        }
+        Ok(())
+    }
+
+    /// The number of parameters (weights and biases; the time column counts as an input).
+    pub fn num_params(&self) -> usize {
+        let mut n = 0;
+        for l in 0..self.sizes.len().saturating_sub(1) {
+            let d_in = self.sizes[l] + usize::from(l == 0 && self.time_input);
+            n += (d_in + 1) * self.sizes[l + 1];
+        }
+        n
+    }
+
+    /// The network with parameters taken from `flat` (per layer: `W` row-major `[d_in, d_out]`
+    /// with the time column as the last input row, then `b`: the layout of
+    /// [`Mlp::flat_params`] and of the fused kernels), in `dtype` on `device`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for bad widths, `Shape` for a wrong parameter count.
+    pub fn from_flat<E: burn::tensor::Element>(&self, flat: &[E], device: &Device, dtype: DType) -> Result<Mlp> {
+        self.validate()?;
+        if flat.len() != self.num_params() {
+            return Err(Error::Shape { what: "MLP parameters".into(), expected: vec![self.num_params()], got: vec![flat.len()] });
+        }
+        let mut layers = Vec::new();
+        let mut offset = 0;
+        for l in 0..self.sizes.len() - 1 {
+            let d_in = self.sizes[l] + usize::from(l == 0 && self.time_input);
+            let d_out = self.sizes[l + 1];
+            let w = Tensor::<2>::from_data(TensorData::new(flat[offset..offset + d_in * d_out].to_vec(), [d_in, d_out]).convert_dtype(dtype), (device, dtype));
+            offset += d_in * d_out;
+            let b = Tensor::<1>::from_data(TensorData::new(flat[offset..offset + d_out].to_vec(), [d_out]).convert_dtype(dtype), (device, dtype));
+            offset += d_out;
+            layers.push(Linear { weight: Param::from_tensor(w), bias: Some(Param::from_tensor(b)) });
+        }
+        Ok(Mlp { layers, time_input: self.time_input, activation: self.activation })
     }
 
     /// With `t` as an input.
@@ -56,17 +118,21 @@ impl MlpConfig {
                 bias: Some(Param::from_tensor(bias)),
             });
         }
-        Mlp { layers, time_input: self.time_input }
+        Mlp { layers, time_input: self.time_input, activation: self.activation }
     }
 }
 
-/// `f(t, x) = W_L tanh(… tanh(W_1 [x, t] + b_1) …) + b_L`.
+/// `f(t, x) = W_L σ(… σ(W_1 [x, t] + b_1) …) + b_L` with the nonlinearity `σ` (tanh by
+/// default).
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// The affine layers, weights `[d_in, d_out]`.
     pub layers: Vec<Linear>,
     /// Whether `t` is the last input column.
     pub time_input: bool,
+    /// The hidden layers' nonlinearity.
+    #[module(skip)]
+    pub activation: Activation,
 }
 
 impl Mlp {
@@ -86,7 +152,7 @@ impl Mlp {
         for (l, layer) in self.layers.iter().enumerate() {
             h = layer.forward(h);
             if l + 1 < n {
-                h = h.tanh();
+                h = self.activation.apply(h);
             }
         }
         h
@@ -132,15 +198,25 @@ impl Mlp {
             layers.push(Linear { weight: Param::from_tensor(wt), bias });
         }
         assert_eq!(offset, flat.len(), "Mlp::with_flat_params: expected {offset} values, got {}", flat.len());
-        Mlp { layers, time_input: self.time_input }
+        Mlp { layers, time_input: self.time_input, activation: self.activation }
     }
 
-    /// This network as an ODE vector field: fused CPU kernels on the CPU device
-    /// (f32 or f64 as the parameters), burn autodiff elsewhere.
-    pub fn field(&self) -> MlpField<'_> {
+    /// The architecture.
+    pub fn config(&self) -> MlpConfig {
+        MlpConfig { sizes: self.sizes(), time_input: self.time_input, activation: self.activation }
+    }
+
+    /// Whether the fused CPU kernels can evaluate this network: tanh, biases everywhere, on
+    /// the CPU device.
+    pub fn fusable(&self) -> bool {
         let device = self.layers[0].weight.val().device();
-        let cpu = matches!(device.clone().without_autodiff(), d if d == Device::flex());
-        let fused = if cpu && self.layers.iter().all(|l| l.bias.is_some()) {
+        device.without_autodiff() == Device::flex() && self.activation == Activation::Tanh && self.layers.iter().all(|l| l.bias.is_some())
+    }
+
+    /// This network as an ODE vector field: fused CPU kernels for a tanh network on the CPU
+    /// device (f32 or f64 as the parameters), burn autodiff otherwise.
+    pub fn field(&self) -> MlpField<'_> {
+        let fused = if self.fusable() {
             let dtype = self.layers[0].weight.val().dtype();
             // The fused kernels count the time column in the input width.
             let mut sizes = self.sizes();

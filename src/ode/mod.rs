@@ -8,7 +8,7 @@
 //! use burn::tensor::{Device, Tensor};
 //! use physflow::ode::{self, FnField, Options, Solver, Time};
 //!
-//! let device = physflow::device::cpu_f64();
+//! let device = physflow::device::cpu_f64().unwrap();
 //! // dy/dt = -y, y(0) = 1  =>  y(1) = e^{-1}
 //! let field = FnField::new(|_t: &Time, y: Tensor<2>| y.neg());
 //! let y0 = Tensor::<2>::ones([4, 1], &device);
@@ -32,6 +32,7 @@ pub use field::{
     VectorField,
 };
 pub use solve::{solve, Solution, Stats, Status};
+pub(crate) use field::autodiff_vjp;
 
 use serde::{Deserialize, Serialize};
 use tableau::Tableau;

@@ -754,7 +754,7 @@ where
     }
 
     fn point(&self, u: &[f64], copies: usize, autodiff: bool) -> Tensor<2> {
-        let device = crate::device::cpu_f64();
+        let device = crate::device::cpu_f64().unwrap();
         let device = if autodiff { device.autodiff() } else { device };
         let data: Vec<f64> = (0..copies).flat_map(|_| u.iter().copied()).collect();
         Tensor::<2>::from_data(TensorData::new(data, [copies, self.n]), &device)

@@ -22,7 +22,9 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::fm::{self, Coupling, NetConfig, Problem, RunOptions, Source, Trace, TrainConfig};
+use crate::fm::{self, Coupling, NetConfig, Problem, Source, Trace, TrainConfig};
+use crate::train::{Run, RunOptions};
+use burn::tensor::Device;
 use crate::host::tensor_from_array2;
 use crate::ode::{Options, Solver};
 use crate::plot::{save_figure, Panel, Series};
@@ -196,7 +198,7 @@ fn histogram(xs: &[f64], lo: f64, hi: f64, bins: usize) -> (Vec<f64>, Vec<f64>) 
 ///
 /// # Errors
 /// Bad configuration, divergence, solver or I/O errors.
-pub fn run(cfg: &FmDoubleWellConfig, out: &Path, quiet: bool) -> Result<FmDoubleWellReport> {
+pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: bool) -> Result<FmDoubleWellReport> {
     if !(cfg.c > 0.0 && cfg.beta_hot > 0.0 && cfg.beta_cold > 0.0) || cfg.n_eval < 2 || cfg.n_train < cfg.batch_size || cfg.solve_steps == 0 {
         return Err(Error::invalid("c, beta_hot, beta_cold, n_eval, n_train, solve_steps", "need c, β > 0, n_eval ≥ 2, n_train ≥ batch_size, solve_steps ≥ 1"));
     }
@@ -207,20 +209,17 @@ pub fn run(cfg: &FmDoubleWellConfig, out: &Path, quiet: bool) -> Result<FmDouble
     let problem = Problem { dim: 2, x0: Source::Data(x_hot.view()), x1: Source::Data(x_cold.view()), cond: None };
     let tc = TrainConfig {
         coupling: Coupling::ExactOt,
-        net: NetConfig { hidden: cfg.hidden.clone() },
-        batch_size: cfg.batch_size,
-        steps: cfg.steps,
-        lr: cfg.lr,
-        seed: cfg.seed,
-        checkpoint_every: 500,
+        net: NetConfig::tanh(cfg.hidden.clone()),
+        run: RunOptions { batch_size: cfg.batch_size, steps: cfg.steps, lr: cfg.lr, seed: cfg.seed, checkpoint_every: 500, ..TrainConfig::default().run },
         ..TrainConfig::default()
     };
-    let (model, train) = fm::train(&problem, &tc, &RunOptions { checkpoint: Some(out.join("model.json")), quiet })?;
+    let (model, train) = fm::train(&problem, &tc, train_device, &mut Run { checkpoint: Some(out.join("checkpoint")), quiet, ..Run::default() })?;
+    let model = model.to_device(&Device::flex())?;
 
     // Fresh hot samples through the flow, with log q in the same pass.
     let src = hot.sample(&mut rng, cfg.n_eval);
     let lp0: Vec<f64> = src.rows().into_iter().map(|r| hot.log_density(r[0], r[1])).collect();
-    let device = crate::device::cpu_f64();
+    let device = crate::device::reference_cpu();
     let opts = Options { solver: Solver::Rk4, dt: Some(1.0 / cfg.solve_steps as f64), ..Options::default() };
     let x0t = tensor_from_array2(&src.view(), &device, burn::tensor::DType::F64);
     let (x1, log_q) = fm::sample_with_log_density(&model.field(), &x0t, &lp0, Trace::Exact, &opts)?;

@@ -19,7 +19,9 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::fm::problems::{eight_gaussians, moons};
-use crate::fm::{self, Coupling, FmModel, MeanFlowConfig, NetConfig, Problem, RunOptions, Source, TrainConfig};
+use crate::fm::{self, Coupling, FmModel, MeanFlowConfig, NetConfig, Problem, Source, TrainConfig};
+use crate::train::{Run, RunOptions};
+use burn::tensor::Device;
 use crate::host::{array2_from_tensor, tensor_from_array2};
 use crate::ode::{self, Options, Solver};
 use crate::plot::{save_figure, Panel, Series};
@@ -119,21 +121,22 @@ fn euler(n: usize) -> Options {
 ///
 /// # Errors
 /// Bad configuration, training divergence, solver or I/O errors.
-pub fn run(cfg: &FmMoonsConfig, out: &Path, quiet: bool) -> Result<FmMoonsReport> {
+pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) -> Result<FmMoonsReport> {
     if cfg.nfes.is_empty() || cfg.n_eval < 2 || cfg.reflow_pairs == 0 || cfg.reflow_solve_steps == 0 {
         return Err(Error::invalid("nfes, n_eval, reflow_pairs, reflow_solve_steps", "need at least one NFE, two evaluation samples, reflow pairs and solve steps"));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let device = crate::device::cpu_f64();
-    let base = TrainConfig { net: NetConfig { hidden: cfg.hidden.clone() }, batch_size: cfg.batch_size, steps: cfg.steps, lr: cfg.lr, seed: cfg.seed, checkpoint_every: 500, ..TrainConfig::default() };
-    let run_in = |name: &str| RunOptions { checkpoint: Some(out.join(format!("{name}.json"))), quiet };
+    let device = crate::device::reference_cpu();
+    let run_opts = RunOptions { batch_size: cfg.batch_size, steps: cfg.steps, lr: cfg.lr, seed: cfg.seed, checkpoint_every: 500, ..TrainConfig::default().run };
+    let base = TrainConfig { net: NetConfig::tanh(cfg.hidden.clone()), run: run_opts, ..TrainConfig::default() };
+    let run_in = |name: &str| Run { checkpoint: Some(out.join(format!("checkpoint_{name}"))), quiet, ..Run::default() };
     let fresh = Problem { dim: 2, x0: Source::Sampler(&x0_sampler), x1: Source::Sampler(&x1_sampler), cond: None };
 
     let mut trained: Vec<(String, FmModel, f64, f64)> = Vec::new();
     for (name, file, coupling) in [("independent", "independent", Coupling::Independent), ("exact OT", "exact_ot", Coupling::ExactOt)] {
-        let (model, report) = fm::train(&fresh, &TrainConfig { coupling, ..base.clone() }, &run_in(file))?;
-        let loss = report.losses.last().map(|l| l.1).unwrap_or(f64::NAN);
-        trained.push((name.to_string(), model, report.total_seconds, loss));
+        let (model, report) = fm::train(&fresh, &TrainConfig { coupling, ..base.clone() }, train_device, &mut run_in(file))?;
+        let loss = report.losses().last().map(|l| l.1).unwrap_or(f64::NAN);
+        trained.push((name.to_string(), model.to_device(&Device::flex())?, report.total_seconds, loss));
     }
     // Reflow of the independent model: its own deterministic couplings.
     let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(1));
@@ -141,8 +144,8 @@ pub fn run(cfg: &FmMoonsConfig, out: &Path, quiet: bool) -> Result<FmMoonsReport
     let rk4 = Options { solver: Solver::Rk4, dt: Some(1.0 / cfg.reflow_solve_steps as f64), ..Options::default() };
     let x1_pairs = fm::reflow_targets(&trained[0].1.field(), &x0_pairs, &rk4)?;
     let paired = Problem { dim: 2, x0: Source::Data(x0_pairs.view()), x1: Source::Data(x1_pairs.view()), cond: None };
-    let (model, report) = fm::train(&paired, &TrainConfig { coupling: Coupling::Paired, ..base.clone() }, &run_in("reflow"))?;
-    trained.push(("reflow".into(), model, report.total_seconds, report.losses.last().map(|l| l.1).unwrap_or(f64::NAN)));
+    let (model, report) = fm::train(&paired, &TrainConfig { coupling: Coupling::Paired, ..base.clone() }, train_device, &mut run_in("reflow"))?;
+    trained.push(("reflow".into(), model.to_device(&Device::flex())?, report.total_seconds, report.losses().last().map(|l| l.1).unwrap_or(f64::NAN)));
 
     // Evaluation on held-out data.
     let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(2));
@@ -160,7 +163,7 @@ pub fn run(cfg: &FmMoonsConfig, out: &Path, quiet: bool) -> Result<FmMoonsReport
         let mut w2 = Vec::new();
         for &nfe in &cfg.nfes {
             let sol = ode::solve(&field, x0t.clone(), &[0.0, 1.0], &euler(nfe))?;
-            w2.push((nfe, fm::wasserstein2(&slice(&array2_from_tensor(&sol.ys[1])), &slice(&held_out), 2)?));
+            w2.push((nfe, fm::wasserstein2(&slice(&array2_from_tensor(&sol.ys[1])?), &slice(&held_out), 2)?));
         }
         let (straightness, _) = fm::straightness(&field, &x0t, 100)?;
         models.push(ModelResult { name: name.clone(), w2, straightness: Some(straightness), train_seconds: *seconds, final_loss: *loss });
@@ -168,13 +171,13 @@ pub fn run(cfg: &FmMoonsConfig, out: &Path, quiet: bool) -> Result<FmMoonsReport
         let start = x0.slice(ndarray::s![..n, ..]).to_owned();
         let times: Vec<f64> = (0..=20).map(|k| k as f64 / 20.0).collect();
         let sol = ode::solve(&model.field(), tensor_from_array2(&start.view(), &device, burn::tensor::DType::F64), &times, &euler(100))?;
-        panels_traj.push(trajectory_panel(name, &sol.ys.iter().map(array2_from_tensor).collect::<Vec<_>>(), &held_out, k));
+        panels_traj.push(trajectory_panel(name, &sol.ys.iter().map(array2_from_tensor).collect::<Result<Vec<_>>>()?, &held_out, k));
     }
     // Mean flow: average velocities, sampled by jumps (one network call each).
-    let mf_cfg = MeanFlowConfig { base: TrainConfig { coupling: Coupling::ExactOt, checkpoint_every: 0, ..base.clone() }, fraction_distinct: cfg.mean_flow_fraction };
-    let clock = std::time::Instant::now();
-    let (mf, mf_losses) = fm::train_mean_flow(&fresh, &mf_cfg, &RunOptions { checkpoint: None, quiet })?;
-    let mf_seconds = clock.elapsed().as_secs_f64();
+    // Mean flows need the fused CPU kernels' time VJP: trained on the CPU whatever the device.
+    let mf_cfg = MeanFlowConfig { base: TrainConfig { coupling: Coupling::ExactOt, ..base.clone() }, fraction_distinct: cfg.mean_flow_fraction };
+    let (mf, mf_report) = fm::train_mean_flow(&fresh, &mf_cfg, &Device::flex(), &mut Run { checkpoint: Some(out.join("checkpoint_mean_flow")), quiet, ..Run::default() })?;
+    let (mf_seconds, mf_losses) = (mf_report.total_seconds, mf_report.losses());
     let mut w2 = Vec::new();
     for &nfe in &cfg.nfes {
         w2.push((nfe, fm::wasserstein2(&slice(&mf.sample(&x0, nfe)?), &slice(&held_out), 2)?));

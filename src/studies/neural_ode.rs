@@ -114,13 +114,14 @@ struct LoopState {
 
 /// Trajectories `[n_times]` of `[batch, 2]` tensors in `dtype` on `device`.
 fn simulate(cfg: &NeuralOdeConfig, y0: &[[f64; 2]], times: &[f64], device: &Device, dtype: DType) -> Result<Vec<Tensor<2>>> {
-    // The reference is computed in f64 whatever the training precision (explicit dtype, so the
-    // device's default float type is left alone).
+    // The reference is computed in f64 on the CPU whatever the training device and precision
+    // (GPU backends may lack f64, and the data must not depend on the device), then moved.
+    let cpu = crate::device::reference_cpu();
     let flat: Vec<f64> = y0.iter().flat_map(|r| r.iter().copied()).collect();
-    let y0 = Tensor::<2>::from_data(TensorData::new(flat, [y0.len(), 2]), (device, DType::F64));
+    let y0 = Tensor::<2>::from_data(TensorData::new(flat, [y0.len(), 2]), (&cpu, DType::F64));
     let opts = Options { solver: Solver::Tsit5, rtol: 1e-10, atol: 1e-10, ..Options::default() };
     let sol = ode::solve(&cfg.system.field(), y0, times, &opts)?;
-    Ok(sol.ys.into_iter().map(|y| y.cast(dtype)).collect())
+    sol.ys.iter().map(|y| crate::device::transfer(y, device, dtype)).collect()
 }
 
 /// Initial states `θ0 ~ U(−1.5, 1.5)`, `ω0 ~ U(−1, 1)`: energies `ω²/2 + (g/L)(1 − cos θ)` below

@@ -185,7 +185,7 @@ impl NeuralSdeConfig {
 
 /// `n` trajectories of the double-well Langevin SDE at `times`, `[n_times][n]`, simulated with
 /// SRA1 at `data_dt` (rounded so that observation times fall on the step grid) in f64.
-fn simulate(cfg: &NeuralSdeConfig, n: usize, seed: u64, device: &Device) -> Result<Vec<Vec<f64>>> {
+fn simulate(cfg: &NeuralSdeConfig, n: usize, seed: u64) -> Result<Vec<Vec<f64>>> {
     let times = cfg.times();
     let interval = times[1] - times[0];
     let per = (interval / cfg.data_dt).ceil() as usize;
@@ -200,9 +200,12 @@ fn simulate(cfg: &NeuralSdeConfig, n: usize, seed: u64, device: &Device) -> Resu
     )
     .additive();
     let w = GridBrownian::with_levy_area(0.0, dt, steps, [n, 1], seed ^ 0x5DE)?;
-    let y0 = Tensor::<2>::from_data(TensorData::new(x0, [n, 1]), (device, DType::F64));
+    // The reference runs in f64 on the CPU whatever the training device (GPU backends may lack
+    // f64, and the data must not depend on the device).
+    let cpu = crate::device::reference_cpu();
+    let y0 = Tensor::<2>::from_data(TensorData::new(x0, [n, 1]), (&cpu, DType::F64));
     let ys = sdeint(&sde, y0, &times, &w, &SdeOptions::fixed(SdeSolver::Sra1, dt))?;
-    Ok(ys.iter().map(|y| y.to_vec_as::<f64>()).collect())
+    ys.iter().map(|y| y.host_vec::<f64>()).collect()
 }
 
 /// `W₂²` between the empirical law of `x` (any length) and of `reference` (sorted), with the
@@ -365,8 +368,8 @@ fn mean_w2(a: &[Vec<f64>], b: &Targets) -> f64 {
 pub fn run(cfg: &NeuralSdeConfig, device: &Device, out: &Path, resume: bool, quiet: bool) -> Result<NeuralSdeReport> {
     cfg.check()?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let train = simulate(cfg, cfg.n_train, cfg.seed.wrapping_mul(2).wrapping_add(11), device)?;
-    let test = simulate(cfg, cfg.n_test, cfg.seed.wrapping_mul(2).wrapping_add(12), device)?;
+    let train = simulate(cfg, cfg.n_train, cfg.seed.wrapping_mul(2).wrapping_add(11))?;
+    let test = simulate(cfg, cfg.n_test, cfg.seed.wrapping_mul(2).wrapping_add(12))?;
     let train_targets = Targets::new(&train);
     let test_targets = Targets::new(&test);
     let data_w2_floor = mean_w2(&train, &test_targets);

@@ -1,12 +1,32 @@
-//! Training-loop plumbing shared by the studies: atomic file writes, checkpoints that can be
-//! resumed (model, optimizer state and loop state), a loss log, a progress bar, and the
-//! guard that reports non-finite losses instead of hiding them.
+//! The training loop every model uses, and its plumbing.
+//!
+//! * [`fit`] runs a [`Trainer`] (a model, its batch source, its loss and optimizer) for the
+//!   steps of a [`RunOptions`] (steps, batch, learning-rate schedule, gradient clipping, EMA,
+//!   checkpoint interval, seed, log interval), with progress, a loss log, divergence checks,
+//!   [`Callback`]s (evaluate every k steps or at wall-clock times, early stop) and resumable
+//!   [`Checkpoint`]s.
+//! * [`Checkpoint`]: the one checkpoint format (a directory swapped in atomically: the
+//!   trainer's model record and optimizer state, the loop state, the configuration).
+//! * Atomic file writes, JSON I/O, the progress bar and the non-finite-loss guard.
+//!
+//! Randomness: step `k` draws from a generator seeded by `(seed, k)` ([`step_rng`]), so the
+//! RNG state of a checkpoint is its step number and a resumed run draws exactly what the
+//! uninterrupted run would have.
+
+mod checkpoint;
+mod fit;
+mod options;
+
+pub use checkpoint::{Checkpoint, CheckpointReader, CheckpointWriter, LoopState};
+pub use fit::{fit, Callback, Control, EarlyStop, Every, FitReport, Run, StepInfo, Trainer};
+pub use options::{LrSchedule, RunOptions};
 
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::optim::ModuleOptimizer;
 use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -49,46 +69,6 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| Error::Format { path: path.display().to_string(), reason: e.to_string() })
 }
 
-/// A checkpoint directory: `model.bpk`, `optimizer.bpk` and `state.json` (the loop state, written
-/// last, so a checkpoint is complete exactly when its `state.json` exists).
-#[derive(Clone, Debug)]
-pub struct Checkpoint {
-    dir: PathBuf,
-}
-
-impl Checkpoint {
-    /// A checkpoint in `dir` (created on save).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
-    }
-
-    /// Whether a complete checkpoint exists.
-    pub fn exists(&self) -> bool {
-        self.dir.join("state.json").exists()
-    }
-
-    /// Save the model, the optimizer and the loop state.
-    pub fn save<M: Module, S: Serialize>(&self, model: &M, optim: &ModuleOptimizer, state: &S) -> Result<()> {
-        let record_err = |what: &str, e: String| Error::Format { path: self.dir.join(what).display().to_string(), reason: e };
-        save_module(&self.dir.join("model.bpk"), model)?;
-        let optim_bytes = optim.into_bytes().map_err(|e| record_err("optimizer.bpk", format!("{e:?}")))?;
-        write_atomic(&self.dir.join("optimizer.bpk"), &optim_bytes)?;
-        write_json(&self.dir.join("state.json"), state)
-    }
-
-    /// Load into `model` and `optim` (built with the same architecture and optimizer config) and
-    /// return the loop state.
-    pub fn load<M: Module, S: DeserializeOwned>(&self, model: M, optim: ModuleOptimizer) -> Result<(M, ModuleOptimizer, S)> {
-        let state: S = read_json(&self.dir.join("state.json"))?;
-        let fmt = |what: &str, e: String| Error::Format { path: self.dir.join(what).display().to_string(), reason: e };
-        let model = load_module(&self.dir.join("model.bpk"), model)?;
-        let optim_bytes =
-            std::fs::read(self.dir.join("optimizer.bpk")).map_err(|e| Error::io(self.dir.join("optimizer.bpk"), e))?;
-        let optim = optim.from_bytes(burn::tensor::Bytes::from_bytes_vec(optim_bytes)).map_err(|e| fmt("optimizer.bpk", format!("{e:?}")))?;
-        Ok((model, optim, state))
-    }
-}
-
 /// Writes a module's parameters (burn's record bytes) to `path`, atomically.
 pub fn save_module<M: Module>(path: &Path, module: &M) -> Result<()> {
     let bytes = module.clone().into_record().into_bytes().map_err(|e| Error::Format { path: path.display().to_string(), reason: format!("{e:?}") })?;
@@ -119,6 +99,12 @@ pub fn progress(total: u64, what: &str, quiet: bool) -> ProgressBar {
     );
     bar.set_prefix(what.to_string());
     bar
+}
+
+/// The generator of step `step` of a run seeded with `seed`: one stream per step, so a
+/// resumed run continues exactly as the uninterrupted one.
+pub fn step_rng(seed: u64, step: usize) -> StdRng {
+    StdRng::seed_from_u64(seed ^ (step as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Fail with [`Error::Diverged`] when a loss is not finite.

@@ -1,0 +1,288 @@
+//! The one checkpoint format: a directory holding the trainer's files (burn module records
+//! `*.bpk`, optimizer state, JSON) and `state.json` (format, version, trainer kind,
+//! configuration, run options, loop state), built under a temporary name beside the target
+//! and swapped in by renames, so a crash leaves either the previous checkpoint or the new one,
+//! never a mixture.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::{load_module, read_json, save_module, write_atomic, write_json, RunOptions};
+use crate::{Error, Result};
+
+/// The tag and version in every `state.json`.
+const FORMAT: &str = "physflow-checkpoint";
+const VERSION: u32 = 1;
+
+/// Where a run stands: steps done, the loss log, training seconds, and the partial sums of
+/// the current log window (so that a resumed run logs the same means).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoopState {
+    /// Steps done.
+    pub step: usize,
+    /// `(step, mean of each loss term over the window ending there)`.
+    pub log: Vec<(usize, Vec<f64>)>,
+    /// Training seconds of all steps so far.
+    pub seconds: f64,
+    /// Sums of the loss terms over the open log window.
+    pub window: Vec<f64>,
+    /// Steps in the open log window.
+    pub window_len: usize,
+}
+
+/// What `state.json` holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct StateFile {
+    pub format: String,
+    pub version: u32,
+    /// The crate version that wrote it (informative).
+    pub written_by: String,
+    /// The trainer's kind (`"flow matching"`, ...).
+    pub kind: String,
+    /// The trainer's configuration (model, problem).
+    pub config: serde_json::Value,
+    /// The run options.
+    pub options: RunOptions,
+    /// The loop state.
+    pub state: LoopState,
+}
+
+/// A checkpoint directory.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    dir: PathBuf,
+}
+
+impl Checkpoint {
+    /// A checkpoint in `dir` (created on the first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether a complete checkpoint exists (also one left beside the directory by a crash
+    /// between the two renames of a write).
+    pub fn exists(&self) -> bool {
+        self.complete_dir().is_some()
+    }
+
+    fn sibling(&self, tag: &str) -> PathBuf {
+        let name = self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
+        self.dir.with_file_name(format!(".{name}.{tag}{}", std::process::id()))
+    }
+
+    /// The directory holding the latest complete checkpoint.
+    fn complete_dir(&self) -> Option<PathBuf> {
+        if self.dir.join("state.json").is_file() {
+            return Some(self.dir.clone());
+        }
+        // A crash between `dir → old` and `staging → dir` leaves the previous checkpoint as
+        // `.{name}.old{pid}` of the crashed process.
+        let name = self.dir.file_name()?.to_str()?.to_string();
+        let parent = self.dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::read_dir(parent).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!(".{name}.old"))) && p.join("state.json").is_file()
+        })
+    }
+
+    /// Write a checkpoint: `fill` writes the trainer's files into a staging directory, then
+    /// the staging directory replaces `dir`.
+    ///
+    /// # Errors
+    /// `Io`/`Format` naming the file that failed.
+    pub fn write(&self, fill: impl FnOnce(&mut CheckpointWriter) -> Result<()>) -> Result<()> {
+        let staging = self.sibling("tmp");
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        }
+        std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        let mut w = CheckpointWriter { dir: staging.clone() };
+        fill(&mut w)?;
+        let old = self.sibling("old");
+        if self.dir.exists() {
+            if old.exists() {
+                std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+            }
+            std::fs::rename(&self.dir, &old).map_err(|e| Error::io(&self.dir, e))?;
+        }
+        std::fs::rename(&staging, &self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        Ok(())
+    }
+
+    /// Open the latest complete checkpoint for reading.
+    ///
+    /// # Errors
+    /// `Io` when there is none.
+    pub fn read(&self) -> Result<CheckpointReader> {
+        match self.complete_dir() {
+            Some(dir) => Ok(CheckpointReader { dir }),
+            None => Err(Error::io(self.dir.join("state.json"), std::io::Error::new(std::io::ErrorKind::NotFound, "no complete checkpoint here"))),
+        }
+    }
+
+    /// Save a burn model, its optimizer and a serialisable loop state (for loops written
+    /// out by hand; [`super::fit`] writes its own state).
+    ///
+    /// # Errors
+    /// `Io`/`Format` naming the file.
+    pub fn save<M: Module, S: Serialize>(&self, model: &M, optim: &ModuleOptimizer, state: &S) -> Result<()> {
+        self.write(|w| {
+            w.module("model", model)?;
+            w.optimizer("optimizer", optim)?;
+            w.json("loop", state)
+        })
+    }
+
+    /// Load what [`Checkpoint::save`] wrote into `model` and `optim` (built with the same
+    /// architecture and optimizer) and return the loop state.
+    ///
+    /// # Errors
+    /// `Io`/`Format` naming the file.
+    pub fn load<M: Module, S: DeserializeOwned>(&self, model: M, optim: ModuleOptimizer) -> Result<(M, ModuleOptimizer, S)> {
+        let r = self.read()?;
+        let state = r.json("loop")?;
+        Ok((r.module("model", model)?, r.optimizer("optimizer", optim)?, state))
+    }
+
+    /// Read `state.json` and check that it is this format and was written by a `kind` trainer.
+    pub(crate) fn read_state(&self, kind: &str) -> Result<(CheckpointReader, StateFile)> {
+        let r = self.read()?;
+        let path = r.dir.join("state.json");
+        let fmt = |reason: String| Error::Format { path: path.display().to_string(), reason };
+        let raw: serde_json::Value = read_json(&path)?;
+        if raw.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+            return Err(fmt(format!("not a {FORMAT} file (an older checkpoint layout?); remove the directory to start afresh")));
+        }
+        let state: StateFile = serde_json::from_value(raw).map_err(|e| fmt(e.to_string()))?;
+        if state.version != VERSION {
+            return Err(fmt(format!("checkpoint format version {} (this build reads version {VERSION})", state.version)));
+        }
+        if state.kind != kind {
+            return Err(fmt(format!("written by a `{}` run, not `{kind}`", state.kind)));
+        }
+        Ok((r, state))
+    }
+
+    pub(crate) fn state_file(kind: &str, config: serde_json::Value, options: &RunOptions, state: &LoopState) -> StateFile {
+        StateFile {
+            format: FORMAT.into(),
+            version: VERSION,
+            written_by: format!("physflow {}", env!("CARGO_PKG_VERSION")),
+            kind: kind.into(),
+            config,
+            options: options.clone(),
+            state: state.clone(),
+        }
+    }
+}
+
+/// Writes the files of one checkpoint (into its staging directory).
+pub struct CheckpointWriter {
+    dir: PathBuf,
+}
+
+impl CheckpointWriter {
+    /// A burn module's record as `{name}.bpk`.
+    ///
+    /// # Errors
+    /// `Io`/`Format` naming the file.
+    pub fn module<M: Module>(&mut self, name: &str, module: &M) -> Result<()> {
+        save_module(&self.dir.join(format!("{name}.bpk")), module)
+    }
+
+    /// A burn optimizer's state as `{name}.bpk`.
+    ///
+    /// # Errors
+    /// `Io`/`Format` naming the file.
+    pub fn optimizer(&mut self, name: &str, optim: &ModuleOptimizer) -> Result<()> {
+        let path = self.dir.join(format!("{name}.bpk"));
+        let bytes = optim.into_bytes().map_err(|e| Error::Format { path: path.display().to_string(), reason: format!("{e:?}") })?;
+        write_atomic(&path, &bytes)
+    }
+
+    /// A serialisable value as `{name}.json` (f64 values round-trip exactly).
+    ///
+    /// # Errors
+    /// `Io`/`Format` naming the file.
+    pub fn json<T: Serialize>(&mut self, name: &str, value: &T) -> Result<()> {
+        write_json(&self.dir.join(format!("{name}.json")), value)
+    }
+}
+
+/// Reads the files of one checkpoint.
+pub struct CheckpointReader {
+    dir: PathBuf,
+}
+
+impl CheckpointReader {
+    /// Load `{name}.bpk` into `module` (same architecture).
+    ///
+    /// # Errors
+    /// `Io`, or `Format` when the record does not fit the module.
+    pub fn module<M: Module>(&self, name: &str, module: M) -> Result<M> {
+        load_module(&self.dir.join(format!("{name}.bpk")), module)
+    }
+
+    /// Load `{name}.bpk` into `optim` (same optimizer configuration).
+    ///
+    /// # Errors
+    /// `Io`, or `Format` when the state does not fit.
+    pub fn optimizer(&self, name: &str, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
+        let path = self.dir.join(format!("{name}.bpk"));
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        optim.from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| Error::Format { path: path.display().to_string(), reason: format!("{e:?}") })
+    }
+
+    /// Read `{name}.json`.
+    ///
+    /// # Errors
+    /// `Io`/`Format` naming the file.
+    pub fn json<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        read_json(&self.dir.join(format!("{name}.json")))
+    }
+
+    /// Whether `{name}.{ext}` is in the checkpoint.
+    pub fn has(&self, name: &str, ext: &str) -> bool {
+        self.dir.join(format!("{name}.{ext}")).is_file()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write replaces the previous checkpoint whole; a crash after the first rename (the
+    /// previous checkpoint moved aside, the new one not yet in place) still finds the
+    /// previous one.
+    #[test]
+    fn swap_and_crash_recovery() {
+        let root = std::env::temp_dir().join(format!("physflow-ckpt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let ck = Checkpoint::new(root.join("ck"));
+        assert!(!ck.exists());
+        ck.write(|w| w.json("a", &1)).unwrap();
+        ck.write(|w| w.json("b", &2)).unwrap();
+        // `fill` writes no state.json here, so `exists` is false but the files are swapped.
+        assert!(!root.join("ck/a.json").exists() && root.join("ck/b.json").exists());
+        let st = Checkpoint::state_file("test", serde_json::json!({}), &RunOptions::default(), &LoopState { step: 3, ..Default::default() });
+        ck.write(|w| w.json("state", &st)).unwrap();
+        assert!(ck.exists());
+        // Simulate the crash: the complete checkpoint renamed aside, nothing in place.
+        std::fs::rename(root.join("ck"), root.join(".ck.old999")).unwrap();
+        assert!(ck.exists());
+        let (_, s) = ck.read_state("test").unwrap();
+        assert_eq!(s.state.step, 3);
+        assert!(matches!(ck.read_state("other"), Err(Error::Format { .. })));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
