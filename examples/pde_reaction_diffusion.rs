@@ -10,7 +10,7 @@ fn main() -> physflow::Result<()> {
     let out = args.next().unwrap_or_else(|| "out/pde_reaction_diffusion".into());
     let mut cfg = PdeStudyConfig::for_problem(PdeProblem::ReactionDiffusion);
     if let Some(steps) = args.next() {
-        cfg.train.steps = steps.parse().map_err(|_| physflow::Error::InvalidArgument { name: "TRAIN_STEPS", reason: format!("not a count: {steps}") })?;
+        cfg.train.run.steps = steps.parse().map_err(|_| physflow::Error::InvalidArgument { name: "TRAIN_STEPS", reason: format!("not a count: {steps}") })?;
     }
     let report = run(&cfg, &burn::tensor::Device::flex(), std::path::Path::new(&out), false)?;
     print!("{}", markdown(&report));

@@ -70,6 +70,23 @@ impl Backend {
     }
 }
 
+/// The backend name of `device` for reports: `cpu`, `wgpu`, `cuda`, or burn's description of
+/// any other.
+pub fn name_of(device: &Device) -> String {
+    let plain = device.clone().without_autodiff();
+    if plain == Device::flex() {
+        return "cpu".into();
+    }
+    let debug = format!("{plain:?}");
+    let lower = debug.to_lowercase();
+    for name in ["wgpu", "vulkan", "cuda"] {
+        if lower.contains(name) {
+            return if name == "vulkan" { "wgpu".into() } else { name.into() };
+        }
+    }
+    debug
+}
+
 impl std::str::FromStr for Backend {
     type Err = Error;
 

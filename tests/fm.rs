@@ -241,6 +241,41 @@ fn resume_is_exact() {
     }
 }
 
+/// The burn path (what every non-CPU device trains on) resumes exactly too, here on burn's CPU
+/// backend: 12 steps, then 12 more from the checkpoint, against 24 uninterrupted steps, with an
+/// EMA of the parameters.
+#[test]
+fn burn_path_resume_is_exact() {
+    use physflow::fm::FmTrainer;
+    use physflow::train::fit;
+    let g = reference();
+    let data = g.sample_target(&mut StdRng::seed_from_u64(8), 500);
+    let dir = std::env::temp_dir().join(format!("physflow-fm-burn-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cpu = Device::flex();
+    let mut cfg = config(vec![16], 24, 1e-3);
+    cfg.run.batch_size = 32;
+    cfg.run.ema = Some(0.9);
+    cfg.run.grad_clip = Some(0.5);
+    let p = gaussian_problem(&data);
+    let mut full = FmTrainer::new_burn_path(&p, &cfg, &cpu).unwrap();
+    fit(&mut full, &cfg.run, &mut quiet()).unwrap();
+    let mut first = FmTrainer::new_burn_path(&p, &cfg, &cpu).unwrap();
+    fit(&mut first, &cfg.run, &mut Run { stop_after: Some(12), ..Run::quiet().with_checkpoint(&dir) }).unwrap();
+    let mut second = FmTrainer::new_burn_path(&p, &cfg, &cpu).unwrap();
+    let r = fit(&mut second, &cfg.run, &mut Run::quiet().with_checkpoint(&dir)).unwrap();
+    assert_eq!(r.steps_run, 12);
+    assert_eq!(second.model().unwrap().params().unwrap(), full.model().unwrap().params().unwrap());
+    // A checkpoint of the burn path is not taken for the fused path's (the optimizer states
+    // differ): the error names the engine.
+    let mut fused = FmTrainer::new(&p, &cfg, &cpu).unwrap();
+    match fit(&mut fused, &cfg.run, &mut Run::quiet().with_checkpoint(&dir)) {
+        Err(physflow::Error::InvalidArgument { reason, .. }) => assert!(reason.contains("engine"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Bad input is an error that names the problem: non-finite data diverges at step 0, wrong
 /// widths, a score objective without noise, paired coupling of unpaired data, unknown options.
 #[test]

@@ -9,7 +9,8 @@ use ndarray::Array2;
 use physflow::host::ToHost;
 use physflow::nn::{Activation, FieldNetConfig, FnoConfig};
 use physflow::ode::{Time, VectorField};
-use physflow::pde::{self, FfmConfig, FfmProblem, FieldModel, GpConfig, Grid, LinearConstraint, Method, PcfmOptions, Quadrature, RunOptions, SampleConfig, Stack};
+use physflow::pde::{self, FfmConfig, FfmProblem, FieldModel, GpConfig, Grid, LinearConstraint, Method, PcfmOptions, Quadrature, SampleConfig, Stack};
+use physflow::train::{Run, RunOptions};
 use physflow::sim::systems::{ic, Boundary, Grid1d, Pde1d};
 use physflow::sim::SimOptions;
 use rand::SeedableRng;
@@ -32,11 +33,7 @@ fn small_config(steps: usize) -> FfmConfig {
     FfmConfig {
         net: FieldNetConfig::Fno(FnoConfig { width: 8, modes: [4, 3], layers: 2, time_features: 2, projection: 16, activation: Activation::Gelu, ..FnoConfig::default() }),
         gp: GpConfig { length: vec![0.2, 0.2], ..GpConfig::default() },
-        batch_size: 8,
-        steps,
-        lr: 3e-3,
-        log_every: 1,
-        checkpoint_every: 0,
+        run: RunOptions { batch_size: 8, steps, lr: 3e-3, log_every: 1, checkpoint_every: 0, ..FfmConfig::default().run },
         ..FfmConfig::default()
     }
 }
@@ -63,7 +60,7 @@ fn training_beats_every_input_independent_predictor() {
     let (grid, data) = heat_data();
     let problem = FfmProblem { grid: &grid, data: data.view(), residual: None };
     let cfg = small_config(200);
-    let (model, report) = pde::train_ffm(&problem, &cfg, &RunOptions { quiet: true, ..Default::default() }, &Device::flex()).unwrap();
+    let (model, report) = pde::train_ffm(&problem, &cfg, &mut Run::quiet(), &Device::flex()).unwrap();
     assert_eq!(report.losses.len(), 200);
     let (mu, sd) = (model.meta.mean[0], model.meta.std[0]);
     let s = 1.0 - cfg.sigma_min;
@@ -102,17 +99,18 @@ fn resume_is_exact_and_models_round_trip() {
     let problem = FfmProblem { grid: &grid, data: data.view(), residual: None };
     let cfg = small_config(12);
     let device = Device::flex();
-    let (straight, rep_a) = pde::train_ffm(&problem, &cfg, &RunOptions { quiet: true, ..Default::default() }, &device).unwrap();
+    let (straight, rep_a) = pde::train_ffm(&problem, &cfg, &mut Run::quiet(), &device).unwrap();
     let dir = temp_dir("resume");
-    let run = |stop| RunOptions { checkpoint: Some(dir.join("ckpt")), quiet: true, stop_after: stop };
-    let (_, part) = pde::train_ffm(&problem, &cfg, &run(Some(5)), &device).unwrap();
+    let run = |stop| Run { stop_after: stop, ..Run::quiet().with_checkpoint(dir.join("ckpt")) };
+    let (_, part) = pde::train_ffm(&problem, &cfg, &mut run(Some(5)), &device).unwrap();
     assert_eq!(part.steps_run, 5);
-    let (resumed, rep_b) = pde::train_ffm(&problem, &cfg, &run(None), &device).unwrap();
+    let (resumed, rep_b) = pde::train_ffm(&problem, &cfg, &mut run(None), &device).unwrap();
     assert_eq!(rep_b.steps_run, 7);
     assert_eq!(rep_a.losses, rep_b.losses);
     assert_eq!(probe(&straight), probe(&resumed));
-    let other = FfmConfig { lr: 1e-4, ..cfg.clone() };
-    assert!(pde::train_ffm(&problem, &other, &run(None), &device).is_err());
+    let mut other = cfg.clone();
+    other.run.lr = 1e-4;
+    assert!(pde::train_ffm(&problem, &other, &mut run(None), &device).is_err());
     resumed.save(&dir.join("model")).unwrap();
     let loaded = FieldModel::load(&dir.join("model"), &device).unwrap();
     assert_eq!(probe(&loaded), probe(&resumed));
@@ -129,7 +127,7 @@ fn f32_model_samples_satisfy_constraints_to_f64_tolerance() {
     let mass = LinearConstraint::mass_conservation(&grid, 0, Quadrature::Uniform, None).unwrap();
     let problem = FfmProblem { grid: &grid, data: data.view(), residual: Some(&mass) };
     let cfg = FfmConfig { residual_weight: 1.0, ..small_config(30) };
-    let (model, report) = pde::train_ffm(&problem, &cfg, &RunOptions { quiet: true, ..Default::default() }, &Device::flex()).unwrap();
+    let (model, report) = pde::train_ffm(&problem, &cfg, &mut Run::quiet(), &Device::flex()).unwrap();
     assert!(report.losses.iter().any(|e| e.2 > 0.0), "no residual term recorded");
     let nx = grid.axes[0].n;
     let u0: Vec<f64> = (0..nx).map(|i| data[[3, grid.index(0, i, 0)]]).collect();

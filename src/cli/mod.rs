@@ -522,7 +522,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
             }
             cfg.seed = cli.seed;
             if let Some(n) = steps {
-                cfg.train.steps = *n;
+                cfg.train.run.steps = *n;
             }
             let r = pde_fields::run(&cfg, &device, &cli.out.join(format!("pde_{}", problem.name())), cli.quiet)?;
             print!("{}", pde_fields::markdown(&r));

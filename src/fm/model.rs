@@ -108,7 +108,10 @@ pub struct FmModel {
     pub objective: Objective,
     /// The architecture.
     pub net_config: NetConfig,
-    mlp: Mlp,
+    /// The burn network, made from the fused copy on first use when the model was built on
+    /// the CPU (so that CPU work creates no burn tensors it does not need).
+    mlp: std::sync::OnceLock<Mlp>,
+    device: Device,
     /// The fused copy (CPU device, tanh).
     pub(crate) net: Option<FusedMlp<f32>>,
 }
@@ -148,19 +151,31 @@ impl FmModel {
     /// `Shape` for a wrong count, `InvalidArgument` for zero widths.
     #[allow(clippy::too_many_arguments)]
     pub fn from_params(dim: usize, cond_dim: usize, net: &NetConfig, path: Path, base: BaseKind, objective: Objective, params: &[f32], device: &Device) -> Result<Self> {
-        let mlp = net.mlp(dim, cond_dim).from_flat(params, device, DType::F32)?;
+        let cfg = net.mlp(dim, cond_dim);
+        cfg.validate()?;
+        if device.clone().without_autodiff() == Device::flex() && net.activation == Activation::Tanh {
+            if params.len() != cfg.num_params() {
+                return Err(Error::Shape { what: "flow-matching network parameters".into(), expected: vec![cfg.num_params()], got: vec![params.len()] });
+            }
+            let mut sizes = cfg.sizes.clone();
+            sizes[0] += 1;
+            let fused = FusedMlp::new(sizes, true, params.to_vec());
+            return Ok(Self { dim, cond_dim, path, base, objective, net_config: net.clone(), mlp: std::sync::OnceLock::new(), device: Device::flex(), net: Some(fused) });
+        }
+        let mlp = cfg.from_flat(params, device, DType::F32)?;
         Ok(Self::from_mlp(dim, cond_dim, net, path, base, objective, mlp))
     }
 
     /// A model around a burn network (`[dim + cond_dim + 1] → … → [dim]`, time last).
     pub(crate) fn from_mlp(dim: usize, cond_dim: usize, net: &NetConfig, path: Path, base: BaseKind, objective: Objective, mlp: Mlp) -> Self {
-        let mlp = mlp.no_grad();
+        let mlp = mlp.valid();
         let fused = mlp.fusable().then(|| {
             let mut sizes = mlp.sizes();
             sizes[0] += 1;
             FusedMlp::new(sizes, true, mlp.flat_params().into_iter().map(|v| v as f32).collect())
         });
-        Self { dim, cond_dim, path, base, objective, net_config: net.clone(), mlp, net: fused }
+        let device = mlp.layers[0].weight.val().device().without_autodiff();
+        Self { dim, cond_dim, path, base, objective, net_config: net.clone(), mlp: std::sync::OnceLock::from(mlp), device, net: fused }
     }
 
     /// The same model on `device`.
@@ -171,14 +186,17 @@ impl FmModel {
         Self::from_params(self.dim, self.cond_dim, &self.net_config, self.path, self.base, self.objective, &self.params()?, device)
     }
 
-    /// The burn network.
+    /// The burn network (`[x, c, t] → … → [dim]`), on [`FmModel::device`].
     pub fn mlp(&self) -> &Mlp {
-        &self.mlp
+        self.mlp.get_or_init(|| {
+            let net = self.net.as_ref().expect("a model without a burn network has the fused copy");
+            self.net_config.mlp(self.dim, self.cond_dim).from_flat(net.params(), &self.device, DType::F32).expect("the fused copy has the network's parameter count")
+        })
     }
 
     /// The device the network is on.
     pub fn device(&self) -> Device {
-        self.mlp.layers[0].weight.val().device()
+        self.device.clone()
     }
 
     /// The flat parameters (layout of [`crate::nn::fused`]), as f32.
@@ -190,7 +208,7 @@ impl FmModel {
             Some(net) => Ok(net.params().to_vec()),
             None => {
                 let mut out = Vec::new();
-                for layer in &self.mlp.layers {
+                for layer in &self.mlp().layers {
                     out.extend(layer.weight.val().host_vec::<f32>()?);
                     if let Some(b) = &layer.bias {
                         out.extend(b.val().host_vec::<f32>()?);
@@ -212,7 +230,7 @@ impl FmModel {
 
     /// Layer widths including the time column.
     pub fn sizes(&self) -> Vec<usize> {
-        let mut s = self.mlp.sizes();
+        let mut s = self.net_config.mlp(self.dim, self.cond_dim).sizes;
         s[0] += 1;
         s
     }
@@ -233,7 +251,7 @@ impl FmModel {
                     TimeArg::None => Time::Shared(0.0),
                 };
                 let xt = Tensor::<2>::from_data(TensorData::new(input.to_vec(), [batch, width]), (&device, DType::F32));
-                out.copy_from_slice(&self.mlp.forward_t(&times, xt).to_vec_as::<f32>());
+                out.copy_from_slice(&self.mlp().forward_t(&times, xt).to_vec_as::<f32>());
             }
         }
     }
@@ -276,7 +294,7 @@ impl FmModel {
 
     /// The network with autodiff parameters, for VJPs off the fused path.
     fn autodiff_twin(&self) -> Option<Mlp> {
-        self.net.is_none().then(|| self.mlp.clone().fork(&self.device().autodiff()))
+        self.net.is_none().then(|| self.mlp().clone().fork(&self.device().autodiff()))
     }
 }
 
@@ -415,7 +433,7 @@ impl VectorField<2> for ModelField<'_> {
         let [b, d] = y.dims();
         assert_eq!(d, self.model.dim, "ModelField: state width {d}, model width {}", self.model.dim);
         if self.model.net.is_none() {
-            return self.burn_forward(&self.model.mlp, t, y.clone());
+            return self.burn_forward(self.model.mlp(), t, y.clone());
         }
         let x: Vec<f32> = y.to_vec_as::<f32>();
         let ts = Self::times(t, b);

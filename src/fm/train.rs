@@ -286,7 +286,12 @@ impl<'a> FmTrainer<'a> {
                 grad: vec![0.0; net.num_params()],
                 ema: None,
             })),
-            None => Engine::Burn(Box::new(BurnEngine { mlp: model.mlp().clone().fork(&device.clone().autodiff()), optim: burn_adam(), device: device.clone().autodiff(), ema: None })),
+            None => {
+                // Parameters made afresh on the autodiff device, so they are tracked leaves.
+                let ad = device.clone().autodiff();
+                let mlp = config.net.mlp(dim, cond_dim).from_flat(&model.params()?, &ad, DType::F32)?;
+                Engine::Burn(Box::new(BurnEngine { mlp, optim: burn_adam(), device: ad, ema: None }))
+            }
         };
         let batch = HostBatch { x0: Vec::new(), x1: Vec::new(), input: vec![0.0; bsz * width], ts: vec![0.0; bsz], target: vec![0.0; bsz * dim], weight: vec![1.0; bsz] };
         Ok(Self { problem, config: config.clone(), cond_dim, base, device: device.clone(), engine, batch })
@@ -310,7 +315,7 @@ impl<'a> FmTrainer<'a> {
                 FmModel::from_params(dim, self.cond_dim, &c.net, c.path, self.base, c.objective, params, &self.device)
             }
             Engine::Burn(e) => {
-                let mlp = e.ema.clone().unwrap_or_else(|| e.mlp.clone().fork(&self.device));
+                let mlp = e.ema.clone().unwrap_or_else(|| e.mlp.valid());
                 Ok(FmModel::from_mlp(dim, self.cond_dim, &c.net, c.path, self.base, c.objective, mlp))
             }
         }
@@ -428,51 +433,21 @@ fn burn_loss_grad(e: &BurnEngine, b: &HostBatch, width: usize, dim: usize) -> Re
     Ok((value, GradientsParams::from_grads(grads, &e.mlp)))
 }
 
-/// Scale all of `mlp`'s gradients so their joint Euclidean norm is at most `clip` (one
-/// readback: the squared norms are summed on the device).
-fn clip_burn(mlp: &Mlp, gp: &mut GradientsParams, clip: f64) -> Result<()> {
-    use crate::host::ToHost;
-    let mut sq: Vec<Tensor<1>> = Vec::new();
-    for layer in &mlp.layers {
-        if let Some(g) = gp.get::<2>(layer.weight.id) {
-            sq.push(g.square().sum());
-        }
-        if let Some(g) = layer.bias.as_ref().and_then(|b| gp.get::<1>(b.id)) {
-            sq.push(g.square().sum());
-        }
-    }
-    if sq.is_empty() {
-        return Ok(());
-    }
-    let norm = Tensor::cat(sq, 0).sum().host_vec::<f64>()?[0].sqrt();
-    if norm > clip {
-        let s = clip / norm;
-        for layer in &mlp.layers {
-            if let Some(g) = gp.remove::<2>(layer.weight.id) {
-                gp.register(layer.weight.id, g.mul_scalar(s));
-            }
-            if let Some(b) = &layer.bias {
-                if let Some(g) = gp.remove::<1>(b.id) {
-                    gp.register(b.id, g.mul_scalar(s));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `ē ← d ē + (1 − d) θ` layer by layer (on the device; the first call copies `θ`).
-fn ema_mlp(ema: Option<Mlp>, mlp: &Mlp, d: f64, device: &Device) -> Mlp {
-    let current = mlp.clone().fork(device);
+/// `ē ← d ē + (1 − d) θ` layer by layer, on the device without autodiff (the first call
+/// copies `θ`).
+fn ema_mlp(ema: Option<Mlp>, mlp: &Mlp, d: f64) -> Mlp {
+    let current = mlp.valid();
     let Some(ema) = ema else { return current };
+    let mix = |a: Tensor<2>, b: Tensor<2>| a.mul_scalar(d) + b.mul_scalar(1.0 - d);
+    let mix1 = |a: Tensor<1>, b: Tensor<1>| a.mul_scalar(d) + b.mul_scalar(1.0 - d);
     let layers = ema
         .layers
         .iter()
         .zip(&current.layers)
         .map(|(e, c)| Linear {
-            weight: Param::from_tensor(e.weight.val().mul_scalar(d) + c.weight.val().mul_scalar(1.0 - d)),
+            weight: Param::from_tensor(mix(e.weight.val(), c.weight.val())),
             bias: match (&e.bias, &c.bias) {
-                (Some(eb), Some(cb)) => Some(Param::from_tensor(eb.val().mul_scalar(d) + cb.val().mul_scalar(1.0 - d))),
+                (Some(eb), Some(cb)) => Some(Param::from_tensor(mix1(eb.val(), cb.val()))),
                 _ => None,
             },
         })
@@ -519,7 +494,7 @@ impl Trainer for FmTrainer<'_> {
                 let (loss, mut gp) = burn_loss_grad(e, &self.batch, width, dim)?;
                 if loss.is_finite() {
                     if let Some(c) = clip {
-                        clip_burn(&e.mlp, &mut gp, c)?;
+                        crate::train::clip_grad_norm(&e.mlp, &mut gp, c)?;
                     }
                     let mlp = std::mem::replace(&mut e.mlp, Mlp { layers: Vec::new(), time_input: true, activation: self.config.net.activation });
                     e.mlp = e.optim.step(lr, mlp, gp);
@@ -543,7 +518,7 @@ impl Trainer for FmTrainer<'_> {
                     avg.iter_mut().zip(e.net.params()).for_each(|(a, p)| *a = d * *a + (1.0 - d) * p);
                 }
             },
-            Engine::Burn(e) => e.ema = Some(ema_mlp(e.ema.take(), &e.mlp, decay, &self.device)),
+            Engine::Burn(e) => e.ema = Some(ema_mlp(e.ema.take(), &e.mlp, decay)),
         }
         Ok(())
     }
@@ -560,7 +535,7 @@ impl Trainer for FmTrainer<'_> {
                 }
             }
             Engine::Burn(e) => {
-                w.module("model", &e.mlp.clone().fork(&self.device))?;
+                w.module("model", &e.mlp.valid())?;
                 w.optimizer("optimizer", &e.optim)?;
                 if let Some(avg) = &e.ema {
                     w.module("ema", avg)?;
@@ -583,7 +558,7 @@ impl Trainer for FmTrainer<'_> {
             Engine::Burn(e) => {
                 e.mlp = r.module("model", e.mlp.clone())?;
                 e.optim = r.optimizer("optimizer", std::mem::replace(&mut e.optim, burn_adam()))?;
-                e.ema = if r.has("ema", "bpk") { Some(r.module("ema", e.mlp.clone().fork(&self.device))?) } else { None };
+                e.ema = if r.has("ema", "bpk") { Some(r.module("ema", e.mlp.valid())?) } else { None };
             }
         }
         Ok(())

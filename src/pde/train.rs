@@ -10,28 +10,24 @@
 //! projection and the loss. (PBFM's conflict-free gradient combination is not implemented: the
 //! two terms are summed.)
 //!
-//! Every step's draws come from a generator seeded by `(seed, step)`, and checkpoints hold the
-//! parameters, Adam's moments and the loop state, so a resumed run continues as the
-//! uninterrupted one would.
+//! The loop is [`crate::train::fit`] with [`FfmTrainer`]: every step's draws come from a
+//! generator seeded by `(seed, step)`, and checkpoints hold the parameters, Adam's moments and
+//! the loop state, so a resumed run continues as the uninterrupted one would.
 
-use std::path::PathBuf;
-use std::time::Instant;
-
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use ndarray::ArrayView2;
+use rand::rngs::StdRng;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use super::constraint::Constraint;
-use super::gp::GpConfig;
+use super::gp::{GpConfig, GpSampler};
 use super::grid::Grid;
 use super::model::{param_dtype, FieldModel, FieldModelMeta};
-use crate::fm::train::step_rng;
 use crate::host::ToHost;
-use crate::nn::FieldNetConfig;
-use crate::train::{check_loss, progress, Checkpoint};
+use crate::nn::{FieldNet, FieldNetConfig};
+use crate::train::{CheckpointReader, CheckpointWriter, LrSchedule, Run, RunOptions, Trainer};
 use crate::{Error, Result};
 
 /// Settings of a training run; every field has a default.
@@ -44,22 +40,11 @@ pub struct FfmConfig {
     pub gp: GpConfig,
     /// `σ_min` of the path.
     pub sigma_min: f64,
-    /// Minibatch size.
-    pub batch_size: usize,
-    /// Adam steps.
-    pub steps: usize,
-    /// Adam learning rate, cosine-decayed to 10 % over the run.
-    pub lr: f64,
-    /// Clip the global gradient norm (`None`: no clipping).
-    pub grad_clip: Option<f64>,
     /// Weight `w` of the PDE-residual term (used only when a residual constraint is given).
     pub residual_weight: f64,
-    /// Seed of the initial network and of every step's draws.
-    pub seed: u64,
-    /// Checkpoint every this many steps (0: only at the end), when a checkpoint is given.
-    pub checkpoint_every: usize,
-    /// Record the loss every this many steps.
-    pub log_every: usize,
+    /// Steps, batch, learning rate (cosine-decayed to 10 % by default), global gradient-norm
+    /// clipping, EMA, seed, log and checkpoint cadence.
+    pub run: RunOptions,
 }
 
 impl Default for FfmConfig {
@@ -68,14 +53,18 @@ impl Default for FfmConfig {
             net: FieldNetConfig::default(),
             gp: GpConfig::default(),
             sigma_min: 1e-4,
-            batch_size: 16,
-            steps: 2000,
-            lr: 1e-3,
-            grad_clip: Some(1.0),
             residual_weight: 0.0,
-            seed: 0,
-            checkpoint_every: 250,
-            log_every: 10,
+            run: RunOptions {
+                steps: 2000,
+                batch_size: 16,
+                lr: 1e-3,
+                schedule: LrSchedule::Cosine { floor: 0.1 },
+                grad_clip: Some(1.0),
+                ema: None,
+                seed: 0,
+                log_every: 10,
+                checkpoint_every: 250,
+            },
         }
     }
 }
@@ -91,17 +80,6 @@ pub struct FfmProblem<'a> {
     pub residual: Option<&'a dyn Constraint>,
 }
 
-/// Where a run checkpoints and whether it shows progress.
-#[derive(Clone, Debug, Default)]
-pub struct RunOptions {
-    /// Checkpoint directory; an existing checkpoint is resumed from.
-    pub checkpoint: Option<PathBuf>,
-    /// Hide the progress bar.
-    pub quiet: bool,
-    /// Stop after this many steps in this call (checkpointing there), to be resumed later.
-    pub stop_after: Option<usize>,
-}
-
 /// The outcome of [`train_ffm`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FfmReport {
@@ -111,16 +89,6 @@ pub struct FfmReport {
     pub steps_run: usize,
     /// Training seconds of all steps so far (resumed runs included).
     pub seconds: f64,
-}
-
-/// Loop state stored in checkpoints.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct LoopState {
-    config: FfmConfig,
-    step: usize,
-    mean: Vec<f64>,
-    std: Vec<f64>,
-    report: FfmReport,
 }
 
 /// Per-channel mean and standard deviation of the data (σ floored at 1e-12).
@@ -142,63 +110,94 @@ fn channel_stats(grid: &Grid, data: &ArrayView2<'_, f64>) -> (Vec<f64>, Vec<f64>
         .unzip()
 }
 
-/// Trains a field model by functional flow matching on `device` (its autodiff twin is used).
-///
-/// # Errors
-/// `Shape` for data that does not fit the grid, `InvalidArgument` for an empty data set, a
-/// zero batch or steps, or a residual constraint of another size; `Diverged` for a non-finite
-/// loss; `Io`/`Format` for checkpoint files; `InvalidArgument` when a checkpoint was written
-/// with another configuration.
-pub fn train_ffm(problem: &FfmProblem<'_>, cfg: &FfmConfig, run: &RunOptions, device: &Device) -> Result<(FieldModel, FfmReport)> {
-    let grid = problem.grid;
-    grid.validate()?;
-    grid.check_flat("training fields", &problem.data)?;
-    if problem.data.nrows() == 0 || cfg.batch_size == 0 || cfg.steps == 0 {
-        return Err(Error::invalid("train", format!("need data, batch_size ≥ 1 and steps ≥ 1, got {} fields, batch {}, {} steps", problem.data.nrows(), cfg.batch_size, cfg.steps)));
-    }
-    if let Some(c) = problem.residual {
-        if c.dim() != grid.len() {
-            return Err(Error::invalid("residual", format!("constraint `{}` is on fields of {} values, the grid has {}", c.name(), c.dim(), grid.len())));
+/// Functional flow matching as a [`Trainer`]: the field model on an autodiff device, Adam,
+/// the GP base and the normalised training fields of an [`FfmProblem`].
+pub struct FfmTrainer<'a> {
+    problem: &'a FfmProblem<'a>,
+    cfg: FfmConfig,
+    net_cfg: FieldNetConfig,
+    gp: GpSampler,
+    net: FieldNet,
+    optim: ModuleOptimizer,
+    device: Device,
+    dtype: DType,
+    mean: Vec<f64>,
+    std: Vec<f64>,
+}
+
+impl<'a> FfmTrainer<'a> {
+    /// A fresh network (seed `cfg.run.seed`) for `problem` on `device` (its autodiff twin is
+    /// used).
+    ///
+    /// # Errors
+    /// `Shape` for data that does not fit the grid, `InvalidArgument` for an empty data set or
+    /// a residual constraint of another size, `NonFinite` for non-finite training fields.
+    pub fn new(problem: &'a FfmProblem<'a>, cfg: &FfmConfig, device: &Device) -> Result<Self> {
+        let grid = problem.grid;
+        grid.validate()?;
+        grid.check_flat("training fields", &problem.data)?;
+        cfg.run.validate()?;
+        if problem.data.nrows() == 0 {
+            return Err(Error::invalid("data", "need at least one training field"));
         }
-    }
-    if let Some(i) = problem.data.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NonFinite { what: "training field", step: i / grid.len(), t: f64::NAN });
-    }
-    let [nc, nx, ny] = grid.shape4();
-    let n = grid.len();
-    let net_cfg = cfg.net.with_channels(nc);
-    let gp = cfg.gp.sampler(grid)?;
-    let ad = device.clone().autodiff();
-    let mut net = net_cfg.init(cfg.seed, &ad);
-    let mut adam = AdamConfig::new();
-    if let Some(c) = cfg.grad_clip {
-        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c as f32)));
-    }
-    let mut optim = adam.init();
-    let (mean, std) = channel_stats(grid, &problem.data);
-    let mut state = LoopState { config: cfg.clone(), step: 0, mean, std, report: FfmReport::default() };
-    let ckpt = run.checkpoint.as_ref().map(Checkpoint::new);
-    if let Some(c) = ckpt.as_ref().filter(|c| c.exists()) {
-        let (m, o, s): (_, _, LoopState) = c.load(net, optim)?;
-        if s.config != *cfg {
-            return Err(Error::invalid("checkpoint", "the checkpoint was written with another training configuration; remove it or restore that configuration"));
+        if let Some(c) = problem.residual {
+            if c.dim() != grid.len() {
+                return Err(Error::invalid("residual", format!("constraint `{}` is on fields of {} values, the grid has {}", c.name(), c.dim(), grid.len())));
+            }
         }
-        (net, optim, state) = (m, o, s);
+        if let Some(i) = problem.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite { what: "training field", step: i / grid.len(), t: f64::NAN });
+        }
+        let [nc, _, _] = grid.shape4();
+        let net_cfg = cfg.net.with_channels(nc);
+        let gp = cfg.gp.sampler(grid)?;
+        let ad = device.clone().autodiff();
+        let net = net_cfg.init(cfg.run.seed, &ad);
+        let dtype = param_dtype(&net);
+        let (mean, std) = channel_stats(grid, &problem.data);
+        Ok(Self { problem, cfg: cfg.clone(), net_cfg, gp, net, optim: AdamConfig::new().init(), device: ad, dtype, mean, std })
     }
-    let per = n / nc;
-    let bar = progress(cfg.steps as u64, "FFM", run.quiet);
-    bar.set_position(state.step as u64);
-    let start = Instant::now();
-    let seconds_before = state.report.seconds;
-    let dtype = param_dtype(&net);
-    let on = (&ad, dtype);
-    let b = cfg.batch_size;
-    let mut steps_run = 0;
-    while state.step < cfg.steps && run.stop_after.is_none_or(|k| steps_run < k) {
-        let step = state.step;
-        let mut rng = step_rng(cfg.seed, step);
+
+    /// The model as it stands (normalisation and network, without autodiff).
+    ///
+    /// # Errors
+    /// As [`FieldModel::new`].
+    pub fn model(&self) -> Result<FieldModel> {
+        let meta = FieldModelMeta { grid: self.problem.grid.clone(), net: self.net_cfg.clone(), gp: self.cfg.gp.clone(), sigma_min: self.cfg.sigma_min, mean: self.mean.clone(), std: self.std.clone() };
+        FieldModel::new(meta, &self.net)
+    }
+}
+
+impl Trainer for FfmTrainer<'_> {
+    fn kind(&self) -> &'static str {
+        "functional flow matching"
+    }
+
+    fn config(&self) -> serde_json::Value {
+        let FfmConfig { net: _, gp, sigma_min, residual_weight, run: _ } = &self.cfg;
+        serde_json::json!({
+            "grid": self.problem.grid.shape(),
+            "net": self.net_cfg,
+            "gp": gp,
+            "sigma_min": sigma_min,
+            "residual_weight": residual_weight,
+            "residual": self.problem.residual.map(|c| c.name()),
+            "dtype": format!("{:?}", self.dtype),
+        })
+    }
+
+    fn loss_names(&self) -> Vec<String> {
+        vec!["flow matching".into(), "residual".into()]
+    }
+
+    fn step(&mut self, _step: usize, lr: f64, rng: &mut StdRng) -> Result<Vec<f64>> {
+        let (problem, cfg) = (self.problem, &self.cfg);
+        let [nc, nx, ny] = problem.grid.shape4();
+        let n = problem.grid.len();
+        let per = n / nc;
+        let b = cfg.run.batch_size;
         let rows: Vec<usize> = (0..b).map(|_| rng.random_range(0..problem.data.nrows())).collect();
-        let x0 = gp.sample(&mut rng, b);
+        let x0 = self.gp.sample(rng, b);
         let ts: Vec<f64> = (0..b).map(|_| rng.random::<f64>()).collect();
         let s = 1.0 - cfg.sigma_min;
         let mut xt = vec![0.0; b * n];
@@ -207,53 +206,68 @@ pub fn train_ffm(problem: &FfmProblem<'_>, cfg: &FfmConfig, run: &RunOptions, de
             let t = ts[k];
             for p in 0..n {
                 let c = p / per;
-                let x1 = (problem.data[[r, p]] - state.mean[c]) / state.std[c];
+                let x1 = (problem.data[[r, p]] - self.mean[c]) / self.std[c];
                 let z = x0[[k, p]];
                 xt[k * n + p] = (1.0 - s * t) * z + t * x1;
                 target[k * n + p] = x1 - s * z;
             }
         }
+        let on = (&self.device, self.dtype);
         let xt_t = Tensor::<4>::from_data(TensorData::new(xt, [b, nc, nx, ny]), on);
         let t_t = Tensor::<1>::from_data(TensorData::new(ts.clone(), [b]), on);
-        let pred = net.forward(xt_t.clone(), t_t.clone());
+        let pred = self.net.forward(xt_t.clone(), t_t);
         let fm_loss = (pred.clone() - Tensor::<4>::from_data(TensorData::new(target, [b, nc, nx, ny]), on)).square().mean();
         let mut res_value = 0.0;
         let loss = match problem.residual.filter(|_| cfg.residual_weight > 0.0) {
             Some(c) => {
                 let one_minus_t = Tensor::<1>::from_data(TensorData::new(ts.iter().map(|t| 1.0 - t).collect::<Vec<f64>>(), [b]), on).reshape([b, 1, 1, 1]);
                 let end = xt_t + pred * one_minus_t;
-                let (value, cot) = residual_cotangent(c, &end.clone().without_autodiff().to_vec_as::<f64>(), b, &state.mean, &state.std, per, cfg.residual_weight);
+                let (value, cot) = residual_cotangent(c, &end.clone().without_autodiff().host_vec::<f64>()?, b, &self.mean, &self.std, per, cfg.residual_weight);
                 res_value = value;
                 fm_loss.clone() + (end * Tensor::<4>::from_data(TensorData::new(cot, [b, nc, nx, ny]), on)).sum()
             }
             None => fm_loss.clone(),
         };
-        let fm_value = check_loss(step, fm_loss.clone().into_scalar::<f64>())?;
-        check_loss(step, res_value)?;
-        let grads = loss.backward();
-        let gp_params = GradientsParams::from_grads(grads, &net);
-        let lr = cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / cfg.steps as f64).cos()));
-        net = optim.step(lr, net, gp_params);
-        state.step += 1;
-        steps_run += 1;
-        if step % cfg.log_every.max(1) == 0 || state.step == cfg.steps {
-            state.report.losses.push((step, fm_value, res_value));
-        }
-        bar.set_position(state.step as u64);
-        bar.set_message(format!("loss {fm_value:.3e}"));
-        state.report.seconds = seconds_before + start.elapsed().as_secs_f64();
-        if let Some(c) = &ckpt {
-            let stopping = run.stop_after == Some(steps_run);
-            if (cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0) || state.step == cfg.steps || stopping {
-                c.save(&net, &optim, &state)?;
+        let fm_value = fm_loss.host_vec::<f64>()?[0];
+        if fm_value.is_finite() && res_value.is_finite() {
+            let mut grads = GradientsParams::from_grads(loss.backward(), &self.net);
+            if let Some(c) = cfg.run.grad_clip {
+                crate::train::clip_grad_norm(&self.net, &mut grads, c)?;
             }
+            self.net = self.optim.step(lr, self.net.clone(), grads);
         }
+        Ok(vec![fm_value, res_value])
     }
-    bar.finish_and_clear();
-    state.report.steps_run = steps_run;
-    let meta = FieldModelMeta { grid: grid.clone(), net: net_cfg, gp: cfg.gp.clone(), sigma_min: cfg.sigma_min, mean: state.mean.clone(), std: state.std.clone() };
-    let model = FieldModel::new(meta, &net)?;
-    Ok((model, state.report))
+
+    fn save(&self, w: &mut CheckpointWriter) -> Result<()> {
+        w.module("model", &self.net)?;
+        w.optimizer("optimizer", &self.optim)
+    }
+
+    fn load(&mut self, r: &CheckpointReader) -> Result<()> {
+        self.net = r.module("model", self.net.clone())?;
+        self.optim = r.optimizer("optimizer", std::mem::replace(&mut self.optim, AdamConfig::new().init()))?;
+        Ok(())
+    }
+}
+
+/// Trains a field model by functional flow matching on `device` through
+/// [`crate::train::fit`] (resuming from `run.checkpoint` when it holds a checkpoint of the same
+/// settings).
+///
+/// # Errors
+/// `Shape` for data that does not fit the grid, `InvalidArgument` for an empty data set, bad
+/// run options, or a residual constraint of another size; `Diverged` for a non-finite loss;
+/// `Io`/`Format` for checkpoint files; `InvalidArgument` when a checkpoint was written with
+/// another configuration.
+pub fn train_ffm<'a>(problem: &'a FfmProblem<'a>, cfg: &FfmConfig, run: &mut Run<'_, FfmTrainer<'a>>, device: &Device) -> Result<(FieldModel, FfmReport)> {
+    let mut trainer = FfmTrainer::new(problem, cfg, device)?;
+    if run.label == "train" {
+        run.label = "FFM".into();
+    }
+    let fit = crate::train::fit(&mut trainer, &cfg.run, run)?;
+    let losses = fit.log.iter().map(|(s, v)| (*s, v[0], v.get(1).copied().unwrap_or(0.0))).collect();
+    Ok((trainer.model()?, FfmReport { losses, steps_run: fit.steps_run, seconds: fit.total_seconds }))
 }
 
 /// The residual term `w · mean_b ‖h(μ + σ x̂_b)‖² / m` and its cotangent with respect to the

@@ -88,6 +88,9 @@ impl Default for FmDoubleWellConfig {
 pub struct FmDoubleWellReport {
     /// The configuration used.
     pub config: FmDoubleWellConfig,
+    /// The device trained on (`cpu`, `wgpu`, `cuda`).
+    #[serde(default)]
+    pub device: String,
     /// W₂ between model samples and exact cold samples.
     pub w2: f64,
     /// W₂ between two exact cold sample sets of the same size (the sampling floor).
@@ -278,6 +281,7 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
     let md = out.join("fm_double_well_report.md");
     let report = FmDoubleWellReport {
         config: cfg.clone(),
+        device: crate::device::name_of(train_device),
         w2,
         w2_floor,
         w2_source,
@@ -297,13 +301,13 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
 fn markdown(r: &FmDoubleWellReport) -> String {
     let c = &r.config;
     format!(
-        "# Flow matching: double well, β = {} → β = {}\n\n\
+        "# Flow matching: double well, β = {} → β = {}\n\nTrained on device `{}`.\n\n\
          u(x) = {} x0 + {} x0² + {} x0⁴ + x1²/2; exact OT coupling, {} steps, hidden {:?}; RK4 {} steps.\n\n\
          | quantity | value |\n|---|---|\n\
          | W₂(model, exact) | {:.4} |\n| W₂(exact, exact) floor | {:.4} |\n| W₂(source, exact) | {:.4} |\n\
          | P(right well) exact | {:.4} |\n| P(right well) model | {:.4} |\n| P(right well) source | {:.4} |\n\
          | ESS/N of p/q | {:.3} |\n| KL(q ‖ p) estimate | {:.4} |\n| train s | {:.1} |\n",
-        c.beta_hot, c.beta_cold, c.a, c.b, c.c, c.steps, c.hidden, c.solve_steps, r.w2, r.w2_floor, r.w2_source,
+        c.beta_hot, c.beta_cold, r.device, c.a, c.b, c.c, c.steps, c.hidden, c.solve_steps, r.w2, r.w2_floor, r.w2_source,
         r.right_well_exact, r.right_well_model, r.right_well_source, r.ess_fraction, r.kl_model_to_exact, r.train_seconds
     )
 }

@@ -94,6 +94,9 @@ pub struct ModelResult {
 pub struct FmMoonsReport {
     /// The configuration used.
     pub config: FmMoonsConfig,
+    /// The device trained on (`cpu`, `wgpu`, `cuda`).
+    #[serde(default)]
+    pub device: String,
     /// Per model.
     pub models: Vec<ModelResult>,
     /// W₂ between two independent sets of `n_eval` moons: what a perfect model would score.
@@ -201,7 +204,7 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
 
     let json = out.join("fm_moons_report.json");
     let md = out.join("fm_moons_report.md");
-    let report = FmMoonsReport { config: cfg.clone(), models, w2_floor, w2_source, files: [&fig_traj, &fig_w2, &json, &md].iter().map(|p| p.display().to_string()).collect() };
+    let report = FmMoonsReport { config: cfg.clone(), device: crate::device::name_of(train_device), models, w2_floor, w2_source, files: [&fig_traj, &fig_w2, &json, &md].iter().map(|p| p.display().to_string()).collect() };
     write_json(&json, &report)?;
     write_atomic(&md, markdown(&report).as_bytes())?;
     Ok(report)
@@ -223,7 +226,7 @@ fn trajectory_panel(name: &str, states: &[Array2<f64>], data: &Array2<f64>, colo
 }
 
 fn markdown(r: &FmMoonsReport) -> String {
-    let mut s = String::from("# Flow matching: 8 Gaussians → moons\n\n");
+    let mut s = format!("# Flow matching: 8 Gaussians → moons\n\nTrained on device `{}`.\n\n", r.device);
     s.push_str(&format!(
         "{} training steps per model, batch {}, hidden {:?} (tanh), Adam {}; W₂ between {} samples and {} held-out moons (exact assignment), Euler steps.\n\n",
         r.config.steps, r.config.batch_size, r.config.hidden, r.config.lr, r.config.n_eval, r.config.n_eval

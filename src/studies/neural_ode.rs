@@ -10,9 +10,8 @@
 //! 3. Measure the error on held-out initial states, draw data against model, write a report.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use burn::optim::AdamConfig;
+use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::{Rng, RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -22,7 +21,7 @@ use crate::nn::{Mlp, MlpConfig};
 use crate::ode::problems::DampedPendulum;
 use crate::ode::{self, AdjointOptions, Gradient, Options, Solver, Stats};
 use crate::plot::{save_figure, Panel, Series};
-use crate::train::{check_loss, progress, write_atomic, write_json, Checkpoint};
+use crate::train::{write_atomic, write_json, CheckpointReader, CheckpointWriter, LrSchedule, Run, RunOptions, Trainer};
 use crate::{Error, Result};
 
 /// Configuration of the neural ODE study; every field has a default.
@@ -85,6 +84,9 @@ impl Default for NeuralOdeConfig {
 pub struct NeuralOdeReport {
     /// The configuration used.
     pub config: NeuralOdeConfig,
+    /// The device trained on (`cpu`, `wgpu`, `cuda`).
+    #[serde(default)]
+    pub device: String,
     /// Iterations run (including resumed ones).
     pub iterations: usize,
     /// Training loss (MSE over the full horizon) at the start and the end.
@@ -105,11 +107,62 @@ pub struct NeuralOdeReport {
     pub files: Vec<String>,
 }
 
-/// Loop state stored in checkpoints.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct LoopState {
-    iteration: usize,
-    losses: Vec<f64>,
+/// The neural ODE fit as a [`Trainer`]: the whole training set is the batch, the horizon grows
+/// from a quarter of the span to all of it over the first half of the run.
+struct NeuralOdeTrainer<'a> {
+    cfg: &'a NeuralOdeConfig,
+    mlp: Mlp,
+    optim: ModuleOptimizer,
+    y0: Tensor<2>,
+    data: &'a [Tensor<2>],
+    times: &'a [f64],
+    opts: Options,
+    /// Solver counters of the last step (forward, backward).
+    last: (Stats, Stats),
+}
+
+impl Trainer for NeuralOdeTrainer<'_> {
+    fn kind(&self) -> &'static str {
+        "neural ODE"
+    }
+
+    fn config(&self) -> serde_json::Value {
+        let c = self.cfg;
+        serde_json::json!({ "system": c.system, "n_train": c.n_train, "t_end": c.t_end, "n_times": c.n_times, "hidden": c.hidden, "solver": c.solver, "rtol": c.rtol, "atol": c.atol, "gradient": c.gradient })
+    }
+
+    fn step(&mut self, step: usize, lr: f64, _rng: &mut rand::rngs::StdRng) -> Result<Vec<f64>> {
+        // Horizon curriculum: a quarter of the span at first, the full span from mid-training.
+        let n = self.times.len();
+        let frac = (0.25 + 1.5 * step as f64 / self.cfg.iterations as f64).min(1.0);
+        let k = ((frac * (n - 1) as f64).round() as usize + 1).clamp(3, n);
+        let field = self.mlp.field();
+        let (sol, tape) = ode::solve_for_grad(&field, self.y0.clone(), &self.times[..k], &self.opts, self.cfg.gradient.clone())?;
+        let (loss, cot) = mse(&sol.ys, self.data, k);
+        if !loss.is_finite() {
+            return Ok(vec![loss]);
+        }
+        let grads = tape.backward(&cot)?;
+        self.last = (sol.stats, grads.stats);
+        let gp = grads.params.into_gradients_params(&self.mlp);
+        drop(tape);
+        drop(field);
+        self.mlp = self.optim.step(lr, self.mlp.clone(), gp);
+        Ok(vec![loss])
+    }
+
+    fn save(&self, w: &mut CheckpointWriter) -> Result<()> {
+        w.module("model", &self.mlp)?;
+        w.optimizer("optimizer", &self.optim)?;
+        w.json("stats", &self.last)
+    }
+
+    fn load(&mut self, r: &CheckpointReader) -> Result<()> {
+        self.mlp = r.module("model", self.mlp.clone())?;
+        self.optim = r.optimizer("optimizer", std::mem::replace(&mut self.optim, AdamConfig::new().init()))?;
+        self.last = r.json("stats")?;
+        Ok(())
+    }
 }
 
 /// Trajectories `[n_times]` of `[batch, 2]` tensors in `dtype` on `device`.
@@ -172,50 +225,30 @@ pub fn run(cfg: &NeuralOdeConfig, device: &Device, out: &Path, resume: bool, qui
     let mut sizes = vec![2];
     sizes.extend(&cfg.hidden);
     sizes.push(2);
-    let mut mlp = MlpConfig::new(sizes).init(cfg.seed.wrapping_add(1), &device.clone().autodiff());
-    let mut optim = AdamConfig::new().init();
+    let mlp = MlpConfig::new(sizes).init(cfg.seed.wrapping_add(1), &device.clone().autodiff());
     let opts = Options { solver: cfg.solver, rtol: cfg.rtol, atol: cfg.atol, ..Options::default() };
-    let ckpt = Checkpoint::new(out.join("checkpoint"));
-    let mut state = LoopState { iteration: 0, losses: Vec::new() };
-    if resume && ckpt.exists() {
-        let (m, o, s) = ckpt.load(mlp, optim)?;
-        mlp = m;
-        optim = o;
-        state = s;
-    }
     let y0_train = train[0].clone();
     let (train_mse_initial, _) = mse(&predict(&mlp, y0_train.clone(), &times, &opts)?, &train, times.len());
 
-    let bar = progress(cfg.iterations as u64, "neural ODE", quiet);
-    bar.set_position(state.iteration as u64);
-    let start = Instant::now();
-    let mut last = (Stats::default(), Stats::default());
-    while state.iteration < cfg.iterations {
-        let it = state.iteration;
-        // Horizon curriculum: a quarter of the span at first, the full span from mid-training.
-        let frac = (0.25 + 1.5 * it as f64 / cfg.iterations as f64).min(1.0);
-        let k = ((frac * (times.len() - 1) as f64).round() as usize + 1).clamp(3, times.len());
-        let field = mlp.field();
-        let (sol, tape) = ode::solve_for_grad(&field, y0_train.clone(), &times[..k], &opts, cfg.gradient.clone())?;
-        let (loss, cot) = mse(&sol.ys, &train, k);
-        check_loss(it, loss)?;
-        let grads = tape.backward(&cot)?;
-        last = (sol.stats, grads.stats);
-        let gp = grads.params.into_gradients_params(&mlp);
-        drop(tape);
-        drop(field);
-        let lr = cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * it as f64 / cfg.iterations as f64).cos()));
-        mlp = optim.step(lr, mlp, gp);
-        state.losses.push(loss);
-        state.iteration += 1;
-        bar.set_position(state.iteration as u64);
-        bar.set_message(format!("loss {loss:.2e} (horizon {:.1} s)", times[k - 1]));
-        if cfg.checkpoint_every > 0 && state.iteration % cfg.checkpoint_every == 0 {
-            ckpt.save(&mlp, &optim, &state)?;
-        }
+    let run_opts = RunOptions {
+        steps: cfg.iterations,
+        batch_size: cfg.n_train,
+        lr: cfg.lr,
+        schedule: LrSchedule::Cosine { floor: 0.1 },
+        seed: cfg.seed,
+        log_every: 1,
+        checkpoint_every: cfg.checkpoint_every,
+        ..RunOptions::default()
+    };
+    let mut trainer = NeuralOdeTrainer { cfg, mlp, optim: AdamConfig::new().init(), y0: y0_train.clone(), data: &train, times: &times, opts: opts.clone(), last: Default::default() };
+    let ckpt = out.join("checkpoint");
+    if !resume && crate::train::Checkpoint::new(&ckpt).exists() {
+        std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
     }
-    bar.finish();
-    let train_seconds = start.elapsed().as_secs_f64();
+    let fit = crate::train::fit(&mut trainer, &run_opts, &mut Run { checkpoint: Some(ckpt), quiet, label: "neural ODE".into(), ..Run::default() })?;
+    let train_seconds = fit.seconds;
+    let (mlp, last) = (trainer.mlp, trainer.last);
+    let losses: Vec<f64> = fit.losses().into_iter().map(|(_, l)| l).collect();
 
     let pred_train = predict(&mlp, y0_train, &times, &opts)?;
     let (train_mse_final, _) = mse(&pred_train, &train, times.len());
@@ -228,11 +261,12 @@ pub fn run(cfg: &NeuralOdeConfig, device: &Device, out: &Path, resume: bool, qui
     };
 
     let figure = out.join("neural_ode.png");
-    draw(&figure, &times, &test, &pred_test, &state.losses)?;
+    draw(&figure, &times, &test, &pred_test, &losses)?;
     let mut files = vec![figure.display().to_string()];
     let report = NeuralOdeReport {
         config: cfg.clone(),
-        iterations: state.iteration,
+        device: crate::device::name_of(device),
+        iterations: fit.step,
         train_mse_initial,
         train_mse_final,
         test_mse,
@@ -294,7 +328,7 @@ fn draw(path: &PathBuf, times: &[f64], data: &[Tensor<2>], pred: &[Tensor<2>], l
 
 fn markdown(r: &NeuralOdeReport) -> String {
     format!(
-        "# Neural ODE study: damped pendulum\n\n\
+        "# Neural ODE study: damped pendulum\n\nTrained on device `{device}`.\n\n\
          System: θ'' = −{g} sin θ − {c} θ', {ntr} training and {nte} held-out trajectories on [0, {t}] s ({nt} times).\n\
          Model: MLP 2→{hidden:?}→2 (tanh), {solver:?} at rtol {rtol:e}, gradients by {grad}.\n\n\
          | quantity | value |\n|---|---|\n\
@@ -302,6 +336,7 @@ fn markdown(r: &NeuralOdeReport) -> String {
          | held-out MSE | {c2:.3e} |\n| held-out data variance | {v:.3e} |\n\
          | last iteration: forward steps / evaluations | {fs} / {fe} |\n| last iteration: backward evaluations / VJPs | {be} / {bv} |\n\
          | training time (s) | {sec:.1} |\n\nFigure: `neural_ode.png`.\n",
+        device = r.device,
         g = r.config.system.g_over_l,
         c = r.config.system.damping,
         ntr = r.config.n_train,

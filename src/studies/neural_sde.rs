@@ -116,6 +116,9 @@ impl Default for NeuralSdeConfig {
 pub struct NeuralSdeReport {
     /// The configuration used.
     pub config: NeuralSdeConfig,
+    /// The device trained on (`cpu`, `wgpu`, `cuda`).
+    #[serde(default)]
+    pub device: String,
     /// Iterations run (including resumed ones).
     pub iterations: usize,
     /// Training loss at the first and the last iteration.
@@ -465,6 +468,7 @@ pub fn run(cfg: &NeuralSdeConfig, device: &Device, out: &Path, resume: bool, qui
     let md = out.join("neural_sde_report.md");
     let report = NeuralSdeReport {
         config: cfg.clone(),
+        device: crate::device::name_of(device),
         iterations: state.iteration,
         loss_initial: state.losses.first().copied().unwrap_or(f64::NAN),
         loss_final: state.losses.last().copied().unwrap_or(f64::NAN),
@@ -563,7 +567,7 @@ fn draw(
 fn markdown(r: &NeuralSdeReport) -> String {
     let c = &r.config;
     format!(
-        "# Neural SDE study: overdamped Langevin in a double well\n\n\
+        "# Neural SDE study: overdamped Langevin in a double well\n\nTrained on device `{device}`.\n\n\
          System: dX = −U'(X) dt + √(2/β) dW, U(x) = {h}(x² − 1)², β = {beta}, X0 ~ N({m}, {s}²); \
          {ntr} training and {nte} held-out trajectories on [0, {t}] observed at {nt} times (SRA1, dt = {ddt}).\n\
          Model: drift MLP 1→{dh:?}→1, diffusion {gk} (MLP 1→{gh:?}→1), {solver:?} at dt ≤ {dt}, gradients by {grad}; \
@@ -577,6 +581,7 @@ fn markdown(r: &NeuralSdeReport) -> String {
          | mean learned diffusion (true √(2/β)) | {gm:.3} ({gt:.3}) |\n\
          | last iteration backward: steps / evaluations / VJPs | {bs} / {be} / {bv} |\n\
          | training time (s) | {sec:.1} |\n\nFigure: `neural_sde.png`.\n",
+        device = r.device,
         h = c.barrier,
         beta = c.beta,
         m = c.x0_mean,

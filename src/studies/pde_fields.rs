@@ -139,9 +139,6 @@ impl PdeStudyConfig {
             train: FfmConfig {
                 net: FieldNetConfig::Fno(FnoConfig { width: 32, modes: [8, 8], layers: 4, padding, time_features: 8, projection: 64, ..FnoConfig::default() }),
                 gp: GpConfig { length: gp_length, ..GpConfig::default() },
-                steps: 2000,
-                batch_size: 16,
-                lr: 1e-3,
                 ..FfmConfig::default()
             },
             sample_steps: 100,
@@ -169,9 +166,9 @@ impl PdeStudyConfig {
         c.conditions = 2;
         c.ensemble = 6;
         c.sample_steps = 8;
-        c.train.steps = 40;
-        c.train.batch_size = 8;
-        c.train.checkpoint_every = 20;
+        c.train.run.steps = 40;
+        c.train.run.batch_size = 8;
+        c.train.run.checkpoint_every = 20;
         c.train.net = FieldNetConfig::Fno(FnoConfig { width: 8, modes: [3, 3], layers: 2, padding: [2, 2], time_features: 2, projection: 16, ..FnoConfig::default() });
         c
     }
@@ -323,6 +320,9 @@ pub struct MethodScores {
 pub struct PdeStudyReport {
     /// The configuration.
     pub config: PdeStudyConfig,
+    /// The device trained on (`cpu`, `wgpu`, `cuda`).
+    #[serde(default)]
+    pub device: String,
     /// Field shape `[C, X, T]`.
     pub field_shape: Vec<usize>,
     /// The constraint (names and rows).
@@ -422,8 +422,8 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     // Training (resumed from the checkpoint when there is one).
     let residual = if cfg.train.residual_weight > 0.0 { training_residual(cfg.problem, &grid)? } else { None };
     let problem = FfmProblem { grid: &grid, data: train.values.view(), residual: residual.as_deref() };
-    let run_opts = pde::RunOptions { checkpoint: Some(out.join("checkpoint")), quiet, stop_after: None };
-    let (model, train_report) = pde::train_ffm(&problem, &cfg.train, &run_opts, device)?;
+    let mut run = crate::train::Run { checkpoint: Some(out.join("checkpoint")), quiet, ..crate::train::Run::default() };
+    let (model, train_report) = pde::train_ffm(&problem, &cfg.train, &mut run, device)?;
     model.save(&out.join("model"))?;
     files.push(out.join("model").display().to_string());
 
@@ -499,7 +499,7 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     let md = out.join("report.md");
     files.push(json.display().to_string());
     files.push(md.display().to_string());
-    let report = PdeStudyReport { config: cfg.clone(), field_shape: grid.shape(), constraint: constraints[0].name(), train_seconds: train_report.seconds, final_loss, scores, files };
+    let report = PdeStudyReport { config: cfg.clone(), device: crate::device::name_of(device), field_shape: grid.shape(), constraint: constraints[0].name(), train_seconds: train_report.seconds, final_loss, scores, files };
     write_json(&json, &report)?;
     write_atomic(&md, markdown(&report).as_bytes())?;
     Ok(report)
@@ -568,17 +568,18 @@ fn draw_residuals(path: &PathBuf, rows: &[(String, Vec<f64>)], losses: &[(usize,
 pub fn markdown(r: &PdeStudyReport) -> String {
     let c = &r.config;
     let mut s = format!(
-        "# PDE-field study: {}\n\nField {:?} ([C, X, T]), {} training fields, {} conditions × {} fields, {} sampling steps, FFM {} steps ({:.0} s, final loss {:.4}).\n\
+        "# PDE-field study: {}\n\nTrained on device `{}`.\n\nField {:?} ([C, X, T]), {} training fields, {} conditions × {} fields, {} sampling steps, FFM {} steps ({:.0} s, final loss {:.4}).\n\
          Constraint: {}.\n\n\
          | method | MMSE | SMSE | CE ‖h‖₂ | max \\|h\\| | nRMSE (mean) | cRMSE (mean) | bRMSE (mean) | ms / field | of which projection | NFE | max GN iter |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         c.problem.name(),
+        r.device,
         r.field_shape,
         c.n_train,
         c.conditions,
         c.ensemble,
         c.sample_steps,
-        c.train.steps,
+        c.train.run.steps,
         r.train_seconds,
         r.final_loss,
         r.constraint

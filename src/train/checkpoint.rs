@@ -16,6 +16,8 @@ use crate::{Error, Result};
 /// The tag and version in every `state.json`.
 const FORMAT: &str = "physflow-checkpoint";
 const VERSION: u32 = 1;
+/// The kind recorded by [`Checkpoint::save`], whose caller's state goes in the config slot.
+const HAND_LOOP: &str = "hand-written loop";
 
 /// Where a run stands: steps done, the loss log, training seconds, and the partial sums of
 /// the current log window (so that a resumed run logs the same means).
@@ -136,10 +138,11 @@ impl Checkpoint {
     /// # Errors
     /// `Io`/`Format` naming the file.
     pub fn save<M: Module, S: Serialize>(&self, model: &M, optim: &ModuleOptimizer, state: &S) -> Result<()> {
+        let value = serde_json::to_value(state).map_err(|e| Error::Format { path: self.dir.join("state.json").display().to_string(), reason: e.to_string() })?;
         self.write(|w| {
             w.module("model", model)?;
             w.optimizer("optimizer", optim)?;
-            w.json("loop", state)
+            w.json("state", &Self::state_file(HAND_LOOP, value, &RunOptions::default(), &LoopState::default()))
         })
     }
 
@@ -149,8 +152,8 @@ impl Checkpoint {
     /// # Errors
     /// `Io`/`Format` naming the file.
     pub fn load<M: Module, S: DeserializeOwned>(&self, model: M, optim: ModuleOptimizer) -> Result<(M, ModuleOptimizer, S)> {
-        let r = self.read()?;
-        let state = r.json("loop")?;
+        let (r, file) = self.read_state(HAND_LOOP)?;
+        let state = serde_json::from_value(file.config).map_err(|e| Error::Format { path: self.dir.join("state.json").display().to_string(), reason: e.to_string() })?;
         Ok((r.module("model", model)?, r.optimizer("optimizer", optim)?, state))
     }
 

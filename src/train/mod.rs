@@ -180,3 +180,50 @@ impl FromF64 for f64 {
         v
     }
 }
+
+/// Scale the gradients of `module`'s parameters in `grads` so that their joint Euclidean norm
+/// is at most `max` (global-norm clipping, as PyTorch's `clip_grad_norm_`; burn's own
+/// `GradientClipping::Norm` clips each tensor separately). The squared norms are summed on the
+/// device in the gradients' precision, with one readback. Returns the norm before clipping.
+///
+/// # Errors
+/// [`Error::Device`] when the norm cannot be read back.
+pub fn clip_grad_norm<M: Module>(module: &M, grads: &mut burn::optim::GradientsParams, max: f64) -> Result<f64> {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+
+    use crate::host::ToHost;
+
+    struct SumSquares<'a> {
+        grads: &'a burn::optim::GradientsParams,
+        out: Vec<Tensor<1>>,
+    }
+    impl ModuleVisitor for SumSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                self.out.push(g.square().sum());
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut burn::optim::GradientsParams,
+        s: f64,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads.register::<D>(param.id, g.mul_scalar(self.s));
+            }
+        }
+    }
+    let mut sq = SumSquares { grads, out: Vec::new() };
+    module.visit(&mut sq);
+    if sq.out.is_empty() {
+        return Ok(0.0);
+    }
+    let norm = Tensor::cat(sq.out, 0).sum().host_vec::<f64>()?[0].sqrt();
+    if norm > max {
+        module.visit(&mut Scale { grads, s: max / norm });
+    }
+    Ok(norm)
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# GPU benchmarks in one run, on a machine with an NVIDIA GPU, no Rust toolchain and no network:
+# the physflow binary is built elsewhere (with `--features wgpu`) and travels with the tree.
+#
+# Here (with the toolchain):
+#   cargo build --release --features wgpu --example bench_gpu
+#   mkdir -p .gpu && cp target/release/examples/bench_gpu .gpu/ && strip .gpu/bench_gpu
+#   (cd .gpu && apt-get download libvulkan1)    # the Vulkan loader, if the GPU machine lacks it
+# There:
+#   bash benches/gpu/run.sh [--quick]    → benches/gpu/out/{results.jsonl,table.md}
+#
+# physflow runs on wgpu over the NVIDIA Vulkan driver (the CUDA backend's build downloads an
+# LLVM bundle, see README), and on the CPU for reference; torch runs on CUDA (and its B5 side
+# needs torchdiffeq). Finishes in a few minutes with --quick.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bin=${BENCH_GPU_BIN:-.gpu/bench_gpu}
+outdir=${BENCH_GPU_OUT:-benches/gpu/out}
+mkdir -p "$outdir"
+if ! ldconfig -p | grep -q libvulkan.so.1; then
+    for f in .gpu/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
+    ldconfig
+fi
+if [ -z "${VK_ICD_FILENAMES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+    export VK_ICD_FILENAMES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+fi
+res="$outdir/results.jsonl"
+: >"$res"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >"$outdir/gpu.txt" 2>/dev/null || true
+echo "[gpu] physflow on wgpu" >&2
+"$bin" --device wgpu --json "$@" >>"$res" || echo "[gpu] physflow wgpu failed" >&2
+echo "[gpu] torch on cuda" >&2
+python3 benches/gpu/torch_gpu.py --device cuda "$@" >>"$res" || echo "[gpu] torch failed" >&2
+echo "[gpu] physflow on the CPU (reference)" >&2
+RAYON_NUM_THREADS=1 "$bin" --device cpu --json --quick >>"$res" || echo "[gpu] physflow cpu failed" >&2
+python3 benches/gpu/table.py "$res" | tee "$outdir/table.md"
