@@ -4,8 +4,9 @@
 #
 # Here (with the toolchain):
 #   cargo build --release --features wgpu --example bench_gpu
-#   mkdir -p .gpu && cp target/release/examples/bench_gpu .gpu/ && strip .gpu/bench_gpu
-#   (cd .gpu && apt-get download libvulkan1)    # the Vulkan loader, if the GPU machine lacks it
+#   mkdir -p .gpu && cp target/release/examples/bench_gpu .gpu/ && strip .gpu/bench_gpu && xz .gpu/bench_gpu
+#   (cd .gpu && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
+#   # the Vulkan loader and GL vendor-neutral dispatch that NVIDIA's Vulkan ICD (libGLX_nvidia) needs
 # There:
 #   bash benches/gpu/run.sh [--quick]    → benches/gpu/out/{results.jsonl,table.md}
 #
@@ -15,15 +16,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${BENCH_GPU_BIN:-.gpu/bench_gpu}
+if [ ! -x "$bin" ] && [ -f "$bin.xz" ]; then xz -dkf "$bin.xz" && chmod +x "$bin"; fi
 outdir=${BENCH_GPU_OUT:-benches/gpu/out}
 mkdir -p "$outdir"
-if ! ldconfig -p | grep -q libvulkan.so.1; then
+if ! ldconfig -p | grep -q libvulkan.so.1 || ! ldconfig -p | grep -q libGLdispatch; then
     for f in .gpu/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
     ldconfig
 fi
-if [ -z "${VK_ICD_FILENAMES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-    export VK_ICD_FILENAMES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+nv=/usr/local/nvidia/share
+if [ -z "${VK_ICD_FILENAMES:-}" ] && [ -f $nv/vulkan/icd.d/nvidia_icd.json ]; then
+    export VK_DRIVER_FILES=$nv/vulkan/icd.d/nvidia_icd.json VK_ICD_FILENAMES=$nv/vulkan/icd.d/nvidia_icd.json
+    export __EGL_VENDOR_LIBRARY_FILENAMES=$nv/glvnd/egl_vendor.d/10_nvidia.json
 fi
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 res="$outdir/results.jsonl"
 : >"$res"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >"$outdir/gpu.txt" 2>/dev/null || true
@@ -31,6 +36,7 @@ echo "[gpu] physflow on wgpu" >&2
 "$bin" --device wgpu --json "$@" >>"$res" || echo "[gpu] physflow wgpu failed" >&2
 echo "[gpu] torch on cuda" >&2
 python3 benches/gpu/torch_gpu.py --device cuda "$@" >>"$res" || echo "[gpu] torch failed" >&2
-echo "[gpu] physflow on the CPU (reference)" >&2
+echo "[gpu] physflow and torch on the CPU, one thread each (reference)" >&2
 RAYON_NUM_THREADS=1 "$bin" --device cpu --json --quick >>"$res" || echo "[gpu] physflow cpu failed" >&2
+OMP_NUM_THREADS=1 python3 benches/gpu/torch_gpu.py --device cpu --quick >>"$res" || echo "[gpu] torch cpu failed" >&2
 python3 benches/gpu/table.py "$res" | tee "$outdir/table.md"

@@ -13,8 +13,8 @@ for r in rows:
     key = (r["side"], r["device"])
     if key not in cols:
         cols.append(key)
-print("| case | " + " | ".join(f"{s} {d} (ms)" for s, d in cols) + " | physflow GPU / torch GPU |")
-print("|---|" + "---:|" * (len(cols) + 1))
+print("| case | " + " | ".join(f"{s} {d} (ms)" for s, d in cols) + " | physflow GPU / torch GPU | physflow CPU fused / torch CPU | physflow CPU burn / torch CPU |")
+print("|---|" + "---:|" * (len(cols) + 3))
 for c in cases:
     vals = {}
     for r in rows:
@@ -24,4 +24,7 @@ for c in cases:
     gpu_pf = [v for (s, d), v in vals.items() if s == "physflow" and d not in ("cpu", "cpu-burn")]
     gpu_t = [v for (s, d), v in vals.items() if s == "torch" and d != "cpu"]
     ratio = f"{gpu_pf[0] / gpu_t[0]:.2f}" if gpu_pf and gpu_t else "-"
-    print(f"| {c} | " + " | ".join(cells) + f" | {ratio} |")
+    tc = vals.get(("torch", "cpu"))
+    fused = f"{vals[('physflow', 'cpu')] / tc:.2f}" if tc and ("physflow", "cpu") in vals else "-"
+    burn = f"{vals[('physflow', 'cpu-burn')] / tc:.2f}" if tc and ("physflow", "cpu-burn") in vals else "-"
+    print(f"| {c} | " + " | ".join(cells) + f" | {ratio} | {fused} | {burn} |")

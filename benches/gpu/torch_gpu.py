@@ -192,6 +192,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=None)
     a = ap.parse_args()
     dev = torch.device(a.device)
+    if dev.type == "cpu":
+        torch.set_num_threads(1)  # side by side with physflow's single-threaded CPU paths
     repeats = a.repeats or (2 if a.quick else 5)
     steps = 20 if a.quick else 100
     name = a.device
