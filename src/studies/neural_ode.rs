@@ -228,7 +228,6 @@ pub fn run(cfg: &NeuralOdeConfig, device: &Device, out: &Path, resume: bool, qui
     let mlp = MlpConfig::new(sizes).init(cfg.seed.wrapping_add(1), &device.clone().autodiff());
     let opts = Options { solver: cfg.solver, rtol: cfg.rtol, atol: cfg.atol, ..Options::default() };
     let y0_train = train[0].clone();
-    let (train_mse_initial, _) = mse(&predict(&mlp, y0_train.clone(), &times, &opts)?, &train, times.len());
 
     let run_opts = RunOptions {
         steps: cfg.iterations,
@@ -242,9 +241,16 @@ pub fn run(cfg: &NeuralOdeConfig, device: &Device, out: &Path, resume: bool, qui
     };
     let mut trainer = NeuralOdeTrainer { cfg, mlp, optim: AdamConfig::new().init(), y0: y0_train.clone(), data: &train, times: &times, opts: opts.clone(), last: Default::default() };
     let ckpt = out.join("checkpoint");
-    if !resume && crate::train::Checkpoint::new(&ckpt).exists() {
-        std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
+    if crate::train::Checkpoint::new(&ckpt).exists() {
+        if resume {
+            // The initial MSE of a resumed run is that of the model it resumes (fit loads the
+            // same checkpoint again).
+            trainer.load(&crate::train::Checkpoint::new(&ckpt).read()?)?;
+        } else {
+            std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
+        }
     }
+    let (train_mse_initial, _) = mse(&predict(&trainer.mlp, y0_train.clone(), &times, &opts)?, &train, times.len());
     let fit = crate::train::fit(&mut trainer, &run_opts, &mut Run { checkpoint: Some(ckpt), quiet, label: "neural ODE".into(), ..Run::default() })?;
     let train_seconds = fit.seconds;
     let (mlp, last) = (trainer.mlp, trainer.last);
