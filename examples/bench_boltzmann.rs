@@ -9,7 +9,8 @@
 //! ```
 
 use physflow::boltzmann::energy::{DoubleWell2D, InternalEnergy, MultiDoubleWell};
-use physflow::boltzmann::{reweight, train, BoltzmannGenerator, Energy, RunOptions, TrainConfig};
+use physflow::boltzmann::{reweight, train, BoltzmannGenerator, Energy, TrainConfig};
+use physflow::train::Run;
 use physflow::flows::FlowConfig;
 use rand::SeedableRng;
 
@@ -44,15 +45,15 @@ fn main() -> physflow::Result<()> {
     let mut bg = BoltzmannGenerator::new(&config.flow, energy.dim(), seed)?;
     let dir = std::env::temp_dir().join(format!("physflow-bench-bg-{}-{system}-{seed}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| physflow::Error::Io { path: dir.display().to_string(), source: e })?;
-    let ck = dir.join("ck.json");
+    let ck = dir.join("ck");
     let mut trained = 0.0;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xE5A1);
     loop {
         // Each chunk resumes from the checkpoint, so the optimiser state carries over; the
         // reported seconds are those of the training loop only.
         let budget = (eval_every).min(seconds - trained).max(0.0);
-        let run = RunOptions { checkpoint: Some(ck.clone()), time_budget: Some(budget), quiet: true };
-        let rep = train(&mut bg, Some(energy.as_ref()), None, &config, &run)?;
+        let mut run = Run { checkpoint: Some(ck.clone()), time_budget: Some(budget), quiet: true, ..Run::default() };
+        let rep = train(&mut bg, Some(energy.as_ref()), None, &config, &mut run)?;
         trained += rep.seconds;
         let steps = rep.steps;
         let w = bg.sample_weighted(energy.as_ref(), 1.0, 20000, &mut rng)?;

@@ -17,4 +17,4 @@ pub mod reweight;
 pub mod train;
 
 pub use energy::Energy;
-pub use train::{load_generator, train, BoltzmannGenerator, LogEntry, RunOptions, TrainConfig, TrainReport, Weighted};
+pub use train::{load_generator, train, BgTrainer, BoltzmannGenerator, LogEntry, TrainConfig, TrainReport, Weighted};

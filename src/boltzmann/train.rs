@@ -12,8 +12,7 @@
 //! KL and weights use the true energy. A non-finite loss or gradient stops training with
 //! [`Error::Diverged`] naming the step: it is reported, never skipped.
 
-use std::path::{Path as FsPath, PathBuf};
-use std::time::Instant;
+use std::path::Path as FsPath;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::rngs::StdRng;
@@ -23,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::energy::Energy;
 use super::reweight;
 use crate::flows::{Base, Flow, FlowConfig, Sequential};
-use crate::train::{clip_global_norm, Adam};
+use crate::train::{clip_global_norm, Adam, CheckpointReader, CheckpointWriter, Run, RunOptions, Trainer};
 use crate::{Error, Result};
 
 /// Training settings (serde, with defaults; unknown keys are refused).
@@ -82,17 +81,6 @@ impl Default for TrainConfig {
             checkpoint_every: 0,
         }
     }
-}
-
-/// Where a run saves and resumes, when it stops, and whether it shows progress.
-#[derive(Clone, Debug, Default)]
-pub struct RunOptions {
-    /// Checkpoint file (JSON, written atomically). An existing one is resumed from.
-    pub checkpoint: Option<PathBuf>,
-    /// Stop after this many seconds of training (benchmarks at equal time).
-    pub time_budget: Option<f64>,
-    /// Hide the progress bar.
-    pub quiet: bool,
 }
 
 /// One log entry, averaged over the `log_every` steps before `step`.
@@ -229,77 +217,95 @@ fn validate(dim: usize, energy: Option<&dyn Energy>, data: Option<ArrayView2<f64
     c.flow.validate(dim)
 }
 
-#[derive(Serialize, Deserialize)]
-struct CheckpointState {
+/// Boltzmann-generator training as a [`Trainer`]: the flow (owned while training), Adam on
+/// its flat f64 parameters, the energy and/or data it learns from.
+pub struct BgTrainer<'a> {
+    bg: BoltzmannGenerator,
+    energy: Option<&'a dyn Energy>,
+    data: Option<ArrayView2<'a, f64>>,
     config: TrainConfig,
-    dim: usize,
-    build_seed: u64,
-    step: usize,
-    seconds: f64,
     params: Vec<f64>,
     adam: Adam<f64>,
-    log: Vec<LogEntry>,
+    grad: Vec<f64>,
 }
 
-/// Trains `bg` (in place) by the losses that `config` weights, from `energy` and/or `data`
-/// (`[n, dim]` samples of the target at the same `β`). Each step draws its randomness from
-/// `(seed, step)`, so a run resumed from a checkpoint continues exactly as if uninterrupted.
-/// With data and a fresh start, data-dependent layers (ActNorm) are initialised from it.
-///
-/// # Errors
-/// `InvalidArgument` / `Shape` / `NonFinite` for bad settings or data, naming them;
-/// `Diverged` at the first non-finite loss or gradient; a checkpoint written with other
-/// settings is refused; I/O errors of the checkpoint.
-pub fn train(bg: &mut BoltzmannGenerator, energy: Option<&dyn Energy>, data: Option<ArrayView2<f64>>, config: &TrainConfig, run: &RunOptions) -> Result<TrainReport> {
-    let dim = bg.dim();
-    validate(dim, energy, data, config)?;
-    if bg.config != config.flow {
-        return Err(Error::InvalidArgument { name: "flow", reason: "the generator was built from another architecture than config.flow".into() });
-    }
-    let n_params = bg.flow.num_params();
-    let mut params = bg.flow.params();
-    let mut adam = Adam::<f64>::new(n_params);
-    let mut log = Vec::new();
-    let (mut start, mut earlier) = (0, 0.0);
-    if let Some(ck) = run.checkpoint.as_deref().filter(|p| p.exists()) {
-        let state = load_checkpoint(ck)?;
-        let mut same = state.config.clone();
-        same.steps = config.steps;
-        same.checkpoint_every = config.checkpoint_every;
-        if same != *config || state.dim != dim || state.build_seed != bg.seed || state.params.len() != n_params {
-            return Err(Error::InvalidArgument { name: "checkpoint", reason: format!("{} was written by a run with other settings", ck.display()) });
+impl<'a> BgTrainer<'a> {
+    /// Train `bg` by the losses `config` weights. With data and a fresh start, data-dependent
+    /// layers (ActNorm) are initialised from it (a resumed run then loads its parameters).
+    ///
+    /// # Errors
+    /// `InvalidArgument` / `Shape` / `NonFinite` for bad settings or data, naming them.
+    pub fn new(bg: BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig) -> Result<Self> {
+        let mut bg = bg;
+        validate(bg.dim(), energy, data, config)?;
+        if bg.config != config.flow {
+            return Err(Error::InvalidArgument { name: "flow", reason: "the generator was built from another architecture than config.flow".into() });
         }
-        params = state.params;
-        bg.flow.set_params(&params);
-        adam = state.adam;
-        log = state.log;
-        start = state.step;
-        earlier = state.seconds;
-    } else if let (Some(d), true) = (data, config.weight_data > 0.0) {
-        bg.flow.data_init(d)?;
-        params = bg.flow.params();
+        if let (Some(d), true) = (data, config.weight_data > 0.0) {
+            bg.flow.data_init(d)?;
+        }
+        let params = bg.flow.params();
+        let n = params.len();
+        Ok(Self { bg, energy, data, config: config.clone(), params, adam: Adam::<f64>::new(n), grad: vec![0.0; n] })
     }
 
-    let bsz = config.batch_size;
-    let (we, wd) = (config.weight_energy, config.weight_data);
-    let bar = crate::train::progress(config.steps as u64, "bg train", run.quiet);
-    bar.set_position(start as u64);
-    let clock = Instant::now();
-    let mut acc = [0.0f64; 3];
-    let mut acc_n = 0usize;
-    let mut grad = vec![0.0; n_params];
-    let mut step = start;
-    while step < config.steps {
-        if run.time_budget.is_some_and(|b| clock.elapsed().as_secs_f64() >= b) {
-            break;
+    /// The generator as it stands.
+    pub fn generator(&self) -> &BoltzmannGenerator {
+        &self.bg
+    }
+
+    /// The loop options of this configuration (Adam at a constant rate, global-norm clip).
+    pub fn run_options(config: &TrainConfig) -> RunOptions {
+        RunOptions {
+            steps: config.steps,
+            batch_size: config.batch_size,
+            lr: config.lr,
+            grad_clip: config.grad_clip,
+            seed: config.seed,
+            log_every: config.log_every,
+            checkpoint_every: config.checkpoint_every,
+            ..RunOptions::default()
         }
-        let mut rng = crate::fm::train::step_rng(config.seed, step);
-        grad.iter_mut().for_each(|g| *g = 0.0);
+    }
+}
+
+impl Trainer for BgTrainer<'_> {
+    fn kind(&self) -> &'static str {
+        "Boltzmann generator"
+    }
+
+    fn config(&self) -> serde_json::Value {
+        let c = &self.config;
+        serde_json::json!({
+            "dim": self.bg.dim(),
+            "build_seed": self.bg.seed,
+            "flow": c.flow,
+            "beta": c.beta,
+            "weight_energy": c.weight_energy,
+            "weight_data": c.weight_data,
+            "energy_ramp": c.energy_ramp,
+            "energy_cut": c.energy_cut,
+        })
+    }
+
+    /// `[total loss, KL, NLL, ESS/N]` (NaN for a term that is off).
+    fn loss_names(&self) -> Vec<String> {
+        vec!["loss".into(), "kl".into(), "nll".into(), "ess_fraction".into()]
+    }
+
+    fn step(&mut self, step: usize, lr: f64, rng: &mut StdRng) -> Result<Vec<f64>> {
+        let config = &self.config;
+        let bg = &self.bg;
+        let bsz = config.batch_size;
+        let n_params = self.params.len();
+        self.grad.iter_mut().for_each(|g| *g = 0.0);
         let (mut kl, mut nll, mut ess) = (f64::NAN, f64::NAN, f64::NAN);
+        let (we, wd) = (config.weight_energy, config.weight_data);
         let we = if config.energy_ramp > 0 { we * (step as f64 / config.energy_ramp as f64).min(1.0) } else { we };
+        let mut total = 0.0;
         if config.weight_energy > 0.0 {
-            let energy = energy.expect("validated");
-            let z = bg.base.sample(bsz, &mut rng);
+            let energy = self.energy.expect("validated");
+            let z = bg.base.sample(bsz, rng);
             let lp = bg.base.log_prob(z.view())?;
             let mut stats = (0.0, 0.0);
             let mut e_grad = vec![0.0; n_params];
@@ -323,11 +329,12 @@ pub fn train(bg: &mut BoltzmannGenerator, energy: Option<&dyn Energy>, data: Opt
             (kl, ess) = stats;
             crate::train::check_loss(step, kl)?;
             if we > 0.0 {
-                grad.iter_mut().zip(&e_grad).for_each(|(g, e)| *g += we * e);
+                self.grad.iter_mut().zip(&e_grad).for_each(|(g, e)| *g += we * e);
             }
+            total += we * kl;
         }
         if wd > 0.0 {
-            let d = data.expect("validated");
+            let d = self.data.expect("validated");
             let idx: Vec<usize> = (0..bsz).map(|_| rng.random_range(0..d.nrows())).collect();
             let x = d.select(Axis(0), &idx);
             let mut value = 0.0;
@@ -344,64 +351,82 @@ pub fn train(bg: &mut BoltzmannGenerator, energy: Option<&dyn Energy>, data: Opt
             )?;
             nll = value;
             crate::train::check_loss(step, nll)?;
-            grad.iter_mut().zip(&d_grad).for_each(|(g, e)| *g += wd * e);
+            self.grad.iter_mut().zip(&d_grad).for_each(|(g, e)| *g += wd * e);
+            total += wd * nll;
         }
-        if let Some(bad) = grad.iter().find(|g| !g.is_finite()) {
+        if let Some(bad) = self.grad.iter().find(|g| !g.is_finite()) {
             return Err(Error::Diverged { iteration: step, loss: *bad });
         }
-        clip_global_norm(&mut grad, config.grad_clip);
-        adam.step(&mut params, &grad, config.lr);
-        bg.flow.set_params(&params);
-        step += 1;
-        acc[0] += kl;
-        acc[1] += nll;
-        acc[2] += ess;
-        acc_n += 1;
-        if step % config.log_every == 0 {
-            let n = acc_n as f64;
-            let e = LogEntry { step, seconds: earlier + clock.elapsed().as_secs_f64(), kl: acc[0] / n, nll: acc[1] / n, ess_fraction: acc[2] / n };
-            bar.set_message(format!("KL {:.3} NLL {:.3} ESS/N {:.3}", e.kl, e.nll, e.ess_fraction));
-            log.push(e);
-            acc = [0.0; 3];
-            acc_n = 0;
-        }
-        bar.inc(1);
-        if let Some(ck) = &run.checkpoint {
-            if config.checkpoint_every > 0 && step % config.checkpoint_every == 0 && step < config.steps {
-                save_checkpoint(ck, config, (dim, bg.seed), step, earlier + clock.elapsed().as_secs_f64(), &params, &adam, &log)?;
-            }
-        }
+        clip_global_norm(&mut self.grad, config.grad_clip);
+        self.adam.step(&mut self.params, &self.grad, lr);
+        self.bg.flow.set_params(&self.params);
+        Ok(vec![total, kl, nll, ess])
     }
-    bar.finish_and_clear();
-    let seconds = clock.elapsed().as_secs_f64();
-    if let Some(ck) = &run.checkpoint {
-        save_checkpoint(ck, config, (dim, bg.seed), step, earlier + seconds, &params, &adam, &log)?;
+
+    fn save(&self, w: &mut CheckpointWriter) -> Result<()> {
+        w.json("params", &self.params)?;
+        w.json("adam", &self.adam)
     }
-    Ok(TrainReport { log, seconds, steps_run: step - start, steps: step })
+
+    fn load(&mut self, r: &CheckpointReader) -> Result<()> {
+        let params: Vec<f64> = r.json("params")?;
+        if params.len() != self.params.len() {
+            return Err(Error::Shape { what: "checkpoint parameters".into(), expected: vec![self.params.len()], got: vec![params.len()] });
+        }
+        self.params = params;
+        self.bg.flow.set_params(&self.params);
+        self.adam = r.json("adam")?;
+        Ok(())
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn save_checkpoint(path: &FsPath, config: &TrainConfig, (dim, build_seed): (usize, u64), step: usize, seconds: f64, params: &[f64], adam: &Adam<f64>, log: &[LogEntry]) -> Result<()> {
-    let state = CheckpointState { config: config.clone(), dim, build_seed, step, seconds, params: params.to_vec(), adam: adam.clone(), log: log.to_vec() };
-    crate::train::write_json(path, &state)
-}
-
-fn load_checkpoint(path: &FsPath) -> Result<CheckpointState> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Format { path: path.display().to_string(), reason: format!("not a Boltzmann-generator checkpoint: {e}") })
-}
-
-/// Loads a generator saved by [`train`] (its checkpoint file).
+/// Trains `bg` (in place) by the losses that `config` weights, from `energy` and/or `data`
+/// (`[n, dim]` samples of the target at the same `β`), through [`crate::train::fit`]. Each step
+/// draws its randomness from `(seed, step)`, so a run resumed from `run.checkpoint` continues
+/// exactly as if uninterrupted. With data and a fresh start, data-dependent layers (ActNorm)
+/// are initialised from it.
 ///
 /// # Errors
-/// `Io` / `Format` for an unreadable file; `InvalidArgument` for a bad architecture in it.
-pub fn load_generator(path: &FsPath) -> Result<BoltzmannGenerator> {
-    let state = load_checkpoint(path)?;
-    let mut bg = BoltzmannGenerator::new(&state.config.flow, state.dim, state.build_seed)?;
-    if state.params.len() != bg.flow.num_params() {
-        return Err(Error::Format { path: path.display().to_string(), reason: format!("{} parameters for an architecture of {}", state.params.len(), bg.flow.num_params()) });
+/// `InvalidArgument` / `Shape` / `NonFinite` for bad settings or data, naming them;
+/// `Diverged` at the first non-finite loss or gradient; a checkpoint written with other
+/// settings is refused; I/O errors of the checkpoint.
+pub fn train<'a>(bg: &mut BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig, run: &mut Run<'_, BgTrainer<'a>>) -> Result<TrainReport> {
+    // The trainer owns the generator while training; a placeholder of the same architecture
+    // stands in (the flow is rebuilt only on the error paths that return before training).
+    let placeholder = BoltzmannGenerator::new(&bg.config, bg.dim(), bg.seed)?;
+    let owned = std::mem::replace(bg, placeholder);
+    let mut trainer = match BgTrainer::new(owned, energy, data, config) {
+        Ok(t) => t,
+        Err(e) => return Err(e),
+    };
+    if run.label == "train" {
+        run.label = "bg train".into();
     }
-    bg.flow.set_params(&state.params);
+    let result = crate::train::fit(&mut trainer, &BgTrainer::run_options(config), run);
+    *bg = trainer.bg;
+    let fit = result?;
+    let log = fit.log.iter().map(|r| LogEntry { step: r.step, seconds: r.seconds, kl: r.values[1], nll: r.values[2], ess_fraction: r.values[3] }).collect();
+    Ok(TrainReport { log, seconds: fit.seconds, steps_run: fit.steps_run, steps: fit.step })
+}
+
+/// Loads the generator of a checkpoint directory written by [`train`].
+///
+/// # Errors
+/// `Io` / `Format` for an unreadable or foreign checkpoint; `InvalidArgument` for a bad
+/// architecture in it.
+pub fn load_generator(dir: &FsPath) -> Result<BoltzmannGenerator> {
+    let (r, state) = crate::train::Checkpoint::new(dir).read_state("Boltzmann generator")?;
+    let fmt = |e: String| Error::Format { path: dir.join("state.json").display().to_string(), reason: e };
+    let c = &state.config;
+    let flow: FlowConfig = serde_json::from_value(c.get("flow").cloned().unwrap_or_default()).map_err(|e| fmt(e.to_string()))?;
+    let dim = c.get("dim").and_then(|v| v.as_u64()).ok_or_else(|| fmt("no `dim`".into()))? as usize;
+    let seed = c.get("build_seed").and_then(|v| v.as_u64()).ok_or_else(|| fmt("no `build_seed`".into()))?;
+    let mut bg = BoltzmannGenerator::new(&flow, dim, seed)?;
+    let params: Vec<f64> = r.json("params")?;
+    if params.len() != bg.flow.num_params() {
+        return Err(fmt(format!("{} parameters for an architecture of {}", params.len(), bg.flow.num_params())));
+    }
+    bg.flow.set_params(&params);
     Ok(bg)
 }
 
@@ -461,7 +486,7 @@ mod tests {
         let g = target();
         let c = config(800);
         let mut bg = BoltzmannGenerator::new(&c.flow, 2, c.seed).unwrap();
-        let rep = train(&mut bg, Some(&g), None, &c, &RunOptions { quiet: true, ..Default::default() }).unwrap();
+        let rep = train(&mut bg, Some(&g), None, &c, &mut Run::quiet()).unwrap();
         assert_eq!(rep.steps, 800);
         let w = bg.sample_weighted(&g, 1.0, 20000, &mut StdRng::seed_from_u64(1)).unwrap();
         let ess = reweight::kish_ess(w.log_w.view()).unwrap() / 20000.0;
@@ -492,7 +517,7 @@ mod tests {
         let test_x = draw(&mut rng, 4000);
         let c = TrainConfig { weight_energy: 0.0, weight_data: 1.0, ..config(600) };
         let mut bg = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
-        train(&mut bg, None, Some(train_x.view()), &c, &RunOptions { quiet: true, ..Default::default() }).unwrap();
+        train(&mut bg, None, Some(train_x.view()), &c, &mut Run::quiet()).unwrap();
         let nll = -bg.log_prob(test_x.view()).unwrap();
         // Entropy of N(μ, diag σ²): (d/2)(1 + log 2π) + Σ log σ = log Z + 1 here. The held-out mean
         // has SE sd(nll)/√4000; allow 0.02 nats of model error on top.
@@ -507,36 +532,36 @@ mod tests {
         let g = target();
         let dir = std::env::temp_dir().join(format!("physflow-bg-resume-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let ck = dir.join("bg.json");
-        let _ = std::fs::remove_file(&ck);
+        let ck = dir.join("bg");
+        let _ = std::fs::remove_dir_all(&ck);
         let c = TrainConfig { checkpoint_every: 10, weight_data: 0.5, ..config(20) };
         let data = Array2::from_shape_fn((64, 2), |(b, k)| (b as f64 * 0.37 + k as f64).sin());
         let mut full = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
-        train(&mut full, Some(&g), Some(data.view()), &c, &RunOptions { quiet: true, ..Default::default() }).unwrap();
+        train(&mut full, Some(&g), Some(data.view()), &c, &mut Run::quiet()).unwrap();
         let mut first = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
-        train(&mut first, Some(&g), Some(data.view()), &TrainConfig { steps: 10, ..c.clone() }, &RunOptions { quiet: true, checkpoint: Some(ck.clone()), ..Default::default() }).unwrap();
+        train(&mut first, Some(&g), Some(data.view()), &TrainConfig { steps: 10, ..c.clone() }, &mut Run::quiet().with_checkpoint(&ck)).unwrap();
         let mut second = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
-        let rep = train(&mut second, Some(&g), Some(data.view()), &c, &RunOptions { quiet: true, checkpoint: Some(ck.clone()), ..Default::default() }).unwrap();
+        let rep = train(&mut second, Some(&g), Some(data.view()), &c, &mut Run::quiet().with_checkpoint(&ck)).unwrap();
         assert_eq!(rep.steps_run, 10);
         // Bit-exact (compared without printing thousands of numbers on failure).
         assert!(second.flow.params() == full.flow.params(), "resumed parameters differ");
         assert!(load_generator(&ck).unwrap().flow.params() == full.flow.params(), "loaded parameters differ");
         // Other settings refuse the checkpoint.
         let other = TrainConfig { lr: 1e-4, ..c.clone() };
-        let err = train(&mut BoltzmannGenerator::new(&c.flow, 2, 0).unwrap(), Some(&g), Some(data.view()), &other, &RunOptions { quiet: true, checkpoint: Some(ck.clone()), ..Default::default() });
+        let err = train(&mut BoltzmannGenerator::new(&c.flow, 2, 0).unwrap(), Some(&g), Some(data.view()), &other, &mut Run::quiet().with_checkpoint(&ck));
         assert!(matches!(err, Err(Error::InvalidArgument { name: "checkpoint", .. })));
         std::fs::remove_dir_all(&dir).unwrap();
 
         // A NaN energy is reported as divergence at the step it happened.
         let bad = Gaussian { nan_after: Some(2.0), ..target() };
-        let err = train(&mut BoltzmannGenerator::new(&c.flow, 2, 0).unwrap(), Some(&bad), None, &config(5), &RunOptions { quiet: true, ..Default::default() });
+        let err = train(&mut BoltzmannGenerator::new(&c.flow, 2, 0).unwrap(), Some(&bad), None, &config(5), &mut Run::quiet());
         assert!(matches!(err, Err(Error::Diverged { iteration: 0, .. })), "{err:?}");
         // Missing inputs and wrong widths name the problem.
         let mut bg = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
-        assert!(matches!(train(&mut bg, None, None, &config(5), &RunOptions::default()), Err(Error::InvalidArgument { name: "energy", .. })));
+        assert!(matches!(train(&mut bg, None, None, &config(5), &mut Run::quiet()), Err(Error::InvalidArgument { name: "energy", .. })));
         let d3 = Array2::<f64>::zeros((4, 3));
         let cd = TrainConfig { weight_energy: 0.0, weight_data: 1.0, ..config(5) };
-        assert!(matches!(train(&mut bg, None, Some(d3.view()), &cd, &RunOptions::default()), Err(Error::Shape { .. })));
+        assert!(matches!(train(&mut bg, None, Some(d3.view()), &cd, &mut Run::quiet()), Err(Error::Shape { .. })));
         assert!(toml::from_str::<TrainConfig>("steps = 5\nbatch = 3\n").is_err());
     }
 }

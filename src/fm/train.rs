@@ -119,7 +119,7 @@ pub struct Problem<'a> {
     pub cond: Option<ArrayView2<'a, f64>>,
 }
 
-pub(crate) use crate::train::{clip_global_norm, step_rng, Adam};
+pub(crate) use crate::train::{clip_global_norm, Adam};
 
 /// Draw `n` rows from a source into `out` (`[n, dim]`, f32); for `Data`, the rows drawn.
 pub(crate) fn draw(source: &Source, dim: usize, n: usize, rng: &mut StdRng, rows: Option<&[usize]>, out: &mut Vec<f32>) -> Result<Vec<usize>> {

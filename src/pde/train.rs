@@ -190,7 +190,7 @@ impl Trainer for FfmTrainer<'_> {
         vec!["flow matching".into(), "residual".into()]
     }
 
-    fn step(&mut self, _step: usize, lr: f64, rng: &mut StdRng) -> Result<Vec<f64>> {
+    fn step(&mut self, step: usize, lr: f64, rng: &mut StdRng) -> Result<Vec<f64>> {
         let (problem, cfg) = (self.problem, &self.cfg);
         let [nc, nx, ny] = problem.grid.shape4();
         let n = problem.grid.len();
@@ -229,6 +229,7 @@ impl Trainer for FfmTrainer<'_> {
             None => fm_loss.clone(),
         };
         let fm_value = fm_loss.host_vec::<f64>()?[0];
+        crate::train::check_loss(step, res_value)?;
         if fm_value.is_finite() && res_value.is_finite() {
             let mut grads = GradientsParams::from_grads(loss.backward(), &self.net);
             if let Some(c) = cfg.run.grad_clip {
@@ -266,7 +267,7 @@ pub fn train_ffm<'a>(problem: &'a FfmProblem<'a>, cfg: &FfmConfig, run: &mut Run
         run.label = "FFM".into();
     }
     let fit = crate::train::fit(&mut trainer, &cfg.run, run)?;
-    let losses = fit.log.iter().map(|(s, v)| (*s, v[0], v.get(1).copied().unwrap_or(0.0))).collect();
+    let losses = fit.log.iter().map(|r| (r.step, r.values[0], r.values.get(1).copied().unwrap_or(0.0))).collect();
     Ok((trainer.model()?, FfmReport { losses, steps_run: fit.steps_run, seconds: fit.total_seconds }))
 }
 

@@ -24,7 +24,8 @@ use crate::boltzmann::energy::DoubleWell2D;
 use crate::boltzmann::mcmc::{mala, MalaConfig};
 use crate::boltzmann::quadrature::{quadrature_2d, Grid2};
 use crate::boltzmann::reweight::{self, Estimate};
-use crate::boltzmann::{train, BoltzmannGenerator, RunOptions, TrainConfig};
+use crate::boltzmann::{train, BoltzmannGenerator, TrainConfig};
+use crate::train::Run;
 use crate::flows::FlowConfig;
 use crate::plot::{save_figure, Panel, Series};
 use crate::train::{write_atomic, write_json};
@@ -118,7 +119,7 @@ pub fn run(cfg: &BgDoubleWellConfig, out: &Path, quiet: bool) -> Result<BgDouble
 
     // Train by energy only.
     let mut bg = BoltzmannGenerator::new(&cfg.train.flow, 2, seed)?;
-    let rep = train(&mut bg, Some(energy), None, &cfg.train, &RunOptions { quiet, ..Default::default() })?;
+    let rep = train(&mut bg, Some(energy), None, &cfg.train, &mut Run { quiet, ..Run::default() })?;
 
     // Reweighting.
     let mut rng = StdRng::seed_from_u64(seed ^ 0xB0_17);

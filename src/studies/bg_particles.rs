@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::boltzmann::energy::{pair_distances, InternalEnergy, LennardJones, MeanFree, MultiDoubleWell};
 use crate::boltzmann::mcmc::{mala, MalaConfig};
 use crate::boltzmann::reweight::{self, Estimate};
-use crate::boltzmann::{train, BoltzmannGenerator, Energy, RunOptions, TrainConfig};
+use crate::boltzmann::{train, BoltzmannGenerator, Energy, TrainConfig};
+use crate::train::Run;
 use crate::flows::FlowConfig;
 use crate::plot::{save_figure, Panel, Series};
 use crate::train::{write_atomic, write_json};
@@ -229,7 +230,7 @@ pub fn run(cfg: &BgParticlesConfig, out: &Path, quiet: bool) -> Result<BgParticl
 
     // Train.
     let mut bg = BoltzmannGenerator::new(&cfg.train.flow, energy.dim(), seed)?;
-    let rep = train(&mut bg, Some(&energy), Some(train_x.view()), &cfg.train, &RunOptions { quiet, ..Default::default() })?;
+    let rep = train(&mut bg, Some(&energy), Some(train_x.view()), &cfg.train, &mut Run { quiet, ..Run::default() })?;
 
     // Evaluate.
     let nll = -bg.log_prob(test_x.view())?;

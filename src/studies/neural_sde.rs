@@ -19,10 +19,9 @@
 //!    true `−U'` and `√(2/β)`, draw paths, marginals, fields and the loss.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -34,7 +33,7 @@ use crate::plot::{save_figure, Panel, Series};
 use crate::sde::{
     sdeint, sdeint_for_grad, FnSde, GridBrownian, NeuralSde, SdeGradient, SdeOptions, SdeSolver, Sigmoid, StateFree,
 };
-use crate::train::{check_loss, progress, write_atomic, write_json, Checkpoint};
+use crate::train::{write_atomic, write_json, CheckpointReader, CheckpointWriter, LrSchedule, Run, RunOptions, Trainer};
 use crate::{Error, Result};
 
 /// Configuration of the neural SDE study; every field has a default.
@@ -160,10 +159,81 @@ pub struct SdeNets {
     pub diffusion: Mlp,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct LoopState {
-    iteration: usize,
-    losses: Vec<f64>,
+/// The neural SDE fit as a [`Trainer`]: a batch of training initial states per step, the
+/// sliced two-time `W₂²` to the training ensemble, gradients through `sdeint_for_grad`.
+struct NeuralSdeTrainer<'a> {
+    cfg: &'a NeuralSdeConfig,
+    nets: SdeNets,
+    optim: ModuleOptimizer,
+    train: &'a [Vec<f64>],
+    targets: &'a Targets,
+    device: Device,
+    /// Solver counters of the last backward pass.
+    last_backward: Stats,
+}
+
+impl Trainer for NeuralSdeTrainer<'_> {
+    fn kind(&self) -> &'static str {
+        "neural SDE"
+    }
+
+    fn config(&self) -> serde_json::Value {
+        let mut c = serde_json::to_value(self.cfg).unwrap_or_default();
+        if let Some(o) = c.as_object_mut() {
+            for k in ["iterations", "checkpoint_every", "lr", "seed", "batch"] {
+                o.remove(k);
+            }
+        }
+        c
+    }
+
+    fn step(&mut self, it: usize, lr: f64, rng: &mut rand::rngs::StdRng) -> Result<Vec<f64>> {
+        let cfg = self.cfg;
+        let times = cfg.times();
+        let steps = step_count(cfg);
+        let h = cfg.t_end / steps as f64;
+        let opts = SdeOptions::fixed(cfg.solver, h);
+        // Batch of training initial states; the model's marginals are compared with the whole
+        // training ensemble's (same initial law).
+        let idx: Vec<usize> = (0..cfg.batch).map(|_| rng.random_range(0..cfg.n_train)).collect();
+        let x0: Vec<f64> = idx.iter().map(|&i| self.train[0][i]).collect();
+        let sde = model_sde(&self.nets, cfg);
+        let w = GridBrownian::new(0.0, h, steps, [cfg.batch, 1], cfg.seed.wrapping_add(1000 + it as u64))?;
+        // Horizon curriculum: the first tenth of the span at first, all of it from mid-training
+        // (early observations fix the diffusion and the restoring drift before the slow
+        // well-to-well transport is fitted).
+        let frac = (0.1 + 1.8 * it as f64 / cfg.iterations as f64).min(1.0);
+        let k = ((frac * (times.len() - 1) as f64).round() as usize + 1).clamp(3, times.len());
+        let (ys, tape) = sdeint_for_grad(&sde, column(&x0, &self.device), &times[..k], &w, &opts, cfg.gradient)?;
+        let model: Vec<Vec<f64>> = ys.iter().map(|y| y.host_vec::<f64>()).collect::<Result<_>>()?;
+        let (loss, cot) = self.targets.loss(&model);
+        if !loss.is_finite() {
+            return Ok(vec![loss]);
+        }
+        let cot: Vec<Tensor<2>> = cot.iter().map(|c| column(c, &self.device)).collect();
+        let grads = tape.backward(&cot)?;
+        self.last_backward = grads.stats;
+        let mut gp = GradientsParams::new();
+        grads.params.drift.register_into(&self.nets.drift, &mut gp);
+        grads.params.diffusion.register_into(&self.nets.diffusion, &mut gp);
+        drop(tape);
+        drop(sde);
+        self.nets = self.optim.step(lr, self.nets.clone(), gp);
+        Ok(vec![loss])
+    }
+
+    fn save(&self, w: &mut CheckpointWriter) -> Result<()> {
+        w.module("model", &self.nets)?;
+        w.optimizer("optimizer", &self.optim)?;
+        w.json("stats", &self.last_backward)
+    }
+
+    fn load(&mut self, r: &CheckpointReader) -> Result<()> {
+        self.nets = r.module("model", self.nets.clone())?;
+        self.optim = r.optimizer("optimizer", std::mem::replace(&mut self.optim, AdamConfig::new().init()))?;
+        self.last_backward = r.json("stats")?;
+        Ok(())
+    }
 }
 
 impl NeuralSdeConfig {
@@ -386,68 +456,32 @@ pub fn run(cfg: &NeuralSdeConfig, device: &Device, out: &Path, resume: bool, qui
     sizes.extend(&cfg.diffusion_hidden);
     sizes.push(1);
     let diffusion = MlpConfig::new(sizes).init(cfg.seed.wrapping_add(2), &ad);
-    let mut nets = SdeNets { drift, diffusion };
-    let mut optim = AdamConfig::new().init();
-    let ckpt = Checkpoint::new(out.join("checkpoint"));
-    let mut state = LoopState { iteration: 0, losses: Vec::new() };
-    if resume && ckpt.exists() {
-        let (m, o, s) = ckpt.load(nets, optim)?;
-        nets = m;
-        optim = o;
-        state = s;
-    }
-    let test_w2_marginal_untrained = if state.iteration == 0 {
-        mean_w2(&sample(&nets, cfg, &test[0], cfg.seed ^ 0xE7A1, device)?, &test_targets)
-    } else {
-        f64::NAN
-    };
-
-    let times = cfg.times();
-    let steps = step_count(cfg);
-    let h = cfg.t_end / steps as f64;
-    let opts = SdeOptions::fixed(cfg.solver, h);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0xBA7C);
-    let bar = progress(cfg.iterations as u64, "neural SDE", quiet);
-    bar.set_position(state.iteration as u64);
-    let start = Instant::now();
-    let mut last_backward = Stats::default();
-    while state.iteration < cfg.iterations {
-        let it = state.iteration;
-        // Batch of training initial states; the model's marginals are compared with the whole
-        // training ensemble's (same initial law).
-        let idx: Vec<usize> = (0..cfg.batch).map(|_| rng.random_range(0..cfg.n_train)).collect();
-        let x0: Vec<f64> = idx.iter().map(|&i| train[0][i]).collect();
-        let sde = model_sde(&nets, cfg);
-        let w = GridBrownian::new(0.0, h, steps, [cfg.batch, 1], cfg.seed.wrapping_add(1000 + it as u64))?;
-        // Horizon curriculum: the first tenth of the span at first, all of it from mid-training
-        // (early observations fix the diffusion and the restoring drift before the slow
-        // well-to-well transport is fitted).
-        let frac = (0.1 + 1.8 * it as f64 / cfg.iterations as f64).min(1.0);
-        let k = ((frac * (times.len() - 1) as f64).round() as usize + 1).clamp(3, times.len());
-        let (ys, tape) = sdeint_for_grad(&sde, column(&x0, device), &times[..k], &w, &opts, cfg.gradient)?;
-        let model: Vec<Vec<f64>> = ys.iter().map(|y| y.to_vec_as::<f64>()).collect();
-        let (loss, cot) = train_targets.loss(&model);
-        check_loss(it, loss)?;
-        let cot: Vec<Tensor<2>> = cot.iter().map(|c| column(c, device)).collect();
-        let grads = tape.backward(&cot)?;
-        last_backward = grads.stats;
-        let mut gp = GradientsParams::new();
-        grads.params.drift.register_into(&nets.drift, &mut gp);
-        grads.params.diffusion.register_into(&nets.diffusion, &mut gp);
-        drop(tape);
-        drop(sde);
-        let lr = cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * it as f64 / cfg.iterations as f64).cos()));
-        nets = optim.step(lr, nets, gp);
-        state.losses.push(loss);
-        state.iteration += 1;
-        bar.set_position(state.iteration as u64);
-        bar.set_message(format!("loss {loss:.3e}"));
-        if cfg.checkpoint_every > 0 && state.iteration % cfg.checkpoint_every == 0 {
-            ckpt.save(&nets, &optim, &state)?;
+    let mut trainer = NeuralSdeTrainer { cfg, nets: SdeNets { drift, diffusion }, optim: AdamConfig::new().init(), train: &train, targets: &train_targets, device: device.clone(), last_backward: Stats::default() };
+    let ckpt = out.join("checkpoint");
+    let mut resumed = false;
+    if crate::train::Checkpoint::new(&ckpt).exists() {
+        if resume {
+            trainer.load(&crate::train::Checkpoint::new(&ckpt).read()?)?;
+            resumed = true;
+        } else {
+            std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
         }
     }
-    bar.finish();
-    let train_seconds = start.elapsed().as_secs_f64();
+    let test_w2_marginal_untrained = if !resumed { mean_w2(&sample(&trainer.nets, cfg, &test[0], cfg.seed ^ 0xE7A1, device)?, &test_targets) } else { f64::NAN };
+    let run_opts = RunOptions {
+        steps: cfg.iterations,
+        batch_size: cfg.batch,
+        lr: cfg.lr,
+        schedule: LrSchedule::Cosine { floor: 0.1 },
+        seed: cfg.seed ^ 0xBA7C,
+        log_every: 1,
+        checkpoint_every: cfg.checkpoint_every,
+        ..RunOptions::default()
+    };
+    let fit = crate::train::fit(&mut trainer, &run_opts, &mut Run { checkpoint: Some(ckpt), quiet, label: "neural SDE".into(), ..Run::default() })?;
+    let train_seconds = fit.seconds;
+    let losses: Vec<f64> = fit.losses().into_iter().map(|(_, l)| l).collect();
+    let (nets, last_backward) = (trainer.nets, trainer.last_backward);
 
     let model_test = sample(&nets, cfg, &test[0], cfg.seed ^ 0xE7A1, device)?;
     let test_w2_marginal = mean_w2(&model_test, &test_targets);
@@ -463,15 +497,15 @@ pub fn run(cfg: &NeuralSdeConfig, device: &Device, out: &Path, resume: bool, qui
     let diffusion_true = (2.0 / cfg.beta).sqrt();
 
     let figure = out.join("neural_sde.png");
-    draw(&figure, cfg, &test, &model_test, &xs, (&true_drift, &drift_fit), (diffusion_true, &diffusion_fit), &state.losses)?;
+    draw(&figure, cfg, &test, &model_test, &xs, (&true_drift, &drift_fit), (diffusion_true, &diffusion_fit), &losses)?;
     let json = out.join("neural_sde_report.json");
     let md = out.join("neural_sde_report.md");
     let report = NeuralSdeReport {
         config: cfg.clone(),
         device: crate::device::name_of(device),
-        iterations: state.iteration,
-        loss_initial: state.losses.first().copied().unwrap_or(f64::NAN),
-        loss_final: state.losses.last().copied().unwrap_or(f64::NAN),
+        iterations: fit.step,
+        loss_initial: losses.first().copied().unwrap_or(f64::NAN),
+        loss_final: losses.last().copied().unwrap_or(f64::NAN),
         test_w2_marginal,
         test_w2_marginal_untrained,
         data_w2_floor,

@@ -19,14 +19,25 @@ const VERSION: u32 = 1;
 /// The kind recorded by [`Checkpoint::save`], whose caller's state goes in the config slot.
 const HAND_LOOP: &str = "hand-written loop";
 
+/// One entry of the loss log.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Steps done.
+    pub step: usize,
+    /// Training seconds so far (resumed runs included).
+    pub seconds: f64,
+    /// Mean of each loss term over the log window ending at `step`.
+    pub values: Vec<f64>,
+}
+
 /// Where a run stands: steps done, the loss log, training seconds, and the partial sums of
 /// the current log window (so that a resumed run logs the same means).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoopState {
     /// Steps done.
     pub step: usize,
-    /// `(step, mean of each loss term over the window ending there)`.
-    pub log: Vec<(usize, Vec<f64>)>,
+    /// The log entries so far.
+    pub log: Vec<LogRecord>,
     /// Training seconds of all steps so far.
     pub seconds: f64,
     /// Sums of the loss terms over the open log window.

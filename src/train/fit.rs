@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 
-use super::checkpoint::{Checkpoint, CheckpointReader, CheckpointWriter, LoopState};
+use super::checkpoint::{Checkpoint, CheckpointReader, CheckpointWriter, LogRecord, LoopState};
 use super::{check_loss, progress, step_rng, RunOptions};
 use crate::{Error, Result};
 
@@ -70,8 +70,8 @@ pub struct StepInfo<'a> {
     pub steps: usize,
     /// The loss terms of the last step.
     pub losses: &'a [f64],
-    /// The loss log so far: `(step, window means)`.
-    pub log: &'a [(usize, Vec<f64>)],
+    /// The loss log so far.
+    pub log: &'a [LogRecord],
     /// Training seconds so far (resumed runs included).
     pub seconds: f64,
 }
@@ -140,8 +140,8 @@ impl<T: ?Sized> Callback<T> for EarlyStop {
     fn call(&mut self, _trainer: &T, info: &StepInfo<'_>) -> Result<Control> {
         let mut best = f64::INFINITY;
         let mut since = 0;
-        for (_, v) in info.log {
-            let l = v.first().copied().unwrap_or(f64::INFINITY);
+        for r in info.log {
+            let l = r.values.first().copied().unwrap_or(f64::INFINITY);
             if l < best - self.min_delta {
                 best = l;
                 since = 0;
@@ -161,6 +161,9 @@ pub struct Run<'a, T: ?Sized> {
     pub quiet: bool,
     /// Stop after this many steps in this call (checkpointing there), to be resumed later.
     pub stop_after: Option<usize>,
+    /// Stop once this call has trained this many seconds (checkpointing there): runs at equal
+    /// wall-clock time.
+    pub time_budget: Option<f64>,
     /// Label of the progress bar.
     pub label: String,
     /// Callbacks, in order.
@@ -169,7 +172,7 @@ pub struct Run<'a, T: ?Sized> {
 
 impl<T: ?Sized> Default for Run<'_, T> {
     fn default() -> Self {
-        Self { checkpoint: None, quiet: false, stop_after: None, label: "train".into(), callbacks: Vec::new() }
+        Self { checkpoint: None, quiet: false, stop_after: None, time_budget: None, label: "train".into(), callbacks: Vec::new() }
     }
 }
 
@@ -203,8 +206,8 @@ impl<'a, T: ?Sized> Run<'a, T> {
 pub struct FitReport {
     /// Names of the loss terms.
     pub loss_names: Vec<String>,
-    /// `(step, mean of each term over the log window ending there)`, resumed runs included.
-    pub log: Vec<(usize, Vec<f64>)>,
+    /// The loss log, resumed runs included.
+    pub log: Vec<LogRecord>,
     /// Steps done in all.
     pub step: usize,
     /// Steps run in this call.
@@ -220,7 +223,7 @@ pub struct FitReport {
 impl FitReport {
     /// The log of the first loss term: `(step, mean)`.
     pub fn losses(&self) -> Vec<(usize, f64)> {
-        self.log.iter().map(|(s, v)| (*s, v.first().copied().unwrap_or(f64::NAN))).collect()
+        self.log.iter().map(|r| (r.step, r.values.first().copied().unwrap_or(f64::NAN))).collect()
     }
 }
 
@@ -280,7 +283,7 @@ pub fn fit<T: Trainer>(trainer: &mut T, opts: &RunOptions, run: &mut Run<'_, T>)
     let mut steps_run = 0;
     let mut stopped = false;
     while state.step < opts.steps {
-        if run.stop_after.is_some_and(|k| steps_run >= k) {
+        if run.stop_after.is_some_and(|k| steps_run >= k) || run.time_budget.is_some_and(|b| clock.elapsed().as_secs_f64() >= b) {
             save(trainer, &state)?;
             stopped = true;
             break;
@@ -288,9 +291,9 @@ pub fn fit<T: Trainer>(trainer: &mut T, opts: &RunOptions, run: &mut Run<'_, T>)
         let step = state.step;
         let mut rng = step_rng(opts.seed, step);
         let losses = trainer.step(step, opts.lr_at(step), &mut rng)?;
-        for l in &losses {
-            check_loss(step, *l)?;
-        }
+        // The training loss is checked here; trainers check any other terms that must be
+        // finite (some report NaN for a term that is off).
+        check_loss(step, losses.first().copied().unwrap_or(f64::NAN))?;
         if let Some(d) = opts.ema {
             trainer.update_ema(d)?;
         }
@@ -300,15 +303,15 @@ pub fn fit<T: Trainer>(trainer: &mut T, opts: &RunOptions, run: &mut Run<'_, T>)
             *w += l;
         }
         state.window_len += 1;
+        state.seconds = seconds_before + clock.elapsed().as_secs_f64();
         if state.step % opts.log_every == 0 || state.step == opts.steps {
             let n = state.window_len.max(1) as f64;
             let means: Vec<f64> = state.window.iter().map(|s| s / n).collect();
             bar.set_message(format!("{} {:.4e}", names[0], means[0]));
-            state.log.push((state.step, means));
+            state.log.push(LogRecord { step: state.step, seconds: state.seconds, values: means });
             state.window.iter_mut().for_each(|w| *w = 0.0);
             state.window_len = 0;
         }
-        state.seconds = seconds_before + clock.elapsed().as_secs_f64();
         bar.set_position(state.step as u64);
 
         let last = state.step == opts.steps;
@@ -444,7 +447,8 @@ mod tests {
         assert_eq!(r2.steps_run, 13);
         assert_eq!(second.theta, full.theta);
         assert_eq!(second.ema, full.ema);
-        assert_eq!(r2.log, rf.log);
+        let values = |r: &FitReport| r.log.iter().map(|e| (e.step, e.values.clone())).collect::<Vec<_>>();
+        assert_eq!(values(&r2), values(&rf));
         // Other options: refused, naming the option.
         let other = RunOptions { lr: 0.2, ..opts.clone() };
         match fit(&mut Quadratic { theta: vec![0.0, 2.0], ema: None }, &other, &mut Run::quiet().with_checkpoint(&dir)) {

@@ -17,7 +17,7 @@ mod checkpoint;
 mod fit;
 mod options;
 
-pub use checkpoint::{Checkpoint, CheckpointReader, CheckpointWriter, LoopState};
+pub use checkpoint::{Checkpoint, CheckpointReader, CheckpointWriter, LogRecord, LoopState};
 pub use fit::{fit, Callback, Control, EarlyStop, Every, FitReport, Run, StepInfo, Trainer};
 pub use options::{LrSchedule, RunOptions};
 
