@@ -398,7 +398,9 @@ impl ModelField<'_> {
         let [b, d] = y.dims();
         let (out_device, out_dtype) = (y.device(), y.dtype());
         let device = mlp.layers[0].weight.val().device();
-        let x = if out_dtype == DType::F32 && out_device == device { y } else { y.cast(DType::F32).to_device(&device) };
+        // A state on another device than the network goes through the host (works between any
+        // two backends).
+        let x = if out_device == device { y.cast(DType::F32) } else { crate::device::transfer(&y, &device, DType::F32).expect("readback of the ODE state") };
         let scale: Vec<f32> = (0..b).map(|i| self.out_scale(t.of(i)) as f32).collect();
         let mut acc: Option<Tensor<2>> = None;
         for (w, cond) in self.terms(b) {
@@ -417,9 +419,8 @@ impl ModelField<'_> {
         if self.model.objective == Objective::Denoiser {
             f = f * Tensor::<2>::from_data(TensorData::new(scale, [b, 1]), (&device, DType::F32));
         }
-        let f = f.cast(out_dtype);
         let _ = d;
-        if f.device() == out_device { f } else { f.to_device(&out_device) }
+        if f.device() == out_device { f.cast(out_dtype) } else { crate::device::transfer(&f, &out_device, out_dtype).expect("readback of the field") }
     }
 }
 

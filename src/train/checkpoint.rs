@@ -91,6 +91,16 @@ impl Checkpoint {
         self.dir.with_file_name(format!(".{name}.{tag}{}", std::process::id()))
     }
 
+    /// `.{name}.old*` directories beside the checkpoint.
+    fn stale_siblings(&self) -> Vec<PathBuf> {
+        let Some(name) = self.dir.file_name().and_then(|n| n.to_str()).map(|n| format!(".{n}.old")) else { return Vec::new() };
+        let parent = self.dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        match std::fs::read_dir(parent) {
+            Ok(entries) => entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&name))).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// The directory holding the latest complete checkpoint.
     fn complete_dir(&self) -> Option<PathBuf> {
         if self.dir.join("state.json").is_file() {
@@ -98,11 +108,7 @@ impl Checkpoint {
         }
         // A crash between `dir → old` and `staging → dir` leaves the previous checkpoint as
         // `.{name}.old{pid}` of the crashed process.
-        let name = self.dir.file_name()?.to_str()?.to_string();
-        let parent = self.dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::read_dir(parent).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!(".{name}.old"))) && p.join("state.json").is_file()
-        })
+        self.stale_siblings().into_iter().find(|p| p.join("state.json").is_file())
     }
 
     /// Write a checkpoint: `fill` writes the trainer's files into a staging directory, then
@@ -128,6 +134,10 @@ impl Checkpoint {
         std::fs::rename(&staging, &self.dir).map_err(|e| Error::io(&self.dir, e))?;
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        // Previous checkpoints left aside by crashed processes are superseded now.
+        for stale in self.stale_siblings() {
+            let _ = std::fs::remove_dir_all(stale);
         }
         Ok(())
     }
@@ -296,6 +306,9 @@ mod tests {
         assert!(ck.exists());
         let (_, s) = ck.read_state("test").unwrap();
         assert_eq!(s.state.step, 3);
+        // The next write puts a checkpoint in place again and clears the one left aside.
+        ck.write(|w| w.json("state", &st)).unwrap();
+        assert!(root.join("ck/state.json").exists() && !root.join(".ck.old999").exists());
         assert!(matches!(ck.read_state("other"), Err(Error::Format { .. })));
         std::fs::remove_dir_all(&root).unwrap();
     }
