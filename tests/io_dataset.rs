@@ -118,10 +118,16 @@ fn manifest_mismatches_are_errors() {
     assert!(matches!(scaled_2d.validate(), Err(Error::InvalidArgument { name: "initial", .. })));
 }
 
+/// The loader tests' dataset, generated once per process: two tests run in parallel and a
+/// second `dir` call would delete the directory under the first one's reader.
 fn loader_dir() -> PathBuf {
-    let d = dir("loader");
-    generate(&spec(), &d, None, false).unwrap();
-    d
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = dir("loader");
+        generate(&spec(), &d, None, false).unwrap();
+        d
+    })
+    .clone()
 }
 
 #[test]
