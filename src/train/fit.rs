@@ -244,7 +244,10 @@ pub fn fit<T: Trainer>(trainer: &mut T, opts: &RunOptions, run: &mut Run<'_, T>)
     if opts.ema.is_some() && !trainer.supports_ema() {
         return Err(Error::Unsupported(format!("parameter EMA (`ema`) for {} training", trainer.kind())));
     }
-    let names = trainer.loss_names();
+    let mut names = trainer.loss_names();
+    if names.is_empty() {
+        names.push("loss".into());
+    }
     let ckpt = run.checkpoint.as_ref().map(Checkpoint::new);
     let mut state = LoopState { window: vec![0.0; names.len()], ..LoopState::default() };
     if let Some(c) = ckpt.as_ref().filter(|c| c.exists()) {
