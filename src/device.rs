@@ -115,7 +115,7 @@ fn probe(name: &str, device: &Device) -> Result<()> {
         Ok(Err(e)) => e,
         Err(panic) => {
             let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-            format!("the backend failed to start ({msg}); is a driver installed (Vulkan loader and ICD for wgpu, libcuda and NVRTC for cuda)?")
+            format!("the backend failed to start ({msg}); is a driver installed (a Vulkan loader and driver for wgpu, the NVIDIA driver's libcuda for cuda)?")
         }
     };
     Err(Error::Device { device: name.into(), reason })
