@@ -298,7 +298,7 @@ mod tests {
     /// bound 2e-3 relative to the largest JVP entry).
     #[test]
     fn jvp_matches_finite_differences() {
-        let model = FmModel::new(2, 1, &NetConfig::tanh(vec![16, 16]), Path::default(), BaseKind::Gaussian, Objective::Velocity, 3);
+        let model = FmModel::new(2, 1, &NetConfig::tanh(vec![16, 16]), Path::default(), BaseKind::Gaussian, Objective::Velocity, 3).unwrap();
         let net = model.net.as_ref().unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
         let b = 5;

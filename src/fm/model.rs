@@ -119,8 +119,11 @@ pub struct FmModel {
 impl FmModel {
     /// A fresh network on the CPU with PyTorch's default `nn.Linear` initialisation
     /// (`U(−1/√fan_in, 1/√fan_in)`) from `seed`.
-    pub fn new(dim: usize, cond_dim: usize, net: &NetConfig, path: Path, base: BaseKind, objective: Objective, seed: u64) -> Self {
-        Self::new_on(dim, cond_dim, net, path, base, objective, seed, &Device::flex()).expect("a valid network config")
+    ///
+    /// # Errors
+    /// `InvalidArgument` for zero widths.
+    pub fn new(dim: usize, cond_dim: usize, net: &NetConfig, path: Path, base: BaseKind, objective: Objective, seed: u64) -> Result<Self> {
+        Self::new_on(dim, cond_dim, net, path, base, objective, seed, &Device::flex())
     }
 
     /// A fresh network on `device` (f32): the same parameters as [`FmModel::new`] for the
