@@ -53,7 +53,7 @@ fn main() -> physflow::Result<()> {
         // reported seconds are those of the training loop only.
         let budget = (eval_every).min(seconds - trained).max(0.0);
         let mut run = Run { checkpoint: Some(ck.clone()), time_budget: Some(budget), quiet: true, ..Run::default() };
-        let rep = train(&mut bg, Some(energy.as_ref()), None, &config, &mut run)?;
+        let rep = train(&mut bg, Some(energy.as_ref()), None, &config, &burn::tensor::Device::flex(), &mut run)?;
         trained += rep.seconds;
         let steps = rep.steps;
         let w = bg.sample_weighted(energy.as_ref(), 1.0, 20000, &mut rng)?;

@@ -2,8 +2,8 @@
 //! energy difference between the wells and log Z against quadrature. Same as
 //! `physflow bg double-well`.
 //!
-//! `cargo run --release --example bg_double_well [-- OUT_DIR [STEPS]]` (defaults:
-//! `out/bg_double_well`, 3000)
+//! `cargo run --release --example bg_double_well [-- OUT_DIR [STEPS [DEVICE]]]` (defaults:
+//! `out/bg_double_well`, 3000, cpu; DEVICE is cpu, wgpu or cuda as built)
 
 use physflow::studies::bg_double_well::{run, BgDoubleWellConfig};
 
@@ -14,7 +14,8 @@ fn main() -> physflow::Result<()> {
     if let Some(steps) = args.next() {
         cfg.train.steps = steps.parse().map_err(|_| physflow::Error::InvalidArgument { name: "STEPS", reason: format!("not a count: {steps}") })?;
     }
-    let r = run(&cfg, std::path::Path::new(&out), false)?;
+    let device: physflow::device::Backend = args.next().as_deref().unwrap_or("cpu").parse()?;
+    let r = run(&cfg, &device.device()?, std::path::Path::new(&out), false)?;
     println!(
         "ESS/N {:.4}; ΔF {:.4} ± {:.4} (exact {:.4}); log Z {:.4} ± {:.4} (BAR {:.4} ± {:.4}, exact {:.4}); files: {:?}",
         r.ess_fraction, r.delta_f_reweighted.value, r.delta_f_reweighted.std_err, r.delta_f_exact, r.log_z_importance.value,

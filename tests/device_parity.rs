@@ -3,7 +3,9 @@
 //!
 //! * CPU: the fused flow-matching path against burn's CPU backend (always run).
 //! * `wgpu` (built with `--features wgpu`): the CPU against the wgpu device for a flow-matching
-//!   MLP, an FNO field model, and one ODE adjoint step of an MLP vector field. Without an
+//!   MLP, an FNO field model, one ODE adjoint step of an MLP vector field, and a Boltzmann
+//!   generator's spline coupling flow (with LU layers) trained by energy and data, and a
+//!   flow-matching batch split between the CPU and wgpu (data parallelism). Without an
 //!   adapter (no Vulkan driver) each test prints why and returns; with `PHYSFLOW_REQUIRE_WGPU=1`
 //!   (set by `.ci/run`, which installs Mesa's software driver) a missing adapter fails.
 //!
@@ -13,8 +15,8 @@
 //! operation); the networks here are a few layers deep, so 1e-4 leaves room for that and
 //! nothing else.
 //!
-//! Not covered yet: the coupling flows of the Boltzmann generators, which run on the fused f64
-//! CPU kernels only.
+//! The Boltzmann generator's burn path against its f64 CPU path (hand-written VJPs) is tested
+//! in `boltzmann::train`'s unit tests; here its burn path on the CPU meets the same on wgpu.
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use ndarray::Array2;
@@ -214,4 +216,62 @@ fn fm_model_field_off_the_fused_path() {
     let (fg, vg, _) = eval(&gpu);
     assert!(max_rel(&fg, &fc) < TOL, "field: {}", max_rel(&fg, &fc));
     assert!(max_rel(&vg, &vc) < TOL, "VJP: {}", max_rel(&vg, &vc));
+}
+
+/// A Boltzmann generator's neural spline flow (spline couplings and LU layers, parameters away
+/// from the identity) trained by energy and data: the step's four losses and the gradient on
+/// burn's CPU backend and on wgpu, for the same draws.
+#[test]
+fn bg_spline_flow_parity_wgpu() {
+    use physflow::boltzmann::{energy::DoubleWell2D, BgTrainer, BoltzmannGenerator, TrainConfig as BgConfig};
+    use physflow::flows::{Flow, FlowConfig};
+    let Some(gpu) = wgpu() else { return };
+    let energy = DoubleWell2D::default();
+    let data = Array2::from_shape_fn((128, 2), |(b, k)| ((b * 7 + k * 3) as f64 * 0.61).sin() * 2.0);
+    let cfg = BgConfig { flow: FlowConfig::neural_spline(3, vec![32, 32], 8, 3.0), weight_data: 0.5, batch_size: 128, ..BgConfig::default() };
+    let make = || {
+        let mut bg = BoltzmannGenerator::new(&cfg.flow, 2, 5).unwrap();
+        let mut rng = StdRng::seed_from_u64(8);
+        let p: Vec<f64> = (0..bg.flow.num_params()).map(|_| rng.random_range(-0.3..0.3)).collect();
+        bg.flow.set_params(&p);
+        bg
+    };
+    let mut on_cpu = BgTrainer::new_burn_path(make(), Some(&energy), Some(data.view()), &cfg, &Device::flex()).unwrap();
+    let mut on_gpu = BgTrainer::new(make(), Some(&energy), Some(data.view()), &cfg, &gpu).unwrap();
+    assert!(!on_gpu.cpu_engine());
+    let (lc, gc) = on_cpu.loss_and_grad(1, &mut step_rng(2, 1)).unwrap();
+    let (lg, gg) = on_gpu.loss_and_grad(1, &mut step_rng(2, 1)).unwrap();
+    assert!(max_rel(&lg, &lc) < TOL, "losses {lg:?} vs {lc:?}");
+    let r = max_rel(&gg, &gc);
+    assert!(r < TOL, "gradient: relative difference {r}");
+    eprintln!("bg spline flow parity: losses {lc:?}, gradient rel. diff {r:.2e}");
+    // f64 on wgpu is refused with a device error before training (Vulkan has no f64
+    // transcendentals: on lavapipe an f64 flow gave NaN).
+    let c64 = BgConfig { precision: physflow::train::Precision::F64, ..cfg.clone() };
+    match BgTrainer::new(make(), Some(&energy), Some(data.view()), &c64, &gpu) {
+        Ok(_) => panic!("f64 training on wgpu was accepted"),
+        Err(e) => {
+            assert!(matches!(e, physflow::Error::Device { .. }), "{e}");
+            eprintln!("bg spline flow f64: refused as expected ({e})");
+        }
+    }
+}
+
+/// Data parallelism across backends: a flow-matching batch split between the CPU and wgpu
+/// gives the single-CPU loss and gradient within the parity tolerance.
+#[test]
+fn fm_data_parallel_cpu_and_wgpu() {
+    let Some(gpu) = wgpu() else { return };
+    let d = data();
+    let p = moons_problem(&d);
+    let cpu = Device::flex();
+    let cfg = fm_config(Activation::Tanh, Coupling::Independent);
+    let mut one = FmTrainer::new_burn_path(&p, &cfg, &cpu).unwrap();
+    let mut two = FmTrainer::new_data_parallel(&p, &cfg, &[cpu, gpu]).unwrap();
+    let (l1, g1) = one.loss_and_grad(&mut step_rng(4, 0)).unwrap();
+    let (l2, g2) = two.loss_and_grad(&mut step_rng(4, 0)).unwrap();
+    assert!(max_rel(&[l2], &[l1]) < TOL, "loss {l2} vs {l1}");
+    let r = max_rel(&to_f64(&g2), &to_f64(&g1));
+    assert!(r < TOL, "gradient: relative difference {r}");
+    eprintln!("fm data parallel cpu+wgpu: gradient rel. diff {r:.2e}");
 }

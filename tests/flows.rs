@@ -1,6 +1,9 @@
 //! Every registered flow layer: invertibility, log-determinant against the brute-force Jacobian,
 //! and both VJPs against finite differences; the continuous flow against closed forms.
 
+mod common;
+
+use common::log_abs_det;
 use ndarray::{Array1, Array2};
 use physflow::flows::{registered_layers, Base, ContinuousFlow, Flow, FlowConfig};
 use rand::{RngExt, SeedableRng};
@@ -10,28 +13,6 @@ fn random(rows: usize, cols: usize, scale: f64, seed: u64) -> Array2<f64> {
     Array2::from_shape_simple_fn((rows, cols), || rng.random_range(-scale..scale))
 }
 
-/// `log|det M|` by Gaussian elimination with partial pivoting.
-fn log_abs_det(mut m: Array2<f64>) -> f64 {
-    let n = m.nrows();
-    let mut ld = 0.0;
-    for c in 0..n {
-        let p = (c..n).max_by(|&a, &b| m[[a, c]].abs().total_cmp(&m[[b, c]].abs())).unwrap();
-        if p != c {
-            for j in 0..n {
-                m.swap([p, j], [c, j]);
-            }
-        }
-        let piv = m[[c, c]];
-        ld += piv.abs().ln();
-        for r in c + 1..n {
-            let f = m[[r, c]] / piv;
-            for j in c..n {
-                m[[r, j]] -= f * m[[c, j]];
-            }
-        }
-    }
-    ld
-}
 
 /// Jacobian of `f` at row `z` by central differences (step `h`; truncation error O(h²)).
 fn fd_jacobian(f: &dyn Fn(Array2<f64>) -> Array2<f64>, z: &Array1<f64>, h: f64) -> Array2<f64> {

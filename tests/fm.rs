@@ -276,6 +276,39 @@ fn burn_path_resume_is_exact() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Data parallelism: a batch split over two devices (here two handles of the CPU device;
+/// `tests/device_parity.rs` pairs the CPU with wgpu) gives the single-device loss and
+/// gradient up to f32 summation order (1e-5 relative), and 10 Adam steps stay together
+/// (2e-4, as the fused/burn comparison: Adam's normalised update amplifies round-off).
+#[test]
+fn data_parallel_step_equals_the_single_device_step() {
+    use physflow::fm::FmTrainer;
+    use physflow::train::{fit, step_rng};
+    let g = reference();
+    let data = g.sample_target(&mut StdRng::seed_from_u64(8), 500);
+    let cpu = Device::flex();
+    let mut cfg = config(vec![32, 32], 10, 1e-3);
+    cfg.run.batch_size = 65; // not divisible by the device count
+    let p = gaussian_problem(&data);
+    let mut one = FmTrainer::new_burn_path(&p, &cfg, &cpu).unwrap();
+    let mut two = FmTrainer::new_data_parallel(&p, &cfg, &[cpu.clone(), cpu.clone()]).unwrap();
+    let (l1, g1) = one.loss_and_grad(&mut step_rng(3, 0)).unwrap();
+    let (l2, g2) = two.loss_and_grad(&mut step_rng(3, 0)).unwrap();
+    let rel = |a: &[f32], b: &[f32]| {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max) / scale
+    };
+    assert!((l1 - l2).abs() <= 1e-5 * l1.abs(), "loss {l1} vs {l2}");
+    assert!(rel(&g2, &g1) < 1e-5, "gradient differs by {}", rel(&g2, &g1));
+    let mut one = FmTrainer::new_burn_path(&p, &cfg, &cpu).unwrap();
+    let mut two = FmTrainer::new_data_parallel(&p, &cfg, &[cpu.clone(), cpu.clone()]).unwrap();
+    fit(&mut one, &cfg.run, &mut quiet()).unwrap();
+    fit(&mut two, &cfg.run, &mut quiet()).unwrap();
+    let (a, b) = (two.model().unwrap().params().unwrap(), one.model().unwrap().params().unwrap());
+    assert!(rel(&a, &b) < 2e-4, "after 10 steps: {}", rel(&a, &b));
+    assert!(FmTrainer::new_data_parallel(&p, &cfg, &[]).is_err());
+}
+
 /// Bad input is an error that names the problem: non-finite data diverges at step 0, wrong
 /// widths, a score objective without noise, paired coupling of unpaired data, unknown options.
 #[test]

@@ -10,7 +10,7 @@ fn double_well_by_energy_matches_quadrature_within_bootstrap_error() {
     cfg.n_eval = 30_000;
     cfg.n_boot = 100;
     let out = std::env::temp_dir().join(format!("physflow-study-bg-dw-{}", std::process::id()));
-    let r = bg_double_well::run(&cfg, &out, true).unwrap();
+    let r = bg_double_well::run(&cfg, &burn::tensor::Device::flex(), &out, true).unwrap();
     // Reweighting is unbiased: the flow's ΔF between the wells and its log Z (importance
     // sampling and BAR) agree with quadrature within 4 bootstrap / asymptotic standard errors
     // (plus 1e-3 for the quadrature's own first-order indicator error, see quadrature.rs).
@@ -35,12 +35,14 @@ fn dw4_study_learns_from_mala_samples() {
     cfg.n_eval = 2000;
     cfg.n_boot = 20;
     let out = std::env::temp_dir().join(format!("physflow-study-bg-dw4-{}", std::process::id()));
-    let r = bg_particles::run(&cfg, &out, true).unwrap();
+    let r = bg_particles::run(&cfg, &burn::tensor::Device::flex(), &out, true).unwrap();
     // Held-out NLL below that of the data-initialised start (the first logged batch NLL, an
     // average over the first 50 steps, is itself an upper bound on the start).
     let first = r.nll_first_logged;
     assert!(r.nll_held_out.value < first, "held-out NLL {:?} vs first {first}", r.nll_held_out);
     assert!(r.mcmc_acceptance > 0.3 && r.mcmc_acceptance < 0.9, "MALA acceptance {}", r.mcmc_acceptance);
     assert!(r.ess_fraction > 0.0 && r.ess_fraction <= 1.0);
+    // Energy-W2 is a distance: finite and ≥ 0 here (DW4 energies are finite everywhere).
+    assert!(r.energy_w2_raw.is_finite() && r.energy_w2_raw >= 0.0 && r.energy_w2_reweighted.is_finite() && r.energy_w2_reweighted >= 0.0, "{} {}", r.energy_w2_raw, r.energy_w2_reweighted);
     std::fs::remove_dir_all(&out).unwrap();
 }

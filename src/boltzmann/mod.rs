@@ -4,17 +4,21 @@
 //!
 //! * [`energy`]: the [`Energy`] trait (energy and force for a batch, ndarray in and out) and
 //!   the reference systems: 2D double well, Müller–Brown, DW4, LJ13 / LJ55.
+//! * [`autodiff`]: energies written once on burn tensors ([`autodiff::TensorEnergy`]) with
+//!   forces by automatic differentiation, and a force checker against finite differences.
 //! * [`mcmc`]: reference samplers of our own (Metropolis–Hastings, MALA).
 //! * [`quadrature`]: exact grid quadrature for 2D systems.
 //! * [`reweight`]: importance weights, Kish ESS, bootstrap errors, free energies
 //!   (exponential averaging, BAR), histograms.
 //! * [`train`]: training a flow by data (forward KL), by energy (reverse KL) or both.
 
+pub mod autodiff;
 pub mod energy;
 pub mod mcmc;
 pub mod quadrature;
 pub mod reweight;
 pub mod train;
 
+pub use autodiff::{check_forces, Autodiff, TensorEnergy};
 pub use energy::Energy;
 pub use train::{load_generator, train, BgTrainer, BoltzmannGenerator, LogEntry, TrainConfig, TrainReport, Weighted};

@@ -21,8 +21,12 @@ use serde::{Deserialize, Serialize};
 
 use super::energy::Energy;
 use super::reweight;
-use crate::flows::{Base, Flow, FlowConfig, Sequential};
-use crate::train::{clip_global_norm, Adam, CheckpointReader, CheckpointWriter, Run, RunOptions, Trainer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+use crate::flows::{Base, Flow, FlowConfig, FlowModule, Sequential};
+use crate::host::ToHost;
+use crate::train::{clip_global_norm, Adam, CheckpointReader, CheckpointWriter, Precision, Run, RunOptions, Trainer};
 use crate::{Error, Result};
 
 /// Training settings (serde, with defaults; unknown keys are refused).
@@ -55,6 +59,9 @@ pub struct TrainConfig {
     pub energy_cut: Option<f64>,
     /// Seed of the network initialisation and of every step's samples.
     pub seed: u64,
+    /// The float type on a burn device (`wgpu`, `cuda`). On the CPU the flow always trains in
+    /// f64 (the hand-written VJPs); f64 on a device that lacks it is an `Error::Device`.
+    pub precision: Precision,
     /// Log (KL, NLL, ESS/N on the step's batch) every this many steps.
     pub log_every: usize,
     /// Write the checkpoint every this many steps (0: only at the end).
@@ -77,6 +84,7 @@ impl Default for TrainConfig {
             grad_clip: Some(100.0),
             energy_cut: None,
             seed: 0,
+            precision: Precision::F32,
             log_every: 100,
             checkpoint_every: 0,
         }
@@ -217,25 +225,73 @@ fn validate(dim: usize, energy: Option<&dyn Energy>, data: Option<ArrayView2<f64
     c.flow.validate(dim)
 }
 
-/// Boltzmann-generator training as a [`Trainer`]: the flow (owned while training), Adam on
-/// its flat f64 parameters, the energy and/or data it learns from.
-pub struct BgTrainer<'a> {
-    bg: BoltzmannGenerator,
-    energy: Option<&'a dyn Energy>,
-    data: Option<ArrayView2<'a, f64>>,
-    config: TrainConfig,
+/// The CPU engine: the f64 flow with hand-written VJPs and a flat Adam.
+struct CpuEngine {
     params: Vec<f64>,
     adam: Adam<f64>,
     grad: Vec<f64>,
 }
 
+/// The device engine: the flow as a [`FlowModule`] (f32 or f64, [`TrainConfig::precision`])
+/// on an autodiff device, burn's Adam.
+struct BurnEngine {
+    flow: FlowModule,
+    optim: ModuleOptimizer,
+    device: Device,
+    dtype: DType,
+}
+
+enum Engine {
+    Cpu(CpuEngine),
+    Burn(Box<BurnEngine>),
+}
+
+/// Boltzmann-generator training as a [`Trainer`]: the flow (owned while training), the
+/// optimizer, the energy and/or data it learns from.
+///
+/// On the CPU device the flow trains in f64 with the hand-written VJPs of [`crate::flows`]
+/// (the fast path); on any other device as a [`FlowModule`] with burn's autodiff, in
+/// [`TrainConfig::precision`] (f32 by default). The
+/// energy and the base density are evaluated on the host in f64 in both cases: the device
+/// computes `x = f(z)` (or `z = f⁻¹(x)`) and `log|det|`, the host their cotangents
+/// `∂L/∂x = −β u'(x)·F(x)/B` and `∂L/∂log|det| = −1/B`, and the device back-propagates
+/// `Σ x ⊙ x̄ + Σ ld ⊙ l̄d`, whose parameter gradient is that of the loss. Every step draws the
+/// same `z` and data rows from the step's RNG on every device.
+pub struct BgTrainer<'a> {
+    bg: BoltzmannGenerator,
+    energy: Option<&'a dyn Energy>,
+    data: Option<ArrayView2<'a, f64>>,
+    config: TrainConfig,
+    engine: Engine,
+}
+
+/// The values and cotangents of one loss term, computed on the host.
+struct Term {
+    /// `∂L/∂out` for the flow's output `[B, dim]` (`x` by energy, `z` by data).
+    out_bar: Array2<f64>,
+    /// `∂L/∂ld` `[B]`.
+    ld_bar: Array1<f64>,
+}
+
 impl<'a> BgTrainer<'a> {
-    /// Train `bg` by the losses `config` weights. With data and a fresh start, data-dependent
-    /// layers (ActNorm) are initialised from it (a resumed run then loads its parameters).
+    /// Train `bg` on `device` by the losses `config` weights. With data and a fresh start,
+    /// data-dependent layers (ActNorm) are initialised from it (a resumed run then loads its
+    /// parameters).
     ///
     /// # Errors
     /// `InvalidArgument` / `Shape` / `NonFinite` for bad settings or data, naming them.
-    pub fn new(bg: BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig) -> Result<Self> {
+    pub fn new(bg: BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig, device: &Device) -> Result<Self> {
+        Self::build(bg, energy, data, config, device, false)
+    }
+
+    /// The same trainer on the burn path even on the CPU device: for the tests and benchmarks
+    /// that compare the two paths (a user picks a device, never a path).
+    #[doc(hidden)]
+    pub fn new_burn_path(bg: BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig, device: &Device) -> Result<Self> {
+        Self::build(bg, energy, data, config, device, true)
+    }
+
+    fn build(bg: BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig, device: &Device, force_burn: bool) -> Result<Self> {
         let mut bg = bg;
         validate(bg.dim(), energy, data, config)?;
         if bg.config != config.flow {
@@ -245,13 +301,33 @@ impl<'a> BgTrainer<'a> {
             bg.flow.data_init(d)?;
         }
         let params = bg.flow.params();
-        let n = params.len();
-        Ok(Self { bg, energy, data, config: config.clone(), params, adam: Adam::<f64>::new(n), grad: vec![0.0; n] })
+        let engine = if device.clone().without_autodiff() == Device::flex() && !force_burn {
+            let n = params.len();
+            Engine::Cpu(CpuEngine { params, adam: Adam::<f64>::new(n), grad: vec![0.0; n] })
+        } else {
+            let dtype = config.precision.dtype_on(device)?;
+            let ad = device.clone().autodiff();
+            let flow = FlowModule::new(&bg.config, bg.dim(), bg.seed, &params, &ad, dtype)?;
+            Engine::Burn(Box::new(BurnEngine { flow, optim: crate::train::burn_adam(), device: ad, dtype }))
+        };
+        Ok(Self { bg, energy, data, config: config.clone(), engine })
     }
 
-    /// The generator as it stands.
-    pub fn generator(&self) -> &BoltzmannGenerator {
-        &self.bg
+    /// Whether this run trains on the CPU engine (f64, hand-written VJPs).
+    pub fn cpu_engine(&self) -> bool {
+        matches!(self.engine, Engine::Cpu(_))
+    }
+
+    /// The generator as it stands (its f64 CPU flow with the trained parameters).
+    ///
+    /// # Errors
+    /// [`Error::Device`] when the device parameters cannot be read back.
+    pub fn into_generator(self) -> Result<BoltzmannGenerator> {
+        let mut bg = self.bg;
+        if let Engine::Burn(e) = &self.engine {
+            bg.flow.set_params(&e.flow.flat_params()?);
+        }
+        Ok(bg)
     }
 
     /// The loop options of this configuration (Adam at a constant rate, global-norm clip).
@@ -267,6 +343,164 @@ impl<'a> BgTrainer<'a> {
             ..RunOptions::default()
         }
     }
+
+    /// The energy weight at `step` (after the ramp).
+    fn energy_weight(&self, step: usize) -> f64 {
+        let c = &self.config;
+        if c.energy_ramp > 0 {
+            c.weight_energy * (step as f64 / c.energy_ramp as f64).min(1.0)
+        } else {
+            c.weight_energy
+        }
+    }
+
+    /// Host cotangents of the energy loss at `x = f(z)` with `log|det| = ld` and base
+    /// log-density `lp`: the term, `E[βu + log q]` and the Kish ESS/N of the batch.
+    fn energy_term(&self, x: &Array2<f64>, ld: &Array1<f64>, lp: &Array1<f64>) -> (Term, f64, f64) {
+        let (config, energy) = (&self.config, self.energy.expect("validated"));
+        let bsz = x.nrows();
+        let (u, f) = energy.energy_and_force(x.view());
+        let log_q = lp - ld;
+        let log_w = reweight::log_weights(config.beta, u.view(), log_q.view());
+        let kl = (-&log_w).mean().unwrap_or(f64::NAN);
+        let ess = reweight::kish_ess(log_w.view()).map(|e| e / bsz as f64).unwrap_or(f64::NAN);
+        let mut x_bar = Array2::zeros(x.dim());
+        for (b, (mut row, frow)) in x_bar.rows_mut().into_iter().zip(f.rows()).enumerate() {
+            let (_, du) = linlogcut(u[b], config.energy_cut);
+            let s = -config.beta * du / bsz as f64;
+            row.zip_mut_with(&frow, |g, fi| *g = s * fi);
+        }
+        (Term { out_bar: x_bar, ld_bar: Array1::from_elem(bsz, -1.0 / bsz as f64) }, kl, ess)
+    }
+
+    /// Host cotangents of the data loss at `z = f⁻¹(x)` with `log|det ∂z/∂x| = ld`: the term
+    /// and the negative log-likelihood of the batch.
+    fn data_term(&self, z: &Array2<f64>, ld: &Array1<f64>) -> Result<(Term, f64)> {
+        let bsz = z.nrows();
+        let lp = self.bg.base.log_prob(z.view())?;
+        let nll = -(lp + ld).mean().unwrap_or(f64::NAN);
+        let z_bar = -self.bg.base.grad_log_prob(z.view()) / bsz as f64;
+        Ok((Term { out_bar: z_bar, ld_bar: Array1::from_elem(bsz, -1.0 / bsz as f64) }, nll))
+    }
+
+    /// The step's loss terms and the parameter gradient (in the engine's form), without the
+    /// optimizer step: `[total, KL, NLL, ESS/N]`.
+    fn losses_and_grads(&mut self, step: usize, rng: &mut StdRng) -> Result<(Vec<f64>, Grads)> {
+        let bsz = self.config.batch_size;
+        let (we, wd) = (self.energy_weight(step), self.config.weight_data);
+        let (mut kl, mut nll, mut ess, mut total) = (f64::NAN, f64::NAN, f64::NAN, 0.0);
+        // The same draws in the same order on every engine: z, then the data rows.
+        let z = (self.config.weight_energy > 0.0).then(|| self.bg.base.sample(bsz, rng));
+        let xd = if wd > 0.0 {
+            let d = self.data.expect("validated");
+            let idx: Vec<usize> = (0..bsz).map(|_| rng.random_range(0..d.nrows())).collect();
+            Some(d.select(Axis(0), &idx))
+        } else {
+            None
+        };
+        match &self.engine {
+            Engine::Cpu(_) => {
+                let n_params = self.bg.flow.num_params();
+                let mut grad = vec![0.0; n_params];
+                if let Some(z) = &z {
+                    let lp = self.bg.base.log_prob(z.view())?;
+                    let mut stats = (0.0, 0.0);
+                    let mut e_grad = vec![0.0; n_params];
+                    self.bg.flow.forward_and_vjp(
+                        z.view(),
+                        |x, ld| {
+                            let (t, k, e) = self.energy_term(x, ld, &lp);
+                            stats = (k, e);
+                            Ok((t.out_bar, t.ld_bar))
+                        },
+                        &mut e_grad,
+                    )?;
+                    (kl, ess) = stats;
+                    crate::train::check_loss(step, kl)?;
+                    if we > 0.0 {
+                        grad.iter_mut().zip(&e_grad).for_each(|(g, e)| *g += we * e);
+                    }
+                    total += we * kl;
+                }
+                if let Some(x) = &xd {
+                    let mut value = 0.0;
+                    let mut d_grad = vec![0.0; n_params];
+                    self.bg.flow.inverse_and_vjp(
+                        x.view(),
+                        |z, ld| {
+                            let (t, v) = self.data_term(z, ld)?;
+                            value = v;
+                            Ok((t.out_bar, t.ld_bar))
+                        },
+                        &mut d_grad,
+                    )?;
+                    nll = value;
+                    crate::train::check_loss(step, nll)?;
+                    grad.iter_mut().zip(&d_grad).for_each(|(g, e)| *g += wd * e);
+                    total += wd * nll;
+                }
+                Ok((vec![total, kl, nll, ess], Grads::Flat(grad)))
+            }
+            Engine::Burn(e) => {
+                let on = (&e.device, e.dtype);
+                let upload = |a: &Array2<f64>| crate::host::tensor_from_array2(&a.view(), &e.device, e.dtype);
+                let column = |a: &Array1<f64>| Tensor::<1>::from_data(TensorData::new(a.to_vec(), [a.len()]), on);
+                let mut surrogate: Option<Tensor<1>> = None;
+                let mut add = |t: Tensor<1>| surrogate = Some(match surrogate.take() {
+                    Some(s) => s + t,
+                    None => t,
+                });
+                if let Some(z) = &z {
+                    let lp = self.bg.base.log_prob(z.view())?;
+                    let (x, ld) = e.flow.forward(upload(z))?;
+                    let (xh, ldh) = (crate::host::array2_from_tensor(&x)?, Array1::from(ld.host_vec::<f64>()?));
+                    let (t, k, es) = self.energy_term(&xh, &ldh, &lp);
+                    (kl, ess) = (k, es);
+                    crate::train::check_loss(step, kl)?;
+                    total += we * kl;
+                    if we > 0.0 {
+                        add(((x * upload(&t.out_bar)).sum() + (ld * column(&t.ld_bar)).sum()).mul_scalar(we));
+                    }
+                }
+                if let Some(x) = &xd {
+                    let (zt, ld) = e.flow.inverse(upload(x))?;
+                    let (zh, ldh) = (crate::host::array2_from_tensor(&zt)?, Array1::from(ld.host_vec::<f64>()?));
+                    let (t, v) = self.data_term(&zh, &ldh)?;
+                    nll = v;
+                    crate::train::check_loss(step, nll)?;
+                    total += wd * nll;
+                    add(((zt * upload(&t.out_bar)).sum() + (ld * column(&t.ld_bar)).sum()).mul_scalar(wd));
+                }
+                let grads = match surrogate {
+                    Some(s) => GradientsParams::from_grads(s.backward(), &e.flow),
+                    None => GradientsParams::new(),
+                };
+                Ok((vec![total, kl, nll, ess], Grads::Burn(grads)))
+            }
+        }
+    }
+
+    /// The losses `[total, KL, NLL, ESS/N]` of step `step`'s draws from `rng` and the gradient
+    /// of the total in the flat layout of [`crate::flows::Flow::params`], without an optimizer
+    /// step: what the engine-parity tests compare.
+    ///
+    /// # Errors
+    /// As [`Trainer::step`].
+    pub fn loss_and_grad(&mut self, step: usize, rng: &mut StdRng) -> Result<(Vec<f64>, Vec<f64>)> {
+        let (values, grads) = self.losses_and_grads(step, rng)?;
+        let flat = match (&self.engine, grads) {
+            (_, Grads::Flat(g)) => g,
+            (Engine::Burn(e), Grads::Burn(g)) => e.flow.flat_grads(&g)?,
+            (Engine::Cpu(_), Grads::Burn(_)) => unreachable!("the CPU engine returns flat gradients"),
+        };
+        Ok((values, flat))
+    }
+}
+
+/// A step's gradient: flat f64 (CPU engine) or burn's per-parameter gradients.
+enum Grads {
+    Flat(Vec<f64>),
+    Burn(GradientsParams),
 }
 
 impl Trainer for BgTrainer<'_> {
@@ -285,6 +519,10 @@ impl Trainer for BgTrainer<'_> {
             "weight_data": c.weight_data,
             "energy_ramp": c.energy_ramp,
             "energy_cut": c.energy_cut,
+            "engine": match &self.engine {
+                Engine::Cpu(_) => "cpu f64".to_string(),
+                Engine::Burn(e) => format!("burn {:?}", e.dtype).to_lowercase(),
+            },
         })
     }
 
@@ -294,116 +532,90 @@ impl Trainer for BgTrainer<'_> {
     }
 
     fn step(&mut self, step: usize, lr: f64, rng: &mut StdRng) -> Result<Vec<f64>> {
-        let config = &self.config;
-        let bg = &self.bg;
-        let bsz = config.batch_size;
-        let n_params = self.params.len();
-        self.grad.iter_mut().for_each(|g| *g = 0.0);
-        let (mut kl, mut nll, mut ess) = (f64::NAN, f64::NAN, f64::NAN);
-        let (we, wd) = (config.weight_energy, config.weight_data);
-        let we = if config.energy_ramp > 0 { we * (step as f64 / config.energy_ramp as f64).min(1.0) } else { we };
-        let mut total = 0.0;
-        if config.weight_energy > 0.0 {
-            let energy = self.energy.expect("validated");
-            let z = bg.base.sample(bsz, rng);
-            let lp = bg.base.log_prob(z.view())?;
-            let mut stats = (0.0, 0.0);
-            let mut e_grad = vec![0.0; n_params];
-            bg.flow.forward_and_vjp(
-                z.view(),
-                |x, ld| {
-                    let (u, f) = energy.energy_and_force(x.view());
-                    let log_q = &lp - ld;
-                    let log_w = reweight::log_weights(config.beta, u.view(), log_q.view());
-                    stats = ((-&log_w).mean().unwrap_or(f64::NAN), reweight::kish_ess(log_w.view()).map(|e| e / bsz as f64).unwrap_or(f64::NAN));
-                    let mut x_bar = Array2::zeros(x.dim());
-                    for (b, (mut row, frow)) in x_bar.rows_mut().into_iter().zip(f.rows()).enumerate() {
-                        let (_, du) = linlogcut(u[b], config.energy_cut);
-                        let s = -config.beta * du / bsz as f64;
-                        row.zip_mut_with(&frow, |g, fi| *g = s * fi);
-                    }
-                    Ok((x_bar, Array1::from_elem(bsz, -1.0 / bsz as f64)))
-                },
-                &mut e_grad,
-            )?;
-            (kl, ess) = stats;
-            crate::train::check_loss(step, kl)?;
-            if we > 0.0 {
-                self.grad.iter_mut().zip(&e_grad).for_each(|(g, e)| *g += we * e);
+        let (values, grads) = self.losses_and_grads(step, rng)?;
+        let clip = self.config.grad_clip;
+        match (&mut self.engine, grads) {
+            (Engine::Cpu(e), Grads::Flat(mut grad)) => {
+                if let Some(bad) = grad.iter().find(|g| !g.is_finite()) {
+                    return Err(Error::Diverged { iteration: step, loss: *bad });
+                }
+                clip_global_norm(&mut grad, clip);
+                e.grad = grad;
+                e.adam.step(&mut e.params, &e.grad, lr);
+                self.bg.flow.set_params(&e.params);
             }
-            total += we * kl;
+            (Engine::Burn(e), Grads::Burn(mut gp)) => {
+                let norm = crate::train::clip_grad_norm(&e.flow, &mut gp, clip.unwrap_or(f64::INFINITY))?;
+                if !norm.is_finite() {
+                    return Err(Error::Diverged { iteration: step, loss: norm });
+                }
+                let flow = std::mem::replace(&mut e.flow, FlowModule::empty(self.bg.dim()));
+                e.flow = e.optim.step(lr, flow, gp);
+            }
+            _ => unreachable!("each engine returns its own gradient form"),
         }
-        if wd > 0.0 {
-            let d = self.data.expect("validated");
-            let idx: Vec<usize> = (0..bsz).map(|_| rng.random_range(0..d.nrows())).collect();
-            let x = d.select(Axis(0), &idx);
-            let mut value = 0.0;
-            let mut d_grad = vec![0.0; n_params];
-            bg.flow.inverse_and_vjp(
-                x.view(),
-                |z, ld| {
-                    let lp = bg.base.log_prob(z.view())?;
-                    value = -(lp + ld).mean().unwrap_or(f64::NAN);
-                    let z_bar = -bg.base.grad_log_prob(z.view()) / bsz as f64;
-                    Ok((z_bar, Array1::from_elem(bsz, -1.0 / bsz as f64)))
-                },
-                &mut d_grad,
-            )?;
-            nll = value;
-            crate::train::check_loss(step, nll)?;
-            self.grad.iter_mut().zip(&d_grad).for_each(|(g, e)| *g += wd * e);
-            total += wd * nll;
-        }
-        if let Some(bad) = self.grad.iter().find(|g| !g.is_finite()) {
-            return Err(Error::Diverged { iteration: step, loss: *bad });
-        }
-        clip_global_norm(&mut self.grad, config.grad_clip);
-        self.adam.step(&mut self.params, &self.grad, lr);
-        self.bg.flow.set_params(&self.params);
-        Ok(vec![total, kl, nll, ess])
+        Ok(values)
     }
 
     fn save(&self, w: &mut CheckpointWriter) -> Result<()> {
-        w.json("params", &self.params)?;
-        w.json("adam", &self.adam)
+        match &self.engine {
+            Engine::Cpu(e) => {
+                w.json("params", &e.params)?;
+                w.json("adam", &e.adam)
+            }
+            Engine::Burn(e) => {
+                // The flat parameters as well, so `load_generator` reads either engine's file.
+                w.json("params", &e.flow.flat_params()?)?;
+                w.module("model", &burn::module::Module::valid(&e.flow))?;
+                w.optimizer("optimizer", &e.optim)
+            }
+        }
     }
 
     fn load(&mut self, r: &CheckpointReader) -> Result<()> {
-        let params: Vec<f64> = r.json("params")?;
-        if params.len() != self.params.len() {
-            return Err(Error::Shape { what: "checkpoint parameters".into(), expected: vec![self.params.len()], got: vec![params.len()] });
+        match &mut self.engine {
+            Engine::Cpu(e) => {
+                let params: Vec<f64> = r.json("params")?;
+                if params.len() != e.params.len() {
+                    return Err(Error::Shape { what: "checkpoint parameters".into(), expected: vec![e.params.len()], got: vec![params.len()] });
+                }
+                e.params = params;
+                self.bg.flow.set_params(&e.params);
+                e.adam = r.json("adam")?;
+            }
+            Engine::Burn(e) => {
+                e.flow = r.module("model", e.flow.clone())?;
+                e.optim = r.optimizer("optimizer", std::mem::replace(&mut e.optim, crate::train::burn_adam()))?;
+            }
         }
-        self.params = params;
-        self.bg.flow.set_params(&self.params);
-        self.adam = r.json("adam")?;
         Ok(())
     }
 }
 
-/// Trains `bg` (in place) by the losses that `config` weights, from `energy` and/or `data`
-/// (`[n, dim]` samples of the target at the same `β`), through [`crate::train::fit`]. Each step
-/// draws its randomness from `(seed, step)`, so a run resumed from `run.checkpoint` continues
-/// exactly as if uninterrupted. With data and a fresh start, data-dependent layers (ActNorm)
-/// are initialised from it.
+/// Trains `bg` (in place) on `device` by the losses that `config` weights, from `energy`
+/// and/or `data` (`[n, dim]` samples of the target at the same `β`), through
+/// [`crate::train::fit`]. On the CPU device the flow trains in f64 with hand-written VJPs, on
+/// others as a [`FlowModule`] in f32 ([`BgTrainer`]); either way `bg` ends with the trained
+/// parameters in its f64 flow. Each step draws its randomness from `(seed, step)`, so a run
+/// resumed from `run.checkpoint` continues exactly as if uninterrupted. With data and a fresh
+/// start, data-dependent layers (ActNorm) are initialised from it.
 ///
 /// # Errors
 /// `InvalidArgument` / `Shape` / `NonFinite` for bad settings or data, naming them;
 /// `Diverged` at the first non-finite loss or gradient; a checkpoint written with other
-/// settings is refused; I/O errors of the checkpoint.
-pub fn train<'a>(bg: &mut BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig, run: &mut Run<'_, BgTrainer<'a>>) -> Result<TrainReport> {
-    // The trainer owns the generator while training; a placeholder of the same architecture
-    // stands in (the flow is rebuilt only on the error paths that return before training).
-    let placeholder = BoltzmannGenerator::new(&bg.config, bg.dim(), bg.seed)?;
-    let owned = std::mem::replace(bg, placeholder);
-    let mut trainer = match BgTrainer::new(owned, energy, data, config) {
-        Ok(t) => t,
-        Err(e) => return Err(e),
-    };
+/// settings (another engine included) is refused; I/O errors of the checkpoint;
+/// [`Error::Device`] for a device that fails.
+pub fn train<'a>(bg: &mut BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig, device: &Device, run: &mut Run<'_, BgTrainer<'a>>) -> Result<TrainReport> {
+    // The trainer trains a copy (same architecture, seed and parameters): `bg` is untouched
+    // when the settings are refused, and receives the parameters once training ran.
+    let mut copy = BoltzmannGenerator::new(&bg.config, bg.dim(), bg.seed)?;
+    copy.flow.set_params(&bg.flow.params());
+    let mut trainer = BgTrainer::new(copy, energy, data, config, device)?;
     if run.label == "train" {
         run.label = "bg train".into();
     }
     let result = crate::train::fit(&mut trainer, &BgTrainer::run_options(config), run);
-    *bg = trainer.bg;
+    *bg = trainer.into_generator()?;
     let fit = result?;
     let log = fit.log.iter().map(|r| LogEntry { step: r.step, seconds: r.seconds, kl: r.values[1], nll: r.values[2], ess_fraction: r.values[3] }).collect();
     Ok(TrainReport { log, seconds: fit.seconds, steps_run: fit.steps_run, steps: fit.step })
@@ -434,6 +646,10 @@ pub fn load_generator(dir: &FsPath) -> Result<BoltzmannGenerator> {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    fn cpu() -> Device {
+        Device::flex()
+    }
 
     /// `u = ½ Σ_k (x_k − μ_k)² / σ_k²`: at β = 1, `p = N(μ, diag σ²)`, `log Z = (d/2) log 2π + Σ log σ_k`.
     struct Gaussian {
@@ -486,7 +702,7 @@ mod tests {
         let g = target();
         let c = config(800);
         let mut bg = BoltzmannGenerator::new(&c.flow, 2, c.seed).unwrap();
-        let rep = train(&mut bg, Some(&g), None, &c, &mut Run::quiet()).unwrap();
+        let rep = train(&mut bg, Some(&g), None, &c, &cpu(), &mut Run::quiet()).unwrap();
         assert_eq!(rep.steps, 800);
         let w = bg.sample_weighted(&g, 1.0, 20000, &mut StdRng::seed_from_u64(1)).unwrap();
         let ess = reweight::kish_ess(w.log_w.view()).unwrap() / 20000.0;
@@ -517,7 +733,7 @@ mod tests {
         let test_x = draw(&mut rng, 4000);
         let c = TrainConfig { weight_energy: 0.0, weight_data: 1.0, ..config(600) };
         let mut bg = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
-        train(&mut bg, None, Some(train_x.view()), &c, &mut Run::quiet()).unwrap();
+        train(&mut bg, None, Some(train_x.view()), &c, &cpu(), &mut Run::quiet()).unwrap();
         let nll = -bg.log_prob(test_x.view()).unwrap();
         // Entropy of N(μ, diag σ²): (d/2)(1 + log 2π) + Σ log σ = log Z + 1 here. The held-out mean
         // has SE sd(nll)/√4000; allow 0.02 nats of model error on top.
@@ -537,31 +753,35 @@ mod tests {
         let c = TrainConfig { checkpoint_every: 10, weight_data: 0.5, ..config(20) };
         let data = Array2::from_shape_fn((64, 2), |(b, k)| (b as f64 * 0.37 + k as f64).sin());
         let mut full = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
-        train(&mut full, Some(&g), Some(data.view()), &c, &mut Run::quiet()).unwrap();
+        train(&mut full, Some(&g), Some(data.view()), &c, &cpu(), &mut Run::quiet()).unwrap();
         let mut first = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
-        train(&mut first, Some(&g), Some(data.view()), &TrainConfig { steps: 10, ..c.clone() }, &mut Run::quiet().with_checkpoint(&ck)).unwrap();
+        train(&mut first, Some(&g), Some(data.view()), &TrainConfig { steps: 10, ..c.clone() }, &cpu(), &mut Run::quiet().with_checkpoint(&ck)).unwrap();
         let mut second = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
-        let rep = train(&mut second, Some(&g), Some(data.view()), &c, &mut Run::quiet().with_checkpoint(&ck)).unwrap();
+        let rep = train(&mut second, Some(&g), Some(data.view()), &c, &cpu(), &mut Run::quiet().with_checkpoint(&ck)).unwrap();
         assert_eq!(rep.steps_run, 10);
         // Bit-exact (compared without printing thousands of numbers on failure).
         assert!(second.flow.params() == full.flow.params(), "resumed parameters differ");
         assert!(load_generator(&ck).unwrap().flow.params() == full.flow.params(), "loaded parameters differ");
         // Other settings refuse the checkpoint.
         let other = TrainConfig { lr: 1e-4, ..c.clone() };
-        let err = train(&mut BoltzmannGenerator::new(&c.flow, 2, 0).unwrap(), Some(&g), Some(data.view()), &other, &mut Run::quiet().with_checkpoint(&ck));
+        let err = train(&mut BoltzmannGenerator::new(&c.flow, 2, 0).unwrap(), Some(&g), Some(data.view()), &other, &cpu(), &mut Run::quiet().with_checkpoint(&ck));
         assert!(matches!(err, Err(Error::InvalidArgument { name: "checkpoint", .. })));
         std::fs::remove_dir_all(&dir).unwrap();
 
         // A NaN energy is reported as divergence at the step it happened.
         let bad = Gaussian { nan_after: Some(2.0), ..target() };
-        let err = train(&mut BoltzmannGenerator::new(&c.flow, 2, 0).unwrap(), Some(&bad), None, &config(5), &mut Run::quiet());
+        let err = train(&mut BoltzmannGenerator::new(&c.flow, 2, 0).unwrap(), Some(&bad), None, &config(5), &cpu(), &mut Run::quiet());
         assert!(matches!(err, Err(Error::Diverged { iteration: 0, .. })), "{err:?}");
+        // Refused settings leave a trained generator as it was.
+        let before = full.flow.params();
+        assert!(train(&mut full, None, None, &config(5), &cpu(), &mut Run::quiet()).is_err());
+        assert!(full.flow.params() == before, "a refused run changed the generator");
         // Missing inputs and wrong widths name the problem.
         let mut bg = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
-        assert!(matches!(train(&mut bg, None, None, &config(5), &mut Run::quiet()), Err(Error::InvalidArgument { name: "energy", .. })));
+        assert!(matches!(train(&mut bg, None, None, &config(5), &cpu(), &mut Run::quiet()), Err(Error::InvalidArgument { name: "energy", .. })));
         let d3 = Array2::<f64>::zeros((4, 3));
         let cd = TrainConfig { weight_energy: 0.0, weight_data: 1.0, ..config(5) };
-        assert!(matches!(train(&mut bg, None, Some(d3.view()), &cd, &mut Run::quiet()), Err(Error::Shape { .. })));
+        assert!(matches!(train(&mut bg, None, Some(d3.view()), &cd, &cpu(), &mut Run::quiet()), Err(Error::Shape { .. })));
         assert!(toml::from_str::<TrainConfig>("steps = 5\nbatch = 3\n").is_err());
     }
 }

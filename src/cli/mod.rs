@@ -319,7 +319,6 @@ pub fn run_with(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Simulate { .. } => cpu_only(&cli, "simulate", "diffsol integrates in f64 on the CPU, in parallel with rayon")?,
         Command::Data { .. } => cpu_only(&cli, "data", "file conversion involves no device")?,
-        Command::Bg { .. } => cpu_only(&cli, "bg", "the coupling flows run on the fused f64 CPU kernels")?,
         Command::Fit { .. } => cpu_only(&cli, "fit", "parameter fitting of physical systems runs through diffsol in f64")?,
         Command::Hybrid { .. } => cpu_only(&cli, "hybrid", "the stiff hybrid model runs inside diffsol in f64")?,
         _ => {}
@@ -457,7 +456,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 if let Some(n) = steps {
                     cfg.train.steps = *n;
                 }
-                let r = bg_double_well::run(&cfg, &cli.out.join("bg_double_well"), cli.quiet)?;
+                let r = bg_double_well::run(&cfg, &device, &cli.out.join("bg_double_well"), cli.quiet)?;
                 println!(
                     "double well by energy: ESS/N {:.4}; ΔF {:.4} ± {:.4} (raw {:.4} ± {:.4}, exact {:.4}); log Z IS {:.4} ± {:.4}, BAR {:.4} ± {:.4} (exact {:.4}); {:.1} s",
                     r.ess_fraction, r.delta_f_reweighted.value, r.delta_f_reweighted.std_err, r.delta_f_raw.value, r.delta_f_raw.std_err, r.delta_f_exact,
@@ -482,7 +481,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 if let Some(n) = steps {
                     cfg.train.steps = *n;
                 }
-                let r = bg_particles::run(&cfg, &cli.out.join(format!("bg_{system}")), cli.quiet)?;
+                let r = bg_particles::run(&cfg, &device, &cli.out.join(format!("bg_{system}")), cli.quiet)?;
                 println!(
                     "{system}: NLL {:.4} ± {:.4}; ESS/N {:.4}; <u> MALA {:.3} ± {:.3}, flow raw {:.3} ± {:.3}, reweighted {:.3} ± {:.3}; MALA {:.1} s, training {:.1} s",
                     r.nll_held_out.value, r.nll_held_out.std_err, r.ess_fraction, r.energy_mcmc.value, r.energy_mcmc.std_err, r.energy_raw.value,

@@ -154,9 +154,14 @@ impl Permutation {
 
     /// A uniformly random permutation from `seed`.
     pub fn random(dim: usize, seed: u64) -> Self {
+        Permutation { perm: Self::random_order(dim, seed) }
+    }
+
+    /// The shuffled order `[dim]` that [`Self::random`] uses.
+    pub(crate) fn random_order(dim: usize, seed: u64) -> Vec<usize> {
         let mut perm: Vec<usize> = (0..dim).collect();
         perm.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
-        Permutation { perm }
+        perm
     }
 
     fn apply(&self, z: ArrayView2<f64>) -> Array2<f64> {
@@ -219,7 +224,13 @@ pub struct LuLinear {
 impl LuLinear {
     /// A fresh layer (`W = P`, `P` random from `seed`).
     pub fn new(dim: usize, seed: u64) -> Self {
-        let perm = Permutation::random(dim, seed).perm;
+        Self::with_perm(Permutation::random_order(dim, seed))
+    }
+
+    /// A fresh layer (`W = P`) with the row order `perm` (a permutation of `0..dim`, as
+    /// [`FlowConfig::resolve`](super::FlowConfig) makes).
+    pub(crate) fn with_perm(perm: Vec<usize>) -> Self {
+        let dim = perm.len();
         LuLinear { dim, perm, params: vec![0.0; dim * (dim - 1) + 2 * dim] }
     }
 

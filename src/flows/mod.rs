@@ -34,6 +34,7 @@ pub mod base;
 pub mod continuous;
 pub mod coupling;
 pub mod linear;
+pub mod module;
 pub mod sequential;
 pub mod spline;
 
@@ -41,6 +42,7 @@ pub use base::Base;
 pub use continuous::ContinuousFlow;
 pub use coupling::{AffineCoupling, Mask, SplineCoupling};
 pub use linear::{ActNorm, LuLinear, Permutation};
+pub use module::FlowModule;
 pub use sequential::{FlowConfig, LayerConfig, Sequential};
 
 /// An invertible map `x = f(z)` on `ℝ^dim` with its log-Jacobian-determinant.

@@ -282,22 +282,51 @@ impl FlowConfig {
     /// # Errors
     /// `InvalidArgument` naming the first bad layer.
     pub fn build(&self, dim: usize, seed: u64) -> Result<Sequential> {
-        self.validate(dim)?;
         let layers = self
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| -> Box<dyn Flow> {
-                let s = seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
-                match l {
-                    LayerConfig::AffineCoupling { parity, hidden, scale_bound } => Box::new(AffineCoupling::new(Mask::parity(dim, *parity), hidden, *scale_bound, s)),
-                    LayerConfig::SplineCoupling { parity, hidden, bins, bound } => Box::new(SplineCoupling::new(Mask::parity(dim, *parity), hidden, *bins, *bound, s)),
-                    LayerConfig::ActNorm => Box::new(ActNorm::new(dim)),
-                    LayerConfig::LuLinear => Box::new(LuLinear::new(dim, s)),
-                    LayerConfig::Permutation => Box::new(Permutation::random(dim, s)),
+            .resolve(dim, seed)?
+            .into_iter()
+            .map(|spec| -> Box<dyn Flow> {
+                match spec {
+                    LayerSpec::Affine { mask, hidden, scale_bound, seed } => Box::new(AffineCoupling::new(mask, &hidden, scale_bound, seed)),
+                    LayerSpec::Spline { mask, hidden, bins, bound, seed } => Box::new(SplineCoupling::new(mask, &hidden, bins, bound, seed)),
+                    LayerSpec::ActNorm => Box::new(ActNorm::new(dim)),
+                    LayerSpec::LuLinear { perm } => Box::new(LuLinear::with_perm(perm)),
+                    LayerSpec::Permutation { perm } => Box::new(Permutation::new(perm).expect("a shuffled range is a permutation")),
                 }
             })
             .collect();
         Sequential::new(layers)
     }
+
+    /// The layers with their masks, permutations and initialisation seeds fixed from `seed`:
+    /// the one place that turns a configuration into concrete layers, shared by the CPU flow
+    /// ([`Self::build`]) and the device module ([`super::FlowModule`]).
+    pub(crate) fn resolve(&self, dim: usize, seed: u64) -> Result<Vec<LayerSpec>> {
+        self.validate(dim)?;
+        Ok(self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let s = seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
+                match l {
+                    LayerConfig::AffineCoupling { parity, hidden, scale_bound } => LayerSpec::Affine { mask: Mask::parity(dim, *parity), hidden: hidden.clone(), scale_bound: *scale_bound, seed: s },
+                    LayerConfig::SplineCoupling { parity, hidden, bins, bound } => LayerSpec::Spline { mask: Mask::parity(dim, *parity), hidden: hidden.clone(), bins: *bins, bound: *bound, seed: s },
+                    LayerConfig::ActNorm => LayerSpec::ActNorm,
+                    LayerConfig::LuLinear => LayerSpec::LuLinear { perm: Permutation::random_order(dim, s) },
+                    LayerConfig::Permutation => LayerSpec::Permutation { perm: Permutation::random_order(dim, s) },
+                }
+            })
+            .collect())
+    }
+}
+
+/// One resolved layer of a [`FlowConfig`] (see [`FlowConfig::resolve`]).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum LayerSpec {
+    Affine { mask: Mask, hidden: Vec<usize>, scale_bound: f64, seed: u64 },
+    Spline { mask: Mask, hidden: Vec<usize>, bins: usize, bound: f64, seed: u64 },
+    ActNorm,
+    LuLinear { perm: Vec<usize> },
+    Permutation { perm: Vec<usize> },
 }

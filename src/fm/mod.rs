@@ -37,6 +37,7 @@
 //! ```
 
 pub mod coupling;
+pub mod equivariant;
 pub mod meanflow;
 pub mod model;
 pub mod path;

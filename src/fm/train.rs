@@ -12,7 +12,7 @@ use std::path::Path as FsPath;
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
@@ -228,6 +228,8 @@ struct BurnEngine {
     optim: ModuleOptimizer,
     device: Device,
     ema: Option<Mlp>,
+    /// Further devices (autodiff) that each take a shard of the batch (data parallelism).
+    replicas: Vec<Device>,
 }
 
 enum Engine {
@@ -247,11 +249,6 @@ pub struct FmTrainer<'a> {
     batch: HostBatch,
 }
 
-/// Adam with PyTorch's defaults, as the fused path's flat Adam.
-fn burn_adam() -> ModuleOptimizer {
-    AdamConfig::new().with_beta_1(0.9).with_beta_2(0.999).with_epsilon(1e-8).init()
-}
-
 impl<'a> FmTrainer<'a> {
     /// A fresh network (from `config.run.seed`) for `problem` on `device`.
     ///
@@ -267,6 +264,30 @@ impl<'a> FmTrainer<'a> {
     #[doc(hidden)]
     pub fn new_burn_path(problem: &'a Problem<'a>, config: &TrainConfig, device: &Device) -> Result<Self> {
         Self::build(problem, config, device, true)
+    }
+
+    /// Data-parallel training on `devices` (the first holds the model and the optimizer): each
+    /// step's batch is split into `devices.len()` contiguous shards, each device computes its
+    /// shard's share of the loss and gradient on a copy of the network, and the gradients are
+    /// summed on the host and applied on the first device, so the step equals the
+    /// single-device step up to summation order. Always on the burn path. Devices may be of
+    /// different backends (the copies and gradients go through the host), and the same device
+    /// may appear more than once.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for no devices or more devices than batch rows; as [`Self::new`].
+    pub fn new_data_parallel(problem: &'a Problem<'a>, config: &TrainConfig, devices: &[Device]) -> Result<Self> {
+        let Some(first) = devices.first() else {
+            return Err(Error::invalid("devices", "data-parallel training needs at least one device"));
+        };
+        if devices.len() > config.run.batch_size {
+            return Err(Error::invalid("devices", format!("{} devices for a batch of {}: each needs at least one row", devices.len(), config.run.batch_size)));
+        }
+        let mut t = Self::build(problem, config, first, true)?;
+        if let Engine::Burn(e) = &mut t.engine {
+            e.replicas = devices[1..].iter().map(|d| d.clone().autodiff()).collect();
+        }
+        Ok(t)
     }
 
     fn build(problem: &'a Problem<'a>, config: &TrainConfig, device: &Device, force_burn: bool) -> Result<Self> {
@@ -290,7 +311,7 @@ impl<'a> FmTrainer<'a> {
                 // Parameters made afresh on the autodiff device, so they are tracked leaves.
                 let ad = device.clone().autodiff();
                 let mlp = config.net.mlp(dim, cond_dim).from_flat(&model.params()?, &ad, DType::F32)?;
-                Engine::Burn(Box::new(BurnEngine { mlp, optim: burn_adam(), device: ad, ema: None }))
+                Engine::Burn(Box::new(BurnEngine { mlp, optim: crate::train::burn_adam(), device: ad, ema: None, replicas: Vec::new() }))
             }
         };
         let batch = HostBatch { x0: Vec::new(), x1: Vec::new(), input: vec![0.0; bsz * width], ts: vec![0.0; bsz], target: vec![0.0; bsz * dim], weight: vec![1.0; bsz] };
@@ -381,14 +402,7 @@ impl<'a> FmTrainer<'a> {
             }
             Engine::Burn(e) => {
                 let (loss, gp) = burn_loss_grad(e, &self.batch, self.problem.dim + self.cond_dim, self.problem.dim)?;
-                let mut flat = Vec::new();
-                for layer in &e.mlp.layers {
-                    flat.extend(grad_host::<2>(&gp, layer.weight.id)?);
-                    if let Some(b) = &layer.bias {
-                        flat.extend(grad_host::<1>(&gp, b.id)?);
-                    }
-                }
-                Ok((loss, flat))
+                Ok((loss, flat_grads(&e.mlp, &gp)?))
             }
         }
     }
@@ -417,20 +431,89 @@ fn fused_loss_grad(e: &mut FusedEngine, b: &HostBatch, dim: usize) -> f64 {
     loss / (bsz * dim) as f64
 }
 
-/// burn forward and backward on the engine's device: the loss and the parameter gradients.
+/// burn forward and backward on the engine's device(s): the loss and the parameter gradients
+/// (on the first device). With replicas, rows are split into contiguous shards; shard `i`
+/// contributes `Σ_rows (w ⊙ f − target)² / (B · dim)`, so the shards' losses and gradients sum
+/// to the full batch's.
 fn burn_loss_grad(e: &BurnEngine, b: &HostBatch, width: usize, dim: usize) -> Result<(f64, GradientsParams)> {
     use crate::host::ToHost;
     let bsz = b.ts.len();
-    let on = (&e.device, DType::F32);
-    let x = Tensor::<2>::from_data(TensorData::new(b.input.clone(), [bsz, width]), on);
-    let times = Time::PerSample(b.ts.iter().map(|&t| t as f64).collect());
-    let out = e.mlp.forward_t(&times, x);
-    let w = Tensor::<2>::from_data(TensorData::new(b.weight.clone(), [bsz, 1]), on);
-    let target = Tensor::<2>::from_data(TensorData::new(b.target.clone(), [bsz, dim]), on);
-    let loss = (out * w - target).square().mean();
-    let value = loss.clone().host_vec::<f64>()?[0];
-    let grads = loss.backward();
-    Ok((value, GradientsParams::from_grads(grads, &e.mlp)))
+    let n_dev = 1 + e.replicas.len();
+    let bounds: Vec<usize> = (0..=n_dev).map(|i| i * bsz / n_dev).collect();
+    let shard_loss = |mlp: &Mlp, device: &Device, lo: usize, hi: usize| -> Tensor<1> {
+        let on = (device, DType::F32);
+        let n = hi - lo;
+        let x = Tensor::<2>::from_data(TensorData::new(b.input[lo * width..hi * width].to_vec(), [n, width]), on);
+        let times = Time::PerSample(b.ts[lo..hi].iter().map(|&t| t as f64).collect());
+        let out = mlp.forward_t(&times, x);
+        let w = Tensor::<2>::from_data(TensorData::new(b.weight[lo..hi].to_vec(), [n, 1]), on);
+        let target = Tensor::<2>::from_data(TensorData::new(b.target[lo * dim..hi * dim].to_vec(), [n, dim]), on);
+        (out * w - target).square().sum().div_scalar((bsz * dim) as f64)
+    };
+    let loss = shard_loss(&e.mlp, &e.device, bounds[0], bounds[1]);
+    let mut value = loss.clone().host_vec::<f64>()?[0];
+    let mut grads = GradientsParams::from_grads(loss.backward(), &e.mlp);
+    if e.replicas.is_empty() {
+        return Ok((value, grads));
+    }
+    // The other shards on copies of the network; their gradients summed on the host.
+    let cfg = e.mlp.config();
+    let flat: Vec<f32> = mlp_flat_host(&e.mlp)?;
+    let mut sum = vec![0.0f64; flat.len()];
+    for (i, device) in e.replicas.iter().enumerate() {
+        let copy = cfg.from_flat(&flat, device, DType::F32)?;
+        let loss = shard_loss(&copy, device, bounds[i + 1], bounds[i + 2]);
+        value += loss.clone().host_vec::<f64>()?[0];
+        let gp = GradientsParams::from_grads(loss.backward(), &copy);
+        sum.iter_mut().zip(flat_grads(&copy, &gp)?).for_each(|(s, g)| *s += f64::from(g));
+    }
+    let mut off = 0;
+    let mut add = |grads: &mut GradientsParams, id: burn::module::ParamId, shape: Vec<usize>| {
+        let n: usize = shape.iter().product();
+        let extra = TensorData::new(sum[off..off + n].iter().map(|&v| v as f32).collect::<Vec<_>>(), shape.clone());
+        off += n;
+        if shape.len() == 2 {
+            let t = Tensor::<2>::from_data(extra, (&e.device.clone().without_autodiff(), DType::F32));
+            let g = grads.remove::<2>(id).map(|g| g + t.clone()).unwrap_or(t);
+            grads.register::<2>(id, g);
+        } else {
+            let t = Tensor::<1>::from_data(extra, (&e.device.clone().without_autodiff(), DType::F32));
+            let g = grads.remove::<1>(id).map(|g| g + t.clone()).unwrap_or(t);
+            grads.register::<1>(id, g);
+        }
+    };
+    for layer in &e.mlp.layers {
+        add(&mut grads, layer.weight.id, layer.weight.dims().to_vec());
+        if let Some(bias) = &layer.bias {
+            add(&mut grads, bias.id, bias.dims().to_vec());
+        }
+    }
+    Ok((value, grads))
+}
+
+/// The network's parameters in the fused layout, read back as f32.
+fn mlp_flat_host(mlp: &Mlp) -> Result<Vec<f32>> {
+    use crate::host::ToHost;
+    let mut out = Vec::new();
+    for layer in &mlp.layers {
+        out.extend(layer.weight.val().host_vec::<f32>()?);
+        if let Some(b) = &layer.bias {
+            out.extend(b.val().host_vec::<f32>()?);
+        }
+    }
+    Ok(out)
+}
+
+/// The gradients of `mlp`'s parameters in the fused layout (f32).
+fn flat_grads(mlp: &Mlp, gp: &GradientsParams) -> Result<Vec<f32>> {
+    let mut flat = Vec::new();
+    for layer in &mlp.layers {
+        flat.extend(grad_host::<2>(gp, layer.weight.id)?);
+        if let Some(b) = &layer.bias {
+            flat.extend(grad_host::<1>(gp, b.id)?);
+        }
+    }
+    Ok(flat)
 }
 
 /// `ē ← d ē + (1 − d) θ` layer by layer, on the device without autodiff (the first call
@@ -557,7 +640,7 @@ impl Trainer for FmTrainer<'_> {
             }
             Engine::Burn(e) => {
                 e.mlp = r.module("model", e.mlp.clone())?;
-                e.optim = r.optimizer("optimizer", std::mem::replace(&mut e.optim, burn_adam()))?;
+                e.optim = r.optimizer("optimizer", std::mem::replace(&mut e.optim, crate::train::burn_adam()))?;
                 e.ema = if r.has("ema", "bpk") { Some(r.module("ema", e.mlp.valid())?) } else { None };
             }
         }

@@ -3,6 +3,7 @@
 //! convolutional network ([`conv`]) behind one [`FieldNet`].
 
 pub mod conv;
+pub mod egnn;
 pub mod field_net;
 pub mod fno;
 pub mod fused;
@@ -10,6 +11,7 @@ pub mod init;
 mod mlp;
 
 pub use conv::{ConvNet, ConvNetConfig};
+pub use egnn::{Egnn, EgnnConfig};
 pub use field_net::{FieldNet, FieldNetConfig};
 pub use fno::{Fno, FnoConfig};
 pub use init::Activation;

@@ -26,7 +26,7 @@ pub mod systems;
 
 pub use autodiff::{col, AutodiffSystem, BurnRhs, FlatMlp};
 pub use ensemble::ensemble;
-pub use fit::{default_weights, fit, loss_and_gradient, FitConfig, FitResult, Observation, Optimizer};
+pub use fit::{default_weights, fit, fit_with, loss_and_gradient, FitConfig, FitResult, FitTrainer, Observation, Optimizer};
 pub use output::{simulate_to_files, SimulateSpec};
 pub use sens::{adjoint_gradient, forward_sensitivities, AdjointGradient, Sensitivities, Wrt};
 pub use solve::{simulate, simulate_with, Method, SimOptions, SimStats, Trajectory};

@@ -96,6 +96,8 @@ pub struct BgDoubleWellReport {
     pub mcmc_acceptance: f64,
     /// Training seconds.
     pub train_seconds: f64,
+    /// The device trained on (`cpu`, `wgpu`, `cuda`).
+    pub device: String,
     /// Files written.
     pub files: Vec<String>,
 }
@@ -104,7 +106,7 @@ pub struct BgDoubleWellReport {
 ///
 /// # Errors
 /// Bad configuration, divergence, sampler or I/O errors.
-pub fn run(cfg: &BgDoubleWellConfig, out: &Path, quiet: bool) -> Result<BgDoubleWellReport> {
+pub fn run(cfg: &BgDoubleWellConfig, train_device: &burn::tensor::Device, out: &Path, quiet: bool) -> Result<BgDoubleWellReport> {
     if cfg.train.weight_data != 0.0 || cfg.n_eval < 100 || cfg.n_boot < 2 || cfg.mcmc_chains == 0 || cfg.mcmc_samples == 0 {
         return Err(Error::InvalidArgument { name: "config", reason: "training must be by energy only (weight_data = 0), n_eval ≥ 100, n_boot ≥ 2, MCMC sizes ≥ 1".into() });
     }
@@ -119,7 +121,7 @@ pub fn run(cfg: &BgDoubleWellConfig, out: &Path, quiet: bool) -> Result<BgDouble
 
     // Train by energy only.
     let mut bg = BoltzmannGenerator::new(&cfg.train.flow, 2, seed)?;
-    let rep = train(&mut bg, Some(energy), None, &cfg.train, &mut Run { quiet, ..Run::default() })?;
+    let rep = train(&mut bg, Some(energy), None, &cfg.train, train_device, &mut Run { quiet, ..Run::default() })?;
 
     // Reweighting.
     let mut rng = StdRng::seed_from_u64(seed ^ 0xB0_17);
@@ -220,6 +222,7 @@ pub fn run(cfg: &BgDoubleWellConfig, out: &Path, quiet: bool) -> Result<BgDouble
         log_z_bar,
         mcmc_acceptance: ref_samples.acceptance,
         train_seconds: rep.seconds,
+        device: crate::device::name_of(train_device),
         files: vec![fig.display().to_string()],
     };
     let json = out.join("bg_double_well_report.json");
@@ -237,7 +240,7 @@ fn markdown(r: &BgDoubleWellReport) -> String {
     format!(
         "# Boltzmann generator, 2D double well (energy training only)\n\n\
          u = {a} x₀ + {b} x₀² + {c} x₀⁴ + ½ x₁², β = {beta}; flow: {layers} layers, {steps} steps of {batch} \
-         ({secs:.1} s); {n} evaluation samples, {boot} bootstrap resamples.\n\n\
+         ({secs:.1} s on `{dev}`); {n} evaluation samples, {boot} bootstrap resamples.\n\n\
          | quantity | flow | exact (quadrature) | error / SE |\n|---|---|---|---|\n\
          | ESS/N | {ess:.4} | 1 | |\n\
          | ΔF(left → right well), raw | {dfr} | {dfe:.4} | {zr} |\n\
@@ -252,6 +255,7 @@ fn markdown(r: &BgDoubleWellReport) -> String {
         steps = r.config.train.steps,
         batch = r.config.train.batch_size,
         secs = r.train_seconds,
+        dev = r.device,
         n = r.config.n_eval,
         boot = r.config.n_boot,
         ess = r.ess_fraction,

@@ -183,12 +183,20 @@ pub struct BgParticlesReport {
     pub energy_raw: Estimate,
     /// Reweighted mean energy of the flow samples.
     pub energy_reweighted: Estimate,
+    /// Energy-W2 (`reweight::wasserstein2_1d` between the energies of flow samples and of the
+    /// MALA samples, the metric of the ASBS / iDEM tables), raw flow samples; NaN if a sample's
+    /// energy is not finite.
+    pub energy_w2_raw: f64,
+    /// The same with the flow samples reweighted by their importance weights.
+    pub energy_w2_reweighted: f64,
     /// MALA acceptance rate and final step size.
     pub mcmc_acceptance: f64,
     /// Seconds: MALA, training.
     pub mcmc_seconds: f64,
     /// Training seconds.
     pub train_seconds: f64,
+    /// The device trained on (`cpu`, `wgpu`, `cuda`).
+    pub device: String,
     /// Files written.
     pub files: Vec<String>,
 }
@@ -197,7 +205,7 @@ pub struct BgParticlesReport {
 ///
 /// # Errors
 /// Bad configuration, divergence, sampler or I/O errors.
-pub fn run(cfg: &BgParticlesConfig, out: &Path, quiet: bool) -> Result<BgParticlesReport> {
+pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &Path, quiet: bool) -> Result<BgParticlesReport> {
     if !(cfg.held_out > 0.0 && cfg.held_out < 1.0) || cfg.n_eval < 100 || cfg.n_boot < 2 {
         return Err(Error::InvalidArgument { name: "config", reason: "held_out in (0, 1), n_eval ≥ 100 and n_boot ≥ 2 are needed".into() });
     }
@@ -230,7 +238,7 @@ pub fn run(cfg: &BgParticlesConfig, out: &Path, quiet: bool) -> Result<BgParticl
 
     // Train.
     let mut bg = BoltzmannGenerator::new(&cfg.train.flow, energy.dim(), seed)?;
-    let rep = train(&mut bg, Some(&energy), Some(train_x.view()), &cfg.train, &mut Run { quiet, ..Run::default() })?;
+    let rep = train(&mut bg, Some(&energy), Some(train_x.view()), &cfg.train, train_device, &mut Run { quiet, ..Run::default() })?;
 
     // Evaluate.
     let nll = -bg.log_prob(test_x.view())?;
@@ -242,6 +250,8 @@ pub fn run(cfg: &BgParticlesConfig, out: &Path, quiet: bool) -> Result<BgParticl
     let energy_reweighted = reweight::reweighted_mean_bootstrap(w.u.view(), w.log_w.view(), cfg.n_boot, seed)?;
     let flat_m = Array1::zeros(total);
     let energy_mcmc = reweight::reweighted_mean_bootstrap(mcmc.energies.view(), flat_m.view(), cfg.n_boot, seed)?;
+    let energy_w2_raw = reweight::wasserstein2_1d(w.u.view(), None, mcmc.energies.view()).unwrap_or(f64::NAN);
+    let energy_w2_reweighted = reweight::wasserstein2_1d(w.u.view(), Some(w.log_w.view()), mcmc.energies.view()).unwrap_or(f64::NAN);
 
     // Histograms.
     let (lo, hi) = {
@@ -301,9 +311,12 @@ pub fn run(cfg: &BgParticlesConfig, out: &Path, quiet: bool) -> Result<BgParticl
         energy_mcmc,
         energy_raw,
         energy_reweighted,
+        energy_w2_raw,
+        energy_w2_reweighted,
         mcmc_acceptance: mcmc.acceptance,
         mcmc_seconds,
         train_seconds: rep.seconds,
+        device: crate::device::name_of(train_device),
         files: vec![fig.display().to_string()],
     };
     let json = out.join(format!("bg_{name}_report.json"));
@@ -319,14 +332,16 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
     format!(
         "# Boltzmann generator, {name}\n\n\
          Flow: {layers} layers in {dof} centre-of-mass-free coordinates; {steps} steps of {batch} \
-         ({secs:.1} s), loss = {wd} · NLL + {we} · reverse KL at β = {beta}. Reference: MALA, {chains} chains × \
+         ({secs:.1} s on `{dev}`), loss = {wd} · NLL + {we} · reverse KL at β = {beta}. Reference: MALA, {chains} chains × \
          {samples} samples (thin {thin}), acceptance {acc:.2}, {ms:.1} s; {ho:.0} % held out.\n\n\
          | quantity | value |\n|---|---|\n\
          | NLL of held-out MALA samples (nats) | {nll} |\n\
          | ESS/N ({neval} flow samples) | {ess:.4} |\n\
          | ⟨u⟩ MALA | {um} |\n\
          | ⟨u⟩ flow, raw | {ur} |\n\
-         | ⟨u⟩ flow, reweighted | {uw} |\n",
+         | ⟨u⟩ flow, reweighted | {uw} |\n\
+         | energy-W2 to MALA, raw | {w2r:.4} |\n\
+         | energy-W2 to MALA, reweighted | {w2w:.4} |\n",
         layers = r.config.train.flow.layers.len(),
         dof = match r.config.system {
             ParticleSystem::Dw4 => 6,
@@ -335,6 +350,7 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
         steps = r.config.train.steps,
         batch = r.config.train.batch_size,
         secs = r.train_seconds,
+        dev = r.device,
         wd = r.config.train.weight_data,
         we = r.config.train.weight_energy,
         beta = r.config.train.beta,
@@ -350,5 +366,7 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
         um = e(&r.energy_mcmc),
         ur = e(&r.energy_raw),
         uw = e(&r.energy_reweighted),
+        w2r = r.energy_w2_raw,
+        w2w = r.energy_w2_reweighted,
     )
 }

@@ -26,7 +26,9 @@ pub struct LogRecord {
     pub step: usize,
     /// Training seconds so far (resumed runs included).
     pub seconds: f64,
-    /// Mean of each loss term over the log window ending at `step`.
+    /// Mean of each loss term over the log window ending at `step` (NaN for a term that is
+    /// off; JSON has no NaN, so it is written as `null` and read back as NaN).
+    #[serde(deserialize_with = "nan_from_null")]
     pub values: Vec<f64>,
 }
 
@@ -41,9 +43,16 @@ pub struct LoopState {
     /// Training seconds of all steps so far.
     pub seconds: f64,
     /// Sums of the loss terms over the open log window.
+    #[serde(deserialize_with = "nan_from_null")]
     pub window: Vec<f64>,
     /// Steps in the open log window.
     pub window_len: usize,
+}
+
+/// Reads a list of numbers in which serde_json wrote each NaN as `null`.
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<f64>, D::Error> {
+    let v: Vec<Option<f64>> = Deserialize::deserialize(d)?;
+    Ok(v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
 }
 
 /// What `state.json` holds.
@@ -311,5 +320,15 @@ mod tests {
         assert!(root.join("ck/state.json").exists() && !root.join(".ck.old999").exists());
         assert!(matches!(ck.read_state("other"), Err(Error::Format { .. })));
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A loss term that is off logs NaN; the state file must read it back (JSON writes NaN
+    /// as `null`).
+    #[test]
+    fn nan_log_values_round_trip() {
+        let st = LoopState { step: 2, log: vec![LogRecord { step: 2, seconds: 0.5, values: vec![1.0, f64::NAN] }], seconds: 0.5, window: vec![f64::NAN, 3.0], window_len: 1 };
+        let back: LoopState = serde_json::from_str(&serde_json::to_string(&st).unwrap()).unwrap();
+        assert_eq!(back.log[0].values[0], 1.0);
+        assert!(back.log[0].values[1].is_nan() && back.window[0].is_nan() && back.window[1] == 3.0);
     }
 }

@@ -34,6 +34,12 @@ pub trait Trainer {
     /// Whatever the model, data or device raise.
     fn step(&mut self, step: usize, lr: f64, rng: &mut StdRng) -> Result<Vec<f64>>;
 
+    /// Whether the trainer has converged (a deterministic optimiser that met its tolerance):
+    /// the loop then stops after this step and writes its checkpoint.
+    fn converged(&self) -> bool {
+        false
+    }
+
     /// Whether [`Trainer::update_ema`] is implemented.
     fn supports_ema(&self) -> bool {
         false
@@ -216,8 +222,12 @@ pub struct FitReport {
     pub seconds: f64,
     /// Training seconds of all steps so far, resumed runs included.
     pub total_seconds: f64,
-    /// Whether a callback or `stop_after` ended the run before `steps`.
+    /// Whether a callback, `stop_after`, the time budget or the trainer's convergence ended
+    /// the run before `steps`.
     pub stopped_early: bool,
+    /// Whether the trainer reported convergence ([`Trainer::converged`]).
+    #[serde(default)]
+    pub converged: bool,
 }
 
 impl FitReport {
@@ -339,6 +349,9 @@ pub fn fit<T: Trainer>(trainer: &mut T, opts: &RunOptions, run: &mut Run<'_, T>)
             }
         }
         let cadence = opts.checkpoint_every > 0 && state.step % opts.checkpoint_every == 0;
+        if trainer.converged() && !last {
+            control = Control::Stop;
+        }
         if control == Control::Stop {
             save(trainer, &state)?;
             stopped = true;
@@ -360,6 +373,7 @@ pub fn fit<T: Trainer>(trainer: &mut T, opts: &RunOptions, run: &mut Run<'_, T>)
         seconds: clock.elapsed().as_secs_f64(),
         total_seconds: state.seconds,
         stopped_early: stopped,
+        converged: trainer.converged(),
     })
 }
 
@@ -515,5 +529,34 @@ mod tests {
         }
         assert!(matches!(fit(&mut Blows, &RunOptions::default(), &mut Run::quiet()), Err(Error::Diverged { iteration: 3, .. })));
         assert!(matches!(fit(&mut Blows, &RunOptions { ema: Some(0.9), ..Default::default() }, &mut Run::quiet()), Err(Error::Unsupported(_))));
+    }
+
+    /// A trainer that reports convergence stops the loop after that step.
+    #[test]
+    fn convergence_stops_the_loop() {
+        struct Converges(usize);
+        impl Trainer for Converges {
+            fn kind(&self) -> &'static str {
+                "converges"
+            }
+            fn config(&self) -> serde_json::Value {
+                serde_json::Value::Null
+            }
+            fn step(&mut self, _step: usize, _lr: f64, _rng: &mut StdRng) -> Result<Vec<f64>> {
+                self.0 += 1;
+                Ok(vec![1.0 / self.0 as f64])
+            }
+            fn converged(&self) -> bool {
+                self.0 >= 4
+            }
+            fn save(&self, _w: &mut CheckpointWriter) -> Result<()> {
+                Ok(())
+            }
+            fn load(&mut self, _r: &CheckpointReader) -> Result<()> {
+                Ok(())
+            }
+        }
+        let r = fit(&mut Converges(0), &RunOptions { steps: 10, log_every: 1, ..Default::default() }, &mut Run::quiet()).unwrap();
+        assert_eq!((r.step, r.converged, r.stopped_early, r.log.len()), (4, true, true, 4));
     }
 }

@@ -19,7 +19,7 @@ mod options;
 
 pub use checkpoint::{Checkpoint, CheckpointReader, CheckpointWriter, LogRecord, LoopState};
 pub use fit::{fit, Callback, Control, EarlyStop, Every, FitReport, Run, StepInfo, Trainer};
-pub use options::{LrSchedule, RunOptions};
+pub use options::{LrSchedule, Precision, RunOptions};
 
 use std::path::{Path, PathBuf};
 
@@ -152,6 +152,12 @@ macro_rules! adam_for {
 }
 adam_for!(f32);
 adam_for!(f64);
+
+/// burn's Adam with PyTorch's defaults (β = (0.9, 0.999), ε = 1e-8), as the flat [`Adam`]:
+/// the optimizer of every trainer's burn path.
+pub(crate) fn burn_adam() -> burn::optim::ModuleOptimizer {
+    burn::optim::AdamConfig::new().with_beta_1(0.9).with_beta_2(0.999).with_epsilon(1e-8).init()
+}
 
 /// Scale `grad` so its Euclidean norm is at most `clip` (no-op for `None`).
 pub(crate) fn clip_global_norm<R: Copy + Into<f64> + std::ops::MulAssign + FromF64>(grad: &mut [R], clip: Option<f64>) {

@@ -56,6 +56,48 @@ impl LrSchedule {
 ///
 /// A checkpoint is resumed only under the same options, except `steps` (which may grow),
 /// `checkpoint_every` and `log_every`.
+/// The float type a model trains in on a burn device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// f32 (every backend).
+    #[default]
+    F32,
+    /// f64: the CPU and CUDA; on wgpu only where the adapter has 64-bit shader floats.
+    F64,
+}
+
+impl Precision {
+    /// The burn dtype.
+    pub fn dtype(self) -> burn::tensor::DType {
+        match self {
+            Precision::F32 => burn::tensor::DType::F32,
+            Precision::F64 => burn::tensor::DType::F64,
+        }
+    }
+
+    /// The burn dtype, checked against what `device` supports.
+    ///
+    /// # Errors
+    /// [`Error::Device`] naming the device when it has no such float type (f64 on most wgpu
+    /// adapters, Metal, WebGPU).
+    ///
+    /// f64 is refused on wgpu even where the adapter reports 64-bit floats: Vulkan's extended
+    /// instruction set (GLSL.std.450) defines `exp`, `log`, `tanh` for 16- and 32-bit floats
+    /// only, and on Mesa's lavapipe an f64 flow gave NaN losses (measured 2026-12-04).
+    pub fn dtype_on(self, device: &burn::tensor::Device) -> Result<burn::tensor::DType> {
+        let name = crate::device::name_of(device);
+        if self == Precision::F64 && name == "wgpu" {
+            return Err(Error::Device { device: name, reason: "f64 training is not available on wgpu (Vulkan defines exp/log/tanh for 32-bit floats only); train in f32 (`precision = \"f32\"`) or use cuda or the CPU".into() });
+        }
+        if device.supports_dtype(self.dtype()) {
+            Ok(self.dtype())
+        } else {
+            Err(Error::Device { device: name, reason: format!("this device has no {:?} arithmetic; train in f32 (`precision = \"f32\"`)", self) })
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunOptions {
