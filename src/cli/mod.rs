@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::device::Backend;
 use crate::studies::bg_double_well::{self, BgDoubleWellConfig};
-use crate::studies::bg_particles::{self, BgParticlesConfig, ParticleSystem};
+use crate::studies::bg_particles::{self, BgMethod, BgParticlesConfig, ParticleSystem};
 use crate::studies::fm_double_well::{self, FmDoubleWellConfig};
 use crate::studies::fm_moons::{self, FmMoonsConfig};
 use crate::studies::neural_ode::{self, NeuralOdeConfig};
@@ -222,7 +222,11 @@ pub enum BgCommand {
         /// A TOML file overriding the system's defaults (fields of `BgParticlesConfig`).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Training steps (overrides the config).
+        /// equivariant-fm (an EGNN flow by equivariant flow matching) or coupling (a RealNVP
+        /// flow by data and energy); overrides the config.
+        #[arg(long)]
+        method: Option<String>,
+        /// Training steps of the chosen method (overrides the config).
         #[arg(long)]
         steps: Option<usize>,
     },
@@ -466,7 +470,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                     println!("wrote {f}");
                 }
             }
-            BgCommand::Particles { system, config, steps } => {
+            BgCommand::Particles { system, config, method, steps } => {
                 let sys = match system.as_str() {
                     "dw4" => ParticleSystem::Dw4,
                     "lj13" => ParticleSystem::Lj13,
@@ -478,14 +482,21 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 };
                 cfg.system = sys;
                 cfg.train.seed = cli.seed;
+                if let Some(m) = method {
+                    cfg.method = match m.as_str() {
+                        "equivariant-fm" | "equivariant_fm" => BgMethod::EquivariantFm,
+                        "coupling" => BgMethod::Coupling,
+                        other => return Err(Error::InvalidArgument { name: "--method", reason: format!("unknown method `{other}` (equivariant-fm, coupling)") }),
+                    };
+                }
                 if let Some(n) = steps {
-                    cfg.train.steps = *n;
+                    *cfg.steps_mut() = *n;
                 }
                 let r = bg_particles::run(&cfg, &device, &cli.out.join(format!("bg_{system}")), cli.quiet)?;
                 println!(
-                    "{system}: NLL {:.4} ± {:.4}; ESS/N {:.4}; <u> MALA {:.3} ± {:.3}, flow raw {:.3} ± {:.3}, reweighted {:.3} ± {:.3}; MALA {:.1} s, training {:.1} s",
+                    "{system}: NLL {:.4} ± {:.4}; ESS/N {:.4}; <u> MALA {:.3} ± {:.3}, flow raw {:.3} ± {:.3}, reweighted {:.3} ± {:.3}; energy-W2 raw {:.4}, reweighted {:.4}; MALA {:.1} s, training {:.1} s",
                     r.nll_held_out.value, r.nll_held_out.std_err, r.ess_fraction, r.energy_mcmc.value, r.energy_mcmc.std_err, r.energy_raw.value,
-                    r.energy_raw.std_err, r.energy_reweighted.value, r.energy_reweighted.std_err, r.mcmc_seconds, r.train_seconds
+                    r.energy_raw.std_err, r.energy_reweighted.value, r.energy_reweighted.std_err, r.energy_w2_raw, r.energy_w2_reweighted, r.mcmc_seconds, r.train_seconds
                 );
                 for f in &r.files {
                     println!("wrote {f}");

@@ -36,6 +36,11 @@ pub enum Trace {
 /// `∇·b(t, x)` per sample, `[batch]`.
 fn divergence<F: VectorField<2>>(field: &F, t: &Time, x: &Tensor<2>, trace: &Trace, probes: &[Vec<f64>]) -> (Tensor<2>, Vec<f64>) {
     let [b, d] = x.dims();
+    if let Trace::Exact = trace {
+        if let Some(out) = field.exact_divergence(t, x) {
+            return out;
+        }
+    }
     let (v, saved) = field.eval_saving(t, x);
     let mut div = vec![0.0; b];
     let dev = x.device();

@@ -135,6 +135,16 @@ impl Egnn {
         EgnnConfig { particles: self.particles, spatial_dim: self.spatial_dim, layers: self.layers.len(), hidden: self.hidden, coord_init_scale: self.coord_init_scale }
     }
 
+    /// The device of the parameters.
+    pub fn device(&self) -> Device {
+        self.embed.layers[0].weight.val().device()
+    }
+
+    /// The float type of the parameters.
+    pub fn dtype(&self) -> burn::tensor::DType {
+        self.embed.layers[0].weight.val().dtype()
+    }
+
     /// `v(t, x)` for `x: [batch, N·d]` → `[batch, N·d]`, mean-free over particles.
     ///
     /// # Errors

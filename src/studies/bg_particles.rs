@@ -1,13 +1,16 @@
-//! Study: Boltzmann generators for particle systems, DW4 and LJ13, trained by data and energy
-//! and checked against our own MALA reference samples.
+//! Study: Boltzmann generators for particle systems, DW4 and LJ13, trained on MALA samples
+//! (an equivariant continuous flow by flow matching, or a coupling flow by data and energy)
+//! and checked against those samples.
 //!
 //! Both energies are invariant under translations, so the flow works in the `(n − 1) d`
 //! centre-of-mass-free coordinates ([`InternalEnergy`], a standard normal base there, which is
 //! the mean-free normal in Cartesian coordinates).
 //!
 //! 1. MALA ([`mala`]) from a compact start: training samples and held-out samples.
-//! 2. Train a coupling flow by `w_D · NLL(data) + w_E · reverse KL` at the same β.
-//! 3. Measure: NLL of held-out samples (nats, in the internal coordinates), Kish ESS/N of the
+//! 2. Train an EGNN flow by equivariant flow matching ([`BgMethod::EquivariantFm`], Cartesian
+//!    coordinates, mean-free base), or a coupling flow by `w_D · NLL(data) + w_E · reverse KL`
+//!    at the same β ([`BgMethod::Coupling`]).
+//! 3. Measure: NLL of held-out samples (nats, density on the centre-of-mass-free subspace), Kish ESS/N of the
 //!    flow's weights, mean energy (MALA vs raw flow vs reweighted, bootstrap errors), energy and
 //!    interatomic-distance histograms (MALA vs raw vs reweighted).
 
@@ -21,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use crate::boltzmann::energy::{pair_distances, InternalEnergy, LennardJones, MeanFree, MultiDoubleWell};
 use crate::boltzmann::mcmc::{mala, MalaConfig};
 use crate::boltzmann::reweight::{self, Estimate};
+use crate::boltzmann::eqfm::{train_eqfm, EqFmConfig};
 use crate::boltzmann::{train, BoltzmannGenerator, Energy, TrainConfig};
+use crate::nn::EgnnConfig;
 use crate::train::Run;
 use crate::flows::FlowConfig;
 use crate::plot::{save_figure, Panel, Series};
@@ -36,6 +41,18 @@ pub enum ParticleSystem {
     Dw4,
     /// LJ13: 13 Lennard-Jones particles in 3D with a harmonic restraint to the centre of mass.
     Lj13,
+}
+
+/// Which generator the study trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BgMethod {
+    /// RealNVP coupling layers in centre-of-mass-free coordinates, `w_D · NLL + w_E · KL`
+    /// ([`crate::boltzmann::train`]).
+    Coupling,
+    /// An EGNN continuous flow trained by equivariant flow matching
+    /// ([`crate::boltzmann::eqfm`]), exact log-densities by the exact trace.
+    EquivariantFm,
 }
 
 /// Configuration; every field has a default (per system, [`BgParticlesConfig::for_system`]).
@@ -56,6 +73,15 @@ pub struct BgParticlesConfig {
     /// labels barely move in a few thousand steps, and a flow fits 128 orientations rather than
     /// the invariant density (LJ13: held-out NLL 61 against a training NLL of 34).
     pub augment: bool,
+    /// The generator: a coupling flow trained by data and energy, or an equivariant continuous
+    /// flow trained by flow matching on the MALA samples.
+    pub method: BgMethod,
+    /// Settings of the equivariant flow matching (`method = "equivariant_fm"`; the EGNN's
+    /// particle count and dimension are set from the system, the seed from `train.seed`).
+    pub eqfm: EqFmConfig,
+    /// Held-out MALA samples scored for the NLL (at most; the exact-trace reverse solve of a
+    /// continuous flow costs one backward pass per coordinate).
+    pub n_nll: usize,
     /// Flow samples evaluated.
     pub n_eval: usize,
     /// Bootstrap resamples.
@@ -91,8 +117,19 @@ impl BgParticlesConfig {
             mcmc: MalaConfig { chains: 128, burn_in, samples, thin, step_size: step, ..MalaConfig::default() },
             held_out: 0.2,
             augment: true,
+            method: BgMethod::EquivariantFm,
+            eqfm: eqfm_defaults(system),
+            n_nll: 2000,
             n_eval: 20_000,
             n_boot: 200,
+        }
+    }
+
+    /// The steps of the chosen method's training.
+    pub fn steps_mut(&mut self) -> &mut usize {
+        match self.method {
+            BgMethod::Coupling => &mut self.train.steps,
+            BgMethod::EquivariantFm => &mut self.eqfm.run.steps,
         }
     }
 
@@ -124,6 +161,21 @@ impl BgParticlesConfig {
         };
         Array2::from_shape_fn((self.mcmc.chains, base.len()), |(_, k)| base[k] + 0.05 * (rng.random::<f64>() - 0.5))
     }
+}
+
+/// Equivariant flow matching for `system`: DW4 with [`EqFmConfig::default`]; LJ13 with a
+/// 5-layer EGNN of width 64 (Klein et al. use 128; 64 fits a CPU budget).
+fn eqfm_defaults(system: ParticleSystem) -> EqFmConfig {
+    let mut c = EqFmConfig::default();
+    match system {
+        ParticleSystem::Dw4 => {}
+        ParticleSystem::Lj13 => {
+            c.egnn = EgnnConfig { particles: 13, spatial_dim: 3, layers: 5, hidden: 64, coord_init_scale: 1e-3 };
+            c.run.batch_size = 128;
+            c.chunk = 250;
+        }
+    }
+    c
 }
 
 /// A Haar-random orthogonal `d × d` matrix (`d` = 2 or 3): a uniform rotation (angle, or unit
@@ -171,10 +223,19 @@ fn symmetrize(x: &mut Array2<f64>, n: usize, d: usize, rng: &mut StdRng) {
 pub struct BgParticlesReport {
     /// The configuration used.
     pub config: BgParticlesConfig,
-    /// Negative log-likelihood of held-out MALA samples under the flow, nats (internal coordinates).
+    /// Negative log-likelihood of held-out MALA samples under the flow, nats (density on the
+    /// centre-of-mass-free subspace, the same for both methods).
     pub nll_held_out: Estimate,
-    /// The first logged training NLL (mean over the first `log_every` data batches).
-    pub nll_first_logged: f64,
+    /// The first logged training loss (coupling flows: the NLL, mean over the first
+    /// `log_every` data batches; equivariant FM: the flow-matching loss).
+    pub first_logged_loss: f64,
+    /// The last logged training loss.
+    pub last_logged_loss: f64,
+    /// Flow samples whose energy was not finite (weight zero, counted here).
+    pub non_finite_energies: usize,
+    /// Energy evaluations spent: MALA (training and reference samples) plus the flow samples'
+    /// energies for reweighting.
+    pub energy_evaluations: usize,
     /// Kish ESS / N.
     pub ess_fraction: f64,
     /// Mean energy of the MALA samples (SE by bootstrap over chains' draws).
@@ -184,8 +245,8 @@ pub struct BgParticlesReport {
     /// Reweighted mean energy of the flow samples.
     pub energy_reweighted: Estimate,
     /// Energy-W2 (`reweight::wasserstein2_1d` between the energies of flow samples and of the
-    /// MALA samples, the metric of the ASBS / iDEM tables), raw flow samples; NaN if a sample's
-    /// energy is not finite.
+    /// MALA samples, the metric of the ASBS / iDEM tables), raw flow samples with a finite
+    /// energy.
     pub energy_w2_raw: f64,
     /// The same with the flow samples reweighted by their importance weights.
     pub energy_w2_reweighted: f64,
@@ -232,26 +293,49 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
     }
     let total = mcmc.samples.nrows();
     let n_test = ((total as f64 * cfg.held_out) as usize).max(1);
-    let internal = coords.to_internal(mcmc.samples.view())?;
-    let train_x = internal.slice(ndarray::s![..total - n_test, ..]).to_owned();
-    let test_x = internal.slice(ndarray::s![total - n_test.., ..]).to_owned();
 
-    // Train.
-    let mut bg = BoltzmannGenerator::new(&cfg.train.flow, energy.dim(), seed)?;
-    let rep = train(&mut bg, Some(&energy), Some(train_x.view()), &cfg.train, train_device, &mut Run { quiet, ..Run::default() })?;
-
-    // Evaluate.
-    let nll = -bg.log_prob(test_x.view())?;
+    // Train and sample: flow samples `x_cart` (Cartesian), their energies and log weights.
+    let held_rows = total - n_test..total;
+    let nll_rows = held_rows.start..(held_rows.start + cfg.n_nll.min(n_test));
+    let (w, x_cart, nll, curve, train_seconds, non_finite_energies) = match cfg.method {
+        BgMethod::Coupling => {
+            let internal = coords.to_internal(mcmc.samples.view())?;
+            let train_x = internal.slice(ndarray::s![..total - n_test, ..]).to_owned();
+            let mut bg = BoltzmannGenerator::new(&cfg.train.flow, energy.dim(), seed)?;
+            let rep = train(&mut bg, Some(&energy), Some(train_x.view()), &cfg.train, train_device, &mut Run { quiet, ..Run::default() })?;
+            let nll = -bg.log_prob(internal.slice(ndarray::s![nll_rows, ..]))?;
+            let w = bg.sample_weighted(&energy, beta, cfg.n_eval, &mut rng)?;
+            let x_cart = coords.to_cartesian(w.x.view())?;
+            let skipped = w.u.iter().filter(|u| !u.is_finite()).count();
+            let curve: Vec<(f64, f64)> = rep.log.iter().map(|e| (e.step as f64, e.nll)).collect();
+            (w, x_cart, nll, (curve, "NLL (data batches)"), rep.seconds, skipped)
+        }
+        BgMethod::EquivariantFm => {
+            let mut ecfg = cfg.eqfm.clone();
+            (ecfg.egnn.particles, ecfg.egnn.spatial_dim, ecfg.run.seed) = (n, d, seed);
+            let train_x = mcmc.samples.slice(ndarray::s![..total - n_test, ..]);
+            let (model, rep) = train_eqfm(train_x, &ecfg, train_device, &mut Run { quiet, ..Run::default() })?;
+            let nll = -model.log_prob(mcmc.samples.slice(ndarray::s![nll_rows, ..]))?;
+            let (w, skipped) = model.sample_weighted(cart.as_ref(), beta, cfg.n_eval, &mut rng)?;
+            let x_cart = w.x.clone();
+            let curve: Vec<(f64, f64)> = rep.losses.iter().map(|&(k, l)| (k as f64, l)).collect();
+            (w, x_cart, nll, (curve, "flow-matching loss"), rep.seconds, skipped)
+        }
+    };
     let nll_held_out = Estimate { value: nll.mean().unwrap_or(f64::NAN), std_err: nll.std(1.0) / (nll.len() as f64).sqrt() };
-    let w = bg.sample_weighted(&energy, beta, cfg.n_eval, &mut rng)?;
     let ess_fraction = reweight::kish_ess(w.log_w.view())? / cfg.n_eval as f64;
-    let flat = Array1::zeros(cfg.n_eval);
-    let energy_raw = reweight::reweighted_mean_bootstrap(w.u.view(), flat.view(), cfg.n_boot, seed)?;
-    let energy_reweighted = reweight::reweighted_mean_bootstrap(w.u.view(), w.log_w.view(), cfg.n_boot, seed)?;
+    // Energies and weights of the samples with a finite energy (the others have weight zero
+    // and are counted in `non_finite_energies`).
+    let keep: Vec<usize> = (0..w.u.len()).filter(|&i| w.u[i].is_finite()).collect();
+    let u_ok: Array1<f64> = keep.iter().map(|&i| w.u[i]).collect();
+    let lw_ok: Array1<f64> = keep.iter().map(|&i| w.log_w[i]).collect();
+    let flat = Array1::zeros(u_ok.len());
+    let energy_raw = reweight::reweighted_mean_bootstrap(u_ok.view(), flat.view(), cfg.n_boot, seed)?;
+    let energy_reweighted = reweight::reweighted_mean_bootstrap(u_ok.view(), lw_ok.view(), cfg.n_boot, seed)?;
     let flat_m = Array1::zeros(total);
     let energy_mcmc = reweight::reweighted_mean_bootstrap(mcmc.energies.view(), flat_m.view(), cfg.n_boot, seed)?;
-    let energy_w2_raw = reweight::wasserstein2_1d(w.u.view(), None, mcmc.energies.view()).unwrap_or(f64::NAN);
-    let energy_w2_reweighted = reweight::wasserstein2_1d(w.u.view(), Some(w.log_w.view()), mcmc.energies.view()).unwrap_or(f64::NAN);
+    let energy_w2_raw = reweight::wasserstein2_1d(u_ok.view(), None, mcmc.energies.view())?;
+    let energy_w2_reweighted = reweight::wasserstein2_1d(u_ok.view(), Some(lw_ok.view()), mcmc.energies.view())?;
 
     // Histograms.
     let (lo, hi) = {
@@ -263,7 +347,7 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
     let u_edges = reweight::linspace_edges(lo, hi, 50);
     let uc: Vec<f64> = u_edges.windows(2).map(|e| 0.5 * (e[0] + e[1])).collect();
     let hm = reweight::histogram(mcmc.energies.view(), None, &u_edges);
-    let hf = reweight::histogram(w.u.view(), Some(w.log_w.view()), &u_edges);
+    let hf = reweight::histogram(u_ok.view(), Some(lw_ok.view()), &u_edges);
     let ehist = Panel {
         title: format!("{name}: energy (ESS/N = {ess_fraction:.3})"),
         xlabel: "u".into(),
@@ -272,7 +356,6 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         ..Panel::default()
     };
     let dist_m = pair_distances(mcmc.samples.view(), n, d);
-    let x_cart = coords.to_cartesian(w.x.view())?;
     let dist_f = pair_distances(x_cart.view(), n, d);
     let per = dist_f.ncols();
     let d_edges = match cfg.system {
@@ -292,12 +375,15 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         series: vec![Series::line("MALA", dc.clone(), hdm.raw, 0), Series::points("flow, raw", dc.clone(), hdf.raw, 1), Series::points("flow, reweighted", dc, hdf.reweighted, 2)],
         ..Panel::default()
     };
-    let steps: Vec<f64> = rep.log.iter().map(|e| e.step as f64).collect();
+    let ((curve_points, curve_label), first_logged_loss, last_logged_loss) = {
+        let (first, last) = (curve.0.first().map_or(f64::NAN, |p| p.1), curve.0.last().map_or(f64::NAN, |p| p.1));
+        (curve, first, last)
+    };
     let curve = Panel {
         title: format!("{name}: training"),
         xlabel: "step".into(),
-        ylabel: "NLL (data batches)".into(),
-        series: vec![Series::line("NLL", steps, rep.log.iter().map(|e| e.nll).collect(), 1)],
+        ylabel: curve_label.into(),
+        series: vec![Series::line(curve_label, curve_points.iter().map(|p| p.0).collect(), curve_points.iter().map(|p| p.1).collect(), 1)],
         ..Panel::default()
     };
     let fig = out.join(format!("bg_{name}.png"));
@@ -306,7 +392,10 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
     let mut report = BgParticlesReport {
         config: cfg.clone(),
         nll_held_out,
-        nll_first_logged: rep.log.first().map(|e| e.nll).unwrap_or(f64::NAN),
+        first_logged_loss,
+        last_logged_loss,
+        non_finite_energies,
+        energy_evaluations: cfg.mcmc.chains * (cfg.mcmc.burn_in + cfg.mcmc.samples * cfg.mcmc.thin.max(1)) + cfg.n_eval,
         ess_fraction,
         energy_mcmc,
         energy_raw,
@@ -315,7 +404,7 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         energy_w2_reweighted,
         mcmc_acceptance: mcmc.acceptance,
         mcmc_seconds,
-        train_seconds: rep.seconds,
+        train_seconds,
         device: crate::device::name_of(train_device),
         files: vec![fig.display().to_string()],
     };
@@ -329,40 +418,46 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
 
 fn markdown(name: &str, r: &BgParticlesReport) -> String {
     let e = |x: &Estimate| format!("{:.4} ± {:.4}", x.value, x.std_err);
+    let c = &r.config;
+    let model = match c.method {
+        BgMethod::Coupling => format!(
+            "Flow: {} coupling/mixing layers in the centre-of-mass-free coordinates; {} steps of {}, loss = {} · NLL + {} · reverse KL at β = {}",
+            c.train.flow.layers.len(), c.train.steps, c.train.batch_size, c.train.weight_data, c.train.weight_energy, c.train.beta
+        ),
+        BgMethod::EquivariantFm => format!(
+            "Flow: EGNN continuous flow ({} layers × {}) on the mean-free normal, equivariant flow matching with {:?} pairs, σ = {}; {} steps of {}; \
+             exact-trace log-densities ({:?}, rtol {:.0e})",
+            c.eqfm.egnn.layers, c.eqfm.egnn.hidden, c.eqfm.coupling, c.eqfm.sigma, c.eqfm.run.steps, c.eqfm.run.batch_size, c.eqfm.sampling.solver, c.eqfm.sampling.rtol
+        ),
+    };
     format!(
         "# Boltzmann generator, {name}\n\n\
-         Flow: {layers} layers in {dof} centre-of-mass-free coordinates; {steps} steps of {batch} \
-         ({secs:.1} s on `{dev}`), loss = {wd} · NLL + {we} · reverse KL at β = {beta}. Reference: MALA, {chains} chains × \
-         {samples} samples (thin {thin}), acceptance {acc:.2}, {ms:.1} s; {ho:.0} % held out.\n\n\
+         {model} ({secs:.1} s of training on `{dev}`). Reference: MALA, {chains} chains × \
+         {samples} samples (thin {thin}), acceptance {acc:.2}, {ms:.1} s; {ho:.0} % held out. \
+         Energy evaluations: {evals}.\n\n\
          | quantity | value |\n|---|---|\n\
-         | NLL of held-out MALA samples (nats) | {nll} |\n\
+         | NLL of held-out MALA samples (nats, {nnll} samples) | {nll} |\n\
          | ESS/N ({neval} flow samples) | {ess:.4} |\n\
+         | flow samples with non-finite energy (weight 0) | {bad} |\n\
          | ⟨u⟩ MALA | {um} |\n\
          | ⟨u⟩ flow, raw | {ur} |\n\
          | ⟨u⟩ flow, reweighted | {uw} |\n\
          | energy-W2 to MALA, raw | {w2r:.4} |\n\
          | energy-W2 to MALA, reweighted | {w2w:.4} |\n",
-        layers = r.config.train.flow.layers.len(),
-        dof = match r.config.system {
-            ParticleSystem::Dw4 => 6,
-            ParticleSystem::Lj13 => 36,
-        },
-        steps = r.config.train.steps,
-        batch = r.config.train.batch_size,
         secs = r.train_seconds,
         dev = r.device,
-        wd = r.config.train.weight_data,
-        we = r.config.train.weight_energy,
-        beta = r.config.train.beta,
-        chains = r.config.mcmc.chains,
-        samples = r.config.mcmc.samples,
-        thin = r.config.mcmc.thin,
+        chains = c.mcmc.chains,
+        samples = c.mcmc.samples,
+        thin = c.mcmc.thin,
         acc = r.mcmc_acceptance,
         ms = r.mcmc_seconds,
-        ho = 100.0 * r.config.held_out,
+        ho = 100.0 * c.held_out,
+        evals = r.energy_evaluations,
+        nnll = c.n_nll,
         nll = e(&r.nll_held_out),
-        neval = r.config.n_eval,
+        neval = c.n_eval,
         ess = r.ess_fraction,
+        bad = r.non_finite_energies,
         um = e(&r.energy_mcmc),
         ur = e(&r.energy_raw),
         uw = e(&r.energy_reweighted),
