@@ -32,6 +32,9 @@ pub fn kabsch(x: &[f64], y: &[f64], d: usize, group: Orthogonal) -> Result<Vec<f
         return Err(Error::Shape { what: "configurations to align".into(), expected: vec![x.len()], got: vec![y.len()] });
     }
     let n = x.len() / d;
+    if d == 2 {
+        return Ok(kabsch_2d(x, y, n, group));
+    }
     let h = faer::Mat::<f64>::from_fn(d, d, |a, b| (0..n).map(|i| y[i * d + a] * x[i * d + b]).sum());
     let svd = h.svd().map_err(|e| Error::invalid("configurations", format!("Kabsch SVD failed: {e:?}")))?;
     let (u, v) = (svd.U(), svd.V());
@@ -48,6 +51,33 @@ pub fn kabsch(x: &[f64], y: &[f64], d: usize, group: Orthogonal) -> Result<Vec<f
             (0..d).map(|k| u[(a, k)] * v[(b, k)] * if k + 1 == d { sign } else { 1.0 }).sum()
         })
         .collect())
+}
+
+/// Kabsch in 2D in closed form: with `H = Σᵢ yᵢ xᵢᵀ`, the rotation by `θ` has
+/// `tr(Rᵀ H) = cos θ (H₀₀ + H₁₁) + sin θ (H₁₀ − H₀₁)`, maximal at
+/// `θ = atan2(H₁₀ − H₀₁, H₀₀ + H₁₁)`; the reflection `[[c, s], [s, −c]]` has
+/// `tr = c (H₀₀ − H₁₁) + s (H₀₁ + H₁₀)`, maximal at `atan2(H₀₁ + H₁₀, H₀₀ − H₁₁)`; the larger
+/// maximum wins (the SVD route gives the same map, without allocating).
+fn kabsch_2d(x: &[f64], y: &[f64], n: usize, group: Orthogonal) -> Vec<f64> {
+    let mut h = [0.0; 4];
+    for i in 0..n {
+        for a in 0..2 {
+            for b in 0..2 {
+                h[a * 2 + b] += y[i * 2 + a] * x[i * 2 + b];
+            }
+        }
+    }
+    let (rc, rs) = (h[0] + h[3], h[2] - h[1]);
+    let (fc, fs) = (h[0] - h[3], h[1] + h[2]);
+    if group == Orthogonal::WithReflections && fc.hypot(fs) > rc.hypot(rs) {
+        let th = fs.atan2(fc);
+        let (c, s) = (th.cos(), th.sin());
+        vec![c, s, s, -c]
+    } else {
+        let th = rs.atan2(rc);
+        let (c, s) = (th.cos(), th.sin());
+        vec![c, -s, s, c]
+    }
 }
 
 /// `R x` for every particle of `x` (`[N·d]`).
@@ -90,12 +120,9 @@ fn principal_axes(x: &[f64], d: usize) -> Result<Vec<f64>> {
 /// # Errors
 /// As [`kabsch`].
 pub fn align(x: &[f64], y: &[f64], d: usize, group: Orthogonal, rounds: usize) -> Result<(Vec<f64>, f64)> {
-    if d == 0 || x.len() != y.len() || x.len() % d != 0 {
-        return Err(Error::Shape { what: "configurations to align".into(), expected: vec![x.len()], got: vec![y.len()] });
-    }
-    let n = x.len() / d;
+    check_pair(x, y, d)?;
     let (ax, ay) = (principal_axes(x, d)?, principal_axes(y, d)?);
-    let mut starts: Vec<Vec<f64>> = vec![(0..d * d).map(|ab| f64::from(u8::from(ab / d == ab % d))).collect()];
+    let mut starts: Vec<Vec<f64>> = vec![identity(d)];
     for signs in 0..1usize << d {
         // R = A_y S A_xᵀ with S = diag(±1): x's k-th axis onto ±y's k-th axis.
         let r: Vec<f64> = (0..d * d)
@@ -109,9 +136,37 @@ pub fn align(x: &[f64], y: &[f64], d: usize, group: Orthogonal, rounds: usize) -
             starts.push(r);
         }
     }
+    align_from(x, y, d, group, rounds, &starts)
+}
+
+/// `x` relabelled and rotated to `y` from the identity alone: `rounds` alternations of the
+/// Hungarian assignment and Kabsch (Klein et al.'s pairing cost). Cheaper than [`align`] by
+/// the number of principal-axis starts, and an upper bound on its cost.
+///
+/// # Errors
+/// As [`kabsch`].
+pub fn align_from_identity(x: &[f64], y: &[f64], d: usize, group: Orthogonal, rounds: usize) -> Result<(Vec<f64>, f64)> {
+    check_pair(x, y, d)?;
+    align_from(x, y, d, group, rounds, &[identity(d)])
+}
+
+fn check_pair(x: &[f64], y: &[f64], d: usize) -> Result<()> {
+    if d == 0 || x.len() != y.len() || x.len() % d != 0 {
+        return Err(Error::Shape { what: "configurations to align".into(), expected: vec![x.len()], got: vec![y.len()] });
+    }
+    Ok(())
+}
+
+fn identity(d: usize) -> Vec<f64> {
+    (0..d * d).map(|ab| f64::from(u8::from(ab / d == ab % d))).collect()
+}
+
+/// The best alignment over `starts` (the loop of [`align`]).
+fn align_from(x: &[f64], y: &[f64], d: usize, group: Orthogonal, rounds: usize, starts: &[Vec<f64>]) -> Result<(Vec<f64>, f64)> {
+    let n = x.len() / d;
     let mut best = (x.to_vec(), sq_dist(x, y));
     for r0 in starts {
-        let mut cur = rotate(x, &r0, d);
+        let mut cur = rotate(x, r0, d);
         for _ in 0..rounds.max(1) {
             let cost: Vec<f64> = (0..n * n).map(|ij| sq_dist(&cur[(ij / n) * d..(ij / n + 1) * d], &y[(ij % n) * d..(ij % n + 1) * d])).collect();
             let sigma = assignment(&cost, n);
@@ -195,27 +250,38 @@ mod tests {
         }
     }
 
-    /// Kabsch's map is orthogonal with the requested determinant, and is the least-squares
-    /// optimum: no random rotation does better (Kabsch 1976).
+    /// Kabsch's map (SVD in 3D, closed form in 2D) is orthogonal with the requested
+    /// determinant, and is the least-squares optimum: no random rotation does better (Kabsch
+    /// 1976); with reflections allowed it is at least as good as the best rotation of either
+    /// the configuration or its mirror image.
     #[test]
     fn kabsch_is_optimal_and_orthogonal() {
         let mut rng = StdRng::seed_from_u64(9);
-        let d = 3;
-        let (x, y) = (centred(6, d, &mut rng), centred(6, d, &mut rng));
-        let r = kabsch(&x, &y, d, Orthogonal::Rotations).unwrap();
-        for a in 0..d {
-            for b in 0..d {
-                let dot: f64 = (0..d).map(|k| r[a * d + k] * r[b * d + k]).sum();
-                assert!((dot - f64::from(u8::from(a == b))).abs() < 1e-12);
+        for d in [2, 3] {
+            let (x, y) = (centred(6, d, &mut rng), centred(6, d, &mut rng));
+            let r = kabsch(&x, &y, d, Orthogonal::Rotations).unwrap();
+            for a in 0..d {
+                for b in 0..d {
+                    let dot: f64 = (0..d).map(|k| r[a * d + k] * r[b * d + k]).sum();
+                    assert!((dot - f64::from(u8::from(a == b))).abs() < 1e-12);
+                }
             }
+            let m = faer::Mat::<f64>::from_fn(d, d, |a, b| r[a * d + b]);
+            assert!((m.determinant() - 1.0).abs() < 1e-12);
+            let best = sq_dist(&rotate(&x, &r, d), &y);
+            for _ in 0..200 {
+                let q = rotation(d, &mut rng);
+                assert!(sq_dist(&rotate(&x, &q, d), &y) >= best - 1e-12);
+            }
+            // With reflections allowed: orthogonal, and at least as good as the best rotation.
+            let rr = kabsch(&x, &y, d, Orthogonal::WithReflections).unwrap();
+            let det = faer::Mat::<f64>::from_fn(d, d, |a, b| rr[a * d + b]).determinant();
+            assert!((det.abs() - 1.0).abs() < 1e-12);
+            assert!(sq_dist(&rotate(&x, &rr, d), &y) <= best + 1e-12);
+            let mut mirrored = x.clone();
+            (0..6).for_each(|i| mirrored[i * d] = -mirrored[i * d]);
+            assert!(sq_dist(&rotate(&x, &rr, d), &y) <= sq_dist(&rotate(&mirrored, &kabsch(&mirrored, &y, d, Orthogonal::Rotations).unwrap(), d), &y) + 1e-12);
+            assert!(matches!(kabsch(&x, &y[..5], d, Orthogonal::Rotations), Err(Error::Shape { .. })));
         }
-        let m = faer::Mat::<f64>::from_fn(d, d, |a, b| r[a * d + b]);
-        assert!((m.determinant() - 1.0).abs() < 1e-12);
-        let best = sq_dist(&rotate(&x, &r, d), &y);
-        for _ in 0..200 {
-            let q = rotation(d, &mut rng);
-            assert!(sq_dist(&rotate(&x, &q, d), &y) >= best - 1e-12);
-        }
-        assert!(matches!(kabsch(&x, &y[..5], d, Orthogonal::Rotations), Err(Error::Shape { .. })));
     }
 }

@@ -119,8 +119,8 @@ impl BgParticlesConfig {
             augment: true,
             method: BgMethod::EquivariantFm,
             eqfm: eqfm_defaults(system),
-            n_nll: 2000,
-            n_eval: 20_000,
+            n_nll: 500,
+            n_eval: 2000,
             n_boot: 200,
         }
     }
@@ -426,8 +426,9 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
         ),
         BgMethod::EquivariantFm => format!(
             "Flow: EGNN continuous flow ({} layers × {}) on the mean-free normal, equivariant flow matching with {:?} pairs, σ = {}; {} steps of {}; \
-             exact-trace log-densities ({:?}, rtol {:.0e})",
-            c.eqfm.egnn.layers, c.eqfm.egnn.hidden, c.eqfm.coupling, c.eqfm.sigma, c.eqfm.run.steps, c.eqfm.run.batch_size, c.eqfm.sampling.solver, c.eqfm.sampling.rtol
+             exact-trace log-densities ({:?}, {})",
+            c.eqfm.egnn.layers, c.eqfm.egnn.hidden, c.eqfm.coupling, c.eqfm.sigma, c.eqfm.run.steps, c.eqfm.run.batch_size, c.eqfm.sampling.solver,
+            match c.eqfm.sampling.dt { Some(dt) => format!("step {dt}"), None => format!("rtol {:.0e}", c.eqfm.sampling.rtol) }
         ),
     };
     format!(
