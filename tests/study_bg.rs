@@ -1,6 +1,8 @@
 //! The Boltzmann-generator studies at a small size, with physical assertions.
 
 use physflow::studies::bg_double_well::{self, BgDoubleWellConfig};
+use physflow::boltzmann::Likelihood;
+use physflow::fm::Perturbation;
 use physflow::studies::bg_particles::{self, BgMethod, BgParticlesConfig, ParticleSystem};
 
 #[test]
@@ -33,6 +35,7 @@ fn dw4_study_learns_from_mala_samples() {
     cfg.mcmc.chains = 64;
     cfg.mcmc.burn_in = 500;
     cfg.mcmc.samples = 100;
+    (cfg.reference.chains, cfg.reference.burn_in, cfg.reference.samples) = (64, 1000, 200);
     cfg.n_eval = 2000;
     cfg.n_boot = 20;
     let out = std::env::temp_dir().join(format!("physflow-study-bg-dw4-{}", std::process::id()));
@@ -50,8 +53,9 @@ fn dw4_study_learns_from_mala_samples() {
 
 /// The DW4 study with the equivariant flow, at a smoke-test size (small EGNN, 300 steps; the
 /// default 2000-step run reaches ESS/N 0.52, docs/boltzmann.md): the flow-matching loss falls,
-/// every sample gets a finite weight (DW4 energies are finite everywhere), and the report and
-/// figure are written.
+/// every sample gets a finite weight (DW4 energies are finite everywhere), the compared
+/// estimators each give a row, the training MALA run (the same-budget baseline) is close to
+/// the independent reference, and the report and figure are written.
 #[test]
 fn dw4_study_with_equivariant_flow_matching() {
     let mut cfg = BgParticlesConfig::for_system(ParticleSystem::Dw4);
@@ -63,9 +67,12 @@ fn dw4_study_with_equivariant_flow_matching() {
     cfg.mcmc.chains = 64;
     cfg.mcmc.burn_in = 500;
     cfg.mcmc.samples = 100;
+    (cfg.reference.chains, cfg.reference.burn_in, cfg.reference.samples) = (64, 1000, 200);
     cfg.n_nll = 200;
     cfg.n_eval = 1000;
     cfg.n_boot = 20;
+    cfg.compare = vec![Likelihood::Hutchinson { probes: 1 }, Likelihood::FlowPerturbation(Perturbation { sigma: 0.01, steps: 10 })];
+    cfg.n_compare = 200;
     let out = std::env::temp_dir().join(format!("physflow-study-bg-dw4-eqfm-{}", std::process::id()));
     let r = bg_particles::run(&cfg, &burn::tensor::Device::flex(), &out, true).unwrap();
     assert!(r.last_logged_loss < r.first_logged_loss, "loss {} → {}", r.first_logged_loss, r.last_logged_loss);
@@ -73,6 +80,16 @@ fn dw4_study_with_equivariant_flow_matching() {
     assert!(r.nll_held_out.value.is_finite());
     assert!(r.ess_fraction > 0.0 && r.ess_fraction <= 1.0, "ESS/N {}", r.ess_fraction);
     assert!(r.energy_w2_raw.is_finite() && r.energy_w2_reweighted.is_finite());
+    // Two MALA runs of the same density: their mean energies agree within 4 standard errors
+    // (bootstrap over draws, which ignores the chains' autocorrelation, so this is strict).
+    let (a, b) = (&r.energy_mcmc, &r.energy_reference);
+    assert!((a.value - b.value).abs() < 4.0 * (a.std_err.powi(2) + b.std_err.powi(2)).sqrt() + 0.05, "MALA ⟨u⟩ {a:?} vs reference {b:?}");
+    assert_eq!(r.weights.len(), 3);
+    assert_eq!(r.weights[0].likelihood, Likelihood::Exact);
+    assert!((r.weights[0].ess_fraction.value - r.ess_fraction).abs() < 1e-12);
+    for row in &r.weights {
+        assert!(row.ess_fraction.value > 0.0 && row.ess_fraction.value <= 1.0 && row.log_w_std.is_finite(), "{row:?}");
+    }
     for f in &r.files {
         assert!(std::path::Path::new(f).exists(), "{f}");
     }

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::{reweight, Energy, Weighted};
 use crate::flows::Base;
 use crate::fm::equivariant::{align, align_from_identity, sq_dist, Orthogonal};
-use crate::fm::{assignment, sample_with_log_density, log_density, Trace};
+use crate::fm::{assignment, log_density, sample_flow_perturbation, sample_with_log_density, Perturbation, Trace};
 use crate::nn::{Egnn, EgnnConfig};
 use crate::ode::{self, ModuleField, Solver, Time};
 use crate::train::{CheckpointReader, CheckpointWriter, LrSchedule, Run, RunOptions, Trainer};
@@ -65,6 +65,26 @@ pub enum EqCoupling {
     },
 }
 
+/// How the log-density (and so the weight) of each generated sample is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Likelihood {
+    /// The exact divergence along the sampling solve (`N·d` vector–Jacobian products per
+    /// evaluation, batched): exact weights.
+    Exact,
+    /// Hutchinson's estimator with `probes` Rademacher vectors per sample, fixed along the
+    /// solve (Grathwohl et al. 2019): one vector–Jacobian product per probe, but `exp` of an
+    /// unbiased log-density estimate, so the weights are biased.
+    Hutchinson {
+        /// Probes per sample (≥ 1).
+        probes: usize,
+    },
+    /// Flow perturbation ([`crate::fm::perturbation`]): unbiased weights with no
+    /// vector–Jacobian products, each of the `steps` solver steps perturbed by mean-free noise
+    /// of scale `sigma`; the samples carry that noise.
+    FlowPerturbation(Perturbation),
+}
+
 /// Settings of equivariant flow matching; every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -80,6 +100,9 @@ pub struct EqFmConfig {
     pub sampling: ode::Options,
     /// Samples per solve when sampling or scoring (bounds memory).
     pub chunk: usize,
+    /// The log-density of generated samples ([`EqFmModel::sample`]); scoring given
+    /// configurations ([`EqFmModel::log_prob`]) always uses the exact trace.
+    pub likelihood: Likelihood,
     /// Steps, batch, learning rate and schedule, clipping, seed, log and checkpoint cadence.
     pub run: RunOptions,
 }
@@ -95,6 +118,7 @@ impl Default for EqFmConfig {
             sigma: 0.01,
             sampling: ode::Options { solver: Solver::Rk4, dt: Some(0.05), ..ode::Options::default() },
             chunk: 1000,
+            likelihood: Likelihood::Exact,
             run: RunOptions { steps: 2000, batch_size: 256, lr: 5e-4, schedule: LrSchedule::Cosine { floor: 0.1 }, grad_clip: Some(1.0), log_every: 50, ..RunOptions::default() },
         }
     }
@@ -116,6 +140,12 @@ impl EqFmConfig {
         }
         if let EqCoupling::AlignedOt { rounds: 0, .. } = self.coupling {
             return Err(Error::invalid("coupling.rounds", "need at least 1 round"));
+        }
+        match self.likelihood {
+            Likelihood::Exact => {}
+            Likelihood::Hutchinson { probes: 0 } => return Err(Error::invalid("likelihood.probes", "need at least 1 probe")),
+            Likelihood::Hutchinson { .. } => {}
+            Likelihood::FlowPerturbation(p) => p.validate()?,
         }
         Ok(())
     }
@@ -336,8 +366,20 @@ impl EqFmModel {
         Tensor::<2>::from_data(TensorData::new(x.to_vec(), [rows, self.config.egnn.dim()]), (&device, self.egnn.dtype()))
     }
 
+    /// The same flow with another way of computing the samples' log-densities.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for bad settings of `likelihood`.
+    pub fn with_likelihood(&self, likelihood: Likelihood) -> Result<EqFmModel> {
+        let mut m = self.clone();
+        m.config.likelihood = likelihood;
+        m.config.validate()?;
+        Ok(m)
+    }
+
     /// `n` samples `x: [n, N·d]` (centred) with `log q(x): [n]` (density on the
-    /// centre-of-mass-free subspace), solved in chunks of `config.chunk`.
+    /// centre-of-mass-free subspace), solved in chunks of `config.chunk`, the log-density as
+    /// `config.likelihood` says (an estimate for Hutchinson and flow perturbation).
     ///
     /// # Errors
     /// The solver's errors (a diverging solve, step-size underflow).
@@ -350,9 +392,20 @@ impl EqFmModel {
         while done < n {
             let m = self.config.chunk.min(n - done);
             let z = base.sample(m, rng);
-            let lp0 = base.log_prob(z.view())?;
+            let lp0 = base.log_prob(z.view())?.to_vec();
             let z: Vec<f64> = z.iter().copied().collect();
-            let (x, l) = sample_with_log_density(&field, &self.tensor(&z, m), &lp0.to_vec(), Trace::Exact, &self.config.sampling)?;
+            let z = self.tensor(&z, m);
+            let (x, l) = match self.config.likelihood {
+                Likelihood::Exact => sample_with_log_density(&field, &z, &lp0, Trace::Exact, &self.config.sampling)?,
+                Likelihood::Hutchinson { probes } => {
+                    sample_with_log_density(&field, &z, &lp0, Trace::Hutchinson { probes, seed: rng.random() }, &self.config.sampling)?
+                }
+                Likelihood::FlowPerturbation(p) => {
+                    // Mean-free standard normal noise: a draw of the base itself.
+                    let mut noise = || base.sample(m, rng).iter().copied().collect::<Vec<f64>>();
+                    sample_flow_perturbation(&field, &z, &lp0, self.config.sampling.solver, &p, &mut noise)?
+                }
+            };
             xs.extend(x);
             lq.extend(l);
             done += m;

@@ -15,6 +15,8 @@
 //! * [`sample`]: the ODE through [`crate::ode::solve`] (any solver, fixed steps or adaptive),
 //!   the SDE family `dX = [b + ε s] dt + √(2ε) dW` through [`crate::sde::sdeint`], exact or
 //!   Hutchinson log-densities, sampling with log-density in one pass, straightness, reflow.
+//! * [`perturbation`]: flow perturbation, unbiased importance weights of the flow's samples
+//!   without its Jacobian (Peng & Gao 2024).
 //!
 //! ```
 //! use physflow::fm::{self, Coupling, Problem, Source, TrainConfig, NetConfig};
@@ -41,6 +43,7 @@ pub mod equivariant;
 pub mod meanflow;
 pub mod model;
 pub mod path;
+pub mod perturbation;
 pub mod problems;
 pub mod sample;
 pub mod train;
@@ -49,6 +52,7 @@ pub use coupling::{assignment, sinkhorn, wasserstein2, Coupling};
 pub use meanflow::{train_mean_flow, MeanFlowConfig, MeanFlowModel, MeanFlowTrainer};
 pub use model::{BaseKind, FmModel, ModelField, ModelSaved, NetConfig, Objective};
 pub use path::{Coefficients, FnPath, Interpolant, Path};
+pub use perturbation::{sample_flow_perturbation, Perturbation};
 pub use sample::{
     log_density, reflow_targets, sample_with_log_density, standard_normal_log_density, straightness, Diffusion,
     InterpolantSde, ScoreSource, Trace,

@@ -10,9 +10,15 @@
 //! 2. Train an EGNN flow by equivariant flow matching ([`BgMethod::EquivariantFm`], Cartesian
 //!    coordinates, mean-free base), or a coupling flow by `w_D · NLL(data) + w_E · reverse KL`
 //!    at the same β ([`BgMethod::Coupling`]).
-//! 3. Measure: NLL of held-out samples (nats, density on the centre-of-mass-free subspace), Kish ESS/N of the
-//!    flow's weights, mean energy (MALA vs raw flow vs reweighted, bootstrap errors), energy and
-//!    interatomic-distance histograms (MALA vs raw vs reweighted).
+//! 3. Measure against an independent, longer MALA run (the reference, other seed and start
+//!    noise): NLL of held-out samples (nats, density on the centre-of-mass-free subspace),
+//!    Kish ESS/N of the flow's weights with a bootstrap error, mean energy (reference vs raw
+//!    flow vs reweighted, bootstrap errors), energy-W2 to the reference of the flow (raw and
+//!    reweighted) and of the training MALA run itself — the MCMC baseline with the same energy
+//!    budget less the flow's `n_eval` evaluations — energy and interatomic-distance
+//!    histograms, and the log-weight histogram.
+//! 4. For the equivariant flow, the same samples' weights by other likelihood estimators
+//!    (`compare`: Hutchinson, flow perturbation): time, ESS/N, log-weight spread, energy-W2.
 
 use std::path::Path;
 
@@ -24,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use crate::boltzmann::energy::{pair_distances, InternalEnergy, LennardJones, MeanFree, MultiDoubleWell};
 use crate::boltzmann::mcmc::{mala, MalaConfig};
 use crate::boltzmann::reweight::{self, Estimate};
-use crate::boltzmann::eqfm::{train_eqfm, EqFmConfig};
+use crate::boltzmann::eqfm::{train_eqfm, EqFmConfig, Likelihood};
+use crate::fm::Perturbation;
 use crate::boltzmann::{train, BoltzmannGenerator, Energy, TrainConfig};
 use crate::nn::EgnnConfig;
 use crate::train::Run;
@@ -86,6 +93,14 @@ pub struct BgParticlesConfig {
     pub n_eval: usize,
     /// Bootstrap resamples.
     pub n_boot: usize,
+    /// The reference: an independent MALA run (its seed is derived from `train.seed`, its
+    /// start noise drawn apart from the training run's), longer than `mcmc`.
+    pub reference: MalaConfig,
+    /// Other likelihood estimators whose weights are compared with the exact ones
+    /// (equivariant flow only), each on `n_compare` fresh samples.
+    pub compare: Vec<Likelihood>,
+    /// Samples per compared estimator.
+    pub n_compare: usize,
 }
 
 impl Default for BgParticlesConfig {
@@ -122,6 +137,13 @@ impl BgParticlesConfig {
             n_nll: 500,
             n_eval: 2000,
             n_boot: 200,
+            reference: MalaConfig { chains: 128, burn_in: 2 * burn_in, samples: 1000, thin, step_size: step, ..MalaConfig::default() },
+            compare: vec![
+                Likelihood::Hutchinson { probes: 1 },
+                Likelihood::FlowPerturbation(Perturbation { sigma: 0.01, steps: 20 }),
+                Likelihood::FlowPerturbation(Perturbation { sigma: 0.01, steps: 100 }),
+            ],
+            n_compare: 1000,
         }
     }
 
@@ -142,7 +164,7 @@ impl BgParticlesConfig {
 
     /// A compact start for the chains: DW4 on a square of side d₀ = 4; LJ13 on a centred
     /// FCC cluster (a particle and its 12 nearest neighbours at distance r_m = 1); plus noise.
-    fn start(&self, rng: &mut StdRng) -> Array2<f64> {
+    fn start(&self, chains: usize, rng: &mut StdRng) -> Array2<f64> {
         let base: Vec<f64> = match self.system {
             ParticleSystem::Dw4 => vec![0.0, 0.0, 4.0, 0.0, 4.0, 4.0, 0.0, 4.0],
             ParticleSystem::Lj13 => {
@@ -159,8 +181,27 @@ impl BgParticlesConfig {
                 p
             }
         };
-        Array2::from_shape_fn((self.mcmc.chains, base.len()), |(_, k)| base[k] + 0.05 * (rng.random::<f64>() - 0.5))
+        Array2::from_shape_fn((chains, base.len()), |(_, k)| base[k] + 0.05 * (rng.random::<f64>() - 0.5))
     }
+}
+
+/// One row of the likelihood-estimator comparison: the weights of `n_compare` samples.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WeightsRow {
+    /// The estimator.
+    pub likelihood: Likelihood,
+    /// Samples drawn.
+    pub samples: usize,
+    /// Wall time to draw and weight them (s).
+    pub seconds: f64,
+    /// Kish ESS/N, bootstrap standard error.
+    pub ess_fraction: Estimate,
+    /// Standard deviation of the finite log weights.
+    pub log_w_std: f64,
+    /// Reweighted mean energy, bootstrap standard error.
+    pub energy_reweighted: Estimate,
+    /// Energy-W2 of the reweighted samples to the reference.
+    pub energy_w2_reweighted: f64,
 }
 
 /// Equivariant flow matching for `system`: DW4 with [`EqFmConfig::default`]; LJ13 with a
@@ -233,23 +274,36 @@ pub struct BgParticlesReport {
     pub last_logged_loss: f64,
     /// Flow samples whose energy was not finite (weight zero, counted here).
     pub non_finite_energies: usize,
-    /// Energy evaluations spent: MALA (training and reference samples) plus the flow samples'
-    /// energies for reweighting.
+    /// Energy evaluations (with forces) spent on the flow: the training MALA run plus the
+    /// flow samples' energies for reweighting (not the reference run, nor the comparisons).
     pub energy_evaluations: usize,
+    /// Energy evaluations of the training MALA run alone: the MCMC baseline's budget.
+    pub mcmc_energy_evaluations: usize,
     /// Kish ESS / N.
     pub ess_fraction: f64,
-    /// Mean energy of the MALA samples (SE by bootstrap over chains' draws).
+    /// Bootstrap standard error of `ess_fraction`.
+    pub ess_fraction_std_err: f64,
+    /// Wall time to draw and weight the `n_eval` flow samples (s).
+    pub sampling_seconds: f64,
+    /// Mean energy of the reference samples (SE by bootstrap over draws).
+    pub energy_reference: Estimate,
+    /// Mean energy of the training MALA samples.
     pub energy_mcmc: Estimate,
     /// Mean energy of the raw flow samples.
     pub energy_raw: Estimate,
     /// Reweighted mean energy of the flow samples.
     pub energy_reweighted: Estimate,
     /// Energy-W2 (`reweight::wasserstein2_1d` between the energies of flow samples and of the
-    /// MALA samples, the metric of the ASBS / iDEM tables), raw flow samples with a finite
+    /// reference samples, the metric of the ASBS / iDEM tables), raw flow samples with a finite
     /// energy.
     pub energy_w2_raw: f64,
     /// The same with the flow samples reweighted by their importance weights.
     pub energy_w2_reweighted: f64,
+    /// Energy-W2 of the training MALA samples to the reference: the MCMC baseline.
+    pub energy_w2_mcmc: f64,
+    /// The likelihood estimators compared (equivariant flow; the first row is the exact trace
+    /// of the main samples).
+    pub weights: Vec<WeightsRow>,
     /// MALA acceptance rate and final step size.
     pub mcmc_acceptance: f64,
     /// Seconds: MALA, training.
@@ -267,8 +321,8 @@ pub struct BgParticlesReport {
 /// # Errors
 /// Bad configuration, divergence, sampler or I/O errors.
 pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &Path, quiet: bool) -> Result<BgParticlesReport> {
-    if !(cfg.held_out > 0.0 && cfg.held_out < 1.0) || cfg.n_eval < 100 || cfg.n_boot < 2 {
-        return Err(Error::InvalidArgument { name: "config", reason: "held_out in (0, 1), n_eval ≥ 100 and n_boot ≥ 2 are needed".into() });
+    if !(cfg.held_out > 0.0 && cfg.held_out < 1.0) || cfg.n_eval < 100 || cfg.n_boot < 2 || (!cfg.compare.is_empty() && cfg.n_compare < 2) {
+        return Err(Error::InvalidArgument { name: "config", reason: "held_out in (0, 1), n_eval ≥ 100, n_boot ≥ 2 and n_compare ≥ 2 are needed".into() });
     }
     std::fs::create_dir_all(out).map_err(|e| Error::Io { path: out.display().to_string(), source: e })?;
     let name = match cfg.system {
@@ -285,8 +339,11 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
 
     // Reference samples (Cartesian), split by draw index into training and held-out parts.
     let clock = std::time::Instant::now();
-    let mcmc = mala(cart.as_ref(), cfg.start(&mut rng).view(), &MalaConfig { beta, seed, ..cfg.mcmc.clone() })?;
+    let mcmc = mala(cart.as_ref(), cfg.start(cfg.mcmc.chains, &mut rng).view(), &MalaConfig { beta, seed, ..cfg.mcmc.clone() })?;
     let mcmc_seconds = clock.elapsed().as_secs_f64();
+    // The reference: another run, its own seed and start noise.
+    let mut ref_rng = StdRng::seed_from_u64(seed ^ 0x5EF3_11CE);
+    let reference = mala(cart.as_ref(), cfg.start(cfg.reference.chains, &mut ref_rng).view(), &MalaConfig { beta, seed: seed ^ 0x5EF3_11CE, ..cfg.reference.clone() })?;
     let mut mcmc = mcmc;
     if cfg.augment {
         symmetrize(&mut mcmc.samples, n, d, &mut rng);
@@ -297,18 +354,20 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
     // Train and sample: flow samples `x_cart` (Cartesian), their energies and log weights.
     let held_rows = total - n_test..total;
     let nll_rows = held_rows.start..(held_rows.start + cfg.n_nll.min(n_test));
-    let (w, x_cart, nll, curve, train_seconds, non_finite_energies) = match cfg.method {
+    let (w, x_cart, nll, curve, train_seconds, non_finite_energies, sampling_seconds, compared) = match cfg.method {
         BgMethod::Coupling => {
             let internal = coords.to_internal(mcmc.samples.view())?;
             let train_x = internal.slice(ndarray::s![..total - n_test, ..]).to_owned();
             let mut bg = BoltzmannGenerator::new(&cfg.train.flow, energy.dim(), seed)?;
             let rep = train(&mut bg, Some(&energy), Some(train_x.view()), &cfg.train, train_device, &mut Run { quiet, ..Run::default() })?;
             let nll = -bg.log_prob(internal.slice(ndarray::s![nll_rows, ..]))?;
+            let clock = std::time::Instant::now();
             let w = bg.sample_weighted(&energy, beta, cfg.n_eval, &mut rng)?;
+            let sampling_seconds = clock.elapsed().as_secs_f64();
             let x_cart = coords.to_cartesian(w.x.view())?;
             let skipped = w.u.iter().filter(|u| !u.is_finite()).count();
             let curve: Vec<(f64, f64)> = rep.log.iter().map(|e| (e.step as f64, e.nll)).collect();
-            (w, x_cart, nll, (curve, "NLL (data batches)"), rep.seconds, skipped)
+            (w, x_cart, nll, (curve, "NLL (data batches)"), rep.seconds, skipped, sampling_seconds, Vec::new())
         }
         BgMethod::EquivariantFm => {
             let mut ecfg = cfg.eqfm.clone();
@@ -316,14 +375,24 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
             let train_x = mcmc.samples.slice(ndarray::s![..total - n_test, ..]);
             let (model, rep) = train_eqfm(train_x, &ecfg, train_device, &mut Run { quiet, ..Run::default() })?;
             let nll = -model.log_prob(mcmc.samples.slice(ndarray::s![nll_rows, ..]))?;
+            let model = model.with_likelihood(Likelihood::Exact)?;
+            let clock = std::time::Instant::now();
             let (w, skipped) = model.sample_weighted(cart.as_ref(), beta, cfg.n_eval, &mut rng)?;
+            let sampling_seconds = clock.elapsed().as_secs_f64();
+            let mut compared = vec![(Likelihood::Exact, w.clone(), sampling_seconds)];
+            for &l in &cfg.compare {
+                let clock = std::time::Instant::now();
+                let (wl, _) = model.with_likelihood(l)?.sample_weighted(cart.as_ref(), beta, cfg.n_compare, &mut rng)?;
+                compared.push((l, wl, clock.elapsed().as_secs_f64()));
+            }
             let x_cart = w.x.clone();
             let curve: Vec<(f64, f64)> = rep.losses.iter().map(|&(k, l)| (k as f64, l)).collect();
-            (w, x_cart, nll, (curve, "flow-matching loss"), rep.seconds, skipped)
+            (w, x_cart, nll, (curve, "flow-matching loss"), rep.seconds, skipped, sampling_seconds, compared)
         }
     };
     let nll_held_out = Estimate { value: nll.mean().unwrap_or(f64::NAN), std_err: nll.std(1.0) / (nll.len() as f64).sqrt() };
-    let ess_fraction = reweight::kish_ess(w.log_w.view())? / cfg.n_eval as f64;
+    let ess = ess_fraction_estimate(w.log_w.view(), cfg.n_boot, seed);
+    let ess_fraction = ess.value;
     // Energies and weights of the samples with a finite energy (the others have weight zero
     // and are counted in `non_finite_energies`).
     let keep: Vec<usize> = (0..w.u.len()).filter(|&i| w.u[i].is_finite()).collect();
@@ -334,28 +403,35 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
     let energy_reweighted = reweight::reweighted_mean_bootstrap(u_ok.view(), lw_ok.view(), cfg.n_boot, seed)?;
     let flat_m = Array1::zeros(total);
     let energy_mcmc = reweight::reweighted_mean_bootstrap(mcmc.energies.view(), flat_m.view(), cfg.n_boot, seed)?;
-    let energy_w2_raw = reweight::wasserstein2_1d(u_ok.view(), None, mcmc.energies.view())?;
-    let energy_w2_reweighted = reweight::wasserstein2_1d(u_ok.view(), Some(lw_ok.view()), mcmc.energies.view())?;
+    let flat_r = Array1::zeros(reference.energies.len());
+    let energy_reference = reweight::reweighted_mean_bootstrap(reference.energies.view(), flat_r.view(), cfg.n_boot, seed)?;
+    let energy_w2_raw = reweight::wasserstein2_1d(u_ok.view(), None, reference.energies.view())?;
+    let energy_w2_reweighted = reweight::wasserstein2_1d(u_ok.view(), Some(lw_ok.view()), reference.energies.view())?;
+    let energy_w2_mcmc = reweight::wasserstein2_1d(mcmc.energies.view(), None, reference.energies.view())?;
+    let weights = compared
+        .iter()
+        .map(|(l, wl, secs)| weights_row(*l, wl, *secs, reference.energies.view(), cfg.n_boot, seed))
+        .collect::<Result<Vec<_>>>()?;
 
     // Histograms.
     let (lo, hi) = {
-        let mut e: Vec<f64> = mcmc.energies.to_vec();
+        let mut e: Vec<f64> = reference.energies.to_vec();
         e.sort_by(f64::total_cmp);
         let (a, b) = (e[e.len() / 200], e[e.len() - 1 - e.len() / 200]);
         (a - 0.3 * (b - a), b + 0.3 * (b - a))
     };
     let u_edges = reweight::linspace_edges(lo, hi, 50);
     let uc: Vec<f64> = u_edges.windows(2).map(|e| 0.5 * (e[0] + e[1])).collect();
-    let hm = reweight::histogram(mcmc.energies.view(), None, &u_edges);
+    let hm = reweight::histogram(reference.energies.view(), None, &u_edges);
     let hf = reweight::histogram(u_ok.view(), Some(lw_ok.view()), &u_edges);
     let ehist = Panel {
         title: format!("{name}: energy (ESS/N = {ess_fraction:.3})"),
         xlabel: "u".into(),
         ylabel: "density".into(),
-        series: vec![Series::line("MALA", uc.clone(), hm.raw, 0), Series::points("flow, raw", uc.clone(), hf.raw, 1), Series::points("flow, reweighted", uc, hf.reweighted, 2)],
+        series: vec![Series::line("reference (MALA)", uc.clone(), hm.raw, 0), Series::points("flow, raw", uc.clone(), hf.raw, 1), Series::points("flow, reweighted", uc, hf.reweighted, 2)],
         ..Panel::default()
     };
-    let dist_m = pair_distances(mcmc.samples.view(), n, d);
+    let dist_m = pair_distances(reference.samples.view(), n, d);
     let dist_f = pair_distances(x_cart.view(), n, d);
     let per = dist_f.ncols();
     let d_edges = match cfg.system {
@@ -372,7 +448,7 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         title: format!("{name}: interatomic distances"),
         xlabel: "r".into(),
         ylabel: "density".into(),
-        series: vec![Series::line("MALA", dc.clone(), hdm.raw, 0), Series::points("flow, raw", dc.clone(), hdf.raw, 1), Series::points("flow, reweighted", dc, hdf.reweighted, 2)],
+        series: vec![Series::line("reference (MALA)", dc.clone(), hdm.raw, 0), Series::points("flow, raw", dc.clone(), hdf.raw, 1), Series::points("flow, reweighted", dc, hdf.reweighted, 2)],
         ..Panel::default()
     };
     let ((curve_points, curve_label), first_logged_loss, last_logged_loss) = {
@@ -386,22 +462,30 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         series: vec![Series::line(curve_label, curve_points.iter().map(|p| p.0).collect(), curve_points.iter().map(|p| p.1).collect(), 1)],
         ..Panel::default()
     };
+    let lw_panel = log_weight_panel(name, &w.log_w, &compared);
     let fig = out.join(format!("bg_{name}.png"));
-    save_figure(&fig, &[ehist, dhist, curve], 3)?;
+    save_figure(&fig, &[ehist, dhist, curve, lw_panel], 2)?;
 
+    let mcmc_evals = cfg.mcmc.chains * (cfg.mcmc.burn_in + cfg.mcmc.samples * cfg.mcmc.thin.max(1));
     let mut report = BgParticlesReport {
         config: cfg.clone(),
         nll_held_out,
         first_logged_loss,
         last_logged_loss,
         non_finite_energies,
-        energy_evaluations: cfg.mcmc.chains * (cfg.mcmc.burn_in + cfg.mcmc.samples * cfg.mcmc.thin.max(1)) + cfg.n_eval,
+        energy_evaluations: mcmc_evals + cfg.n_eval,
+        mcmc_energy_evaluations: mcmc_evals,
         ess_fraction,
+        ess_fraction_std_err: ess.std_err,
+        sampling_seconds,
+        energy_reference,
         energy_mcmc,
         energy_raw,
         energy_reweighted,
         energy_w2_raw,
         energy_w2_reweighted,
+        energy_w2_mcmc,
+        weights,
         mcmc_acceptance: mcmc.acceptance,
         mcmc_seconds,
         train_seconds,
@@ -414,6 +498,57 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
     write_json(&json, &report)?;
     write_atomic(&md, markdown(name, &report).as_bytes())?;
     Ok(report)
+}
+
+/// Kish ESS/N of `log_w` with its bootstrap standard error (0 where every weight is zero).
+fn ess_fraction_estimate(log_w: ndarray::ArrayView1<'_, f64>, n_boot: usize, seed: u64) -> Estimate {
+    reweight::bootstrap(log_w.len(), n_boot, seed, |idx| {
+        let l: Array1<f64> = idx.iter().map(|&i| log_w[i]).collect();
+        reweight::kish_ess(l.view()).unwrap_or(0.0) / idx.len() as f64
+    })
+}
+
+fn weights_row(likelihood: Likelihood, w: &crate::boltzmann::Weighted, seconds: f64, reference: ndarray::ArrayView1<'_, f64>, n_boot: usize, seed: u64) -> Result<WeightsRow> {
+    let keep: Vec<usize> = (0..w.u.len()).filter(|&i| w.u[i].is_finite() && w.log_w[i].is_finite()).collect();
+    let u: Array1<f64> = keep.iter().map(|&i| w.u[i]).collect();
+    let lw: Array1<f64> = keep.iter().map(|&i| w.log_w[i]).collect();
+    let log_w_std = if lw.len() > 1 { lw.std(1.0) } else { f64::NAN };
+    Ok(WeightsRow {
+        likelihood,
+        samples: w.u.len(),
+        seconds,
+        ess_fraction: ess_fraction_estimate(w.log_w.view(), n_boot, seed),
+        log_w_std,
+        energy_reweighted: reweight::reweighted_mean_bootstrap(u.view(), lw.view(), n_boot, seed)?,
+        energy_w2_reweighted: reweight::wasserstein2_1d(u.view(), Some(lw.view()), reference)?,
+    })
+}
+
+/// A short name of a likelihood estimator for legends and tables.
+fn likelihood_label(l: &Likelihood) -> String {
+    match l {
+        Likelihood::Exact => "exact trace".into(),
+        Likelihood::Hutchinson { probes } => format!("Hutchinson ({probes} probe{})", if *probes == 1 { "" } else { "s" }),
+        Likelihood::FlowPerturbation(p) => format!("flow perturbation (σ = {}, {} steps)", p.sigma, p.steps),
+    }
+}
+
+/// Histograms of `log w − max log w` of the main samples and of each compared estimator.
+fn log_weight_panel(name: &str, main: &Array1<f64>, compared: &[(Likelihood, crate::boltzmann::Weighted, f64)]) -> Panel {
+    let shifted = |lw: &Array1<f64>| -> Array1<f64> {
+        let m = lw.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+        lw.iter().copied().filter(|v| v.is_finite()).map(|v| v - m).collect()
+    };
+    let edges = reweight::linspace_edges(-12.0, 0.0, 48);
+    let centres: Vec<f64> = edges.windows(2).map(|e| 0.5 * (e[0] + e[1])).collect();
+    let mut series = Vec::new();
+    if compared.is_empty() {
+        series.push(Series::line("flow", centres.clone(), reweight::histogram(shifted(main).view(), None, &edges).raw, 0));
+    }
+    for (k, (l, w, _)) in compared.iter().enumerate() {
+        series.push(Series::line(likelihood_label(l), centres.clone(), reweight::histogram(shifted(&w.log_w).view(), None, &edges).raw, k));
+    }
+    Panel { title: format!("{name}: log weights"), xlabel: "log w − max log w".into(), ylabel: "density".into(), series, ..Panel::default() }
 }
 
 fn markdown(name: &str, r: &BgParticlesReport) -> String {
@@ -431,20 +566,25 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
             match c.eqfm.sampling.dt { Some(dt) => format!("step {dt}"), None => format!("rtol {:.0e}", c.eqfm.sampling.rtol) }
         ),
     };
-    format!(
+    let mut table = format!(
         "# Boltzmann generator, {name}\n\n\
-         {model} ({secs:.1} s of training on `{dev}`). Reference: MALA, {chains} chains × \
+         {model} ({secs:.1} s of training on `{dev}`). Training data: MALA, {chains} chains × \
          {samples} samples (thin {thin}), acceptance {acc:.2}, {ms:.1} s; {ho:.0} % held out. \
-         Energy evaluations: {evals}.\n\n\
+         Reference: an independent MALA run, {rchains} chains × {rsamples} samples (burn-in {rburn}, thin {rthin}). \
+         Energy evaluations (with forces) spent on the flow: {evals} (the training MALA run's {mevals} plus \
+         {neval} for the weights); the MCMC baseline is that training run itself.\n\n\
          | quantity | value |\n|---|---|\n\
          | NLL of held-out MALA samples (nats, {nnll} samples) | {nll} |\n\
-         | ESS/N ({neval} flow samples) | {ess:.4} |\n\
+         | ESS/N ({neval} flow samples, exact trace; bootstrap s.e.) | {ess:.4} ± {esse:.4} |\n\
+         | sampling with exact weights | {sps:.1} samples/s |\n\
          | flow samples with non-finite energy (weight 0) | {bad} |\n\
-         | ⟨u⟩ MALA | {um} |\n\
+         | ⟨u⟩ reference | {uref} |\n\
+         | ⟨u⟩ training MALA (same-budget MCMC) | {um} |\n\
          | ⟨u⟩ flow, raw | {ur} |\n\
          | ⟨u⟩ flow, reweighted | {uw} |\n\
-         | energy-W2 to MALA, raw | {w2r:.4} |\n\
-         | energy-W2 to MALA, reweighted | {w2w:.4} |\n",
+         | energy-W2 to the reference: flow, raw | {w2r:.4} |\n\
+         | energy-W2 to the reference: flow, reweighted | {w2w:.4} |\n\
+         | energy-W2 to the reference: same-budget MCMC | {w2m:.4} |\n",
         secs = r.train_seconds,
         dev = r.device,
         chains = c.mcmc.chains,
@@ -453,16 +593,47 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
         acc = r.mcmc_acceptance,
         ms = r.mcmc_seconds,
         ho = 100.0 * c.held_out,
+        rchains = c.reference.chains,
+        rsamples = c.reference.samples,
+        rburn = c.reference.burn_in,
+        rthin = c.reference.thin,
         evals = r.energy_evaluations,
+        mevals = r.mcmc_energy_evaluations,
         nnll = c.n_nll,
         nll = e(&r.nll_held_out),
         neval = c.n_eval,
         ess = r.ess_fraction,
+        esse = r.ess_fraction_std_err,
+        sps = c.n_eval as f64 / r.sampling_seconds.max(1e-9),
         bad = r.non_finite_energies,
+        uref = e(&r.energy_reference),
         um = e(&r.energy_mcmc),
         ur = e(&r.energy_raw),
         uw = e(&r.energy_reweighted),
         w2r = r.energy_w2_raw,
         w2w = r.energy_w2_reweighted,
-    )
+        w2m = r.energy_w2_mcmc,
+    );
+    if !r.weights.is_empty() {
+        table.push_str(
+            "\nLikelihood estimators for the weights (fresh samples each; Hutchinson's weights are biased, \
+             flow perturbation's unbiased and carry its noise):\n\n\
+             | estimator | samples | seconds | samples/s | ESS/N | std log w | ⟨u⟩ reweighted | energy-W2 reweighted |\n|---|---|---|---|---|---|---|---|\n",
+        );
+        for row in &r.weights {
+            table.push_str(&format!(
+                "| {} | {} | {:.1} | {:.1} | {:.4} ± {:.4} | {:.3} | {} | {:.4} |\n",
+                likelihood_label(&row.likelihood),
+                row.samples,
+                row.seconds,
+                row.samples as f64 / row.seconds.max(1e-9),
+                row.ess_fraction.value,
+                row.ess_fraction.std_err,
+                row.log_w_std,
+                e(&row.energy_reweighted),
+                row.energy_w2_reweighted
+            ));
+        }
+    }
+    table
 }
