@@ -1,10 +1,11 @@
-//! Study: Boltzmann generators for DW4 and LJ13 trained on MALA samples (an EGNN flow by
+//! Study: Boltzmann generators for DW4, LJ13 and LJ55 trained on MALA samples (an EGNN flow by
 //! equivariant flow matching);
 //! held-out NLL, ESS/N, energy and interatomic-distance histograms against MALA. Same as
-//! `physflow bg particles --system dw4` and `--system lj13`.
+//! `physflow bg particles --system dw4|lj13|lj55`.
 //!
-//! `cargo run --release --example bg_particles [-- OUT_DIR [STEPS [DEVICE]]]` (defaults: `out`, 3000, cpu;
-//! DEVICE is cpu, wgpu or cuda as built)
+//! `cargo run --release --example bg_particles [-- OUT_DIR [STEPS [DEVICE [SYSTEMS]]]]` (defaults:
+//! `out`, each system's steps, cpu, `dw4,lj13`; DEVICE is cpu, wgpu or cuda as built; SYSTEMS a
+//! comma-separated list of dw4, lj13, lj55)
 
 use physflow::studies::bg_particles::{run, BgParticlesConfig, ParticleSystem};
 
@@ -17,17 +18,15 @@ fn main() -> physflow::Result<()> {
     };
     let device: physflow::device::Backend = args.next().as_deref().unwrap_or("cpu").parse()?;
     let device = device.device()?;
-    for (system, name) in [(ParticleSystem::Dw4, "dw4"), (ParticleSystem::Lj13, "lj13")] {
+    let systems: Vec<ParticleSystem> = args.next().unwrap_or_else(|| "dw4,lj13".into()).split(',').map(str::parse).collect::<physflow::Result<_>>()?;
+    for system in systems {
+        let name = system.name();
         let mut cfg = BgParticlesConfig::for_system(system);
         if let Some(n) = steps {
             *cfg.steps_mut() = n;
         }
         let r = run(&cfg, &device, &out.join(format!("bg_{name}")), false)?;
-        println!(
-            "{name}: NLL {:.4} ± {:.4}; ESS/N {:.4}; <u> MALA {:.3}, raw {:.3}, reweighted {:.3} ± {:.3}; energy-W2 raw {:.4}, reweighted {:.4}; files: {:?}",
-            r.nll_held_out.value, r.nll_held_out.std_err, r.ess_fraction, r.energy_mcmc.value, r.energy_raw.value, r.energy_reweighted.value,
-            r.energy_reweighted.std_err, r.energy_w2_raw, r.energy_w2_reweighted, r.files
-        );
+        println!("{}; files: {:?}", r.summary(), r.files);
     }
     Ok(())
 }

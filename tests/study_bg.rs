@@ -43,7 +43,8 @@ fn dw4_study_learns_from_mala_samples() {
     // Held-out NLL below that of the data-initialised start (the first logged batch NLL, an
     // average over the first 50 steps, is itself an upper bound on the start).
     let first = r.first_logged_loss;
-    assert!(r.nll_held_out.value < first, "held-out NLL {:?} vs first {first}", r.nll_held_out);
+    let nll = r.nll_held_out.expect("NLL scored");
+    assert!(nll.value < first, "held-out NLL {nll:?} vs first {first}");
     assert!(r.mcmc_acceptance > 0.3 && r.mcmc_acceptance < 0.9, "MALA acceptance {}", r.mcmc_acceptance);
     assert!(r.ess_fraction > 0.0 && r.ess_fraction <= 1.0);
     // Energy-W2 is a distance: finite and ≥ 0 here (DW4 energies are finite everywhere).
@@ -77,7 +78,7 @@ fn dw4_study_with_equivariant_flow_matching() {
     let r = bg_particles::run(&cfg, &burn::tensor::Device::flex(), &out, true).unwrap();
     assert!(r.last_logged_loss < r.first_logged_loss, "loss {} → {}", r.first_logged_loss, r.last_logged_loss);
     assert_eq!(r.non_finite_energies, 0);
-    assert!(r.nll_held_out.value.is_finite());
+    assert!(r.nll_held_out.expect("NLL scored").value.is_finite());
     assert!(r.ess_fraction > 0.0 && r.ess_fraction <= 1.0, "ESS/N {}", r.ess_fraction);
     assert!(r.energy_w2_raw.is_finite() && r.energy_w2_reweighted.is_finite());
     // Two MALA runs of the same density: their mean energies agree within 4 standard errors
@@ -93,5 +94,47 @@ fn dw4_study_with_equivariant_flow_matching() {
     for f in &r.files {
         assert!(std::path::Path::new(f).exists(), "{f}");
     }
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// LJ55 at a smoke-test size (a 2-layer EGNN of width 16, 5 steps; flow-perturbation weights,
+/// the system's default): the run finishes with finite, normalised weights for every sample
+/// with a finite energy; the reference file written under `reference_file` and its copy hold
+/// the reference run (its mean energy is the report's); a second run reuses that file, and a
+/// run at another β refuses it.
+#[test]
+fn lj55_study_runs_and_reuses_its_reference_file() {
+    let mut cfg = BgParticlesConfig::for_system(ParticleSystem::Lj55);
+    assert_eq!((cfg.eqfm.egnn.particles, cfg.eqfm.egnn.spatial_dim), (55, 3));
+    (cfg.eqfm.egnn.layers, cfg.eqfm.egnn.hidden) = (2, 16);
+    (cfg.eqfm.run.steps, cfg.eqfm.run.batch_size, cfg.eqfm.run.log_every) = (5, 8, 1);
+    (cfg.mcmc.chains, cfg.mcmc.burn_in, cfg.mcmc.samples, cfg.mcmc.thin) = (8, 100, 10, 2);
+    (cfg.reference.chains, cfg.reference.burn_in, cfg.reference.samples, cfg.reference.thin) = (8, 200, 20, 2);
+    cfg.eqfm.likelihood = Likelihood::FlowPerturbation(Perturbation { sigma: 0.01, steps: 4 });
+    (cfg.n_eval, cfg.n_boot) = (100, 10);
+    let out = std::env::temp_dir().join(format!("physflow-study-bg-lj55-{}", std::process::id()));
+    let ref_file = out.join("lj55_reference.h5");
+    cfg.reference_file = Some(ref_file.clone());
+    let r = bg_particles::run(&cfg, &burn::tensor::Device::flex(), &out.join("a"), true).unwrap();
+    assert!(r.nll_held_out.is_none());
+    assert_eq!(r.weights.len(), 1);
+    assert!(r.ess_fraction > 0.0 && r.ess_fraction <= 1.0, "ESS/N {}", r.ess_fraction);
+    assert!(r.non_finite_energies < cfg.n_eval);
+    let energy = physflow::boltzmann::energy::LennardJones::lj55();
+    for path in [ref_file.clone(), out.join("a").join("bg_lj55_reference.h5")] {
+        let (s, sampler, settings) = physflow::boltzmann::mcmc::McmcSamples::read_h5(&path, &energy).unwrap();
+        assert_eq!((sampler.as_str(), settings.chains, settings.samples), ("mala", 8, 20));
+        // Same numbers, summed in another order.
+        assert!((s.energies.mean().unwrap() - r.energy_reference.value).abs() < 1e-10 * r.energy_reference.value.abs());
+    }
+    // Reused: the same reference, though the run's own reference settings now differ.
+    cfg.reference.burn_in = 10;
+    let again = bg_particles::run(&cfg, &burn::tensor::Device::flex(), &out.join("b"), true).unwrap();
+    assert_eq!(again.energy_reference.value, r.energy_reference.value);
+    assert_eq!(again.reference_settings.burn_in, 200);
+    // Another β: refused, naming the file.
+    cfg.train.beta = 0.5;
+    let err = bg_particles::run(&cfg, &burn::tensor::Device::flex(), &out.join("c"), true).unwrap_err();
+    assert!(err.to_string().contains("lj55_reference.h5"), "{err}");
     std::fs::remove_dir_all(&out).unwrap();
 }

@@ -19,16 +19,7 @@ bin=${BENCH_GPU_BIN:-.gpu/bench_gpu}
 if [ ! -x "$bin" ] && [ -f "$bin.xz" ]; then xz -dkf "$bin.xz" && chmod +x "$bin"; fi
 outdir=${BENCH_GPU_OUT:-benches/gpu/out}
 mkdir -p "$outdir"
-if ! ldconfig -p | grep -q libvulkan.so.1 || ! ldconfig -p | grep -q libGLdispatch; then
-    for f in .gpu/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
-    ldconfig
-fi
-nv=/usr/local/nvidia/share
-if [ -z "${VK_ICD_FILENAMES:-}" ] && [ -f $nv/vulkan/icd.d/nvidia_icd.json ]; then
-    export VK_DRIVER_FILES=$nv/vulkan/icd.d/nvidia_icd.json VK_ICD_FILENAMES=$nv/vulkan/icd.d/nvidia_icd.json
-    export __EGL_VENDOR_LIBRARY_FILENAMES=$nv/glvnd/egl_vendor.d/10_nvidia.json
-fi
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+source benches/gpu/vulkan_env.sh
 res="$outdir/results.jsonl"
 : >"$res"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >"$outdir/gpu.txt" 2>/dev/null || true

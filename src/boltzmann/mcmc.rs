@@ -54,6 +54,100 @@ pub struct McmcSamples {
     pub step_size: f64,
 }
 
+impl McmcSamples {
+    /// Writes the samples as reference data, atomically, to an HDF5 file that h5py reads:
+    /// datasets `samples` `[samples · chains, dim]` (draw-major, as here) and `energies`
+    /// `[samples · chains]`; root attributes naming the energy (`energy`, its
+    /// [`Energy::name`], which fixes its conventions, e.g. `lj13` counts each pair once),
+    /// `dim`, `n_particles` and `spatial_dim` where it is a particle system, `sampler`
+    /// (`"mala"` or `"metropolis"`), every field of `cfg` (`samples` as
+    /// `samples_per_chain`, `step_size` as `step_size_initial`), and the run's `acceptance`
+    /// and final `step_size`.
+    ///
+    /// # Errors
+    /// `Shape` if the samples do not fit `energy` or `cfg`; I/O errors.
+    pub fn write_h5(&self, path: &std::path::Path, energy: &dyn Energy, sampler: &str, cfg: &MalaConfig) -> Result<()> {
+        use crate::io::h5::{Attr, DatasetOptions, H5Tree};
+        let (rows, dim) = self.samples.dim();
+        if dim != energy.dim() || rows != self.energies.len() || rows != cfg.chains * cfg.samples {
+            return Err(Error::Shape { what: "reference samples (rows = chains · samples, dim of the energy)".into(), expected: vec![cfg.chains * cfg.samples, energy.dim()], got: vec![rows, dim] });
+        }
+        let mut tree = H5Tree::new();
+        let opts = DatasetOptions::default();
+        tree.add_f64("samples", &[rows, dim], self.samples.iter().copied().collect(), &opts)?;
+        tree.add_f64("energies", &[rows], self.energies.to_vec(), &opts)?;
+        let mut attrs = vec![
+            ("energy", Attr::Str(energy.name())),
+            ("dim", Attr::Int(dim as i64)),
+            ("sampler", Attr::Str(sampler.into())),
+            ("layout", Attr::Str("draw-major: rows k·chains .. (k+1)·chains are draw k of every chain".into())),
+            ("beta", Attr::Float(cfg.beta)),
+            ("chains", Attr::Int(cfg.chains as i64)),
+            ("burn_in", Attr::Int(cfg.burn_in as i64)),
+            ("samples_per_chain", Attr::Int(cfg.samples as i64)),
+            ("thin", Attr::Int(cfg.thin as i64)),
+            ("step_size_initial", Attr::Float(cfg.step_size)),
+            ("adapt", Attr::Int(cfg.adapt as i64)),
+            // HDF5 has no unsigned 64-bit attribute here: the seed's bits, as i64.
+            ("seed", Attr::Int(cfg.seed as i64)),
+            ("acceptance", Attr::Float(self.acceptance)),
+            ("step_size", Attr::Float(self.step_size)),
+        ];
+        if let Some((n, d)) = energy.particles() {
+            attrs.push(("n_particles", Attr::Int(n as i64)));
+            attrs.push(("spatial_dim", Attr::Int(d as i64)));
+        }
+        for (k, v) in attrs {
+            tree.set_attr("/", k, v)?;
+        }
+        tree.write(path)
+    }
+
+    /// Reads a file written by [`McmcSamples::write_h5`] and checks it against `energy`:
+    /// returns the samples, the sampler's name and its settings.
+    ///
+    /// # Errors
+    /// `Format` if an attribute is missing or the file was made for another energy; `Shape`
+    /// if the datasets do not fit each other or the energy's dimension; I/O errors.
+    pub fn read_h5(path: &std::path::Path, energy: &dyn Energy) -> Result<(McmcSamples, String, MalaConfig)> {
+        use crate::io::h5::H5File;
+        let f = H5File::open(path)?;
+        let bad = |reason: String| Error::Format { path: path.display().to_string(), reason };
+        let attrs = f.attrs("/")?;
+        let num = |k: &str| attrs.get(k).and_then(|a| a.as_f64()).ok_or_else(|| bad(format!("attribute `{k}` is missing or not a number")));
+        let text = |k: &str| attrs.get(k).and_then(|a| a.as_str().map(str::to_owned)).ok_or_else(|| bad(format!("attribute `{k}` is missing or not a string")));
+        let name = text("energy")?;
+        if name != energy.name() {
+            return Err(bad(format!("reference samples of `{name}`, not of `{}`", energy.name())));
+        }
+        let count = |k: &str| -> Result<usize> {
+            let v = num(k)?;
+            if v >= 0.0 && v.fract() == 0.0 { Ok(v as usize) } else { Err(bad(format!("attribute `{k}` = {v} is not a count"))) }
+        };
+        let cfg = MalaConfig {
+            chains: count("chains")?,
+            burn_in: count("burn_in")?,
+            samples: count("samples_per_chain")?,
+            thin: count("thin")?,
+            step_size: num("step_size_initial")?,
+            adapt: num("adapt")? != 0.0,
+            beta: num("beta")?,
+            seed: num("seed").map(|v| v as i64 as u64)?,
+        };
+        let (shape, data) = f.read_f64("samples")?;
+        let (eshape, energies) = f.read_f64("energies")?;
+        let rows = cfg.chains * cfg.samples;
+        if shape != [rows, energy.dim()] {
+            return Err(Error::Shape { what: format!("`samples` in {}", path.display()), expected: vec![rows, energy.dim()], got: shape });
+        }
+        if eshape != [rows] {
+            return Err(Error::Shape { what: format!("`energies` in {}", path.display()), expected: vec![rows], got: eshape });
+        }
+        let samples = Array2::from_shape_vec((rows, energy.dim()), data).map_err(|e| bad(e.to_string()))?;
+        Ok((McmcSamples { samples, energies: Array1::from(energies), acceptance: num("acceptance")?, step_size: num("step_size")? }, text("sampler")?, cfg))
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Mala,
@@ -222,5 +316,29 @@ mod tests {
         assert!(matches!(mala(&DoubleWell2D::default(), Array2::zeros((3, 2)).view(), &cfg), Err(Error::Shape { .. })));
         let nan = Array2::from_elem((128, 2), f64::NAN);
         assert!(matches!(mala(&DoubleWell2D::default(), nan.view(), &cfg), Err(Error::NonFinite { step: 0, .. })));
+    }
+
+    /// Reference data round-trips through HDF5 bit for bit with its settings, and a file is
+    /// refused for another energy or with inconsistent shapes.
+    #[test]
+    fn reference_samples_round_trip_through_hdf5() {
+        let cfg = MalaConfig { chains: 8, burn_in: 20, samples: 5, thin: 2, step_size: 0.05, seed: u64::MAX - 7, ..MalaConfig::default() };
+        let s = mala(&DoubleWell2D::default(), Array2::from_elem((8, 2), 0.5).view(), &cfg).unwrap();
+        let dir = std::env::temp_dir().join(format!("physflow-mcmc-h5-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ref.h5");
+        s.write_h5(&path, &DoubleWell2D::default(), "mala", &cfg).unwrap();
+        let (r, sampler, rcfg) = McmcSamples::read_h5(&path, &DoubleWell2D::default()).unwrap();
+        assert_eq!(sampler, "mala");
+        assert_eq!(rcfg, cfg);
+        assert_eq!(r.samples, s.samples);
+        assert_eq!(r.energies, s.energies);
+        assert_eq!((r.acceptance, r.step_size), (s.acceptance, s.step_size));
+        // Another energy's file.
+        assert!(matches!(McmcSamples::read_h5(&path, &Gauss(1.0)), Err(Error::Format { .. })));
+        // Settings that do not fit the samples.
+        let wrong = MalaConfig { chains: 9, ..cfg.clone() };
+        assert!(matches!(s.write_h5(&path, &DoubleWell2D::default(), "mala", &wrong), Err(Error::Shape { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

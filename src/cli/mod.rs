@@ -214,12 +214,14 @@ pub enum BgCommand {
         #[arg(long)]
         steps: Option<usize>,
     },
-    /// DW4 or LJ13 by data and energy: NLL, ESS/N, energy and distance histograms vs MALA.
+    /// DW4, LJ13 or LJ55: an equivariant flow (or a coupling flow) trained on MALA samples;
+    /// NLL, ESS/N, energy-W2, energy and distance histograms vs an independent MALA reference.
     Particles {
-        /// dw4 or lj13.
-        #[arg(long, default_value = "dw4")]
-        system: String,
-        /// A TOML file overriding the system's defaults (fields of `BgParticlesConfig`).
+        /// dw4, lj13 or lj55 (default: the config file's `system`, else dw4).
+        #[arg(long)]
+        system: Option<String>,
+        /// A TOML file overriding the system's defaults (fields of `BgParticlesConfig`; its
+        /// `system`, if given, must agree with `--system`).
         #[arg(long)]
         config: Option<PathBuf>,
         /// equivariant-fm (an EGNN flow by equivariant flow matching) or coupling (a RealNVP
@@ -274,6 +276,18 @@ fn load_config<T: serde::de::DeserializeOwned + Default>(path: Option<&PathBuf>)
     let Some(path) = path else { return Ok(T::default()) };
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     toml::from_str(&text).map_err(|e| Error::Format { path: path.display().to_string(), reason: e.to_string() })
+}
+
+/// The `system` key of a `bg particles` config file, if it has one.
+fn config_system(path: &PathBuf) -> Result<Option<ParticleSystem>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let fmt = |reason: String| Error::Format { path: path.display().to_string(), reason };
+    let v: toml::Value = toml::from_str(&text).map_err(|e| fmt(e.to_string()))?;
+    match v.get("system") {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => s.parse::<ParticleSystem>().map(Some).map_err(|e: Error| fmt(e.to_string())),
+        Some(other) => Err(fmt(format!("`system` must be a string, not {other}"))),
+    }
 }
 
 /// `base` with the keys of `over` replaced, tables merged recursively.
@@ -471,16 +485,24 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 }
             }
             BgCommand::Particles { system, config, method, steps } => {
-                let sys = match system.as_str() {
-                    "dw4" => ParticleSystem::Dw4,
-                    "lj13" => ParticleSystem::Lj13,
-                    other => return Err(Error::InvalidArgument { name: "--system", reason: format!("unknown system `{other}` (dw4, lj13)") }),
+                let flag: Option<ParticleSystem> = system.as_deref().map(str::parse).transpose().map_err(|e| match e {
+                    Error::InvalidArgument { reason, .. } => Error::InvalidArgument { name: "--system", reason },
+                    e => e,
+                })?;
+                let in_file = match config {
+                    Some(path) => config_system(path)?,
+                    None => None,
                 };
-                let mut cfg = match config {
-                    Some(_) => load_config(config.as_ref())?,
-                    None => BgParticlesConfig::for_system(sys),
+                let sys = match (flag, in_file) {
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(Error::InvalidArgument { name: "--system", reason: format!("`{}` disagrees with the config file's system `{}`", a.name(), b.name()) })
+                    }
+                    (Some(a), _) | (None, Some(a)) => a,
+                    (None, None) => ParticleSystem::Dw4,
                 };
-                cfg.system = sys;
+                // The file's keys over the chosen system's defaults (not DW4's).
+                let mut cfg = load_config_over(BgParticlesConfig::for_system(sys), config.as_ref())?;
+                let system = sys.name();
                 cfg.train.seed = cli.seed;
                 if let Some(m) = method {
                     cfg.method = match m.as_str() {
@@ -493,11 +515,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                     *cfg.steps_mut() = *n;
                 }
                 let r = bg_particles::run(&cfg, &device, &cli.out.join(format!("bg_{system}")), cli.quiet)?;
-                println!(
-                    "{system}: NLL {:.4} ± {:.4}; ESS/N {:.4}; <u> MALA {:.3} ± {:.3}, flow raw {:.3} ± {:.3}, reweighted {:.3} ± {:.3}; energy-W2 raw {:.4}, reweighted {:.4}; MALA {:.1} s, training {:.1} s",
-                    r.nll_held_out.value, r.nll_held_out.std_err, r.ess_fraction, r.energy_mcmc.value, r.energy_mcmc.std_err, r.energy_raw.value,
-                    r.energy_raw.std_err, r.energy_reweighted.value, r.energy_reweighted.std_err, r.energy_w2_raw, r.energy_w2_reweighted, r.mcmc_seconds, r.train_seconds
-                );
+                println!("{}", r.summary());
                 for f in &r.files {
                     println!("wrote {f}");
                 }
@@ -570,4 +588,46 @@ pub fn run_with(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `bg particles` config file is merged over its own system's defaults, not DW4's: the
+    /// GPU LJ55 config sets the EGNN and leaves the MALA settings to LJ55's defaults.
+    #[test]
+    fn particle_configs_merge_over_their_systems_defaults() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/gpu/bg_lj55.toml");
+        let sys = config_system(&path).unwrap().unwrap();
+        assert_eq!(sys, ParticleSystem::Lj55);
+        let defaults = BgParticlesConfig::for_system(sys);
+        let cfg: BgParticlesConfig = load_config_over(defaults.clone(), Some(&path)).unwrap();
+        assert_eq!((cfg.eqfm.egnn.particles, cfg.eqfm.egnn.layers, cfg.eqfm.egnn.hidden), (55, 5, 128));
+        assert_eq!(cfg.mcmc, defaults.mcmc);
+        assert_ne!(cfg.mcmc, BgParticlesConfig::for_system(ParticleSystem::Dw4).mcmc);
+        // Every smoke config names a system and parses over its defaults.
+        for name in ["bg_dw4.toml", "bg_dw4_eqfm.toml"] {
+            let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/smoke").join(name);
+            let sys = config_system(&p).unwrap().expect("a system");
+            load_config_over(BgParticlesConfig::for_system(sys), Some(&p)).unwrap();
+        }
+    }
+
+    /// `--system` and the file's `system` must agree; an unknown system is named.
+    #[test]
+    fn particle_system_flag_and_file_must_agree() {
+        let dir = std::env::temp_dir().join(format!("physflow-cli-sys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "system = \"lj13\"\n").unwrap();
+        let cli = Cli::parse_from(["physflow", "--out", dir.to_str().unwrap(), "bg", "particles", "--system", "dw4", "--config", f.to_str().unwrap()]);
+        let err = run_with(cli).unwrap_err();
+        assert!(err.to_string().contains("disagrees"), "{err}");
+        let cli = Cli::parse_from(["physflow", "--out", dir.to_str().unwrap(), "bg", "particles", "--system", "lj38"]);
+        assert!(run_with(cli).unwrap_err().to_string().contains("lj38"));
+        std::fs::write(&f, "system = 13\n").unwrap();
+        assert!(matches!(config_system(&f), Err(Error::Format { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

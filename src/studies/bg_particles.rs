@@ -20,7 +20,7 @@
 //! 4. For the equivariant flow, the same samples' weights by other likelihood estimators
 //!    (`compare`: Hutchinson, flow perturbation): time, ESS/N, log-weight spread, energy-W2.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array2};
 use rand::rngs::StdRng;
@@ -28,7 +28,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::boltzmann::energy::{pair_distances, InternalEnergy, LennardJones, MeanFree, MultiDoubleWell};
-use crate::boltzmann::mcmc::{mala, MalaConfig};
+use crate::boltzmann::mcmc::{mala, MalaConfig, McmcSamples};
 use crate::boltzmann::reweight::{self, Estimate};
 use crate::boltzmann::eqfm::{train_eqfm, EqFmConfig, Likelihood};
 use crate::fm::Perturbation;
@@ -48,6 +48,32 @@ pub enum ParticleSystem {
     Dw4,
     /// LJ13: 13 Lennard-Jones particles in 3D with a harmonic restraint to the centre of mass.
     Lj13,
+    /// LJ55: 55 Lennard-Jones particles in 3D, the same energy.
+    Lj55,
+}
+
+impl ParticleSystem {
+    /// Every system, in the order of the CLI's help.
+    pub const ALL: [ParticleSystem; 3] = [ParticleSystem::Dw4, ParticleSystem::Lj13, ParticleSystem::Lj55];
+
+    /// The short name used on the command line, in file names and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ParticleSystem::Dw4 => "dw4",
+            ParticleSystem::Lj13 => "lj13",
+            ParticleSystem::Lj55 => "lj55",
+        }
+    }
+}
+
+impl std::str::FromStr for ParticleSystem {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        ParticleSystem::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| Error::InvalidArgument {
+            name: "system",
+            reason: format!("unknown system `{s}` ({})", ParticleSystem::ALL.map(|p| p.name()).join(", ")),
+        })
+    }
 }
 
 /// Which generator the study trains.
@@ -87,7 +113,7 @@ pub struct BgParticlesConfig {
     /// particle count and dimension are set from the system, the seed from `train.seed`).
     pub eqfm: EqFmConfig,
     /// Held-out MALA samples scored for the NLL (at most; the exact-trace reverse solve of a
-    /// continuous flow costs one backward pass per coordinate).
+    /// continuous flow costs one backward pass per coordinate; 0 skips the NLL).
     pub n_nll: usize,
     /// Flow samples evaluated.
     pub n_eval: usize,
@@ -101,6 +127,11 @@ pub struct BgParticlesConfig {
     pub compare: Vec<Likelihood>,
     /// Samples per compared estimator.
     pub n_compare: usize,
+    /// An HDF5 file for the reference samples ([`McmcSamples::write_h5`]): read when it
+    /// exists (its system, β and dimension must match), otherwise the reference run is made
+    /// and written there. Without it the reference is always run; either way a copy is written
+    /// next to the report.
+    pub reference_file: Option<PathBuf>,
 }
 
 impl Default for BgParticlesConfig {
@@ -116,6 +147,7 @@ impl BgParticlesConfig {
         let (hidden, steps, cut, burn_in, samples, thin, step) = match system {
             ParticleSystem::Dw4 => (vec![64, 64], 3000, None, 2000, 200, 10, 0.05),
             ParticleSystem::Lj13 => (vec![128, 128], 3000, Some(100.0), 10_000, 200, 20, 0.002),
+            ParticleSystem::Lj55 => (vec![256, 256], 3000, Some(1000.0), 20_000, 200, 50, 0.001),
         };
         let mut layers = Vec::new();
         for i in 0..8 {
@@ -143,8 +175,23 @@ impl BgParticlesConfig {
                 Likelihood::FlowPerturbation(Perturbation { sigma: 0.01, steps: 20 }),
                 Likelihood::FlowPerturbation(Perturbation { sigma: 0.01, steps: 100 }),
             ],
-            n_compare: 1000,
+            n_compare: if system == ParticleSystem::Lj55 { 200 } else { 1000 },
+            reference_file: None,
         }
+        .with_system_budget()
+    }
+
+    /// LJ55 on a CPU budget: the exact trace costs 165 vector–Jacobian products per evaluation
+    /// and sample, so the weights come from flow perturbation (unbiased, no Jacobian), no
+    /// held-out NLL (it needs the exact trace) and 500 samples; the published-size model with
+    /// exact weights is `benches/gpu/bg_lj55.toml`.
+    fn with_system_budget(mut self) -> Self {
+        if self.system == ParticleSystem::Lj55 {
+            (self.n_nll, self.n_eval) = (0, 500);
+            self.eqfm.likelihood = Likelihood::FlowPerturbation(Perturbation { sigma: 0.01, steps: 20 });
+            self.compare.clear();
+        }
+        self
     }
 
     /// The steps of the chosen method's training.
@@ -159,30 +206,43 @@ impl BgParticlesConfig {
         match self.system {
             ParticleSystem::Dw4 => Box::new(MultiDoubleWell::dw4()),
             ParticleSystem::Lj13 => Box::new(LennardJones::lj13()),
+            ParticleSystem::Lj55 => Box::new(LennardJones::lj55()),
         }
     }
 
-    /// A compact start for the chains: DW4 on a square of side d₀ = 4; LJ13 on a centred
-    /// FCC cluster (a particle and its 12 nearest neighbours at distance r_m = 1); plus noise.
+    /// A compact start for the chains: DW4 on a square of side d₀ = 4; LJ13 and LJ55 on the
+    /// closed-shell FCC clusters of 13 and 55 particles at nearest-neighbour distance r_m = 1
+    /// ([`fcc_cluster`]); plus noise.
     fn start(&self, chains: usize, rng: &mut StdRng) -> Array2<f64> {
         let base: Vec<f64> = match self.system {
             ParticleSystem::Dw4 => vec![0.0, 0.0, 4.0, 0.0, 4.0, 4.0, 0.0, 4.0],
-            ParticleSystem::Lj13 => {
-                let s = std::f64::consts::FRAC_1_SQRT_2;
-                let mut p = vec![0.0, 0.0, 0.0];
-                for (a, b) in [(0, 1), (0, 2), (1, 2)] {
-                    for (sa, sb) in [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)] {
-                        let mut v = [0.0; 3];
-                        v[a] = sa * s;
-                        v[b] = sb * s;
-                        p.extend(v);
-                    }
-                }
-                p
-            }
+            ParticleSystem::Lj13 => fcc_cluster(13),
+            ParticleSystem::Lj55 => fcc_cluster(55),
         };
         Array2::from_shape_fn((chains, base.len()), |(_, k)| base[k] + 0.05 * (rng.random::<f64>() - 0.5))
     }
+}
+
+/// The `n` sites of the face-centred cubic lattice (nearest-neighbour distance 1) closest to a
+/// site at the origin, flattened `[n·3]`. For n = 13 and 55 these are whole shells (1 + 12 and
+/// 1 + 12 + 6 + 24 + 12 sites), so the cluster is centred and its shape does not depend on
+/// how ties are broken.
+fn fcc_cluster(n: usize) -> Vec<f64> {
+    let s = std::f64::consts::FRAC_1_SQRT_2;
+    let r = (n as f64).cbrt().ceil() as i64 + 1;
+    let mut sites: Vec<[f64; 3]> = Vec::new();
+    for i in -2 * r..=2 * r {
+        for j in -2 * r..=2 * r {
+            for k in -2 * r..=2 * r {
+                if (i + j + k).rem_euclid(2) == 0 {
+                    sites.push([i as f64 * s, j as f64 * s, k as f64 * s]);
+                }
+            }
+        }
+    }
+    let norm = |p: &[f64; 3]| p.iter().map(|v| v * v).sum::<f64>();
+    sites.sort_by(|a, b| norm(a).total_cmp(&norm(b)).then(a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)));
+    sites.into_iter().take(n).flatten().collect()
 }
 
 /// One row of the likelihood-estimator comparison: the weights of `n_compare` samples.
@@ -204,8 +264,8 @@ pub struct WeightsRow {
     pub energy_w2_reweighted: f64,
 }
 
-/// Equivariant flow matching for `system`: DW4 with [`EqFmConfig::default`]; LJ13 with a
-/// 5-layer EGNN of width 64 (Klein et al. use 128; 64 fits a CPU budget).
+/// Equivariant flow matching for `system`: DW4 with [`EqFmConfig::default`]; LJ13 and LJ55
+/// with a 5-layer EGNN of width 64 (Klein et al. use 128; 64 fits a CPU budget).
 fn eqfm_defaults(system: ParticleSystem) -> EqFmConfig {
     let mut c = EqFmConfig::default();
     match system {
@@ -214,6 +274,11 @@ fn eqfm_defaults(system: ParticleSystem) -> EqFmConfig {
             c.egnn = EgnnConfig { particles: 13, spatial_dim: 3, layers: 5, hidden: 64, coord_init_scale: 1e-3 };
             c.run.batch_size = 128;
             c.chunk = 250;
+        }
+        ParticleSystem::Lj55 => {
+            c.egnn = EgnnConfig { particles: 55, spatial_dim: 3, layers: 5, hidden: 64, coord_init_scale: 1e-3 };
+            c.run.batch_size = 32;
+            c.chunk = 50;
         }
     }
     c
@@ -265,8 +330,9 @@ pub struct BgParticlesReport {
     /// The configuration used.
     pub config: BgParticlesConfig,
     /// Negative log-likelihood of held-out MALA samples under the flow, nats (density on the
-    /// centre-of-mass-free subspace, the same for both methods).
-    pub nll_held_out: Estimate,
+    /// centre-of-mass-free subspace, the same for both methods); `None` when fewer than two
+    /// samples were scored (`n_nll` < 2).
+    pub nll_held_out: Option<Estimate>,
     /// The first logged training loss (coupling flows: the NLL, mean over the first
     /// `log_every` data batches; equivariant FM: the flow-matching loss).
     pub first_logged_loss: f64,
@@ -301,9 +367,14 @@ pub struct BgParticlesReport {
     pub energy_w2_reweighted: f64,
     /// Energy-W2 of the training MALA samples to the reference: the MCMC baseline.
     pub energy_w2_mcmc: f64,
-    /// The likelihood estimators compared (equivariant flow; the first row is the exact trace
-    /// of the main samples).
+    /// The likelihood estimators compared (equivariant flow; the first row is the main
+    /// samples' estimator, `eqfm.likelihood`).
     pub weights: Vec<WeightsRow>,
+    /// The reference run's settings (read from the reference file where one was given) and
+    /// its acceptance rate.
+    pub reference_settings: MalaConfig,
+    /// Acceptance rate of the reference run.
+    pub reference_acceptance: f64,
     /// MALA acceptance rate and final step size.
     pub mcmc_acceptance: f64,
     /// Seconds: MALA, training.
@@ -316,6 +387,34 @@ pub struct BgParticlesReport {
     pub files: Vec<String>,
 }
 
+impl BgParticlesReport {
+    /// One line of the main numbers, for a terminal.
+    pub fn summary(&self) -> String {
+        let nll = self.nll_held_out.as_ref().map_or("not computed".into(), |e| format!("{:.4} ± {:.4}", e.value, e.std_err));
+        format!(
+            "{}: NLL {nll}; ESS/N {:.4} ± {:.4}; <u> reference {:.3} ± {:.3}, MALA {:.3} ± {:.3}, flow raw {:.3} ± {:.3}, reweighted {:.3} ± {:.3}; \
+             energy-W2 raw {:.4}, reweighted {:.4}, same-budget MALA {:.4}; MALA {:.1} s, training {:.1} s, sampling {:.1} s",
+            self.config.system.name(),
+            self.ess_fraction,
+            self.ess_fraction_std_err,
+            self.energy_reference.value,
+            self.energy_reference.std_err,
+            self.energy_mcmc.value,
+            self.energy_mcmc.std_err,
+            self.energy_raw.value,
+            self.energy_raw.std_err,
+            self.energy_reweighted.value,
+            self.energy_reweighted.std_err,
+            self.energy_w2_raw,
+            self.energy_w2_reweighted,
+            self.energy_w2_mcmc,
+            self.mcmc_seconds,
+            self.train_seconds,
+            self.sampling_seconds
+        )
+    }
+}
+
 /// Run the study under `out`.
 ///
 /// # Errors
@@ -325,10 +424,7 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         return Err(Error::InvalidArgument { name: "config", reason: "held_out in (0, 1), n_eval ≥ 100, n_boot ≥ 2 and n_compare ≥ 2 are needed".into() });
     }
     std::fs::create_dir_all(out).map_err(|e| Error::Io { path: out.display().to_string(), source: e })?;
-    let name = match cfg.system {
-        ParticleSystem::Dw4 => "dw4",
-        ParticleSystem::Lj13 => "lj13",
-    };
+    let name = cfg.system.name();
     let cart = cfg.cartesian_energy();
     let (n, d) = cart.particles().expect("particle system");
     let coords = MeanFree { n_particles: n, spatial_dim: d };
@@ -341,9 +437,7 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
     let clock = std::time::Instant::now();
     let mcmc = mala(cart.as_ref(), cfg.start(cfg.mcmc.chains, &mut rng).view(), &MalaConfig { beta, seed, ..cfg.mcmc.clone() })?;
     let mcmc_seconds = clock.elapsed().as_secs_f64();
-    // The reference: another run, its own seed and start noise.
-    let mut ref_rng = StdRng::seed_from_u64(seed ^ 0x5EF3_11CE);
-    let reference = mala(cart.as_ref(), cfg.start(cfg.reference.chains, &mut ref_rng).view(), &MalaConfig { beta, seed: seed ^ 0x5EF3_11CE, ..cfg.reference.clone() })?;
+    let (reference, reference_config, reference_file) = reference_samples(cfg, cart.as_ref(), out)?;
     let mut mcmc = mcmc;
     if cfg.augment {
         symmetrize(&mut mcmc.samples, n, d, &mut rng);
@@ -360,7 +454,7 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
             let train_x = internal.slice(ndarray::s![..total - n_test, ..]).to_owned();
             let mut bg = BoltzmannGenerator::new(&cfg.train.flow, energy.dim(), seed)?;
             let rep = train(&mut bg, Some(&energy), Some(train_x.view()), &cfg.train, train_device, &mut Run { quiet, ..Run::default() })?;
-            let nll = -bg.log_prob(internal.slice(ndarray::s![nll_rows, ..]))?;
+            let nll = if nll_rows.is_empty() { Array1::zeros(0) } else { -bg.log_prob(internal.slice(ndarray::s![nll_rows, ..]))? };
             let clock = std::time::Instant::now();
             let w = bg.sample_weighted(&energy, beta, cfg.n_eval, &mut rng)?;
             let sampling_seconds = clock.elapsed().as_secs_f64();
@@ -374,12 +468,11 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
             (ecfg.egnn.particles, ecfg.egnn.spatial_dim, ecfg.run.seed) = (n, d, seed);
             let train_x = mcmc.samples.slice(ndarray::s![..total - n_test, ..]);
             let (model, rep) = train_eqfm(train_x, &ecfg, train_device, &mut Run { quiet, ..Run::default() })?;
-            let nll = -model.log_prob(mcmc.samples.slice(ndarray::s![nll_rows, ..]))?;
-            let model = model.with_likelihood(Likelihood::Exact)?;
+            let nll = if nll_rows.is_empty() { Array1::zeros(0) } else { -model.log_prob(mcmc.samples.slice(ndarray::s![nll_rows, ..]))? };
             let clock = std::time::Instant::now();
             let (w, skipped) = model.sample_weighted(cart.as_ref(), beta, cfg.n_eval, &mut rng)?;
             let sampling_seconds = clock.elapsed().as_secs_f64();
-            let mut compared = vec![(Likelihood::Exact, w.clone(), sampling_seconds)];
+            let mut compared = vec![(ecfg.likelihood, w.clone(), sampling_seconds)];
             for &l in &cfg.compare {
                 let clock = std::time::Instant::now();
                 let (wl, _) = model.with_likelihood(l)?.sample_weighted(cart.as_ref(), beta, cfg.n_compare, &mut rng)?;
@@ -390,7 +483,7 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
             (w, x_cart, nll, (curve, "flow-matching loss"), rep.seconds, skipped, sampling_seconds, compared)
         }
     };
-    let nll_held_out = Estimate { value: nll.mean().unwrap_or(f64::NAN), std_err: nll.std(1.0) / (nll.len() as f64).sqrt() };
+    let nll_held_out = (nll.len() > 1).then(|| Estimate { value: nll.mean().unwrap_or(f64::NAN), std_err: nll.std(1.0) / (nll.len() as f64).sqrt() });
     let ess = ess_fraction_estimate(w.log_w.view(), cfg.n_boot, seed);
     let ess_fraction = ess.value;
     // Energies and weights of the samples with a finite energy (the others have weight zero
@@ -437,6 +530,7 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
     let d_edges = match cfg.system {
         ParticleSystem::Dw4 => reweight::linspace_edges(0.5, 8.0, 60),
         ParticleSystem::Lj13 => reweight::linspace_edges(0.7, 3.0, 60),
+        ParticleSystem::Lj55 => reweight::linspace_edges(0.7, 5.0, 80),
     };
     let dc: Vec<f64> = d_edges.windows(2).map(|e| 0.5 * (e[0] + e[1])).collect();
     let flat_d: Array1<f64> = dist_m.iter().cloned().collect();
@@ -486,11 +580,13 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         energy_w2_reweighted,
         energy_w2_mcmc,
         weights,
+        reference_acceptance: reference.acceptance,
+        reference_settings: reference_config,
         mcmc_acceptance: mcmc.acceptance,
         mcmc_seconds,
         train_seconds,
         device: crate::device::name_of(train_device),
-        files: vec![fig.display().to_string()],
+        files: vec![fig.display().to_string(), reference_file.display().to_string()],
     };
     let json = out.join(format!("bg_{name}_report.json"));
     let md = out.join(format!("bg_{name}_report.md"));
@@ -498,6 +594,36 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
     write_json(&json, &report)?;
     write_atomic(&md, markdown(name, &report).as_bytes())?;
     Ok(report)
+}
+
+/// The reference samples: read from `cfg.reference_file` when it exists, otherwise an
+/// independent MALA run (its own seed and start noise, derived from the training seed) that is
+/// written there; a copy is always written to `out/bg_<system>_reference.h5`. Returns the
+/// samples, the settings they were drawn with, and the file written under `out`.
+fn reference_samples(cfg: &BgParticlesConfig, energy: &dyn Energy, out: &Path) -> Result<(McmcSamples, MalaConfig, PathBuf)> {
+    let beta = cfg.train.beta;
+    let seed = cfg.train.seed ^ 0x5EF3_11CE;
+    let settings = MalaConfig { beta, seed, ..cfg.reference.clone() };
+    let (samples, settings) = match &cfg.reference_file {
+        Some(p) if p.exists() => {
+            let (s, sampler, stored) = McmcSamples::read_h5(p, energy)?;
+            if stored.beta != beta || sampler != "mala" {
+                return Err(Error::Format { path: p.display().to_string(), reason: format!("reference drawn by {sampler} at β = {}, the study needs MALA at β = {beta}", stored.beta) });
+            }
+            (s, stored)
+        }
+        _ => {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let s = mala(energy, cfg.start(settings.chains, &mut rng).view(), &settings)?;
+            if let Some(p) = &cfg.reference_file {
+                s.write_h5(p, energy, "mala", &settings)?;
+            }
+            (s, settings)
+        }
+    };
+    let copy = out.join(format!("bg_{}_reference.h5", cfg.system.name()));
+    samples.write_h5(&copy, energy, "mala", &settings)?;
+    Ok((samples, settings, copy))
 }
 
 /// Kish ESS/N of `log_w` with its bootstrap standard error (0 where every weight is zero).
@@ -575,8 +701,8 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
          {neval} for the weights); the MCMC baseline is that training run itself.\n\n\
          | quantity | value |\n|---|---|\n\
          | NLL of held-out MALA samples (nats, {nnll} samples) | {nll} |\n\
-         | ESS/N ({neval} flow samples, exact trace; bootstrap s.e.) | {ess:.4} ± {esse:.4} |\n\
-         | sampling with exact weights | {sps:.1} samples/s |\n\
+         | ESS/N ({neval} flow samples, {lik}; bootstrap s.e.) | {ess:.4} ± {esse:.4} |\n\
+         | sampling with weights ({lik}) | {sps:.1} samples/s |\n\
          | flow samples with non-finite energy (weight 0) | {bad} |\n\
          | ⟨u⟩ reference | {uref} |\n\
          | ⟨u⟩ training MALA (same-budget MCMC) | {um} |\n\
@@ -593,14 +719,18 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
         acc = r.mcmc_acceptance,
         ms = r.mcmc_seconds,
         ho = 100.0 * c.held_out,
-        rchains = c.reference.chains,
-        rsamples = c.reference.samples,
-        rburn = c.reference.burn_in,
-        rthin = c.reference.thin,
+        rchains = r.reference_settings.chains,
+        rsamples = r.reference_settings.samples,
+        rburn = r.reference_settings.burn_in,
+        rthin = r.reference_settings.thin,
         evals = r.energy_evaluations,
         mevals = r.mcmc_energy_evaluations,
         nnll = c.n_nll,
-        nll = e(&r.nll_held_out),
+        nll = r.nll_held_out.as_ref().map_or("not computed (n_nll < 2)".into(), e),
+        lik = match c.method {
+            BgMethod::Coupling => "exact (coupling flow)".into(),
+            BgMethod::EquivariantFm => likelihood_label(&c.eqfm.likelihood),
+        },
         neval = c.n_eval,
         ess = r.ess_fraction,
         esse = r.ess_fraction_std_err,
@@ -636,4 +766,44 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
         }
     }
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The FCC starts are the closed-shell clusters: centred, shells at distances 1, √2, √3, 2
+    /// (12, 6, 24, 12 sites; Conway & Sloane's FCC theta series), nearest pairs at r_m = 1, and
+    /// a finite Lennard-Jones energy below that of the same count of isolated pairs.
+    #[test]
+    fn fcc_starts_are_closed_shell_clusters() {
+        for (n, shells) in [(13, vec![(1.0, 12)]), (55, vec![(1.0, 12), (2f64.sqrt(), 6), (3f64.sqrt(), 24), (2.0, 12)])] {
+            let p = fcc_cluster(n);
+            assert_eq!(p.len(), 3 * n);
+            for k in 0..3 {
+                assert!((0..n).map(|i| p[3 * i + k]).sum::<f64>().abs() < 1e-12);
+            }
+            let r: Vec<f64> = (0..n).map(|i| (0..3).map(|k| p[3 * i + k].powi(2)).sum::<f64>().sqrt()).collect();
+            assert!(r[0] < 1e-12);
+            let mut at = 1;
+            for (radius, count) in shells {
+                assert!(r[at..at + count].iter().all(|v| (v - radius).abs() < 1e-12), "n = {n}: shell {radius}");
+                at += count;
+            }
+            let x = Array2::from_shape_vec((1, 3 * n), p).unwrap();
+            let dmin = pair_distances(x.view(), n, 3).iter().copied().fold(f64::INFINITY, f64::min);
+            assert!((dmin - 1.0).abs() < 1e-12);
+            let u = LennardJones::cluster(n).energy(x.view())[0];
+            // Every nearest-neighbour pair sits at the minimum −ε; there are more than n of them.
+            assert!(u.is_finite() && u < -(n as f64), "n = {n}: u = {u}");
+        }
+    }
+
+    #[test]
+    fn systems_parse_by_name() {
+        for s in ParticleSystem::ALL {
+            assert_eq!(s.name().parse::<ParticleSystem>().unwrap(), s);
+        }
+        assert!(matches!("lj38".parse::<ParticleSystem>(), Err(Error::InvalidArgument { .. })));
+    }
 }
