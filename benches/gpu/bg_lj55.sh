@@ -18,7 +18,7 @@ out=${1:-benches/gpu/out}
 mkdir -p "$out"
 source benches/gpu/vulkan_env.sh
 cfg="$out/bg_lj55.toml"
-cp benches/gpu/bg_lj55.toml "$cfg"
-echo "reference_file = \"$out/lj55_reference.h5\"" >>"$cfg"
+# A top-level key, so before the file's tables.
+{ echo "reference_file = \"$out/lj55_reference.h5\""; cat benches/gpu/bg_lj55.toml; } >"$cfg"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >"$out/gpu.txt" 2>/dev/null || true
 "$bin" --device wgpu --out "$out" bg particles --system lj55 --config "$cfg"
