@@ -290,6 +290,40 @@ fn config_system(path: &PathBuf) -> Result<Option<ParticleSystem>> {
     }
 }
 
+/// The `bg particles` configuration from its flags: the system from `--system` or the file
+/// (they must agree; DW4 when neither names one), the file's keys merged over that system's
+/// defaults (not DW4's), then `--method` and `--steps`. Touches no device, so a bad command
+/// line fails before any tensor is made.
+fn particle_config(system: Option<&str>, config: Option<&PathBuf>, method: Option<&str>, steps: Option<usize>) -> Result<BgParticlesConfig> {
+    let flag: Option<ParticleSystem> = system.map(str::parse).transpose().map_err(|e| match e {
+        Error::InvalidArgument { reason, .. } => Error::InvalidArgument { name: "--system", reason },
+        e => e,
+    })?;
+    let in_file = match config {
+        Some(path) => config_system(path)?,
+        None => None,
+    };
+    let sys = match (flag, in_file) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::InvalidArgument { name: "--system", reason: format!("`{}` disagrees with the config file's system `{}`", a.name(), b.name()) })
+        }
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => ParticleSystem::Dw4,
+    };
+    let mut cfg = load_config_over(BgParticlesConfig::for_system(sys), config)?;
+    if let Some(m) = method {
+        cfg.method = match m {
+            "equivariant-fm" | "equivariant_fm" => BgMethod::EquivariantFm,
+            "coupling" => BgMethod::Coupling,
+            other => return Err(Error::InvalidArgument { name: "--method", reason: format!("unknown method `{other}` (equivariant-fm, coupling)") }),
+        };
+    }
+    if let Some(n) = steps {
+        *cfg.steps_mut() = n;
+    }
+    Ok(cfg)
+}
+
 /// `base` with the keys of `over` replaced, tables merged recursively.
 fn merge_toml(base: &mut toml::Value, over: toml::Value) {
     match (base, over) {
@@ -485,35 +519,9 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 }
             }
             BgCommand::Particles { system, config, method, steps } => {
-                let flag: Option<ParticleSystem> = system.as_deref().map(str::parse).transpose().map_err(|e| match e {
-                    Error::InvalidArgument { reason, .. } => Error::InvalidArgument { name: "--system", reason },
-                    e => e,
-                })?;
-                let in_file = match config {
-                    Some(path) => config_system(path)?,
-                    None => None,
-                };
-                let sys = match (flag, in_file) {
-                    (Some(a), Some(b)) if a != b => {
-                        return Err(Error::InvalidArgument { name: "--system", reason: format!("`{}` disagrees with the config file's system `{}`", a.name(), b.name()) })
-                    }
-                    (Some(a), _) | (None, Some(a)) => a,
-                    (None, None) => ParticleSystem::Dw4,
-                };
-                // The file's keys over the chosen system's defaults (not DW4's).
-                let mut cfg = load_config_over(BgParticlesConfig::for_system(sys), config.as_ref())?;
-                let system = sys.name();
+                let mut cfg = particle_config(system.as_deref(), config.as_ref(), method.as_deref(), *steps)?;
                 cfg.train.seed = cli.seed;
-                if let Some(m) = method {
-                    cfg.method = match m.as_str() {
-                        "equivariant-fm" | "equivariant_fm" => BgMethod::EquivariantFm,
-                        "coupling" => BgMethod::Coupling,
-                        other => return Err(Error::InvalidArgument { name: "--method", reason: format!("unknown method `{other}` (equivariant-fm, coupling)") }),
-                    };
-                }
-                if let Some(n) = steps {
-                    *cfg.steps_mut() = *n;
-                }
+                let system = cfg.system.name();
                 let r = bg_particles::run(&cfg, &device, &cli.out.join(format!("bg_{system}")), cli.quiet)?;
                 println!("{}", r.summary());
                 for f in &r.files {
@@ -621,11 +629,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.toml");
         std::fs::write(&f, "system = \"lj13\"\n").unwrap();
-        let cli = Cli::parse_from(["physflow", "--out", dir.to_str().unwrap(), "bg", "particles", "--system", "dw4", "--config", f.to_str().unwrap()]);
-        let err = run_with(cli).unwrap_err();
+        // Through `particle_config`, not `run_with`: that would pick a device, and burn locks
+        // the CPU's default float type at its first tensor for the whole test process.
+        let err = particle_config(Some("dw4"), Some(&f), None, None).unwrap_err();
         assert!(err.to_string().contains("disagrees"), "{err}");
-        let cli = Cli::parse_from(["physflow", "--out", dir.to_str().unwrap(), "bg", "particles", "--system", "lj38"]);
-        assert!(run_with(cli).unwrap_err().to_string().contains("lj38"));
+        let err = particle_config(Some("lj38"), None, None, None).unwrap_err();
+        assert!(err.to_string().contains("lj38"), "{err}");
+        let err = particle_config(None, Some(&f), Some("diffusion"), None).unwrap_err();
+        assert!(err.to_string().contains("--method"), "{err}");
+        let mut cfg = particle_config(None, Some(&f), Some("coupling"), Some(7)).unwrap();
+        assert_eq!((cfg.system, cfg.method), (ParticleSystem::Lj13, BgMethod::Coupling));
+        assert_eq!((cfg.train.steps, *cfg.steps_mut()), (7, 7));
         std::fs::write(&f, "system = 13\n").unwrap();
         assert!(matches!(config_system(&f), Err(Error::Format { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
