@@ -370,14 +370,20 @@ impl ParamCotangent for ModuleGrads {
 
 /// Any [`FieldModule`] as a vector field, with the VJP from burn autodiff on one evaluation.
 pub struct ModuleField<M> {
+    /// Parameters on autodiff with gradients required, for the VJPs.
     module: M,
+    /// The same parameters without autodiff, for plain evaluations: a forward pass on tracked
+    /// parameters registers graph nodes that only a backward pass frees, so sampling without
+    /// gradients (flow perturbation: two solves per step) grew by the whole graph of every
+    /// step — a DW4 run went past 23 GB.
+    plain: M,
 }
 
 impl<M: Module> ModuleField<M> {
-    /// Wrap a module; its parameters are switched to autodiff with gradients required
-    /// (burn's `Module::train`), which the VJP needs.
+    /// Wrap a module: a copy with autodiff and gradients required (burn's `Module::train`)
+    /// for the VJP, and one without (`Module::valid`) for evaluations.
     pub fn new(module: M) -> Self {
-        Self { module: module.train() }
+        Self { plain: module.valid(), module: module.train() }
     }
     /// The module.
     pub fn module(&self) -> &M {
@@ -390,7 +396,7 @@ impl<const D: usize, M: FieldModule<D>> VectorField<D> for ModuleField<M> {
     type Saved = (Time, Tensor<D>);
 
     fn eval(&self, t: &Time, y: &Tensor<D>) -> Tensor<D> {
-        self.module.forward(t, y.clone()).without_autodiff()
+        self.plain.forward(t, y.clone().without_autodiff())
     }
     fn eval_saving(&self, t: &Time, y: &Tensor<D>) -> (Tensor<D>, Self::Saved) {
         (self.eval(t, y), (t.clone(), y.clone()))
