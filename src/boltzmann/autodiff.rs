@@ -35,13 +35,18 @@ pub trait TensorEnergy: Send + Sync {
 pub struct Autodiff<E>(pub E);
 
 impl<E: TensorEnergy> Autodiff<E> {
-    /// `x` on the autodiff CPU device (f64) and `u(x)`, shapes checked.
-    fn evaluate(&self, x: ArrayView2<f64>) -> Result<(Tensor<2>, Tensor<1>)> {
+    /// `x` on the CPU (f64) and `u(x)`, shapes checked; on the autodiff device with `x`
+    /// tracked when `grad` (a tracked evaluation keeps its graph until a backward pass frees
+    /// it, so energies alone are evaluated untracked).
+    fn evaluate(&self, x: ArrayView2<f64>, grad: bool) -> Result<(Tensor<2>, Tensor<1>)> {
         if x.ncols() != self.0.dim() {
             return Err(Error::Shape { what: format!("configurations for energy `{}`", self.0.name()), expected: vec![x.nrows(), self.0.dim()], got: vec![x.nrows(), x.ncols()] });
         }
-        let device = crate::device::reference_cpu().autodiff();
-        let xt = tensor_from_array2(&x, &device, DType::F64).require_grad();
+        let xt = if grad {
+            tensor_from_array2(&x, &crate::device::reference_cpu().autodiff(), DType::F64).require_grad()
+        } else {
+            tensor_from_array2(&x, &crate::device::reference_cpu(), DType::F64)
+        };
         let u = self.0.energy(xt.clone());
         if u.dims() != [x.nrows()] {
             return Err(Error::Shape { what: format!("energies returned by `{}`", self.0.name()), expected: vec![x.nrows()], got: u.dims().to_vec() });
@@ -51,12 +56,12 @@ impl<E: TensorEnergy> Autodiff<E> {
 
     /// `u(x)` per row.
     fn values(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
-        Ok(Array1::from(self.evaluate(x)?.1.host_vec::<f64>()?))
+        Ok(Array1::from(self.evaluate(x, false)?.1.host_vec::<f64>()?))
     }
 
     /// `u(x)` and `f = −∇ₓu` per row, by one reverse pass.
     fn values_and_forces(&self, x: ArrayView2<f64>) -> Result<(Array1<f64>, Array2<f64>)> {
-        let (xt, u) = self.evaluate(x)?;
+        let (xt, u) = self.evaluate(x, true)?;
         let values = Array1::from(u.host_vec::<f64>()?);
         let grads = u.sum().backward();
         let g = xt.grad(&grads).ok_or_else(|| Error::invalid("energy", format!("`{}` does not depend on x", self.0.name())))?;
