@@ -11,6 +11,8 @@
 //! * [`ContinuousFlow`]: a continuous normalizing flow over [`crate::ode`], log-determinant by
 //!   the exact trace or Hutchinson's estimator (trained by flow matching, [`crate::fm`]).
 //! * [`Base`]: the standard normal, and the mean-free normal for particle systems.
+//! * [`StochasticBlock`]: Metropolis / Langevin steps toward an interpolated target, with their
+//!   path weight in place of the log-determinant (stochastic normalizing flows, Wu et al. 2020).
 //!
 //! Everything is f64 on the CPU: coupling conditioners run on the fused MLP
 //! ([`crate::nn::fused`]), and the VJPs are written out by hand for each layer (tested against
@@ -37,6 +39,7 @@ pub mod linear;
 pub mod module;
 pub mod sequential;
 pub mod spline;
+pub mod stochastic;
 
 pub use base::Base;
 pub use continuous::ContinuousFlow;
@@ -44,6 +47,7 @@ pub use coupling::{AffineCoupling, Mask, SplineCoupling};
 pub use linear::{ActNorm, LuLinear, Permutation};
 pub use module::FlowModule;
 pub use sequential::{FlowConfig, LayerConfig, Sequential};
+pub use stochastic::{Kernel, StochasticBlock, StochasticConfig};
 
 /// An invertible map `x = f(z)` on `ℝ^dim` with its log-Jacobian-determinant.
 ///
