@@ -601,6 +601,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boltzmann::Likelihood;
 
     /// A `bg particles` config file is merged over its own system's defaults, not DW4's: the
     /// GPU LJ55 config sets the EGNN and leaves the MALA settings to LJ55's defaults.
@@ -614,6 +615,14 @@ mod tests {
         assert_eq!((cfg.eqfm.egnn.particles, cfg.eqfm.egnn.layers, cfg.eqfm.egnn.hidden), (55, 5, 128));
         assert_eq!(cfg.mcmc, defaults.mcmc);
         assert_ne!(cfg.mcmc, BgParticlesConfig::for_system(ParticleSystem::Dw4).mcmc);
+        // The GPU LJ13 config: published model size and exact weights over LJ13's defaults.
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/gpu/bg_lj13.toml");
+        assert_eq!(config_system(&path).unwrap(), Some(ParticleSystem::Lj13));
+        let lj13 = BgParticlesConfig::for_system(ParticleSystem::Lj13);
+        let cfg: BgParticlesConfig = load_config_over(lj13.clone(), Some(&path)).unwrap();
+        assert_eq!((cfg.eqfm.egnn.particles, cfg.eqfm.egnn.hidden, cfg.eqfm.likelihood), (13, 128, Likelihood::Exact));
+        assert_ne!(lj13.eqfm.likelihood, Likelihood::Exact, "the CPU default weights by flow perturbation");
+        assert_eq!(cfg.mcmc, lj13.mcmc);
         // Every smoke config names a system and parses over its defaults.
         for name in ["bg_dw4.toml", "bg_dw4_eqfm.toml"] {
             let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/smoke").join(name);
