@@ -13,6 +13,7 @@
 //! [`Error::Diverged`] naming the step: it is reported, never skipped.
 
 use std::path::Path as FsPath;
+use std::sync::Arc;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::rngs::StdRng;
@@ -129,6 +130,8 @@ pub struct BoltzmannGenerator {
     pub base: Base,
     /// The seed the flow was built from (it fixes the LU layers' permutations).
     pub seed: u64,
+    /// The target `(u, β)` that stochastic layers move toward ([`Self::with_target`]).
+    target: Option<(Arc<dyn Energy>, f64)>,
 }
 
 impl BoltzmannGenerator {
@@ -137,7 +140,29 @@ impl BoltzmannGenerator {
     /// # Errors
     /// `InvalidArgument` for a bad architecture.
     pub fn new(config: &FlowConfig, dim: usize, seed: u64) -> Result<Self> {
-        Ok(BoltzmannGenerator { config: config.clone(), flow: config.build(dim, seed)?, base: Base::StandardNormal { dim }, seed })
+        Self::build(config, dim, seed, None)
+    }
+
+    /// A fresh generator toward the target `exp(−β u)`, for architectures with stochastic
+    /// layers ([`crate::flows::LayerConfig::Stochastic`], which need `u` and β; other layers
+    /// ignore them): the stochastic normalizing flows of Wu, Köhler & Noé (2020).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad architecture or β.
+    pub fn with_target(config: &FlowConfig, energy: Arc<dyn Energy>, beta: f64, seed: u64) -> Result<Self> {
+        Self::build(config, energy.dim(), seed, Some((energy, beta)))
+    }
+
+    fn build(config: &FlowConfig, dim: usize, seed: u64, target: Option<(Arc<dyn Energy>, f64)>) -> Result<Self> {
+        let flow = config.build_with_target(dim, seed, target.as_ref().map(|(u, b)| (u, *b)))?;
+        Ok(BoltzmannGenerator { config: config.clone(), flow, base: Base::StandardNormal { dim }, seed, target })
+    }
+
+    /// A generator of the same architecture, seed and target with the same parameters.
+    fn duplicate(&self) -> Result<Self> {
+        let mut copy = Self::build(&self.config, self.dim(), self.seed, self.target.clone())?;
+        copy.flow.set_params(&self.flow.params());
+        Ok(copy)
     }
 
     /// Dimension of a configuration.
@@ -608,8 +633,7 @@ impl Trainer for BgTrainer<'_> {
 pub fn train<'a>(bg: &mut BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig, device: &Device, run: &mut Run<'_, BgTrainer<'a>>) -> Result<TrainReport> {
     // The trainer trains a copy (same architecture, seed and parameters): `bg` is untouched
     // when the settings are refused, and receives the parameters once training ran.
-    let mut copy = BoltzmannGenerator::new(&bg.config, bg.dim(), bg.seed)?;
-    copy.flow.set_params(&bg.flow.params());
+    let copy = bg.duplicate()?;
     let mut trainer = BgTrainer::new(copy, energy, data, config, device)?;
     if run.label == "train" {
         run.label = "bg train".into();

@@ -92,7 +92,7 @@ impl FlowModule {
             off += n;
             Ok(s)
         };
-        for spec in specs {
+        for (i, spec) in specs.into_iter().enumerate() {
             let layer = match spec {
                 LayerSpec::Affine { mask, hidden, scale_bound, .. } => {
                     let cfg = conditioner(mask.cond.len(), &hidden, 2 * mask.trans.len());
@@ -107,6 +107,11 @@ impl FlowModule {
                 LayerSpec::ActNorm => FlowLayer { net: None, params: Some(vec1(take(2 * dim)?)), kind: LayerKind::ActNorm },
                 LayerSpec::LuLinear { perm } => FlowLayer { net: None, params: Some(vec1(take(dim * (dim - 1) + 2 * dim)?)), kind: LayerKind::LuLinear { perm } },
                 LayerSpec::Permutation { perm } => FlowLayer { net: None, params: None, kind: LayerKind::Permutation { perm } },
+                // The blocks evaluate the energy between layers, on the host in f64; the device
+                // module has no such layer.
+                LayerSpec::Stochastic(_) => {
+                    return Err(Error::Unsupported(format!("layer {i} is a stochastic block: flows with stochastic blocks train on the CPU device (`--device cpu`)")))
+                }
             };
             layers.push(layer);
         }

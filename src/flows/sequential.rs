@@ -3,7 +3,10 @@
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use super::{check_cotangents, ActNorm, AffineCoupling, Flow, LuLinear, Mask, Permutation, SplineCoupling};
+use std::sync::Arc;
+
+use super::{check_cotangents, ActNorm, AffineCoupling, Flow, Kernel, LuLinear, Mask, Permutation, SplineCoupling, StochasticBlock, StochasticConfig};
+use crate::boltzmann::Energy;
 use crate::{Error, Result};
 
 /// `f = f_L ∘ … ∘ f_1`: `forward` applies the layers in order and sums their
@@ -215,6 +218,19 @@ pub enum LayerConfig {
     LuLinear,
     /// A random [`Permutation`] (drawn from the build seed).
     Permutation,
+    /// A [`StochasticBlock`] toward the generator's target at inverse temperature β (energy
+    /// and β from [`FlowConfig::build_with_target`]; its noise seed from the build seed).
+    Stochastic {
+        /// The Markov kernel.
+        kernel: Kernel,
+        /// Kernel steps.
+        steps: usize,
+        /// Interpolation `λ ∈ [0, 1]` between the standard normal and the target.
+        lambda: f64,
+        /// Project the noise onto the centre-of-mass-free subspace (particle energies).
+        #[serde(default)]
+        mean_free: bool,
+    },
 }
 
 /// A flow architecture: layers applied in order from the base `z` to `x`. Built into a
@@ -270,6 +286,12 @@ impl FlowConfig {
                         return bad(format!("layer {i}: spline coupling needs dim ≥ 2 (got {dim}), parity 0 or 1, non-zero widths, 2 ≤ bins ≤ 500 and bound > 0: {l:?}"));
                     }
                 }
+                LayerConfig::Stochastic { kernel, steps, lambda, mean_free } => {
+                    let c = StochasticConfig { kernel: *kernel, steps: *steps, lambda: *lambda, mean_free: *mean_free, ..StochasticConfig::default() };
+                    if let Err(e) = c.validate() {
+                        return bad(format!("layer {i}: {e}"));
+                    }
+                }
                 _ => {}
             }
         }
@@ -281,21 +303,52 @@ impl FlowConfig {
     ///
     /// # Errors
     /// `InvalidArgument` naming the first bad layer.
+    /// A flow with [`LayerConfig::Stochastic`] layers needs the target: see
+    /// [`Self::build_with_target`].
     pub fn build(&self, dim: usize, seed: u64) -> Result<Sequential> {
+        self.build_with_target(dim, seed, None)
+    }
+
+    /// [`Self::build`] with the target `exp(−β u)` that stochastic layers move toward:
+    /// `target = Some((u, β))`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the first bad layer, or a stochastic layer without a target;
+    /// `Shape` when the energy's dimension is not `dim`.
+    pub fn build_with_target(&self, dim: usize, seed: u64, target: Option<(&Arc<dyn Energy>, f64)>) -> Result<Sequential> {
+        if let Some((u, _)) = target {
+            if u.dim() != dim {
+                return Err(Error::Shape { what: format!("target energy `{}` of the flow", u.name()), expected: vec![dim], got: vec![u.dim()] });
+            }
+        }
         let layers = self
             .resolve(dim, seed)?
             .into_iter()
-            .map(|spec| -> Box<dyn Flow> {
-                match spec {
+            .enumerate()
+            .map(|(i, spec)| -> Result<Box<dyn Flow>> {
+                Ok(match spec {
                     LayerSpec::Affine { mask, hidden, scale_bound, seed } => Box::new(AffineCoupling::new(mask, &hidden, scale_bound, seed)),
                     LayerSpec::Spline { mask, hidden, bins, bound, seed } => Box::new(SplineCoupling::new(mask, &hidden, bins, bound, seed)),
                     LayerSpec::ActNorm => Box::new(ActNorm::new(dim)),
                     LayerSpec::LuLinear { perm } => Box::new(LuLinear::with_perm(perm)),
-                    LayerSpec::Permutation { perm } => Box::new(Permutation::new(perm).expect("a shuffled range is a permutation")),
-                }
+                    LayerSpec::Permutation { perm } => Box::new(Permutation::new(perm)?),
+                    LayerSpec::Stochastic(mut c) => {
+                        let (u, beta) = target.ok_or_else(|| Error::InvalidArgument {
+                            name: "flow.layers",
+                            reason: format!("layer {i} is a stochastic block, which needs the target energy (FlowConfig::build_with_target, BoltzmannGenerator::with_target)"),
+                        })?;
+                        c.beta = beta;
+                        Box::new(StochasticBlock::new(u.clone(), c)?)
+                    }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Sequential::new(layers)
+    }
+
+    /// Whether any layer is a [`LayerConfig::Stochastic`] block.
+    pub fn is_stochastic(&self) -> bool {
+        self.layers.iter().any(|l| matches!(l, LayerConfig::Stochastic { .. }))
     }
 
     /// The layers with their masks, permutations and initialisation seeds fixed from `seed`:
@@ -315,6 +368,9 @@ impl FlowConfig {
                     LayerConfig::ActNorm => LayerSpec::ActNorm,
                     LayerConfig::LuLinear => LayerSpec::LuLinear { perm: Permutation::random_order(dim, s) },
                     LayerConfig::Permutation => LayerSpec::Permutation { perm: Permutation::random_order(dim, s) },
+                    LayerConfig::Stochastic { kernel, steps, lambda, mean_free } => {
+                        LayerSpec::Stochastic(StochasticConfig { kernel: *kernel, steps: *steps, lambda: *lambda, beta: 1.0, mean_free: *mean_free, seed: s })
+                    }
                 }
             })
             .collect())
@@ -329,4 +385,6 @@ pub(crate) enum LayerSpec {
     ActNorm,
     LuLinear { perm: Vec<usize> },
     Permutation { perm: Vec<usize> },
+    /// β is set when the block is built against its target.
+    Stochastic(StochasticConfig),
 }

@@ -92,6 +92,32 @@ impl Default for StochasticConfig {
     }
 }
 
+impl StochasticConfig {
+    /// Checks the settings that do not depend on the energy.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for zero steps, a step size that is not positive and finite, `λ`
+    /// outside `[0, 1]` or a β that is not positive and finite.
+    pub fn validate(&self) -> Result<()> {
+        let step = match self.kernel {
+            Kernel::Metropolis { step_size } | Kernel::Langevin { step_size, .. } => step_size,
+        };
+        if self.steps == 0 {
+            return Err(Error::invalid("steps", "a stochastic block needs at least one step"));
+        }
+        if !(step > 0.0 && step.is_finite()) {
+            return Err(Error::invalid("kernel.step_size", format!("need a positive finite step, got {step}")));
+        }
+        if !(0.0..=1.0).contains(&self.lambda) {
+            return Err(Error::invalid("lambda", format!("need 0 ≤ λ ≤ 1, got {}", self.lambda)));
+        }
+        if !(self.beta > 0.0 && self.beta.is_finite()) {
+            return Err(Error::invalid("beta", format!("need a positive finite β, got {}", self.beta)));
+        }
+        Ok(())
+    }
+}
+
 /// Markov-chain steps as a flow layer (see the module docs).
 pub struct StochasticBlock {
     energy: Arc<dyn Energy>,
@@ -140,26 +166,11 @@ impl StochasticBlock {
     /// A block on `energy`'s configuration space.
     ///
     /// # Errors
-    /// `InvalidArgument` for zero steps, a step size that is not positive and finite, `λ`
-    /// outside `[0, 1]`, a β that is not positive and finite, or `mean_free` on an energy
-    /// without particles.
+    /// `InvalidArgument` for bad settings ([`StochasticConfig::validate`]) or `mean_free` on an
+    /// energy without particles.
     pub fn new(energy: Arc<dyn Energy>, config: StochasticConfig) -> Result<Self> {
         let c = &config;
-        let step = match c.kernel {
-            Kernel::Metropolis { step_size } | Kernel::Langevin { step_size, .. } => step_size,
-        };
-        if c.steps == 0 {
-            return Err(Error::invalid("steps", "a stochastic block needs at least one step"));
-        }
-        if !(step > 0.0 && step.is_finite()) {
-            return Err(Error::invalid("kernel.step_size", format!("need a positive finite step, got {step}")));
-        }
-        if !(0.0..=1.0).contains(&c.lambda) {
-            return Err(Error::invalid("lambda", format!("need 0 ≤ λ ≤ 1, got {}", c.lambda)));
-        }
-        if !(c.beta > 0.0 && c.beta.is_finite()) {
-            return Err(Error::invalid("beta", format!("need a positive finite β, got {}", c.beta)));
-        }
+        c.validate()?;
         let mean_free = match (c.mean_free, energy.particles()) {
             (false, _) => None,
             (true, Some(p)) => Some(p),

@@ -120,7 +120,8 @@ pub fn run(cfg: &BgDoubleWellConfig, train_device: &burn::tensor::Device, out: &
     let delta_f_exact = quad.free_energy_difference(|x| x[0] < 0.0, |x| x[0] > 0.0);
 
     // Train by energy only.
-    let mut bg = BoltzmannGenerator::new(&cfg.train.flow, 2, seed)?;
+    // With the target, so that the architecture may hold stochastic blocks.
+    let mut bg = BoltzmannGenerator::with_target(&cfg.train.flow, std::sync::Arc::new(cfg.energy), beta, seed)?;
     let rep = train(&mut bg, Some(energy), None, &cfg.train, train_device, &mut Run { quiet, ..Run::default() })?;
 
     // Reweighting.

@@ -464,7 +464,8 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         BgMethod::Coupling => {
             let internal = coords.to_internal(mcmc.samples.view())?;
             let train_x = internal.slice(ndarray::s![..total - n_test, ..]).to_owned();
-            let mut bg = BoltzmannGenerator::new(&cfg.train.flow, energy.dim(), seed)?;
+            let target: std::sync::Arc<dyn crate::boltzmann::Energy> = std::sync::Arc::new(InternalEnergy::new(cfg.cartesian_energy())?);
+            let mut bg = BoltzmannGenerator::with_target(&cfg.train.flow, target, beta, seed)?;
             let rep = train(&mut bg, Some(&energy), Some(train_x.view()), &cfg.train, train_device, &mut Run { quiet, ..Run::default() })?;
             let nll = if nll_rows.is_empty() { Array1::zeros(0) } else { -bg.log_prob(internal.slice(ndarray::s![nll_rows, ..]))? };
             let clock = std::time::Instant::now();
