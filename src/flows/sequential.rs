@@ -300,11 +300,11 @@ impl FlowConfig {
 
     /// Builds the flow on `dim` coordinates; network weights and permutations from `seed`.
     /// Fresh coupling and linear layers are the identity.
-    ///
-    /// # Errors
-    /// `InvalidArgument` naming the first bad layer.
     /// A flow with [`LayerConfig::Stochastic`] layers needs the target: see
     /// [`Self::build_with_target`].
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the first bad layer (a stochastic one included).
     pub fn build(&self, dim: usize, seed: u64) -> Result<Sequential> {
         self.build_with_target(dim, seed, None)
     }
@@ -344,11 +344,6 @@ impl FlowConfig {
             })
             .collect::<Result<Vec<_>>>()?;
         Sequential::new(layers)
-    }
-
-    /// Whether any layer is a [`LayerConfig::Stochastic`] block.
-    pub fn is_stochastic(&self) -> bool {
-        self.layers.iter().any(|l| matches!(l, LayerConfig::Stochastic { .. }))
     }
 
     /// The layers with their masks, permutations and initialisation seeds fixed from `seed`:
