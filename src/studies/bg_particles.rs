@@ -700,9 +700,10 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
         ),
         BgMethod::EquivariantFm => format!(
             "Flow: EGNN continuous flow ({} layers × {}) on the mean-free normal, equivariant flow matching with {:?} pairs, σ = {}; {} steps of {}; \
-             exact-trace log-densities ({:?}, {})",
+             sampling by {:?} ({}); weights by {}",
             c.eqfm.egnn.layers, c.eqfm.egnn.hidden, c.eqfm.coupling, c.eqfm.sigma, c.eqfm.run.steps, c.eqfm.run.batch_size, c.eqfm.sampling.solver,
-            match c.eqfm.sampling.dt { Some(dt) => format!("step {dt}"), None => format!("rtol {:.0e}", c.eqfm.sampling.rtol) }
+            match c.eqfm.sampling.dt { Some(dt) => format!("step {dt}"), None => format!("rtol {:.0e}", c.eqfm.sampling.rtol) },
+            likelihood_label(&c.eqfm.likelihood)
         ),
     };
     let mut table = format!(
