@@ -290,6 +290,9 @@ pub fn fit<T: Trainer>(trainer: &mut T, opts: &RunOptions, run: &mut Run<'_, T>)
 
     let bar = progress(opts.steps as u64, &run.label, run.quiet);
     bar.set_position(state.step as u64);
+    // indicatif draws nothing when stderr is not a terminal (a background run, a CI log):
+    // there the log lines are printed instead.
+    let plain_log = !run.quiet && bar.is_hidden();
     let clock = Instant::now();
     let seconds_before = state.seconds;
     let mut last_call = vec![0.0f64; run.callbacks.len()];
@@ -321,6 +324,9 @@ pub fn fit<T: Trainer>(trainer: &mut T, opts: &RunOptions, run: &mut Run<'_, T>)
             let n = state.window_len.max(1) as f64;
             let means: Vec<f64> = state.window.iter().map(|s| s / n).collect();
             bar.set_message(format!("{} {:.4e}", names[0], means[0]));
+            if plain_log {
+                eprintln!("{}: step {}/{}, {} {:.4e}, {:.0} s", run.label, state.step, opts.steps, names[0], means[0], state.seconds);
+            }
             state.log.push(LogRecord { step: state.step, seconds: state.seconds, values: means });
             state.window.iter_mut().for_each(|w| *w = 0.0);
             state.window_len = 0;
