@@ -4,9 +4,12 @@
 //! unit tests (some configure f64) must not share a process with. CPU against wgpu is in
 //! `tests/device_parity.rs`.
 
+mod common;
+
 use burn::tensor::Device;
-use ndarray::{Array1, Array2, ArrayView2};
-use physflow::boltzmann::{train, BgTrainer, BoltzmannGenerator, Energy, TrainConfig};
+use common::Gaussian;
+use ndarray::Array2;
+use physflow::boltzmann::{train, BgTrainer, BoltzmannGenerator, TrainConfig};
 use physflow::flows::{Flow, FlowConfig};
 use physflow::train::{Precision, Run, Trainer};
 use rand::rngs::StdRng;
@@ -16,42 +19,8 @@ fn cpu() -> Device {
     Device::flex()
 }
 
-/// `u = ½ Σ_k (x_k − μ_k)² / σ_k²`: at β = 1, `p = N(μ, diag σ²)`, `log Z = (d/2) log 2π + Σ log σ_k`.
-struct Gaussian {
-    mu: Vec<f64>,
-    sigma: Vec<f64>,
-}
-
-impl Energy for Gaussian {
-    fn dim(&self) -> usize {
-        self.mu.len()
-    }
-    fn energy(&self, x: ArrayView2<f64>) -> Array1<f64> {
-        self.energy_and_force(x).0
-    }
-    fn energy_and_force(&self, x: ArrayView2<f64>) -> (Array1<f64>, Array2<f64>) {
-        let mut f = Array2::zeros(x.dim());
-        let mut u = Array1::zeros(x.nrows());
-        for b in 0..x.nrows() {
-            for k in 0..self.dim() {
-                let r = (x[[b, k]] - self.mu[k]) / self.sigma[k];
-                u[b] += 0.5 * r * r;
-                f[[b, k]] = -r / self.sigma[k];
-            }
-        }
-        (u, f)
-    }
-    fn name(&self) -> String {
-        "gaussian".into()
-    }
-}
-
 fn target() -> Gaussian {
     Gaussian { mu: vec![1.0, -2.0], sigma: vec![0.5, 2.0] }
-}
-
-fn log_z(g: &Gaussian) -> f64 {
-    0.5 * g.dim() as f64 * (2.0 * std::f64::consts::PI).ln() + g.sigma.iter().map(|s| s.ln()).sum::<f64>()
 }
 
 fn config(steps: usize) -> TrainConfig {
@@ -121,7 +90,7 @@ fn burn_engine_trains_and_resumes_exactly() {
     let (full, rep) = fit(300, None);
     let kl = rep.log.last().unwrap().values[1];
     // As the CPU test: E[βu + log q] → −log Z from above (300 steps of 128: within 0.1).
-    assert!(kl > -log_z(&g) - 0.02 && kl < -log_z(&g) + 0.1, "KL {kl} vs −log Z {}", -log_z(&g));
+    assert!(kl > -g.log_z() - 0.02 && kl < -g.log_z() + 0.1, "KL {kl} vs −log Z {}", -g.log_z());
     fit(150, Some(&ck));
     let (resumed, rep2) = fit(300, Some(&ck));
     assert_eq!(rep2.steps_run, 150);
