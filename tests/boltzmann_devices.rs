@@ -40,10 +40,10 @@ fn burn_engine_matches_the_cpu_engine() {
     // Parameters away from the identity, so every spline bin and the LU factors matter.
     let mut rng = StdRng::seed_from_u64(9);
     let p: Vec<f64> = (0..bg.flow.num_params()).map(|_| rng.random_range(-0.4..0.4)).collect();
-    bg.flow.set_params(&p);
+    bg.flow.set_params(&p).unwrap();
     let clone = |bg: &BoltzmannGenerator| {
         let mut b = BoltzmannGenerator::new(&bg.config, 2, bg.seed).unwrap();
-        b.flow.set_params(&bg.flow.params());
+        b.flow.set_params(&bg.flow.params()).unwrap();
         b
     };
     let mut cpu_t = BgTrainer::new(clone(&bg), Some(&g), Some(data.view()), &c, &cpu()).unwrap();

@@ -233,7 +233,7 @@ fn bg_spline_flow_parity_wgpu() {
         let mut bg = BoltzmannGenerator::new(&cfg.flow, 2, 5).unwrap();
         let mut rng = StdRng::seed_from_u64(8);
         let p: Vec<f64> = (0..bg.flow.num_params()).map(|_| rng.random_range(-0.3..0.3)).collect();
-        bg.flow.set_params(&p);
+        bg.flow.set_params(&p).unwrap();
         bg
     };
     let mut on_cpu = BgTrainer::new_burn_path(make(), Some(&energy), Some(data.view()), &cfg, &Device::flex()).unwrap();

@@ -51,7 +51,7 @@ fn forward_and_inverse_match_the_cpu_flow_in_f64() {
         for cfg in flows() {
             let mut seq = cfg.build(dim, 7).unwrap();
             let p: Vec<f64> = (0..seq.num_params()).map(|_| rng.random_range(-0.5..0.5)).collect();
-            seq.set_params(&p);
+            seq.set_params(&p).unwrap();
             let m = FlowModule::new(&cfg, dim, 7, &p, &device, DType::F64).unwrap();
             assert_eq!(m.flat_params().unwrap(), p);
             let z = Array2::from_shape_fn((17, dim), |_| rng.random_range(-3.0..3.0));
@@ -80,7 +80,7 @@ fn autodiff_gradients_match_the_hand_written_vjps() {
     for cfg in flows() {
         let mut seq = cfg.build(dim, 2).unwrap();
         let p: Vec<f64> = (0..seq.num_params()).map(|_| rng.random_range(-0.5..0.5)).collect();
-        seq.set_params(&p);
+        seq.set_params(&p).unwrap();
         let z = Array2::from_shape_fn((11, dim), |_| rng.random_range(-2.5..2.5));
         let xb = Array2::from_shape_fn((11, dim), |_| rng.random_range(-1.0..1.0));
         let lb = ndarray::Array1::from_shape_fn(11, |_| rng.random_range(-1.0..1.0));

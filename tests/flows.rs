@@ -93,10 +93,10 @@ fn every_layer_vjp_matches_finite_differences_in_both_directions() {
             for j in (0..n).step_by(step) {
                 let mut tp = theta.clone();
                 tp[j] += h;
-                probe.set_params(&tp);
+                probe.set_params(&tp).unwrap();
                 let fp = objective(probe.as_ref(), &input);
                 tp[j] -= 2.0 * h;
-                probe.set_params(&tp);
+                probe.set_params(&tp).unwrap();
                 let fm = objective(probe.as_ref(), &input);
                 let fd = (fp - fm) / (2.0 * h);
                 assert!((pb[j] - fd).abs() < 1e-6 * (1.0 + fd.abs()), "{} (inverse {inverse}): param {j}: {} vs FD {fd}", layer.name(), pb[j]);
@@ -131,6 +131,24 @@ fn fresh_configs_are_the_identity_and_bad_configs_are_errors() {
     let mut nan = random(2, 2, 1.0, 0);
     nan[[1, 0]] = f64::NAN;
     assert!(matches!(flow.inverse(nan.view()), Err(physflow::Error::NonFinite { .. })));
+}
+
+/// A parameter vector of the wrong length is a `Shape` error naming the layer, and leaves the
+/// parameters as they were.
+#[test]
+fn wrong_parameter_counts_are_errors() {
+    for mut layer in registered_layers(4, 11) {
+        let before = layer.params();
+        let wrong = vec![0.1; layer.num_params() + 1];
+        match layer.set_params(&wrong) {
+            Err(physflow::Error::Shape { what, expected, got }) => {
+                assert!(what.contains("parameters of"), "{what}");
+                assert_eq!((expected, got), (vec![before.len()], vec![before.len() + 1]));
+            }
+            other => panic!("{}: expected a Shape error, got {other:?}", layer.name()),
+        }
+        assert_eq!(layer.params(), before, "{}", layer.name());
+    }
 }
 
 #[test]

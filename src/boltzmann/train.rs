@@ -161,7 +161,7 @@ impl BoltzmannGenerator {
     /// A generator of the same architecture, seed and target with the same parameters.
     fn duplicate(&self) -> Result<Self> {
         let mut copy = Self::build(&self.config, self.dim(), self.seed, self.target.clone())?;
-        copy.flow.set_params(&self.flow.params());
+        copy.flow.set_params(&self.flow.params())?;
         Ok(copy)
     }
 
@@ -350,7 +350,7 @@ impl<'a> BgTrainer<'a> {
     pub fn into_generator(self) -> Result<BoltzmannGenerator> {
         let mut bg = self.bg;
         if let Engine::Burn(e) = &self.engine {
-            bg.flow.set_params(&e.flow.flat_params()?);
+            bg.flow.set_params(&e.flow.flat_params()?)?;
         }
         Ok(bg)
     }
@@ -567,7 +567,7 @@ impl Trainer for BgTrainer<'_> {
                 clip_global_norm(&mut grad, clip);
                 e.grad = grad;
                 e.adam.step(&mut e.params, &e.grad, lr);
-                self.bg.flow.set_params(&e.params);
+                self.bg.flow.set_params(&e.params)?;
             }
             (Engine::Burn(e), Grads::Burn(mut gp)) => {
                 let norm = crate::train::clip_grad_norm(&e.flow, &mut gp, clip.unwrap_or(f64::INFINITY))?;
@@ -605,7 +605,7 @@ impl Trainer for BgTrainer<'_> {
                     return Err(Error::Shape { what: "checkpoint parameters".into(), expected: vec![e.params.len()], got: vec![params.len()] });
                 }
                 e.params = params;
-                self.bg.flow.set_params(&e.params);
+                self.bg.flow.set_params(&e.params)?;
                 e.adam = r.json("adam")?;
             }
             Engine::Burn(e) => {
@@ -662,7 +662,7 @@ pub fn load_generator(dir: &FsPath) -> Result<BoltzmannGenerator> {
     if params.len() != bg.flow.num_params() {
         return Err(fmt(format!("{} parameters for an architecture of {}", params.len(), bg.flow.num_params())));
     }
-    bg.flow.set_params(&params);
+    bg.flow.set_params(&params)?;
     Ok(bg)
 }
 

@@ -159,8 +159,10 @@ impl Flow for AffineCoupling {
         self.cond.net.params().to_vec()
     }
 
-    fn set_params(&mut self, params: &[f64]) {
+    fn set_params(&mut self, params: &[f64]) -> Result<()> {
+        super::check_params(&self.name(), params, self.cond.net.num_params())?;
         self.cond.net.set_params(params);
+        Ok(())
     }
 
     fn forward(&self, z: ArrayView2<f64>) -> Result<(Array2<f64>, Array1<f64>)> {
@@ -353,8 +355,10 @@ impl Flow for SplineCoupling {
         self.cond.net.params().to_vec()
     }
 
-    fn set_params(&mut self, params: &[f64]) {
+    fn set_params(&mut self, params: &[f64]) -> Result<()> {
+        super::check_params(&self.name(), params, self.cond.net.num_params())?;
         self.cond.net.set_params(params);
+        Ok(())
     }
 
     fn forward(&self, z: ArrayView2<f64>) -> Result<(Array2<f64>, Array1<f64>)> {

@@ -40,11 +40,12 @@ impl Flow for ActNorm {
         [self.log_scale.as_slice(), &self.shift].concat()
     }
 
-    fn set_params(&mut self, params: &[f64]) {
+    fn set_params(&mut self, params: &[f64]) -> Result<()> {
         let d = self.dim();
-        assert_eq!(params.len(), 2 * d, "act_norm: expected {} parameters, got {}", 2 * d, params.len());
+        super::check_params("act_norm", params, 2 * d)?;
         self.log_scale.copy_from_slice(&params[..d]);
         self.shift.copy_from_slice(&params[d..]);
+        Ok(())
     }
 
     fn data_init(&mut self, x: ArrayView2<f64>) -> Result<()> {
@@ -360,9 +361,10 @@ impl Flow for LuLinear {
         self.params.clone()
     }
 
-    fn set_params(&mut self, params: &[f64]) {
-        assert_eq!(params.len(), self.params.len(), "lu_linear: expected {} parameters, got {}", self.params.len(), params.len());
+    fn set_params(&mut self, params: &[f64]) -> Result<()> {
+        super::check_params("lu_linear", params, self.params.len())?;
         self.params.copy_from_slice(params);
+        Ok(())
     }
 
     fn forward(&self, z: ArrayView2<f64>) -> Result<(Array2<f64>, Array1<f64>)> {

@@ -72,10 +72,10 @@ pub trait Flow: Send + Sync {
 
     /// Replace the parameters.
     ///
-    /// # Panics
-    /// If `params.len() != self.num_params()`.
-    fn set_params(&mut self, params: &[f64]) {
-        assert_eq!(params.len(), 0, "{}: expected {} parameters, got {}", self.name(), 0, params.len());
+    /// # Errors
+    /// `Shape` if `params.len() != self.num_params()` (nothing is changed then).
+    fn set_params(&mut self, params: &[f64]) -> Result<()> {
+        check_params(&self.name(), params, 0)
     }
 
     /// Data-dependent initialisation from samples of this layer's *output* `x: [n, dim]`
@@ -124,6 +124,14 @@ pub(crate) fn check_input(what: &'static str, x: ArrayView2<f64>, dim: usize) ->
     Ok(())
 }
 
+/// Checks the length of a parameter vector given to `layer`.
+pub(crate) fn check_params(layer: &str, params: &[f64], n: usize) -> Result<()> {
+    if params.len() != n {
+        return Err(Error::Shape { what: format!("parameters of {layer}"), expected: vec![n], got: vec![params.len()] });
+    }
+    Ok(())
+}
+
 /// Checks cotangent shapes against the primal batch.
 pub(crate) fn check_cotangents(x: ArrayView2<f64>, bar: ArrayView2<f64>, ld_bar: ArrayView1<f64>, param_bar: &[f64], n_params: usize) -> Result<()> {
     if bar.dim() != x.dim() {
@@ -157,12 +165,12 @@ pub fn registered_layers(dim: usize, seed: u64) -> Vec<Box<dyn Flow>> {
         // Random parameters of size ~0.5 (so couplings are far from the identity; the spline's
         // bound of 1 puts some inputs on the tails).
         let p: Vec<f64> = (0..layer.num_params()).map(|_| rng.random_range(-0.6..0.6)).collect();
-        layer.set_params(&p);
+        layer.set_params(&p).expect("as many parameters as the layer has");
     }
     let seq = FlowConfig::neural_spline(2, vec![8], 5, 2.0).build(dim, seed + 6).expect("valid config");
     let mut seq: Box<dyn Flow> = Box::new(seq);
     let p: Vec<f64> = (0..seq.num_params()).map(|_| rng.random_range(-0.4..0.4)).collect();
-    seq.set_params(&p);
+    seq.set_params(&p).expect("as many parameters as the flow has");
     layers.push(seq);
     layers
 }

@@ -136,12 +136,13 @@ impl Flow for Sequential {
         self.layers.iter().flat_map(|l| l.params()).collect()
     }
 
-    fn set_params(&mut self, params: &[f64]) {
-        assert_eq!(params.len(), self.num_params(), "sequential: expected {} parameters, got {}", self.num_params(), params.len());
+    fn set_params(&mut self, params: &[f64]) -> Result<()> {
+        super::check_params("sequential", params, self.num_params())?;
         let off = self.offsets();
         for (i, l) in self.layers.iter_mut().enumerate() {
-            l.set_params(&params[off[i]..off[i + 1]]);
+            l.set_params(&params[off[i]..off[i + 1]])?;
         }
+        Ok(())
     }
 
     /// Initialises data-dependent layers from the last to the first, each on the data pulled
