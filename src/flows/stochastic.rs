@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_cotangents, check_input, Flow};
 use crate::boltzmann::Energy;
+use crate::sde::brownian::splitmix64;
 use crate::{Error, Result};
 
 /// The Markov kernel of a [`StochasticBlock`].
@@ -153,13 +154,6 @@ struct Path {
 enum Direction {
     Forward = 1,
     Inverse = 2,
-}
-
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl StochasticBlock {

@@ -4,7 +4,7 @@
 //! stochastic adjoint, reversible-Heun adjoint). Guide: docs/sde.md.
 
 mod adjoint;
-mod brownian;
+pub(crate) mod brownian;
 mod field;
 mod solve;
 
