@@ -84,11 +84,16 @@ impl Base {
 
 fn remove_com(base: &Base, z: &mut Array2<f64>) {
     if let Base::MeanFreeNormal { particles: n, spatial_dim: d } = *base {
-        for mut row in z.rows_mut() {
-            for k in 0..d {
-                let m = (0..n).map(|i| row[i * d + k]).sum::<f64>() / n as f64;
-                (0..n).for_each(|i| row[i * d + k] -= m);
-            }
+        remove_centre_of_mass(z, n, d);
+    }
+}
+
+/// Subtracts from every row of `z: [batch, n·d]` (particle-major) its centre of mass.
+pub(crate) fn remove_centre_of_mass(z: &mut Array2<f64>, n: usize, d: usize) {
+    for mut row in z.rows_mut() {
+        for k in 0..d {
+            let m = (0..n).map(|i| row[i * d + k]).sum::<f64>() / n as f64;
+            (0..n).for_each(|i| row[i * d + k] -= m);
         }
     }
 }

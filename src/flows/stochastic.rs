@@ -180,12 +180,7 @@ impl StochasticBlock {
 
     fn project(&self, y: &mut Array2<f64>) {
         if let Some((n, d)) = self.mean_free {
-            for mut row in y.rows_mut() {
-                for k in 0..d {
-                    let m = (0..n).map(|i| row[i * d + k]).sum::<f64>() / n as f64;
-                    (0..n).for_each(|i| row[i * d + k] -= m);
-                }
-            }
+            super::base::remove_centre_of_mass(y, n, d);
         }
     }
 
