@@ -148,6 +148,19 @@ pub enum Error {
         /// Iterations taken.
         iterations: usize,
     },
+    /// A time step violates the stability limit of an explicit scheme (the CFL condition of an
+    /// advection term), checked before the step is taken.
+    #[error("time step of `{system}` at t = {t} violates the CFL condition: Courant number {courant:.3} > {limit}; take a smaller step (or a smaller `cfl`)")]
+    Unstable {
+        /// The solver's name.
+        system: String,
+        /// Time at which the step starts.
+        t: f64,
+        /// `Δt (|u|_max + |v|_max) / h` of the step.
+        courant: f64,
+        /// The largest Courant number the scheme accepts.
+        limit: f64,
+    },
     /// A plot could not be drawn.
     #[error("plot error: {0}")]
     Plot(String),

@@ -3,10 +3,12 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use physflow::io::dataset::{generate, sample_inputs, DatasetSpec, InitialCondition, Manifest};
+use physflow::io::dataset::{field_inputs, generate, sample_inputs, DatasetSpec, InitialCondition, Manifest};
 use physflow::io::h5::{Attr, H5File};
 use physflow::io::loader::{Loader, LoaderConfig, Source};
 use physflow::io::pdebench::SingleFile;
+use physflow::sim::darcy::DarcyProblem;
+use physflow::sim::fields::{self, FieldSimulator};
 use physflow::sim::{ensemble, systems};
 use physflow::Error;
 
@@ -116,6 +118,68 @@ fn manifest_mismatches_are_errors() {
     assert!(matches!(generate(&DatasetSpec { shards: 5, ..s.clone() }, &dir("x"), None, false), Err(Error::InvalidArgument { .. })));
     let scaled_2d = DatasetSpec { system: "heat2d".into(), ..s };
     assert!(matches!(scaled_2d.validate(), Err(Error::InvalidArgument { name: "initial", .. })));
+}
+
+/// Navier–Stokes shards hold the solver's frames for each sample's parameters and seed
+/// (recomputed directly here), in PDEBench's 2D layout, and do not depend on the sharding.
+#[test]
+fn ns2d_shards_hold_the_solver_frames_whatever_the_sharding() {
+    let s = DatasetSpec { system: "ns2d".into(), samples: 3, shards: 2, t_end: 0.5, n_times: 3, param_spread: 0.2, resolution: Some(16), seed: 4, ..Default::default() };
+    let (a, b) = (dir("ns2d_a"), dir("ns2d_b"));
+    generate(&s, &a, None, false).unwrap();
+    generate(&DatasetSpec { shards: 1, ..s.clone() }, &b, None, false).unwrap();
+    let m = Manifest::open(&a, true).unwrap();
+    assert_eq!((m.dataset.as_str(), m.sample_shape.clone()), ("tensor", vec![3, 16, 16]));
+    let sim = fields::by_name("ns2d", Some(16)).unwrap().unwrap();
+    let (params, seeds) = field_inputs(sim.as_ref(), &s, 0, 3);
+    assert_eq!(params[[0, 0]], 1e-3, "sample 0 keeps the default viscosity");
+    assert!(params[[1, 0]] != 1e-3, "the others are spread");
+    let (mut sharded, mut single) = (Vec::new(), Vec::new());
+    for e in &m.shards {
+        let f = SingleFile::read(&a.join(&e.file)).unwrap();
+        assert_eq!(f.fields[0].shape, vec![e.samples, 3, 16, 16]);
+        assert_eq!(f.attrs["boundary_x"], Attr::Str("periodic".into()));
+        sharded.extend(f.fields[0].data.iter().copied());
+    }
+    single.extend(SingleFile::read(&b.join("shard-00000.h5")).unwrap().fields[0].data.iter().copied());
+    assert_eq!(sharded, single, "sharding does not change a sample");
+    let mut want = Vec::new();
+    for r in 0..3 {
+        let w = sim.simulate(params.row(r).as_slice().unwrap(), seeds[r], &s.times()).unwrap();
+        want.extend(w[0].iter().map(|&v| v as f32));
+    }
+    assert_eq!(sharded, want);
+    let h = H5File::open(&a.join("shard-00000.h5")).unwrap();
+    assert!(h.has_dataset("sample_seed") && h.has_dataset("t-coordinate"));
+}
+
+/// Darcy shards hold the permeability `nu` and the pressure `tensor` (PDEBench's names), and
+/// the stored pressure solves the stored medium's finite-volume equations (to the f32 rounding
+/// of the files).
+#[test]
+fn darcy_shards_hold_medium_and_pressure() {
+    let s = DatasetSpec { system: "darcy".into(), samples: 2, shards: 1, resolution: Some(16), seed: 2, ..Default::default() };
+    let d = dir("darcy");
+    generate(&s, &d, None, false).unwrap();
+    let m = Manifest::open(&d, true).unwrap();
+    assert_eq!(m.datasets, vec!["tensor".to_string(), "nu".into()]);
+    assert_eq!(m.sample_shape, vec![1, 16, 16]);
+    let h = H5File::open(&d.join("shard-00000.h5")).unwrap();
+    let (ushape, u) = h.read_f64("tensor").unwrap();
+    let (ashape, a) = h.read_f64("nu").unwrap();
+    assert_eq!((ushape, ashape), (vec![2, 1, 16, 16], vec![2, 16, 16]));
+    assert!(!h.has_dataset("t-coordinate"), "a steady problem has no time axis");
+    for r in 0..2 {
+        let prob = DarcyProblem::constant(a[r * 256..(r + 1) * 256].to_vec(), 1.0, 0.0).unwrap();
+        let res = prob.residual(&u[r * 256..(r + 1) * 256]);
+        // r = Σ T (u_P − u_nb) − f h²: f32 pressures of size ~0.02 with T ≤ 24 round to ~1e-8.
+        let worst = res.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        assert!(worst < 2e-6, "sample {r}: residual {worst} (f h² = {})", 1.0 / 256.0);
+    }
+    let wrong = DatasetSpec { system: "heat1d".into(), resolution: Some(16), ..s.clone() };
+    assert!(matches!(wrong.validate(), Err(Error::InvalidArgument { name: "resolution", .. })));
+    let fourier = DatasetSpec { initial: InitialCondition::RandomFourier { modes: 2, amplitude: 1.0 }, ..s };
+    assert!(matches!(fourier.validate(), Err(Error::InvalidArgument { name: "initial", .. })));
 }
 
 /// The loader tests' dataset, generated once per process: two tests run in parallel and a

@@ -76,8 +76,15 @@ pub enum Command {
     /// Files go to `<out>/simulate/<system>/`.
     Simulate {
         /// System name: lotka_volterra, robertson, van_der_pol, lorenz, pendulum,
-        /// linear_oscillator, heat1d, heat2d, burgers1d, fisher_kpp1d, allen_cahn1d, brusselator2d.
+        /// linear_oscillator, heat1d, heat2d, burgers1d, fisher_kpp1d, allen_cahn1d,
+        /// brusselator2d; or a 2D field simulator (format h5): ns2d, ns2d_kolmogorov,
+        /// ns2d_decaying (pseudo-spectral vorticity frames from random initial vorticity),
+        /// darcy, darcy_lognormal (pressure `tensor` and permeability `nu` on random media;
+        /// steady: --t-end and --n-times do not apply).
         system: String,
+        /// Grid points per side of a field simulator (default 64).
+        #[arg(long)]
+        resolution: Option<usize>,
         /// Number of trajectories.
         #[arg(long, default_value_t = 1)]
         samples: usize,
@@ -369,7 +376,7 @@ pub fn run() -> Result<()> {
 /// Run a parsed command line.
 pub fn run_with(cli: Cli) -> Result<()> {
     match &cli.command {
-        Command::Simulate { .. } => cpu_only(&cli, "simulate", "diffsol integrates in f64 on the CPU, in parallel with rayon")?,
+        Command::Simulate { .. } => cpu_only(&cli, "simulate", "diffsol and the field simulators run in f64 on the CPU, in parallel with rayon")?,
         Command::Data { .. } => cpu_only(&cli, "data", "file conversion involves no device")?,
         Command::Fit { .. } => cpu_only(&cli, "fit", "parameter fitting of physical systems runs through diffsol in f64")?,
         Command::Hybrid { .. } => cpu_only(&cli, "hybrid", "the stiff hybrid model runs inside diffsol in f64")?,
@@ -410,7 +417,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 println!("wrote {f}");
             }
         }
-        Command::Simulate { system, samples, shards, t_end, n_times, method, rtol, atol, initial, modes, amplitude, y0_spread, param_spread, compression, format } => {
+        Command::Simulate { system, resolution, samples, shards, t_end, n_times, method, rtol, atol, initial, modes, amplitude, y0_spread, param_spread, compression, format } => {
             let opts = crate::sim::SimOptions { method: crate::sim::Method::parse(method)?, rtol: *rtol, atol: *atol, ..Default::default() };
             let out = cli.out.join("simulate").join(system);
             if format == "h5" {
@@ -432,6 +439,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                     seed: cli.seed,
                     compression: parse_compression(compression)?,
                     sim: opts,
+                    resolution: *resolution,
                 };
                 let r = generate(&spec, &out, None, !cli.quiet)?;
                 println!(
@@ -449,8 +457,8 @@ pub fn run_with(cli: Cli) -> Result<()> {
                     println!("wrote {}", p.display());
                 }
             } else {
-                if *shards != 1 || initial != "scaled" {
-                    return Err(Error::invalid("format", "--shards and --initial fourier need --format h5"));
+                if *shards != 1 || initial != "scaled" || resolution.is_some() || crate::sim::fields::NAMES.contains(&system.as_str()) {
+                    return Err(Error::invalid("format", "--shards, --initial fourier and the field simulators (ns2d, darcy, ...) need --format h5"));
                 }
                 let spec = crate::sim::SimulateSpec {
                     samples: *samples,

@@ -1,6 +1,8 @@
 //! Sharded simulation datasets: trajectories of a `sim` system over sampled
-//! initial states and parameters, one HDF5 file per shard in PDEBench's
-//! single-file layout, joined by a JSON manifest.
+//! initial states and parameters — or fields of a 2D field simulator
+//! ([`crate::sim::fields`]: Navier–Stokes, Darcy) over sampled parameters and random
+//! inputs — one HDF5 file per shard in PDEBench's single-file layout, joined by a JSON
+//! manifest.
 //!
 //! Sample `i` draws its perturbations from its own random stream, seeded by
 //! `(seed, i)`, so a dataset does not depend on how it is sharded or in which order
@@ -16,6 +18,11 @@
 //!   systems without a grid; `f32`, one sample per chunk, deflate + shuffle + Fletcher-32;
 //! - `x-coordinate`, `y-coordinate`, `t-coordinate [T]` (`f32`, as PDEBench);
 //! - `params [n, P]` and `initial_state [n, D]` (`f64`, exact), `sample_index [n]`;
+//! - field simulators instead: `tensor [n, T, X, Y]` (Navier–Stokes vorticity), or
+//!   `tensor [n, 1, X, Y]` and `nu [n, X, Y]` (Darcy pressure and permeability, PDEBench's
+//!   names; steady, so `t_end` and `n_times` do not apply and there is no `t-coordinate`),
+//!   `params`, `sample_index`, and `sample_seed [n]` (the seed of each sample's random
+//!   initial vorticity or permeability, which reproduces it);
 //! - root attributes, the schema: `physflow_schema`, `generator`, `system`,
 //!   `param_names`, `default_params`, `channels`, per axis `boundary_x`,
 //!   `length_x`, `points_x`, `seed`, `shard_index`, `shard_count`, `first_sample`,
@@ -32,6 +39,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::h5::{Attr, Compression, DatasetOptions, H5File, H5Tree};
+use crate::sim::fields::{self as field_sims, FieldSimulator};
 use crate::sim::systems::{self, ic, Grid1d};
 use crate::sim::{ensemble, SimOptions, System};
 use crate::train::{progress, write_json};
@@ -82,8 +90,18 @@ pub struct DatasetSpec {
     pub seed: u64,
     /// Compression of the fields.
     pub compression: Compression,
-    /// Integrator and tolerances.
+    /// Integrator and tolerances (diffsol systems; field simulators have their own scheme).
     pub sim: SimOptions,
+    /// Grid points per side of a field simulator (`None`: its default, 64); only for them.
+    pub resolution: Option<usize>,
+}
+
+/// What a dataset's samples come from.
+pub enum Generator {
+    /// A diffsol system, integrated by [`ensemble`].
+    System(Box<dyn System>),
+    /// A field simulator with its own scheme and random inputs.
+    Field(Box<dyn FieldSimulator>),
 }
 
 impl Default for DatasetSpec {
@@ -100,13 +118,15 @@ impl Default for DatasetSpec {
             seed: 0,
             compression: Compression::Deflate(4),
             sim: SimOptions::default(),
+            resolution: None,
         }
     }
 }
 
 impl DatasetSpec {
-    /// Checks the counts and that the system and initial condition fit together.
-    pub fn validate(&self) -> Result<Box<dyn System>> {
+    /// Checks the counts and that the system (or field simulator) and the initial condition
+    /// fit together.
+    pub fn validate(&self) -> Result<Generator> {
         if self.samples == 0 || self.shards == 0 || self.shards > self.samples {
             return Err(Error::invalid("shards", format!("need 1 ≤ shards ≤ samples, got {} shards for {} samples", self.shards, self.samples)));
         }
@@ -115,6 +135,15 @@ impl DatasetSpec {
         }
         if !(self.y0_spread >= 0.0 && self.param_spread >= 0.0) {
             return Err(Error::invalid("y0_spread", "spreads must be non-negative"));
+        }
+        if let Some(f) = field_sims::by_name(&self.system, self.resolution)? {
+            if self.initial != InitialCondition::Scaled {
+                return Err(Error::invalid("initial", format!("`{}` draws its own random inputs; only the default initial condition applies", self.system)));
+            }
+            return Ok(Generator::Field(f));
+        }
+        if self.resolution.is_some() {
+            return Err(Error::invalid("resolution", format!("only the field simulators ({}) take a resolution; `{}` has its own grid", field_sims::NAMES.join(", "), self.system)));
         }
         let sys = systems::by_name(&self.system)?;
         if let InitialCondition::RandomFourier { modes, amplitude } = &self.initial {
@@ -126,7 +155,7 @@ impl DatasetSpec {
                 return Err(Error::invalid("initial", "random Fourier needs modes ≥ 1 and amplitude > 0"));
             }
         }
-        Ok(sys)
+        Ok(Generator::System(sys))
     }
 
     /// Samples of shard `k`: `[first, first + count)`.
@@ -179,6 +208,24 @@ pub fn sample_inputs(sys: &dyn System, spec: &DatasetSpec, first: usize, count: 
     (params, y0s)
 }
 
+/// Parameters `[count, P]` (as [`sample_inputs`]) and the random-input seeds of samples
+/// `[first, first + count)` of a field simulator.
+pub fn field_inputs(sim: &dyn FieldSimulator, spec: &DatasetSpec, first: usize, count: usize) -> (Array2<f64>, Vec<u64>) {
+    let p0 = sim.params();
+    let mut params = Array2::zeros((count, p0.len()));
+    let mut seeds = Vec::with_capacity(count);
+    for r in 0..count {
+        let i = first + r;
+        let mut rng = sample_rng(spec.seed, i);
+        for (j, p) in p0.iter().enumerate() {
+            let xi: f64 = StandardNormal.sample(&mut rng);
+            params[[r, j]] = if i == 0 { *p } else { p * (spec.param_spread * xi).exp() };
+        }
+        seeds.push(rng.random::<u64>());
+    }
+    (params, seeds)
+}
+
 /// `dirichlet left=0 right=0`, `neumann left=0 right=0` or `periodic`.
 fn boundary_text(g: &Grid1d) -> String {
     use crate::sim::systems::Boundary;
@@ -223,13 +270,117 @@ pub fn field_names(sys: &dyn System) -> Vec<String> {
     }
 }
 
+impl Generator {
+    /// The field datasets of a shard, the main one first.
+    pub fn datasets(&self) -> Vec<String> {
+        match self {
+            Generator::System(s) => field_names(s.as_ref()),
+            Generator::Field(f) => f.datasets(2).into_iter().map(|d| d.name).collect(),
+        }
+    }
+
+    /// Shape of one sample of the main dataset.
+    pub fn sample_shape(&self, n_times: usize) -> Vec<usize> {
+        match self {
+            Generator::System(sys) => {
+                let mut shape = vec![n_times];
+                match sys.field() {
+                    Some(f) => shape.extend(f.grid_shape()),
+                    None => shape.push(sys.dim()),
+                }
+                shape
+            }
+            Generator::Field(f) => f.datasets(n_times).swap_remove(0).shape,
+        }
+    }
+}
+
 /// Simulates shard `k` of `spec` and writes it to `dir/shard-{k:05}.h5` atomically.
 pub fn generate_shard(spec: &DatasetSpec, k: usize, dir: &Path) -> Result<PathBuf> {
-    let sys = spec.validate()?;
+    let gen = spec.validate()?;
     if k >= spec.shards {
         return Err(Error::invalid("shard", format!("shard {k} does not exist (shards: {})", spec.shards)));
     }
-    write_shard(spec, sys.as_ref(), k, dir)
+    match &gen {
+        Generator::System(sys) => write_shard(spec, sys.as_ref(), k, dir),
+        Generator::Field(f) => write_field_shard(spec, f.as_ref(), k, dir, &indicatif::ProgressBar::hidden()),
+    }
+}
+
+/// The attributes every shard carries: schema, generator, seed and shard bookkeeping, the spec.
+fn common_attrs(tree: &mut H5Tree, spec: &DatasetSpec, name: &str, param_names: Vec<String>, params: Vec<f64>, k: usize, first: usize) -> Result<()> {
+    let spec_json = serde_json::to_string(spec).map_err(|e| Error::invalid("spec", e.to_string()))?;
+    let attrs = [
+        ("physflow_schema", Attr::Str(SCHEMA.into())),
+        ("generator", Attr::Str(format!("physflow {}", env!("CARGO_PKG_VERSION")))),
+        ("system", Attr::Str(name.into())),
+        ("param_names", Attr::Strs(param_names.clone())),
+        ("default_params", Attr::Floats(params.clone())),
+        ("seed", Attr::Int(spec.seed as i64)),
+        ("shard_index", Attr::Int(k as i64)),
+        ("shard_count", Attr::Int(spec.shards as i64)),
+        ("first_sample", Attr::Int(first as i64)),
+        ("spec", Attr::Str(spec_json)),
+    ];
+    for (key, v) in attrs {
+        tree.set_attr("/", key, v)?;
+    }
+    if spec.param_spread == 0.0 {
+        for (pname, v) in param_names.iter().zip(params) {
+            if !tree.root.attrs.contains_key(pname) {
+                tree.set_attr("/", pname, Attr::Float(v))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Simulates shard `k` of a field simulator (samples in parallel, rayon) and writes it.
+fn write_field_shard(spec: &DatasetSpec, sim: &dyn FieldSimulator, k: usize, dir: &Path, bar: &indicatif::ProgressBar) -> Result<PathBuf> {
+    use rayon::prelude::*;
+    let (first, count) = spec.shard_range(k);
+    let (params, seeds) = field_inputs(sim, spec, first, count);
+    for r in 0..count {
+        sim.validate(params.row(r).as_slice().expect("rows are contiguous"))?;
+    }
+    let times = if sim.steady() { vec![0.0] } else { spec.times() };
+    let outs: Vec<Vec<Vec<f64>>> = (0..count)
+        .into_par_iter()
+        .map(|r| {
+            let out = sim.simulate(params.row(r).as_slice().expect("rows are contiguous"), seeds[r], &times);
+            bar.inc(1);
+            out
+        })
+        .collect::<Result<_>>()?;
+    let opts = DatasetOptions { chunks: None, compression: spec.compression, shuffle: spec.compression != Compression::None, fletcher32: true };
+    let mut tree = H5Tree::new();
+    for (d, ds) in sim.datasets(times.len()).into_iter().enumerate() {
+        let mut shape = vec![count];
+        shape.extend(&ds.shape);
+        let data: Vec<f32> = outs.iter().flat_map(|o| o[d].iter().map(|&v| v as f32)).collect();
+        tree.add_f32(&ds.name, &shape, data, &opts)?;
+    }
+    let plain = DatasetOptions::default();
+    for (axis, coords, boundary) in sim.axes() {
+        let length = if coords.len() > 1 { (coords[1] - coords[0]) * coords.len() as f64 } else { 0.0 };
+        tree.add_f32(&format!("{axis}-coordinate"), &[coords.len()], coords.iter().map(|&v| v as f32).collect(), &plain)?;
+        tree.set_attr("/", &format!("boundary_{axis}"), Attr::Str(boundary))?;
+        tree.set_attr("/", &format!("length_{axis}"), Attr::Float(length))?;
+        tree.set_attr("/", &format!("points_{axis}"), Attr::Int(coords.len() as i64))?;
+    }
+    if !sim.steady() {
+        tree.add_f32("t-coordinate", &[times.len()], times.iter().map(|&v| v as f32).collect(), &plain)?;
+        tree.set_attr("/", "t_end", Attr::Float(spec.t_end))?;
+    }
+    let p = params.ncols();
+    tree.add_f64("params", &[count, p], params.into_raw_vec_and_offset().0, &plain)?;
+    tree.add("sample_index", &[count], super::h5::Data::I64((first..first + count).map(|i| i as i64).collect()), &plain)?;
+    // u64 seeds stored bit for bit in i64.
+    tree.add("sample_seed", &[count], super::h5::Data::I64(seeds.iter().map(|&s| s as i64).collect()), &plain)?;
+    common_attrs(&mut tree, spec, &sim.name(), sim.param_names(), sim.params(), k, first)?;
+    let path = dir.join(shard_file(k));
+    tree.write(&path)?;
+    Ok(path)
 }
 
 /// [`generate_shard`] for a validated spec and its system.
@@ -263,34 +414,16 @@ fn write_shard(spec: &DatasetSpec, sys: &dyn System, k: usize, dir: &Path) -> Re
     let d = y0s.ncols();
     tree.add_f64("initial_state", &[count, d], y0s.into_raw_vec_and_offset().0, &plain)?;
     tree.add("sample_index", &[count], super::h5::Data::I64((first..first + count).map(|i| i as i64).collect()), &plain)?;
-    let spec_json = serde_json::to_string(spec).map_err(|e| Error::invalid("spec", e.to_string()))?;
-    let a = |v: &str| Attr::Str(v.to_string());
     let attrs = [
-        ("physflow_schema", a(SCHEMA)),
-        ("generator", Attr::Str(format!("physflow {}", env!("CARGO_PKG_VERSION")))),
-        ("system", a(&sys.name())),
-        ("param_names", Attr::Strs(sys.param_names())),
-        ("default_params", Attr::Floats(sys.params())),
-        ("seed", Attr::Int(spec.seed as i64)),
-        ("shard_index", Attr::Int(k as i64)),
-        ("shard_count", Attr::Int(spec.shards as i64)),
-        ("first_sample", Attr::Int(first as i64)),
         ("t_end", Attr::Float(spec.t_end)),
-        ("method", a(&format!("{:?}", spec.sim.method).to_lowercase())),
+        ("method", Attr::Str(format!("{:?}", spec.sim.method).to_lowercase())),
         ("rtol", Attr::Float(spec.sim.rtol)),
         ("atol", Attr::Float(spec.sim.atol)),
-        ("spec", Attr::Str(spec_json)),
     ];
-    for (k, v) in attrs {
-        tree.set_attr("/", k, v)?;
+    for (key, v) in attrs {
+        tree.set_attr("/", key, v)?;
     }
-    if spec.param_spread == 0.0 {
-        for (name, v) in sys.param_names().iter().zip(sys.params()) {
-            if !tree.root.attrs.contains_key(name) {
-                tree.set_attr("/", name, Attr::Float(v))?;
-            }
-        }
-    }
+    common_attrs(&mut tree, spec, &sys.name(), sys.param_names(), sys.params(), k, first)?;
     let path = dir.join(shard_file(k));
     tree.write(&path)?;
     Ok(path)
@@ -452,7 +585,7 @@ fn stats_of(dir: &Path, m: &Manifest) -> Result<BTreeMap<String, Stats>> {
 /// (a partial run, as an interrupted job would leave). A manifest from a different
 /// spec is an error, never overwritten.
 pub fn generate(spec: &DatasetSpec, dir: &Path, max_new_shards: Option<usize>, show_progress: bool) -> Result<GenerateReport> {
-    let sys = spec.validate()?;
+    let gen = spec.validate()?;
     let spec_json = serde_json::to_string(spec).map_err(|e| Error::invalid("spec", e.to_string()))?;
     let mpath = dir.join("manifest.json");
     if mpath.exists() {
@@ -466,12 +599,8 @@ pub fn generate(spec: &DatasetSpec, dir: &Path, max_new_shards: Option<usize>, s
             });
         }
     }
-    let datasets = field_names(sys.as_ref());
-    let mut sample_shape = vec![spec.n_times];
-    match sys.field() {
-        Some(f) => sample_shape.extend(f.grid_shape()),
-        None => sample_shape.push(sys.dim()),
-    }
+    let datasets = gen.datasets();
+    let sample_shape = gen.sample_shape(spec.n_times);
     let shards: Vec<ShardEntry> = (0..spec.shards)
         .map(|k| {
             let (first, samples) = spec.shard_range(k);
@@ -505,8 +634,17 @@ pub fn generate(spec: &DatasetSpec, dir: &Path, max_new_shards: Option<usize>, s
                 bar.abandon();
                 return Ok(GenerateReport { written, skipped, manifest, preview: None });
             }
-            write_shard(spec, sys.as_ref(), k, dir)?;
+            match &gen {
+                Generator::System(sys) => {
+                    write_shard(spec, sys.as_ref(), k, dir)?;
+                    bar.inc(count as u64);
+                }
+                Generator::Field(f) => {
+                    write_field_shard(spec, f.as_ref(), k, dir, &bar)?;
+                }
+            }
             written.push(k);
+            continue;
         }
         bar.inc(count as u64);
     }

@@ -16,8 +16,13 @@
 //! ```
 
 mod autodiff;
+pub mod darcy;
 mod ensemble;
+pub mod fft2;
+pub mod fields;
 mod fit;
+pub mod grf;
+pub mod ns2d;
 mod output;
 mod sens;
 mod solve;
