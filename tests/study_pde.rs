@@ -66,3 +66,41 @@ fn burgers_study_runs() {
 fn reaction_diffusion_study_runs() {
     check(PdeProblem::ReactionDiffusion);
 }
+
+/// The 2D Navier–Stokes study at its smoke size (8 × 8, 4 frames): every sampler runs, the
+/// projecting ones meet the initial-vorticity and total-vorticity constraint to the projection
+/// tolerance, the reference meets it to round-off, the frame residuals and figures are written,
+/// and a rerun reuses the data and checkpoint. Bad settings are refused before any work.
+#[test]
+fn ns2d_study_runs() {
+    use physflow::studies::pde_ns2d::{self, Ns2dStudyConfig};
+    let out = out_dir("pde-ns2d");
+    let cfg = Ns2dStudyConfig::smoke();
+    let device = burn::tensor::Device::flex();
+    let r = pde_ns2d::run(&cfg, &device, &out, true).unwrap();
+    assert_eq!(r.scores[0].method, "reference (simulator)");
+    assert!(r.scores[0].constraint_max < 1e-14, "the simulator conserves total vorticity: {:e}", r.scores[0].constraint_max);
+    assert_eq!(r.frame_residuals.len(), r.scores.len());
+    for s in &r.scores[1..] {
+        assert!(s.mmse.is_finite() && s.smse.is_finite() && s.ms_per_field > 0.0, "{s:?}");
+        assert!(s.residual_first.is_finite() && s.residual_rest.is_finite(), "{s:?}");
+        if projects(&s.method) {
+            assert!(s.constraint_max <= 1e-9, "{}: constraint max {:e}", s.method, s.constraint_max);
+        }
+    }
+    let unc = r.scores.iter().find(|s| s.method == "unconstrained").unwrap();
+    assert!(unc.constraint_max > 1e-4, "unconstrained constraint max {:e}", unc.constraint_max);
+    for f in &r.files {
+        assert!(std::path::Path::new(f).exists(), "{f}");
+    }
+    let again = pde_ns2d::run(&cfg, &device, &out, true).unwrap();
+    for (a, b) in r.scores.iter().zip(&again.scores) {
+        assert_eq!(a.mmse, b.mmse, "{}: rerun differs", a.method);
+    }
+    assert_eq!(pde_ns2d::read_report(&out).unwrap().scores.len(), r.scores.len());
+    // A mode count the 8 × 8 grid cannot hold is refused before any simulation.
+    let mut bad = Ns2dStudyConfig::smoke();
+    bad.train.net = physflow::nn::FieldNetConfig::Fno(physflow::nn::FnoConfig { modes: [5, 5], ..physflow::nn::FnoConfig::default() });
+    assert!(matches!(pde_ns2d::run(&bad, &device, &out_dir("pde-ns2d-bad"), true), Err(physflow::Error::InvalidArgument { name: "fno.modes", .. })));
+    let _ = std::fs::remove_dir_all(&out);
+}

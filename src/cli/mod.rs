@@ -14,6 +14,7 @@ use crate::studies::neural_ode::{self, NeuralOdeConfig};
 use crate::studies::neural_sde::{self, NeuralSdeConfig};
 use crate::studies::param_fit::{self, ParamFitConfig};
 use crate::studies::pde_fields::{self, PdeProblem, PdeStudyConfig};
+use crate::studies::pde_ns2d::{self, Ns2dStudyConfig};
 use crate::studies::stiff_hybrid::{self, StiffHybridConfig};
 use crate::{Error, Result};
 
@@ -144,17 +145,17 @@ pub enum Command {
         study: BgCommand,
     },
     /// Physics-constrained generation of PDE fields: simulate a family (`heat`, `burgers`,
-    /// `reaction-diffusion`), train a functional-flow-matching FNO, sample it unconstrained and
-    /// with hard constraints (project-end, PCFM, ECI, guidance), write the table of MMSE /
-    /// SMSE / constraint error / time per field, figures of fields and residuals. Data,
-    /// checkpoints and samples go to `<out>/pde_<problem>/`; a rerun reuses the data and
-    /// resumes training.
+    /// `reaction-diffusion` in 1D space-time; `ns2d`: 2D Navier–Stokes vorticity frames),
+    /// train a functional-flow-matching FNO, sample it unconstrained and with hard constraints
+    /// (project-end, PCFM, ECI, guidance), write the table of MMSE / SMSE / constraint error /
+    /// time per field, figures of fields and residuals. Data, checkpoints and samples go to
+    /// `<out>/pde_<problem>/`; a rerun reuses the data and resumes training.
     Pde {
         /// Which family.
         #[arg(value_enum)]
-        problem: PdeProblem,
-        /// A TOML file overriding the family's defaults (fields of `PdeStudyConfig`; unset
-        /// fields keep the family's values).
+        problem: PdeTask,
+        /// A TOML file overriding the family's defaults (fields of `PdeStudyConfig`, or of
+        /// `Ns2dStudyConfig` for ns2d; unset fields keep the family's values).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Training steps (overrides the config).
@@ -184,6 +185,33 @@ pub enum Command {
         #[arg(long)]
         iterations: Option<usize>,
     },
+}
+
+/// The PDE-field studies: the 1D space-time families of `pde_fields` and the 2D Navier–Stokes
+/// study.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PdeTask {
+    /// Heat equation, initial condition + mass conservation.
+    Heat,
+    /// Viscous Burgers, Dirichlet boundaries + mass balance.
+    Burgers,
+    /// Fisher–KPP reaction–diffusion, Neumann boundaries + mass balance with source.
+    ReactionDiffusion,
+    /// 2D Navier–Stokes vorticity (64 × 64 in PCFM; 32 × 32 by default here), initial
+    /// condition + total vorticity.
+    Ns2d,
+}
+
+impl PdeTask {
+    /// The 1D family, if it is one.
+    pub fn one_d(self) -> Option<PdeProblem> {
+        match self {
+            PdeTask::Heat => Some(PdeProblem::Heat),
+            PdeTask::Burgers => Some(PdeProblem::Burgers),
+            PdeTask::ReactionDiffusion => Some(PdeProblem::ReactionDiffusion),
+            PdeTask::Ns2d => None,
+        }
+    }
 }
 
 /// `physflow data ...`.
@@ -559,7 +587,20 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 println!("wrote {} ({layout:?} layout)", output.display());
             }
         },
+        Command::Pde { problem: PdeTask::Ns2d, config, steps } => {
+            let mut cfg = load_config_over(Ns2dStudyConfig::default(), config.as_ref())?;
+            cfg.seed = cli.seed;
+            if let Some(n) = steps {
+                cfg.train.run.steps = *n;
+            }
+            let r = pde_ns2d::run(&cfg, &device, &cli.out.join("pde_ns2d"), cli.quiet)?;
+            print!("{}", pde_ns2d::markdown(&r));
+            for f in &r.files {
+                println!("wrote {f}");
+            }
+        }
         Command::Pde { problem, config, steps } => {
+            let problem = &problem.one_d().ok_or_else(|| Error::invalid("problem", "not a 1D space-time family"))?;
             let mut cfg = load_config_over(PdeStudyConfig::for_problem(*problem), config.as_ref())?;
             if cfg.problem != *problem {
                 return Err(Error::invalid("config", format!("the file sets problem `{}` but the command asks for `{}`", cfg.problem.name(), problem.name())));

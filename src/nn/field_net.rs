@@ -40,7 +40,19 @@ impl FieldNetConfig {
         }
     }
 
-    /// The same architecture with `channels` in and out.
+    /// Checks the architecture against a field grid `[X, Y]` ([`FnoConfig::check_grid`]; the
+    /// convolutional net takes any grid).
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the setting.
+    pub fn check_grid(&self, nx: usize, ny: usize) -> crate::Result<()> {
+        match self {
+            FieldNetConfig::Fno(f) => f.check_grid(nx, ny),
+            FieldNetConfig::Conv(_) => Ok(()),
+        }
+    }
+
+    /// The same architecture with `channels` field channels in and out.
     pub fn with_channels(&self, channels: usize) -> Self {
         let mut c = self.clone();
         match &mut c {

@@ -102,6 +102,26 @@ pub struct Fno {
 }
 
 impl FnoConfig {
+    /// Checks the settings against a field grid `[X, Y]`: positive width, layers and modes, and
+    /// no kept mode beyond the Nyquist frequency of the padded grid (`2 m_x − 1 ≤ X + p_x`,
+    /// `2 m_y − 1 ≤ Y + p_y`) — before any network is built or trained.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the setting and the grid.
+    pub fn check_grid(&self, nx: usize, ny: usize) -> crate::Result<()> {
+        if self.width == 0 || self.layers == 0 || self.modes[0] == 0 || self.modes[1] == 0 || self.projection == 0 {
+            return Err(crate::Error::invalid("fno", format!("width, layers, projection and modes must be positive, got width {}, layers {}, projection {}, modes {:?}", self.width, self.layers, self.projection, self.modes)));
+        }
+        let (px, py) = (nx + self.padding[0], ny + self.padding[1]);
+        if 2 * self.modes[0] - 1 > px || 2 * self.modes[1] - 1 > py {
+            return Err(crate::Error::invalid(
+                "fno.modes",
+                format!("modes {:?} need a padded grid of at least {} × {} points; the field grid is {nx} × {ny} with padding {:?} (lower the modes or refine the grid)", self.modes, 2 * self.modes[0] - 1, 2 * self.modes[1] - 1, self.padding),
+            ));
+        }
+        Ok(())
+    }
+
     /// The network with weights from `seed`: affine layers `U(±1/√fan_in)` (PyTorch's
     /// `nn.Linear`), spectral weights `U(0, 1)/(c_in c_out)` as in the reference implementation.
     ///

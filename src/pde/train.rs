@@ -148,7 +148,8 @@ impl<'a> FfmTrainer<'a> {
         if let Some(i) = problem.data.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite { what: "training field", step: i / grid.len(), t: f64::NAN });
         }
-        let [nc, _, _] = grid.shape4();
+        let [nc, nx, ny] = grid.shape4();
+        cfg.net.check_grid(nx, ny)?;
         let net_cfg = cfg.net.with_channels(nc);
         let gp = cfg.gp.sampler(grid)?;
         let ad = device.clone().autodiff();

@@ -9,4 +9,5 @@ pub mod neural_ode;
 pub mod neural_sde;
 pub mod param_fit;
 pub mod pde_fields;
+pub mod pde_ns2d;
 pub mod stiff_hybrid;
