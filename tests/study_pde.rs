@@ -104,3 +104,38 @@ fn ns2d_study_runs() {
     assert!(matches!(pde_ns2d::run(&bad, &device, &out_dir("pde-ns2d-bad"), true), Err(physflow::Error::InvalidArgument { name: "fno.modes", .. })));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The Darcy study at its smoke size (8 × 8 cells): the reference meets the flux balance and the
+/// finite-volume equations to round-off, the projecting samplers meet the balance to the
+/// projection tolerance, and the inverse problem reports every method, PCFM matching its hard
+/// observations exactly. Observation counts beyond the grid are refused before any work.
+#[test]
+fn darcy_study_runs() {
+    use physflow::studies::pde_darcy::{self, DarcyStudyConfig};
+    let out = out_dir("pde-darcy");
+    let cfg = DarcyStudyConfig::smoke();
+    let device = burn::tensor::Device::flex();
+    let r = pde_darcy::run(&cfg, &device, &out, true).unwrap();
+    let reference = &r.scores[0];
+    assert!(reference.constraint_max < 1e-12 && reference.pde_residual < 1e-10, "{reference:?}");
+    for s in &r.scores[1..] {
+        assert!(s.mmse.is_finite() && s.pde_residual.is_finite(), "{s:?}");
+        if projects(&s.method) {
+            assert!(s.constraint_max <= 1e-9, "{}: constraint max {:e}", s.method, s.constraint_max);
+        }
+    }
+    assert_eq!(r.inverse.len(), 3);
+    let pcfm = r.inverse.iter().find(|m| m.method.starts_with("PCFM")).unwrap();
+    assert!(pcfm.misfit < 1e-9, "hard observations: misfit {:e}", pcfm.misfit);
+    for m in &r.inverse {
+        assert!(m.rel_l2_a.is_finite() && m.misfit.is_finite(), "{m:?}");
+    }
+    for f in &r.files {
+        assert!(std::path::Path::new(f).exists(), "{f}");
+    }
+    assert_eq!(pde_darcy::read_report(&out).unwrap().inverse.len(), 3);
+    let mut bad = DarcyStudyConfig::smoke();
+    bad.inverse.observations = 65;
+    assert!(matches!(pde_darcy::run(&bad, &device, &out_dir("pde-darcy-bad"), true), Err(physflow::Error::InvalidArgument { name: "inverse.observations", .. })));
+    let _ = std::fs::remove_dir_all(&out);
+}

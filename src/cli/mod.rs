@@ -14,6 +14,7 @@ use crate::studies::neural_ode::{self, NeuralOdeConfig};
 use crate::studies::neural_sde::{self, NeuralSdeConfig};
 use crate::studies::param_fit::{self, ParamFitConfig};
 use crate::studies::pde_fields::{self, PdeProblem, PdeStudyConfig};
+use crate::studies::pde_darcy::{self, DarcyStudyConfig};
 use crate::studies::pde_ns2d::{self, Ns2dStudyConfig};
 use crate::studies::stiff_hybrid::{self, StiffHybridConfig};
 use crate::{Error, Result};
@@ -145,7 +146,8 @@ pub enum Command {
         study: BgCommand,
     },
     /// Physics-constrained generation of PDE fields: simulate a family (`heat`, `burgers`,
-    /// `reaction-diffusion` in 1D space-time; `ns2d`: 2D Navier–Stokes vorticity frames),
+    /// `reaction-diffusion` in 1D space-time; `ns2d`: 2D Navier–Stokes vorticity frames;
+    /// `darcy`: permeability and pressure, plus the inverse problem),
     /// train a functional-flow-matching FNO, sample it unconstrained and with hard constraints
     /// (project-end, PCFM, ECI, guidance), write the table of MMSE / SMSE / constraint error /
     /// time per field, figures of fields and residuals. Data, checkpoints and samples go to
@@ -155,7 +157,8 @@ pub enum Command {
         #[arg(value_enum)]
         problem: PdeTask,
         /// A TOML file overriding the family's defaults (fields of `PdeStudyConfig`, or of
-        /// `Ns2dStudyConfig` for ns2d; unset fields keep the family's values).
+        /// `Ns2dStudyConfig` for ns2d, `DarcyStudyConfig` for darcy; unset fields keep the
+        /// family's values).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Training steps (overrides the config).
@@ -200,6 +203,9 @@ pub enum PdeTask {
     /// 2D Navier–Stokes vorticity (64 × 64 in PCFM; 32 × 32 by default here), initial
     /// condition + total vorticity.
     Ns2d,
+    /// Darcy flow fields (permeability, pressure) under the flux balance, and the inverse
+    /// problem of the permeability from pressure observations.
+    Darcy,
 }
 
 impl PdeTask {
@@ -209,7 +215,7 @@ impl PdeTask {
             PdeTask::Heat => Some(PdeProblem::Heat),
             PdeTask::Burgers => Some(PdeProblem::Burgers),
             PdeTask::ReactionDiffusion => Some(PdeProblem::ReactionDiffusion),
-            PdeTask::Ns2d => None,
+            PdeTask::Ns2d | PdeTask::Darcy => None,
         }
     }
 }
@@ -595,6 +601,18 @@ pub fn run_with(cli: Cli) -> Result<()> {
             }
             let r = pde_ns2d::run(&cfg, &device, &cli.out.join("pde_ns2d"), cli.quiet)?;
             print!("{}", pde_ns2d::markdown(&r));
+            for f in &r.files {
+                println!("wrote {f}");
+            }
+        }
+        Command::Pde { problem: PdeTask::Darcy, config, steps } => {
+            let mut cfg = load_config_over(DarcyStudyConfig::default(), config.as_ref())?;
+            cfg.seed = cli.seed;
+            if let Some(n) = steps {
+                cfg.train.run.steps = *n;
+            }
+            let r = pde_darcy::run(&cfg, &device, &cli.out.join("pde_darcy"), cli.quiet)?;
+            print!("{}", pde_darcy::markdown(&r));
             for f in &r.files {
                 println!("wrote {f}");
             }

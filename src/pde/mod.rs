@@ -12,6 +12,8 @@
 //!   sources and boundary fluxes ([`MassBalance`]); discretised PDE residuals
 //!   ([`PdeResidual`]: Burgers' flux-form update, reaction–diffusion); constraints from burn
 //!   autodiff ([`AutodiffConstraint`]); [`Stack`].
+//! * [`darcy`]: the finite-volume Darcy balance of a permeability–pressure field `(a, u)`,
+//!   global (one row, nonlinear) or per cell (the discrete PDE).
 //! * [`project`]: Gauss–Newton projection onto `h = 0` (faer), exact in one step for linear
 //!   constraints.
 //! * [`sample`]: unconstrained, project-at-the-end, PCFM, ECI and guidance samplers.
@@ -40,6 +42,7 @@
 //! ```
 
 pub mod constraint;
+pub mod darcy;
 pub mod dataset;
 pub mod gp;
 pub mod grid;
@@ -55,6 +58,7 @@ pub use constraint::{
     AutodiffConstraint, BoundaryFlux, Constraint, Jacobian, LinearConstraint, MassBalance, Operator, PdeResidual, Points, Quadrature, Side, Source,
     SparseRow, Stack, TimeValues,
 };
+pub use darcy::{darcy_grid, DarcyFlux, DarcyScope};
 pub use dataset::{read_fields, write_fields};
 pub use gp::{GpConfig, GpMethod, GpSampler, Kernel};
 pub use grid::{Axis, AxisKind, Fields, Grid};

@@ -152,25 +152,12 @@ impl DarcyProblem {
         Ok(())
     }
 
-    /// The Dirichlet value of the boundary face of cell `(i, j)` on `side` (0 left, 1 right,
-    /// 2 bottom, 3 top).
     fn face_value(&self, side: usize, i: usize, j: usize) -> f64 {
-        let n = self.n;
-        match side {
-            0 | 1 => self.g[side * n + j],
-            _ => self.g[side * n + i],
-        }
+        face_value(self.n, &self.g, side, i, j)
     }
 
-    /// The four neighbours of cell `(i, j)`: `Ok(q)` for a cell, `Err(side)` for a boundary face.
     fn neighbours(&self, i: usize, j: usize) -> [std::result::Result<usize, usize>; 4] {
-        let n = self.n;
-        [
-            if i > 0 { Ok((i - 1) * n + j) } else { Err(0) },
-            if i + 1 < n { Ok((i + 1) * n + j) } else { Err(1) },
-            if j > 0 { Ok(i * n + j - 1) } else { Err(2) },
-            if j + 1 < n { Ok(i * n + j + 1) } else { Err(3) },
-        ]
+        neighbours(self.n, i, j)
     }
 
     /// Solves for the pressure `u` at the cell centres, `[n, n]` row-major.
@@ -219,23 +206,8 @@ impl DarcyProblem {
     /// The discrete residual per cell, `r_P = Σ_faces T (u_P − u_nb) − f_P h²` (zero for the
     /// solution): the PDE as a constraint on a field `(a, u)`.
     pub fn residual(&self, u: &[f64]) -> Vec<f64> {
-        let n = self.n;
-        let h2 = 1.0 / (n * n) as f64;
-        let mut r = vec![0.0; n * n];
-        for i in 0..n {
-            for j in 0..n {
-                let p = i * n + j;
-                let ap = self.a[p];
-                let mut s = -self.f[p] * h2;
-                for nb in self.neighbours(i, j) {
-                    s += match nb {
-                        Ok(q) => 2.0 * ap * self.a[q] / (ap + self.a[q]) * (u[p] - u[q]),
-                        Err(side) => 2.0 * ap * (u[p] - self.face_value(side, i, j)),
-                    };
-                }
-                r[p] = s;
-            }
-        }
+        let mut r = vec![0.0; self.n * self.n];
+        cell_residuals(self.n, &self.a, u, &self.f, &self.g, &mut r);
         r
     }
 
@@ -255,6 +227,46 @@ impl DarcyProblem {
             }
         }
         s
+    }
+}
+
+/// The Dirichlet value of the boundary face of cell `(i, j)` on `side` (0 left, 1 right,
+/// 2 bottom, 3 top) from the `[4, n]` face values `g`.
+pub fn face_value(n: usize, g: &[f64], side: usize, i: usize, j: usize) -> f64 {
+    match side {
+        0 | 1 => g[side * n + j],
+        _ => g[side * n + i],
+    }
+}
+
+/// The four neighbours of cell `(i, j)` of an `n × n` grid: `Ok(q)` for a cell, `Err(side)` for
+/// a boundary face.
+pub fn neighbours(n: usize, i: usize, j: usize) -> [std::result::Result<usize, usize>; 4] {
+    [
+        if i > 0 { Ok((i - 1) * n + j) } else { Err(0) },
+        if i + 1 < n { Ok((i + 1) * n + j) } else { Err(1) },
+        if j > 0 { Ok(i * n + j - 1) } else { Err(2) },
+        if j + 1 < n { Ok(i * n + j + 1) } else { Err(3) },
+    ]
+}
+
+/// `r_P = Σ_faces T (u_P − u_nb) − f_P h²` for every cell into `r` (`[n²]`), for permeability
+/// `a`, pressure `u`, source `f` (all `[n²]`) and face values `g` (`[4n]`).
+pub fn cell_residuals(n: usize, a: &[f64], u: &[f64], f: &[f64], g: &[f64], r: &mut [f64]) {
+    let h2 = 1.0 / (n * n) as f64;
+    for i in 0..n {
+        for j in 0..n {
+            let p = i * n + j;
+            let ap = a[p];
+            let mut s = -f[p] * h2;
+            for nb in neighbours(n, i, j) {
+                s += match nb {
+                    Ok(q) => 2.0 * ap * a[q] / (ap + a[q]) * (u[p] - u[q]),
+                    Err(side) => 2.0 * ap * (u[p] - face_value(n, g, side, i, j)),
+                };
+            }
+            r[p] = s;
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod fm_moons;
 pub mod neural_ode;
 pub mod neural_sde;
 pub mod param_fit;
+pub mod pde_darcy;
 pub mod pde_fields;
 pub mod pde_ns2d;
 pub mod stiff_hybrid;

@@ -372,7 +372,7 @@ fn fields_cached(cfg: &PdeStudyConfig, factors: &[Factors], path: &Path, what: &
 }
 
 /// A file-name-safe version of a label.
-fn slug(s: &str) -> String {
+pub(crate) fn slug(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
         if c.is_ascii_alphanumeric() {

@@ -41,6 +41,7 @@ use crate::sim::fft2::Fft2;
 use crate::sim::grf::Grf;
 use crate::sim::ns2d::{Ns2d, Ns2dConfig};
 use crate::train::{progress, read_json, write_atomic, write_json};
+use super::pde_fields::slug;
 use crate::{Error, Result};
 
 /// Configuration of the Navier–Stokes study; every field has a default.
@@ -501,19 +502,6 @@ fn mean(v: &[f64]) -> f64 {
     } else {
         v.iter().sum::<f64>() / v.len() as f64
     }
-}
-
-/// A file-name-safe version of a label.
-fn slug(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    out.trim_matches('_').to_string()
 }
 
 /// Generated fields in PDEBench's 2D layout, `tensor [B, T, X, Y]`.
