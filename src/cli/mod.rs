@@ -690,6 +690,12 @@ mod tests {
         assert_eq!((cfg.eqfm.egnn.particles, cfg.eqfm.egnn.hidden, cfg.eqfm.likelihood), (13, 128, Likelihood::Exact));
         assert_ne!(lj13.eqfm.likelihood, Likelihood::Exact, "the CPU default weights by flow perturbation");
         assert_eq!(cfg.mcmc, lj13.mcmc);
+        // The GPU Navier–Stokes config: PCFM's grid over the CPU defaults, a valid FNO for it.
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/gpu/pde_ns2d.toml");
+        let ns: Ns2dStudyConfig = load_config_over(Ns2dStudyConfig::default(), Some(&path)).unwrap();
+        assert_eq!((ns.n, ns.frames, ns.train.run.steps), (64, 50, 20_000));
+        assert_eq!(ns.viscosity, Ns2dStudyConfig::default().viscosity);
+        ns.validate().unwrap();
         // Every smoke config names a system and parses over its defaults.
         for name in ["bg_dw4.toml", "bg_dw4_eqfm.toml"] {
             let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/smoke").join(name);

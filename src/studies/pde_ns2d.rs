@@ -114,16 +114,6 @@ impl Default for Ns2dStudyConfig {
 }
 
 impl Ns2dStudyConfig {
-    /// The published grid for a GPU: 64 × 64, 50 frames on `[0, 49]` (the FNO data's unit frame
-    /// interval), 2048 training fields, width 64 with 16 × 16 modes, 20k steps of 32.
-    pub fn gpu() -> Self {
-        let mut c = Ns2dStudyConfig { n: 64, frames: 50, t_end: 49.0, n_train: 2048, conditions: 5, ensemble: 32, sample_steps: 100, ..Ns2dStudyConfig::default() };
-        c.train.net = FieldNetConfig::Fno(FnoConfig { width: 64, modes: [16, 16], layers: 4, padding: [0, 0], time_features: 8, projection: 128, ..FnoConfig::default() });
-        c.train.run.steps = 20_000;
-        c.train.run.batch_size = 32;
-        c
-    }
-
     /// A seconds-long configuration for tests: 8 × 8, 4 frames, 24 fields, a tiny FNO, 30
     /// steps. Numbers from it show the pipeline works, not what the method achieves.
     pub fn smoke() -> Self {
