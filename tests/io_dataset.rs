@@ -171,7 +171,7 @@ fn darcy_shards_hold_medium_and_pressure() {
     assert!(!h.has_dataset("t-coordinate"), "a steady problem has no time axis");
     for r in 0..2 {
         let prob = DarcyProblem::constant(a[r * 256..(r + 1) * 256].to_vec(), 1.0, 0.0).unwrap();
-        let res = prob.residual(&u[r * 256..(r + 1) * 256]);
+        let res = prob.residual(&u[r * 256..(r + 1) * 256]).unwrap();
         // r = Σ T (u_P − u_nb) − f h²: f32 pressures of size ~0.02 with T ≤ 24 round to ~1e-8.
         let worst = res.iter().map(|v| v.abs()).fold(0.0, f64::max);
         assert!(worst < 2e-6, "sample {r}: residual {worst} (f h² = {})", 1.0 / 256.0);

@@ -19,7 +19,6 @@ use faer::sparse::{SparseColMat, Triplet};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::fft2::Fft2;
 use super::grf::Grf;
 use crate::{Error, Result};
 
@@ -83,8 +82,7 @@ impl Permeability {
             Permeability::TwoPhase { grf, .. } | Permeability::LogNormal { grf, .. } => grf,
         };
         // Twice the size, periodic on [0, 2)²: crop [0, 1)².
-        let mut fft = Fft2::new(2 * n);
-        let g = grf.sample(&mut fft, 2.0, rng);
+        let g = grf.sample(2 * n, 2.0, rng);
         let mut a = vec![0.0; n * n];
         for i in 0..n {
             for j in 0..n {
@@ -205,15 +203,32 @@ impl DarcyProblem {
 
     /// The discrete residual per cell, `r_P = Σ_faces T (u_P − u_nb) − f_P h²` (zero for the
     /// solution): the PDE as a constraint on a field `(a, u)`.
-    pub fn residual(&self, u: &[f64]) -> Vec<f64> {
+    ///
+    /// # Errors
+    /// `Shape` for a pressure of the wrong length, or sizes that do not match `n`.
+    pub fn residual(&self, u: &[f64]) -> Result<Vec<f64>> {
+        self.check_pressure(u)?;
         let mut r = vec![0.0; self.n * self.n];
         cell_residuals(self.n, &self.a, u, &self.f, &self.g, &mut r);
-        r
+        Ok(r)
+    }
+
+    /// Checks the sizes (not the values) of the problem and of a pressure `u`.
+    fn check_pressure(&self, u: &[f64]) -> Result<()> {
+        let n = self.n;
+        if self.a.len() != n * n || self.f.len() != n * n || self.g.len() != 4 * n || u.len() != n * n {
+            return Err(Error::Shape { what: "Darcy permeability, source, face values and pressure".into(), expected: vec![n * n, n * n, 4 * n, n * n], got: vec![self.a.len(), self.f.len(), self.g.len(), u.len()] });
+        }
+        Ok(())
     }
 
     /// The net outflow through the boundary, `Σ_boundary faces 2a_P (u_P − g)`; the sum of the
     /// cell balances makes it equal the total source `Σ_P f_P h²` (the interior fluxes cancel).
-    pub fn boundary_outflow(&self, u: &[f64]) -> f64 {
+    ///
+    /// # Errors
+    /// `Shape` as [`DarcyProblem::residual`].
+    pub fn boundary_outflow(&self, u: &[f64]) -> Result<f64> {
+        self.check_pressure(u)?;
         let n = self.n;
         let mut s = 0.0;
         for i in 0..n {
@@ -226,13 +241,13 @@ impl DarcyProblem {
                 }
             }
         }
-        s
+        Ok(s)
     }
 }
 
 /// The Dirichlet value of the boundary face of cell `(i, j)` on `side` (0 left, 1 right,
 /// 2 bottom, 3 top) from the `[4, n]` face values `g`.
-pub fn face_value(n: usize, g: &[f64], side: usize, i: usize, j: usize) -> f64 {
+pub(crate) fn face_value(n: usize, g: &[f64], side: usize, i: usize, j: usize) -> f64 {
     match side {
         0 | 1 => g[side * n + j],
         _ => g[side * n + i],
@@ -241,7 +256,7 @@ pub fn face_value(n: usize, g: &[f64], side: usize, i: usize, j: usize) -> f64 {
 
 /// The four neighbours of cell `(i, j)` of an `n × n` grid: `Ok(q)` for a cell, `Err(side)` for
 /// a boundary face.
-pub fn neighbours(n: usize, i: usize, j: usize) -> [std::result::Result<usize, usize>; 4] {
+pub(crate) fn neighbours(n: usize, i: usize, j: usize) -> [std::result::Result<usize, usize>; 4] {
     [
         if i > 0 { Ok((i - 1) * n + j) } else { Err(0) },
         if i + 1 < n { Ok((i + 1) * n + j) } else { Err(1) },
@@ -252,7 +267,7 @@ pub fn neighbours(n: usize, i: usize, j: usize) -> [std::result::Result<usize, u
 
 /// `r_P = Σ_faces T (u_P − u_nb) − f_P h²` for every cell into `r` (`[n²]`), for permeability
 /// `a`, pressure `u`, source `f` (all `[n²]`) and face values `g` (`[4n]`).
-pub fn cell_residuals(n: usize, a: &[f64], u: &[f64], f: &[f64], g: &[f64], r: &mut [f64]) {
+pub(crate) fn cell_residuals(n: usize, a: &[f64], u: &[f64], f: &[f64], g: &[f64], r: &mut [f64]) {
     let h2 = 1.0 / (n * n) as f64;
     for i in 0..n {
         for j in 0..n {
@@ -301,7 +316,7 @@ mod tests {
             let prob = DarcyProblem { n, a: cells(&a), f: cells(&f), g };
             let sol = prob.solve().unwrap();
             // The solve satisfies its own discrete balance to round-off.
-            let r = prob.residual(&sol).iter().map(|v| v.abs()).fold(0.0, f64::max);
+            let r = prob.residual(&sol).unwrap().iter().map(|v| v.abs()).fold(0.0, f64::max);
             assert!(r < 1e-11, "n = {n}: discrete residual {r}");
             sol.iter().zip(cells(&u)).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
         };
@@ -318,7 +333,7 @@ mod tests {
         assert!(a.iter().any(|&v| v == 3.0) && a.iter().any(|&v| v == 12.0), "both phases present");
         let prob = DarcyProblem::constant(a, 1.0, 0.0).unwrap();
         let u = prob.solve().unwrap();
-        let out = prob.boundary_outflow(&u);
+        let out = prob.boundary_outflow(&u).unwrap();
         assert!((out - 1.0).abs() < 1e-12, "outflow {out} vs source 1");
         assert!(u.iter().all(|&v| v > 0.0), "a positive source with u = 0 on the boundary gives u > 0 inside");
     }

@@ -93,8 +93,11 @@ impl Ns2dSimulator {
         Ok(Ns2dSimulator { cfg, initial })
     }
 
-    /// The solver settings with parameters `p`.
+    /// The solver settings with parameters `p` (`[viscosity, drag, forcing_amplitude]`; missing
+    /// entries keep the defaults).
     pub fn config(&self, p: &[f64]) -> Ns2dConfig {
+        let d = self.params();
+        let p: Vec<f64> = (0..3).map(|k| p.get(k).copied().unwrap_or(d[k])).collect();
         let forcing = match self.cfg.forcing {
             Forcing::None => Forcing::None,
             Forcing::Kolmogorov { wavenumber, .. } => Forcing::Kolmogorov { wavenumber, amplitude: p[2] },
@@ -124,6 +127,9 @@ impl FieldSimulator for Ns2dSimulator {
         vec![self.cfg.viscosity, self.cfg.drag, a]
     }
     fn validate(&self, p: &[f64]) -> Result<()> {
+        if p.len() != 3 {
+            return Err(Error::invalid("params", format!("ns2d takes three parameters (viscosity, drag, forcing_amplitude), got {p:?}")));
+        }
         self.config(p).validate()
     }
     fn steady(&self) -> bool {
@@ -137,6 +143,7 @@ impl FieldSimulator for Ns2dSimulator {
         vec![("x".into(), x.clone(), "periodic".into()), ("y".into(), x, "periodic".into())]
     }
     fn simulate(&self, p: &[f64], seed: u64, times: &[f64]) -> Result<Vec<Vec<f64>>> {
+        self.validate(p)?;
         let mut ns = Ns2d::new(self.config(p))?;
         ns.set_random_vorticity(&self.initial, &mut rand::rngs::StdRng::seed_from_u64(seed))?;
         Ok(vec![ns.frames(times)?])
@@ -207,6 +214,7 @@ impl FieldSimulator for DarcySimulator {
         vec![("x".into(), x.clone(), b.clone()), ("y".into(), x, b)]
     }
     fn simulate(&self, p: &[f64], seed: u64, _: &[f64]) -> Result<Vec<Vec<f64>>> {
+        self.validate(p)?;
         let a = self.permeability.sample(self.n, &mut rand::rngs::StdRng::seed_from_u64(seed));
         let u = DarcyProblem::constant(a.clone(), p[0], p[1])?.solve()?;
         Ok(vec![u, a])

@@ -49,8 +49,16 @@ impl Grf {
         Ok(())
     }
 
-    /// One sample on the `n × n` grid `x_i = iL/n` of `fft`, row-major `[i][j]`.
-    pub fn sample<R: Rng + ?Sized>(&self, fft: &mut Fft2, length: f64, rng: &mut R) -> Vec<f64> {
+    /// One sample on the `n × n` grid `x_i = iL/n`, row-major `[i][j]` (empty for `n = 0`).
+    pub fn sample<R: Rng + ?Sized>(&self, n: usize, length: f64, rng: &mut R) -> Vec<f64> {
+        if n == 0 {
+            return Vec::new();
+        }
+        self.sample_with(&mut Fft2::new(n), length, rng)
+    }
+
+    /// [`Grf::sample`] with planned transforms (their size is the grid's).
+    pub(crate) fn sample_with<R: Rng + ?Sized>(&self, fft: &mut Fft2, length: f64, rng: &mut R) -> Vec<f64> {
         let n = fft.n();
         let mut buf: Vec<Complex64> = (0..n * n).map(|_| Complex64::new(StandardNormal.sample(rng), 0.0)).collect();
         fft.forward(&mut buf);
@@ -97,11 +105,10 @@ mod tests {
     fn point_variance_matches_the_kl_sum() {
         let (n, length) = (16, 1.0);
         let g = Grf::default();
-        let mut fft = Fft2::new(n);
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let (mut sq, mut count) = (0.0, 0usize);
         for _ in 0..400 {
-            let f = g.sample(&mut fft, length, &mut rng);
+            let f = g.sample(n, length, &mut rng);
             let mean = f.iter().sum::<f64>() / f.len() as f64;
             assert!(mean.abs() < 1e-12, "zero-mean field has mean {mean}");
             sq += f.iter().map(|v| v * v).sum::<f64>();

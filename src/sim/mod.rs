@@ -18,7 +18,7 @@
 mod autodiff;
 pub mod darcy;
 mod ensemble;
-pub mod fft2;
+pub(crate) mod fft2;
 pub mod fields;
 mod fit;
 pub mod grf;

@@ -336,7 +336,7 @@ impl Ns2d {
     /// Draws the initial vorticity from `grf` and sets it at `t = 0`.
     pub fn set_random_vorticity<R: Rng + ?Sized>(&mut self, grf: &Grf, rng: &mut R) -> Result<()> {
         grf.validate()?;
-        let w = grf.sample(&mut self.op.fft, self.cfg.length, rng);
+        let w = grf.sample_with(&mut self.op.fft, self.cfg.length, rng);
         self.set_vorticity(&w, 0.0)
     }
 

@@ -224,7 +224,7 @@ fn fields_cached(cfg: &DarcyStudyConfig, members: &[Member], path: &Path, what: 
 
 /// The mean over fields of the relative finite-volume residual `‖r‖₂ / ‖f h²‖₂` over all cells,
 /// for a constant source `f` and zero boundary values.
-pub fn relative_pde_residual(n: usize, source: f64, fields: &Array2<f64>) -> f64 {
+pub(crate) fn relative_pde_residual(n: usize, source: f64, fields: &Array2<f64>) -> f64 {
     let nn = n * n;
     let (f, g) = (vec![source; nn], vec![0.0; 4 * n]);
     let mut r = vec![0.0; nn];

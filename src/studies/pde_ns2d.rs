@@ -37,7 +37,6 @@ use crate::nn::{FieldNetConfig, FnoConfig};
 use crate::pde::{self, Anchor, Constraint, FfmConfig, FfmProblem, GpConfig, Grid, LinearConstraint, Method, PcfmOptions, ProjectOptions, Quadrature, SampleConfig, Stack};
 use crate::pde::grid::Axis;
 use crate::plot::{save_figure, save_heatmaps, Heatmap, Panel, Series};
-use crate::sim::fft2::Fft2;
 use crate::sim::grf::Grf;
 use crate::sim::ns2d::{Ns2d, Ns2dConfig};
 use crate::train::{progress, read_json, write_atomic, write_json};
@@ -310,7 +309,7 @@ pub struct Ns2dStudyReport {
 /// # Errors
 /// Simulator failures (a generated frame so rough that the step would violate the CFL limit
 /// gets smaller steps; a non-finite frame is an error).
-pub fn frame_residuals(cfg: &Ns2dStudyConfig, fields: &Array2<f64>) -> Result<Vec<f64>> {
+pub(crate) fn frame_residuals(cfg: &Ns2dStudyConfig, fields: &Array2<f64>) -> Result<Vec<f64>> {
     use rayon::prelude::*;
     let nn = cfg.n * cfg.n;
     let dt = cfg.t_end / (cfg.frames - 1) as f64;
@@ -338,9 +337,9 @@ pub fn frame_residuals(cfg: &Ns2dStudyConfig, fields: &Array2<f64>) -> Result<Ve
 
 /// Radially averaged enstrophy spectrum `Z(k) = ½ Σ_{|k'| ∈ [k − ½, k + ½)} |ω̂_{k'}|² / n⁴`
 /// of frame `frame`, averaged over the fields, for `k = 1..n/2`.
-pub fn enstrophy_spectrum(n: usize, frames: usize, frame: usize, fields: &Array2<f64>) -> Vec<f64> {
+pub(crate) fn enstrophy_spectrum(n: usize, frames: usize, frame: usize, fields: &Array2<f64>) -> Vec<f64> {
     let nn = n * n;
-    let mut fft = Fft2::new(n);
+    let mut fft = crate::sim::fft2::Fft2::new(n);
     let mut spec = vec![0.0; n / 2 + 1];
     let mut buf = vec![Complex64::default(); nn];
     for row in fields.outer_iter() {
