@@ -78,24 +78,25 @@ fn ns2d_study_runs() {
     let cfg = Ns2dStudyConfig::smoke();
     let device = burn::tensor::Device::flex();
     let r = pde_ns2d::run(&cfg, &device, &out, true).unwrap();
-    assert_eq!(r.scores[0].method, "reference (simulator)");
-    assert!(r.scores[0].constraint_max < 1e-14, "the simulator conserves total vorticity: {:e}", r.scores[0].constraint_max);
+    assert_eq!(r.scores[0].common.method, "reference (simulator)");
+    assert!(r.scores[0].common.constraint_max < 1e-14, "the simulator conserves total vorticity: {:e}", r.scores[0].common.constraint_max);
     assert_eq!(r.frame_residuals.len(), r.scores.len());
-    for s in &r.scores[1..] {
+    for m in &r.scores[1..] {
+        let s = &m.common;
         assert!(s.mmse.is_finite() && s.smse.is_finite() && s.ms_per_field > 0.0, "{s:?}");
-        assert!(s.residual_first.is_finite() && s.residual_rest.is_finite(), "{s:?}");
+        assert!(m.residual_first.is_finite() && m.residual_rest.is_finite(), "{m:?}");
         if projects(&s.method) {
             assert!(s.constraint_max <= 1e-9, "{}: constraint max {:e}", s.method, s.constraint_max);
         }
     }
-    let unc = r.scores.iter().find(|s| s.method == "unconstrained").unwrap();
+    let unc = &r.scores.iter().find(|s| s.common.method == "unconstrained").unwrap().common;
     assert!(unc.constraint_max > 1e-4, "unconstrained constraint max {:e}", unc.constraint_max);
     for f in &r.files {
         assert!(std::path::Path::new(f).exists(), "{f}");
     }
     let again = pde_ns2d::run(&cfg, &device, &out, true).unwrap();
     for (a, b) in r.scores.iter().zip(&again.scores) {
-        assert_eq!(a.mmse, b.mmse, "{}: rerun differs", a.method);
+        assert_eq!(a.common.mmse, b.common.mmse, "{}: rerun differs", a.common.method);
     }
     assert_eq!(pde_ns2d::read_report(&out).unwrap().scores.len(), r.scores.len());
     // A mode count the 8 × 8 grid cannot hold is refused before any simulation.
@@ -117,9 +118,10 @@ fn darcy_study_runs() {
     let device = burn::tensor::Device::flex();
     let r = pde_darcy::run(&cfg, &device, &out, true).unwrap();
     let reference = &r.scores[0];
-    assert!(reference.constraint_max < 1e-12 && reference.pde_residual < 1e-10, "{reference:?}");
-    for s in &r.scores[1..] {
-        assert!(s.mmse.is_finite() && s.pde_residual.is_finite(), "{s:?}");
+    assert!(reference.common.constraint_max < 1e-12 && reference.pde_residual < 1e-10, "{reference:?}");
+    for m in &r.scores[1..] {
+        let s = &m.common;
+        assert!(s.mmse.is_finite() && m.pde_residual.is_finite(), "{m:?}");
         if projects(&s.method) {
             assert!(s.constraint_max <= 1e-9, "{}: constraint max {:e}", s.method, s.constraint_max);
         }

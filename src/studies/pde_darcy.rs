@@ -22,12 +22,13 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use ndarray::{Array2, Axis as NdAxis};
+use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use super::pde_fields::{sample_ensemble, MethodScores};
 use crate::io::h5::{Attr, DatasetOptions, H5File, H5Tree};
 use crate::nn::{FieldNetConfig, FnoConfig};
 use crate::pde::{self, Anchor, Constraint, DarcyFlux, DarcyScope, FfmConfig, FfmProblem, GpConfig, LinearConstraint, Method, PcfmOptions, ProjectOptions, SampleConfig, Stack};
@@ -238,29 +239,15 @@ pub(crate) fn relative_pde_residual(n: usize, source: f64, fields: &Array2<f64>)
     acc / fields.nrows() as f64
 }
 
-/// One sampler's scores, averaged over the conditions.
+/// One sampler's scores, averaged over the conditions: PCFM's metrics and the finite-volume
+/// residual over all cells.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DarcyScores {
-    /// The sampler's label.
-    pub method: String,
-    /// Mean squared error of the pointwise mean (both channels).
-    pub mmse: f64,
-    /// Mean squared error of the pointwise standard deviation.
-    pub smse: f64,
-    /// Mean `‖h‖₂` over fields.
-    pub constraint_l2: f64,
-    /// Largest `|h_r|` over fields and conditions.
-    pub constraint_max: f64,
-    /// PDEBench nRMSE of the ensemble mean against the reference mean.
-    pub nrmse_mean: f64,
+    /// MMSE, SMSE, constraint error, PDEBench errors of the mean, time per field, NFE.
+    #[serde(flatten)]
+    pub common: MethodScores,
     /// Mean relative finite-volume residual over all cells.
     pub pde_residual: f64,
-    /// Wall time per field, milliseconds.
-    pub ms_per_field: f64,
-    /// Of which in projections / constraint gradients.
-    pub projection_ms_per_field: f64,
-    /// Model evaluations per ensemble.
-    pub nfe: usize,
 }
 
 /// One inverse-problem method's result.
@@ -335,39 +322,23 @@ pub fn run(cfg: &DarcyStudyConfig, device: &Device, out: &Path, quiet: bool) -> 
 
     let constraints: Vec<DarcyFlux> = sources.iter().map(|&f| DarcyFlux::constant(n, f, 0.0, cfg.scope)).collect::<Result<_>>()?;
     let refs: Vec<_> = (0..cfg.conditions).map(|k| reference.slice(ndarray::s![k * cfg.ensemble..(k + 1) * cfg.ensemble, ..])).collect();
-    let mut floor = DarcyScores { method: "reference (simulator)".into(), ..DarcyScores::default() };
+    let mut floor = DarcyScores { common: MethodScores { method: "reference (simulator)".into(), ..MethodScores::default() }, ..DarcyScores::default() };
     for ((c, r), &f) in constraints.iter().zip(&refs).zip(&sources) {
         let ce = pde::constraint_error(c, r)?;
-        floor.constraint_l2 += ce.mean_l2 / cfg.conditions as f64;
-        floor.constraint_max = floor.constraint_max.max(ce.max_abs);
+        floor.common.constraint_l2 += ce.mean_l2 / cfg.conditions as f64;
+        floor.common.constraint_max = floor.common.constraint_max.max(ce.max_abs);
         floor.pde_residual += relative_pde_residual(n, f, &r.to_owned()) / cfg.conditions as f64;
     }
     let mut scores = vec![floor];
     let bar = progress((cfg.methods.len() * cfg.conditions) as u64, "sampling", quiet);
     let mut first_condition: Vec<(String, Array2<f64>)> = Vec::new();
     for method in &cfg.methods {
-        let mut s = DarcyScores { method: method.label(), ..DarcyScores::default() };
+        let mut s = DarcyScores { common: MethodScores { method: method.label(), ..MethodScores::default() }, ..DarcyScores::default() };
         for (k, c) in constraints.iter().enumerate() {
-            let mut noise_rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(1000 + k as u64));
-            let x0 = model.noise_tensor(&mut noise_rng, cfg.ensemble);
-            let scfg = SampleConfig { method: *method, steps: cfg.sample_steps, project: cfg.project, ..SampleConfig::default() };
-            let samples = pde::sample(&model, &x0, Some(c as &dyn Constraint), &scfg)?;
-            let g = samples.fields.view();
-            let (mmse, smse) = pde::mmse_smse(&g, &refs[k])?;
-            let ce = pde::constraint_error(c, &g)?;
-            let (gm, _) = pde::ensemble_moments(&g);
-            let (rm, _) = pde::ensemble_moments(&refs[k]);
-            let pe = pde::pdebench_errors(&grid, &gm.insert_axis(NdAxis(0)).view(), &rm.insert_axis(NdAxis(0)).view())?;
+            let samples = sample_ensemble(&model, *method, c, cfg.seed, k, cfg.ensemble, cfg.sample_steps, cfg.project)?;
             let w = 1.0 / cfg.conditions as f64;
-            s.mmse += w * mmse;
-            s.smse += w * smse;
-            s.constraint_l2 += w * ce.mean_l2;
-            s.constraint_max = s.constraint_max.max(ce.max_abs);
-            s.nrmse_mean += w * pe.nrmse;
+            s.common.add_condition(w, &grid, c, &samples, &refs[k])?;
             s.pde_residual += w * relative_pde_residual(n, sources[k], &samples.fields);
-            s.ms_per_field += w * 1e3 * samples.stats.seconds / cfg.ensemble as f64;
-            s.projection_ms_per_field += w * 1e3 * samples.stats.projection_seconds / cfg.ensemble as f64;
-            s.nfe = samples.stats.nfe;
             if k == 0 {
                 first_condition.push((method.label(), samples.fields));
             }
@@ -567,12 +538,13 @@ pub fn markdown(r: &DarcyStudyReport) -> String {
         r.device, c.n, c.n, c.source[0], c.source[1], c.n_train, c.conditions, c.ensemble, c.sample_steps, c.train.run.steps, r.train_seconds, r.final_loss, r.constraint
     );
     for m in &r.scores {
-        if m.method.starts_with("reference") {
-            s += &format!("| {} | — | — | {:.2e} | {:.2e} | — | {:.2e} | — | — | — |\n", m.method, m.constraint_l2, m.constraint_max, m.pde_residual);
+        let c = &m.common;
+        if c.method.starts_with("reference") {
+            s += &format!("| {} | — | — | {:.2e} | {:.2e} | — | {:.2e} | — | — | — |\n", c.method, c.constraint_l2, c.constraint_max, m.pde_residual);
         } else {
             s += &format!(
                 "| {} | {:.3e} | {:.3e} | {:.2e} | {:.2e} | {:.3e} | {:.3e} | {:.2} | {:.2} | {} |\n",
-                m.method, m.mmse, m.smse, m.constraint_l2, m.constraint_max, m.nrmse_mean, m.pde_residual, m.ms_per_field, m.projection_ms_per_field, m.nfe
+                c.method, c.mmse, c.smse, c.constraint_l2, c.constraint_max, c.nrmse_mean, m.pde_residual, c.ms_per_field, c.projection_ms_per_field, c.nfe
             );
         }
     }

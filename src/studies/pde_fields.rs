@@ -315,6 +315,47 @@ pub struct MethodScores {
     pub max_gn_iterations: usize,
 }
 
+impl MethodScores {
+    /// Adds one condition's scores with weight `w`: `samples` of `method` against the
+    /// condition's `reference` ensemble on `grid` under constraint `c`.
+    ///
+    /// # Errors
+    /// `Shape` when the ensembles do not fit the grid.
+    pub(crate) fn add_condition(&mut self, w: f64, grid: &Grid, c: &dyn Constraint, samples: &pde::Samples, reference: &ndarray::ArrayView2<'_, f64>) -> Result<()> {
+        let g = samples.fields.view();
+        let (mmse, smse) = pde::mmse_smse(&g, reference)?;
+        let ce = pde::constraint_error(c, &g)?;
+        let (gm, _) = pde::ensemble_moments(&g);
+        let (rm, _) = pde::ensemble_moments(reference);
+        let pe = pde::pdebench_errors(grid, &gm.insert_axis(NdAxis(0)).view(), &rm.insert_axis(NdAxis(0)).view())?;
+        let b = g.nrows() as f64;
+        self.mmse += w * mmse;
+        self.smse += w * smse;
+        self.constraint_l2 += w * ce.mean_l2;
+        self.constraint_max = self.constraint_max.max(ce.max_abs);
+        self.nrmse_mean += w * pe.nrmse;
+        self.crmse_mean += w * pe.crmse;
+        self.brmse_mean += w * pe.brmse;
+        self.ms_per_field += w * 1e3 * samples.stats.seconds / b;
+        self.projection_ms_per_field += w * 1e3 * samples.stats.projection_seconds / b;
+        self.nfe = samples.stats.nfe;
+        self.max_gn_iterations = self.max_gn_iterations.max(samples.stats.max_gn_iterations);
+        Ok(())
+    }
+}
+
+/// Samples an ensemble of `count` fields of condition `k` with `method`: the noise is seeded by
+/// `(seed, k)`, so every method of a study starts from the same noise for a condition.
+///
+/// # Errors
+/// As [`pde::sample`].
+pub(crate) fn sample_ensemble(model: &pde::FieldModel, method: Method, c: &dyn Constraint, seed: u64, k: usize, count: usize, steps: usize, project: ProjectOptions) -> Result<pde::Samples> {
+    let mut noise_rng = StdRng::seed_from_u64(seed.wrapping_add(1000 + k as u64));
+    let x0 = model.noise_tensor(&mut noise_rng, count);
+    let scfg = SampleConfig { method, steps, project, ..SampleConfig::default() };
+    pde::sample(model, &x0, Some(c), &scfg)
+}
+
 /// Numbers of a finished study.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PdeStudyReport {
@@ -434,7 +475,6 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     let mut scores: Vec<MethodScores> = Vec::new();
     // Each condition's reference ensemble and its mean, shared by every method.
     let refs: Vec<_> = (0..cfg.conditions).map(|k| reference.values.slice(ndarray::s![k * cfg.ensemble..(k + 1) * cfg.ensemble, ..])).collect();
-    let ref_means: Vec<Array2<f64>> = refs.iter().map(|r| pde::ensemble_moments(r).0.insert_axis(NdAxis(0))).collect();
     // The reference ensembles against themselves: the constraint error floor of the data.
     let mut floor = MethodScores { method: "reference (simulator)".into(), ..MethodScores::default() };
     for (c, r) in constraints.iter().zip(&refs) {
@@ -449,27 +489,8 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     for method in &methods {
         let mut s = MethodScores { method: method.label(), ..MethodScores::default() };
         for (k, c) in constraints.iter().enumerate() {
-            let mut noise_rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(1000 + k as u64));
-            let x0 = model.noise_tensor(&mut noise_rng, cfg.ensemble);
-            let scfg = SampleConfig { method: *method, steps: cfg.sample_steps, project: cfg.project, ..SampleConfig::default() };
-            let samples = pde::sample(&model, &x0, Some(c.as_ref()), &scfg)?;
-            let g = samples.fields.view();
-            let (mmse, smse) = pde::mmse_smse(&g, &refs[k])?;
-            let ce = pde::constraint_error(c.as_ref(), &g)?;
-            let (gm, _) = pde::ensemble_moments(&g);
-            let pe = pde::pdebench_errors(&grid, &gm.insert_axis(NdAxis(0)).view(), &ref_means[k].view())?;
-            let w = 1.0 / cfg.conditions as f64;
-            s.mmse += w * mmse;
-            s.smse += w * smse;
-            s.constraint_l2 += w * ce.mean_l2;
-            s.constraint_max = s.constraint_max.max(ce.max_abs);
-            s.nrmse_mean += w * pe.nrmse;
-            s.crmse_mean += w * pe.crmse;
-            s.brmse_mean += w * pe.brmse;
-            s.ms_per_field += w * 1e3 * samples.stats.seconds / cfg.ensemble as f64;
-            s.projection_ms_per_field += w * 1e3 * samples.stats.projection_seconds / cfg.ensemble as f64;
-            s.nfe = samples.stats.nfe;
-            s.max_gn_iterations = s.max_gn_iterations.max(samples.stats.max_gn_iterations);
+            let samples = sample_ensemble(&model, *method, c.as_ref(), cfg.seed, k, cfg.ensemble, cfg.sample_steps, cfg.project)?;
+            s.add_condition(1.0 / cfg.conditions as f64, &grid, c.as_ref(), &samples, &refs[k])?;
             if k == 0 {
                 residual_rows.push((method.label(), mean_abs_rows(c.as_ref(), &samples.fields)));
                 first_condition.push((method.label(), samples.fields));

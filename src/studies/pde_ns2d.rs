@@ -25,7 +25,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use ndarray::{Array2, Axis as NdAxis};
+use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
@@ -34,13 +34,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::h5::{Attr, DatasetOptions, H5File, H5Tree};
 use crate::nn::{FieldNetConfig, FnoConfig};
-use crate::pde::{self, Anchor, Constraint, FfmConfig, FfmProblem, GpConfig, Grid, LinearConstraint, Method, PcfmOptions, ProjectOptions, Quadrature, SampleConfig, Stack};
+use crate::pde::{self, Anchor, Constraint, FfmConfig, FfmProblem, GpConfig, Grid, LinearConstraint, Method, PcfmOptions, ProjectOptions, Quadrature, Stack};
 use crate::pde::grid::Axis;
 use crate::plot::{save_figure, save_heatmaps, Heatmap, Panel, Series};
 use crate::sim::grf::Grf;
 use crate::sim::ns2d::{Ns2d, Ns2dConfig};
 use crate::train::{progress, read_json, write_atomic, write_json};
-use super::pde_fields::slug;
+use super::pde_fields::{sample_ensemble, slug, MethodScores};
 use crate::{Error, Result};
 
 /// Configuration of the Navier–Stokes study; every field has a default.
@@ -255,31 +255,16 @@ fn fields_cached(cfg: &Ns2dStudyConfig, members: &[Member], path: &Path, what: &
     Array2::from_shape_vec((members.len(), len), flat).map_err(|e| Error::invalid("cache", e.to_string()))
 }
 
-/// One sampler's scores, averaged over the conditions.
+/// One sampler's scores, averaged over the conditions: PCFM's metrics and the frame residuals.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Ns2dScores {
-    /// The sampler's label (`"reference (simulator)"` for the reference ensembles).
-    pub method: String,
-    /// Mean squared error of the pointwise mean.
-    pub mmse: f64,
-    /// Mean squared error of the pointwise standard deviation.
-    pub smse: f64,
-    /// Mean `‖h‖₂` over fields.
-    pub constraint_l2: f64,
-    /// Largest `|h_r|` over fields and conditions.
-    pub constraint_max: f64,
-    /// PDEBench nRMSE of the ensemble mean against the reference mean (mean over frames).
-    pub nrmse_mean: f64,
+    /// MMSE, SMSE, constraint error, PDEBench errors of the mean, time per field, NFE.
+    #[serde(flatten)]
+    pub common: MethodScores,
     /// Frame residual of the first transition `0 → 1` (first condition).
     pub residual_first: f64,
     /// Frame residual averaged over the other transitions (first condition).
     pub residual_rest: f64,
-    /// Wall time per field, milliseconds.
-    pub ms_per_field: f64,
-    /// Of which in projections / constraint gradients, milliseconds.
-    pub projection_ms_per_field: f64,
-    /// Model evaluations per ensemble.
-    pub nfe: usize,
 }
 
 /// Numbers of a finished study.
@@ -399,12 +384,11 @@ pub fn run(cfg: &Ns2dStudyConfig, device: &Device, out: &Path, quiet: bool) -> R
 
     let constraints: Vec<Stack> = cond_seeds.iter().map(|&s| condition_constraint(&grid, &initial_vorticity(cfg, s)?)).collect::<Result<_>>()?;
     let refs: Vec<_> = (0..cfg.conditions).map(|k| reference.slice(ndarray::s![k * cfg.ensemble..(k + 1) * cfg.ensemble, ..])).collect();
-    let ref_means: Vec<Array2<f64>> = refs.iter().map(|r| pde::ensemble_moments(r).0.insert_axis(NdAxis(0))).collect();
-    let mut floor = Ns2dScores { method: "reference (simulator)".into(), ..Ns2dScores::default() };
+    let mut floor = Ns2dScores { common: MethodScores { method: "reference (simulator)".into(), ..MethodScores::default() }, ..Ns2dScores::default() };
     for (c, r) in constraints.iter().zip(&refs) {
         let ce = pde::constraint_error(c, r)?;
-        floor.constraint_l2 += ce.mean_l2 / cfg.conditions as f64;
-        floor.constraint_max = floor.constraint_max.max(ce.max_abs);
+        floor.common.constraint_l2 += ce.mean_l2 / cfg.conditions as f64;
+        floor.common.constraint_max = floor.common.constraint_max.max(ce.max_abs);
     }
     let r0 = refs[0].to_owned();
     let ref_res = frame_residuals(cfg, &r0)?;
@@ -415,26 +399,10 @@ pub fn run(cfg: &Ns2dStudyConfig, device: &Device, out: &Path, quiet: bool) -> R
     let bar = progress((cfg.methods.len() * cfg.conditions) as u64, "sampling", quiet);
     let mut first_condition: Vec<(String, Array2<f64>)> = Vec::new();
     for method in &cfg.methods {
-        let mut s = Ns2dScores { method: method.label(), ..Ns2dScores::default() };
+        let mut s = Ns2dScores { common: MethodScores { method: method.label(), ..MethodScores::default() }, ..Ns2dScores::default() };
         for (k, c) in constraints.iter().enumerate() {
-            let mut noise_rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(1000 + k as u64));
-            let x0 = model.noise_tensor(&mut noise_rng, cfg.ensemble);
-            let scfg = SampleConfig { method: *method, steps: cfg.sample_steps, project: cfg.project, ..SampleConfig::default() };
-            let samples = pde::sample(&model, &x0, Some(c as &dyn Constraint), &scfg)?;
-            let g = samples.fields.view();
-            let (mmse, smse) = pde::mmse_smse(&g, &refs[k])?;
-            let ce = pde::constraint_error(c, &g)?;
-            let (gm, _) = pde::ensemble_moments(&g);
-            let pe = pde::pdebench_errors(&grid, &gm.insert_axis(NdAxis(0)).view(), &ref_means[k].view())?;
-            let w = 1.0 / cfg.conditions as f64;
-            s.mmse += w * mmse;
-            s.smse += w * smse;
-            s.constraint_l2 += w * ce.mean_l2;
-            s.constraint_max = s.constraint_max.max(ce.max_abs);
-            s.nrmse_mean += w * pe.nrmse;
-            s.ms_per_field += w * 1e3 * samples.stats.seconds / cfg.ensemble as f64;
-            s.projection_ms_per_field += w * 1e3 * samples.stats.projection_seconds / cfg.ensemble as f64;
-            s.nfe = samples.stats.nfe;
+            let samples = sample_ensemble(&model, *method, c, cfg.seed, k, cfg.ensemble, cfg.sample_steps, cfg.project)?;
+            s.common.add_condition(1.0 / cfg.conditions as f64, &grid, c, &samples, &refs[k])?;
             if k == 0 {
                 let res = frame_residuals(cfg, &samples.fields)?;
                 s.residual_first = res[0];
@@ -455,7 +423,7 @@ pub fn run(cfg: &Ns2dStudyConfig, device: &Device, out: &Path, quiet: bool) -> R
     let figs = [out.join("vorticity.png"), out.join("spectra.png"), out.join("errors.png")];
     draw_vorticity(&figs[0], cfg, &r0, &first_condition)?;
     draw_spectra(&figs[1], cfg, &r0, &first_condition, &frame_res, &train_report.losses)?;
-    draw_errors(&figs[2], cfg, &ref_means[0], &first_condition)?;
+    draw_errors(&figs[2], cfg, &pde::ensemble_moments(&refs[0]).0.to_vec(), &first_condition)?;
     files.extend(figs.iter().map(|f| f.display().to_string()));
     let tail = (train_report.losses.len() / 10).max(1);
     let final_loss = train_report.losses.iter().rev().take(tail).map(|l| l.1).sum::<f64>() / tail as f64;
@@ -529,13 +497,13 @@ fn draw_vorticity(path: &PathBuf, cfg: &Ns2dStudyConfig, reference: &Array2<f64>
     save_heatmaps(path, &maps, 3)
 }
 
-fn draw_errors(path: &PathBuf, cfg: &Ns2dStudyConfig, ref_mean: &Array2<f64>, generated: &[(String, Array2<f64>)]) -> Result<()> {
+fn draw_errors(path: &PathBuf, cfg: &Ns2dStudyConfig, ref_mean: &[f64], generated: &[(String, Array2<f64>)]) -> Result<()> {
     let k = cfg.frames - 1;
     let maps = generated
         .iter()
         .map(|(label, g)| {
             let (gm, _) = pde::ensemble_moments(&g.view());
-            let err: Vec<f64> = gm.iter().zip(ref_mean.row(0)).map(|(a, b)| (a - b).abs()).collect();
+            let err: Vec<f64> = gm.iter().zip(ref_mean).map(|(a, b)| (a - b).abs()).collect();
             frame_map(format!("{label}: |mean − reference mean| at t = {:.2}", cfg.t_end), cfg, &err, k)
         })
         .collect::<Vec<_>>();
@@ -596,12 +564,13 @@ pub fn markdown(r: &Ns2dStudyReport) -> String {
         r.final_loss
     );
     for m in &r.scores {
-        if m.method.starts_with("reference") {
-            s += &format!("| {} | — | — | {:.2e} | {:.2e} | — | {:.3e} | {:.3e} | — | — | — |\n", m.method, m.constraint_l2, m.constraint_max, m.residual_first, m.residual_rest);
+        let c = &m.common;
+        if c.method.starts_with("reference") {
+            s += &format!("| {} | — | — | {:.2e} | {:.2e} | — | {:.3e} | {:.3e} | — | — | — |\n", c.method, c.constraint_l2, c.constraint_max, m.residual_first, m.residual_rest);
         } else {
             s += &format!(
                 "| {} | {:.3e} | {:.3e} | {:.2e} | {:.2e} | {:.3e} | {:.3e} | {:.3e} | {:.2} | {:.2} | {} |\n",
-                m.method, m.mmse, m.smse, m.constraint_l2, m.constraint_max, m.nrmse_mean, m.residual_first, m.residual_rest, m.ms_per_field, m.projection_ms_per_field, m.nfe
+                c.method, c.mmse, c.smse, c.constraint_l2, c.constraint_max, c.nrmse_mean, m.residual_first, m.residual_rest, c.ms_per_field, c.projection_ms_per_field, c.nfe
             );
         }
     }
