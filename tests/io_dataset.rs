@@ -45,7 +45,7 @@ fn shards_hold_the_simulated_trajectories() {
     assert_eq!(m.shards.iter().map(|s| s.samples).collect::<Vec<_>>(), vec![2, 2, 3]);
     assert_eq!(m.sample_shape, vec![6, 64]);
     let sys = systems::by_name("heat1d").unwrap();
-    let (params, y0s) = sample_inputs(sys.as_ref(), &s, 0, 7);
+    let (params, y0s) = sample_inputs(sys.as_ref(), &s, 0, 7).unwrap();
     let want = ensemble(sys.as_ref(), Some(&params), Some(&y0s), &s.times(), &s.sim, false).unwrap();
     let mut all = Vec::new();
     for e in &m.shards {

@@ -179,19 +179,29 @@ fn sample_rng(seed: u64, i: usize) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(z ^ (z >> 31))
 }
 
+/// The stream of sample `i` after its parameters `p₀ exp(s ξ)` are drawn into `out` (sample 0
+/// keeps `p₀`).
+fn spread_params(spec: &DatasetSpec, i: usize, p0: &[f64], mut out: ndarray::ArrayViewMut1<'_, f64>) -> rand::rngs::StdRng {
+    let mut rng = sample_rng(spec.seed, i);
+    for (j, p) in p0.iter().enumerate() {
+        let xi: f64 = StandardNormal.sample(&mut rng);
+        out[j] = if i == 0 { *p } else { p * (spec.param_spread * xi).exp() };
+    }
+    rng
+}
+
 /// Parameters `[count, P]` and initial states `[count, D]` of samples `[first, first + count)`.
-pub fn sample_inputs(sys: &dyn System, spec: &DatasetSpec, first: usize, count: usize) -> (Array2<f64>, Array2<f64>) {
+///
+/// # Errors
+/// `InvalidArgument` for random Fourier initial states on a system without a 1D field.
+pub fn sample_inputs(sys: &dyn System, spec: &DatasetSpec, first: usize, count: usize) -> Result<(Array2<f64>, Array2<f64>)> {
     let (p0, y0) = (sys.params(), sys.initial_state());
     let mut params = Array2::zeros((count, p0.len()));
     let mut y0s = Array2::zeros((count, y0.len()));
     let grid: Option<Grid1d> = sys.field().map(|f| f.axes[0].1);
     for r in 0..count {
         let i = first + r;
-        let mut rng = sample_rng(spec.seed, i);
-        for (j, p) in p0.iter().enumerate() {
-            let xi: f64 = StandardNormal.sample(&mut rng);
-            params[[r, j]] = if i == 0 { *p } else { p * (spec.param_spread * xi).exp() };
-        }
+        let mut rng = spread_params(spec, i, &p0, params.row_mut(r));
         match &spec.initial {
             InitialCondition::Scaled => {
                 for (j, y) in y0.iter().enumerate() {
@@ -200,12 +210,13 @@ pub fn sample_inputs(sys: &dyn System, spec: &DatasetSpec, first: usize, count: 
                 }
             }
             InitialCondition::RandomFourier { modes, amplitude } => {
-                let u = ic::random_fourier(&grid.expect("validated"), rng.random::<u64>(), *modes, *amplitude);
+                let grid = grid.ok_or_else(|| Error::invalid("initial", format!("random Fourier initial states need a 1D field; `{}` has none", sys.name())))?;
+                let u = ic::random_fourier(&grid, rng.random::<u64>(), *modes, *amplitude);
                 y0s.row_mut(r).assign(&ndarray::Array1::from(u));
             }
         }
     }
-    (params, y0s)
+    Ok((params, y0s))
 }
 
 /// Parameters `[count, P]` (as [`sample_inputs`]) and the random-input seeds of samples
@@ -215,12 +226,7 @@ pub fn field_inputs(sim: &dyn FieldSimulator, spec: &DatasetSpec, first: usize, 
     let mut params = Array2::zeros((count, p0.len()));
     let mut seeds = Vec::with_capacity(count);
     for r in 0..count {
-        let i = first + r;
-        let mut rng = sample_rng(spec.seed, i);
-        for (j, p) in p0.iter().enumerate() {
-            let xi: f64 = StandardNormal.sample(&mut rng);
-            params[[r, j]] = if i == 0 { *p } else { p * (spec.param_spread * xi).exp() };
-        }
+        let mut rng = spread_params(spec, first + r, &p0, params.row_mut(r));
         seeds.push(rng.random::<u64>());
     }
     (params, seeds)
@@ -386,7 +392,7 @@ fn write_field_shard(spec: &DatasetSpec, sim: &dyn FieldSimulator, k: usize, dir
 /// [`generate_shard`] for a validated spec and its system.
 fn write_shard(spec: &DatasetSpec, sys: &dyn System, k: usize, dir: &Path) -> Result<PathBuf> {
     let (first, count) = spec.shard_range(k);
-    let (params, y0s) = sample_inputs(sys, spec, first, count);
+    let (params, y0s) = sample_inputs(sys, spec, first, count)?;
     let times = spec.times();
     let states = ensemble(sys, Some(&params), Some(&y0s), &times, &spec.sim, false)?;
     let opts = DatasetOptions { chunks: None, compression: spec.compression, shuffle: spec.compression != Compression::None, fletcher32: true };

@@ -28,7 +28,7 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::pde_fields::{sample_ensemble, MethodScores};
+use super::pde_fields::{sample_ensemble, simulate_members, MethodScores};
 use crate::io::h5::{Attr, DatasetOptions, H5File, H5Tree};
 use crate::nn::{FieldNetConfig, FnoConfig};
 use crate::pde::{self, Anchor, Constraint, DarcyFlux, DarcyScope, FfmConfig, FfmProblem, GpConfig, LinearConstraint, Method, PcfmOptions, ProjectOptions, SampleConfig, Stack};
@@ -183,7 +183,6 @@ fn simulate(cfg: &DarcyStudyConfig, m: Member) -> Result<Vec<f64>> {
 
 /// Simulates the members (rayon) or reads them back from `path` when it holds the same ones.
 fn fields_cached(cfg: &DarcyStudyConfig, members: &[Member], path: &Path, what: &str, quiet: bool) -> Result<Array2<f64>> {
-    use rayon::prelude::*;
     let key = serde_json::to_string(&serde_json::json!({"n": cfg.n, "medium": cfg.medium, "source": cfg.source, "count": members.len(), "seed": cfg.seed, "what": what})).expect("plain data");
     let (n, len) = (cfg.n, 2 * cfg.n * cfg.n);
     if let Ok(file) = H5File::open(path) {
@@ -196,16 +195,7 @@ fn fields_cached(cfg: &DarcyStudyConfig, members: &[Member], path: &Path, what: 
             }
         }
     }
-    let bar = progress(members.len() as u64, &format!("simulate {what}"), quiet);
-    let rows: Vec<Vec<f64>> = members
-        .par_iter()
-        .map(|m| {
-            let r = simulate(cfg, *m);
-            bar.inc(1);
-            r
-        })
-        .collect::<Result<_>>()?;
-    bar.finish_and_clear();
+    let rows = simulate_members(members, what, quiet, |m| simulate(cfg, *m))?;
     // PDEBench's Darcy layout: `nu [N, X, Y]` (permeability) and `tensor [N, 1, X, Y]` (pressure).
     let mut tree = H5Tree::new();
     let nn = n * n;

@@ -344,6 +344,25 @@ impl MethodScores {
     }
 }
 
+/// Runs `simulate` on every member in parallel (rayon) with a progress bar named `what`.
+///
+/// # Errors
+/// The first failing member's error.
+pub(crate) fn simulate_members<M: Sync>(members: &[M], what: &str, quiet: bool, simulate: impl Fn(&M) -> Result<Vec<f64>> + Sync) -> Result<Vec<Vec<f64>>> {
+    use rayon::prelude::*;
+    let bar = progress(members.len() as u64, &format!("simulate {what}"), quiet);
+    let rows = members
+        .par_iter()
+        .map(|m| {
+            let r = simulate(m);
+            bar.inc(1);
+            r
+        })
+        .collect::<Result<_>>();
+    bar.finish_and_clear();
+    rows
+}
+
 /// Samples an ensemble of `count` fields of condition `k` with `method`: the noise is seeded by
 /// `(seed, k)`, so every method of a study starts from the same noise for a condition.
 ///
