@@ -58,7 +58,7 @@ fn probe(model: &FieldModel) -> Vec<f32> {
 #[test]
 fn training_beats_every_input_independent_predictor() {
     let (grid, data) = heat_data();
-    let problem = FfmProblem { grid: &grid, data: data.view(), residual: None };
+    let problem = FfmProblem { grid: &grid, data: data.view().into(), residual: None };
     let cfg = small_config(200);
     let (model, report) = pde::train_ffm(&problem, &cfg, &mut Run::quiet(), &Device::flex()).unwrap();
     assert_eq!(report.losses.len(), 200);
@@ -96,7 +96,7 @@ fn training_beats_every_input_independent_predictor() {
 #[test]
 fn resume_is_exact_and_models_round_trip() {
     let (grid, data) = heat_data();
-    let problem = FfmProblem { grid: &grid, data: data.view(), residual: None };
+    let problem = FfmProblem { grid: &grid, data: data.view().into(), residual: None };
     let cfg = small_config(12);
     let device = Device::flex();
     let (straight, rep_a) = pde::train_ffm(&problem, &cfg, &mut Run::quiet(), &device).unwrap();
@@ -125,7 +125,7 @@ fn resume_is_exact_and_models_round_trip() {
 fn f32_model_samples_satisfy_constraints_to_f64_tolerance() {
     let (grid, data) = heat_data();
     let mass = LinearConstraint::mass_conservation(&grid, 0, Quadrature::Uniform, None).unwrap();
-    let problem = FfmProblem { grid: &grid, data: data.view(), residual: Some(&mass) };
+    let problem = FfmProblem { grid: &grid, data: data.view().into(), residual: Some(&mass) };
     let cfg = FfmConfig { residual_weight: 1.0, ..small_config(30) };
     let (model, report) = pde::train_ffm(&problem, &cfg, &mut Run::quiet(), &Device::flex()).unwrap();
     assert!(report.losses.iter().any(|e| e.2 > 0.0), "no residual term recorded");
@@ -140,4 +140,38 @@ fn f32_model_samples_satisfy_constraints_to_f64_tolerance() {
     for (i, v) in u0.iter().enumerate() {
         assert!((out.fields[[0, grid.index(0, i, 0)]] - v).abs() < 1e-10);
     }
+}
+
+/// Streaming the training fields from HDF5 files (split over two files, each field the rows of
+/// two datasets) trains exactly as the same fields in memory: the same per-step losses and the
+/// same model, bit for bit. A file without one of the datasets is an error naming it.
+#[test]
+fn streamed_fields_train_exactly_as_in_memory() {
+    use physflow::io::h5::{DatasetOptions, H5Tree};
+    let (grid, data) = heat_data();
+    let n = grid.len();
+    let dir = temp_dir("streamed");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Rows 0..20 in one file and 20..48 in another; each row split as [first 40 | last n − 40].
+    let mut paths = Vec::new();
+    for (k, (lo, hi)) in [(0, 20), (20, 48)].into_iter().enumerate() {
+        let mut tree = H5Tree::new();
+        let rows = data.slice(ndarray::s![lo..hi, ..]);
+        tree.add_f64("head", &[hi - lo, 40], rows.slice(ndarray::s![.., ..40]).iter().copied().collect(), &DatasetOptions::samples()).unwrap();
+        tree.add_f64("tail", &[hi - lo, n - 40], rows.slice(ndarray::s![.., 40..]).iter().copied().collect(), &DatasetOptions::samples()).unwrap();
+        let p = dir.join(format!("part{k}.h5"));
+        tree.write(&p).unwrap();
+        paths.push(p);
+    }
+    let cfg = small_config(20);
+    let memory = FfmProblem { grid: &grid, data: data.view().into(), residual: None };
+    let streamed = FfmProblem { grid: &grid, data: pde::FieldData::files(&paths, &["head", "tail"]).unwrap(), residual: None };
+    assert_eq!(streamed.data.rows(), 48);
+    let (m1, r1) = pde::train_ffm(&memory, &cfg, &mut Run::quiet(), &Device::flex()).unwrap();
+    let (m2, r2) = pde::train_ffm(&streamed, &cfg, &mut Run::quiet(), &Device::flex()).unwrap();
+    assert_eq!(r1.losses, r2.losses);
+    assert_eq!((m1.meta.mean.clone(), m1.meta.std.clone()), (m2.meta.mean.clone(), m2.meta.std.clone()));
+    assert_eq!(probe(&m1), probe(&m2));
+    assert!(matches!(pde::FieldData::files(&paths, &["head", "missing"]), Err(physflow::Error::MissingDataset { .. })));
+    let _ = std::fs::remove_dir_all(&dir);
 }

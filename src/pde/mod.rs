@@ -68,4 +68,4 @@ pub use problems::GaussianFlow;
 pub use project::{project, ProjectMode, ProjectOptions, ProjectReport, Projector};
 pub use sample::{sample, Anchor, Method, PcfmOptions, Relax, SampleConfig, SampleStats, Samples};
 pub use simulate::{simulate_fields, space_time_field, space_time_grid};
-pub use train::{train_ffm, FfmConfig, FfmProblem, FfmReport, FfmTrainer};
+pub use train::{train_ffm, FfmConfig, FfmProblem, FfmReport, FfmTrainer, FieldData};

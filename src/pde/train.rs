@@ -26,6 +26,7 @@ use super::gp::{GpConfig, GpSampler};
 use super::grid::Grid;
 use super::model::{param_dtype, FieldModel, FieldModelMeta};
 use crate::host::ToHost;
+use crate::io::h5::H5File;
 use crate::nn::{FieldNet, FieldNetConfig};
 use crate::train::{CheckpointReader, CheckpointWriter, LrSchedule, Run, RunOptions, Trainer};
 use crate::{Error, Result};
@@ -69,13 +70,95 @@ impl Default for FfmConfig {
     }
 }
 
-/// What to learn: fields on `grid`, one per row of `data: [N, n]` (physical units), and
-/// optionally a constraint all of them satisfy, for the residual term.
+/// Training fields, one per row `[N, n]` in physical units: in memory, or streamed from HDF5
+/// files one row at a time (only the chunks holding a step's rows are read), so training
+/// memory holds one batch whatever the dataset's size.
+pub enum FieldData<'a> {
+    /// An in-memory array `[N, n]`.
+    Memory(ArrayView2<'a, f64>),
+    /// Rows of HDF5 files: each file's datasets hold samples along axis 0, and a field is the
+    /// concatenation of one row of each dataset (`[tensor]`, or Darcy's `[nu, tensor]`).
+    Files {
+        /// Open files with their sample counts.
+        files: Vec<(H5File, usize)>,
+        /// The datasets whose rows make a field, in order.
+        datasets: Vec<String>,
+    },
+}
+
+impl<'a> From<ArrayView2<'a, f64>> for FieldData<'a> {
+    fn from(v: ArrayView2<'a, f64>) -> Self {
+        FieldData::Memory(v)
+    }
+}
+
+impl FieldData<'_> {
+    /// Opens `paths` for streaming the rows of `datasets` (every file must hold all of them
+    /// with the same row count).
+    ///
+    /// # Errors
+    /// `Io`/`MissingDataset`/`DatasetMismatch` naming the file.
+    pub fn files(paths: &[std::path::PathBuf], datasets: &[&str]) -> Result<Self> {
+        if paths.is_empty() || datasets.is_empty() {
+            return Err(Error::invalid("data", "need at least one file and one dataset"));
+        }
+        let mut files = Vec::new();
+        for p in paths {
+            let f = H5File::open(p)?;
+            let mut rows = None;
+            for d in datasets {
+                let info = f.expect(d, None, "samples along axis 0")?;
+                let n = info.shape.first().copied().unwrap_or(0);
+                if rows.is_some_and(|r| r != n) {
+                    return Err(Error::DatasetMismatch { file: p.display().to_string(), dataset: d.to_string(), expected: format!("{} rows like `{}`", rows.unwrap_or(0), datasets[0]), got: format!("{n} rows") });
+                }
+                rows = Some(n);
+            }
+            files.push((f, rows.unwrap_or(0)));
+        }
+        Ok(FieldData::Files { files, datasets: datasets.iter().map(|d| d.to_string()).collect() })
+    }
+
+    /// Number of fields `N`.
+    pub fn rows(&self) -> usize {
+        match self {
+            FieldData::Memory(v) => v.nrows(),
+            FieldData::Files { files, .. } => files.iter().map(|f| f.1).sum(),
+        }
+    }
+
+    /// Field `i` (physical units).
+    ///
+    /// # Errors
+    /// Read errors; `InvalidArgument` for `i ≥ N`.
+    pub fn row(&self, mut i: usize) -> Result<Vec<f64>> {
+        match self {
+            FieldData::Memory(v) if i < v.nrows() => Ok(v.row(i).to_vec()),
+            FieldData::Memory(v) => Err(Error::invalid("row", format!("field {i} of {}", v.nrows()))),
+            FieldData::Files { files, datasets } => {
+                for (f, n) in files {
+                    if i < *n {
+                        let mut out = Vec::new();
+                        for d in datasets {
+                            out.extend(f.read_f64_rows(d, i, 1)?.1);
+                        }
+                        return Ok(out);
+                    }
+                    i -= n;
+                }
+                Err(Error::invalid("row", format!("field index beyond the {} rows", self.rows())))
+            }
+        }
+    }
+}
+
+/// What to learn: fields on `grid`, one per row of `data` (physical units), and optionally a
+/// constraint all of them satisfy, for the residual term.
 pub struct FfmProblem<'a> {
     /// The grid.
     pub grid: &'a Grid,
     /// Training fields `[N, n]`.
-    pub data: ArrayView2<'a, f64>,
+    pub data: FieldData<'a>,
     /// A constraint every training field satisfies (the PBFM term).
     pub residual: Option<&'a dyn Constraint>,
 }
@@ -91,23 +174,36 @@ pub struct FfmReport {
     pub seconds: f64,
 }
 
-/// Per-channel mean and standard deviation of the data (σ floored at 1e-12).
-fn channel_stats(grid: &Grid, data: &ArrayView2<'_, f64>) -> (Vec<f64>, Vec<f64>) {
+/// Per-channel mean and standard deviation of the data (σ floored at 1e-12), in one pass over
+/// the rows, which also checks each row's length and finiteness.
+///
+/// # Errors
+/// `Shape` for a row of the wrong length, `NonFinite` for a non-finite value, read errors.
+fn channel_stats(grid: &Grid, data: &FieldData<'_>) -> Result<(Vec<f64>, Vec<f64>)> {
     let c = grid.channels.len();
-    let per = grid.len() / c;
-    (0..c)
+    let n = grid.len();
+    let per = n / c;
+    let (mut s, mut s2) = (vec![0.0; c], vec![0.0; c]);
+    for i in 0..data.rows() {
+        let row = data.row(i)?;
+        if row.len() != n {
+            return Err(Error::Shape { what: format!("training field {i}"), expected: grid.shape(), got: vec![row.len()] });
+        }
+        if row.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite { what: "training field", step: i, t: f64::NAN });
+        }
+        for (p, v) in row.iter().enumerate() {
+            s[p / per] += v;
+            s2[p / per] += v * v;
+        }
+    }
+    let k = (data.rows() * per) as f64;
+    Ok((0..c)
         .map(|ch| {
-            let vals = data.rows().into_iter().flat_map(|r| r.iter().skip(ch * per).take(per).copied().collect::<Vec<_>>());
-            let (mut s, mut s2, mut k) = (0.0, 0.0, 0.0);
-            for v in vals {
-                s += v;
-                s2 += v * v;
-                k += 1.0;
-            }
-            let m = s / k;
-            (m, (s2 / k - m * m).max(0.0).sqrt().max(1e-12))
+            let m = s[ch] / k;
+            (m, (s2[ch] / k - m * m).max(0.0).sqrt().max(1e-12))
         })
-        .unzip()
+        .unzip())
 }
 
 /// Functional flow matching as a [`Trainer`]: the field model on an autodiff device, Adam,
@@ -135,18 +231,17 @@ impl<'a> FfmTrainer<'a> {
     pub fn new(problem: &'a FfmProblem<'a>, cfg: &FfmConfig, device: &Device) -> Result<Self> {
         let grid = problem.grid;
         grid.validate()?;
-        grid.check_flat("training fields", &problem.data)?;
+        if let FieldData::Memory(v) = &problem.data {
+            grid.check_flat("training fields", v)?;
+        }
         cfg.run.validate()?;
-        if problem.data.nrows() == 0 {
+        if problem.data.rows() == 0 {
             return Err(Error::invalid("data", "need at least one training field"));
         }
         if let Some(c) = problem.residual {
             if c.dim() != grid.len() {
                 return Err(Error::invalid("residual", format!("constraint `{}` is on fields of {} values, the grid has {}", c.name(), c.dim(), grid.len())));
             }
-        }
-        if let Some(i) = problem.data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite { what: "training field", step: i / grid.len(), t: f64::NAN });
         }
         let [nc, nx, ny] = grid.shape4();
         cfg.net.check_grid(nx, ny)?;
@@ -155,7 +250,7 @@ impl<'a> FfmTrainer<'a> {
         let ad = device.clone().autodiff();
         let net = net_cfg.init(cfg.run.seed, &ad);
         let dtype = param_dtype(&net);
-        let (mean, std) = channel_stats(grid, &problem.data);
+        let (mean, std) = channel_stats(grid, &problem.data)?;
         Ok(Self { problem, cfg: cfg.clone(), net_cfg, gp, net, optim: AdamConfig::new().init(), device: ad, dtype, mean, std })
     }
 
@@ -197,7 +292,7 @@ impl Trainer for FfmTrainer<'_> {
         let n = problem.grid.len();
         let per = n / nc;
         let b = cfg.run.batch_size;
-        let rows: Vec<usize> = (0..b).map(|_| rng.random_range(0..problem.data.nrows())).collect();
+        let rows: Vec<usize> = (0..b).map(|_| rng.random_range(0..problem.data.rows())).collect();
         let x0 = self.gp.sample(rng, b);
         let ts: Vec<f64> = (0..b).map(|_| rng.random::<f64>()).collect();
         let s = 1.0 - cfg.sigma_min;
@@ -205,9 +300,10 @@ impl Trainer for FfmTrainer<'_> {
         let mut target = vec![0.0; b * n];
         for (k, &r) in rows.iter().enumerate() {
             let t = ts[k];
+            let field = problem.data.row(r)?;
             for p in 0..n {
                 let c = p / per;
-                let x1 = (problem.data[[r, p]] - self.mean[c]) / self.std[c];
+                let x1 = (field[p] - self.mean[c]) / self.std[c];
                 let z = x0[[k, p]];
                 xt[k * n + p] = (1.0 - s * t) * z + t * x1;
                 target[k * n + p] = x1 - s * z;

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::pde_fields::{sample_ensemble, simulate_members, MethodScores};
 use crate::io::h5::{Attr, DatasetOptions, H5File, H5Tree};
 use crate::nn::{FieldNetConfig, FnoConfig};
-use crate::pde::{self, Anchor, Constraint, DarcyFlux, DarcyScope, FfmConfig, FfmProblem, GpConfig, LinearConstraint, Method, PcfmOptions, ProjectOptions, SampleConfig, Stack};
+use crate::pde::{self, Anchor, Constraint, DarcyFlux, DarcyScope, FfmConfig, FfmProblem, FieldData, GpConfig, LinearConstraint, Method, PcfmOptions, ProjectOptions, SampleConfig, Stack};
 use crate::plot::{save_heatmaps, Heatmap};
 use crate::sim::darcy::{cell_residuals, DarcyProblem, Permeability};
 use crate::sim::grf::Grf;
@@ -298,13 +298,14 @@ pub fn run(cfg: &DarcyStudyConfig, device: &Device, out: &Path, quiet: bool) -> 
     let ref_members: Vec<Member> = sources.iter().flat_map(|&f| (0..cfg.ensemble).map(|_| Member { medium_seed: rng.random::<u64>(), source: f }).collect::<Vec<_>>()).collect();
     let truth_member = Member { medium_seed: rng.random::<u64>(), source: 1.0 };
     let data_dir = out.join("data");
-    let train = fields_cached(cfg, &train_members, &data_dir.join("train.h5"), "train", quiet)?;
+    // The training fields are written once, then streamed from the file row by row.
+    drop(fields_cached(cfg, &train_members, &data_dir.join("train.h5"), "train", quiet)?);
     let reference = fields_cached(cfg, &ref_members, &data_dir.join("reference.h5"), "reference", quiet)?;
     files.push(data_dir.join("train.h5").display().to_string());
     files.push(data_dir.join("reference.h5").display().to_string());
     let grid = pde::darcy_grid(n);
 
-    let problem = FfmProblem { grid: &grid, data: train.view(), residual: None };
+    let problem = FfmProblem { grid: &grid, data: FieldData::files(&[data_dir.join("train.h5")], &["nu", "tensor"])?, residual: None };
     let mut run = crate::train::Run { checkpoint: Some(out.join("checkpoint")), quiet, ..crate::train::Run::default() };
     let (model, train_report) = pde::train_ffm(&problem, &cfg.train, &mut run, device)?;
     model.save(&out.join("model"))?;

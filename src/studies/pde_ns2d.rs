@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::h5::{Attr, DatasetOptions, H5File, H5Tree};
 use crate::nn::{FieldNetConfig, FnoConfig};
-use crate::pde::{self, Anchor, Constraint, FfmConfig, FfmProblem, GpConfig, Grid, LinearConstraint, Method, PcfmOptions, ProjectOptions, Quadrature, Stack};
+use crate::pde::{self, Anchor, Constraint, FfmConfig, FfmProblem, FieldData, GpConfig, Grid, LinearConstraint, Method, PcfmOptions, ProjectOptions, Quadrature, Stack};
 use crate::pde::grid::Axis;
 use crate::plot::{save_figure, save_heatmaps, Heatmap, Panel, Series};
 use crate::sim::grf::Grf;
@@ -362,14 +362,15 @@ pub fn run(cfg: &Ns2dStudyConfig, device: &Device, out: &Path, quiet: bool) -> R
     }
     let data_dir = out.join("data");
     let t_sim = std::time::Instant::now();
-    let train = fields_cached(cfg, &train_members, &data_dir.join("train.h5"), "train", quiet)?;
+    // The training fields are written once, then streamed from the file row by row.
+    drop(fields_cached(cfg, &train_members, &data_dir.join("train.h5"), "train", quiet)?);
     let reference = fields_cached(cfg, &ref_members, &data_dir.join("reference.h5"), "reference", quiet)?;
     let simulate_seconds = t_sim.elapsed().as_secs_f64();
     files.push(data_dir.join("train.h5").display().to_string());
     files.push(data_dir.join("reference.h5").display().to_string());
     let grid = cfg.grid();
 
-    let problem = FfmProblem { grid: &grid, data: train.view(), residual: None };
+    let problem = FfmProblem { grid: &grid, data: FieldData::files(&[data_dir.join("train.h5")], &["tensor"])?, residual: None };
     let mut run = crate::train::Run { checkpoint: Some(out.join("checkpoint")), quiet, ..crate::train::Run::default() };
     let (model, train_report) = pde::train_ffm(&problem, &cfg.train, &mut run, device)?;
     model.save(&out.join("model"))?;
