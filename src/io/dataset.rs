@@ -347,13 +347,13 @@ fn write_field_shard(spec: &DatasetSpec, sim: &dyn FieldSimulator, k: usize, dir
     let (first, count) = spec.shard_range(k);
     let (params, seeds) = field_inputs(sim, spec, first, count);
     for r in 0..count {
-        sim.validate(params.row(r).as_slice().expect("rows are contiguous"))?;
+        sim.validate(&params.row(r).to_vec())?;
     }
     let times = if sim.steady() { vec![0.0] } else { spec.times() };
     let outs: Vec<Vec<Vec<f64>>> = (0..count)
         .into_par_iter()
         .map(|r| {
-            let out = sim.simulate(params.row(r).as_slice().expect("rows are contiguous"), seeds[r], &times);
+            let out = sim.simulate(&params.row(r).to_vec(), seeds[r], &times);
             bar.inc(1);
             out
         })

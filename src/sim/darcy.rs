@@ -150,14 +150,6 @@ impl DarcyProblem {
         Ok(())
     }
 
-    fn face_value(&self, side: usize, i: usize, j: usize) -> f64 {
-        face_value(self.n, &self.g, side, i, j)
-    }
-
-    fn neighbours(&self, i: usize, j: usize) -> [std::result::Result<usize, usize>; 4] {
-        neighbours(self.n, i, j)
-    }
-
     /// Solves for the pressure `u` at the cell centres, `[n, n]` row-major.
     ///
     /// # Errors
@@ -174,7 +166,7 @@ impl DarcyProblem {
                 let ap = self.a[p];
                 let mut diag = 0.0;
                 rhs[(p, 0)] += self.f[p] * h2;
-                for nb in self.neighbours(i, j) {
+                for nb in neighbours(n, i, j) {
                     match nb {
                         Ok(q) => {
                             let t = 2.0 * ap * self.a[q] / (ap + self.a[q]);
@@ -183,7 +175,7 @@ impl DarcyProblem {
                         }
                         Err(side) => {
                             diag += 2.0 * ap;
-                            rhs[(p, 0)] += 2.0 * ap * self.face_value(side, i, j);
+                            rhs[(p, 0)] += 2.0 * ap * face_value(n, &self.g, side, i, j);
                         }
                     }
                 }
@@ -233,10 +225,10 @@ impl DarcyProblem {
         let mut s = 0.0;
         for i in 0..n {
             for j in 0..n {
-                for nb in self.neighbours(i, j) {
+                for nb in neighbours(n, i, j) {
                     if let Err(side) = nb {
                         let p = i * n + j;
-                        s += 2.0 * self.a[p] * (u[p] - self.face_value(side, i, j));
+                        s += 2.0 * self.a[p] * (u[p] - face_value(n, &self.g, side, i, j));
                     }
                 }
             }
