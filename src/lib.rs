@@ -42,6 +42,7 @@ pub mod nn;
 pub mod ode;
 pub mod pde;
 pub mod plot;
+pub mod prelude;
 pub mod sde;
 pub mod sim;
 pub mod studies;

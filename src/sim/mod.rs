@@ -16,6 +16,7 @@
 //! ```
 
 mod autodiff;
+mod closure;
 pub mod darcy;
 mod ensemble;
 pub(crate) mod fft2;
@@ -24,15 +25,18 @@ mod fit;
 pub mod grf;
 pub mod ns2d;
 mod output;
+pub mod scalar;
 mod sens;
 mod solve;
 mod system;
 pub mod systems;
 
 pub use autodiff::{col, AutodiffSystem, BurnRhs, FlatMlp};
+pub use closure::{ClosureSystem, Rhs, SPARSE_MAX_DENSITY, SPARSE_MIN_DIM};
+pub use scalar::{Dual, Scalar};
 pub use ensemble::ensemble;
 pub use fit::{default_weights, fit, fit_with, loss_and_gradient, FitConfig, FitResult, FitTrainer, Observation, Optimizer};
 pub use output::{simulate_to_files, SimulateSpec};
 pub use sens::{adjoint_gradient, forward_sensitivities, AdjointGradient, Sensitivities, Wrt};
 pub use solve::{simulate, simulate_with, Method, SimOptions, SimStats, Trajectory};
-pub use system::{check_inputs, check_params, FieldLayout, JacobianKind, System};
+pub use system::{check_inputs, check_params, non_negative, positive, FieldLayout, JacobianKind, System};

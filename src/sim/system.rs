@@ -12,9 +12,10 @@ pub enum JacobianKind {
     Auto,
     /// Dense matrix, dense LU (nalgebra): small systems.
     Dense,
-    /// Sparse matrix (faer), sparse LU; the pattern is found once by
+    /// Sparse matrix (faer), sparse LU; diffsol finds the pattern once by
     /// propagating NaN through [`System::jvp`], so `jvp` must not branch on `v`.
-    /// The probe holds `dim²` numbers while it runs (8192 states: 1 GiB).
+    /// That probe holds `dim²` numbers while it runs (8192 states: 1 GiB);
+    /// [`super::ClosureSystem`] traces its own pattern in `O(nnz)` memory.
     Sparse,
 }
 
@@ -25,8 +26,9 @@ pub enum JacobianKind {
 /// Products are the exact derivatives of [`System::rhs`]: the gradient tests
 /// in `tests/sim_gradients.rs` check each library system against central
 /// finite differences. Systems without hand-written derivatives can be built
-/// from a burn closure with [`super::AutodiffSystem`], which provides all four
-/// products from burn's reverse mode.
+/// from a right-hand side written once over a generic scalar with
+/// [`super::ClosureSystem`] (forward-mode duals, traced sparsity), or from a burn
+/// closure with [`super::AutodiffSystem`] (burn networks inside the right-hand side).
 pub trait System: Send + Sync {
     /// A short name used in errors, files and reports (`"robertson"`).
     fn name(&self) -> String;
@@ -119,7 +121,7 @@ pub fn check_params(system: &dyn System, p: &[f64]) -> Result<()> {
 }
 
 /// `Err` unless `value > 0` (for diffusivities, viscosities, rates that must be positive).
-pub(crate) fn positive(system: &str, name: &str, value: f64) -> Result<()> {
+pub fn positive(system: &str, name: &str, value: f64) -> Result<()> {
     if value > 0.0 {
         Ok(())
     } else {
@@ -128,7 +130,7 @@ pub(crate) fn positive(system: &str, name: &str, value: f64) -> Result<()> {
 }
 
 /// `Err` unless `value >= 0`.
-pub(crate) fn non_negative(system: &str, name: &str, value: f64) -> Result<()> {
+pub fn non_negative(system: &str, name: &str, value: f64) -> Result<()> {
     if value >= 0.0 {
         Ok(())
     } else {

@@ -3,7 +3,7 @@
 mod ode;
 mod pde;
 
-pub use ode::{matvec, DenseSystem, LinearOscillator, LotkaVolterra, Lorenz, Pendulum, Robertson, VanDerPol};
+pub use ode::{matvec, with_scratch, DenseSystem, LinearOscillator, LotkaVolterra, Lorenz, Pendulum, Robertson, VanDerPol};
 pub use pde::{ic, Boundary, Brusselator2d, Grid1d, Heat2d, Pde1d, Pde1dKind, Reaction};
 
 use super::System;

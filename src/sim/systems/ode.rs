@@ -35,34 +35,50 @@ pub fn matvec(a: &[f64], rows: usize, cols: usize, v: &[f64], out: &mut [f64], t
     }
 }
 
+/// Runs `body` on a zeroed scratch buffer of `len` values: on the stack up to
+/// 64 (every library system), on the heap beyond, so any size works.
+pub fn with_scratch<R>(len: usize, body: impl FnOnce(&mut [f64]) -> R) -> R {
+    if len <= 64 {
+        let mut a = [0.0; 64];
+        body(&mut a[..len])
+    } else {
+        body(&mut vec![0.0; len])
+    }
+}
+
 /// The four [`System`] products of a [`DenseSystem`], for use inside its `impl System`.
-/// Needs `n·max(n, m) ≤ 64` (the Jacobians live on the stack).
+/// Any size: the Jacobians live on the stack up to 64 entries, on the heap beyond
+/// (a closure-defined [`crate::sim::ClosureSystem`] needs no Jacobian at all).
 #[macro_export]
 macro_rules! dense_products {
     () => {
         fn jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) {
             let n = y.len();
-            let mut a = [0.0; 64];
-            $crate::sim::systems::DenseSystem::jac(self, t, y, p, &mut a[..n * n]);
-            $crate::sim::systems::matvec(&a, n, n, v, out, false);
+            $crate::sim::systems::with_scratch(n * n, |a| {
+                $crate::sim::systems::DenseSystem::jac(self, t, y, p, a);
+                $crate::sim::systems::matvec(a, n, n, v, out, false);
+            })
         }
         fn vjp(&self, t: f64, y: &[f64], p: &[f64], w: &[f64], out: &mut [f64]) {
             let n = y.len();
-            let mut a = [0.0; 64];
-            $crate::sim::systems::DenseSystem::jac(self, t, y, p, &mut a[..n * n]);
-            $crate::sim::systems::matvec(&a, n, n, w, out, true);
+            $crate::sim::systems::with_scratch(n * n, |a| {
+                $crate::sim::systems::DenseSystem::jac(self, t, y, p, a);
+                $crate::sim::systems::matvec(a, n, n, w, out, true);
+            })
         }
         fn param_jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) {
             let (n, m) = (y.len(), p.len());
-            let mut a = [0.0; 64];
-            $crate::sim::systems::DenseSystem::jac_p(self, t, y, p, &mut a[..n * m]);
-            $crate::sim::systems::matvec(&a, n, m, v, out, false);
+            $crate::sim::systems::with_scratch(n * m, |a| {
+                $crate::sim::systems::DenseSystem::jac_p(self, t, y, p, a);
+                $crate::sim::systems::matvec(a, n, m, v, out, false);
+            })
         }
         fn param_vjp(&self, t: f64, y: &[f64], p: &[f64], w: &[f64], out: &mut [f64]) {
             let (n, m) = (y.len(), p.len());
-            let mut a = [0.0; 64];
-            $crate::sim::systems::DenseSystem::jac_p(self, t, y, p, &mut a[..n * m]);
-            $crate::sim::systems::matvec(&a, n, m, w, out, true);
+            $crate::sim::systems::with_scratch(n * m, |a| {
+                $crate::sim::systems::DenseSystem::jac_p(self, t, y, p, a);
+                $crate::sim::systems::matvec(a, n, m, w, out, true);
+            })
         }
     };
 }
