@@ -40,6 +40,16 @@ pub enum Error {
         /// Time reached.
         t: f64,
     },
+    /// The solve ran past its wall-clock budget (`max_wall_seconds`).
+    #[error("time limit of {seconds} s reached at t = {t} after {steps} steps; raise `max_wall_seconds` or loosen the tolerances")]
+    TimeLimitReached {
+        /// The budget in force, seconds.
+        seconds: f64,
+        /// Time reached.
+        t: f64,
+        /// Accepted steps taken.
+        steps: usize,
+    },
     /// A feature combination that is not implemented.
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -2,14 +2,15 @@
 
 use diffsol::error::{DiffsolError, OdeSolverError};
 use diffsol::{
-    DefaultDenseMatrix, DefaultSolver, DenseMatrix, FaerSparseMat, Matrix, NalgebraMat, OdeBuilder,
-    OdeSolverMethod, OdeSolverStopReason,
+    DefaultDenseMatrix, DefaultSolver, DenseMatrix, FaerSparseMat, Matrix, NalgebraMat, OdeBuilder, OdeEquations, OdeSolverMethod,
+    OdeSolverStopReason, Op, Vector,
 };
 use diffsol::matrix::MatrixRef;
 use diffsol::VectorRef;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
+use super::events::{crosses, locate, Action, Event, EventHit};
 use super::system::{check_inputs, JacobianKind, System};
 use crate::{Error, Result};
 
@@ -69,11 +70,26 @@ pub struct SimOptions {
     pub h0: Option<f64>,
     /// Smallest step before the solve fails with [`Error::SolverFailed`]; `None` keeps diffsol's default (1e-13).
     pub min_step: Option<f64>,
+    /// Accepted steps allowed before the solve fails with [`Error::MaxStepsReached`]; `None`: no limit.
+    pub max_steps: Option<usize>,
+    /// Wall-clock seconds allowed before the solve fails with [`Error::TimeLimitReached`]
+    /// (checked between steps); `None`: no limit.
+    pub max_wall_seconds: Option<f64>,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { method: Method::Bdf, jacobian: JacobianKind::Auto, rtol: 1e-6, atol: 1e-8, t0: 0.0, h0: None, min_step: None }
+        SimOptions {
+            method: Method::Bdf,
+            jacobian: JacobianKind::Auto,
+            rtol: 1e-6,
+            atol: 1e-8,
+            t0: 0.0,
+            h0: None,
+            min_step: None,
+            max_steps: None,
+            max_wall_seconds: None,
+        }
     }
 }
 
@@ -101,6 +117,19 @@ impl SimOptions {
         if let Some(h0) = self.h0 {
             if !(h0 > 0.0 && h0.is_finite()) {
                 return Err(Error::invalid("h0", format!("must be positive and finite, got {h0}")));
+            }
+        }
+        if let Some(h) = self.min_step {
+            if !(h > 0.0 && h.is_finite()) {
+                return Err(Error::invalid("min_step", format!("must be positive and finite, got {h}")));
+            }
+        }
+        if self.max_steps == Some(0) {
+            return Err(Error::invalid("max_steps", "must be at least 1"));
+        }
+        if let Some(w) = self.max_wall_seconds {
+            if !(w > 0.0 && w.is_finite()) {
+                return Err(Error::invalid("max_wall_seconds", format!("must be positive and finite, got {w}")));
             }
         }
         if times.is_empty() {
@@ -144,6 +173,12 @@ pub struct SimStats {
     pub newton_iterations: usize,
     /// Jacobian evaluations + LU factorisations (implicit methods).
     pub linear_solver_setups: usize,
+    /// Evaluations of the right-hand side `f` (plain solves; 0 where not counted).
+    #[serde(default)]
+    pub rhs_evaluations: usize,
+    /// Jacobian–vector products `J v` (dense Jacobians are assembled from them).
+    #[serde(default)]
+    pub jacobian_products: usize,
 }
 
 impl SimStats {
@@ -153,7 +188,15 @@ impl SimStats {
             error_test_failures: s.number_of_error_test_failures,
             newton_iterations: s.number_of_nonlinear_solver_iterations,
             linear_solver_setups: s.number_of_linear_solver_setups,
+            rhs_evaluations: 0,
+            jacobian_products: 0,
         }
+    }
+
+    /// The solver's counters and the right-hand side's evaluation counts.
+    fn from_solver<'a, Eqn: OdeEquations<T = f64> + 'a, S: OdeSolverMethod<'a, Eqn>>(s: &S) -> Self {
+        let rhs = s.problem().eqn.rhs().statistics();
+        SimStats { rhs_evaluations: rhs.number_of_calls, jacobian_products: rhs.number_of_jac_muls, ..SimStats::from_diffsol(s.get_statistics()) }
     }
 }
 
@@ -184,14 +227,62 @@ pub fn simulate(system: &dyn System, times: &[f64], opts: &SimOptions) -> Result
 
 /// Solves `system` with parameters `p` and initial state `y0` (at `opts.t0`) at `times`.
 pub fn simulate_with(system: &dyn System, p: &[f64], y0: &[f64], times: &[f64], opts: &SimOptions) -> Result<Trajectory> {
+    Ok(simulate_events(system, p, y0, times, &[], opts)?.trajectory)
+}
+
+/// A solve with events: the trajectory up to where it ended, and the crossings.
+#[derive(Clone, Debug)]
+pub struct EventTrajectory {
+    /// The states at the output times reached (all of them unless a terminal
+    /// event stopped the solve first).
+    pub trajectory: Trajectory,
+    /// Every crossing, in time order.
+    pub events: Vec<EventHit>,
+    /// The time of the terminal event that ended the solve, if one did.
+    pub stopped_at: Option<f64>,
+}
+
+/// Solves `system` with parameters `p` and initial state `y0` at `times`,
+/// locating the zero crossings of each event's `g(t, y, p)` on the way
+/// (module [`super::events`]): crossings are recorded, a terminal event ends
+/// the solve (output times after it are not returned), a reset restarts the
+/// integrator from the reset state.
+///
+/// ```
+/// use physflow::prelude::*;
+/// use physflow::sim::{Direction, Event};
+///
+/// /// A ball under gravity, state [height, velocity].
+/// struct Fall;
+/// impl Rhs for Fall {
+///     fn eval<S: Scalar>(&self, _t: f64, y: &[S], p: &[S], dy: &mut [S]) {
+///         dy[0] = y[1];
+///         dy[1] = -p[0];
+///     }
+/// }
+/// let ball = ClosureSystem::new("ball", Fall, vec![1.0, 0.0]).param("g", 9.81);
+/// let ground = Event::new("ground", |_t, y, _p| y[0]).direction(Direction::Falling).terminal();
+/// let opts = SimOptions { method: Method::Tsit45, rtol: 1e-10, atol: 1e-12, ..SimOptions::default() };
+/// let out = sim::simulate_events(&ball, &[9.81], &[1.0, 0.0], &[0.1, 1.0], &[ground], &opts)?;
+/// let t_hit = (2.0f64 / 9.81).sqrt();
+/// assert!((out.stopped_at.unwrap() - t_hit).abs() < 1e-9);
+/// assert_eq!(out.trajectory.times, vec![0.1]);
+/// # Ok::<(), physflow::Error>(())
+/// ```
+pub fn simulate_events(system: &dyn System, p: &[f64], y0: &[f64], times: &[f64], events: &[Event<'_>], opts: &SimOptions) -> Result<EventTrajectory> {
     check_inputs(system, p, y0)?;
     opts.check(times)?;
-    let (data, stats) = match opts.jacobian_for(system) {
-        JacobianKind::Sparse => plain::<FaerSparseMat<f64>>(system, p, y0, times, opts),
-        _ => plain::<NalgebraMat<f64>>(system, p, y0, times, opts),
+    let driven = match opts.jacobian_for(system) {
+        JacobianKind::Sparse => plain::<FaerSparseMat<f64>>(system, p, y0, times, events, opts),
+        _ => plain::<NalgebraMat<f64>>(system, p, y0, times, events, opts),
     }
-    .map_err(|e| solver_error(system, e))?;
-    finish(system, times, data, stats)
+    .map_err(|f| match f {
+        Fail::Solver(e) => solver_error(system, e),
+        Fail::Ours(e) => e,
+    })?;
+    let reached = &times[..driven.data.len() / system.dim()];
+    let trajectory = finish(system, reached, driven.data, driven.stats)?;
+    Ok(EventTrajectory { trajectory, events: driven.hits, stopped_at: driven.stopped_at })
 }
 
 /// Checks a `[T·D]` row-major result for non-finite values and wraps it.
@@ -200,7 +291,7 @@ pub(crate) fn finish(system: &dyn System, times: &[f64], data: Vec<f64>, stats: 
     if let Some(k) = data.iter().position(|v| !v.is_finite()) {
         return Err(Error::NonFinite { what: "state", step: stats.steps, t: times[k / d] });
     }
-    let states = Array2::from_shape_vec((times.len(), d), data).expect("solver output has T·D values");
+    let states = Array2::from_shape_vec((times.len(), d), data).map_err(|e| Error::invalid("times", format!("solver output does not fill [T, D]: {e}")))?;
     Ok(Trajectory { times: times.to_vec(), states, stats })
 }
 
@@ -259,7 +350,34 @@ macro_rules! with_solver {
     };
 }
 
-fn plain<M>(system: &dyn System, p: &[f64], y0: &[f64], times: &[f64], opts: &SimOptions) -> Result<(Vec<f64>, SimStats), DiffsolError>
+/// A failure inside a solve: diffsol's (mapped to [`Error::SolverFailed`] by
+/// the caller, who knows the system) or one of ours (budgets, events).
+pub(crate) enum Fail {
+    Solver(DiffsolError),
+    Ours(Error),
+}
+
+impl From<DiffsolError> for Fail {
+    fn from(e: DiffsolError) -> Self {
+        Fail::Solver(e)
+    }
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        Fail::Ours(e)
+    }
+}
+
+/// What a driven solve produced: `[T', D]` rows for the output times reached.
+struct Driven {
+    data: Vec<f64>,
+    stats: SimStats,
+    hits: Vec<EventHit>,
+    stopped_at: Option<f64>,
+}
+
+fn plain<M>(system: &dyn System, p: &[f64], y0: &[f64], times: &[f64], events: &[Event<'_>], opts: &SimOptions) -> Result<Driven, Fail>
 where
     M: Matrix<T = f64> + DefaultSolver,
     M::V: DefaultDenseMatrix,
@@ -275,11 +393,132 @@ where
         .init(|_p: &[f64], _t: f64, y: &mut [f64]| y.copy_from_slice(y0), n)
         .build()?;
     apply_problem_options(&mut problem, opts);
-    with_solver!(problem, opts.method, M::LS, |s| {
-        let (ys, stop) = s.solve_dense(times)?;
-        check_stop(&stop)?;
-        Ok((columns_to_rows(&ys), SimStats::from_diffsol(s.get_statistics())))
-    })
+    with_solver!(problem, opts.method, M::LS, |s| drive(&mut s, system, p, times, events, opts))
+}
+
+/// Steps `s` to the last output time, writing the states at `times` from the
+/// dense output, handling event crossings, and enforcing the step and
+/// wall-clock budgets between steps.
+fn drive<'a, Eqn, S>(s: &mut S, system: &dyn System, p: &[f64], times: &[f64], events: &[Event<'_>], opts: &SimOptions) -> Result<Driven, Fail>
+where
+    Eqn: OdeEquations<T = f64> + 'a,
+    S: OdeSolverMethod<'a, Eqn>,
+{
+    let n = system.dim();
+    let t_end = times[times.len() - 1];
+    s.set_stop_time(t_end)?;
+    let started = std::time::Instant::now();
+    let mut data = Vec::with_capacity(times.len() * n);
+    let mut col = 0;
+    let mut hits = Vec::new();
+    let eval_g = |k: usize, t: f64, y: &[f64]| -> Result<f64, Fail> {
+        let v = (events[k].g)(t, y, p);
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(Error::invalid("events", format!("event `{}` is {v} at t = {t}", events[k].name)).into())
+        }
+    };
+    let all_g = |t: f64, y: &[f64]| (0..events.len()).map(|k| eval_g(k, t, y)).collect::<Result<Vec<f64>, Fail>>();
+    let mut t_prev = s.state().t;
+    let mut g_prev = all_g(t_prev, &s.state().y.clone_as_vec())?;
+    let mut steps = 0usize;
+    loop {
+        if let Some(max_steps) = opts.max_steps {
+            if steps >= max_steps {
+                return Err(Error::MaxStepsReached { max_steps, t: t_prev }.into());
+            }
+        }
+        if let Some(limit) = opts.max_wall_seconds {
+            if started.elapsed().as_secs_f64() > limit {
+                return Err(Error::TimeLimitReached { seconds: limit, t: t_prev, steps }.into());
+            }
+        }
+        let reason = s.step()?;
+        steps += 1;
+        let t_now = s.state().t;
+        if !events.is_empty() {
+            let g_now = all_g(t_now, &s.state().y.clone_as_vec())?;
+            let mut found = Vec::new();
+            for (k, e) in events.iter().enumerate() {
+                let mut g_at = |t: f64| -> Result<f64> {
+                    let y = s.interpolate(t).map_err(|e| solver_error(system, e))?.clone_as_vec();
+                    Ok((e.g)(t, &y, p))
+                };
+                // Starting on the surface (after a reset onto it), the sign that
+                // counts is the one just after the start, as in SUNDIALS: a step
+                // that leaves zero upwards and comes back down is a crossing.
+                let (mut ta, mut ga) = (t_prev, g_prev[k]);
+                if ga == 0.0 && t_now > t_prev {
+                    ta = t_prev + 1e-8 * (t_now - t_prev) + 100.0 * f64::EPSILON * t_prev.abs();
+                    ga = g_at(ta.min(t_now))?;
+                }
+                if crosses(ga, g_now[k], e.direction) {
+                    found.push((locate(ta, ga, t_now, g_now[k], &mut g_at)?, k));
+                }
+            }
+            found.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut restarted = false;
+            for (t_hit, k) in found {
+                write_until(s, times, t_hit, &mut col, &mut data)?;
+                let state = s.interpolate(t_hit)?.clone_as_vec();
+                hits.push(EventHit { event: k, t: t_hit, state: state.clone() });
+                match &events[k].action {
+                    Action::Record => {}
+                    Action::Stop => {
+                        return Ok(Driven { data, stats: SimStats::from_solver(s), hits, stopped_at: Some(t_hit) });
+                    }
+                    Action::Reset(reset) => {
+                        s.state_mut_back(t_hit)?;
+                        let mut y = state;
+                        reset(t_hit, &mut y, p);
+                        if y.iter().any(|v| !v.is_finite()) {
+                            return Err(Error::NonFinite { what: "state after an event reset", step: steps, t: t_hit }.into());
+                        }
+                        let mut dy = vec![0.0; n];
+                        system.rhs(t_hit, &y, p, &mut dy);
+                        let st = s.state_mut();
+                        for i in 0..n {
+                            st.y.set_index(i, y[i]);
+                            st.dy.set_index(i, dy[i]);
+                        }
+                        s.set_stop_time(t_end)?;
+                        t_prev = t_hit;
+                        g_prev = all_g(t_hit, &y)?;
+                        restarted = true;
+                        break;
+                    }
+                }
+            }
+            if restarted {
+                continue;
+            }
+            g_prev = g_now;
+        }
+        t_prev = t_now;
+        match reason {
+            OdeSolverStopReason::InternalTimestep => write_until(s, times, t_now, &mut col, &mut data)?,
+            OdeSolverStopReason::TstopReached => {
+                write_until(s, times, t_end, &mut col, &mut data)?;
+                break;
+            }
+            OdeSolverStopReason::RootFound(t, _) => return Err(DiffsolError::Other(format!("unexpected root at t = {t}")).into()),
+        }
+    }
+    Ok(Driven { data, stats: SimStats::from_solver(s), hits, stopped_at: None })
+}
+
+/// Appends the dense-output states at the output times `≤ t` not written yet.
+fn write_until<'a, Eqn, S>(s: &S, times: &[f64], t: f64, col: &mut usize, data: &mut Vec<f64>) -> Result<(), DiffsolError>
+where
+    Eqn: OdeEquations<T = f64> + 'a,
+    S: OdeSolverMethod<'a, Eqn>,
+{
+    while *col < times.len() && times[*col] <= t {
+        data.extend(s.interpolate(times[*col])?.clone_as_vec());
+        *col += 1;
+    }
+    Ok(())
 }
 
 /// A root-finding stop cannot happen (no roots are given); anything else is a failure.
