@@ -302,6 +302,10 @@ impl<F: Rhs> System for ClosureSystem<F> {
         }
     }
 
+    fn jacobian_pattern(&self) -> Option<Vec<Vec<u32>>> {
+        self.pattern().rows.clone()
+    }
+
     fn rhs(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
         self.f.eval(t, y, p, dy);
     }

@@ -19,6 +19,7 @@ mod autodiff;
 mod closure;
 pub mod darcy;
 mod ensemble;
+mod equations;
 pub mod events;
 pub(crate) mod fft2;
 pub mod fields;

@@ -10,6 +10,7 @@ use diffsol::VectorRef;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
+use super::equations::PatternEqn;
 use super::events::{crosses, locate, Action, Event, EventHit};
 use super::system::{check_inputs, JacobianKind, System};
 use crate::{Error, Result};
@@ -273,7 +274,10 @@ pub fn simulate_events(system: &dyn System, p: &[f64], y0: &[f64], times: &[f64]
     check_inputs(system, p, y0)?;
     opts.check(times)?;
     let driven = match opts.jacobian_for(system) {
-        JacobianKind::Sparse => plain::<FaerSparseMat<f64>>(system, p, y0, times, events, opts),
+        JacobianKind::Sparse => match system.jacobian_pattern() {
+            Some(rows) => with_pattern::<FaerSparseMat<f64>>(system, p, y0, &rows, times, events, opts),
+            None => plain::<FaerSparseMat<f64>>(system, p, y0, times, events, opts),
+        },
         _ => plain::<NalgebraMat<f64>>(system, p, y0, times, events, opts),
     }
     .map_err(|f| match f {
@@ -392,6 +396,28 @@ where
         )
         .init(|_p: &[f64], _t: f64, y: &mut [f64]| y.copy_from_slice(y0), n)
         .build()?;
+    apply_problem_options(&mut problem, opts);
+    with_solver!(problem, opts.method, M::LS, |s| drive(&mut s, system, p, times, events, opts))
+}
+
+/// [`plain`] for a system that gives its Jacobian pattern: no probe, coloured assembly.
+fn with_pattern<M>(
+    system: &dyn System,
+    p: &[f64],
+    y0: &[f64],
+    rows: &[Vec<u32>],
+    times: &[f64],
+    events: &[Event<'_>],
+    opts: &SimOptions,
+) -> Result<Driven, Fail>
+where
+    M: Matrix<T = f64> + DefaultSolver,
+    M::V: DefaultDenseMatrix,
+    for<'b> &'b M::V: VectorRef<M::V>,
+    for<'b> &'b M: MatrixRef<M>,
+{
+    let eqn = PatternEqn::<M>::new(system, p, y0, rows, M::C::default())?;
+    let mut problem = builder::<M>(opts, p).build_from_eqn(eqn)?;
     apply_problem_options(&mut problem, opts);
     with_solver!(problem, opts.method, M::LS, |s| drive(&mut s, system, p, times, events, opts))
 }

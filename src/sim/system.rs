@@ -70,6 +70,15 @@ pub trait System: Send + Sync {
     fn jacobian_kind(&self) -> JacobianKind {
         JacobianKind::Dense
     }
+
+    /// The non-zero pattern of `∂f/∂y` when the system knows it: `rows[i]` holds
+    /// the columns `j` with `∂f_i/∂y_j` possibly non-zero. A sparse plain solve
+    /// then skips diffsol's pattern probe (`n²` memory) and assembles the
+    /// Jacobian from one [`System::jvp`] per column colour. `None` (the default):
+    /// diffsol probes.
+    fn jacobian_pattern(&self) -> Option<Vec<Vec<u32>>> {
+        None
+    }
 }
 
 /// The state of a PDE system as channels on a tensor grid: `y = [C, X]` or

@@ -535,6 +535,32 @@ impl System for Brusselator2d {
     fn jacobian_kind(&self) -> JacobianKind {
         JacobianKind::Sparse
     }
+    /// Each species at a point reads its five-point periodic stencil and the
+    /// other species at the same point.
+    fn jacobian_pattern(&self) -> Option<Vec<Vec<u32>>> {
+        let n = self.n;
+        let nn = n * n;
+        let mut rows = Vec::with_capacity(2 * nn);
+        for c in 0..2 {
+            for i in 0..n {
+                for j in 0..n {
+                    let at = |s: usize, a: usize, b: usize| (s * nn + a * n + b) as u32;
+                    let mut row = vec![
+                        at(c, i, j),
+                        at(c, (i + 1) % n, j),
+                        at(c, (i + n - 1) % n, j),
+                        at(c, i, (j + 1) % n),
+                        at(c, i, (j + n - 1) % n),
+                        at(1 - c, i, j),
+                    ];
+                    row.sort_unstable();
+                    row.dedup();
+                    rows.push(row);
+                }
+            }
+        }
+        Some(rows)
+    }
     fn rhs(&self, _t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
         let g = self.grid();
         let nn = self.n * self.n;
