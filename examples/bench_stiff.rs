@@ -1,4 +1,5 @@
-//! Benchmarks B2–B4 timed by hand: physflow `sim` (BDF) and raw diffsol, one
+//! Benchmarks B2–B4 timed by hand: physflow `sim` (BDF), raw diffsol and physflow
+//! with closure-written systems (`sim::ClosureSystem`), one
 //! JSON line per row for `benches/compare/run_stiff.sh` (a readable table without `--json`).
 //!
 //! `RAYON_NUM_THREADS=1 cargo run --release --example bench_stiff -- --json [--repeats N] [--only SUBSTRING] [--small]`
@@ -18,8 +19,12 @@ fn main() {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
         }
-        for side in ["physflow", "diffsol"] {
-            let run = || if side == "physflow" { stiff::physflow(name, t1) } else { stiff::raw_diffsol(name, t1) };
+        for side in ["physflow", "diffsol", "closure"] {
+            let run = || match side {
+                "physflow" => stiff::physflow(name, t1),
+                "diffsol" => stiff::raw_diffsol(name, t1),
+                _ => stiff::closure(name, t1),
+            };
             let (y, steps) = run(); // warm-up
             let reps = if name.starts_with("bruss2d-64") { repeats.min(3) } else { repeats };
             let mut ms: Vec<f64> = (0..reps)

@@ -6,53 +6,9 @@
 use physflow::prelude::*;
 use physflow::sim::systems::{Brusselator2d, DenseSystem, Robertson, VanDerPol};
 
-/// Robertson's kinetics (the library's `Robertson`, rewritten over a generic scalar).
-struct Kinetics;
-impl Rhs for Kinetics {
-    fn eval<S: Scalar>(&self, _t: f64, y: &[S], p: &[S], dy: &mut [S]) {
-        let (r1, r2, r3) = (p[0] * y[0], p[1] * y[1] * y[1], p[2] * y[1] * y[2]);
-        dy[0] = r3 - r1;
-        dy[1] = r1 - r2 - r3;
-        dy[2] = r2;
-    }
-}
-
-fn robertson() -> ClosureSystem<Kinetics> {
-    ClosureSystem::new("robertson", Kinetics, vec![1.0, 0.0, 0.0]).param("k1", 0.04).param("k2", 3e7).param("k3", 1e4)
-}
-
-/// Van der Pol, `ẏ₁ = y₂`, `ẏ₂ = μ(1 − y₁²)y₂ − y₁`.
-struct Oscillator;
-impl Rhs for Oscillator {
-    fn eval<S: Scalar>(&self, _t: f64, y: &[S], p: &[S], dy: &mut [S]) {
-        dy[0] = y[1];
-        dy[1] = p[0] * (S::cst(1.0) - y[0] * y[0]) * y[1] - y[0];
-    }
-}
-
-/// The Brusselator of `Brusselator2d` (periodic `N × N`, `[u, v]`), written once.
-struct Bruss {
-    n: usize,
-}
-impl Rhs for Bruss {
-    fn eval<S: Scalar>(&self, _t: f64, y: &[S], p: &[S], dy: &mut [S]) {
-        let n = self.n;
-        let nn = n * n;
-        let h2 = (n * n) as f64; // 1/Δx² on the unit square
-        for c in 0..2 {
-            for i in 0..n {
-                for j in 0..n {
-                    let at = |a: usize, b: usize| y[c * nn + a * n + b];
-                    let k = i * n + j;
-                    let lap = (at((i + 1) % n, j) + at((i + n - 1) % n, j) + at(i, (j + 1) % n) + at(i, (j + n - 1) % n) - at(i, j) * 4.0) * h2;
-                    let (u, v) = (y[k], y[nn + k]);
-                    let uuv = u * u * v;
-                    dy[c * nn + k] = if c == 0 { p[0] + uuv - (p[1] + 1.0) * u + p[2] * lap } else { p[1] * u - uuv + p[2] * lap };
-                }
-            }
-        }
-    }
-}
+#[path = "../benches/common/closures.rs"]
+mod closures;
+use closures::{brusselator, robertson, van_der_pol, Bruss};
 
 fn close(a: &[f64], b: &[f64], rel: f64) -> bool {
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
@@ -84,10 +40,9 @@ fn products_match(sys: &dyn System, reference: &dyn System, states: &[Vec<f64>])
 fn derived_products_equal_the_hand_written_ones() {
     let states = vec![vec![1.0, 0.0, 0.0], vec![0.7, 3e-5, 0.3], vec![0.1, 1e-6, 0.9]];
     products_match(&robertson(), &Robertson::default(), &states);
-    let vdp = ClosureSystem::new("van_der_pol", Oscillator, vec![2.0, 0.0]).param("mu", 1000.0);
-    products_match(&vdp, &VanDerPol::new(1000.0), &[vec![2.0, 0.0], vec![-1.3, 40.0]]);
+    products_match(&van_der_pol(1000.0), &VanDerPol::new(1000.0), &[vec![2.0, 0.0], vec![-1.3, 40.0]]);
     let reference = Brusselator2d::new(8);
-    let bruss = ClosureSystem::new("brusselator2d", Bruss { n: 8 }, reference.initial_state()).param("a", 1.0).param("b", 3.4).param("alpha", 0.1);
+    let bruss = brusselator(8);
     let y1: Vec<f64> = reference.initial_state().iter().enumerate().map(|(i, v)| v + 0.1 * (i as f64).cos()).collect();
     products_match(&bruss, &reference, &[reference.initial_state(), y1]);
 }
@@ -115,7 +70,7 @@ fn closure_solves_and_sensitivities_match_hand_written_systems() {
 /// against central differences of tight solves (relative step 1e-5).
 #[test]
 fn adjoint_of_a_closure_system_matches_finite_differences() {
-    let sys = ClosureSystem::new("van_der_pol", Oscillator, vec![2.0, 0.0]).param("mu", 5.0);
+    let sys = van_der_pol(5.0);
     let opts = SimOptions { rtol: 1e-10, atol: 1e-12, ..SimOptions::default() };
     let times = [0.5, 1.0, 2.0];
     let loss = |y: &Array2<f64>| {
@@ -137,7 +92,7 @@ fn adjoint_of_a_closure_system_matches_finite_differences() {
 #[test]
 fn a_large_closure_system_is_sparse_by_default_and_solves() {
     let reference = Brusselator2d::new(16);
-    let sys = ClosureSystem::new("brusselator2d", Bruss { n: 16 }, reference.initial_state()).param("a", 1.0).param("b", 3.4).param("alpha", 0.1);
+    let sys = brusselator(16);
     assert_eq!(sys.jacobian_kind(), JacobianKind::Sparse);
     let opts = SimOptions { rtol: 1e-8, atol: 1e-10, ..SimOptions::default() };
     let a = sim::simulate(&sys, &[0.5, 1.0], &opts).unwrap();
@@ -272,7 +227,7 @@ impl System for WithoutPattern<'_> {
 #[test]
 fn a_given_pattern_solves_like_the_probed_one() {
     let hand = Brusselator2d::new(12);
-    let closure = ClosureSystem::new("bruss", Bruss { n: 12 }, hand.initial_state()).param("a", 1.0).param("b", 3.4).param("alpha", 0.1);
+    let closure = brusselator(12);
     let opts = SimOptions::default();
     for sys in [&hand as &dyn System, &closure] {
         assert!(sys.jacobian_pattern().is_some());

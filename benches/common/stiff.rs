@@ -1,11 +1,15 @@
 //! Benchmarks B2–B4 (stiff solves at rtol 1e-6, atol 1e-8, output at the final
 //! time only): physflow's `sim` against the same problems written directly
 //! against diffsol ("raw diffsol": closures, BDF, same matrix and linear-solver
-//! types). Shared by `benches/stiff.rs` (criterion) and `examples/bench_stiff.rs`
+//! types), and physflow with the problems written once over a generic scalar
+//! ("closure": `sim::ClosureSystem`, no derivative written). Shared by `benches/stiff.rs` (criterion) and `examples/bench_stiff.rs`
 //! (JSON lines for `benches/compare/run_stiff.sh`). Problem definitions:
 //! `benches/compare/README.md`.
 
 #![allow(dead_code)]
+
+#[path = "closures.rs"]
+mod closures;
 
 use diffsol::{FaerSparseLU, FaerSparseMat, NalgebraLU, NalgebraMat, OdeBuilder, OdeSolverMethod};
 use physflow::sim::systems::{Brusselator2d, Robertson, VanDerPol};
@@ -37,6 +41,22 @@ fn system(name: &str) -> Box<dyn System> {
 /// Returns the final state and the step count.
 pub fn physflow(name: &str, t1: f64) -> (Vec<f64>, usize) {
     let sys = system(name);
+    let opts = SimOptions { rtol: RTOL, atol: ATOL, ..SimOptions::default() };
+    let traj = sim::simulate(sys.as_ref(), &[t1], &opts).expect("solve");
+    (traj.states.row(0).to_vec(), traj.stats.steps)
+}
+
+/// physflow with the problems written once over a generic scalar
+/// (`sim::ClosureSystem`, every derivative derived, the pattern traced); same
+/// options as [`physflow`].
+pub fn closure(name: &str, t1: f64) -> (Vec<f64>, usize) {
+    let sys: Box<dyn System> = match name {
+        "robertson" => Box::new(closures::robertson()),
+        "vdp1000" => Box::new(closures::van_der_pol(1000.0)),
+        "bruss2d-32" => Box::new(closures::brusselator(32)),
+        "bruss2d-64" => Box::new(closures::brusselator(64)),
+        _ => panic!("unknown problem {name}"),
+    };
     let opts = SimOptions { rtol: RTOL, atol: ATOL, ..SimOptions::default() };
     let traj = sim::simulate(sys.as_ref(), &[t1], &opts).expect("solve");
     (traj.states.row(0).to_vec(), traj.stats.steps)

@@ -163,14 +163,16 @@ SIDE_ORDER = ["physflow", "torchdiffeq", "torchsde", "diffrax", "torch", "jax"]
 # columns (side, label), and the target ratios
 # (label, numerator side, denominator side, comparison, target).
 STIFF_PROBLEMS = ["robertson", "vdp1000", "bruss2d-32", "bruss2d-64"]
-STIFF_SIDES = [("physflow", "physflow BDF"), ("diffsol", "diffsol BDF"),
-               ("scipy", "scipy BDF"), ("diffrax", "diffrax Kvaerno5")]
+STIFF_SIDES = [("physflow", "physflow BDF"), ("closure", "physflow closure BDF"),
+               ("diffsol", "diffsol BDF"), ("scipy", "scipy BDF"),
+               ("diffrax", "diffrax Kvaerno5")]
 STIFF_RATIOS = [
     ("scipy / physflow", "scipy", "physflow", ">=", 50.0),
     ("diffrax / physflow", "diffrax", "physflow", ">=", 20.0),
     ("physflow / diffsol", "physflow", "diffsol", "<=", 1.2),
+    ("closure / physflow", "closure", "physflow", "<=", 1.3),
 ]
-STIFF_SIDE_ORDER = ["physflow", "diffsol", "scipy", "diffrax", "reference"]
+STIFF_SIDE_ORDER = ["physflow", "closure", "diffsol", "scipy", "diffrax", "reference"]
 
 # HDF5 read benchmark (run_h5.sh): cases in table order (physflow's
 # examples/bench_h5.rs and h5.py use the same names) and the target for
