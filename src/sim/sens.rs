@@ -53,6 +53,7 @@ pub fn forward_sensitivities(
 ) -> Result<Sensitivities> {
     check_inputs(system, p, y0)?;
     opts.check(times)?;
+    opts.check_for(system)?;
     let with_y0 = wrt == Wrt::ParamsAndInitialState;
     let q: Vec<f64> = if with_y0 { p.iter().chain(y0).copied().collect() } else { p.to_vec() };
     if q.is_empty() {
@@ -170,6 +171,7 @@ where
 {
     check_inputs(system, p, y0)?;
     opts.check(times)?;
+    opts.check_for(system)?;
     let q: Vec<f64> = p.iter().chain(y0).copied().collect();
     let mut loss = Some(loss);
     let mut seen: Option<(Vec<f64>, SimStats, f64)> = None;
@@ -221,7 +223,11 @@ where
 {
     let n = system.dim();
     let m = q.len() - n;
-    let mut problem = builder::<M>(opts, q)
+    let mut builder = builder::<M>(opts, q);
+    if let (Some(rtol), Some(atol)) = (opts.quadrature_rtol, opts.quadrature_atol) {
+        builder = builder.param_rtol(rtol).param_atol([atol]);
+    }
+    let mut problem = builder
         .rhs_adjoint_implicit(
             move |x: &[f64], q: &[f64], t: f64, y: &mut [f64]| system.rhs(t, x, &q[..m], y),
             move |x: &[f64], q: &[f64], t: f64, v: &[f64], y: &mut [f64]| system.jvp(t, x, &q[..m], v, y),

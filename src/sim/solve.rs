@@ -63,8 +63,21 @@ pub struct SimOptions {
     pub jacobian: JacobianKind,
     /// Relative tolerance.
     pub rtol: f64,
-    /// Absolute tolerance (one value for every component).
+    /// Absolute tolerance (one value for every component, unless `atol_components` is given).
     pub atol: f64,
+    /// Absolute tolerance per state component (length `D`), for states of different
+    /// scales (concentrations of 1 and 1e-6 in one system); replaces `atol`.
+    pub atol_components: Option<Vec<f64>>,
+    /// Relative tolerance of the adjoint's parameter-gradient quadrature
+    /// `dG/dp = ∫ λᵀ ∂f/∂p dt` in [`super::adjoint_gradient`]; `None` leaves the
+    /// quadrature out of the backward pass's error control (its steps then follow
+    /// the adjoint state alone). The adjoint state itself uses `rtol` and the
+    /// absolute tolerances (diffsol's backward pass has no separate ones).
+    pub quadrature_rtol: Option<f64>,
+    /// Absolute tolerance of that quadrature, in the units of `dG/dp`; required
+    /// with `quadrature_rtol` (the gradient starts at 0, so a purely relative
+    /// test would ask for exact steps).
+    pub quadrature_atol: Option<f64>,
     /// Initial time `t₀`; every output time must be `≥ t₀`.
     pub t0: f64,
     /// First step size; `None` lets diffsol choose (1.0, shrunk by the error test).
@@ -85,6 +98,9 @@ impl Default for SimOptions {
             jacobian: JacobianKind::Auto,
             rtol: 1e-6,
             atol: 1e-8,
+            atol_components: None,
+            quadrature_rtol: None,
+            quadrature_atol: None,
             t0: 0.0,
             h0: None,
             min_step: None,
@@ -120,6 +136,16 @@ impl SimOptions {
                 return Err(Error::invalid("h0", format!("must be positive and finite, got {h0}")));
             }
         }
+        for (name, v) in [("quadrature_rtol", self.quadrature_rtol), ("quadrature_atol", self.quadrature_atol)] {
+            if let Some(v) = v {
+                if !(v > 0.0 && v.is_finite()) {
+                    return Err(Error::invalid(name, format!("must be positive and finite, got {v}")));
+                }
+            }
+        }
+        if self.quadrature_rtol.is_some() != self.quadrature_atol.is_some() {
+            return Err(Error::invalid("quadrature_atol", "give both quadrature_rtol and quadrature_atol, or neither"));
+        }
         if let Some(h) = self.min_step {
             if !(h > 0.0 && h.is_finite()) {
                 return Err(Error::invalid("min_step", format!("must be positive and finite, got {h}")));
@@ -147,6 +173,19 @@ impl SimOptions {
         }
         if *times.last().unwrap() <= self.t0 {
             return Err(Error::invalid("times", format!("last output time must be after t0 = {}", self.t0)));
+        }
+        Ok(())
+    }
+
+    /// Checks what depends on the system: the length and values of `atol_components`.
+    pub(crate) fn check_for(&self, system: &dyn System) -> Result<()> {
+        if let Some(a) = &self.atol_components {
+            if a.len() != system.dim() {
+                return Err(Error::Shape { what: format!("atol_components of `{}`", system.name()), expected: vec![system.dim()], got: vec![a.len()] });
+            }
+            if let Some(i) = a.iter().position(|v| !(*v > 0.0 && v.is_finite())) {
+                return Err(Error::invalid("atol_components", format!("component {i} is {}; each must be positive and finite", a[i])));
+            }
         }
         Ok(())
     }
@@ -273,6 +312,7 @@ pub struct EventTrajectory {
 pub fn simulate_events(system: &dyn System, p: &[f64], y0: &[f64], times: &[f64], events: &[Event<'_>], opts: &SimOptions) -> Result<EventTrajectory> {
     check_inputs(system, p, y0)?;
     opts.check(times)?;
+    opts.check_for(system)?;
     let driven = match opts.jacobian_for(system) {
         JacobianKind::Sparse => match system.jacobian_pattern() {
             Some(rows) => with_pattern::<FaerSparseMat<f64>>(system, p, y0, &rows, times, events, opts),
@@ -301,7 +341,8 @@ pub(crate) fn finish(system: &dyn System, times: &[f64], data: Vec<f64>, stats: 
 
 /// A builder with the options' tolerances and `t₀` (the closures are added by the caller).
 pub(crate) fn builder<M: Matrix<T = f64>>(opts: &SimOptions, p: &[f64]) -> OdeBuilder<M> {
-    let b = OdeBuilder::<M>::new().t0(opts.t0).rtol(opts.rtol).atol([opts.atol]).p(p.to_vec());
+    let atol = opts.atol_components.clone().unwrap_or_else(|| vec![opts.atol]);
+    let b = OdeBuilder::<M>::new().t0(opts.t0).rtol(opts.rtol).atol(atol).p(p.to_vec());
     match opts.h0 {
         Some(h0) => b.h0(h0),
         None => b,

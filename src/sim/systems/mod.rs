@@ -1,8 +1,10 @@
 //! The library of physical systems, each with its parameters documented.
 
+mod kinetics;
 mod ode;
 mod pde;
 
+pub use kinetics::{hires, HiresRhs, HIRES_PARAMS, HIRES_REFERENCE, HIRES_T_END};
 pub use ode::{matvec, with_scratch, DenseSystem, LinearOscillator, LotkaVolterra, Lorenz, Pendulum, Robertson, VanDerPol};
 pub use pde::{ic, Boundary, Brusselator2d, Grid1d, Heat2d, Pde1d, Pde1dKind, Reaction};
 
@@ -10,9 +12,10 @@ use super::System;
 use crate::{Error, Result};
 
 /// The names [`by_name`] knows.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 13] = [
     "lotka_volterra",
     "robertson",
+    "hires",
     "van_der_pol",
     "lorenz",
     "pendulum",
@@ -36,6 +39,7 @@ pub fn by_name(name: &str) -> Result<Box<dyn System>> {
     Ok(match name {
         "lotka_volterra" => Box::new(LotkaVolterra::default()),
         "robertson" => Box::new(Robertson::default()),
+        "hires" => Box::new(hires()),
         "van_der_pol" => Box::new(VanDerPol::default()),
         "lorenz" => Box::new(Lorenz::default()),
         "pendulum" => Box::new(Pendulum::default()),
