@@ -8,7 +8,7 @@ use physflow::io::h5::{Attr, H5File};
 use physflow::io::loader::{Loader, LoaderConfig, Source};
 use physflow::io::pdebench::SingleFile;
 use physflow::sim::darcy::DarcyProblem;
-use physflow::sim::fields::{self, FieldSimulator};
+use physflow::sim::fields;
 use physflow::sim::{ensemble, systems};
 use physflow::Error;
 
