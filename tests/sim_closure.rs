@@ -166,7 +166,8 @@ fn dense_products_work_beyond_64_entries() {
     }
 }
 
-/// A right-hand side that returns NaN past `y₁ = 2` is a named error, not a panic.
+/// A right-hand side that returns NaN past `y₁ = 2`, and a system without states,
+/// are named errors, not panics.
 #[test]
 fn a_closure_returning_nan_is_an_error() {
     struct Blowup;
@@ -175,6 +176,8 @@ fn a_closure_returning_nan_is_an_error() {
             dy[0] = if y[0].value() > 2.0 { S::cst(f64::NAN) } else { y[0] };
         }
     }
+    let empty = ClosureSystem::new("empty", Blowup, vec![]);
+    assert!(matches!(sim::simulate(&empty, &[1.0], &SimOptions::default()), Err(Error::InvalidArgument { name: "y0", .. })));
     let sys = ClosureSystem::new("blowup", Blowup, vec![1.0]);
     for method in Method::ALL {
         let err = sim::simulate(&sys, &[0.5, 3.0], &SimOptions::default().with_method(method)).unwrap_err();

@@ -100,6 +100,9 @@ impl FieldLayout {
 
 /// Checks `p` (count, finiteness, then [`System::validate`]) and `y0` (length, finiteness).
 pub fn check_inputs(system: &dyn System, p: &[f64], y0: &[f64]) -> Result<()> {
+    if system.dim() == 0 {
+        return Err(Error::invalid("y0", format!("`{}` has no states", system.name())));
+    }
     check_params(system, p)?;
     if y0.len() != system.dim() {
         return Err(Error::Shape {
