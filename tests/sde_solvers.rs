@@ -279,6 +279,7 @@ fn adaptive_steps_follow_the_tolerance() {
             solver: SdeSolver::EulerHeun,
             dt: 0.1,
             adaptive: Some(AdaptiveSde { rtol: tol, atol: tol, ..AdaptiveSde::default() }),
+            ..SdeOptions::default()
         };
         let (ys, stats) = sdeint_with_stats(&sde, y0.clone(), &[0.0, 1.0], &w, &opts).unwrap();
         let y1 = ys[1].to_vec_as::<f64>();

@@ -216,6 +216,7 @@ pub fn solve_for_grad<'a, const D: usize, F: VectorField<D>>(
     check_options(opts)?;
     check_times(times)?;
     check_y0(&y0)?;
+    field.check_state(&y0)?;
     if opts.control == StepControl::PerSample && opts.solver.is_adaptive() && opts.dt.is_none() {
         return Err(Error::Unsupported(
             "gradients with per-sample step control; use StepControl::Batch".into(),

@@ -97,6 +97,16 @@ pub trait VectorField<const D: usize> {
     /// A zero parameter cotangent.
     fn zero_params(&self) -> Self::Params;
 
+    /// Rejects an initial state the field cannot take (a width that is not the field's own),
+    /// before any evaluation; the default accepts every shape.
+    ///
+    /// # Errors
+    /// `Shape` naming the expected shape.
+    fn check_state(&self, y0: &Tensor<D>) -> crate::Result<()> {
+        let _ = y0;
+        Ok(())
+    }
+
     /// `(f(t, y), ∇·f(t, y))` with the exact divergence per sample (`[batch]`, the trace of
     /// `∂f/∂y` over each sample's entries), where the field has a faster way to form it than
     /// one VJP per dimension; `None` (the default) lets the caller take the `d` VJPs.

@@ -23,6 +23,9 @@ mod controller;
 pub(crate) mod field;
 pub mod problems;
 pub(crate) mod solve;
+mod system_field;
+pub mod array;
+mod events;
 pub mod tableau;
 
 pub use adjoint::{solve_for_grad, AdjointMode, AdjointOptions, Gradient, Grads, Tape};
@@ -32,6 +35,9 @@ pub use field::{
     VectorField,
 };
 pub use solve::{solve, Solution, Stats, Status};
+pub use system_field::{SystemField, SystemSaved};
+pub use array::{solve_array, solve_system, ArraySolution};
+pub use events::{event_gradients, solve_events, EventSolution, SampleEvent};
 pub(crate) use field::autodiff_vjp;
 
 use serde::{Deserialize, Serialize};
@@ -130,8 +136,14 @@ pub struct Options {
     /// Fixed step size: required by fixed-step solvers, and turns an adaptive solver into a
     /// fixed-step one (its error estimate unused). Steps are shortened so outputs fall on step ends.
     pub dt: Option<f64>,
-    /// Step budget (accepted + rejected).
+    /// Step budget (accepted + rejected); `MaxStepsReached` beyond it.
     pub max_steps: usize,
+    /// Smallest step an adaptive solver may take before `StepSizeUnderflow` (in units of `t`;
+    /// 0 leaves only the floating-point floor of a few ulps of `t`).
+    pub min_step: f64,
+    /// Wall-clock budget of one solve in seconds, checked every step; `TimeLimitReached`
+    /// beyond it. `None`: no limit.
+    pub max_wall_seconds: Option<f64>,
     /// Step-size controller of adaptive solvers.
     pub controller: PiController,
     /// Batch-wide or per-sample step-size control.
@@ -149,6 +161,8 @@ impl Default for Options {
             dt0: None,
             dt: None,
             max_steps: 100_000,
+            min_step: 0.0,
+            max_wall_seconds: None,
             controller: PiController::default(),
             control: StepControl::Batch,
             dense: false,

@@ -219,6 +219,21 @@ pub(crate) trait Stepper<const D: usize> {
     fn accepted(&mut self, _t: f64, _h: f64, _y: &[Tensor<D>], _k: &[Vec<Tensor<D>>], _outputs: &[(usize, f64)]) {}
     /// The last attempted step was rejected.
     fn rejected(&mut self) {}
+    /// After an accepted step `(t, h)` from `y` with stages `k` to `y_new`: the samples that
+    /// stop inside it (terminal events), or `None`. Called before the step's outputs are formed.
+    fn stops(&mut self, _t: f64, _h: f64, _y: &[Tensor<D>], _k: &[Vec<Tensor<D>>], _y_new: &[Tensor<D>]) -> Result<Option<Stops<D>>> {
+        Ok(None)
+    }
+}
+
+/// Samples that stopped inside one step: where, and their states there (part 0).
+pub(crate) struct Stops<const D: usize> {
+    /// Per sample, the fraction `θ ∈ (0, 1]` of the step where it stopped, or `None`.
+    pub theta: Vec<Option<f64>>,
+    /// The states at the stops: rows of stopped samples are meaningful, others are ignored.
+    pub y_stop: Tensor<D>,
+    /// No sample is left running.
+    pub all_stopped: bool,
 }
 
 /// Stage index of evaluations that are not stages of a step (initial-step probes).
@@ -361,7 +376,43 @@ pub(crate) fn check_options(opts: &Options) -> Result<()> {
     if opts.max_steps == 0 {
         return Err(Error::invalid("max_steps", "must be at least 1"));
     }
+    if !(opts.min_step >= 0.0 && opts.min_step.is_finite()) {
+        return Err(Error::invalid("min_step", format!("must be non-negative and finite, got {}", opts.min_step)));
+    }
+    if let Some(s) = opts.max_wall_seconds {
+        if !(s > 0.0) || s.is_nan() {
+            return Err(Error::invalid("max_wall_seconds", format!("must be positive, got {s}")));
+        }
+    }
     Ok(())
+}
+
+/// The wall-clock budget of one solve ([`Options::max_wall_seconds`]).
+pub(crate) struct Clock {
+    start: std::time::Instant,
+    limit: Option<f64>,
+}
+
+impl Clock {
+    pub(crate) fn start(limit: Option<f64>) -> Self {
+        Self { start: std::time::Instant::now(), limit }
+    }
+
+    /// `TimeLimitReached` once the budget is spent.
+    pub(crate) fn check(&self, t: f64, steps: usize) -> Result<()> {
+        match self.limit {
+            Some(seconds) if self.start.elapsed().as_secs_f64() > seconds => {
+                Err(Error::TimeLimitReached { seconds, t, steps })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether an adaptive step `h` has become too small to go on: below `Options::min_step` or
+/// a few ulps of `t`.
+fn step_too_small(h: f64, t: f64, t_end: f64, min_step: f64) -> bool {
+    h.abs() <= underflow_threshold(t, t_end) || h.abs() < min_step || !h.is_finite()
 }
 
 /// The stages of one explicit RK step from `(t, y)` with step `h` (shared or per sample).
@@ -473,10 +524,12 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
     // Fixed-step bookkeeping: the current output interval is split into n equal steps.
     let mut fixed_left = 0usize;
     let mut fixed_h = 0.0;
+    let clock = Clock::start(opts.max_wall_seconds);
     while next_out < times.len() {
         if stats.steps + stats.rejected >= opts.max_steps {
             return Err(Error::MaxStepsReached { max_steps: opts.max_steps, t });
         }
+        clock.check(t, stats.steps)?;
         let (h_step, t_new) = if adaptive {
             // Clip to the final time; stretch a step that would leave a sliver (< 1 % of h).
             if dir * (t + 1.01 * h - t_end) >= 0.0 {
@@ -519,7 +572,12 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
                 stats.rejected += 1;
                 stepper.rejected();
                 h = h_step * opts.controller.factor(err, err_prev, tab.embedded_order.unwrap_or(1));
-                if h.abs() <= underflow_threshold(t, t_end) || !h.is_finite() {
+                if step_too_small(h, t, t_end, opts.min_step) {
+                    if !err.is_finite() && h.abs() >= opts.min_step {
+                        // The step shrank to nothing because f is not finite just after t
+                        // (a closure returning NaN there), not because the problem is stiff.
+                        return Err(Error::NonFinite { what: "derivative f(t, y) just after t", step: stats.steps, t });
+                    }
                     return Err(Error::StepSizeUnderflow { t, h });
                 }
                 k1 = Some(k.into_iter().next().expect("stage 1"));
@@ -530,6 +588,13 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
             return Err(Error::NonFinite { what: "state", step: stats.steps, t: t_new });
         }
         stats.steps += 1;
+        // Samples stopping inside this step hold their stop state from there on.
+        let stops = stepper.stops(t, h_step, &y, &k, &y_new)?;
+        let mut y_new = y_new;
+        if let Some(st) = &stops {
+            let stopped: Vec<f64> = st.theta.iter().map(|th| if th.is_some() { 1.0 } else { 0.0 }).collect();
+            y_new[0] = select(&Coef::per_sample(&stopped, &y_new[0]), st.y_stop.clone(), y_new[0].clone());
+        }
         // Outputs that fall in (t, t_new].
         let mut in_step: Vec<(usize, f64)> = Vec::new();
         while next_out < times.len() && dir * (times[next_out] - t_new) <= 0.0 {
@@ -542,17 +607,32 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
                 if !tab.dense_weights(theta, &mut weights) {
                     unreachable!("fixed-step outputs fall on step ends");
                 }
-                outputs.push(advance(&y, &k, &weights, &hcoef));
+                let mut out = advance(&y, &k, &weights, &hcoef);
+                if let Some(st) = &stops {
+                    let after: Vec<f64> = st.theta.iter().map(|th| if th.is_some_and(|s| s < theta) { 1.0 } else { 0.0 }).collect();
+                    if after.iter().any(|a| *a != 0.0) {
+                        out[0] = select(&Coef::per_sample(&after, &out[0]), st.y_stop.clone(), out[0].clone());
+                    }
+                }
+                outputs.push(out);
                 in_step.push((next_out, theta));
             }
             next_out += 1;
         }
         stepper.accepted(t, h_step, &y, &k, &in_step);
-        if tab.fsal {
+        // The last stage was evaluated before samples stopped: not reusable as the next
+        // step's first stage for them.
+        if tab.fsal && stops.is_none() {
             k1 = Some(k.into_iter().last().expect("stages"));
         }
         t = t_new;
         y = y_new;
+        if stops.as_ref().is_some_and(|st| st.all_stopped) {
+            while outputs.len() < times.len() - 1 {
+                outputs.push(y.clone());
+            }
+            break;
+        }
         if adaptive {
             // The controller acts on the proposed step, not on a clipped final one.
             let base = if h_step.abs() < h.abs() { h } else { h_step };
@@ -673,6 +753,7 @@ pub fn solve<const D: usize, F: VectorField<D>>(
     check_options(opts)?;
     check_times(times)?;
     check_y0(&y0)?;
+    field.check_state(&y0)?;
     if opts.control == StepControl::PerSample && opts.solver.is_adaptive() && opts.dt.is_none() {
         if opts.dense {
             return Err(Error::Unsupported("dense output with per-sample step control".into()));
@@ -734,8 +815,10 @@ fn solve_per_sample<const D: usize, F: VectorField<D>>(
     let mut outputs: Vec<Tensor<D>> = vec![nan; times.len() - 1];
     let mut weights = vec![0.0; s];
     let mut iterations = 0usize;
+    let clock = Clock::start(opts.max_wall_seconds);
     while status.iter().any(Option::is_none) {
         iterations += 1;
+        clock.check(t.iter().copied().fold(f64::NAN, f64::min), stats.steps)?;
         // Per-sample step, clipped to the final time; zero for finished samples.
         let h_step: Vec<f64> = (0..batch)
             .map(|i| {
@@ -783,7 +866,7 @@ fn solve_per_sample<const D: usize, F: VectorField<D>>(
             } else {
                 stats.rejected += 1;
                 h[i] = h_step[i] * opts.controller.factor(err[i], err_prev[i], q);
-                if h[i].abs() <= underflow_threshold(t[i], t_end) || !h[i].is_finite() {
+                if step_too_small(h[i], t[i], t_end, opts.min_step) {
                     status[i] = Some(Status::StepSizeUnderflow { t: t[i] });
                 }
             }

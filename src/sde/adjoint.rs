@@ -21,6 +21,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::field::SdeField;
+use crate::ode::solve::Clock;
 use super::solve::{
     all_finite, check_solve, fixed_forward, fixed_steps, reversible_forward, ReversibleHeunState, SdeOptions, SdeSolver, SdeStats,
     StepSaved,
@@ -126,16 +127,17 @@ pub fn sdeint_for_grad<'a, S: SdeField, B: BrownianPath>(
             }
         }
     }
+    let clock = Clock::start(opts.max_wall_seconds);
     let mut stats = SdeStats::default();
     let (ys, record) = match gradient {
         SdeGradient::Adjoint => (super::sdeint(field, y0, times, brownian, opts)?, Record::Adjoint),
         SdeGradient::Reversible => {
-            let (ys, end) = reversible_forward(field, y0, times, brownian, opts.dt, &mut stats)?;
+            let (ys, end) = reversible_forward(field, y0, times, brownian, opts.dt, &clock, &mut stats)?;
             (ys, Record::Reversible(end))
         }
         SdeGradient::Direct => {
             let mut intervals: Vec<Vec<StepRecord<S>>> = (1..times.len()).map(|_| Vec::new()).collect();
-            let ys = fixed_forward(solver, field, y0, times, brownian, opts.dt, &mut stats, |k, h, inc, saved| {
+            let ys = fixed_forward(solver, field, y0, times, brownian, opts.dt, &clock, &mut stats, |k, h, inc, saved| {
                 intervals[k].push(StepRecord { h, dw: inc.dw, area: inc.area, saved });
             })?;
             (ys, Record::Direct(intervals))

@@ -4,10 +4,12 @@
 //! stochastic adjoint, reversible-Heun adjoint). Guide: docs/sde.md.
 
 mod adjoint;
+mod array;
 pub(crate) mod brownian;
 mod field;
 mod solve;
 
+pub use array::sdeint_array;
 pub use adjoint::{sdeint_for_grad, SdeGradient, SdeTape};
 pub use brownian::{BrownianPath, GridBrownian, VirtualBrownianTree};
 pub use field::{FnSde, NeuralSde, Noise, SdeField, SdeParams, Sigmoid, StateFree};

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::field::{check_shapes, Noise, SdeField};
 use super::BrownianPath;
-use crate::ode::solve::{check_times, check_y0};
+use crate::ode::solve::{check_times, check_y0, Clock};
 use crate::{Error, Result};
 
 /// Itô or Stratonovich interpretation of the noise term.
@@ -103,18 +103,21 @@ pub struct SdeOptions {
     pub dt: f64,
     /// Adaptive steps by step doubling; `None` for fixed steps.
     pub adaptive: Option<AdaptiveSde>,
+    /// Wall-clock budget of one solve in seconds, checked every step; `TimeLimitReached`
+    /// beyond it. `None`: no limit.
+    pub max_wall_seconds: Option<f64>,
 }
 
 impl Default for SdeOptions {
     fn default() -> Self {
-        Self { solver: SdeSolver::EulerHeun, dt: 1e-2, adaptive: None }
+        Self { solver: SdeSolver::EulerHeun, dt: 1e-2, adaptive: None, max_wall_seconds: None }
     }
 }
 
 impl SdeOptions {
     /// Fixed steps of at most `dt` with `solver`.
     pub fn fixed(solver: SdeSolver, dt: f64) -> Self {
-        Self { solver, dt, adaptive: None }
+        Self { solver, dt, adaptive: None, max_wall_seconds: None }
     }
 }
 
@@ -256,6 +259,11 @@ pub(crate) fn check_solve<S: SdeField, B: BrownianPath>(
     if !(opts.dt > 0.0 && opts.dt.is_finite()) {
         return Err(Error::invalid("dt", format!("must be positive and finite, got {}", opts.dt)));
     }
+    if let Some(s) = opts.max_wall_seconds {
+        if !(s > 0.0) || s.is_nan() {
+            return Err(Error::invalid("max_wall_seconds", format!("must be positive, got {s}")));
+        }
+    }
     check_y0(y0)?;
     check_shapes(field, times[0], y0, brownian.shape())?;
     let (b0, b1) = brownian.span();
@@ -332,20 +340,21 @@ pub fn sdeint_with_stats<S: SdeField, B: BrownianPath>(
     opts: &SdeOptions,
 ) -> Result<(Vec<Tensor<2>>, SdeStats)> {
     check_solve(field, &y0, times, brownian, opts)?;
+    let clock = Clock::start(opts.max_wall_seconds);
     let mut stats = SdeStats::default();
     if opts.solver == SdeSolver::ReversibleHeun {
-        let (out, _) = reversible_forward(field, y0, times, brownian, opts.dt, &mut stats)?;
+        let (out, _) = reversible_forward(field, y0, times, brownian, opts.dt, &clock, &mut stats)?;
         return Ok((out, stats));
     }
     let Some(a) = &opts.adaptive else {
-        let out = fixed_forward(opts.solver, field, y0, times, brownian, opts.dt, &mut stats, |_, _, _, _| {})?;
+        let out = fixed_forward(opts.solver, field, y0, times, brownian, opts.dt, &clock, &mut stats, |_, _, _, _| {})?;
         return Ok((out, stats));
     };
     let mut out = vec![y0.clone()];
     let mut y = y0;
     let mut h_next = opts.dt;
     for w in times.windows(2) {
-        y = adaptive_interval(field, y, w[0], w[1], brownian, opts, a, &mut h_next, &mut stats)?;
+        y = adaptive_interval(field, y, w[0], w[1], brownian, opts, a, &mut h_next, &clock, &mut stats)?;
         check_output(&y, &stats, w[1])?;
         out.push(y.clone());
     }
@@ -371,6 +380,7 @@ pub(crate) fn fixed_forward<S: SdeField, B: BrownianPath>(
     times: &[f64],
     brownian: &B,
     dt: f64,
+    clock: &Clock,
     stats: &mut SdeStats,
     mut keep: impl FnMut(usize, f64, Increment, StepSaved<S>),
 ) -> Result<Vec<Tensor<2>>> {
@@ -379,6 +389,7 @@ pub(crate) fn fixed_forward<S: SdeField, B: BrownianPath>(
     let mut y = y0;
     for (k, w) in times.windows(2).enumerate() {
         for s in fixed_steps(w[0], w[1], dt).windows(2) {
+            clock.check(s[0], stats.steps)?;
             let inc = Increment::query(solver, brownian, s[0], s[1], &device, dtype)?;
             let (y1, saved) = step(solver, field, s[0], s[1] - s[0], &y, &inc);
             y = y1;
@@ -399,6 +410,7 @@ pub(crate) fn reversible_forward<S: SdeField, B: BrownianPath>(
     times: &[f64],
     brownian: &B,
     dt: f64,
+    clock: &Clock,
     stats: &mut SdeStats,
 ) -> Result<(Vec<Tensor<2>>, ReversibleHeunState)> {
     let (device, dtype) = (y0.device(), y0.dtype());
@@ -406,6 +418,7 @@ pub(crate) fn reversible_forward<S: SdeField, B: BrownianPath>(
     let mut state = ReversibleHeunState::new(field, times[0], y0);
     for w in times.windows(2) {
         for s in fixed_steps(w[0], w[1], dt).windows(2) {
+            clock.check(s[0], stats.steps)?;
             let dw = brownian.increment(s[0], s[1], &device, dtype)?;
             state = state.step(field, s[1], &dw);
             stats.steps += 1;
@@ -429,6 +442,7 @@ fn adaptive_interval<S: SdeField, B: BrownianPath>(
     opts: &SdeOptions,
     a: &AdaptiveSde,
     h: &mut f64,
+    clock: &Clock,
     stats: &mut SdeStats,
 ) -> Result<Tensor<2>> {
     let (device, dtype) = (y.device(), y.dtype());
@@ -439,6 +453,7 @@ fn adaptive_interval<S: SdeField, B: BrownianPath>(
         if stats.steps + stats.rejected >= a.max_steps {
             return Err(Error::MaxStepsReached { max_steps: a.max_steps, t });
         }
+        clock.check(t, stats.steps)?;
         let hh = h.min(opts.dt).min(t1 - t);
         let last = t + hh >= t1 * (1.0 - 1e-14) - 1e-300;
         let t_end = if last { t1 } else { t + hh };

@@ -31,6 +31,10 @@ pub type EventFn<'a> = Box<dyn Fn(f64, &[f64], &[f64]) -> f64 + Send + Sync + 'a
 /// A reset's type: `y⁺ = r(t, y⁻, p)` written in place.
 pub type ResetFn<'a> = Box<dyn Fn(f64, &mut [f64], &[f64]) + Send + Sync + 'a>;
 
+/// The gradient of an event function: writes `∂g/∂y` into its last argument and returns
+/// `∂g/∂t`, at `(t, y, p)`.
+pub type EventGradFn<'a> = Box<dyn Fn(f64, &[f64], &[f64], &mut [f64]) -> f64 + Send + Sync + 'a>;
+
 /// What happens at a crossing.
 pub enum Action<'a> {
     /// Record it and go on.
@@ -52,12 +56,15 @@ pub struct Event<'a> {
     pub direction: Direction,
     /// What a crossing does.
     pub action: Action<'a>,
+    /// `∂g/∂y` and `∂g/∂t`, for differentiable event times (the implicit-function formula
+    /// of `ode::event_gradients`); `None` when not given.
+    pub gradient: Option<EventGradFn<'a>>,
 }
 
 impl<'a> Event<'a> {
     /// An event `name` at the zeros of `g`, either direction, recorded only.
     pub fn new(name: impl Into<String>, g: impl Fn(f64, &[f64], &[f64]) -> f64 + Send + Sync + 'a) -> Self {
-        Event { name: name.into(), g: Box::new(g), direction: Direction::Any, action: Action::Record }
+        Event { name: name.into(), g: Box::new(g), direction: Direction::Any, action: Action::Record, gradient: None }
     }
     /// Only crossings in `direction` count.
     pub fn direction(mut self, direction: Direction) -> Self {
@@ -67,6 +74,12 @@ impl<'a> Event<'a> {
     /// The solve ends at the first crossing.
     pub fn terminal(mut self) -> Self {
         self.action = Action::Stop;
+        self
+    }
+    /// The gradient of `g`: `grad(t, y, p, dg_dy)` writes `∂g/∂y` and returns `∂g/∂t`
+    /// (needed to differentiate event times; `sim` solves do not use it).
+    pub fn gradient(mut self, grad: impl Fn(f64, &[f64], &[f64], &mut [f64]) -> f64 + Send + Sync + 'a) -> Self {
+        self.gradient = Some(Box::new(grad));
         self
     }
     /// Each crossing replaces the state by `reset(t, y, p)` (in place).

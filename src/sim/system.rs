@@ -118,7 +118,7 @@ pub fn check_inputs(system: &dyn System, p: &[f64], y0: &[f64]) -> Result<()> {
 }
 
 /// Checks the parameter count and finiteness, then the system's own [`System::validate`].
-pub fn check_params(system: &dyn System, p: &[f64]) -> Result<()> {
+pub fn check_params<S: System + ?Sized>(system: &S, p: &[f64]) -> Result<()> {
     let names = system.param_names();
     if p.len() != names.len() {
         return Err(Error::invalid(
