@@ -22,10 +22,11 @@ use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut1};
 
 use super::field::{Time, VectorField};
 use super::solve::{solve, DenseOutput, Solution, Stats, Status};
+use super::events::{solve_events, SampleEvent};
 use super::system_field::SystemField;
 use super::Options;
 use crate::host::{array2_from_tensor, solution_array, tensor_from_array2, ToHost};
-use crate::sim::System;
+use crate::sim::{Event, System};
 use crate::{Error, Result};
 
 /// A solution with ndarray outputs.
@@ -142,4 +143,44 @@ pub fn solve_system<S: System + ?Sized>(system: &S, y0: ArrayView2<'_, f64>, tim
     let field = SystemField::new(system)?;
     let y0 = host_y0(y0)?;
     ArraySolution::from_solution(solve(&field, y0, times, opts)?)
+}
+
+/// A batched solve with events, ndarray out.
+#[derive(Clone, Debug)]
+pub struct ArrayEvents {
+    /// States at the output times; a stopped sample holds its stop state after its stop.
+    pub solution: ArraySolution,
+    /// Every crossing, in the order found (time order per sample).
+    pub hits: Vec<SampleEvent>,
+    /// Per sample, the time of its terminal event, or `None` if it ran to the end.
+    pub stop_times: Vec<Option<f64>>,
+}
+
+/// [`solve_array`] with events: every row's crossings of every event function `g(t, y_i, p)`
+/// (`p` empty) are recorded, and a terminal event stops its row alone (see
+/// [`solve_events`](super::solve_events)).
+///
+/// ```
+/// use ndarray::array;
+/// use physflow::ode::{self, Options};
+/// use physflow::sim::{Direction, Event};
+///
+/// // Balls dropped from 1 m and 4 m (y = (height, velocity)) stop at the ground.
+/// let y0 = array![[1.0, 0.0], [4.0, 0.0]];
+/// let ground = Event::new("ground", |_t, y, _p| y[0]).direction(Direction::Falling).terminal();
+/// let opts = Options { rtol: 1e-10, atol: 1e-10, ..Options::default() };
+/// let out = ode::solve_array_events(|_t, y, mut dy| { dy[0] = y[1]; dy[1] = -9.81; }, y0.view(), &[0.0, 2.0], &[ground], &opts).unwrap();
+/// let t1 = out.stop_times[1].unwrap();
+/// assert!((t1 - (2.0 * 4.0 / 9.81f64).sqrt()).abs() < 1e-9);
+/// ```
+///
+/// # Errors
+/// As [`solve_events`](super::solve_events); `Shape` for an empty `y0`.
+pub fn solve_array_events<F>(f: F, y0: ArrayView2<'_, f64>, times: &[f64], events: &[Event<'_>], opts: &Options) -> Result<ArrayEvents>
+where
+    F: Fn(f64, ArrayView1<'_, f64>, ArrayViewMut1<'_, f64>),
+{
+    let y0 = host_y0(y0)?;
+    let out = solve_events(&RowField { f }, y0, times, events, opts)?;
+    Ok(ArrayEvents { solution: ArraySolution::from_solution(out.solution)?, hits: out.hits, stop_times: out.stop_times })
 }

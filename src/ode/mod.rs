@@ -36,7 +36,7 @@ pub use field::{
 };
 pub use solve::{solve, Solution, Stats, Status};
 pub use system_field::{SystemField, SystemSaved};
-pub use array::{solve_array, solve_system, ArraySolution};
+pub use array::{solve_array, solve_array_events, solve_system, ArrayEvents, ArraySolution};
 pub use events::{event_gradients, solve_events, EventSolution, SampleEvent};
 pub(crate) use field::autodiff_vjp;
 
