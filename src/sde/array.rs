@@ -83,6 +83,9 @@ where
 /// diffusion: `dim` wide for [`Noise::Diagonal`], `dim · m` for [`Noise::General`] (row-major
 /// `[dim, m]`). The Brownian path is `[batch, dim]` (diagonal) or `[batch, m]` wide.
 ///
+/// [`SdeSolver::Sra1`] is taken on the caller's word that `g` does not depend on `y`
+/// (additive noise), which a closure cannot declare.
+///
 /// # Errors
 /// As [`sdeint`](super::sdeint); `Shape` for an empty `y0`; `Unsupported` for the Milstein
 /// solvers, which need `∂g/∂y` that plain closures do not give (use an
