@@ -23,8 +23,9 @@ fn bench(c: &mut Criterion) {
     for problem in [PdeProblem::Heat, PdeProblem::Burgers, PdeProblem::ReactionDiffusion] {
         let cfg = PdeStudyConfig::for_problem(problem);
         let (grid, constraint) = sample_condition(&cfg, 1).expect("a condition of the family");
-        let meta = FieldModelMeta { grid, net: cfg.train.net.clone(), gp: cfg.train.gp.clone(), sigma_min: cfg.train.sigma_min, mean: vec![0.5], std: vec![0.3] };
-        let model = FieldModel::new(meta, &cfg.train.net.init(0, &device)).expect("model");
+        let meta =
+            FieldModelMeta { grid, net: cfg.train.net.clone(), gp: cfg.train.gp.clone(), sigma_min: cfg.train.sigma_min, mean: vec![0.5], std: vec![0.3] };
+        let model = FieldModel::new(meta, &cfg.train.net.init(0, &device).expect("net")).expect("model");
         let x0 = model.noise_tensor(&mut StdRng::seed_from_u64(2), BATCH);
         let mut methods = vec![Method::Unconstrained, Method::ProjectEnd, Method::Pcfm(PcfmOptions::default()), Method::Guidance { eta: 0.5 }];
         if constraint.is_linear() {

@@ -19,12 +19,7 @@ fn median_ms(mut xs: Vec<f64>) -> (f64, f64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let json = args.iter().any(|a| a == "--json");
-    let repeats: usize = args
-        .iter()
-        .position(|a| a == "--repeats")
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("--repeats N"))
-        .unwrap_or(20);
+    let repeats: usize = args.iter().position(|a| a == "--repeats").and_then(|i| args.get(i + 1)).map(|v| v.parse().expect("--repeats N")).unwrap_or(20);
     let device = Device::flex();
     let problem = match args.iter().position(|a| a == "--problem").and_then(|i| args.get(i + 1)) {
         Some(path) => b5::B5::from_json(&device, path),
@@ -76,7 +71,13 @@ fn main() {
         if json {
             println!("{r}");
         } else {
-            println!("{r}");
+            let v: serde_json::Value = serde_json::from_str(&r).expect("rows are JSON written above");
+            println!(
+                "{:<28} {:>10.4} ms (min {:.4} ms)",
+                v["name"].as_str().unwrap_or(""),
+                v["ms"].as_f64().unwrap_or(f64::NAN),
+                v["min_ms"].as_f64().unwrap_or(f64::NAN)
+            );
         }
     }
 }

@@ -10,8 +10,8 @@
 
 use physflow::boltzmann::energy::{DoubleWell2D, InternalEnergy, MultiDoubleWell};
 use physflow::boltzmann::{reweight, train, BoltzmannGenerator, Energy, TrainConfig};
-use physflow::train::Run;
 use physflow::flows::FlowConfig;
+use physflow::train::Run;
 use rand::SeedableRng;
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {

@@ -19,9 +19,9 @@ use burn::tensor::Tensor;
 use ndarray::Array2;
 use physflow::fm::problems::{eight_gaussians, moons};
 use physflow::fm::{self, Coupling, FmTrainer, Problem, Source, TrainConfig};
-use physflow::train::{fit, Run};
 use physflow::host::{array2_from_tensor, tensor_from_array2};
 use physflow::ode::{self, Options, Solver};
+use physflow::train::{fit, Run};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -91,7 +91,10 @@ fn main() {
                 })
                 .collect();
             let m = median(ms);
-            emit(json, serde_json::json!({"side": side, "name": name, "act": "tanh", "ms": m, "samples_per_s": 256.0 * 1e3 / m, "repeats": repeats, "steps": steps}));
+            emit(
+                json,
+                serde_json::json!({"side": side, "name": name, "act": "tanh", "ms": m, "samples_per_s": 256.0 * 1e3 / m, "repeats": repeats, "steps": steps}),
+            );
         }
     }
     let device = physflow::device::reference_cpu();
@@ -122,7 +125,10 @@ fn main() {
             let sol = ode::solve(&model.field(), x0t.clone(), &[0.0, 1.0], &euler(nfe)).unwrap();
             let x1 = array2_from_tensor(&sol.ys[1]).unwrap();
             let w2 = fm::wasserstein2(x1.as_slice().unwrap(), held_out.as_slice().unwrap(), 2).unwrap();
-            emit(json, serde_json::json!({"side": "physflow", "name": name, "act": "tanh", "steps": train_steps, "nfe": nfe, "w2": w2, "train_seconds": report.seconds}));
+            emit(
+                json,
+                serde_json::json!({"side": "physflow", "name": name, "act": "tanh", "steps": train_steps, "nfe": nfe, "w2": w2, "train_seconds": report.seconds}),
+            );
         }
     }
 }

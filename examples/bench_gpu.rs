@@ -86,7 +86,10 @@ fn main() -> physflow::Result<()> {
         for &(burn_path, suffix) in paths {
             fm_ms(&device, batch, 5, 99, burn_path);
             let ms = median((0..repeats).map(|r| fm_ms(&device, batch, steps, r as u64, burn_path)).collect());
-            emit(json, serde_json::json!({"side": "physflow", "device": format!("{name}{suffix}"), "name": format!("fm_train_b{batch}"), "ms": ms, "samples_per_s": batch as f64 * 1e3 / ms, "steps": steps, "repeats": repeats}));
+            emit(
+                json,
+                serde_json::json!({"side": "physflow", "device": format!("{name}{suffix}"), "name": format!("fm_train_b{batch}"), "ms": ms, "samples_per_s": batch as f64 * 1e3 / ms, "steps": steps, "repeats": repeats}),
+            );
         }
     }
 
@@ -111,7 +114,7 @@ fn main() -> physflow::Result<()> {
 
     let ad = device.clone().autodiff();
     let cfg = FieldNetConfig::Fno(FnoConfig::default());
-    let mut net = cfg.init(0, &ad);
+    let mut net = cfg.init(0, &ad).expect("the default FNO is valid");
     let mut optim = AdamConfig::new().init();
     let (b, n) = (16usize, 64usize);
     let mut rng = StdRng::seed_from_u64(3);

@@ -34,7 +34,8 @@ fn main() {
     let data = PathBuf::from(arg(&args, "--data").expect("--data DIR (made by `benches/compare/h5.py make DIR`)"));
     let backend = Backend::parse(&arg(&args, "--backend").unwrap_or_else(|| "pure".into())).expect("--backend pure|c");
     let big = data.join("big.h5");
-    let idx: Vec<usize> = serde_json::from_str(&std::fs::read_to_string(data.join("random_indices.json")).expect("random_indices.json (rerun h5.py make)")).expect("a JSON list");
+    let idx: Vec<usize> =
+        serde_json::from_str(&std::fs::read_to_string(data.join("random_indices.json")).expect("random_indices.json (rerun h5.py make)")).expect("a JSON list");
     let sample_bytes = 64 * 64 * 4;
 
     let full = || {

@@ -14,12 +14,7 @@ use burn::tensor::Device;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let json = args.iter().any(|a| a == "--json");
-    let repeats: usize = args
-        .iter()
-        .position(|a| a == "--repeats")
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("--repeats N"))
-        .unwrap_or(20);
+    let repeats: usize = args.iter().position(|a| a == "--repeats").and_then(|i| args.get(i + 1)).map(|v| v.parse().expect("--repeats N")).unwrap_or(20);
     let device = Device::flex();
     let problem = match args.iter().position(|a| a == "--problem").and_then(|i| args.get(i + 1)) {
         Some(path) => sde::SdeBench::from_json(&device, path),

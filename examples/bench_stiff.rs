@@ -43,7 +43,10 @@ fn main() {
                 format!("\"y_final\": {:?}", y)
             };
             if json {
-                println!("{{\"side\": \"{side}\", \"name\": \"{name}\", \"ms\": {median}, \"min_ms\": {}, \"repeats\": {reps}, \"steps\": {steps}, {extra}}}", ms[0]);
+                println!(
+                    "{{\"side\": \"{side}\", \"name\": \"{name}\", \"ms\": {median}, \"min_ms\": {}, \"repeats\": {reps}, \"steps\": {steps}, {extra}}}",
+                    ms[0]
+                );
             } else {
                 println!("{side:>9} {name:<11} {median:>10.2} ms (min {:.2}, {reps} runs), {steps} steps, {extra}", ms[0]);
             }

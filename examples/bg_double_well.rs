@@ -18,8 +18,16 @@ fn main() -> physflow::Result<()> {
     let r = run(&cfg, &device.device()?, std::path::Path::new(&out), false)?;
     println!(
         "ESS/N {:.4}; ΔF {:.4} ± {:.4} (exact {:.4}); log Z {:.4} ± {:.4} (BAR {:.4} ± {:.4}, exact {:.4}); files: {:?}",
-        r.ess_fraction, r.delta_f_reweighted.value, r.delta_f_reweighted.std_err, r.delta_f_exact, r.log_z_importance.value,
-        r.log_z_importance.std_err, r.log_z_bar.value, r.log_z_bar.std_err, r.log_z_exact, r.files
+        r.ess_fraction,
+        r.delta_f_reweighted.value,
+        r.delta_f_reweighted.std_err,
+        r.delta_f_exact,
+        r.log_z_importance.value,
+        r.log_z_importance.std_err,
+        r.log_z_bar.value,
+        r.log_z_bar.std_err,
+        r.log_z_exact,
+        r.files
     );
     Ok(())
 }

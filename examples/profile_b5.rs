@@ -11,8 +11,7 @@ fn main() {
     let n: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(100);
     let device = burn::tensor::Device::flex();
     let problem = b5::B5::new(&device, 0);
-    let (name, solver, gradient, burn_path) =
-        b5::configurations().into_iter().find(|c| c.0 == which).expect("configuration name, e.g. \"direct tsit5\"");
+    let (name, solver, gradient, burn_path) = b5::configurations().into_iter().find(|c| c.0 == which).expect("configuration name, e.g. \"direct tsit5\"");
     let field = if burn_path { problem.mlp.burn_field() } else { problem.mlp.field() };
     let start = std::time::Instant::now();
     for _ in 0..n {

@@ -33,11 +33,7 @@ impl<const D: usize> ToHost for Tensor<D> {
 
 /// A `[rows, cols]` tensor from an ndarray matrix, in `dtype` on `device` (the boundary for
 /// simulation codes that hold their states in ndarray).
-pub fn tensor_from_array2(
-    a: &ndarray::ArrayView2<'_, f64>,
-    device: &burn::tensor::Device,
-    dtype: burn::tensor::DType,
-) -> Tensor<2> {
+pub fn tensor_from_array2(a: &ndarray::ArrayView2<'_, f64>, device: &burn::tensor::Device, dtype: burn::tensor::DType) -> Tensor<2> {
     let (r, c) = a.dim();
     let data: Vec<f64> = a.iter().copied().collect();
     Tensor::<2>::from_data(burn::tensor::TensorData::new(data, [r, c]), (device, dtype))
@@ -50,7 +46,8 @@ pub fn tensor_from_array2(
 pub fn array2_from_tensor(t: &Tensor<2>) -> Result<ndarray::Array2<f64>> {
     let [r, c] = t.dims();
     let data = t.host_vec::<f64>()?;
-    ndarray::Array2::from_shape_vec((r, c), data).map_err(|e| Error::Device { device: format!("{:?}", t.device()), reason: format!("readback of {r}×{c} tensor: {e}") })
+    ndarray::Array2::from_shape_vec((r, c), data)
+        .map_err(|e| Error::Device { device: format!("{:?}", t.device()), reason: format!("readback of {r}×{c} tensor: {e}") })
 }
 
 /// The states of a solution as one array `[n_times, batch, dim]`.

@@ -3,8 +3,8 @@
 #![doc = include_str!("../docs/simulation-codes.md")]
 
 pub use crate::sim::{
-    self, adjoint_gradient, ensemble, forward_sensitivities, non_negative, positive, simulate, simulate_events, simulate_with, ClosureSystem,
-    Direction, Dual, Event, EventHit, EventTrajectory, JacobianKind, Method, Rhs, Scalar, SimOptions, SimStats, System, Trajectory, Wrt,
+    self, adjoint_gradient, ensemble, forward_sensitivities, non_negative, positive, simulate, simulate_events, simulate_with, ClosureSystem, Direction, Dual,
+    Event, EventHit, EventTrajectory, JacobianKind, Method, Rhs, Scalar, SimOptions, SimStats, System, Trajectory, Wrt,
 };
 pub use crate::{ode, sde};
 pub use crate::{Error, Result};

@@ -83,7 +83,11 @@ fn forces_are_minus_the_gradient_for_every_system() {
 #[test]
 fn particle_energies_are_invariant_under_rotation_translation_and_permutation() {
     let mut rng = StdRng::seed_from_u64(2);
-    let cases: Vec<Box<dyn Energy>> = vec![Box::new(MultiDoubleWell::dw4()), Box::new(LennardJones::lj13()), Box::new(LennardJones { pair_sum: PairSum::Ordered, ..LennardJones::cluster(5) })];
+    let cases: Vec<Box<dyn Energy>> = vec![
+        Box::new(MultiDoubleWell::dw4()),
+        Box::new(LennardJones::lj13()),
+        Box::new(LennardJones { pair_sum: PairSum::Ordered, ..LennardJones::cluster(5) }),
+    ];
     for e in cases {
         let (n, d) = e.particles().unwrap();
         let x = configs(e.as_ref(), 4, &mut rng);

@@ -66,7 +66,12 @@ fn data() -> Array2<f64> {
 }
 
 fn fm_config(activation: Activation, coupling: Coupling) -> TrainConfig {
-    TrainConfig { coupling, net: NetConfig { hidden: vec![64, 64, 64], activation }, run: RunOptions { batch_size: 128, seed: 3, ..TrainConfig::default().run }, ..TrainConfig::default() }
+    TrainConfig {
+        coupling,
+        net: NetConfig { hidden: vec![64, 64, 64], activation },
+        run: RunOptions { batch_size: 128, seed: 3, ..TrainConfig::default().run },
+        ..TrainConfig::default()
+    }
 }
 
 /// Flow matching on the CPU: the fused kernels (what the CPU trains on) and burn's CPU
@@ -121,7 +126,7 @@ fn fm_mlp_parity_wgpu() {
 fn fno_loss_grad(device: &Device) -> (f64, Vec<f64>) {
     let cfg = FieldNetConfig::Fno(FnoConfig { width: 12, modes: [4, 4], layers: 2, padding: [2, 2], time_features: 2, projection: 16, ..FnoConfig::default() });
     let ad = device.clone().autodiff();
-    let net = cfg.init(7, &ad);
+    let net = cfg.init(7, &ad).unwrap();
     let mut rng = StdRng::seed_from_u64(2);
     let (b, n) = (3, 16);
     let u: Vec<f32> = (0..b * n * n).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -154,7 +159,7 @@ fn fno_parity_wgpu() {
 fn ode_adjoint_parity_wgpu() {
     let Some(gpu) = wgpu() else { return };
     let run = |device: &Device| {
-        let mlp = MlpConfig::new(vec![2, 32, 32, 2]).init(4, &device.clone().autodiff());
+        let mlp = MlpConfig::new(vec![2, 32, 32, 2]).init(4, &device.clone().autodiff()).unwrap();
         let mut rng = StdRng::seed_from_u64(9);
         let y0: Vec<f32> = (0..16 * 2).map(|_| rng.random_range(-1.0..1.0)).collect();
         let y0 = Tensor::<2>::from_data(TensorData::new(y0, [16, 2]), (device, DType::F32));

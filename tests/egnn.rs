@@ -41,7 +41,9 @@ fn determinant_sign(q: &[Vec<f64>]) -> f64 {
         2 => (q[0][0] * q[1][1] - q[0][1] * q[1][0]).signum(),
         3 => {
             let m = q;
-            (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])).signum()
+            (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+                + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
+                .signum()
         }
         _ => unreachable!("tests use d ≤ 3"),
     }
@@ -72,7 +74,12 @@ fn equivariant_to_rotations_reflections_translations_and_permutations() {
         let cfg = EgnnConfig { particles: n, spatial_dim: d, layers: 3, hidden: 16, coord_init_scale: 1.0 };
         let net = cfg.init(7, &device).unwrap();
         let b = 3;
-        let x: Vec<f64> = (0..b * n * d).map(|_| { let z: f64 = StandardNormal.sample(&mut rng); 1.5 * z }).collect();
+        let x: Vec<f64> = (0..b * n * d)
+            .map(|_| {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                1.5 * z
+            })
+            .collect();
         let t = Time::PerSample(vec![0.1, 0.5, 0.9]);
         let eval = |x: &[f64]| -> Vec<f64> {
             let xt = Tensor::<2>::from_data(TensorData::new(x.iter().map(|&v| v as f32).collect::<Vec<_>>(), [b, n * d]), &device);

@@ -14,7 +14,6 @@ use physflow::ode::{ModuleField, Options, Solver};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-
 /// The flow map of an EGNN field (3 particles in 2D, weights at full scale so the map is far
 /// from the identity): `log|det ∂x/∂z|` by the exact trace integrated along the solve equals
 /// `log|det|` of the central-difference Jacobian of the solved map (6 × 6). Because the field

@@ -5,12 +5,12 @@
 
 use burn::tensor::{Tensor, TensorData};
 use ndarray::Array2;
-use physflow::boltzmann::eqfm::{couple, EqCoupling, EqFmConfig, EqFmTrainer, Likelihood};
-use physflow::fm::Perturbation;
 use physflow::boltzmann::energy::MultiDoubleWell;
+use physflow::boltzmann::eqfm::{couple, EqCoupling, EqFmConfig, EqFmTrainer, Likelihood};
 use physflow::boltzmann::{load_eqfm, train_eqfm, Energy};
 use physflow::flows::Base;
 use physflow::fm::equivariant::sq_dist;
+use physflow::fm::Perturbation;
 use physflow::host::ToHost;
 use physflow::nn::EgnnConfig;
 use physflow::ode::{ModuleField, Options, Solver, Time, VectorField};
@@ -164,7 +164,11 @@ fn log_densities_agree_and_are_invariant() {
         let (i, a) = (k / 2, k % 2);
         let j = [2, 1, 0, 3][i];
         let (px, py) = (-xs[[r, j * 2]], xs[[r, j * 2 + 1]]);
-        if a == 0 { c * px - s * py } else { s * px + c * py }
+        if a == 0 {
+            c * px - s * py
+        } else {
+            s * px + c * py
+        }
     });
     let lm = model.log_prob(moved.view()).unwrap();
     for (a, b) in lp.iter().zip(&lm) {

@@ -18,7 +18,7 @@ fn max_rel(a: &[f32], b: &[f32]) -> f32 {
 fn fused_matches_burn_in_f32() {
     let device = Device::flex();
     device.seed(3);
-    let mlp = MlpConfig::new(vec![2, 64, 64, 2]).with_time().init(11, &device);
+    let mlp = MlpConfig::new(vec![2, 64, 64, 2]).with_time().init(11, &device).unwrap();
     let y = Tensor::<2>::random([256, 2], Distribution::Normal(0.0, 1.0), &device);
     let a = Tensor::<2>::random([256, 2], Distribution::Normal(0.0, 1.0), &device);
     assert_eq!(y.dtype(), burn::tensor::DType::F32);
@@ -43,13 +43,13 @@ fn fused_matches_burn_in_f32() {
 fn f32_solve_and_gradient_agree_between_paths() {
     let device = Device::flex();
     device.seed(5);
-    let mlp = MlpConfig::new(vec![2, 32, 32, 2]).init(4, &device);
+    let mlp = MlpConfig::new(vec![2, 32, 32, 2]).init(4, &device).unwrap();
     let y0 = Tensor::<2>::random([64, 2], Distribution::Normal(0.0, 1.0), &device);
     let times = [0.0, 0.5, 1.0];
     let opts = Options { solver: Solver::Tsit5, rtol: 1e-5, atol: 1e-5, ..Options::default() };
     let run = |field: &physflow::nn::MlpField<'_>| {
         let (sol, tape) = ode::solve_for_grad(field, y0.clone(), &times, &opts, Gradient::Direct).unwrap();
-        let cot: Vec<Tensor<2>> = sol.ys.iter().map(|y| y.clone()).collect();
+        let cot: Vec<Tensor<2>> = sol.ys.to_vec();
         let g = tape.backward(&cot).unwrap();
         (sol.stats.steps, sol.ys[2].to_vec_as::<f32>(), g.params.to_flat())
     };

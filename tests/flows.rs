@@ -13,7 +13,6 @@ fn random(rows: usize, cols: usize, scale: f64, seed: u64) -> Array2<f64> {
     Array2::from_shape_simple_fn((rows, cols), || rng.random_range(-scale..scale))
 }
 
-
 /// Jacobian of `f` at row `z` by central differences (step `h`; truncation error O(h²)).
 fn fd_jacobian(f: &dyn Fn(Array2<f64>) -> Array2<f64>, z: &Array1<f64>, h: f64) -> Array2<f64> {
     let d = z.len();
@@ -34,7 +33,7 @@ fn fd_jacobian(f: &dyn Fn(Array2<f64>) -> Array2<f64>, z: &Array1<f64>, h: f64) 
 #[test]
 fn every_layer_inverts_and_its_log_det_is_the_jacobians() {
     for dim in [2, 5] {
-        for layer in registered_layers(dim, 7) {
+        for layer in registered_layers(dim, 7).unwrap() {
             // Spread ±2.5 so spline inputs hit both the bins and the tails.
             let z = random(16, dim, 2.5, 11);
             let (x, ld) = layer.forward(z.view()).unwrap();
@@ -58,7 +57,7 @@ fn every_layer_inverts_and_its_log_det_is_the_jacobians() {
 #[test]
 fn every_layer_vjp_matches_finite_differences_in_both_directions() {
     let dim = 4;
-    for layer in registered_layers(dim, 3) {
+    for layer in registered_layers(dim, 3).unwrap() {
         let n = layer.num_params();
         let theta = layer.params();
         let z = random(6, dim, 2.0, 5);
@@ -84,12 +83,17 @@ fn every_layer_vjp_matches_finite_differences_in_both_directions() {
                     ip[[b, k]] += h;
                     im[[b, k]] -= h;
                     let fd = (objective(layer.as_ref(), &ip) - objective(layer.as_ref(), &im)) / (2.0 * h);
-                    assert!((in_bar[[b, k]] - fd).abs() < 1e-6 * (1.0 + fd.abs()), "{} (inverse {inverse}): input bar [{b},{k}] {} vs FD {fd}", layer.name(), in_bar[[b, k]]);
+                    assert!(
+                        (in_bar[[b, k]] - fd).abs() < 1e-6 * (1.0 + fd.abs()),
+                        "{} (inverse {inverse}): input bar [{b},{k}] {} vs FD {fd}",
+                        layer.name(),
+                        in_bar[[b, k]]
+                    );
                 }
             }
             // Parameters: every one for small layers, a spread of 40 for the large ones.
             let step = (n / 40).max(1);
-            let mut probe: Box<dyn Flow> = registered_layers(dim, 3).into_iter().find(|l| l.name() == layer.name()).unwrap();
+            let mut probe: Box<dyn Flow> = registered_layers(dim, 3).unwrap().into_iter().find(|l| l.name() == layer.name()).unwrap();
             for j in (0..n).step_by(step) {
                 let mut tp = theta.clone();
                 tp[j] += h;
@@ -137,7 +141,7 @@ fn fresh_configs_are_the_identity_and_bad_configs_are_errors() {
 /// parameters as they were.
 #[test]
 fn wrong_parameter_counts_are_errors() {
-    for mut layer in registered_layers(4, 11) {
+    for mut layer in registered_layers(4, 11).unwrap() {
         let before = layer.params();
         let wrong = vec![0.1; layer.num_params() + 1];
         match layer.set_params(&wrong) {

@@ -2,15 +2,15 @@
 //! reference (closed forms in `fm::problems`), the SDE sampler's moments, learned velocity and
 //! score against the closed forms, conditioning, and exact resume.
 
+use burn::tensor::Device;
 use burn::tensor::{Tensor, TensorData};
 use ndarray::Array2;
 use physflow::fm::problems::GaussianToGaussian;
 use physflow::fm::{self, BaseKind, Coupling, Diffusion, InterpolantSde, NetConfig, Objective, Path, Problem, ScoreSource, Source, Trace, TrainConfig};
-use physflow::train::{Run, RunOptions};
-use burn::tensor::Device;
 use physflow::host::ToHost;
 use physflow::ode::{self, Options, Solver, Time, VectorField};
 use physflow::sde::{self, GridBrownian, SdeOptions, SdeSolver};
+use physflow::train::{Run, RunOptions};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -97,9 +97,7 @@ fn sde_sampler_reproduces_target_moments() {
     let path = Path::Linear { sigma: 0.0 };
     let velocity = g.velocity();
     let score = g.score();
-    for (k, (diff, from_velocity)) in
-        [(Diffusion::Constant { eps: 1.0 }, false), (Diffusion::NoiseScaled { eps: 1.0 }, true)].into_iter().enumerate()
-    {
+    for (k, (diff, from_velocity)) in [(Diffusion::Constant { eps: 1.0 }, false), (Diffusion::NoiseScaled { eps: 1.0 }, true)].into_iter().enumerate() {
         let sde_field = InterpolantSde {
             velocity: &velocity,
             score: if from_velocity { ScoreSource::FromVelocity } else { ScoreSource::Field(&score) },
@@ -351,10 +349,7 @@ fn bad_input_is_reported() {
 fn mean_flow_one_step() {
     let g = reference();
     let data = g.sample_target(&mut StdRng::seed_from_u64(11), 20_000);
-    let cfg = fm::MeanFlowConfig {
-        base: config(vec![64, 64], 3000, 3e-3),
-        fraction_distinct: 0.5,
-    };
+    let cfg = fm::MeanFlowConfig { base: config(vec![64, 64], 3000, 3e-3), fraction_distinct: 0.5 };
     let (mf, _) = fm::train_mean_flow(&gaussian_problem(&data), &cfg, &Device::flex(), &mut quiet()).unwrap();
     let n = 4000;
     let x0 = Array2::from_shape_vec((n, 2), normals(n, 2, 12)).unwrap();

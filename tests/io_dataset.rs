@@ -58,7 +58,10 @@ fn shards_hold_the_simulated_trajectories() {
         assert!(f.attrs["boundary_x"].as_str().unwrap().contains("dirichlet"));
         assert_eq!(f.attrs["diffusivity"], Attr::Float(0.1), "fixed parameters are also PDEBench-style scalar attributes");
         let h = H5File::open(&d.join(&e.file)).unwrap();
-        assert_eq!(h.read_f64("initial_state").unwrap().1, y0s.slice(ndarray::s![e.first_sample..e.first_sample + e.samples, ..]).iter().copied().collect::<Vec<_>>());
+        assert_eq!(
+            h.read_f64("initial_state").unwrap().1,
+            y0s.slice(ndarray::s![e.first_sample..e.first_sample + e.samples, ..]).iter().copied().collect::<Vec<_>>()
+        );
         all.extend(f.fields[0].data.iter().copied());
     }
     let want32: Vec<f32> = want.iter().map(|&v| v as f32).collect();
@@ -124,7 +127,17 @@ fn manifest_mismatches_are_errors() {
 /// (recomputed directly here), in PDEBench's 2D layout, and do not depend on the sharding.
 #[test]
 fn ns2d_shards_hold_the_solver_frames_whatever_the_sharding() {
-    let s = DatasetSpec { system: "ns2d".into(), samples: 3, shards: 2, t_end: 0.5, n_times: 3, param_spread: 0.2, resolution: Some(16), seed: 4, ..Default::default() };
+    let s = DatasetSpec {
+        system: "ns2d".into(),
+        samples: 3,
+        shards: 2,
+        t_end: 0.5,
+        n_times: 3,
+        param_spread: 0.2,
+        resolution: Some(16),
+        seed: 4,
+        ..Default::default()
+    };
     let (a, b) = (dir("ns2d_a"), dir("ns2d_b"));
     generate(&s, &a, None, false).unwrap();
     generate(&DatasetSpec { shards: 1, ..s.clone() }, &b, None, false).unwrap();
@@ -210,10 +223,13 @@ fn loader_sees_every_sample_once_per_epoch_in_a_seeded_order() {
     let other = Loader::new(src.clone(), LoaderConfig { batch_size: 3, seed: 6, ..Default::default() }).unwrap();
     assert_ne!(e0, read(&other, 0));
     // Values: each item equals its sample in the files (global index = shard offset + row).
-    let whole: Vec<Vec<f32>> = files.iter().flat_map(|f| {
-        let s = SingleFile::read(f).unwrap();
-        s.fields[0].data.chunks(6 * 64).map(|c| c.to_vec()).collect::<Vec<_>>()
-    }).collect();
+    let whole: Vec<Vec<f32>> = files
+        .iter()
+        .flat_map(|f| {
+            let s = SingleFile::read(f).unwrap();
+            s.fields[0].data.chunks(6 * 64).map(|c| c.to_vec()).collect::<Vec<_>>()
+        })
+        .collect();
     for b in loader.epoch(0) {
         let b = b.unwrap();
         for (k, (i, _)) in b.items.iter().enumerate() {
@@ -272,7 +288,7 @@ fn loader_reports_a_corrupt_shard() {
     let vals: Vec<f32> = (0..5 * 32 * 32).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
     tree.add_f32("tensor", &[5, 32, 32], vals, &DatasetOptions::samples()).unwrap();
     tree.write(&f).unwrap();
-    let src = Source::from_files(&[f.clone()], "tensor").unwrap();
+    let src = Source::from_files(std::slice::from_ref(&f), "tensor").unwrap();
     let mut bytes = std::fs::read(&f).unwrap();
     let (a, b) = (bytes.len() / 3, 2 * bytes.len() / 3);
     for x in &mut bytes[a..b] {

@@ -201,7 +201,10 @@ fn layouts_convert_both_ways_exactly() {
     assert_eq!(s.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["channel_0", "channel_1"]);
     assert_eq!(s.fields[1].shape, vec![3, 5, 8, 4]);
     let g2 = s.to_grouped().unwrap();
-    assert_eq!(g2.seeds.iter().map(|s| &s.data).collect::<Vec<_>>(), Grouped::read(&fixture("pdebench_grouped.h5")).unwrap().seeds.iter().map(|s| &s.data).collect::<Vec<_>>());
+    assert_eq!(
+        g2.seeds.iter().map(|s| &s.data).collect::<Vec<_>>(),
+        Grouped::read(&fixture("pdebench_grouped.h5")).unwrap().seeds.iter().map(|s| &s.data).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -214,7 +217,9 @@ fn missing_and_mismatched_datasets_are_named_errors() {
         other => panic!("expected MissingDataset, got {other:?}"),
     }
     match f.expect("tensor", Some(4), "[N, T, X, Y]") {
-        Err(Error::DatasetMismatch { dataset, expected, got, .. }) => assert!(dataset == "tensor" && expected.contains("rank 4") && got.contains("rank 3"), "{expected} {got}"),
+        Err(Error::DatasetMismatch { dataset, expected, got, .. }) => {
+            assert!(dataset == "tensor" && expected.contains("rank 4") && got.contains("rank 3"), "{expected} {got}")
+        }
         other => panic!("expected DatasetMismatch, got {other:?}"),
     }
     assert!(matches!(f.read_f32_rows("tensor", 3, 2), Err(Error::DatasetMismatch { .. })), "rows past the end");
@@ -279,7 +284,13 @@ fn bit_flips_are_detected_or_harmless() {
     let mut tree = H5Tree::new();
     let opts = DatasetOptions { fletcher32: true, ..DatasetOptions::samples() };
     tree.add_f32("tensor", &[3, 4, 8], (0..96).map(|i| (i as f32).sqrt()).collect(), &opts).unwrap();
-    tree.add_f32("x-coordinate", &[8], (0..8).map(|i| i as f32 / 8.0).collect(), &DatasetOptions { chunks: Some(vec![8]), fletcher32: true, ..Default::default() }).unwrap();
+    tree.add_f32(
+        "x-coordinate",
+        &[8],
+        (0..8).map(|i| i as f32 / 8.0).collect(),
+        &DatasetOptions { chunks: Some(vec![8]), fletcher32: true, ..Default::default() },
+    )
+    .unwrap();
     tree.write(&src).unwrap();
     let good = read_all(&src).unwrap();
     let bytes = std::fs::read(&src).unwrap();

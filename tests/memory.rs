@@ -1,8 +1,8 @@
 //! Memory that must not grow with the length of a run. A binary of its own with one test, so
 //! the resident set it reads (`/proc/self/statm`, Linux only) is not shared with other tests.
 
-use ndarray::Array2;
 use burn::tensor::Tensor;
+use ndarray::Array2;
 use physflow::boltzmann::eqfm::{EqFmConfig, EqFmTrainer, Likelihood};
 use physflow::boltzmann::{Autodiff, Energy, TensorEnergy};
 use physflow::fm::Perturbation;

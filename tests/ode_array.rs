@@ -113,15 +113,13 @@ fn system_field_gradients_match_finite_differences() {
     let t_end = 2.0;
     let loss = |mu: f64, y0: [f64; 2]| -> f64 {
         let sys = van_der_pol(mu);
-        let sol = ode::solve_system(&sys, ndarray::array![[y0[0], y0[1]]].view(), &[0.0, t_end], &Options { rtol: 1e-12, atol: 1e-12, ..Options::default() }).unwrap();
+        let sol = ode::solve_system(&sys, ndarray::array![[y0[0], y0[1]]].view(), &[0.0, t_end], &Options { rtol: 1e-12, atol: 1e-12, ..Options::default() })
+            .unwrap();
         sol.last().sum()
     };
     let eps = 1e-5;
     let fd_mu = (loss(1.0 + eps, [2.0, 0.0]) - loss(1.0 - eps, [2.0, 0.0])) / (2.0 * eps);
-    let fd_y0 = [
-        (loss(1.0, [2.0 + eps, 0.0]) - loss(1.0, [2.0 - eps, 0.0])) / (2.0 * eps),
-        (loss(1.0, [2.0, eps]) - loss(1.0, [2.0, -eps])) / (2.0 * eps),
-    ];
+    let fd_y0 = [(loss(1.0, [2.0 + eps, 0.0]) - loss(1.0, [2.0 - eps, 0.0])) / (2.0 * eps), (loss(1.0, [2.0, eps]) - loss(1.0, [2.0, -eps])) / (2.0 * eps)];
     let device = physflow::device::cpu_f64().unwrap();
     let field = SystemField::new(&vdp).unwrap();
     for gradient in [Gradient::Direct, Gradient::Checkpointed { checkpoints: 4 }, Gradient::Adjoint(Default::default())] {
@@ -194,7 +192,8 @@ fn sde_array_matches_tensor_path_and_ou_moments() {
     let w = VirtualBrownianTree::new(0.0, 1.0, 1e-6, [b, 1], 11).unwrap();
     for solver in [SdeSolver::EulerMaruyama, SdeSolver::EulerHeun, SdeSolver::Sra1, SdeSolver::ReversibleHeun] {
         let opts = SdeOptions::fixed(solver, 1e-2);
-        let (ys, stats) = sde::sdeint_array(|_t, y, mut f| f[0] = -theta * y[0], |_t, _y, mut g| g[0] = sigma, Noise::Diagonal, y0.view(), &[0.0, 1.0], &w, &opts).unwrap();
+        let (ys, stats) =
+            sde::sdeint_array(|_t, y, mut f| f[0] = -theta * y[0], |_t, _y, mut g| g[0] = sigma, Noise::Diagonal, y0.view(), &[0.0, 1.0], &w, &opts).unwrap();
         assert_eq!(stats.steps, 100);
         let end = ys.index_axis(Axis(0), 1);
         let mean = end.mean().unwrap();

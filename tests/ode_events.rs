@@ -4,9 +4,9 @@
 //! distribution, differentiable stop times against the analytic derivatives, and bad input.
 
 use burn::tensor::{DType, Tensor, TensorData};
+use physflow::host::ToHost;
 use physflow::ode::{self, FnField, Gradient, Options, Solver, SystemField, Time};
 use physflow::sim::{ClosureSystem, Direction, Event, Rhs, Scalar};
-use physflow::host::ToHost;
 use physflow::Error;
 
 const G: f64 = 9.81;

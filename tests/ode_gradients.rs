@@ -1,9 +1,9 @@
 //! The three gradient strategies against each other and against finite differences,
 //! on a small time-dependent tanh MLP vector field (f64, CPU).
 
-use physflow::host::ToHost;
 use burn::tensor::{Tensor, TensorData};
 use physflow::device::cpu_f64;
+use physflow::host::ToHost;
 use physflow::nn::{Mlp, MlpConfig};
 use physflow::ode::{self, AdjointMode, AdjointOptions, Gradient, Options, Solver, VectorField};
 
@@ -24,7 +24,7 @@ fn y0_and_weights() -> (Tensor<2>, Vec<Tensor<2>>) {
 }
 
 fn net() -> Mlp {
-    MlpConfig::new(vec![2, 16, 16, 2]).with_time().init(7, &cpu_f64().unwrap())
+    MlpConfig::new(vec![2, 16, 16, 2]).with_time().init(7, &cpu_f64().unwrap()).unwrap()
 }
 
 /// L = Σ_k <w_k, y(t_k)>, so ∂L/∂y(t_k) = w_k.
@@ -77,9 +77,9 @@ fn finite_differences(mlp: &Mlp, opts: &Options, param_idx: &[usize]) -> (Vec<f6
         .map(|&i| {
             let mut p = flat.clone();
             p[i] += eps;
-            let lp = loss_at(&mlp.with_flat_params(&p), y0.clone(), opts);
+            let lp = loss_at(&mlp.with_flat_params(&p).unwrap(), y0.clone(), opts);
             p[i] -= 2.0 * eps;
-            let lm = loss_at(&mlp.with_flat_params(&p), y0.clone(), opts);
+            let lm = loss_at(&mlp.with_flat_params(&p).unwrap(), y0.clone(), opts);
             (lp - lm) / (2.0 * eps)
         })
         .collect();

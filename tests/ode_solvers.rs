@@ -37,11 +37,7 @@ fn convergence_order_of_every_solver() {
         // Five halvings; the slope is fitted on the three finest, the asymptotic regime
         // (Tsit5's small leading error constant makes the coarse steps pre-asymptotic),
         // with errors still well above f64 round-off.
-        let dts: Vec<f64> = if order >= 4 {
-            vec![0.2, 0.1, 0.05, 0.025, 0.0125]
-        } else {
-            vec![0.04, 0.02, 0.01, 0.005, 0.0025]
-        };
+        let dts: Vec<f64> = if order >= 4 { vec![0.2, 0.1, 0.05, 0.025, 0.0125] } else { vec![0.04, 0.02, 0.01, 0.005, 0.0025] };
         let mut errs = Vec::new();
         for &dt in &dts {
             let opts = Options { solver, dt: Some(dt), ..Options::default() };
@@ -51,11 +47,7 @@ fn convergence_order_of_every_solver() {
             errs.push(max_abs_diff(y1, &exact));
         }
         let slope = loglog_slope(&dts[2..], &errs[2..]);
-        assert!(
-            (slope - order as f64).abs() <= 0.3,
-            "{}: measured order {slope:.3}, expected {order} (errors {errs:?})",
-            solver.tableau().name
-        );
+        assert!((slope - order as f64).abs() <= 0.3, "{}: measured order {slope:.3}, expected {order} (errors {errs:?})", solver.tableau().name);
     }
 }
 
@@ -70,11 +62,7 @@ fn adaptive_error_scales_with_tolerance() {
     let field = kep.field();
     let t1 = 2.0 * std::f64::consts::PI;
     let exact = kep.exact(t1);
-    for (solver, controller) in Solver::ALL
-        .into_iter()
-        .filter(|s| s.is_adaptive())
-        .flat_map(|s| [(s, PiController::default()), (s, PiController::hairer())])
-    {
+    for (solver, controller) in Solver::ALL.into_iter().filter(|s| s.is_adaptive()).flat_map(|s| [(s, PiController::default()), (s, PiController::hairer())]) {
         let tols = [1e-5, 1e-6, 1e-7, 1e-8, 1e-9];
         let mut errs = Vec::new();
         for &tol in &tols {
@@ -88,11 +76,7 @@ fn adaptive_error_scales_with_tolerance() {
             assert!(w[1] < w[0], "{}: error did not fall with tolerance: {errs:?}", solver.tableau().name);
         }
         let slope = loglog_slope(&tols, &errs);
-        assert!(
-            (0.6..=1.2).contains(&slope),
-            "{}: error vs tolerance slope {slope:.3} (errors {errs:?})",
-            solver.tableau().name
-        );
+        assert!((0.6..=1.2).contains(&slope), "{}: error vs tolerance slope {slope:.3} (errors {errs:?})", solver.tableau().name);
         // At tol = 1e-9 the error over one period stays within 1000 × tol.
         assert!(errs[4] < 1e-6, "{}: error {} at tol 1e-9", solver.tableau().name, errs[4]);
     }
@@ -228,10 +212,7 @@ fn bad_input_errors() {
     let blowup = FnField::new(|_t: &Time, y: Tensor<2>| y.square());
     let y1 = || batch_tensor(&[[1.0]], &device);
     let adaptive = ode::solve(&blowup, y1(), &[0.0, 2.0], &Options::default());
-    assert!(
-        matches!(adaptive, Err(Error::StepSizeUnderflow { t, .. }) | Err(Error::NonFinite { t, .. }) if (t - 1.0).abs() < 1e-2),
-        "{adaptive:?}"
-    );
+    assert!(matches!(adaptive, Err(Error::StepSizeUnderflow { t, .. }) | Err(Error::NonFinite { t, .. }) if (t - 1.0).abs() < 1e-2), "{adaptive:?}");
     // f(y) = sqrt(y) at y < 0 is NaN from the start: named as a non-finite derivative.
     let nan_field = FnField::new(|_t: &Time, y: Tensor<2>| y.sqrt());
     let r = ode::solve(&nan_field, batch_tensor(&[[-1.0]], &device), &[0.0, 1.0], &Options::default());

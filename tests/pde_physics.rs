@@ -86,7 +86,7 @@ fn burgers_fields_satisfy_their_constraints_at_the_expected_orders() {
     let mut mb = Vec::new();
     let mut res = Vec::new();
     for nt in [41, 81, 161] {
-        let (grid, f) = pde::simulate_fields(&[sys.clone()], &times(nt, 0.5), &tight(), false).unwrap();
+        let (grid, f) = pde::simulate_fields(std::slice::from_ref(&sys), &times(nt, 0.5), &tight(), false).unwrap();
         let u = f.row(0).to_vec();
         for side in [Side::Left, Side::Right] {
             let value = if side == Side::Left { 0.8 } else { 0.0 };

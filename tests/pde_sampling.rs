@@ -20,8 +20,12 @@ const MASS: f64 = 0.5;
 /// (mean `μ₁ + 1 (M − h Σ μ₁ᵢ)/(hN)`, covariance `Σ − λ 11ᵀ/N` with `Σ1 = λ1`).
 fn setup() -> (Grid, GaussianFlow, LinearConstraint) {
     let grid = Grid { channels: vec!["u".into()], axes: vec![Axis::space("x", N, 0.0, 1.0 / N as f64, true)] };
-    let k = GpConfig { kernel: Kernel::Matern32, length: vec![0.3], method: GpMethod::Fft, jitter: 0.0, ..GpConfig::default() }.sampler(&grid).unwrap().covariance();
-    let sigma = GpConfig { kernel: Kernel::Rbf, length: vec![0.12], variance: 0.5, method: GpMethod::Cholesky, jitter: 1e-6, ..GpConfig::default() }.sampler(&grid).unwrap().covariance();
+    let k = GpConfig { kernel: Kernel::Matern32, length: vec![0.3], method: GpMethod::Fft, jitter: 0.0, ..GpConfig::default() }
+        .sampler(&grid)
+        .unwrap()
+        .covariance();
+    let sigma =
+        GpConfig { kernel: Kernel::Rbf, length: vec![0.12], variance: 0.5, method: GpMethod::Cholesky, jitter: 1e-6 }.sampler(&grid).unwrap().covariance();
     let mu1 = Array1::from_shape_fn(N, |i| 0.3 + 0.2 * (std::f64::consts::TAU * i as f64 / N as f64).sin());
     let flow = GaussianFlow { mu0: Array1::zeros(N), k, mu1, sigma };
     let c = LinearConstraint::mass_conservation(&grid, 0, Quadrature::Uniform, Some(MASS)).unwrap();
@@ -91,7 +95,7 @@ fn pcfm_with_the_exact_velocity_samples_the_constrained_gaussian() {
     assert!(out.stats.final_residual <= 1e-10, "residual {:.2e}", out.stats.final_residual);
 
     let (mean, cov) = propagate_state_anchor(&flow, steps);
-    let (emp_mean, _) = pde::ensemble_moments(&out.fields.view());
+    let (emp_mean, _) = pde::ensemble_moments(&out.fields.view()).unwrap();
     let centred = &out.fields - &emp_mean;
     let emp_cov = centred.t().dot(&centred) / n_samples as f64;
     for i in 0..N {
@@ -191,7 +195,12 @@ fn every_method_meets_its_contract() {
     assert_eq!(free.stats.nfe, steps);
     let free_err = pde::constraint_error(&c, &free.fields.view()).unwrap().max_abs;
     assert!(free_err > 1e-3, "the unconstrained samples already satisfy the constraint ({free_err:.2e}); the test would be vacuous");
-    for method in [Method::ProjectEnd, Method::Pcfm(PcfmOptions::default()), Method::Pcfm(PcfmOptions { anchor: Anchor::Noise, newton_steps: Some(1), relax: Some(pde::Relax::default()) }), Method::Eci { mix: 2 }] {
+    for method in [
+        Method::ProjectEnd,
+        Method::Pcfm(PcfmOptions::default()),
+        Method::Pcfm(PcfmOptions { anchor: Anchor::Noise, newton_steps: Some(1), relax: Some(pde::Relax::default()) }),
+        Method::Eci { mix: 2 },
+    ] {
         let out = run(method);
         assert!(out.stats.final_residual <= 1e-10, "{}: residual {:.2e}", method.label(), out.stats.final_residual);
         let expect = if let Method::Eci { mix } = method { steps * mix } else { steps };
@@ -212,14 +221,27 @@ fn sampler_rejects_bad_combinations() {
     assert!(matches!(pde::sample(&flow, &x0, None, &pcfm), Err(Error::InvalidArgument { .. })));
     assert!(matches!(pde::sample(&flow, &x0, Some(&c), &SampleConfig { steps: 0, ..pcfm }), Err(Error::InvalidArgument { .. })));
     let st = Grid::space_time(Axis::space("x", 4, 0.0, 0.25, false), Axis::time(3, 0.0, 1.0));
-    let nonlinear = MassBalance::new(&st, 0, Quadrature::Uniform, Some(pde::Source::Reaction { reaction: physflow::sim::systems::Reaction::FisherKpp, rate: 1.0 }), pde::BoundaryFlux::Zero).unwrap();
+    let nonlinear = MassBalance::new(
+        &st,
+        0,
+        Quadrature::Uniform,
+        Some(pde::Source::Reaction { reaction: physflow::sim::systems::Reaction::FisherKpp, rate: 1.0 }),
+        pde::BoundaryFlux::Zero,
+    )
+    .unwrap();
     let x12 = Tensor::<2>::zeros([4, 12], &device);
     let eci = SampleConfig { method: Method::Eci { mix: 1 }, ..pcfm };
     match pde::sample(&flow, &x12, Some(&nonlinear), &eci) {
         Err(Error::InvalidArgument { reason, .. }) => assert!(reason.contains("nonlinear"), "{reason}"),
         other => panic!("expected an error, got {:?}", other.map(|s| s.stats)),
     }
-    let wrong = LinearConstraint::mass_conservation(&Grid { channels: vec!["u".into()], axes: vec![Axis::space("x", 5, 0.0, 0.2, true)] }, 0, Quadrature::Uniform, Some(1.0)).unwrap();
+    let wrong = LinearConstraint::mass_conservation(
+        &Grid { channels: vec!["u".into()], axes: vec![Axis::space("x", 5, 0.0, 0.2, true)] },
+        0,
+        Quadrature::Uniform,
+        Some(1.0),
+    )
+    .unwrap();
     assert!(matches!(pde::sample(&flow, &x0, Some(&wrong), &pcfm), Err(Error::Shape { .. })));
     let _ = grid;
 }
@@ -233,7 +255,7 @@ fn field_model_vjp_matches_finite_differences() {
     let device = physflow::device::cpu_f64().unwrap();
     let grid = Grid::space_time(Axis::space("x", 8, 0.0, 0.125, true), Axis::time(6, 0.0, 1.0));
     let net_cfg = FieldNetConfig::Fno(FnoConfig { width: 6, modes: [3, 3], layers: 2, time_features: 2, projection: 8, ..FnoConfig::default() });
-    let net = net_cfg.init(3, &device);
+    let net = net_cfg.init(3, &device).unwrap();
     let meta = FieldModelMeta { grid: grid.clone(), net: net_cfg, gp: GpConfig::default(), sigma_min: 1e-4, mean: vec![0.3], std: vec![1.7] };
     let model = FieldModel::new(meta, &net).unwrap();
     let n = grid.len();

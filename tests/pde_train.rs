@@ -10,9 +10,9 @@ use physflow::host::ToHost;
 use physflow::nn::{Activation, FieldNetConfig, FnoConfig};
 use physflow::ode::{Time, VectorField};
 use physflow::pde::{self, FfmConfig, FfmProblem, FieldModel, GpConfig, Grid, LinearConstraint, Method, PcfmOptions, Quadrature, SampleConfig, Stack};
-use physflow::train::{Run, RunOptions};
 use physflow::sim::systems::{ic, Boundary, Grid1d, Pde1d};
 use physflow::sim::SimOptions;
+use physflow::train::{Run, RunOptions};
 use rand::SeedableRng;
 
 /// 48 heat solutions on a periodic 16-point axis at 8 times, random Fourier initial states
@@ -31,7 +31,15 @@ fn heat_data() -> (Grid, Array2<f64>) {
 
 fn small_config(steps: usize) -> FfmConfig {
     FfmConfig {
-        net: FieldNetConfig::Fno(FnoConfig { width: 8, modes: [4, 3], layers: 2, time_features: 2, projection: 16, activation: Activation::Gelu, ..FnoConfig::default() }),
+        net: FieldNetConfig::Fno(FnoConfig {
+            width: 8,
+            modes: [4, 3],
+            layers: 2,
+            time_features: 2,
+            projection: 16,
+            activation: Activation::Gelu,
+            ..FnoConfig::default()
+        }),
         gp: GpConfig { length: vec![0.2, 0.2], ..GpConfig::default() },
         run: RunOptions { batch_size: 8, steps, lr: 3e-3, log_every: 1, checkpoint_every: 0, ..FfmConfig::default().run },
         ..FfmConfig::default()

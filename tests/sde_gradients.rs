@@ -11,9 +11,7 @@ use burn::tensor::{Tensor, TensorData};
 use physflow::device::cpu_f64;
 use physflow::host::ToHost;
 use physflow::ode::{FlatGrads, ParamFnField, Time};
-use physflow::sde::{
-    sdeint, sdeint_for_grad, FnSde, NeuralSde, Noise, SdeGradient, SdeOptions, SdeSolver, VirtualBrownianTree,
-};
+use physflow::sde::{sdeint, sdeint_for_grad, FnSde, NeuralSde, Noise, SdeGradient, SdeOptions, SdeSolver, VirtualBrownianTree};
 
 const TIMES: [f64; 3] = [0.0, 0.5, 1.0];
 const BATCH: usize = 6;
@@ -41,10 +39,7 @@ type Field = fn(&Time, Tensor<2>, &[Tensor<1>]) -> Tensor<2>;
 fn neural(th: &[Vec<f64>]) -> NeuralSde<ParamFnField<Field>, ParamFnField<Field>> {
     let drift: Field = |_t, y, p| drift_of(y, p);
     let diff: Field = |_t, y, p| diffusion_of(y, p);
-    NeuralSde::new(
-        ParamFnField::new(vec![t1(th[0].clone()), t1(th[1].clone())], drift),
-        ParamFnField::new(vec![t1(th[2].clone()), t1(th[3].clone())], diff),
-    )
+    NeuralSde::new(ParamFnField::new(vec![t1(th[0].clone()), t1(th[1].clone())], drift), ParamFnField::new(vec![t1(th[2].clone()), t1(th[3].clone())], diff))
 }
 
 fn y0() -> Tensor<2> {
@@ -200,11 +195,9 @@ fn general_noise_gradients() {
     let drift: Field = |_t, y, p| drift_of(y, p);
     let th = theta();
     let cm = vec![0.1; 2 * m];
-    let sde = NeuralSde::new(
-        ParamFnField::new(vec![t1(th[0].clone()), t1(th[1].clone())], drift),
-        ParamFnField::new(vec![t1(vm.clone()), t1(cm.clone())], diff),
-    )
-    .with_noise(Noise::General { noise_dim: m });
+    let sde =
+        NeuralSde::new(ParamFnField::new(vec![t1(th[0].clone()), t1(th[1].clone())], drift), ParamFnField::new(vec![t1(vm.clone()), t1(cm.clone())], diff))
+            .with_noise(Noise::General { noise_dim: m });
     let w = VirtualBrownianTree::new(0.0, 1.0, 1e-6, [BATCH, m], 3).unwrap();
     let opts = SdeOptions::fixed(SdeSolver::EulerHeun, 1.0 / 16.0);
     let (_, tape) = sdeint_for_grad(&sde, y0(), &TIMES, &w, &opts, SdeGradient::Direct).unwrap();
@@ -223,13 +216,8 @@ fn general_noise_gradients() {
         l = l + (y.clone() * wk.autodiff()).sum();
     }
     let grads = l.backward();
-    let reference: Vec<f64> = y0a
-        .grad(&grads)
-        .unwrap()
-        .to_vec_as::<f64>()
-        .into_iter()
-        .chain(p.iter().flat_map(|t| t.grad(&grads).unwrap().to_vec_as::<f64>()))
-        .collect();
+    let reference: Vec<f64> =
+        y0a.grad(&grads).unwrap().to_vec_as::<f64>().into_iter().chain(p.iter().flat_map(|t| t.grad(&grads).unwrap().to_vec_as::<f64>())).collect();
     assert!(rel_err(&mine, &reference) < 1e-10, "{:e}", rel_err(&mine, &reference));
 }
 

@@ -3,9 +3,7 @@
 use burn::tensor::Tensor;
 use physflow::device::cpu_f64;
 use physflow::host::ToHost;
-use physflow::sde::{
-    sdeint, sdeint_with_stats, AdaptiveSde, BrownianPath, Calculus, FnSde, Noise, SdeOptions, SdeSolver, VirtualBrownianTree,
-};
+use physflow::sde::{sdeint, sdeint_with_stats, AdaptiveSde, BrownianPath, Calculus, FnSde, Noise, SdeOptions, SdeSolver, VirtualBrownianTree};
 
 fn loglog_slope(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len() as f64;
@@ -47,10 +45,7 @@ fn strong_order_on_geometric_brownian_motion() {
             })
             .collect();
         let slope = loglog_slope(&dts, &errs);
-        assert!(
-            (slope - order).abs() <= 0.2,
-            "{solver:?}: strong order {slope:.3}, expected {order} (errors {errs:?})"
-        );
+        assert!((slope - order).abs() <= 0.2, "{solver:?}: strong order {slope:.3}, expected {order} (errors {errs:?})");
     }
 }
 
@@ -106,10 +101,8 @@ fn reversible_heun_forward_then_backward_is_the_identity() {
     let device = cpu_f64().unwrap();
     let batch = 64;
     let w = VirtualBrownianTree::new(0.0, 1.0, 1e-9, [batch, 2], 5).unwrap();
-    let sde = FnSde::new(
-        |t, y: Tensor<2>| y.clone().sin().mul_scalar(-1.0) + y.mul_scalar(0.1 * t),
-        |_t, y: Tensor<2>| y.tanh().mul_scalar(0.5).add_scalar(0.3),
-    );
+    let sde =
+        FnSde::new(|t, y: Tensor<2>| y.clone().sin().mul_scalar(-1.0) + y.mul_scalar(0.1 * t), |_t, y: Tensor<2>| y.tanh().mul_scalar(0.5).add_scalar(0.3));
     let y0v: Vec<f64> = (0..2 * batch).map(|i| ((i as f64) * 0.37).sin()).collect();
     let y0 = Tensor::<2>::from_data(burn::tensor::TensorData::new(y0v.clone(), [batch, 2]), &device);
     let n = 100;
@@ -165,8 +158,7 @@ fn strong_order_on_ornstein_uhlenbeck() {
     let w = VirtualBrownianTree::new(0.0, 1.0, 1.0 / cells as f64, [batch, 1], 77).unwrap();
     let noise = ou_noise_integral(&w, theta, sigma, 1.0, cells);
     let exact: Vec<f64> = noise.iter().map(|n| x0 * (-theta).exp() + n).collect();
-    let sde = FnSde::new(move |_t, y: Tensor<2>| y.mul_scalar(-theta), move |_t, y: Tensor<2>| y.ones_like().mul_scalar(sigma))
-        .additive();
+    let sde = FnSde::new(move |_t, y: Tensor<2>| y.mul_scalar(-theta), move |_t, y: Tensor<2>| y.ones_like().mul_scalar(sigma)).additive();
     let y0 = Tensor::<2>::ones([batch, 1], &device).mul_scalar(x0);
     for solver in SdeSolver::ALL {
         let order = solver.strong_order(true).unwrap();
@@ -201,20 +193,13 @@ fn sra1_strong_order_on_a_nonlinear_drift() {
     let batch = 256;
     let fine = 1.0 / 8192.0;
     let w = VirtualBrownianTree::new(0.0, 1.0, fine, [batch, 1], 123).unwrap();
-    let sde = FnSde::new(
-        |_t, y: Tensor<2>| y.clone() - y.powi_scalar(3),
-        |t, y: Tensor<2>| y.ones_like().mul_scalar(1.0 + t),
-    )
-    .additive();
+    let sde = FnSde::new(|_t, y: Tensor<2>| y.clone() - y.powi_scalar(3), |t, y: Tensor<2>| y.ones_like().mul_scalar(1.0 + t)).additive();
     let y0v: Vec<f64> = (0..batch).map(|i| ((i as f64) * 0.61).sin()).collect();
     let y0 = Tensor::<2>::from_data(burn::tensor::TensorData::new(y0v, [batch, 1]), &device);
     let solve = |dt: f64| sdeint(&sde, y0.clone(), &[0.0, 1.0], &w, &SdeOptions::fixed(SdeSolver::Sra1, dt)).unwrap()[1].to_vec_as::<f64>();
     let reference = solve(fine);
     let dts: Vec<f64> = (5..=9).map(|k| 0.5f64.powi(k)).collect();
-    let errs: Vec<f64> = dts
-        .iter()
-        .map(|&dt| solve(dt).iter().zip(&reference).map(|(a, b)| (a - b).abs()).sum::<f64>() / batch as f64)
-        .collect();
+    let errs: Vec<f64> = dts.iter().map(|&dt| solve(dt).iter().zip(&reference).map(|(a, b)| (a - b).abs()).sum::<f64>() / batch as f64).collect();
     let slope = loglog_slope(&dts, &errs);
     assert!((slope - 1.5).abs() <= 0.2, "SRA1: strong order {slope:.3}, expected 1.5 (errors {errs:?})");
 }
@@ -231,10 +216,13 @@ fn general_additive_noise_moments() {
     let b = [[0.5, -0.3, 0.2], [0.1, 0.4, -0.6]];
     let bflat: Vec<f64> = b.iter().flatten().copied().collect();
     let bt = Tensor::<2>::from_data(burn::tensor::TensorData::new(bflat, [1, 6]), &device);
-    let sde = FnSde::new(move |_t, y: Tensor<2>| y.mul_scalar(-theta), move |_t, y: Tensor<2>| {
-        let [n, _] = y.dims();
-        bt.clone().expand([n, 6])
-    })
+    let sde = FnSde::new(
+        move |_t, y: Tensor<2>| y.mul_scalar(-theta),
+        move |_t, y: Tensor<2>| {
+            let [n, _] = y.dims();
+            bt.clone().expand([n, 6])
+        },
+    )
     .with_noise(Noise::General { noise_dim: 3 })
     .additive();
     let x0 = [1.0, -0.5];

@@ -46,7 +46,7 @@ fn bouncing_ball_impacts_match_the_analytic_times() {
     for method in Method::ALL {
         let bounce = Event::new("ground", |_t, y, _p| y[0]).direction(Direction::Falling).reset(move |_t, y, _p| {
             y[0] = 0.0;
-            y[1] = -e * y[1];
+            y[1] *= -e;
         });
         let out = sim::simulate_events(&ball, &[g], &[1.0, 0.0], &times, &[bounce], &tight(method)).unwrap();
         assert!(out.stopped_at.is_none());

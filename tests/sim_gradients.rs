@@ -158,7 +158,15 @@ fn ensembles_are_bit_identical_to_sequential_solves() {
     let sys = Robertson::default();
     let n = 6;
     let params = Array2::from_shape_fn((n, 3), |(k, j)| sys.p[j] * (1.0 + 0.1 * k as f64));
-    let y0s = Array2::from_shape_fn((n, 3), |(k, j)| if j == 0 { 1.0 - 0.05 * k as f64 } else if j == 2 { 0.05 * k as f64 } else { 0.0 });
+    let y0s = Array2::from_shape_fn((n, 3), |(k, j)| {
+        if j == 0 {
+            1.0 - 0.05 * k as f64
+        } else if j == 2 {
+            0.05 * k as f64
+        } else {
+            0.0
+        }
+    });
     let times = [1.0, 10.0, 100.0];
     let opts = SimOptions::default();
     let out = sim::ensemble(&sys, Some(&params), Some(&y0s), &times, &opts, false).unwrap();

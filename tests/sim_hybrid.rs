@@ -26,7 +26,8 @@ fn autodiff_products_match_hand_written_robertson() {
             Tensor::cat(vec![r3.clone() - r1.clone(), r1 - r2.clone() - r3, r2], 1)
         },
         device,
-    );
+    )
+    .unwrap();
     let (y, p, t) = ([0.7, 2e-5, 0.3], rob.params(), 1.0);
     let (v, w, vp) = ([0.3, -1.0, 0.5], [1.0, 2.0, -0.5], [0.2, -0.4, 1.1]);
     let close = |a: &[f64], b: &[f64], what: &str| {
@@ -82,9 +83,9 @@ fn data(cfg: &StiffHybridConfig, y0: [f64; 3]) -> Observation {
 fn hybrid_adjoint_gradient_matches_finite_differences() {
     let device = physflow::device::cpu_f64().unwrap();
     let cfg = small_config();
-    let mlp = cfg.mlp();
+    let mlp = cfg.mlp().unwrap();
     let p0 = mlp.init(0);
-    let sys = hybrid_robertson(mlp, p0.clone(), &device);
+    let sys = hybrid_robertson(mlp, p0.clone(), &device).unwrap();
     let obs = vec![data(&cfg, cfg.train_y0[0])];
     let w = sim::default_weights(&obs, 3);
     let opts = SimOptions { rtol: 1e-9, atol: 1e-12, ..SimOptions::default() };
@@ -112,9 +113,9 @@ fn hybrid_adjoint_gradient_matches_finite_differences() {
 fn hybrid_training_lowers_held_out_loss() {
     let device = physflow::device::cpu_f64().unwrap();
     let cfg = small_config();
-    let mlp = cfg.mlp();
+    let mlp = cfg.mlp().unwrap();
     let p0 = mlp.init(0);
-    let sys = hybrid_robertson(mlp, p0.clone(), &device);
+    let sys = hybrid_robertson(mlp, p0.clone(), &device).unwrap();
     let train = vec![data(&cfg, cfg.train_y0[0])];
     let test = vec![data(&cfg, cfg.test_y0)];
     let w = sim::default_weights(&train, 3);

@@ -1,8 +1,8 @@
 //! The Boltzmann-generator studies at a small size, with physical assertions.
 
-use physflow::studies::bg_double_well::{self, BgDoubleWellConfig};
 use physflow::boltzmann::Likelihood;
 use physflow::fm::Perturbation;
+use physflow::studies::bg_double_well::{self, BgDoubleWellConfig};
 use physflow::studies::bg_particles::{self, BgMethod, BgParticlesConfig, ParticleSystem};
 
 #[test]
@@ -16,7 +16,12 @@ fn double_well_by_energy_matches_quadrature_within_bootstrap_error() {
     // Reweighting is unbiased: the flow's ΔF between the wells and its log Z (importance
     // sampling and BAR) agree with quadrature within 4 bootstrap / asymptotic standard errors
     // (plus 1e-3 for the quadrature's own first-order indicator error, see quadrature.rs).
-    assert!((r.delta_f_reweighted.value - r.delta_f_exact).abs() < 4.0 * r.delta_f_reweighted.std_err + 1e-3, "ΔF {:?} vs {}", r.delta_f_reweighted, r.delta_f_exact);
+    assert!(
+        (r.delta_f_reweighted.value - r.delta_f_exact).abs() < 4.0 * r.delta_f_reweighted.std_err + 1e-3,
+        "ΔF {:?} vs {}",
+        r.delta_f_reweighted,
+        r.delta_f_exact
+    );
     assert!((r.log_z_importance.value - r.log_z_exact).abs() < 4.0 * r.log_z_importance.std_err, "{:?} vs {}", r.log_z_importance, r.log_z_exact);
     assert!((r.log_z_bar.value - r.log_z_exact).abs() < 4.0 * r.log_z_bar.std_err, "{:?} vs {}", r.log_z_bar, r.log_z_exact);
     // A flow trained this long covers both wells well (measured ≈ 0.9 at these settings).
@@ -48,7 +53,12 @@ fn dw4_study_learns_from_mala_samples() {
     assert!(r.mcmc_acceptance > 0.3 && r.mcmc_acceptance < 0.9, "MALA acceptance {}", r.mcmc_acceptance);
     assert!(r.ess_fraction > 0.0 && r.ess_fraction <= 1.0);
     // Energy-W2 is a distance: finite and ≥ 0 here (DW4 energies are finite everywhere).
-    assert!(r.energy_w2_raw.is_finite() && r.energy_w2_raw >= 0.0 && r.energy_w2_reweighted.is_finite() && r.energy_w2_reweighted >= 0.0, "{} {}", r.energy_w2_raw, r.energy_w2_reweighted);
+    assert!(
+        r.energy_w2_raw.is_finite() && r.energy_w2_raw >= 0.0 && r.energy_w2_reweighted.is_finite() && r.energy_w2_reweighted >= 0.0,
+        "{} {}",
+        r.energy_w2_raw,
+        r.energy_w2_reweighted
+    );
     std::fs::remove_dir_all(&out).unwrap();
 }
 

@@ -36,7 +36,17 @@ fn double_well_transport() {
 #[test]
 fn moons_study_runs() {
     let out = out_dir("fm-moons");
-    let cfg = FmMoonsConfig { steps: 600, hidden: vec![64, 64], lr: 3e-3, n_eval: 256, nfes: vec![2, 20], reflow_pairs: 1024, reflow_solve_steps: 10, n_trajectories: 16, ..Default::default() };
+    let cfg = FmMoonsConfig {
+        steps: 600,
+        hidden: vec![64, 64],
+        lr: 3e-3,
+        n_eval: 256,
+        nfes: vec![2, 20],
+        reflow_pairs: 1024,
+        reflow_solve_steps: 10,
+        n_trajectories: 16,
+        ..Default::default()
+    };
     let r = fm_moons::run(&cfg, &burn::tensor::Device::flex(), &out, true).unwrap();
     assert_eq!(r.models.len(), 4);
     for m in &r.models {

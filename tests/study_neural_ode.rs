@@ -5,16 +5,7 @@ use burn::tensor::Device;
 use physflow::studies::neural_ode::{run, NeuralOdeConfig};
 
 fn small() -> NeuralOdeConfig {
-    NeuralOdeConfig {
-        n_train: 6,
-        n_test: 3,
-        n_times: 11,
-        t_end: 5.0,
-        hidden: vec![16, 16],
-        iterations: 30,
-        checkpoint_every: 10,
-        ..NeuralOdeConfig::default()
-    }
+    NeuralOdeConfig { n_train: 6, n_test: 3, n_times: 11, t_end: 5.0, hidden: vec![16, 16], iterations: 30, checkpoint_every: 10, ..NeuralOdeConfig::default() }
 }
 
 #[test]

@@ -142,6 +142,9 @@ fn darcy_study_runs() {
     assert_eq!(pde_darcy::read_report(&out).unwrap().inverse.len(), 4);
     let mut bad = DarcyStudyConfig::smoke();
     bad.inverse.observations = 65;
-    assert!(matches!(pde_darcy::run(&bad, &device, &out_dir("pde-darcy-bad"), true), Err(physflow::Error::InvalidArgument { name: "inverse.observations", .. })));
+    assert!(matches!(
+        pde_darcy::run(&bad, &device, &out_dir("pde-darcy-bad"), true),
+        Err(physflow::Error::InvalidArgument { name: "inverse.observations", .. })
+    ));
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -17,7 +17,7 @@ pub struct B5 {
 impl B5 {
     pub fn new(device: &Device, seed: u64) -> Self {
         device.seed(seed);
-        let mlp = MlpConfig::new(vec![2, 64, 64, 2]).init(seed, device);
+        let mlp = MlpConfig::new(vec![2, 64, 64, 2]).init(seed, device).expect("valid sizes");
         let y0 = Tensor::<2>::random([256, 2], Distribution::Normal(0.0, 1.0), device);
         let times: Vec<f64> = (0..10).map(|i| i as f64 / 9.0).collect();
         let target = times.iter().map(|_| Tensor::<2>::zeros([256, 2], device)).collect();
@@ -29,15 +29,17 @@ impl B5 {
     pub fn from_json(device: &Device, path: &str) -> Self {
         let text = std::fs::read_to_string(path).expect("problem file");
         let v: serde_json::Value = serde_json::from_str(&text).expect("problem JSON");
-        let nums = |x: &serde_json::Value| -> Vec<f64> {
-            x.as_array().expect("array").iter().map(|n| n.as_f64().expect("number")).collect()
-        };
+        let nums = |x: &serde_json::Value| -> Vec<f64> { x.as_array().expect("array").iter().map(|n| n.as_f64().expect("number")).collect() };
         let mut flat = Vec::new();
         for layer in v["layers"].as_array().expect("layers") {
             flat.extend(nums(&layer["w"]));
             flat.extend(nums(&layer["b"]));
         }
-        let mlp = MlpConfig::new(vec![2, 64, 64, 2]).init(0, device).with_flat_params(&flat);
+        let mlp = MlpConfig::new(vec![2, 64, 64, 2])
+            .init(0, device)
+            .expect("valid sizes")
+            .with_flat_params(&flat)
+            .expect("the problem file has the network's parameter count");
         let y0v = nums(&v["y0"]);
         let y0 = Tensor::<2>::from_data(burn::tensor::TensorData::new(y0v, [256, 2]), device);
         let times = nums(&v["ts"]);

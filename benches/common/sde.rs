@@ -7,9 +7,7 @@
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use physflow::nn::{Mlp, MlpConfig};
 use physflow::ode::Stats;
-use physflow::sde::{
-    sdeint_for_grad, BrownianPath, GridBrownian, NeuralSde, SdeGradient, SdeOptions, SdeSolver, Sigmoid, VirtualBrownianTree,
-};
+use physflow::sde::{sdeint_for_grad, BrownianPath, GridBrownian, NeuralSde, SdeGradient, SdeOptions, SdeSolver, Sigmoid, VirtualBrownianTree};
 
 pub const BATCH: usize = 256;
 pub const DIM: usize = 4;
@@ -45,8 +43,8 @@ pub fn configurations() -> Vec<(&'static str, SdeSolver, SdeGradient, Path)> {
 impl SdeBench {
     pub fn new(device: &Device, seed: u64) -> Self {
         device.seed(seed);
-        let drift = MlpConfig::new(vec![DIM, 64, 64, DIM]).init(seed, device);
-        let diffusion = MlpConfig::new(vec![DIM, 64, DIM]).init(seed + 1, device);
+        let drift = MlpConfig::new(vec![DIM, 64, 64, DIM]).init(seed, device).expect("valid sizes");
+        let diffusion = MlpConfig::new(vec![DIM, 64, DIM]).init(seed + 1, device).expect("valid sizes");
         let y0 = Tensor::<2>::random([BATCH, DIM], Distribution::Normal(0.0, 1.0), device);
         Self { drift, diffusion, y0 }
     }
@@ -56,9 +54,7 @@ impl SdeBench {
     pub fn from_json(device: &Device, path: &str) -> Self {
         let text = std::fs::read_to_string(path).expect("problem file");
         let v: serde_json::Value = serde_json::from_str(&text).expect("problem JSON");
-        let nums = |x: &serde_json::Value| -> Vec<f64> {
-            x.as_array().expect("array").iter().map(|n| n.as_f64().expect("number")).collect()
-        };
+        let nums = |x: &serde_json::Value| -> Vec<f64> { x.as_array().expect("array").iter().map(|n| n.as_f64().expect("number")).collect() };
         let flat = |key: &str| -> Vec<f64> {
             let mut out = Vec::new();
             for layer in v[key].as_array().expect("layers") {
@@ -67,8 +63,10 @@ impl SdeBench {
             }
             out
         };
-        let drift = MlpConfig::new(vec![DIM, 64, 64, DIM]).init(0, device).with_flat_params(&flat("drift"));
-        let diffusion = MlpConfig::new(vec![DIM, 64, DIM]).init(0, device).with_flat_params(&flat("diffusion"));
+        let drift =
+            MlpConfig::new(vec![DIM, 64, 64, DIM]).init(0, device).expect("valid sizes").with_flat_params(&flat("drift")).expect("drift parameter count");
+        let diffusion =
+            MlpConfig::new(vec![DIM, 64, DIM]).init(0, device).expect("valid sizes").with_flat_params(&flat("diffusion")).expect("diffusion parameter count");
         let y0 = Tensor::<2>::from_data(TensorData::new(nums(&v["y0"]), [BATCH, DIM]), device);
         Self { drift, diffusion, y0 }
     }
@@ -92,14 +90,7 @@ impl SdeBench {
         }
     }
 
-    fn run<S: physflow::sde::SdeField, B: BrownianPath>(
-        &self,
-        sde: &S,
-        w: &B,
-        opts: &SdeOptions,
-        times: &[f64],
-        gradient: SdeGradient,
-    ) -> (f64, Stats) {
+    fn run<S: physflow::sde::SdeField, B: BrownianPath>(&self, sde: &S, w: &B, opts: &SdeOptions, times: &[f64], gradient: SdeGradient) -> (f64, Stats) {
         let (ys, tape) = sdeint_for_grad(sde, self.y0.clone(), times, w, opts, gradient).unwrap();
         let n = (BATCH * DIM) as f64;
         let y1 = ys[1].clone();
@@ -110,4 +101,3 @@ impl SdeBench {
         (loss, g.stats)
     }
 }
-

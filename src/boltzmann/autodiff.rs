@@ -40,7 +40,11 @@ impl<E: TensorEnergy> Autodiff<E> {
     /// it, so energies alone are evaluated untracked).
     fn evaluate(&self, x: ArrayView2<f64>, grad: bool) -> Result<(Tensor<2>, Tensor<1>)> {
         if x.ncols() != self.0.dim() {
-            return Err(Error::Shape { what: format!("configurations for energy `{}`", self.0.name()), expected: vec![x.nrows(), self.0.dim()], got: vec![x.nrows(), x.ncols()] });
+            return Err(Error::Shape {
+                what: format!("configurations for energy `{}`", self.0.name()),
+                expected: vec![x.nrows(), self.0.dim()],
+                got: vec![x.nrows(), x.ncols()],
+            });
         }
         let xt = if grad {
             tensor_from_array2(&x, &crate::device::reference_cpu().autodiff(), DType::F64).require_grad()
@@ -105,7 +109,11 @@ impl<E: TensorEnergy> Energy for Autodiff<E> {
 /// `Shape` for a batch of the wrong width; `InvalidArgument` for `h ≤ 0`.
 pub fn check_forces(energy: &dyn Energy, x: ArrayView2<f64>, h: f64) -> Result<f64> {
     if x.ncols() != energy.dim() {
-        return Err(Error::Shape { what: format!("configurations for energy `{}`", energy.name()), expected: vec![x.nrows(), energy.dim()], got: vec![x.nrows(), x.ncols()] });
+        return Err(Error::Shape {
+            what: format!("configurations for energy `{}`", energy.name()),
+            expected: vec![x.nrows(), energy.dim()],
+            got: vec![x.nrows(), x.ncols()],
+        });
     }
     if !(h > 0.0 && h.is_finite()) {
         return Err(Error::invalid("h", format!("need a finite step > 0, got {h}")));

@@ -21,6 +21,70 @@ pub trait Energy: Send + Sync {
     }
     /// A short name for reports (`"dw2d"`, `"lj13"`).
     fn name(&self) -> String;
+    /// Checks the energy's own settings (particle count, spatial dimension) before any
+    /// evaluation; the default accepts. The samplers and trainers call it through
+    /// [`evaluate`], so a bad setting is an error, not a panic inside the pair loop.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the setting.
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// `(u [batch], f [batch, dim])` of `energy` at `x: [batch, dim]`, checked: the energy's
+/// settings ([`Energy::validate`]), the width of `x`, and the lengths the energy returns (a
+/// user energy that returns the wrong number of values is named here instead of panicking
+/// later in reweighting).
+///
+/// # Errors
+/// `InvalidArgument` from `validate`; `Shape` for a wrong input width or output length.
+pub fn evaluate(energy: &dyn Energy, x: ArrayView2<f64>) -> Result<(Array1<f64>, Array2<f64>)> {
+    check_input(energy, x)?;
+    let (u, f) = energy.energy_and_force(x);
+    check_output(energy, x, Some(&u), Some(&f))?;
+    Ok((u, f))
+}
+
+/// `u [batch]` of `energy` at `x: [batch, dim]`, checked as in [`evaluate`].
+///
+/// # Errors
+/// As [`evaluate`].
+pub fn evaluate_energy(energy: &dyn Energy, x: ArrayView2<f64>) -> Result<Array1<f64>> {
+    check_input(energy, x)?;
+    let u = energy.energy(x);
+    check_output(energy, x, Some(&u), None)?;
+    Ok(u)
+}
+
+fn check_input(energy: &dyn Energy, x: ArrayView2<f64>) -> Result<()> {
+    energy.validate()?;
+    if x.ncols() != energy.dim() {
+        return Err(Error::Shape {
+            what: format!("configurations for energy `{}`", energy.name()),
+            expected: vec![x.nrows(), energy.dim()],
+            got: vec![x.nrows(), x.ncols()],
+        });
+    }
+    Ok(())
+}
+
+fn check_output(energy: &dyn Energy, x: ArrayView2<f64>, u: Option<&Array1<f64>>, f: Option<&Array2<f64>>) -> Result<()> {
+    if let Some(u) = u {
+        if u.len() != x.nrows() {
+            return Err(Error::Shape { what: format!("energies returned by `{}`", energy.name()), expected: vec![x.nrows()], got: vec![u.len()] });
+        }
+    }
+    if let Some(f) = f {
+        if f.dim() != x.dim() {
+            return Err(Error::Shape {
+                what: format!("forces returned by `{}`", energy.name()),
+                expected: vec![x.nrows(), x.ncols()],
+                got: f.shape().to_vec(),
+            });
+        }
+    }
+    Ok(())
 }
 
 use rayon::prelude::*;
@@ -46,6 +110,9 @@ impl<E: Energy + ?Sized> Energy for Box<E> {
     }
     fn name(&self) -> String {
         (**self).name()
+    }
+    fn validate(&self) -> Result<()> {
+        (**self).validate()
     }
 }
 
@@ -189,8 +256,21 @@ fn pair_sum(r: &[f64], n: usize, d: usize, f: &mut [f64], phi: impl Fn(f64) -> (
     u
 }
 
-fn check_particles(n: usize, d: usize) {
-    assert!(n >= 2 && (1..=8).contains(&d), "particle systems need n ≥ 2 and 1 ≤ d ≤ 8, got n = {n}, d = {d}");
+/// The particle counts the pair loops take: at least one pair, and `d ≤ 8` (the pair
+/// vector lives on the stack).
+fn validate_particles(n: usize, d: usize) -> Result<()> {
+    if n >= 2 && (1..=8).contains(&d) {
+        Ok(())
+    } else {
+        Err(Error::invalid("particles", format!("particle systems need n ≥ 2 and 1 ≤ d ≤ 8, got n = {n}, d = {d}")))
+    }
+}
+
+/// The trait's methods have no error channel: on settings that `validate` rejects, or rows
+/// that are not `n · d` wide, the particle energies return NaN energies and forces (shaped
+/// like `x`) instead of indexing out of bounds; [`evaluate`] names the problem instead.
+fn unusable(n: usize, d: usize, x: ArrayView2<f64>) -> Option<(Array1<f64>, Array2<f64>)> {
+    (validate_particles(n, d).is_err() || x.ncols() != n * d).then(|| (Array1::from_elem(x.nrows(), f64::NAN), Array2::from_elem(x.dim(), f64::NAN)))
 }
 
 /// DW4-style multi-particle double well (Köhler, Klein & Noé 2020, "Equivariant flows", as
@@ -235,7 +315,9 @@ impl Energy for MultiDoubleWell {
         self.energy_and_force(x).0
     }
     fn energy_and_force(&self, x: ArrayView2<f64>) -> (Array1<f64>, Array2<f64>) {
-        check_particles(self.n_particles, self.spatial_dim);
+        if let Some(nan) = unusable(self.n_particles, self.spatial_dim, x) {
+            return nan;
+        }
         per_row(x, |r, f| {
             pair_sum(r, self.n_particles, self.spatial_dim, f, |dist| {
                 let s = dist - self.d0;
@@ -246,8 +328,15 @@ impl Energy for MultiDoubleWell {
     fn particles(&self) -> Option<(usize, usize)> {
         Some((self.n_particles, self.spatial_dim))
     }
+    fn validate(&self) -> Result<()> {
+        validate_particles(self.n_particles, self.spatial_dim)
+    }
     fn name(&self) -> String {
-        if *self == Self::dw4() { "dw4".into() } else { format!("mdw{}", self.n_particles) }
+        if *self == Self::dw4() {
+            "dw4".into()
+        } else {
+            format!("mdw{}", self.n_particles)
+        }
     }
 }
 
@@ -315,7 +404,9 @@ impl Energy for LennardJones {
     }
     fn energy_and_force(&self, x: ArrayView2<f64>) -> (Array1<f64>, Array2<f64>) {
         let (n, d) = (self.n_particles, self.spatial_dim);
-        check_particles(n, d);
+        if let Some(nan) = unusable(n, d, x) {
+            return nan;
+        }
         let m = match self.pair_sum {
             PairSum::Unique => 1.0,
             PairSum::Ordered => 2.0,
@@ -345,6 +436,9 @@ impl Energy for LennardJones {
     }
     fn particles(&self) -> Option<(usize, usize)> {
         Some((self.n_particles, self.spatial_dim))
+    }
+    fn validate(&self) -> Result<()> {
+        validate_particles(self.n_particles, self.spatial_dim)
     }
     fn name(&self) -> String {
         let base = format!("lj{}", self.n_particles);
@@ -450,7 +544,8 @@ impl<E: Energy> InternalEnergy<E> {
     /// # Errors
     /// `InvalidArgument` if `energy` is not a particle system.
     pub fn new(energy: E) -> Result<Self> {
-        let (n, d) = energy.particles().ok_or_else(|| Error::InvalidArgument { name: "energy", reason: format!("`{}` is not a particle system", energy.name()) })?;
+        let (n, d) =
+            energy.particles().ok_or_else(|| Error::InvalidArgument { name: "energy", reason: format!("`{}` is not a particle system", energy.name()) })?;
         Ok(InternalEnergy { energy, coords: MeanFree { n_particles: n, spatial_dim: d } })
     }
 }

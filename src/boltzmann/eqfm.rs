@@ -119,7 +119,15 @@ impl Default for EqFmConfig {
             sampling: ode::Options { solver: Solver::Rk4, dt: Some(0.05), ..ode::Options::default() },
             chunk: 1000,
             likelihood: Likelihood::Exact,
-            run: RunOptions { steps: 2000, batch_size: 256, lr: 5e-4, schedule: LrSchedule::Cosine { floor: 0.1 }, grad_clip: Some(1.0), log_every: 50, ..RunOptions::default() },
+            run: RunOptions {
+                steps: 2000,
+                batch_size: 256,
+                lr: 5e-4,
+                schedule: LrSchedule::Cosine { floor: 0.1 },
+                grad_clip: Some(1.0),
+                log_every: 50,
+                ..RunOptions::default()
+            },
         }
     }
 }
@@ -194,7 +202,8 @@ pub fn couple(x0: &[f64], x1: &[f64], b: usize, d: usize, coupling: EqCoupling) 
                 .map(|ij| align_from_identity(&x0[(ij / b) * w..(ij / b + 1) * w], &x1[(ij % b) * w..(ij % b + 1) * w], d, group, rounds).map(|(_, c)| c))
                 .collect::<Result<_>>()?;
             let inv = pair(&cost);
-            let rows: Vec<Vec<f64>> = (0..b).into_par_iter().map(|j| align(&row(x0, inv[j]), &row(x1, j), d, group, rounds).map(|(a, _)| a)).collect::<Result<_>>()?;
+            let rows: Vec<Vec<f64>> =
+                (0..b).into_par_iter().map(|j| align(&row(x0, inv[j]), &row(x1, j), d, group, rounds).map(|(a, _)| a)).collect::<Result<_>>()?;
             Ok(rows.concat())
         }
     }
@@ -223,7 +232,11 @@ impl EqFmTrainer {
         cfg.validate()?;
         let (n, d) = (cfg.egnn.particles, cfg.egnn.spatial_dim);
         if data.ncols() != n * d {
-            return Err(Error::Shape { what: format!("training configurations ({n} particles × {d} dims)"), expected: vec![data.nrows(), n * d], got: vec![data.nrows(), data.ncols()] });
+            return Err(Error::Shape {
+                what: format!("training configurations ({n} particles × {d} dims)"),
+                expected: vec![data.nrows(), n * d],
+                got: vec![data.nrows(), data.ncols()],
+            });
         }
         if data.nrows() == 0 {
             return Err(Error::invalid("data", "need at least one training configuration"));
@@ -258,10 +271,12 @@ impl Trainer for EqFmTrainer {
         let (n, d) = (self.cfg.egnn.particles, self.cfg.egnn.spatial_dim);
         let (w, b) = (n * d, self.cfg.run.batch_size);
         let base = self.cfg.base();
-        let x1: Vec<f64> = (0..b).flat_map(|_| {
-            let r = rng.random_range(0..self.rows);
-            self.data[r * w..(r + 1) * w].to_vec()
-        }).collect();
+        let x1: Vec<f64> = (0..b)
+            .flat_map(|_| {
+                let r = rng.random_range(0..self.rows);
+                self.data[r * w..(r + 1) * w].to_vec()
+            })
+            .collect();
         let z = base.sample(b, rng).into_raw_vec_and_offset().0;
         let x0 = couple(&z, &x1, b, d, self.cfg.coupling)?;
         let ts: Vec<f64> = (0..b).map(|_| rng.random::<f64>()).collect();
@@ -445,11 +460,15 @@ impl EqFmModel {
     /// As [`EqFmModel::sample`]; `Shape` when the energy is on another width.
     pub fn sample_weighted(&self, energy: &dyn Energy, beta: f64, n: usize, rng: &mut StdRng) -> Result<(Weighted, usize)> {
         if energy.dim() != self.config.egnn.dim() {
-            return Err(Error::Shape { what: format!("energy `{}` for the model's configurations", energy.name()), expected: vec![self.config.egnn.dim()], got: vec![energy.dim()] });
+            return Err(Error::Shape {
+                what: format!("energy `{}` for the model's configurations", energy.name()),
+                expected: vec![self.config.egnn.dim()],
+                got: vec![energy.dim()],
+            });
         }
         let (x, log_q) = self.sample(n, rng)?;
-        let u = energy.energy(x.view());
-        let mut log_w = reweight::log_weights(beta, u.view(), log_q.view());
+        let u = super::evaluate_energy(energy, x.view())?;
+        let mut log_w = reweight::log_weights(beta, u.view(), log_q.view())?;
         let mut skipped = 0;
         for (lw, uu) in log_w.iter_mut().zip(&u) {
             if !uu.is_finite() || !lw.is_finite() {

@@ -70,7 +70,11 @@ impl McmcSamples {
         use crate::io::h5::{Attr, DatasetOptions, H5Tree};
         let (rows, dim) = self.samples.dim();
         if dim != energy.dim() || rows != self.energies.len() || rows != cfg.chains * cfg.samples {
-            return Err(Error::Shape { what: "reference samples (rows = chains · samples, dim of the energy)".into(), expected: vec![cfg.chains * cfg.samples, energy.dim()], got: vec![rows, dim] });
+            return Err(Error::Shape {
+                what: "reference samples (rows = chains · samples, dim of the energy)".into(),
+                expected: vec![cfg.chains * cfg.samples, energy.dim()],
+                got: vec![rows, dim],
+            });
         }
         let mut tree = H5Tree::new();
         let opts = DatasetOptions::default();
@@ -122,7 +126,11 @@ impl McmcSamples {
         }
         let count = |k: &str| -> Result<usize> {
             let v = num(k)?;
-            if v >= 0.0 && v.fract() == 0.0 { Ok(v as usize) } else { Err(bad(format!("attribute `{k}` = {v} is not a count"))) }
+            if v >= 0.0 && v.fract() == 0.0 {
+                Ok(v as usize)
+            } else {
+                Err(bad(format!("attribute `{k}` = {v} is not a count")))
+            }
         };
         let cfg = MalaConfig {
             chains: count("chains")?,
@@ -183,7 +191,7 @@ fn run(energy: &dyn Energy, x0: ArrayView2<f64>, cfg: &MalaConfig, kind: Kind) -
     }
     let beta = cfg.beta;
     let mut x = x0.to_owned();
-    let (mut u, mut f) = energy.energy_and_force(x.view());
+    let (mut u, mut f) = super::evaluate(energy, x.view())?;
     if let Some(i) = u.iter().position(|v| !v.is_finite()) {
         return Err(Error::NonFinite { what: "MCMC starting energy (step = chain index)", step: i, t: f64::NAN });
     }
@@ -201,7 +209,7 @@ fn run(energy: &dyn Energy, x0: ArrayView2<f64>, cfg: &MalaConfig, kind: Kind) -
             Kind::Mala => xp.assign(&(&x + &(h * beta * &f) + &((2.0 * h).sqrt() * &noise))),
             Kind::Metropolis => xp.assign(&(&x + &(h * &noise))),
         }
-        let (up, fp) = energy.energy_and_force(xp.view());
+        let (up, fp) = super::evaluate(energy, xp.view())?;
         let mut accepted = 0usize;
         for i in 0..c {
             let mut log_a = -beta * (up[i] - u[i]);
@@ -233,7 +241,7 @@ fn run(energy: &dyn Energy, x0: ArrayView2<f64>, cfg: &MalaConfig, kind: Kind) -
             acc += accepted;
             tried += c;
             let k = step - cfg.burn_in;
-            if (k + 1) % cfg.thin == 0 {
+            if (k + 1).is_multiple_of(cfg.thin) {
                 let draw = k / cfg.thin;
                 samples.slice_mut(ndarray::s![draw * c..(draw + 1) * c, ..]).assign(&x);
                 energies.slice_mut(ndarray::s![draw * c..(draw + 1) * c]).assign(&u);
@@ -270,7 +278,8 @@ mod tests {
     /// independent, so the spread of their means carries all autocorrelation).
     fn chain_mean(s: &McmcSamples, chains: usize, g: impl Fn(&[f64]) -> f64) -> (f64, f64) {
         let draws = s.samples.nrows() / chains;
-        let means: Vec<f64> = (0..chains).map(|c| (0..draws).map(|k| g(s.samples.row(k * chains + c).as_slice().unwrap())).sum::<f64>() / draws as f64).collect();
+        let means: Vec<f64> =
+            (0..chains).map(|c| (0..draws).map(|k| g(s.samples.row(k * chains + c).as_slice().unwrap())).sum::<f64>() / draws as f64).collect();
         let m = means.iter().sum::<f64>() / chains as f64;
         let var = means.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (chains - 1) as f64;
         (m, (var / chains as f64).sqrt())
@@ -306,7 +315,17 @@ mod tests {
         }
         let exact_m2 = m2 / z;
         let cfg = MalaConfig { chains: 128, burn_in: 1000, samples: 300, thin: 5, step_size: 0.05, seed: 3, ..MalaConfig::default() };
-        let x0 = Array2::from_shape_fn((128, 2), |(i, k)| if k == 0 { if i % 2 == 0 { 1.4 } else { -1.4 } } else { 0.0 });
+        let x0 = Array2::from_shape_fn((128, 2), |(i, k)| {
+            if k == 0 {
+                if i % 2 == 0 {
+                    1.4
+                } else {
+                    -1.4
+                }
+            } else {
+                0.0
+            }
+        });
         let s = mala(&DoubleWell2D::default(), x0.view(), &cfg).unwrap();
         let (m, se) = chain_mean(&s, 128, |x| x[0] * x[0]);
         assert!((m - exact_m2).abs() < 4.0 * se, "E[x₀²] {m} ± {se} vs {exact_m2}");

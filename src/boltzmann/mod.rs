@@ -23,6 +23,6 @@ pub mod reweight;
 pub mod train;
 
 pub use autodiff::{check_forces, Autodiff, TensorEnergy};
-pub use energy::Energy;
+pub use energy::{evaluate, evaluate_energy, Energy};
 pub use eqfm::{load_eqfm, train_eqfm, EqCoupling, EqFmConfig, EqFmModel, EqFmReport, EqFmTrainer, Likelihood};
 pub use train::{load_generator, train, BgTrainer, BoltzmannGenerator, LogEntry, TrainConfig, TrainReport, Weighted};

@@ -24,8 +24,14 @@ pub struct Estimate {
 
 /// Log importance weights `log w = −β u(x) − log q(x)` of samples `x ~ q` for the target
 /// `p ∝ exp(−β u)` (unnormalised: `E_q[w] = Z`). `u, log_q: [n]` → `[n]`.
-pub fn log_weights(beta: f64, u: ArrayView1<f64>, log_q: ArrayView1<f64>) -> Array1<f64> {
-    -beta * &u - &log_q
+///
+/// # Errors
+/// `Shape` when `u` and `log_q` have different lengths.
+pub fn log_weights(beta: f64, u: ArrayView1<f64>, log_q: ArrayView1<f64>) -> Result<Array1<f64>> {
+    if u.len() != log_q.len() {
+        return Err(Error::Shape { what: "energies for the log weights (one per sample of log q)".into(), expected: vec![log_q.len()], got: vec![u.len()] });
+    }
+    Ok(-beta * &u - log_q)
 }
 
 fn check_log_w(log_w: ArrayView1<f64>) -> Result<f64> {
@@ -377,7 +383,7 @@ mod tests {
             let q = Normal::new(0.0, s).unwrap();
             let x: Array1<f64> = (0..n).map(|_| q.sample(&mut rng)).collect();
             let log_q = x.mapv(|v| -0.5 * v * v / (s * s) - (s * (2.0 * std::f64::consts::PI).sqrt()).ln());
-            let lw = log_weights(1.0, x.mapv(|v| 0.5 * v * v).view(), log_q.view());
+            let lw = log_weights(1.0, x.mapv(|v| 0.5 * v * v).view(), log_q.view()).unwrap();
             let ess = kish_ess(lw.view()).unwrap() / n as f64;
             let lz = log_partition(lw.view(), 200, 1).unwrap();
             let exact_lz = 0.5 * (2.0 * std::f64::consts::PI).ln();

@@ -188,8 +188,8 @@ impl BoltzmannGenerator {
     /// `log w = −β u − log q` for the target `exp(−β u)` ([`reweight::log_weights`]).
     pub fn sample_weighted(&self, energy: &dyn Energy, beta: f64, n: usize, rng: &mut StdRng) -> Result<Weighted> {
         let (x, log_q) = self.sample(n, rng)?;
-        let u = energy.energy(x.view());
-        let log_w = reweight::log_weights(beta, u.view(), log_q.view());
+        let u = super::evaluate_energy(energy, x.view())?;
+        let log_w = reweight::log_weights(beta, u.view(), log_q.view())?;
         Ok(Weighted { x, u, log_q, log_w })
     }
 }
@@ -305,18 +305,37 @@ impl<'a> BgTrainer<'a> {
     ///
     /// # Errors
     /// `InvalidArgument` / `Shape` / `NonFinite` for bad settings or data, naming them.
-    pub fn new(bg: BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig, device: &Device) -> Result<Self> {
+    pub fn new(
+        bg: BoltzmannGenerator,
+        energy: Option<&'a dyn Energy>,
+        data: Option<ArrayView2<'a, f64>>,
+        config: &TrainConfig,
+        device: &Device,
+    ) -> Result<Self> {
         Self::build(bg, energy, data, config, device, false)
     }
 
     /// The same trainer on the burn path even on the CPU device: for the tests and benchmarks
     /// that compare the two paths (a user picks a device, never a path).
     #[doc(hidden)]
-    pub fn new_burn_path(bg: BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig, device: &Device) -> Result<Self> {
+    pub fn new_burn_path(
+        bg: BoltzmannGenerator,
+        energy: Option<&'a dyn Energy>,
+        data: Option<ArrayView2<'a, f64>>,
+        config: &TrainConfig,
+        device: &Device,
+    ) -> Result<Self> {
         Self::build(bg, energy, data, config, device, true)
     }
 
-    fn build(bg: BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig, device: &Device, force_burn: bool) -> Result<Self> {
+    fn build(
+        bg: BoltzmannGenerator,
+        energy: Option<&'a dyn Energy>,
+        data: Option<ArrayView2<'a, f64>>,
+        config: &TrainConfig,
+        device: &Device,
+        force_burn: bool,
+    ) -> Result<Self> {
         let mut bg = bg;
         validate(bg.dim(), energy, data, config)?;
         if bg.config != config.flow {
@@ -381,12 +400,12 @@ impl<'a> BgTrainer<'a> {
 
     /// Host cotangents of the energy loss at `x = f(z)` with `log|det| = ld` and base
     /// log-density `lp`: the term, `E[βu + log q]` and the Kish ESS/N of the batch.
-    fn energy_term(&self, x: &Array2<f64>, ld: &Array1<f64>, lp: &Array1<f64>) -> (Term, f64, f64) {
+    fn energy_term(&self, x: &Array2<f64>, ld: &Array1<f64>, lp: &Array1<f64>) -> Result<(Term, f64, f64)> {
         let (config, energy) = (&self.config, self.energy.expect("validated"));
         let bsz = x.nrows();
-        let (u, f) = energy.energy_and_force(x.view());
+        let (u, f) = super::evaluate(energy, x.view())?;
         let log_q = lp - ld;
-        let log_w = reweight::log_weights(config.beta, u.view(), log_q.view());
+        let log_w = reweight::log_weights(config.beta, u.view(), log_q.view())?;
         let kl = (-&log_w).mean().unwrap_or(f64::NAN);
         let ess = reweight::kish_ess(log_w.view()).map(|e| e / bsz as f64).unwrap_or(f64::NAN);
         let mut x_bar = Array2::zeros(x.dim());
@@ -395,7 +414,7 @@ impl<'a> BgTrainer<'a> {
             let s = -config.beta * du / bsz as f64;
             row.zip_mut_with(&frow, |g, fi| *g = s * fi);
         }
-        (Term { out_bar: x_bar, ld_bar: Array1::from_elem(bsz, -1.0 / bsz as f64) }, kl, ess)
+        Ok((Term { out_bar: x_bar, ld_bar: Array1::from_elem(bsz, -1.0 / bsz as f64) }, kl, ess))
     }
 
     /// Host cotangents of the data loss at `z = f⁻¹(x)` with `log|det ∂z/∂x| = ld`: the term
@@ -434,7 +453,7 @@ impl<'a> BgTrainer<'a> {
                     self.bg.flow.forward_and_vjp(
                         z.view(),
                         |x, ld| {
-                            let (t, k, e) = self.energy_term(x, ld, &lp);
+                            let (t, k, e) = self.energy_term(x, ld, &lp)?;
                             stats = (k, e);
                             Ok((t.out_bar, t.ld_bar))
                         },
@@ -471,15 +490,17 @@ impl<'a> BgTrainer<'a> {
                 let upload = |a: &Array2<f64>| crate::host::tensor_from_array2(&a.view(), &e.device, e.dtype);
                 let column = |a: &Array1<f64>| Tensor::<1>::from_data(TensorData::new(a.to_vec(), [a.len()]), on);
                 let mut surrogate: Option<Tensor<1>> = None;
-                let mut add = |t: Tensor<1>| surrogate = Some(match surrogate.take() {
-                    Some(s) => s + t,
-                    None => t,
-                });
+                let mut add = |t: Tensor<1>| {
+                    surrogate = Some(match surrogate.take() {
+                        Some(s) => s + t,
+                        None => t,
+                    })
+                };
                 if let Some(z) = &z {
                     let lp = self.bg.base.log_prob(z.view())?;
                     let (x, ld) = e.flow.forward(upload(z))?;
                     let (xh, ldh) = (crate::host::array2_from_tensor(&x)?, Array1::from(ld.host_vec::<f64>()?));
-                    let (t, k, es) = self.energy_term(&xh, &ldh, &lp);
+                    let (t, k, es) = self.energy_term(&xh, &ldh, &lp)?;
                     (kl, ess) = (k, es);
                     crate::train::check_loss(step, kl)?;
                     total += we * kl;
@@ -630,7 +651,14 @@ impl Trainer for BgTrainer<'_> {
 /// `Diverged` at the first non-finite loss or gradient; a checkpoint written with other
 /// settings (another engine included) is refused; I/O errors of the checkpoint;
 /// [`Error::Device`] for a device that fails.
-pub fn train<'a>(bg: &mut BoltzmannGenerator, energy: Option<&'a dyn Energy>, data: Option<ArrayView2<'a, f64>>, config: &TrainConfig, device: &Device, run: &mut Run<'_, BgTrainer<'a>>) -> Result<TrainReport> {
+pub fn train<'a>(
+    bg: &mut BoltzmannGenerator,
+    energy: Option<&'a dyn Energy>,
+    data: Option<ArrayView2<'a, f64>>,
+    config: &TrainConfig,
+    device: &Device,
+    run: &mut Run<'_, BgTrainer<'a>>,
+) -> Result<TrainReport> {
     // The trainer trains a copy (same architecture, seed and parameters): `bg` is untouched
     // when the settings are refused, and receives the parameters once training ran.
     let copy = bg.duplicate()?;
@@ -788,7 +816,8 @@ mod tests {
         assert!(load_generator(&ck).unwrap().flow.params() == full.flow.params(), "loaded parameters differ");
         // Other settings refuse the checkpoint.
         let other = TrainConfig { lr: 1e-4, ..c.clone() };
-        let err = train(&mut BoltzmannGenerator::new(&c.flow, 2, 0).unwrap(), Some(&g), Some(data.view()), &other, &cpu(), &mut Run::quiet().with_checkpoint(&ck));
+        let err =
+            train(&mut BoltzmannGenerator::new(&c.flow, 2, 0).unwrap(), Some(&g), Some(data.view()), &other, &cpu(), &mut Run::quiet().with_checkpoint(&ck));
         assert!(matches!(err, Err(Error::InvalidArgument { name: "checkpoint", .. })));
         std::fs::remove_dir_all(&dir).unwrap();
 

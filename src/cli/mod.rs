@@ -13,8 +13,8 @@ use crate::studies::fm_moons::{self, FmMoonsConfig};
 use crate::studies::neural_ode::{self, NeuralOdeConfig};
 use crate::studies::neural_sde::{self, NeuralSdeConfig};
 use crate::studies::param_fit::{self, ParamFitConfig};
-use crate::studies::pde_fields::{self, PdeProblem, PdeStudyConfig};
 use crate::studies::pde_darcy::{self, DarcyStudyConfig};
+use crate::studies::pde_fields::{self, PdeProblem, PdeStudyConfig};
 use crate::studies::pde_ns2d::{self, Ns2dStudyConfig};
 use crate::studies::stiff_hybrid::{self, StiffHybridConfig};
 use crate::{Error, Result};
@@ -26,9 +26,10 @@ pub struct Cli {
     /// Compute device.
     #[arg(long, value_enum, default_value_t = Backend::Cpu, global = true)]
     pub device: Backend,
-    /// Seed of everything random.
-    #[arg(long, default_value_t = 0, global = true)]
-    pub seed: u64,
+    /// Seed of everything random. Given, it overrides the config file's seed; otherwise the
+    /// file's (or the study's default) stands.
+    #[arg(long, global = true)]
+    pub seed: Option<u64>,
     /// Output directory for figures, reports and checkpoints.
     #[arg(long, default_value = "out", global = true)]
     pub out: PathBuf,
@@ -313,10 +314,10 @@ fn parse_compression(s: &str) -> Result<crate::io::h5::Compression> {
 }
 
 /// A study's configuration from a TOML file, or its defaults without one.
-fn load_config<T: serde::de::DeserializeOwned + Default>(path: Option<&PathBuf>) -> Result<T> {
-    let Some(path) = path else { return Ok(T::default()) };
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    toml::from_str(&text).map_err(|e| Error::Format { path: path.display().to_string(), reason: e.to_string() })
+/// A study's config: its defaults with the file's keys merged over them (see
+/// [`load_config_over`]), so a partial table keeps the study's other settings.
+fn load_config<T: serde::Serialize + serde::de::DeserializeOwned + Default>(path: Option<&PathBuf>) -> Result<T> {
+    load_config_over(T::default(), path)
 }
 
 /// The `system` key of a `bg particles` config file, if it has one.
@@ -365,10 +366,12 @@ fn particle_config(system: Option<&str>, config: Option<&PathBuf>, method: Optio
     Ok(cfg)
 }
 
-/// `base` with the keys of `over` replaced, tables merged recursively.
+/// `base` with the keys of `over` replaced, tables merged recursively. A table that names a
+/// different `kind` (an internally tagged enum such as a flow or a coupling) replaces the
+/// default's table whole: the old variant's fields do not belong to the new one.
 fn merge_toml(base: &mut toml::Value, over: toml::Value) {
     match (base, over) {
-        (toml::Value::Table(b), toml::Value::Table(o)) => {
+        (toml::Value::Table(b), toml::Value::Table(o)) if o.get("kind").is_none_or(|k| b.get("kind") == Some(k)) => {
             for (k, v) in o {
                 match b.get_mut(&k) {
                     Some(slot) => merge_toml(slot, v),
@@ -420,7 +423,9 @@ pub fn run_with(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Demo { config, iterations, resume } => {
             let mut cfg: NeuralOdeConfig = load_config(config.as_ref())?;
-            cfg.seed = cli.seed;
+            if let Some(seed) = cli.seed {
+                cfg.seed = seed;
+            }
             if let Some(n) = iterations {
                 cfg.iterations = *n;
             }
@@ -436,7 +441,9 @@ pub fn run_with(cli: Cli) -> Result<()> {
         }
         Command::Sde { config, iterations, resume } => {
             let mut cfg: NeuralSdeConfig = load_config(config.as_ref())?;
-            cfg.seed = cli.seed;
+            if let Some(seed) = cli.seed {
+                cfg.seed = seed;
+            }
             if let Some(n) = iterations {
                 cfg.iterations = *n;
             }
@@ -451,7 +458,24 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 println!("wrote {f}");
             }
         }
-        Command::Simulate { system, resolution, samples, shards, t_end, n_times, method, rtol, atol, initial, modes, amplitude, y0_spread, param_spread, compression, format } => {
+        Command::Simulate {
+            system,
+            resolution,
+            samples,
+            shards,
+            t_end,
+            n_times,
+            method,
+            rtol,
+            atol,
+            initial,
+            modes,
+            amplitude,
+            y0_spread,
+            param_spread,
+            compression,
+            format,
+        } => {
             let opts = crate::sim::SimOptions { method: crate::sim::Method::parse(method)?, rtol: *rtol, atol: *atol, ..Default::default() };
             let out = cli.out.join("simulate").join(system);
             if format == "h5" {
@@ -470,7 +494,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                     y0_spread: *y0_spread,
                     param_spread: *param_spread,
                     initial,
-                    seed: cli.seed,
+                    seed: cli.seed.unwrap_or(0),
                     compression: parse_compression(compression)?,
                     sim: opts,
                     resolution: *resolution,
@@ -500,7 +524,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                     n_times: *n_times,
                     y0_spread: *y0_spread,
                     param_spread: *param_spread,
-                    seed: cli.seed,
+                    seed: cli.seed.unwrap_or(0),
                 };
                 let files = crate::sim::simulate_to_files(system, &spec, &opts, &out, format, !cli.quiet)?;
                 for f in files {
@@ -508,45 +532,53 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Fm { study } => match study {
-            FmCommand::Moons { config, steps } => {
-                let mut cfg: FmMoonsConfig = load_config(config.as_ref())?;
-                cfg.seed = cli.seed;
-                if let Some(n) = steps {
-                    cfg.steps = *n;
+        Command::Fm { study } => {
+            match study {
+                FmCommand::Moons { config, steps } => {
+                    let mut cfg: FmMoonsConfig = load_config(config.as_ref())?;
+                    if let Some(seed) = cli.seed {
+                        cfg.seed = seed;
+                    }
+                    if let Some(n) = steps {
+                        cfg.steps = *n;
+                    }
+                    let r = fm_moons::run(&cfg, &device, &cli.out.join("fm_moons"), cli.quiet)?;
+                    for m in &r.models {
+                        let w2: Vec<String> = m.w2.iter().map(|(n, w)| format!("{n}:{w:.3}")).collect();
+                        let st = m.straightness.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+                        println!("{:>12}: W2 by NFE {}  straightness {st}  ({:.1} s)", m.name, w2.join(" "), m.train_seconds);
+                    }
+                    println!("data-vs-data W2 floor {:.3}; source (8 Gaussians) W2 {:.3}", r.w2_floor, r.w2_source);
+                    for f in &r.files {
+                        println!("wrote {f}");
+                    }
                 }
-                let r = fm_moons::run(&cfg, &device, &cli.out.join("fm_moons"), cli.quiet)?;
-                for m in &r.models {
-                    let w2: Vec<String> = m.w2.iter().map(|(n, w)| format!("{n}:{w:.3}")).collect();
-                    let st = m.straightness.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-                    println!("{:>12}: W2 by NFE {}  straightness {st}  ({:.1} s)", m.name, w2.join(" "), m.train_seconds);
-                }
-                println!("data-vs-data W2 floor {:.3}; source (8 Gaussians) W2 {:.3}", r.w2_floor, r.w2_source);
-                for f in &r.files {
-                    println!("wrote {f}");
-                }
-            }
-            FmCommand::DoubleWell { config, steps } => {
-                let mut cfg: FmDoubleWellConfig = load_config(config.as_ref())?;
-                cfg.seed = cli.seed;
-                if let Some(n) = steps {
-                    cfg.steps = *n;
-                }
-                let r = fm_double_well::run(&cfg, &device, &cli.out.join("fm_double_well"), cli.quiet)?;
-                println!(
+                FmCommand::DoubleWell { config, steps } => {
+                    let mut cfg: FmDoubleWellConfig = load_config(config.as_ref())?;
+                    if let Some(seed) = cli.seed {
+                        cfg.seed = seed;
+                    }
+                    if let Some(n) = steps {
+                        cfg.steps = *n;
+                    }
+                    let r = fm_double_well::run(&cfg, &device, &cli.out.join("fm_double_well"), cli.quiet)?;
+                    println!(
                     "double well β {} → {}: W2 {:.4} (floor {:.4}, source {:.4}); right well {:.4} (exact {:.4}, source {:.4}); ESS/N {:.3}; KL {:.4}; {:.1} s",
                     cfg.beta_hot, cfg.beta_cold, r.w2, r.w2_floor, r.w2_source, r.right_well_model, r.right_well_exact, r.right_well_source,
                     r.ess_fraction, r.kl_model_to_exact, r.train_seconds
                 );
-                for f in &r.files {
-                    println!("wrote {f}");
+                    for f in &r.files {
+                        println!("wrote {f}");
+                    }
                 }
             }
-        },
+        }
         Command::Bg { study } => match study {
             BgCommand::DoubleWell { config, steps } => {
                 let mut cfg: BgDoubleWellConfig = load_config(config.as_ref())?;
-                cfg.train.seed = cli.seed;
+                if let Some(seed) = cli.seed {
+                    cfg.train.seed = seed;
+                }
                 if let Some(n) = steps {
                     cfg.train.steps = *n;
                 }
@@ -562,7 +594,9 @@ pub fn run_with(cli: Cli) -> Result<()> {
             }
             BgCommand::Particles { system, config, method, steps } => {
                 let mut cfg = particle_config(system.as_deref(), config.as_ref(), method.as_deref(), *steps)?;
-                cfg.train.seed = cli.seed;
+                if let Some(seed) = cli.seed {
+                    cfg.train.seed = seed;
+                }
                 let system = cfg.system.name();
                 let r = bg_particles::run(&cfg, &device, &cli.out.join(format!("bg_{system}")), cli.quiet)?;
                 println!("{}", r.summary());
@@ -595,7 +629,9 @@ pub fn run_with(cli: Cli) -> Result<()> {
         },
         Command::Pde { problem: PdeTask::Ns2d, config, steps } => {
             let mut cfg = load_config_over(Ns2dStudyConfig::default(), config.as_ref())?;
-            cfg.seed = cli.seed;
+            if let Some(seed) = cli.seed {
+                cfg.seed = seed;
+            }
             if let Some(n) = steps {
                 cfg.train.run.steps = *n;
             }
@@ -607,7 +643,9 @@ pub fn run_with(cli: Cli) -> Result<()> {
         }
         Command::Pde { problem: PdeTask::Darcy, config, steps } => {
             let mut cfg = load_config_over(DarcyStudyConfig::default(), config.as_ref())?;
-            cfg.seed = cli.seed;
+            if let Some(seed) = cli.seed {
+                cfg.seed = seed;
+            }
             if let Some(n) = steps {
                 cfg.train.run.steps = *n;
             }
@@ -623,7 +661,9 @@ pub fn run_with(cli: Cli) -> Result<()> {
             if cfg.problem != *problem {
                 return Err(Error::invalid("config", format!("the file sets problem `{}` but the command asks for `{}`", cfg.problem.name(), problem.name())));
             }
-            cfg.seed = cli.seed;
+            if let Some(seed) = cli.seed {
+                cfg.seed = seed;
+            }
             if let Some(n) = steps {
                 cfg.train.run.steps = *n;
             }
@@ -635,19 +675,26 @@ pub fn run_with(cli: Cli) -> Result<()> {
         }
         Command::Fit { config } => {
             let mut cfg: ParamFitConfig = load_config(config.as_ref())?;
-            cfg.seed = cli.seed;
+            if let Some(seed) = cli.seed {
+                cfg.seed = seed;
+            }
             let r = param_fit::run(&cfg, &cli.out.join("param_fit"), cli.quiet)?;
             for i in 0..r.names.len() {
                 println!("{:>6}: true {:<8} fitted {:<10.5} (relative error {:.2e})", r.names[i], r.true_params[i], r.fitted[i], r.relative_error[i]);
             }
-            println!("loss {:.3e} -> {:.3e} (at the truth {:.3e}), {} iterations, {:.2} s", r.loss_initial, r.loss_final, r.loss_at_truth, r.iterations, r.seconds);
+            println!(
+                "loss {:.3e} -> {:.3e} (at the truth {:.3e}), {} iterations, {:.2} s",
+                r.loss_initial, r.loss_final, r.loss_at_truth, r.iterations, r.seconds
+            );
             for f in &r.files {
                 println!("wrote {f}");
             }
         }
         Command::Hybrid { config, iterations } => {
             let mut cfg: StiffHybridConfig = load_config(config.as_ref())?;
-            cfg.seed = cli.seed;
+            if let Some(seed) = cli.seed {
+                cfg.seed = seed;
+            }
             if let Some(n) = iterations {
                 cfg.fit.iterations = *n;
             }
@@ -725,5 +772,113 @@ mod tests {
         std::fs::write(&f, "system = 13\n").unwrap();
         assert!(matches!(config_system(&f), Err(Error::Format { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn temp_toml(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("physflow-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, text).unwrap();
+        f
+    }
+
+    fn json<T: serde::Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap()
+    }
+
+    /// Every study's defaults survive the round trip through TOML that the merge makes (an empty
+    /// file gives the defaults back), so no default is unrepresentable in a config file.
+    #[test]
+    fn empty_config_files_give_the_study_defaults() {
+        let f = temp_toml("empty", "");
+        fn check<T: serde::Serialize + serde::de::DeserializeOwned + Default>(f: &PathBuf) {
+            assert_eq!(json(&load_config::<T>(Some(f)).unwrap()), json(&T::default()), "{}", std::any::type_name::<T>());
+        }
+        check::<NeuralOdeConfig>(&f);
+        check::<NeuralSdeConfig>(&f);
+        check::<FmMoonsConfig>(&f);
+        check::<FmDoubleWellConfig>(&f);
+        check::<BgDoubleWellConfig>(&f);
+        check::<ParamFitConfig>(&f);
+        check::<StiffHybridConfig>(&f);
+        check::<Ns2dStudyConfig>(&f);
+        check::<DarcyStudyConfig>(&f);
+        for sys in [ParticleSystem::Dw4, ParticleSystem::Lj13, ParticleSystem::Lj55] {
+            let d = BgParticlesConfig::for_system(sys);
+            assert_eq!(json(&load_config_over(d.clone(), Some(&f)).unwrap()), json(&d));
+        }
+        for p in [PdeProblem::Heat, PdeProblem::Burgers] {
+            let d = PdeStudyConfig::for_problem(p);
+            assert_eq!(json(&load_config_over(d.clone(), Some(&f)).unwrap()), json(&d));
+        }
+    }
+
+    /// A partial table changes only its own keys: the double-well Boltzmann study keeps its
+    /// spline flow when the file sets `[train] steps`, and the hybrid study keeps its solver
+    /// tolerances when the file sets `[fit] iterations` (both were replaced by the library's
+    /// defaults before the merge).
+    #[test]
+    fn partial_tables_merge_key_by_key() {
+        let f = temp_toml("partial-bg", "[train]\nsteps = 5\n");
+        let cfg: BgDoubleWellConfig = load_config(Some(&f)).unwrap();
+        let d = BgDoubleWellConfig::default();
+        assert_eq!(cfg.train.steps, 5);
+        assert_eq!(cfg.train.flow, d.train.flow);
+        assert_eq!((cfg.train.batch_size, cfg.n_eval), (d.train.batch_size, d.n_eval));
+        let f = temp_toml("partial-hybrid", "[fit]\niterations = 3\n");
+        let cfg: StiffHybridConfig = load_config(Some(&f)).unwrap();
+        let d = StiffHybridConfig::default();
+        assert_eq!(cfg.fit.iterations, 3);
+        assert_eq!((cfg.fit.sim.rtol, cfg.fit.sim.atol), (d.fit.sim.rtol, d.fit.sim.atol));
+        // Unknown keys are still refused, and named.
+        let f = temp_toml("unknown", "[train]\nstepz = 5\n");
+        let err = load_config::<BgDoubleWellConfig>(Some(&f)).unwrap_err();
+        assert!(matches!(err, Error::Format { .. }) && err.to_string().contains("stepz"), "{err}");
+    }
+
+    /// Tables merge key by key unless they name a different `kind` (a tagged enum): then the
+    /// file's table replaces the default's, whose variant-specific keys would not fit.
+    #[test]
+    fn a_new_kind_replaces_the_table() {
+        let base: toml::Value = toml::from_str("[a]\nkind = \"spline\"\nbins = 8\nbound = 4.0\n[b]\nx = 1\ny = 2\n").unwrap();
+        let mut same = base.clone();
+        merge_toml(&mut same, toml::from_str("[a]\nkind = \"spline\"\nbins = 16\n[b]\ny = 3\n").unwrap());
+        let want: toml::Value = toml::from_str("[a]\nkind = \"spline\"\nbins = 16\nbound = 4.0\n[b]\nx = 1\ny = 3\n").unwrap();
+        assert_eq!(same, want);
+        let mut other = base.clone();
+        merge_toml(&mut other, toml::from_str("[a]\nkind = \"affine\"\nscale = 2.0\n").unwrap());
+        assert_eq!(other["a"].as_table().unwrap().len(), 2, "{other}");
+        assert_eq!(other["a"]["scale"].as_float(), Some(2.0));
+    }
+
+    /// `--seed` is optional: absent, the file's seed stands; given, it wins (it used to default
+    /// to 0 and overwrite the file's seed). Every subcommand parses.
+    #[test]
+    fn command_lines_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("physflow").chain(args.iter().copied()));
+        assert_eq!(parse(&["demo"]).unwrap().seed, None);
+        assert_eq!(parse(&["--seed", "3", "demo"]).unwrap().seed, Some(3));
+        assert_eq!(parse(&["fm", "moons", "--seed", "4"]).unwrap().seed, Some(4));
+        for args in [
+            &["demo", "--iterations", "3", "--resume"][..],
+            &["sde", "--config", "x.toml"],
+            &["simulate", "lorenz", "--samples", "4", "--format", "npy"],
+            &["fm", "moons", "--steps", "2"],
+            &["fm", "double-well"],
+            &["bg", "double-well", "--steps", "2"],
+            &["bg", "particles", "--system", "lj13", "--method", "coupling"],
+            &["pde", "heat"],
+            &["pde", "ns2d", "--steps", "1"],
+            &["pde", "darcy"],
+            &["data", "inspect", "f.h5"],
+            &["data", "convert", "a.h5", "b.h5", "--to", "grouped"],
+            &["fit"],
+            &["hybrid", "--iterations", "1"],
+        ] {
+            parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        for bad in [&["dmeo"][..], &["demo", "--iterations", "-1"], &["--seed", "x", "demo"], &["--device", "tpu", "demo"], &["pde", "wave"], &["fm"]] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
     }
 }

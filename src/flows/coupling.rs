@@ -13,7 +13,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::{check_cotangents, check_input, spline, Flow};
 use crate::nn::fused::{FusedMlp, MlpCache, TimeArg};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Which coordinates condition (`cond`) and which are transformed (`trans`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,12 +28,14 @@ impl Mask {
     /// Condition on the indices `i` with `i % 2 == parity`, transform the others (RealNVP's
     /// checkerboard in 1D). For `dim = 2` and parity 0: condition on `x₀`, transform `x₁`.
     ///
-    /// # Panics
-    /// If `dim < 2`.
-    pub fn parity(dim: usize, parity: usize) -> Self {
-        assert!(dim >= 2, "a coupling layer needs dim ≥ 2, got {dim}");
+    /// # Errors
+    /// `InvalidArgument` if `dim < 2` (one side would be empty).
+    pub fn parity(dim: usize, parity: usize) -> Result<Self> {
+        if dim < 2 {
+            return Err(Error::invalid("dim", format!("a coupling layer needs dim ≥ 2, got {dim}")));
+        }
         let (cond, trans) = (0..dim).partition(|i| i % 2 == parity % 2);
-        Mask { cond, trans }
+        Ok(Mask { cond, trans })
     }
 }
 
@@ -116,12 +118,15 @@ impl AffineCoupling {
     /// A fresh (identity) layer on `dim = mask.cond.len() + mask.trans.len()` coordinates with
     /// conditioner hidden widths `hidden` and scale bound `s_max > 0`.
     ///
-    /// # Panics
-    /// If the mask does not partition `0..dim` or `scale_bound ≤ 0`.
-    pub fn new(mask: Mask, hidden: &[usize], scale_bound: f64, seed: u64) -> Self {
-        let dim = check_mask(&mask);
-        assert!(scale_bound > 0.0, "scale_bound must be > 0, got {scale_bound}");
-        AffineCoupling { cond: Conditioner::new(dim, mask, hidden, 2, seed), scale_bound }
+    /// # Errors
+    /// `InvalidArgument` if the mask does not partition `0..dim` or `scale_bound` is not
+    /// positive and finite.
+    pub fn new(mask: Mask, hidden: &[usize], scale_bound: f64, seed: u64) -> Result<Self> {
+        let dim = check_mask(&mask)?;
+        if !(scale_bound > 0.0 && scale_bound.is_finite()) {
+            return Err(Error::invalid("scale_bound", format!("must be positive and finite, got {scale_bound}")));
+        }
+        Ok(AffineCoupling { cond: Conditioner::new(dim, mask, hidden, 2, seed), scale_bound })
     }
 
     /// `(s, ŝ-derivative factor ds/dŝ)` for one raw scale.
@@ -131,15 +136,19 @@ impl AffineCoupling {
     }
 }
 
-fn check_mask(mask: &Mask) -> usize {
+fn check_mask(mask: &Mask) -> Result<usize> {
     let dim = mask.cond.len() + mask.trans.len();
     let mut seen = vec![false; dim];
     for &i in mask.cond.iter().chain(&mask.trans) {
-        assert!(i < dim && !seen[i], "mask {mask:?} is not a partition of 0..{dim}");
+        if i >= dim || seen[i] {
+            return Err(Error::invalid("mask", format!("{mask:?} is not a partition of 0..{dim}")));
+        }
         seen[i] = true;
     }
-    assert!(!mask.cond.is_empty() && !mask.trans.is_empty(), "mask {mask:?} needs both sets non-empty");
-    dim
+    if mask.cond.is_empty() || mask.trans.is_empty() {
+        return Err(Error::invalid("mask", format!("{mask:?} needs both sets non-empty")));
+    }
+    Ok(dim)
 }
 
 impl Flow for AffineCoupling {
@@ -271,13 +280,18 @@ pub struct SplineCoupling {
 impl SplineCoupling {
     /// A fresh (identity) layer with `bins ≥ 2` bins on `[−bound, bound]`.
     ///
-    /// # Panics
-    /// If the mask does not partition `0..dim`, `bins < 2` or `bound ≤ 0`.
-    pub fn new(mask: Mask, hidden: &[usize], bins: usize, bound: f64, seed: u64) -> Self {
-        let dim = check_mask(&mask);
-        assert!(bins >= 2 && (bins as f64) * spline::MIN_BIN_WIDTH < 1.0, "bins must be in 2..1000, got {bins}");
-        assert!(bound > 0.0, "bound must be > 0, got {bound}");
-        SplineCoupling { cond: Conditioner::new(dim, mask, hidden, 3 * bins - 1, seed), bins, bound }
+    /// # Errors
+    /// `InvalidArgument` if the mask does not partition `0..dim`, `bins` is outside
+    /// `2..1000` or `bound` is not positive and finite.
+    pub fn new(mask: Mask, hidden: &[usize], bins: usize, bound: f64, seed: u64) -> Result<Self> {
+        let dim = check_mask(&mask)?;
+        if !(bins >= 2 && (bins as f64) * spline::MIN_BIN_WIDTH < 1.0) {
+            return Err(Error::invalid("bins", format!("must be in 2..1000, got {bins}")));
+        }
+        if !(bound > 0.0 && bound.is_finite()) {
+            return Err(Error::invalid("bound", format!("must be positive and finite, got {bound}")));
+        }
+        Ok(SplineCoupling { cond: Conditioner::new(dim, mask, hidden, 3 * bins - 1, seed), bins, bound })
     }
 
     fn per_coord(&self) -> usize {
@@ -338,13 +352,7 @@ impl Flow for SplineCoupling {
     }
 
     fn name(&self) -> String {
-        format!(
-            "spline_coupling(transform {:?}, hidden {:?}, {} bins on [-{b}, {b}])",
-            self.cond.mask.trans,
-            hidden(&self.cond.net),
-            self.bins,
-            b = self.bound
-        )
+        format!("spline_coupling(transform {:?}, hidden {:?}, {} bins on [-{b}, {b}])", self.cond.mask.trans, hidden(&self.cond.net), self.bins, b = self.bound)
     }
 
     fn num_params(&self) -> usize {

@@ -1,8 +1,8 @@
 //! Linear layers: ActNorm, fixed permutations and an LU-parametrised invertible linear map.
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::SeedableRng;
 
 use super::{check_cotangents, check_input, Flow};
 use crate::{Error, Result};

@@ -94,23 +94,11 @@ pub trait Flow: Send + Sync {
     /// `x_bar: [batch, dim]` of `x` and `ld_bar: [batch]` of the log-determinant, returns
     /// `z_bar: [batch, dim]` and ACCUMULATES (`+=`) the parameter cotangent into
     /// `param_bar: [num_params]`.
-    fn forward_vjp(
-        &self,
-        z: ArrayView2<f64>,
-        x_bar: ArrayView2<f64>,
-        ld_bar: ArrayView1<f64>,
-        param_bar: &mut [f64],
-    ) -> Result<Array2<f64>>;
+    fn forward_vjp(&self, z: ArrayView2<f64>, x_bar: ArrayView2<f64>, ld_bar: ArrayView1<f64>, param_bar: &mut [f64]) -> Result<Array2<f64>>;
 
     /// Reverse mode through [`Self::inverse`] at `x: [batch, dim]`: given `z_bar` and `ld_bar`,
     /// returns `x_bar` and accumulates into `param_bar`.
-    fn inverse_vjp(
-        &self,
-        x: ArrayView2<f64>,
-        z_bar: ArrayView2<f64>,
-        ld_bar: ArrayView1<f64>,
-        param_bar: &mut [f64],
-    ) -> Result<Array2<f64>>;
+    fn inverse_vjp(&self, x: ArrayView2<f64>, z_bar: ArrayView2<f64>, ld_bar: ArrayView1<f64>, param_bar: &mut [f64]) -> Result<Array2<f64>>;
 }
 
 /// Checks the width of a batch and that it is finite.
@@ -149,14 +137,17 @@ pub(crate) fn check_cotangents(x: ArrayView2<f64>, bar: ArrayView2<f64>, ld_bar:
 /// One registered list of every layer kind, built for dimension `dim` with non-trivial
 /// parameters (random, from `seed`), that the tests iterate over: a new layer is tested the
 /// moment it is added here.
-pub fn registered_layers(dim: usize, seed: u64) -> Vec<Box<dyn Flow>> {
+///
+/// # Errors
+/// `InvalidArgument` for `dim < 2` (the couplings need two sides).
+pub fn registered_layers(dim: usize, seed: u64) -> Result<Vec<Box<dyn Flow>>> {
     use rand::{RngExt, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut layers: Vec<Box<dyn Flow>> = vec![
-        Box::new(AffineCoupling::new(Mask::parity(dim, 0), &[16, 16], 3.0, seed)),
-        Box::new(AffineCoupling::new(Mask::parity(dim, 1), &[8], 1.5, seed + 1)),
-        Box::new(SplineCoupling::new(Mask::parity(dim, 0), &[16, 16], 6, 3.0, seed + 2)),
-        Box::new(SplineCoupling::new(Mask::parity(dim, 1), &[8], 4, 1.0, seed + 3)),
+        Box::new(AffineCoupling::new(Mask::parity(dim, 0)?, &[16, 16], 3.0, seed)?),
+        Box::new(AffineCoupling::new(Mask::parity(dim, 1)?, &[8], 1.5, seed + 1)?),
+        Box::new(SplineCoupling::new(Mask::parity(dim, 0)?, &[16, 16], 6, 3.0, seed + 2)?),
+        Box::new(SplineCoupling::new(Mask::parity(dim, 1)?, &[8], 4, 1.0, seed + 3)?),
         Box::new(ActNorm::new(dim)),
         Box::new(Permutation::random(dim, seed + 4)),
         Box::new(LuLinear::new(dim, seed + 5)),
@@ -165,12 +156,12 @@ pub fn registered_layers(dim: usize, seed: u64) -> Vec<Box<dyn Flow>> {
         // Random parameters of size ~0.5 (so couplings are far from the identity; the spline's
         // bound of 1 puts some inputs on the tails).
         let p: Vec<f64> = (0..layer.num_params()).map(|_| rng.random_range(-0.6..0.6)).collect();
-        layer.set_params(&p).expect("as many parameters as the layer has");
+        layer.set_params(&p)?;
     }
-    let seq = FlowConfig::neural_spline(2, vec![8], 5, 2.0).build(dim, seed + 6).expect("valid config");
+    let seq = FlowConfig::neural_spline(2, vec![8], 5, 2.0).build(dim, seed + 6)?;
     let mut seq: Box<dyn Flow> = Box::new(seq);
     let p: Vec<f64> = (0..seq.num_params()).map(|_| rng.random_range(-0.4..0.4)).collect();
-    seq.set_params(&p).expect("as many parameters as the flow has");
+    seq.set_params(&p)?;
     layers.push(seq);
-    layers
+    Ok(layers)
 }

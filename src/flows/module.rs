@@ -88,7 +88,8 @@ impl FlowModule {
         let mut layers = Vec::with_capacity(specs.len());
         let mut off = 0;
         let mut take = |n: usize| -> Result<&[f64]> {
-            let s = params.get(off..off + n).ok_or_else(|| Error::Shape { what: "flow parameters".into(), expected: vec![off + n], got: vec![params.len()] })?;
+            let s =
+                params.get(off..off + n).ok_or_else(|| Error::Shape { what: "flow parameters".into(), expected: vec![off + n], got: vec![params.len()] })?;
             off += n;
             Ok(s)
         };
@@ -105,12 +106,16 @@ impl FlowModule {
                     FlowLayer { net: Some(net), params: None, kind: LayerKind::Spline { cond: mask.cond, trans: mask.trans, bins, bound } }
                 }
                 LayerSpec::ActNorm => FlowLayer { net: None, params: Some(vec1(take(2 * dim)?)), kind: LayerKind::ActNorm },
-                LayerSpec::LuLinear { perm } => FlowLayer { net: None, params: Some(vec1(take(dim * (dim - 1) + 2 * dim)?)), kind: LayerKind::LuLinear { perm } },
+                LayerSpec::LuLinear { perm } => {
+                    FlowLayer { net: None, params: Some(vec1(take(dim * (dim - 1) + 2 * dim)?)), kind: LayerKind::LuLinear { perm } }
+                }
                 LayerSpec::Permutation { perm } => FlowLayer { net: None, params: None, kind: LayerKind::Permutation { perm } },
                 // The blocks evaluate the energy between layers, on the host in f64; the device
                 // module has no such layer.
                 LayerSpec::Stochastic(_) => {
-                    return Err(Error::Unsupported(format!("layer {i} is a stochastic block: flows with stochastic blocks train on the CPU device (`--device cpu`)")))
+                    return Err(Error::Unsupported(format!(
+                        "layer {i} is a stochastic block: flows with stochastic blocks train on the CPU device (`--device cpu`)"
+                    )))
                 }
             };
             layers.push(layer);
@@ -333,7 +338,10 @@ fn lu_factors(p: &Tensor<1>, d: usize, inverse: bool) -> (Tensor<2>, Tensor<2>, 
         ext.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(v, [d * d]), &p.device())).reshape([d, d])
     };
     let (n_l, n_u) = (gather(&li), gather(&ui));
-    let eye = Tensor::<2>::from_data(TensorData::new((0..d * d).map(|k| f64::from(u8::from(k % (d + 1) == 0))).collect::<Vec<_>>(), [d, d]), (&p.device(), p.dtype()));
+    let eye = Tensor::<2>::from_data(
+        TensorData::new((0..d * d).map(|k| f64::from(u8::from(k % (d + 1) == 0))).collect::<Vec<_>>(), [d, d]),
+        (&p.device(), p.dtype()),
+    );
     let diag = s.clone().exp().reshape([1, d]);
     if !inverse {
         let l = eye.clone() + n_l;

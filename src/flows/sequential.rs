@@ -253,9 +253,7 @@ impl Default for FlowConfig {
 impl FlowConfig {
     /// RealNVP: `couplings` affine coupling layers with alternating parity and scale bound 3.
     pub fn real_nvp(couplings: usize, hidden: Vec<usize>) -> Self {
-        FlowConfig {
-            layers: (0..couplings).map(|i| LayerConfig::AffineCoupling { parity: i % 2, hidden: hidden.clone(), scale_bound: 3.0 }).collect(),
-        }
+        FlowConfig { layers: (0..couplings).map(|i| LayerConfig::AffineCoupling { parity: i % 2, hidden: hidden.clone(), scale_bound: 3.0 }).collect() }
     }
 
     /// A neural spline flow: `couplings` spline couplings (`bins` bins on `[−bound, bound]`),
@@ -277,15 +275,15 @@ impl FlowConfig {
         }
         for (i, l) in self.layers.iter().enumerate() {
             match l {
-                LayerConfig::AffineCoupling { parity, hidden, scale_bound } => {
-                    if dim < 2 || *parity > 1 || hidden.contains(&0) || !(*scale_bound > 0.0) {
-                        return bad(format!("layer {i}: affine coupling needs dim ≥ 2 (got {dim}), parity 0 or 1, non-zero widths and scale_bound > 0: {l:?}"));
-                    }
+                LayerConfig::AffineCoupling { parity, hidden, scale_bound } if (dim < 2 || *parity > 1 || hidden.contains(&0) || !(*scale_bound > 0.0)) => {
+                    return bad(format!("layer {i}: affine coupling needs dim ≥ 2 (got {dim}), parity 0 or 1, non-zero widths and scale_bound > 0: {l:?}"));
                 }
-                LayerConfig::SplineCoupling { parity, hidden, bins, bound } => {
-                    if dim < 2 || *parity > 1 || hidden.contains(&0) || *bins < 2 || *bins > 500 || !(*bound > 0.0) {
-                        return bad(format!("layer {i}: spline coupling needs dim ≥ 2 (got {dim}), parity 0 or 1, non-zero widths, 2 ≤ bins ≤ 500 and bound > 0: {l:?}"));
-                    }
+                LayerConfig::SplineCoupling { parity, hidden, bins, bound }
+                    if (dim < 2 || *parity > 1 || hidden.contains(&0) || *bins < 2 || *bins > 500 || !(*bound > 0.0)) =>
+                {
+                    return bad(format!(
+                        "layer {i}: spline coupling needs dim ≥ 2 (got {dim}), parity 0 or 1, non-zero widths, 2 ≤ bins ≤ 500 and bound > 0: {l:?}"
+                    ));
                 }
                 LayerConfig::Stochastic { kernel, steps, lambda, mean_free } => {
                     let c = StochasticConfig { kernel: *kernel, steps: *steps, lambda: *lambda, mean_free: *mean_free, ..StochasticConfig::default() };
@@ -328,8 +326,8 @@ impl FlowConfig {
             .enumerate()
             .map(|(i, spec)| -> Result<Box<dyn Flow>> {
                 Ok(match spec {
-                    LayerSpec::Affine { mask, hidden, scale_bound, seed } => Box::new(AffineCoupling::new(mask, &hidden, scale_bound, seed)),
-                    LayerSpec::Spline { mask, hidden, bins, bound, seed } => Box::new(SplineCoupling::new(mask, &hidden, bins, bound, seed)),
+                    LayerSpec::Affine { mask, hidden, scale_bound, seed } => Box::new(AffineCoupling::new(mask, &hidden, scale_bound, seed)?),
+                    LayerSpec::Spline { mask, hidden, bins, bound, seed } => Box::new(SplineCoupling::new(mask, &hidden, bins, bound, seed)?),
                     LayerSpec::ActNorm => Box::new(ActNorm::new(dim)),
                     LayerSpec::LuLinear { perm } => Box::new(LuLinear::with_perm(perm)),
                     LayerSpec::Permutation { perm } => Box::new(Permutation::new(perm)?),
@@ -352,35 +350,53 @@ impl FlowConfig {
     /// ([`Self::build`]) and the device module ([`super::FlowModule`]).
     pub(crate) fn resolve(&self, dim: usize, seed: u64) -> Result<Vec<LayerSpec>> {
         self.validate(dim)?;
-        Ok(self
-            .layers
+        self.layers
             .iter()
             .enumerate()
             .map(|(i, l)| {
                 let s = seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
-                match l {
-                    LayerConfig::AffineCoupling { parity, hidden, scale_bound } => LayerSpec::Affine { mask: Mask::parity(dim, *parity), hidden: hidden.clone(), scale_bound: *scale_bound, seed: s },
-                    LayerConfig::SplineCoupling { parity, hidden, bins, bound } => LayerSpec::Spline { mask: Mask::parity(dim, *parity), hidden: hidden.clone(), bins: *bins, bound: *bound, seed: s },
+                Ok(match l {
+                    LayerConfig::AffineCoupling { parity, hidden, scale_bound } => {
+                        LayerSpec::Affine { mask: Mask::parity(dim, *parity)?, hidden: hidden.clone(), scale_bound: *scale_bound, seed: s }
+                    }
+                    LayerConfig::SplineCoupling { parity, hidden, bins, bound } => {
+                        LayerSpec::Spline { mask: Mask::parity(dim, *parity)?, hidden: hidden.clone(), bins: *bins, bound: *bound, seed: s }
+                    }
                     LayerConfig::ActNorm => LayerSpec::ActNorm,
                     LayerConfig::LuLinear => LayerSpec::LuLinear { perm: Permutation::random_order(dim, s) },
                     LayerConfig::Permutation => LayerSpec::Permutation { perm: Permutation::random_order(dim, s) },
                     LayerConfig::Stochastic { kernel, steps, lambda, mean_free } => {
                         LayerSpec::Stochastic(StochasticConfig { kernel: *kernel, steps: *steps, lambda: *lambda, beta: 1.0, mean_free: *mean_free, seed: s })
                     }
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
 /// One resolved layer of a [`FlowConfig`] (see [`FlowConfig::resolve`]).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum LayerSpec {
-    Affine { mask: Mask, hidden: Vec<usize>, scale_bound: f64, seed: u64 },
-    Spline { mask: Mask, hidden: Vec<usize>, bins: usize, bound: f64, seed: u64 },
+    Affine {
+        mask: Mask,
+        hidden: Vec<usize>,
+        scale_bound: f64,
+        seed: u64,
+    },
+    Spline {
+        mask: Mask,
+        hidden: Vec<usize>,
+        bins: usize,
+        bound: f64,
+        seed: u64,
+    },
     ActNorm,
-    LuLinear { perm: Vec<usize> },
-    Permutation { perm: Vec<usize> },
+    LuLinear {
+        perm: Vec<usize>,
+    },
+    Permutation {
+        perm: Vec<usize>,
+    },
     /// β is set when the block is built against its target.
     Stochastic(StochasticConfig),
 }

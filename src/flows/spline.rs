@@ -250,7 +250,17 @@ pub(crate) fn inverse(y: f64, kn: &Knots, bound: f64) -> (f64, f64) {
 
 /// Reverse mode of [`forward`] at `x`: returns `x_bar` and accumulates `raw_bar`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn forward_vjp(x: f64, raw: &[f64], kn: &Knots, bins: usize, bound: f64, y_bar: f64, ld_bar: f64, raw_bar: &mut [f64], scratch: &mut [Vec<f64>; 3]) -> f64 {
+pub(crate) fn forward_vjp(
+    x: f64,
+    raw: &[f64],
+    kn: &Knots,
+    bins: usize,
+    bound: f64,
+    y_bar: f64,
+    ld_bar: f64,
+    raw_bar: &mut [f64],
+    scratch: &mut [Vec<f64>; 3],
+) -> f64 {
     if x < -bound || x > bound {
         return y_bar;
     }
@@ -268,7 +278,17 @@ pub(crate) fn forward_vjp(x: f64, raw: &[f64], kn: &Knots, bins: usize, bound: f
 /// `A = x_bar − ld_bar ∂g/∂x`, `y_bar = A/f'` and `θ_bar = −(A/f') f_θ − ld_bar g_θ`, which is
 /// one call of the forward segment's VJP with cotangents `(−A/f', −ld_bar)`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn inverse_vjp(y: f64, raw: &[f64], kn: &Knots, bins: usize, bound: f64, x_bar: f64, ld_bar: f64, raw_bar: &mut [f64], scratch: &mut [Vec<f64>; 3]) -> f64 {
+pub(crate) fn inverse_vjp(
+    y: f64,
+    raw: &[f64],
+    kn: &Knots,
+    bins: usize,
+    bound: f64,
+    x_bar: f64,
+    ld_bar: f64,
+    raw_bar: &mut [f64],
+    scratch: &mut [Vec<f64>; 3],
+) -> f64 {
     if y < -bound || y > bound {
         return x_bar;
     }
@@ -319,7 +339,7 @@ mod tests {
     #[test]
     fn zero_parameters_are_the_identity() {
         // Uniform bins, δ = 1 everywhere: every segment is the line y = x (eq. 4 with s = δ = 1).
-        let kn = knots(&vec![0.0; 3 * 5 - 1], 5, 2.0);
+        let kn = knots(&[0.0; 3 * 5 - 1], 5, 2.0);
         for x in [-2.0, -1.3, 0.0, 0.41, 1.99, 2.0] {
             let (y, ld) = forward(x, &kn, 2.0);
             assert!((y - x).abs() < 1e-14 && ld.abs() < 1e-14, "x = {x}: y = {y}, ld = {ld}");
@@ -378,7 +398,11 @@ mod tests {
             for inverse_dir in [false, true] {
                 let f = |x: f64, r: &[f64]| {
                     let kn = knots(r, bins, bound);
-                    if inverse_dir { inverse(x, &kn, bound) } else { forward(x, &kn, bound) }
+                    if inverse_dir {
+                        inverse(x, &kn, bound)
+                    } else {
+                        forward(x, &kn, bound)
+                    }
                 };
                 let mut rb = vec![0.0; r.len()];
                 let xb = if inverse_dir {

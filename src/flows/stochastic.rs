@@ -165,6 +165,7 @@ impl StochasticBlock {
     pub fn new(energy: Arc<dyn Energy>, config: StochasticConfig) -> Result<Self> {
         let c = &config;
         c.validate()?;
+        energy.validate()?;
         let mean_free = match (c.mean_free, energy.particles()) {
             (false, _) => None,
             (true, Some(p)) => Some(p),
@@ -348,7 +349,14 @@ impl StochasticBlock {
         Ok((path.states.pop().expect("K + 1 states"), path.delta_s))
     }
 
-    fn pass_vjp(&self, y0: ArrayView2<f64>, out_bar: ArrayView2<f64>, ds_bar: ArrayView1<f64>, param_bar: &mut [f64], direction: Direction) -> Result<Array2<f64>> {
+    fn pass_vjp(
+        &self,
+        y0: ArrayView2<f64>,
+        out_bar: ArrayView2<f64>,
+        ds_bar: ArrayView1<f64>,
+        param_bar: &mut [f64],
+        direction: Direction,
+    ) -> Result<Array2<f64>> {
         check_input("stochastic block input", y0, self.dim)?;
         check_cotangents(y0, out_bar, ds_bar, param_bar, 0)?;
         let noise = self.noise(y0, direction);
@@ -415,7 +423,11 @@ mod tests {
     }
 
     fn kernels() -> [Kernel; 3] {
-        [Kernel::Metropolis { step_size: 0.3 }, Kernel::Langevin { step_size: 0.02, metropolize: true }, Kernel::Langevin { step_size: 0.02, metropolize: false }]
+        [
+            Kernel::Metropolis { step_size: 0.3 },
+            Kernel::Langevin { step_size: 0.02, metropolize: true },
+            Kernel::Langevin { step_size: 0.02, metropolize: false },
+        ]
     }
 
     /// `Σ out ⊙ c + Σ ΔS ⊙ l` at fixed noise.
@@ -474,7 +486,15 @@ mod tests {
                 Kernel::Langevin { metropolize, .. } => Kernel::Langevin { step_size: 0.05, metropolize },
             };
             let layers: Vec<Box<dyn Flow>> = (1..=5)
-                .map(|i| -> Box<dyn Flow> { Box::new(StochasticBlock::new(energy.clone(), StochasticConfig { kernel, steps: 5, lambda: i as f64 / 5.0, beta: 1.0, mean_free: false, seed: 100 * seed as u64 + i }).unwrap()) })
+                .map(|i| -> Box<dyn Flow> {
+                    Box::new(
+                        StochasticBlock::new(
+                            energy.clone(),
+                            StochasticConfig { kernel, steps: 5, lambda: i as f64 / 5.0, beta: 1.0, mean_free: false, seed: 100 * seed as u64 + i },
+                        )
+                        .unwrap(),
+                    )
+                })
                 .collect();
             let flow = crate::flows::Sequential::new(layers).unwrap();
             let (x, ld) = flow.forward(z.view()).unwrap();

@@ -73,11 +73,8 @@ impl Coupling {
     /// `InvalidArgument` for mismatched lengths; `NonFinite` if Sinkhorn's potentials become
     /// non-finite.
     pub fn partners<R: Into<f64> + Copy>(&self, x0: &[R], x1: &[R], dim: usize, rng: &mut StdRng) -> Result<Vec<usize>> {
-        if dim == 0 || x0.len() != x1.len() || x0.len() % dim != 0 {
-            return Err(Error::invalid(
-                "coupling",
-                format!("x0 ({}) and x1 ({}) must both be [n, {dim}]", x0.len(), x1.len()),
-            ));
+        if dim == 0 || x0.len() != x1.len() || !x0.len().is_multiple_of(dim) {
+            return Err(Error::invalid("coupling", format!("x0 ({}) and x1 ({}) must both be [n, {dim}]", x0.len(), x1.len())));
         }
         let n = x0.len() / dim;
         match *self {
@@ -296,8 +293,6 @@ unsafe fn relax_avx2(crow: &[f64], shift: f64, v: &[f64], mask: &[f64], spc: &mu
     b
 }
 
-
-
 /// The entropic OT plan between uniform marginals on `n_a` and `n_b` points for cost `C`
 /// (`[n_a, n_b]` row-major): `P = argmin ⟨P, C⟩ − ε H(P)`, by Sinkhorn's iterations on the
 /// dual potentials in the log domain (stable for small `ε`; Peyré & Cuturi 2019, §4.4):
@@ -377,7 +372,7 @@ pub fn sinkhorn(cost: &[f64], n_a: usize, n_b: usize, reg: f64, max_iter: usize,
 /// # Errors
 /// `InvalidArgument` for unequal sizes or non-finite points.
 pub fn wasserstein2(a: &[f64], b: &[f64], dim: usize) -> Result<f64> {
-    if dim == 0 || a.len() != b.len() || a.len() % dim != 0 || a.is_empty() {
+    if dim == 0 || a.len() != b.len() || !a.len().is_multiple_of(dim) || a.is_empty() {
         return Err(Error::invalid("wasserstein2", format!("need two [n, {dim}] sets of equal size, got {} and {} values", a.len(), b.len())));
     }
     if a.iter().chain(b).any(|x| !x.is_finite()) {
@@ -470,9 +465,7 @@ mod tests {
                 let r: f64 = plan[i * n..(i + 1) * n].iter().sum();
                 assert!((r - 1.0 / n as f64).abs() < 1e-6, "row {i}: {r}");
             }
-            let dist: f64 = (0..n * n)
-                .map(|k| (plan[k] - if sigma[k / n] == k % n { 1.0 / n as f64 } else { 0.0 }).abs())
-                .sum();
+            let dist: f64 = (0..n * n).map(|k| (plan[k] - if sigma[k / n] == k % n { 1.0 / n as f64 } else { 0.0 }).abs()).sum();
             assert!(dist <= prev_dist + 1e-12, "L1 distance to the exact plan grew: {dist} > {prev_dist} at ε = {reg}");
             prev_dist = dist;
             let c: f64 = plan.iter().zip(&cost).map(|(p, c)| p * c).sum();

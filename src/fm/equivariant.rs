@@ -28,7 +28,7 @@ pub enum Orthogonal {
 /// # Errors
 /// `Shape` when the lengths are not `N·d`; `InvalidArgument` if the SVD fails (non-finite input).
 pub fn kabsch(x: &[f64], y: &[f64], d: usize, group: Orthogonal) -> Result<Vec<f64>> {
-    if d == 0 || x.len() != y.len() || x.len() % d != 0 {
+    if d == 0 || x.len() != y.len() || !x.len().is_multiple_of(d) {
         return Err(Error::Shape { what: "configurations to align".into(), expected: vec![x.len()], got: vec![y.len()] });
     }
     let n = x.len() / d;
@@ -151,7 +151,7 @@ pub fn align_from_identity(x: &[f64], y: &[f64], d: usize, group: Orthogonal, ro
 }
 
 fn check_pair(x: &[f64], y: &[f64], d: usize) -> Result<()> {
-    if d == 0 || x.len() != y.len() || x.len() % d != 0 {
+    if d == 0 || x.len() != y.len() || !x.len().is_multiple_of(d) {
         return Err(Error::Shape { what: "configurations to align".into(), expected: vec![x.len()], got: vec![y.len()] });
     }
     Ok(())
@@ -214,7 +214,12 @@ mod tests {
         a.iter_mut().for_each(|v| *v /= norm);
         // Rodrigues: R = c I + s [a]× + (1 − c) a aᵀ.
         let k = [[0.0, -a[2], a[1]], [a[2], 0.0, -a[0]], [-a[1], a[0], 0.0]];
-        (0..9).map(|ij| { let (i, j) = (ij / 3, ij % 3); c * f64::from(u8::from(i == j)) + s * k[i][j] + (1.0 - c) * a[i] * a[j] }).collect()
+        (0..9)
+            .map(|ij| {
+                let (i, j) = (ij / 3, ij % 3);
+                c * f64::from(u8::from(i == j)) + s * k[i][j] + (1.0 - c) * a[i] * a[j]
+            })
+            .collect()
     }
 
     /// A configuration rotated and relabelled is aligned back exactly (cost ~0), in 2D and 3D;

@@ -278,7 +278,12 @@ impl Trainer for MeanFlowTrainer<'_> {
 /// # Errors
 /// As [`super::train`]; `InvalidArgument` for a fraction outside `[0, 1]` or conditions;
 /// [`Error::Device`] off the CPU.
-pub fn train_mean_flow<'a>(problem: &'a Problem<'a>, config: &MeanFlowConfig, device: &Device, run: &mut Run<'_, MeanFlowTrainer<'a>>) -> Result<(MeanFlowModel, FitReport)> {
+pub fn train_mean_flow<'a>(
+    problem: &'a Problem<'a>,
+    config: &MeanFlowConfig,
+    device: &Device,
+    run: &mut Run<'_, MeanFlowTrainer<'a>>,
+) -> Result<(MeanFlowModel, FitReport)> {
     let mut trainer = MeanFlowTrainer::new(problem, config, device)?;
     if run.label == "train" {
         run.label = "meanflow".into();

@@ -54,7 +54,6 @@ pub use model::{BaseKind, FmModel, ModelField, ModelSaved, NetConfig, Objective}
 pub use path::{Coefficients, FnPath, Interpolant, Path};
 pub use perturbation::{sample_flow_perturbation, Perturbation};
 pub use sample::{
-    log_density, reflow_targets, sample_with_log_density, standard_normal_log_density, straightness, Diffusion,
-    InterpolantSde, ScoreSource, Trace,
+    log_density, reflow_targets, sample_with_log_density, standard_normal_log_density, straightness, Diffusion, InterpolantSde, ScoreSource, Trace,
 };
 pub use train::{load_model, train, FmTrainer, Problem, Source, TimeSampling, TrainConfig};

@@ -153,7 +153,16 @@ impl FmModel {
     /// # Errors
     /// `Shape` for a wrong count, `InvalidArgument` for zero widths.
     #[allow(clippy::too_many_arguments)]
-    pub fn from_params(dim: usize, cond_dim: usize, net: &NetConfig, path: Path, base: BaseKind, objective: Objective, params: &[f32], device: &Device) -> Result<Self> {
+    pub fn from_params(
+        dim: usize,
+        cond_dim: usize,
+        net: &NetConfig,
+        path: Path,
+        base: BaseKind,
+        objective: Objective,
+        params: &[f32],
+        device: &Device,
+    ) -> Result<Self> {
         let cfg = net.mlp(dim, cond_dim);
         cfg.validate()?;
         if device.clone().without_autodiff() == Device::flex() && net.activation == Activation::Tanh {
@@ -163,7 +172,17 @@ impl FmModel {
             let mut sizes = cfg.sizes.clone();
             sizes[0] += 1;
             let fused = FusedMlp::new(sizes, true, params.to_vec());
-            return Ok(Self { dim, cond_dim, path, base, objective, net_config: net.clone(), mlp: std::sync::OnceLock::new(), device: Device::flex(), net: Some(fused) });
+            return Ok(Self {
+                dim,
+                cond_dim,
+                path,
+                base,
+                objective,
+                net_config: net.clone(),
+                mlp: std::sync::OnceLock::new(),
+                device: Device::flex(),
+                net: Some(fused),
+            });
         }
         let mlp = cfg.from_flat(params, device, DType::F32)?;
         Ok(Self::from_mlp(dim, cond_dim, net, path, base, objective, mlp))
@@ -193,7 +212,10 @@ impl FmModel {
     pub fn mlp(&self) -> &Mlp {
         self.mlp.get_or_init(|| {
             let net = self.net.as_ref().expect("a model without a burn network has the fused copy");
-            self.net_config.mlp(self.dim, self.cond_dim).from_flat(net.params(), &self.device, DType::F32).expect("the fused copy has the network's parameter count")
+            self.net_config
+                .mlp(self.dim, self.cond_dim)
+                .from_flat(net.params(), &self.device, DType::F32)
+                .expect("the fused copy has the network's parameter count")
         })
     }
 
@@ -289,7 +311,7 @@ impl FmModel {
     /// # Errors
     /// `Shape` if the condition width is not `cond_dim`.
     pub fn conditional_field(&self, cond: Vec<f32>, guidance: f64) -> Result<ModelField<'_>> {
-        if self.cond_dim == 0 || cond.is_empty() || cond.len() % self.cond_dim != 0 {
+        if self.cond_dim == 0 || cond.is_empty() || !cond.len().is_multiple_of(self.cond_dim) {
             return Err(Error::Shape { what: "condition".into(), expected: vec![self.cond_dim], got: vec![cond.len()] });
         }
         Ok(ModelField { model: self, cond: Some(cond), guidance, ad: self.autodiff_twin() })
@@ -423,13 +445,32 @@ impl ModelField<'_> {
             f = f * Tensor::<2>::from_data(TensorData::new(scale, [b, 1]), (&device, DType::F32));
         }
         let _ = d;
-        if f.device() == out_device { f.cast(out_dtype) } else { crate::device::transfer(&f, &out_device, out_dtype).expect("readback of the field") }
+        if f.device() == out_device {
+            f.cast(out_dtype)
+        } else {
+            crate::device::transfer(&f, &out_device, out_dtype).expect("readback of the field")
+        }
     }
 }
 
 impl VectorField<2> for ModelField<'_> {
     type Params = ();
     type Saved = ModelSaved;
+
+    /// The state must be `[batch, dim]`, and a per-sample condition must have `batch` rows.
+    fn check_state(&self, y0: &Tensor<2>) -> Result<()> {
+        let [b, d] = y0.dims();
+        if d != self.model.dim {
+            return Err(Error::Shape { what: "flow-matching state".into(), expected: vec![b, self.model.dim], got: vec![b, d] });
+        }
+        let c = self.model.cond_dim;
+        if let Some(cond) = &self.cond {
+            if cond.len() != c && cond.len() != b * c {
+                return Err(Error::Shape { what: "condition (one row, or one per sample)".into(), expected: vec![b, c], got: vec![cond.len() / c.max(1), c] });
+            }
+        }
+        Ok(())
+    }
 
     /// Without VJP state: on the fused path the network's own scratch buffers, no allocation
     /// per call (the ODE sampler's hot path).

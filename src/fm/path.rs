@@ -79,9 +79,7 @@ const SINGULAR_END: f64 = 1e-3;
 impl Interpolant for Path {
     fn coefficients(&self, t: f64) -> Coefficients {
         match *self {
-            Path::Linear { sigma } => {
-                Coefficients { alpha: 1.0 - t, beta: t, gamma: sigma, d_alpha: -1.0, d_beta: 1.0, d_gamma: 0.0 }
-            }
+            Path::Linear { sigma } => Coefficients { alpha: 1.0 - t, beta: t, gamma: sigma, d_alpha: -1.0, d_beta: 1.0, d_gamma: 0.0 },
             Path::Trigonometric => {
                 let (s, c) = (FRAC_PI_2 * t).sin_cos();
                 Coefficients { alpha: c, beta: s, gamma: 0.0, d_alpha: -FRAC_PI_2 * s, d_beta: FRAC_PI_2 * c, d_gamma: 0.0 }
@@ -92,14 +90,7 @@ impl Interpolant for Path {
             }
             Path::SchrodingerBridge { sigma } => {
                 let r = (t * (1.0 - t)).max(0.0).sqrt();
-                Coefficients {
-                    alpha: 1.0 - t,
-                    beta: t,
-                    gamma: sigma * r,
-                    d_alpha: -1.0,
-                    d_beta: 1.0,
-                    d_gamma: sigma * (1.0 - 2.0 * t) / (2.0 * r),
-                }
+                Coefficients { alpha: 1.0 - t, beta: t, gamma: sigma * r, d_alpha: -1.0, d_beta: 1.0, d_gamma: sigma * (1.0 - 2.0 * t) / (2.0 * r) }
             }
         }
     }
@@ -120,9 +111,7 @@ impl Path {
     /// `InvalidArgument` for a negative or non-finite `σ` (zero for the bridge).
     pub fn validate(&self) -> crate::Result<()> {
         match *self {
-            Path::Linear { sigma } if !(sigma >= 0.0 && sigma.is_finite()) => {
-                Err(crate::Error::invalid("path.sigma", format!("need σ ≥ 0, got {sigma}")))
-            }
+            Path::Linear { sigma } if !(sigma >= 0.0 && sigma.is_finite()) => Err(crate::Error::invalid("path.sigma", format!("need σ ≥ 0, got {sigma}"))),
             Path::SchrodingerBridge { sigma } if !(sigma > 0.0 && sigma.is_finite()) => {
                 Err(crate::Error::invalid("path.sigma", format!("the Schrödinger bridge needs σ > 0, got {sigma}")))
             }
@@ -212,11 +201,7 @@ mod tests {
                 let (cp, cm) = (p.coefficients(t + h), p.coefficients(t - h));
                 let fd = |f: fn(&Coefficients) -> f64| (f(&cp) - f(&cm)) / (2.0 * h);
                 let scale = 1.0 + c.d_alpha.abs().max(c.d_gamma.abs());
-                for (what, exact, approx) in [
-                    ("α'", c.d_alpha, fd(|c| c.alpha)),
-                    ("β'", c.d_beta, fd(|c| c.beta)),
-                    ("γ'", c.d_gamma, fd(|c| c.gamma)),
-                ] {
+                for (what, exact, approx) in [("α'", c.d_alpha, fd(|c| c.alpha)), ("β'", c.d_beta, fd(|c| c.beta)), ("γ'", c.d_gamma, fd(|c| c.gamma))] {
                     assert!((exact - approx).abs() < 1e-7 * scale, "{name} {what} at t = {t}: {exact} vs fd {approx}");
                 }
             }

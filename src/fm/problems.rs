@@ -83,15 +83,16 @@ impl GaussianToGaussian {
     pub fn target_log_density(&self, x: &[f64]) -> Vec<f64> {
         let d = self.mu.len();
         let c = -0.5 * d as f64 * (2.0 * PI * self.s * self.s).ln();
-        x.chunks(d)
-            .map(|r| c - 0.5 * r.iter().zip(&self.mu).map(|(x, m)| (x - m).powi(2)).sum::<f64>() / (self.s * self.s))
-            .collect()
+        x.chunks(d).map(|r| c - 0.5 * r.iter().zip(&self.mu).map(|(x, m)| (x - m).powi(2)).sum::<f64>() / (self.s * self.s)).collect()
     }
 
     /// `n` samples of the target.
     pub fn sample_target(&self, rng: &mut StdRng, n: usize) -> Array2<f64> {
         let d = self.mu.len();
-        Array2::from_shape_fn((n, d), |(_, k)| { let e: f64 = StandardNormal.sample(rng); self.mu[k] + self.s * e })
+        Array2::from_shape_fn((n, d), |(_, k)| {
+            let e: f64 = StandardNormal.sample(rng);
+            self.mu[k] + self.s * e
+        })
     }
 }
 

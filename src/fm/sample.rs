@@ -91,6 +91,18 @@ impl<F: VectorField<2>> VectorField<2> for Augmented<'_, F> {
         (self.eval(t, y), ())
     }
 
+    fn check_state(&self, y: &Tensor<2>) -> Result<()> {
+        let [b, d1] = y.dims();
+        if d1 == 0 {
+            return Err(Error::Shape { what: "likelihood state [x, log-density]".into(), expected: vec![b, 2], got: vec![b, d1] });
+        }
+        self.field.check_state(&y.clone().slice([0..b, 0..d1 - 1]))
+    }
+
+    fn has_vjp(&self) -> bool {
+        false
+    }
+
     /// The augmented field is for forward solves only: its VJP would need second derivatives
     /// of `b`, which the fused network does not provide.
     fn vjp_saved(&self, _: &(), _: &Tensor<2>, _: Option<(&mut (), f64)>) -> Tensor<2> {
@@ -264,6 +276,19 @@ impl<V: VectorField<2>, S: VectorField<2>> SdeField for InterpolantSde<'_, V, S>
         true
     }
 
+    fn check_state(&self, y0: &Tensor<2>) -> Result<()> {
+        self.velocity.check_state(y0)?;
+        match self.score {
+            ScoreSource::Field(s) => s.check_state(y0),
+            ScoreSource::FromVelocity => Ok(()),
+        }
+    }
+
+    /// Sampling only: [`crate::sde::sdeint_for_grad`] refuses this SDE.
+    fn has_vjp(&self) -> bool {
+        false
+    }
+
     fn drift_saving(&self, t: f64, y: &Tensor<2>) -> (Tensor<2>, Self::DriftSaved) {
         let time = Time::Shared(t);
         let v = self.velocity.eval(&time, y);
@@ -294,9 +319,10 @@ impl<V: VectorField<2>, S: VectorField<2>> SdeField for InterpolantSde<'_, V, S>
         (y.zeros_like().add_scalar((2.0 * self.eps(t)).sqrt()), ())
     }
 
-    /// Gradients through the sampler are not offered (sampling only).
+    /// Gradients through the sampler are not offered (sampling only; `has_vjp` is false, so
+    /// `sdeint_for_grad` refuses the field before any step).
     fn drift_vjp(&self, _: &Self::DriftSaved, _: &Tensor<2>, _: Option<(&mut (), f64)>) -> Tensor<2> {
-        panic!("InterpolantSde is for sampling; it has no drift VJP")
+        unreachable!("InterpolantSde says has_vjp() = false, which sdeint_for_grad checks")
     }
 
     fn diffusion_vjp(&self, _: &(), a: &Tensor<2>, _: Option<(&mut (), f64)>) -> Tensor<2> {

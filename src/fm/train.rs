@@ -314,7 +314,14 @@ impl<'a> FmTrainer<'a> {
                 Engine::Burn(Box::new(BurnEngine { mlp, optim: crate::train::burn_adam(), device: ad, ema: None, replicas: Vec::new() }))
             }
         };
-        let batch = HostBatch { x0: Vec::new(), x1: Vec::new(), input: vec![0.0; bsz * width], ts: vec![0.0; bsz], target: vec![0.0; bsz * dim], weight: vec![1.0; bsz] };
+        let batch = HostBatch {
+            x0: Vec::new(),
+            x1: Vec::new(),
+            input: vec![0.0; bsz * width],
+            ts: vec![0.0; bsz],
+            target: vec![0.0; bsz * dim],
+            weight: vec![1.0; bsz],
+        };
         Ok(Self { problem, config: config.clone(), cond_dim, base, device: device.clone(), engine, batch })
     }
 

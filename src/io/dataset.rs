@@ -131,7 +131,10 @@ impl DatasetSpec {
             return Err(Error::invalid("shards", format!("need 1 ≤ shards ≤ samples, got {} shards for {} samples", self.shards, self.samples)));
         }
         if self.n_times < 2 || !(self.t_end > 0.0 && self.t_end.is_finite()) {
-            return Err(Error::invalid("n_times", format!("need at least two output times on [0, t_end] with t_end > 0, got {} times, t_end = {}", self.n_times, self.t_end)));
+            return Err(Error::invalid(
+                "n_times",
+                format!("need at least two output times on [0, t_end] with t_end > 0, got {} times, t_end = {}", self.n_times, self.t_end),
+            ));
         }
         if !(self.y0_spread >= 0.0 && self.param_spread >= 0.0) {
             return Err(Error::invalid("y0_spread", "spreads must be non-negative"));
@@ -143,7 +146,10 @@ impl DatasetSpec {
             return Ok(Generator::Field(f));
         }
         if self.resolution.is_some() {
-            return Err(Error::invalid("resolution", format!("only the field simulators ({}) take a resolution; `{}` has its own grid", field_sims::NAMES.join(", "), self.system)));
+            return Err(Error::invalid(
+                "resolution",
+                format!("only the field simulators ({}) take a resolution; `{}` has its own grid", field_sims::NAMES.join(", "), self.system),
+            ));
         }
         let sys = systems::by_name(&self.system)?;
         if let InitialCondition::RandomFourier { modes, amplitude } = &self.initial {
@@ -210,7 +216,8 @@ pub fn sample_inputs(sys: &dyn System, spec: &DatasetSpec, first: usize, count: 
                 }
             }
             InitialCondition::RandomFourier { modes, amplitude } => {
-                let grid = grid.ok_or_else(|| Error::invalid("initial", format!("random Fourier initial states need a 1D field; `{}` has none", sys.name())))?;
+                let grid =
+                    grid.ok_or_else(|| Error::invalid("initial", format!("random Fourier initial states need a 1D field; `{}` has none", sys.name())))?;
                 let u = ic::random_fourier(&grid, rng.random::<u64>(), *modes, *amplitude);
                 y0s.row_mut(r).assign(&ndarray::Array1::from(u));
             }
@@ -532,7 +539,10 @@ impl Manifest {
                 }
                 let info = H5File::open(&f)?.expect(&m.dataset, Some(m.sample_shape.len() + 1), "[samples, ...sample_shape]")?;
                 if info.shape[0] != s.samples || info.shape[1..] != m.sample_shape[..] {
-                    return Err(merr(format!("shard {} `{}` holds {:?} in `{}`, the manifest says {} samples of {:?}", s.index, s.file, info.shape, m.dataset, s.samples, m.sample_shape)));
+                    return Err(merr(format!(
+                        "shard {} `{}` holds {:?} in `{}`, the manifest says {} samples of {:?}",
+                        s.index, s.file, info.shape, m.dataset, s.samples, m.sample_shape
+                    )));
                 }
             }
         }
@@ -683,7 +693,14 @@ pub fn write_preview(dir: &Path, m: &Manifest, path: &Path) -> Result<()> {
         3 if f.has_dataset("x-coordinate") => {
             let x = coord("x-coordinate", shape[2]);
             let maps = (0..k)
-                .map(|s| Heatmap { title: format!("{system} sample {}: {}(x, t)", shard.first_sample + s, m.dataset), xlabel: "x".into(), ylabel: "t".into(), xs: x.clone(), ys: t.clone(), values: sample(s).collect() })
+                .map(|s| Heatmap {
+                    title: format!("{system} sample {}: {}(x, t)", shard.first_sample + s, m.dataset),
+                    xlabel: "x".into(),
+                    ylabel: "t".into(),
+                    xs: x.clone(),
+                    ys: t.clone(),
+                    values: sample(s).collect(),
+                })
                 .collect::<Vec<_>>();
             save_heatmaps(path, &maps, 2)
         }
@@ -706,7 +723,14 @@ pub fn write_preview(dir: &Path, m: &Manifest, path: &Path) -> Result<()> {
                 .map(|s| {
                     let vals: Vec<f64> = sample(s).skip(last).collect();
                     let values = (0..ny).flat_map(|j| (0..nx).map(move |i| (i, j))).map(|(i, j)| vals[i * ny + j]).collect();
-                    Heatmap { title: format!("{system} sample {}: {} at t = {:.3}", shard.first_sample + s, m.dataset, t[shape[1] - 1]), xlabel: "x".into(), ylabel: "y".into(), xs: x.clone(), ys: y.clone(), values }
+                    Heatmap {
+                        title: format!("{system} sample {}: {} at t = {:.3}", shard.first_sample + s, m.dataset, t[shape[1] - 1]),
+                        xlabel: "x".into(),
+                        ylabel: "y".into(),
+                        xs: x.clone(),
+                        ys: y.clone(),
+                        values,
+                    }
                 })
                 .collect::<Vec<_>>();
             save_heatmaps(path, &maps, 2)

@@ -89,11 +89,21 @@ impl Source {
         for f in files {
             let info = H5File::open(f)?.expect(dataset, None, "")?;
             if info.shape.is_empty() {
-                return Err(Error::DatasetMismatch { file: f.display().to_string(), dataset: dataset.into(), expected: "samples along axis 0".into(), got: "a scalar".into() });
+                return Err(Error::DatasetMismatch {
+                    file: f.display().to_string(),
+                    dataset: dataset.into(),
+                    expected: "samples along axis 0".into(),
+                    got: "a scalar".into(),
+                });
             }
             match &sample_shape {
                 Some(s) if s[..] != info.shape[1..] => {
-                    return Err(Error::DatasetMismatch { file: f.display().to_string(), dataset: dataset.into(), expected: format!("samples of shape {s:?}"), got: format!("{:?}", &info.shape[1..]) })
+                    return Err(Error::DatasetMismatch {
+                        file: f.display().to_string(),
+                        dataset: dataset.into(),
+                        expected: format!("samples of shape {s:?}"),
+                        got: format!("{:?}", &info.shape[1..]),
+                    })
                 }
                 _ => sample_shape = Some(info.shape[1..].to_vec()),
             }
@@ -199,7 +209,11 @@ impl Loader {
     /// Batches per epoch.
     pub fn batches(&self) -> usize {
         let n = self.len();
-        if self.cfg.drop_last { n / self.cfg.batch_size } else { n.div_ceil(self.cfg.batch_size) }
+        if self.cfg.drop_last {
+            n / self.cfg.batch_size
+        } else {
+            n.div_ceil(self.cfg.batch_size)
+        }
     }
 
     /// The items of epoch `epoch` in order: `(sample, first time)`. Every item appears once.

@@ -16,8 +16,13 @@ use crate::Result;
 
 /// The bytes of a `.npy` file holding `data` (row-major) with `shape`
 /// (NumPy format 1.0: magic, header dict padded to a multiple of 64 bytes, data).
-pub fn npy_bytes(shape: &[usize], data: &[f64]) -> Vec<u8> {
-    assert_eq!(shape.iter().product::<usize>(), data.len(), "shape matches the data");
+///
+/// # Errors
+/// `Shape` when the shape's product is not the number of values.
+pub fn npy_bytes(shape: &[usize], data: &[f64]) -> Result<Vec<u8>> {
+    if shape.iter().product::<usize>() != data.len() {
+        return Err(crate::Error::Shape { what: format!("npy data ({} values)", data.len()), expected: shape.to_vec(), got: vec![data.len()] });
+    }
     let dims = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
     let shape_str = if shape.len() == 1 { format!("({dims},)") } else { format!("({dims})") };
     let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape_str}, }}");
@@ -35,12 +40,12 @@ pub fn npy_bytes(shape: &[usize], data: &[f64]) -> Vec<u8> {
     for v in data {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    out
+    Ok(out)
 }
 
 /// Writes `data` with `shape` to a `.npy` file atomically.
 pub fn write_npy(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
-    write_atomic(path, &npy_bytes(shape, data))
+    write_atomic(path, &npy_bytes(shape, data)?)
 }
 
 /// Writes a CSV with a header row and one row per record, atomically.
@@ -60,7 +65,7 @@ mod tests {
     /// `np.save` on `np.zeros((2, 3))`: the dict, padded to 118 bytes + newline).
     #[test]
     fn npy_header_matches_numpy() {
-        let b = super::npy_bytes(&[2, 3], &[0.0; 6]);
+        let b = super::npy_bytes(&[2, 3], &[0.0; 6]).unwrap();
         assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
         let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
         assert_eq!(hlen, 118, "numpy 2.4.6 writes a 118-byte header for shape (2, 3)");

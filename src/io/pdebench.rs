@@ -109,7 +109,11 @@ pub fn detect(file: &H5File) -> Result<Layout> {
     Err(Error::MissingDataset {
         file: file.path().display().to_string(),
         dataset: "tensor".into(),
-        hint: format!("not a PDEBench file: no `tensor`, no CFD fields and no seed groups with `data`; root has datasets [{}] and groups [{}]", datasets.join(", "), groups.join(", ")),
+        hint: format!(
+            "not a PDEBench file: no `tensor`, no CFD fields and no seed groups with `data`; root has datasets [{}] and groups [{}]",
+            datasets.join(", "),
+            groups.join(", ")
+        ),
     })
 }
 
@@ -139,7 +143,11 @@ impl SingleFile {
         let cfd: Vec<String> = CFD_FIELDS.iter().filter(|f| file.has_dataset(f)).map(|f| f.to_string()).collect();
         if cfd.is_empty() {
             let (_, ds) = file.children("/")?;
-            return Err(Error::MissingDataset { file: file.path().display().to_string(), dataset: "tensor".into(), hint: format!("root has: {}", ds.join(", ")) });
+            return Err(Error::MissingDataset {
+                file: file.path().display().to_string(),
+                dataset: "tensor".into(),
+                hint: format!("root has: {}", ds.join(", ")),
+            });
         }
         Ok(cfd)
     }
@@ -317,7 +325,16 @@ impl Grouped {
     /// or `channel_c`.
     pub fn to_single(&self) -> Result<SingleFile> {
         let first = self.seeds.first().ok_or_else(|| Error::invalid("seeds", "a grouped dataset needs at least one seed"))?;
-        let c = *first.shape.last().expect("rank checked");
+        let c = match first.shape.last() {
+            Some(&c) if c > 0 => c,
+            _ => {
+                return Err(Error::Shape {
+                    what: format!("seed `{}` (a trailing channel axis of at least one)", first.name),
+                    expected: vec![1],
+                    got: first.shape.clone(),
+                })
+            }
+        };
         let per = first.data.len() / c;
         let names: Vec<String> = match self.attrs.get("fields") {
             Some(Attr::Strs(v)) if v.len() == c => v.clone(),
@@ -326,7 +343,8 @@ impl Grouped {
         };
         let mut shape = vec![self.seeds.len()];
         shape.extend_from_slice(&first.shape[..first.shape.len() - 1]);
-        let mut fields: Vec<Field> = names.into_iter().map(|name| Field { name, shape: shape.clone(), data: Vec::with_capacity(per * self.seeds.len()) }).collect();
+        let mut fields: Vec<Field> =
+            names.into_iter().map(|name| Field { name, shape: shape.clone(), data: Vec::with_capacity(per * self.seeds.len()) }).collect();
         for s in &self.seeds {
             if s.shape != first.shape {
                 return Err(Error::Shape { what: format!("seed `{}`", s.name), expected: first.shape.clone(), got: s.shape.clone() });

@@ -61,12 +61,30 @@ pub struct ConvNet {
 }
 
 impl ConvNetConfig {
+    /// Checks the settings: positive channels and width, odd kernel sizes (the padding
+    /// `k / 2` keeps the grid only for odd `k`).
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the setting.
+    pub fn check(&self) -> crate::Result<()> {
+        if self.in_channels == 0 || self.out_channels == 0 || self.width == 0 {
+            return Err(crate::Error::invalid(
+                "conv",
+                format!("in_channels, out_channels and width must be positive, got {}, {}, {}", self.in_channels, self.out_channels, self.width),
+            ));
+        }
+        if self.kernel.iter().any(|k| k % 2 == 0) {
+            return Err(crate::Error::invalid("conv.kernel", format!("kernel sizes must be odd (the padding k/2 keeps the grid), got {:?}", self.kernel)));
+        }
+        Ok(())
+    }
+
     /// The network with weights from `seed` (`U(±1/√fan_in)` everywhere, PyTorch's default).
     ///
-    /// # Panics
-    /// On an even kernel or a zero width.
-    pub fn init(&self, seed: u64, device: &Device) -> ConvNet {
-        assert!(self.kernel.iter().all(|k| k % 2 == 1) && self.width > 0, "ConvNetConfig: need odd kernel sizes and a positive width: {self:?}");
+    /// # Errors
+    /// The settings' error from [`ConvNetConfig::check`].
+    pub fn init(&self, seed: u64, device: &Device) -> crate::Result<ConvNet> {
+        self.check()?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let w = self.width;
         let lift = linear(&mut rng, self.in_channels + 2, w, device);
@@ -87,7 +105,7 @@ impl ConvNetConfig {
             (None, Vec::new())
         };
         let proj = linear(&mut rng, w, self.out_channels, device);
-        ConvNet { lift, convs, time_embed, time_bias, proj, time_features: self.time_features, kernel: self.kernel, activation: self.activation }
+        Ok(ConvNet { lift, convs, time_embed, time_bias, proj, time_features: self.time_features, kernel: self.kernel, activation: self.activation })
     }
 }
 

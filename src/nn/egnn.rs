@@ -86,22 +86,22 @@ impl EgnnConfig {
         let h = self.hidden;
         let silu = |sizes: Vec<usize>| MlpConfig::new(sizes).with_activation(Activation::Silu);
         let seed_of = |l: usize, k: u64| seed.wrapping_mul(0x9E37_79B9).wrapping_add(16 * l as u64 + k);
-        let embed = MlpConfig::new(vec![1, h]).init(seed_of(0, 0), device);
+        let embed = MlpConfig::new(vec![1, h]).init(seed_of(0, 0), device)?;
         let layers = (0..self.layers)
-            .map(|l| {
-                let coord = silu(vec![h, h, 1]).init(seed_of(l + 1, 2), device);
+            .map(|l| -> Result<EgnnLayer> {
+                let coord = silu(vec![h, h, 1]).init(seed_of(l + 1, 2), device)?;
                 let mut flat = coord.flat_params();
                 let last = h + 1;
                 let n = flat.len();
                 flat[n - last..].iter_mut().for_each(|v| *v *= self.coord_init_scale);
-                EgnnLayer {
-                    edge: silu(vec![2 * h + 1, h, h]).init(seed_of(l + 1, 1), device),
-                    coord: coord.with_flat_params(&flat),
+                Ok(EgnnLayer {
+                    edge: silu(vec![2 * h + 1, h, h]).init(seed_of(l + 1, 1), device)?,
+                    coord: coord.with_flat_params(&flat)?,
                     // The last layer's features would not reach the output: no node update.
-                    node: (l + 1 < self.layers).then(|| silu(vec![2 * h, h, h]).init(seed_of(l + 1, 3), device)),
-                }
+                    node: if l + 1 < self.layers { Some(silu(vec![2 * h, h, h]).init(seed_of(l + 1, 3), device)?) } else { None },
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Ok(Egnn { embed, layers, particles: self.particles, spatial_dim: self.spatial_dim, hidden: h, coord_init_scale: self.coord_init_scale })
     }
 }
@@ -132,7 +132,13 @@ pub struct Egnn {
 impl Egnn {
     /// The architecture.
     pub fn config(&self) -> EgnnConfig {
-        EgnnConfig { particles: self.particles, spatial_dim: self.spatial_dim, layers: self.layers.len(), hidden: self.hidden, coord_init_scale: self.coord_init_scale }
+        EgnnConfig {
+            particles: self.particles,
+            spatial_dim: self.spatial_dim,
+            layers: self.layers.len(),
+            hidden: self.hidden,
+            coord_init_scale: self.coord_init_scale,
+        }
     }
 
     /// The device of the parameters.

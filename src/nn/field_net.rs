@@ -25,11 +25,14 @@ impl Default for FieldNetConfig {
 
 impl FieldNetConfig {
     /// The network with weights from `seed`.
-    pub fn init(&self, seed: u64, device: &Device) -> FieldNet {
-        match self {
-            FieldNetConfig::Fno(c) => FieldNet::Fno(c.init(seed, device)),
-            FieldNetConfig::Conv(c) => FieldNet::Conv(c.init(seed, device)),
-        }
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming a setting out of range.
+    pub fn init(&self, seed: u64, device: &Device) -> crate::Result<FieldNet> {
+        Ok(match self {
+            FieldNetConfig::Fno(c) => FieldNet::Fno(c.init(seed, device)?),
+            FieldNetConfig::Conv(c) => FieldNet::Conv(c.init(seed, device)?),
+        })
     }
 
     /// Field channels in and out.
@@ -41,14 +44,14 @@ impl FieldNetConfig {
     }
 
     /// Checks the architecture against a field grid `[X, Y]` ([`FnoConfig::check_grid`]; the
-    /// convolutional net takes any grid).
+    /// convolutional net takes any grid, and is checked by [`ConvNetConfig::check`]).
     ///
     /// # Errors
     /// `InvalidArgument` naming the setting.
     pub fn check_grid(&self, nx: usize, ny: usize) -> crate::Result<()> {
         match self {
             FieldNetConfig::Fno(f) => f.check_grid(nx, ny),
-            FieldNetConfig::Conv(_) => Ok(()),
+            FieldNetConfig::Conv(c) => c.check(),
         }
     }
 

@@ -109,9 +109,7 @@ impl FnoConfig {
     /// # Errors
     /// `InvalidArgument` naming the setting and the grid.
     pub fn check_grid(&self, nx: usize, ny: usize) -> crate::Result<()> {
-        if self.width == 0 || self.layers == 0 || self.modes[0] == 0 || self.modes[1] == 0 || self.projection == 0 {
-            return Err(crate::Error::invalid("fno", format!("width, layers, projection and modes must be positive, got width {}, layers {}, projection {}, modes {:?}", self.width, self.layers, self.projection, self.modes)));
-        }
+        self.check()?;
         let (px, py) = (nx + self.padding[0], ny + self.padding[1]);
         if 2 * self.modes[0] - 1 > px || 2 * self.modes[1] - 1 > py {
             return Err(crate::Error::invalid(
@@ -122,13 +120,39 @@ impl FnoConfig {
         Ok(())
     }
 
+    /// Checks the settings that do not depend on the grid: positive channels, width, layers,
+    /// projection and modes.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the settings.
+    pub fn check(&self) -> crate::Result<()> {
+        if self.in_channels == 0
+            || self.out_channels == 0
+            || self.width == 0
+            || self.layers == 0
+            || self.modes[0] == 0
+            || self.modes[1] == 0
+            || self.projection == 0
+        {
+            return Err(crate::Error::invalid(
+                "fno",
+                format!(
+                    "channels, width, layers, projection and modes must be positive, got channels {} → {}, width {}, layers {}, projection {}, modes {:?}",
+                    self.in_channels, self.out_channels, self.width, self.layers, self.projection, self.modes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The network with weights from `seed`: affine layers `U(±1/√fan_in)` (PyTorch's
     /// `nn.Linear`), spectral weights `U(0, 1)/(c_in c_out)` as in the reference implementation.
     ///
-    /// # Panics
-    /// On a zero width, layer count or mode count.
-    pub fn init(&self, seed: u64, device: &Device) -> Fno {
-        assert!(self.width > 0 && self.layers > 0 && self.modes[0] > 0 && self.modes[1] > 0, "FnoConfig: width, layers and modes must be positive: {self:?}");
+    /// # Errors
+    /// The settings' error from [`FnoConfig::check`]. The grid is checked where it is known
+    /// ([`FnoConfig::check_grid`]).
+    pub fn init(&self, seed: u64, device: &Device) -> crate::Result<Fno> {
+        self.check()?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let w = self.width;
         let k = (2 * self.modes[0] - 1) * self.modes[1];
@@ -152,7 +176,18 @@ impl FnoConfig {
         };
         let proj1 = linear(&mut rng, w, self.projection, device);
         let proj2 = linear(&mut rng, self.projection, self.out_channels, device);
-        Fno { lift, spectral, pointwise, time_embed, time_bias, proj1, proj2, padding: self.padding, time_features: self.time_features, activation: self.activation }
+        Ok(Fno {
+            lift,
+            spectral,
+            pointwise,
+            time_embed,
+            time_bias,
+            proj1,
+            proj2,
+            padding: self.padding,
+            time_features: self.time_features,
+            activation: self.activation,
+        })
     }
 }
 
@@ -189,7 +224,11 @@ impl SpectralConv {
         let fy = table(ny, 2 * my, on, |y, j| {
             let (k, im) = (j % my, j >= my);
             let th = TAU * (k * y) as f64 / nyf;
-            if im { -th.sin() } else { th.cos() }
+            if im {
+                -th.sin()
+            } else {
+                th.cos()
+            }
         });
         let hy = h.permute([0, 1, 3, 2]).reshape([b * nx * c, ny]).matmul(fy);
         // Forward along x (complex → complex): rows [Re; Im] of the input, columns [Re | Im] of
@@ -211,7 +250,7 @@ impl SpectralConv {
         let (wr, wi) = (self.weight_re.val(), self.weight_im.val());
         let block = Tensor::cat(vec![Tensor::cat(vec![wr.clone(), wi.clone()], 2), Tensor::cat(vec![wi.neg(), wr], 2)], 1);
         let out = v.matmul(block); // [K, b, 2o] = [Or | Oi]
-        // Inverse along x: U = Σ_k O e^{+iθ}: Ur = Or cos − Oi sin, Ui = Or sin + Oi cos.
+                                   // Inverse along x: U = Σ_k O e^{+iθ}: Ur = Or cos − Oi sin, Ui = Or sin + Oi cos.
         let mix = table(2 * kx, 2 * nx, on, |r, j| {
             let (k, o_im) = (r % kx, r >= kx);
             let (x, u_im) = (j % nx, j >= nx);
@@ -342,7 +381,7 @@ mod tests {
     fn fno_shapes_and_spectral_shift_equivariance() {
         let device = crate::device::cpu_f64().unwrap();
         let cfg = FnoConfig { width: 6, modes: [4, 1], layers: 2, time_features: 2, projection: 8, ..FnoConfig::default() };
-        let fno = cfg.init(1, &device);
+        let fno = cfg.init(1, &device).unwrap();
         let u = Tensor::<4>::random([3, 1, 16, 1], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         let t = Tensor::<1>::from_floats([0.1, 0.5, 0.9], &device);
         assert_eq!(fno.forward(u.clone(), t).dims(), [3, 1, 16, 1]);

@@ -287,7 +287,11 @@ fn tanh_f64(x: f64) -> f64 {
     let big = e * f64::from_bits(((k as i64 + 1023) as u64) << 52) - 1.0;
     let m = if y < 1.1 { small } else { big };
     let t = (m / (m + 2.0)).copysign(x);
-    if x.is_nan() { x } else { t }
+    if x.is_nan() {
+        x
+    } else {
+        t
+    }
 }
 
 /// In-place [`tanh_f64`] over a slice; on x86-64 a copy compiled for AVX-512 or AVX2+FMA is
@@ -421,12 +425,7 @@ const TANH_A: [f32; 7] = [
 ];
 /// Denominator coefficients of [`tanh_f32`], highest power of `x²` first.
 #[allow(clippy::excessive_precision)]
-const TANH_B: [f32; 4] = [
-    1.198_258_394_667_02e-6,
-    1.185_347_056_866_54e-4,
-    2.268_434_632_439e-3,
-    4.893_525_185_543_85e-3,
-];
+const TANH_B: [f32; 4] = [1.198_258_394_667_02e-6, 1.185_347_056_866_54e-4, 2.268_434_632_439e-3, 4.893_525_185_543_85e-3];
 
 /// `x` clamped to ±7.9053111, where the rational reaches ±1; NaN stays NaN.
 /// (`f32::clamp` compiles to one `max` and one `min`; the former
@@ -656,16 +655,7 @@ mod x86 {
             #[inline(always)]
             unsafe fn $name(a: Self, b: Self) -> Self {
                 // SAFETY: the caller runs on a CPU with this instruction set.
-                unsafe {
-                    $ty(
-                        if is_f32::<R>() {
-                            $ps(a.0, b.0)
-                        } else {
-                            $frompd($pd($tops(a.0), $tops(b.0)))
-                        },
-                        PhantomData,
-                    )
-                }
+                unsafe { $ty(if is_f32::<R>() { $ps(a.0, b.0) } else { $frompd($pd($tops(a.0), $tops(b.0))) }, PhantomData) }
             }
         };
     }
@@ -674,16 +664,7 @@ mod x86 {
             #[inline(always)]
             unsafe fn $name(a: Self, b: Self, c: Self) -> Self {
                 // SAFETY: the caller runs on a CPU with this instruction set.
-                unsafe {
-                    $ty(
-                        if is_f32::<R>() {
-                            $ps(a.0, b.0, c.0)
-                        } else {
-                            $frompd($pd($tops(a.0), $tops(b.0), $tops(c.0)))
-                        },
-                        PhantomData,
-                    )
-                }
+                unsafe { $ty(if is_f32::<R>() { $ps(a.0, b.0, c.0) } else { $frompd($pd($tops(a.0), $tops(b.0), $tops(c.0))) }, PhantomData) }
             }
         };
     }
@@ -698,16 +679,7 @@ mod x86 {
         #[inline(always)]
         unsafe fn splat(v: R) -> Self {
             // SAFETY: AVX-512F is available; `R` is f32 or f64 by size.
-            unsafe {
-                Zmm(
-                    if is_f32::<R>() {
-                        _mm512_set1_ps(bits(v))
-                    } else {
-                        _mm512_castpd_ps(_mm512_set1_pd(bits(v)))
-                    },
-                    PhantomData,
-                )
-            }
+            unsafe { Zmm(if is_f32::<R>() { _mm512_set1_ps(bits(v)) } else { _mm512_castpd_ps(_mm512_set1_pd(bits(v))) }, PhantomData) }
         }
         #[inline(always)]
         unsafe fn load(p: *const R) -> Self {
@@ -758,16 +730,7 @@ mod x86 {
         #[inline(always)]
         unsafe fn splat(v: R) -> Self {
             // SAFETY: AVX is available; `R` is f32 or f64 by size.
-            unsafe {
-                Ymm(
-                    if is_f32::<R>() {
-                        _mm256_set1_ps(bits(v))
-                    } else {
-                        _mm256_castpd_ps(_mm256_set1_pd(bits(v)))
-                    },
-                    PhantomData,
-                )
-            }
+            unsafe { Ymm(if is_f32::<R>() { _mm256_set1_ps(bits(v)) } else { _mm256_castpd_ps(_mm256_set1_pd(bits(v))) }, PhantomData) }
         }
         #[inline(always)]
         unsafe fn load(p: *const R) -> Self {
@@ -1107,11 +1070,7 @@ pub struct MlpCache<R> {
 
 impl<R> Debug for MlpCache<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MlpCache")
-            .field("sizes", &self.sizes)
-            .field("time_input", &self.time_input)
-            .field("batch", &self.batch)
-            .finish_non_exhaustive()
+        f.debug_struct("MlpCache").field("sizes", &self.sizes).field("time_input", &self.time_input).field("batch", &self.batch).finish_non_exhaustive()
     }
 }
 
@@ -1124,16 +1083,7 @@ impl<R: Real> Default for MlpCache<R> {
 impl<R: Real> MlpCache<R> {
     /// An empty cache; buffers are sized on first use.
     pub fn new() -> Self {
-        MlpCache {
-            sizes: Vec::new(),
-            time_input: false,
-            batch: 0,
-            acts: Vec::new(),
-            g: AVec::new(),
-            d: AVec::new(),
-            tmp: AVec::new(),
-            dw: AVec::new(),
-        }
+        MlpCache { sizes: Vec::new(), time_input: false, batch: 0, acts: Vec::new(), g: AVec::new(), d: AVec::new(), tmp: AVec::new(), dw: AVec::new() }
     }
 
     /// Batch size of the last [`FusedMlp::forward_cached`] call (0 if none).
@@ -1211,20 +1161,10 @@ impl<R: Real> FusedMlp<R> {
     /// If `sizes` has fewer than two entries or a zero width, or if
     /// `params.len() != Self::param_count(&sizes)`; the message names `sizes`.
     pub fn new(sizes: Vec<usize>, time_input: bool, params: Vec<R>) -> Self {
-        assert!(
-            sizes.len() >= 2,
-            "FusedMlp: sizes {sizes:?} must list at least the input and output widths"
-        );
-        assert!(
-            sizes.iter().all(|&s| s > 0),
-            "FusedMlp: sizes {sizes:?} contain a zero width"
-        );
+        assert!(sizes.len() >= 2, "FusedMlp: sizes {sizes:?} must list at least the input and output widths");
+        assert!(sizes.iter().all(|&s| s > 0), "FusedMlp: sizes {sizes:?} contain a zero width");
         let expected = Self::param_count(&sizes);
-        assert!(
-            params.len() == expected,
-            "FusedMlp: sizes {sizes:?} need {expected} parameters, got {}",
-            params.len()
-        );
+        assert!(params.len() == expected, "FusedMlp: sizes {sizes:?} need {expected} parameters, got {}", params.len());
         let mut offsets = Vec::with_capacity(sizes.len() - 1);
         let mut packed_at = Vec::with_capacity(sizes.len() - 1);
         let (mut off, mut poff) = (0, 0);
@@ -1233,24 +1173,12 @@ impl<R: Real> FusedMlp<R> {
             offsets.push((off, off + k * n));
             off += k * n + n;
             let (kp, np) = (pad::<R>(k), pad::<R>(n));
-            packed_at.push(Packed {
-                w: poff,
-                wt: poff + k * np,
-                b: poff + k * np + n * kp,
-            });
+            packed_at.push(Packed { w: poff, wt: poff + k * np, b: poff + k * np + n * kp });
             poff += k * np + n * kp + np;
         }
         let mut packed = AVec::new();
         packed.resize(poff);
-        let mut mlp = FusedMlp {
-            sizes,
-            time_input,
-            params,
-            offsets,
-            packed,
-            packed_at,
-            scratch: Mutex::new(MlpCache::new()),
-        };
+        let mut mlp = FusedMlp { sizes, time_input, params, offsets, packed, packed_at, scratch: Mutex::new(MlpCache::new()) };
         mlp.refresh_packed();
         mlp
     }
@@ -1290,13 +1218,7 @@ impl<R: Real> FusedMlp<R> {
     /// # Panics
     /// If `params.len() != self.num_params()`.
     pub fn set_params(&mut self, params: &[R]) {
-        assert!(
-            params.len() == self.params.len(),
-            "FusedMlp::set_params: sizes {:?} need {} parameters, got {}",
-            self.sizes,
-            self.params.len(),
-            params.len()
-        );
+        assert!(params.len() == self.params.len(), "FusedMlp::set_params: sizes {:?} need {} parameters, got {}", self.sizes, self.params.len(), params.len());
         self.params.copy_from_slice(params);
         self.refresh_packed();
     }
@@ -1361,17 +1283,8 @@ impl<R: Real> FusedMlp<R> {
         );
         if self.time_input {
             match t {
-                TimeArg::None => panic!(
-                    "FusedMlp (sizes {:?}) takes a time input but got TimeArg::None",
-                    self.sizes
-                ),
-                TimeArg::PerSample(ts) => assert!(
-                    ts.len() == batch,
-                    "FusedMlp (sizes {:?}): {} per-sample times for batch {}",
-                    self.sizes,
-                    ts.len(),
-                    batch
-                ),
+                TimeArg::None => panic!("FusedMlp (sizes {:?}) takes a time input but got TimeArg::None", self.sizes),
+                TimeArg::PerSample(ts) => assert!(ts.len() == batch, "FusedMlp (sizes {:?}): {} per-sample times for batch {}", self.sizes, ts.len(), batch),
                 TimeArg::Shared(_) => {}
             }
         }
@@ -1395,37 +1308,20 @@ impl<R: Real> FusedMlp<R> {
                 // buffers are overwritten before use, so they are still fine.
                 self.forward_cached(t, x, batch, out, &mut p.into_inner())
             }
-            Err(std::sync::TryLockError::WouldBlock) => {
-                self.forward_cached(t, x, batch, out, &mut MlpCache::new())
-            }
+            Err(std::sync::TryLockError::WouldBlock) => self.forward_cached(t, x, batch, out, &mut MlpCache::new()),
         }
     }
 
     /// Same as [`Self::forward`], and keeps in `cache` what [`Self::vjp`]
     /// needs (the input with its time column, post-activation hidden values).
     /// Allocation-free once `cache` has served this network at this batch size.
-    pub fn forward_cached(
-        &self,
-        t: TimeArg<R>,
-        x: &[R],
-        batch: usize,
-        out: &mut [R],
-        cache: &mut MlpCache<R>,
-    ) {
+    pub fn forward_cached(&self, t: TimeArg<R>, x: &[R], batch: usize, out: &mut [R], cache: &mut MlpCache<R>) {
         self.forward_with(Isa::best::<R>(), t, x, batch, out, cache);
     }
 
     /// [`Self::forward_cached`] with the kernels of `isa` (which the CPU must
     /// support; [`Isa::best`] checks).
-    fn forward_with(
-        &self,
-        isa: Isa,
-        t: TimeArg<R>,
-        x: &[R],
-        batch: usize,
-        out: &mut [R],
-        cache: &mut MlpCache<R>,
-    ) {
+    fn forward_with(&self, isa: Isa, t: TimeArg<R>, x: &[R], batch: usize, out: &mut [R], cache: &mut MlpCache<R>) {
         self.check_io(&t, x, batch, out);
         self.load_input(t, x, batch, cache);
         // SAFETY: `isa` is supported by this CPU (caller); `load_input` sized
@@ -1513,11 +1409,7 @@ impl<R: Real> FusedMlp<R> {
             if n <= THIN {
                 // z[i, o] = x[i, :] · Wᵀ[o, :] + b[o], written straight into
                 // `out` for the output layer.
-                let (dst, ld) = if last {
-                    (&mut *out, n)
-                } else {
-                    (rest[0].as_mut_slice(), np)
-                };
+                let (dst, ld) = if last { (&mut *out, n) } else { (rest[0].as_mut_slice(), np) };
                 assert!(dst.len() >= batch * ld);
                 let dp = dst.as_mut_ptr();
                 // SAFETY: rows of `x` and `wt` hold `kp` elements; the epilogue
@@ -1543,16 +1435,7 @@ impl<R: Real> FusedMlp<R> {
                 assert_eq!(dst.len(), batch * np);
                 let dp = dst.as_mut_ptr();
                 let bp = b.as_ptr();
-                let op = Outer {
-                    rows: batch,
-                    depth: k,
-                    nvec: np / lanes,
-                    a: x.as_ptr(),
-                    a_rs: kp,
-                    a_cs: 1,
-                    m: w.as_ptr(),
-                    ldm: np,
-                };
+                let op = Outer { rows: batch, depth: k, nvec: np / lanes, a: x.as_ptr(), a_rs: kp, a_cs: 1, m: w.as_ptr(), ldm: np };
                 // SAFETY: `a(i, p) = x[i·kp + p]` with `p < k`, `M` rows of
                 // `w` hold `np` elements; the epilogue writes row `i` of `dst`
                 // (`np` elements), and `tanh` sees rows already complete.
@@ -1597,27 +1480,12 @@ impl<R: Real> FusedMlp<R> {
     /// # Panics
     /// If `cache` was not filled by a network with the same sizes and time
     /// flag, or on a length mismatch.
-    pub fn vjp(
-        &self,
-        cache: &mut MlpCache<R>,
-        a: &[R],
-        x_bar: &mut [R],
-        param_bar: &mut [R],
-        t_bar: Option<&mut [R]>,
-    ) {
+    pub fn vjp(&self, cache: &mut MlpCache<R>, a: &[R], x_bar: &mut [R], param_bar: &mut [R], t_bar: Option<&mut [R]>) {
         self.vjp_with(Isa::best::<R>(), cache, a, x_bar, param_bar, t_bar);
     }
 
     /// [`Self::vjp`] with the kernels of `isa` (which the CPU must support).
-    fn vjp_with(
-        &self,
-        isa: Isa,
-        cache: &mut MlpCache<R>,
-        a: &[R],
-        x_bar: &mut [R],
-        param_bar: &mut [R],
-        t_bar: Option<&mut [R]>,
-    ) {
+    fn vjp_with(&self, isa: Isa, cache: &mut MlpCache<R>, a: &[R], x_bar: &mut [R], param_bar: &mut [R], t_bar: Option<&mut [R]>) {
         assert!(
             cache.sizes == self.sizes && cache.time_input == self.time_input,
             "FusedMlp::vjp (sizes {:?}, time_input {}): cache was filled by sizes {:?}, time_input {}",
@@ -1628,22 +1496,8 @@ impl<R: Real> FusedMlp<R> {
         );
         let batch = cache.batch;
         let (dim, n_out) = (self.dim_in(), self.dim_out());
-        assert!(
-            a.len() == batch * n_out,
-            "FusedMlp::vjp (sizes {:?}): a has {} entries, expected batch {} x {}",
-            self.sizes,
-            a.len(),
-            batch,
-            n_out
-        );
-        assert!(
-            x_bar.len() == batch * dim,
-            "FusedMlp::vjp (sizes {:?}): x_bar has {} entries, expected batch {} x {}",
-            self.sizes,
-            x_bar.len(),
-            batch,
-            dim
-        );
+        assert!(a.len() == batch * n_out, "FusedMlp::vjp (sizes {:?}): a has {} entries, expected batch {} x {}", self.sizes, a.len(), batch, n_out);
+        assert!(x_bar.len() == batch * dim, "FusedMlp::vjp (sizes {:?}): x_bar has {} entries, expected batch {} x {}", self.sizes, x_bar.len(), batch, dim);
         assert!(
             param_bar.len() == self.num_params(),
             "FusedMlp::vjp (sizes {:?}): param_bar has {} entries, expected {}",
@@ -1652,13 +1506,7 @@ impl<R: Real> FusedMlp<R> {
             self.num_params()
         );
         if let Some(tb) = &t_bar {
-            assert!(
-                tb.len() == batch,
-                "FusedMlp::vjp (sizes {:?}): t_bar has {} entries, expected batch {}",
-                self.sizes,
-                tb.len(),
-                batch
-            );
+            assert!(tb.len() == batch, "FusedMlp::vjp (sizes {:?}): t_bar has {} entries, expected batch {}", self.sizes, tb.len(), batch);
         }
         for (l, h) in cache.acts.iter().enumerate() {
             assert_eq!(h.as_slice().len(), batch * pad::<R>(self.sizes[l]), "FusedMlp::vjp: corrupt cache");
@@ -1678,14 +1526,7 @@ impl<R: Real> FusedMlp<R> {
     /// [`Self::vjp_impl`] compiled for AVX-512 (`f32`/`f64` only).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn vjp_avx512(
-        &self,
-        cache: &mut MlpCache<R>,
-        a: &[R],
-        x_bar: &mut [R],
-        param_bar: &mut [R],
-        t_bar: Option<&mut [R]>,
-    ) {
+    unsafe fn vjp_avx512(&self, cache: &mut MlpCache<R>, a: &[R], x_bar: &mut [R], param_bar: &mut [R], t_bar: Option<&mut [R]>) {
         // SAFETY: the caller checked the CPU; this copy enables the features.
         unsafe { self.vjp_impl::<x86::Zmm<R>>(cache, a, x_bar, param_bar, t_bar) }
     }
@@ -1693,14 +1534,7 @@ impl<R: Real> FusedMlp<R> {
     /// [`Self::vjp_impl`] compiled for AVX2 + FMA (`f32`/`f64` only).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn vjp_avx2(
-        &self,
-        cache: &mut MlpCache<R>,
-        a: &[R],
-        x_bar: &mut [R],
-        param_bar: &mut [R],
-        t_bar: Option<&mut [R]>,
-    ) {
+    unsafe fn vjp_avx2(&self, cache: &mut MlpCache<R>, a: &[R], x_bar: &mut [R], param_bar: &mut [R], t_bar: Option<&mut [R]>) {
         // SAFETY: as above.
         unsafe { self.vjp_impl::<x86::Ymm<R>>(cache, a, x_bar, param_bar, t_bar) }
     }
@@ -1712,14 +1546,7 @@ impl<R: Real> FusedMlp<R> {
     /// The CPU must support `V`'s instruction set; shapes checked by
     /// [`Self::vjp_with`].
     #[inline(always)]
-    unsafe fn vjp_impl<V: Simd<R>>(
-        &self,
-        cache: &mut MlpCache<R>,
-        a: &[R],
-        x_bar: &mut [R],
-        param_bar: &mut [R],
-        mut t_bar: Option<&mut [R]>,
-    ) {
+    unsafe fn vjp_impl<V: Simd<R>>(&self, cache: &mut MlpCache<R>, a: &[R], x_bar: &mut [R], param_bar: &mut [R], mut t_bar: Option<&mut [R]>) {
         let batch = cache.batch;
         let nl = self.num_layers();
         let n_out = self.dim_out();
@@ -1776,16 +1603,7 @@ impl<R: Real> FusedMlp<R> {
                         row[k..].fill(R::ZERO);
                     }
                 } else {
-                    let op = Outer {
-                        rows: batch,
-                        depth: n,
-                        nvec: kp / lanes,
-                        a: gl.as_ptr(),
-                        a_rs: np,
-                        a_cs: 1,
-                        m: wt.as_ptr(),
-                        ldm: kp,
-                    };
+                    let op = Outer { rows: batch, depth: n, nvec: kp / lanes, a: gl.as_ptr(), a_rs: np, a_cs: 1, m: wt.as_ptr(), ldm: kp };
                     // SAFETY: `a(i, o) = g[i·np + o]`, `o < n`; rows of `wt`
                     // and `x` hold `kp`; writes row `i` of `dl`.
                     unsafe {
@@ -1819,16 +1637,7 @@ impl<R: Real> FusedMlp<R> {
                     } else {
                         tmp.resize(batch * kp);
                         let tp = tmp.as_mut_slice().as_mut_ptr();
-                        let op = Outer {
-                            rows: batch,
-                            depth: n,
-                            nvec: kp / lanes,
-                            a: gl.as_ptr(),
-                            a_rs: np,
-                            a_cs: 1,
-                            m: wt.as_ptr(),
-                            ldm: kp,
-                        };
+                        let op = Outer { rows: batch, depth: n, nvec: kp / lanes, a: gl.as_ptr(), a_rs: np, a_cs: 1, m: wt.as_ptr(), ldm: kp };
                         // SAFETY: as in the wide branch above; writes row `i` of `tmp`.
                         unsafe {
                             V::outer(&op, &mut |i, v, acc| V::store(tp.add(i * kp + v * lanes), acc), &mut |_, _| {});
@@ -1866,15 +1675,7 @@ impl<R: Real> FusedMlp<R> {
     /// The CPU must support `V`'s instruction set; `x` and `g` have `batch`
     /// padded rows.
     #[inline(always)]
-    unsafe fn weight_cotangent<V: Simd<R>>(
-        &self,
-        l: usize,
-        batch: usize,
-        x: &[R],
-        g: &[R],
-        wbar: &mut [R],
-        dw: &mut AVec<R>,
-    ) {
+    unsafe fn weight_cotangent<V: Simd<R>>(&self, l: usize, batch: usize, x: &[R], g: &[R], wbar: &mut [R], dw: &mut AVec<R>) {
         let (k, n) = (self.sizes[l], self.sizes[l + 1]);
         let (kp, np) = (pad::<R>(k), pad::<R>(n));
         let lanes = V::LANES;
@@ -2206,11 +2007,7 @@ mod tests {
         let mut rng = Rng(11);
         for case in cases(5) {
             let m64 = &case.mlp;
-            let m32 = FusedMlp::new(
-                m64.sizes().to_vec(),
-                m64.time_input(),
-                m64.params().iter().map(|&v| v as f32).collect(),
-            );
+            let m32 = FusedMlp::new(m64.sizes().to_vec(), m64.time_input(), m64.params().iter().map(|&v| v as f32).collect());
             let batch = case.batch;
             let to32 = |v: &[f64]| v.iter().map(|&u| u as f32).collect::<Vec<f32>>();
             let up = |v: &[f32]| v.iter().map(|&u| u as f64).collect::<Vec<f64>>();

@@ -99,10 +99,10 @@ impl MlpConfig {
     /// Layers with weights drawn from `U(−1/√fan_in, 1/√fan_in)` (PyTorch's default for
     /// `nn.Linear`) by a seeded generator, so a model is reproducible from its seed alone.
     ///
-    /// # Panics
-    /// With fewer than two sizes.
-    pub fn init(&self, seed: u64, device: &Device) -> Mlp {
-        assert!(self.sizes.len() >= 2, "MlpConfig: need at least input and output sizes, got {:?}", self.sizes);
+    /// # Errors
+    /// As [`Self::validate`] (fewer than two sizes, a zero width).
+    pub fn init(&self, seed: u64, device: &Device) -> Result<Mlp> {
+        self.validate()?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut layers = Vec::new();
         for l in 0..self.sizes.len() - 1 {
@@ -113,12 +113,9 @@ impl MlpConfig {
             let b: Vec<f64> = (0..d_out).map(|_| rng.random_range(-bound..bound)).collect();
             let weight = Tensor::<2>::from_data(TensorData::new(w, [d_in, d_out]), device);
             let bias = Tensor::<1>::from_data(TensorData::new(b, [d_out]), device);
-            layers.push(Linear {
-                weight: Param::from_tensor(weight),
-                bias: Some(Param::from_tensor(bias)),
-            });
+            layers.push(Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) });
         }
-        Mlp { layers, time_input: self.time_input, activation: self.activation }
+        Ok(Mlp { layers, time_input: self.time_input, activation: self.activation })
     }
 }
 
@@ -179,9 +176,13 @@ impl Mlp {
 
     /// A copy with parameters taken from `flat` (the layout of [`Mlp::flat_params`]).
     ///
-    /// # Panics
-    /// If `flat` has the wrong length.
-    pub fn with_flat_params(&self, flat: &[f64]) -> Mlp {
+    /// # Errors
+    /// `Shape` if `flat` does not hold exactly the network's parameter count.
+    pub fn with_flat_params(&self, flat: &[f64]) -> Result<Mlp> {
+        let expected: usize = self.layers.iter().map(|l| l.weight.dims().iter().product::<usize>() + l.bias.as_ref().map_or(0, |b| b.dims()[0])).sum();
+        if flat.len() != expected {
+            return Err(Error::Shape { what: "flat MLP parameters".into(), expected: vec![expected], got: vec![flat.len()] });
+        }
         let mut layers = Vec::new();
         let mut offset = 0;
         for layer in &self.layers {
@@ -197,8 +198,7 @@ impl Mlp {
             });
             layers.push(Linear { weight: Param::from_tensor(wt), bias });
         }
-        assert_eq!(offset, flat.len(), "Mlp::with_flat_params: expected {offset} values, got {}", flat.len());
-        Mlp { layers, time_input: self.time_input, activation: self.activation }
+        Ok(Mlp { layers, time_input: self.time_input, activation: self.activation })
     }
 
     /// The architecture.
@@ -375,10 +375,7 @@ impl MlpGrads {
                     offset += n;
                     if let Some(b) = &layer.bias {
                         let nb = b.dims()[0];
-                        let t = Tensor::<1>::from_data(
-                            TensorData::new(v[offset..offset + nb].to_vec(), [nb]),
-                            (&device, dtype),
-                        );
+                        let t = Tensor::<1>::from_data(TensorData::new(v[offset..offset + nb].to_vec(), [nb]), (&device, dtype));
                         grads.set(b.id, t);
                         offset += nb;
                     }
@@ -472,6 +469,20 @@ macro_rules! fused_vjp {
 impl VectorField<2> for MlpField<'_> {
     type Params = MlpGrads;
     type Saved = MlpSaved;
+
+    /// The network must map the state's width to itself (`sizes = [d, …, d]`, time excluded).
+    fn check_state(&self, y0: &Tensor<2>) -> Result<()> {
+        let sizes = self.mlp.sizes();
+        let [b, d] = y0.dims();
+        let (d_in, d_out) = (sizes[0], sizes[sizes.len() - 1]);
+        if d_in != d_out {
+            return Err(Error::invalid("mlp", format!("a vector field maps a state to its own width; this MLP maps {d_in} to {d_out}")));
+        }
+        if d != d_in {
+            return Err(Error::Shape { what: "state of the MLP field".into(), expected: vec![b, d_in], got: vec![b, d] });
+        }
+        Ok(())
+    }
 
     fn eval(&self, t: &Time, y: &Tensor<2>) -> Tensor<2> {
         match &self.fused {

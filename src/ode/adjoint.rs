@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::field::{ParamCotangent, Time, VectorField};
 use super::solve::{
-    advance, check_cotangents, check_options, check_times, check_y0, combine, integrate, stages, Coef, DenseOutput, Plain, Recording, Solution,
-    Stats, Status, StepSize, Stepper, PROBE,
+    advance, check_cotangents, check_options, check_times, check_y0, combine, integrate, stages, Coef, DenseOutput, Plain, Recording, Solution, Stats, Status,
+    StepSize, Stepper, PROBE,
 };
 use super::{Options, Solver, StepControl};
 use crate::{Error, Result};
@@ -187,7 +187,7 @@ impl<const D: usize, F: VectorField<D>> Stepper<D> for CheckpointRecorder<'_, F,
     }
     fn accepted(&mut self, t: f64, h: f64, y: &[Tensor<D>], _k: &[Vec<Tensor<D>>], outputs: &[(usize, f64)]) {
         let n = self.steps.len();
-        if n % self.stride == 0 {
+        if n.is_multiple_of(self.stride) {
             self.checkpoints.push((n, y[0].clone()));
             if self.checkpoints.len() > self.max {
                 // Thin out: keep every other checkpoint, double the spacing (online, so the
@@ -217,10 +217,11 @@ pub fn solve_for_grad<'a, const D: usize, F: VectorField<D>>(
     check_times(times)?;
     check_y0(&y0)?;
     field.check_state(&y0)?;
+    if !field.has_vjp() {
+        return Err(Error::Unsupported(format!("gradients through `{}`: the field has no vector-Jacobian product", std::any::type_name::<F>())));
+    }
     if opts.control == StepControl::PerSample && opts.solver.is_adaptive() && opts.dt.is_none() {
-        return Err(Error::Unsupported(
-            "gradients with per-sample step control; use StepControl::Batch".into(),
-        ));
+        return Err(Error::Unsupported("gradients with per-sample step control; use StepControl::Batch".into()));
     }
     let batch = y0.dims()[0];
     let mut stats = Stats::default();
@@ -235,13 +236,7 @@ pub fn solve_for_grad<'a, const D: usize, F: VectorField<D>>(
             if *checkpoints < 2 {
                 return Err(Error::invalid("checkpoints", format!("need at least 2, got {checkpoints}")));
             }
-            let mut rec = CheckpointRecorder {
-                field,
-                max: *checkpoints,
-                stride: 1,
-                steps: Vec::new(),
-                checkpoints: Vec::new(),
-            };
+            let mut rec = CheckpointRecorder { field, max: *checkpoints, stride: 1, steps: Vec::new(), checkpoints: Vec::new() };
             let out = integrate(&mut rec, opts, vec![y0.clone()], times, None, 1, &mut stats)?;
             (out.outputs, Record::Checkpointed { steps: rec.steps, checkpoints: rec.checkpoints })
         }
@@ -253,10 +248,7 @@ pub fn solve_for_grad<'a, const D: usize, F: VectorField<D>>(
             }
             AdjointMode::Interpolated => {
                 if tab.dense.is_none() && !tab.fsal {
-                    return Err(Error::Unsupported(format!(
-                        "interpolated adjoint needs a solver with dense output, not `{}`",
-                        tab.name
-                    )));
+                    return Err(Error::Unsupported(format!("interpolated adjoint needs a solver with dense output, not `{}`", tab.name)));
                 }
                 let mut rec = Recording::new(field);
                 let out = integrate(&mut rec, opts, vec![y0.clone()], times, None, 1, &mut stats)?;
@@ -269,13 +261,7 @@ pub fn solve_for_grad<'a, const D: usize, F: VectorField<D>>(
     let mut ys = Vec::with_capacity(times.len());
     ys.push(y0);
     ys.extend(outputs.into_iter().map(|mut o| o.remove(0)));
-    let sol = Solution {
-        ts: times.to_vec(),
-        ys: ys.clone(),
-        stats,
-        status: vec![Status::Success; batch],
-        dense: None,
-    };
+    let sol = Solution { ts: times.to_vec(), ys: ys.clone(), stats, status: vec![Status::Success; batch], dense: None };
     let tape = Tape { field, opts: opts.clone(), gradient, times: times.to_vec(), ys, record };
     Ok((sol, tape))
 }
@@ -306,8 +292,7 @@ impl<const D: usize, F: VectorField<D>> Tape<'_, D, F> {
                         continue;
                     }
                     // Recompute the segment's stages with the recorded step sizes.
-                    let mut rec =
-                        DirectRecorder { field: self.field, pending: Vec::new(), steps: Vec::new(), fsal: tab.fsal };
+                    let mut rec = DirectRecorder { field: self.field, pending: Vec::new(), steps: Vec::new(), fsal: tab.fsal };
                     let mut y = vec![y_start.clone()];
                     let mut k1: Option<Vec<Tensor<D>>> = None;
                     for (t, h, outputs) in &steps[*start..end] {
@@ -318,17 +303,7 @@ impl<const D: usize, F: VectorField<D>> Tape<'_, D, F> {
                         }
                         y = y_new;
                     }
-                    (a, carry) = discrete_adjoint(
-                        self.field,
-                        &self.opts,
-                        &rec.steps,
-                        a,
-                        carry,
-                        *start == 0,
-                        cotangents,
-                        &mut params,
-                        &mut stats,
-                    );
+                    (a, carry) = discrete_adjoint(self.field, &self.opts, &rec.steps, a, carry, *start == 0, cotangents, &mut params, &mut stats);
                 }
                 a
             }

@@ -20,9 +20,9 @@
 use burn::tensor::{Tensor, TensorData};
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut1};
 
+use super::events::{solve_events, SampleEvent};
 use super::field::{Time, VectorField};
 use super::solve::{solve, DenseOutput, Solution, Stats, Status};
-use super::events::{solve_events, SampleEvent};
 use super::system_field::SystemField;
 use super::Options;
 use crate::host::{array2_from_tensor, solution_array, tensor_from_array2, ToHost};
@@ -56,21 +56,12 @@ impl ArraySolution {
     /// # Errors
     /// `InvalidArgument` when dense output was not kept or `t` is outside the span.
     pub fn evaluate(&self, t: f64) -> Result<Array2<f64>> {
-        let dense = self
-            .dense
-            .as_ref()
-            .ok_or_else(|| Error::invalid("t", "dense output was not kept; set Options::dense = true"))?;
+        let dense = self.dense.as_ref().ok_or_else(|| Error::invalid("t", "dense output was not kept; set Options::dense = true"))?;
         array2_from_tensor(&dense.evaluate(t)?)
     }
 
     fn from_solution(sol: Solution<2>) -> Result<Self> {
-        Ok(Self {
-            ts: Array1::from(sol.ts),
-            ys: solution_array(&sol.ys)?,
-            stats: sol.stats,
-            status: sol.status,
-            dense: sol.dense,
-        })
+        Ok(Self { ts: Array1::from(sol.ts), ys: solution_array(&sol.ys)?, stats: sol.stats, status: sol.status, dense: sol.dense })
     }
 }
 
@@ -97,6 +88,9 @@ impl<F: Fn(f64, ArrayView1<'_, f64>, ArrayViewMut1<'_, f64>)> VectorField<2> for
         (self.eval(t, y), ())
     }
 
+    fn has_vjp(&self) -> bool {
+        false
+    }
     fn vjp_saved(&self, _: &(), _: &Tensor<2>, _: Option<(&mut (), f64)>) -> Tensor<2> {
         unreachable!("RowField is private to solve_array, whose solve takes no vector-Jacobian product")
     }

@@ -17,9 +17,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::adjoint::{solve_for_grad, Gradient, Grads};
 use super::field::{Time, VectorField};
-use super::solve::{
-    check_options, check_times, check_y0, integrate, Coef, Solution, StepSize, Stats, Status, Stepper, Stops,
-};
+use super::solve::{check_options, check_times, check_y0, integrate, Coef, Solution, Stats, Status, StepSize, Stepper, Stops};
 use super::{Options, StepControl};
 use crate::host::ToHost;
 use crate::sim::events::{crosses, locate, Action, Event};
@@ -192,10 +190,7 @@ pub fn solve_events<const D: usize, F: VectorField<D>>(
     check_y0(&y0)?;
     field.check_state(&y0)?;
     if let Some(e) = events.iter().find(|e| matches!(e.action, Action::Reset(_))) {
-        return Err(Error::Unsupported(format!(
-            "reset event `{}` in a batched ode solve (samples share their steps); use sim::simulate_events",
-            e.name
-        )));
+        return Err(Error::Unsupported(format!("reset event `{}` in a batched ode solve (samples share their steps); use sim::simulate_events", e.name)));
     }
     if opts.control == StepControl::PerSample || opts.dense {
         return Err(Error::Unsupported("events with per-sample step control or dense output".into()));
@@ -328,16 +323,17 @@ pub fn event_gradients<const D: usize, F: VectorField<D>>(
             .find(|h| h.sample == i && h.t == ts && matches!(events.get(h.event).map(|e| &e.action), Some(Action::Stop)))
             .ok_or_else(|| Error::invalid("events", format!("no terminal crossing recorded for sample {i}; pass the events of the solve")))?;
         let e = &events[hit.event];
-        let grad = e
-            .gradient
-            .as_ref()
-            .ok_or_else(|| Error::invalid("events", format!("event `{}` needs Event::gradient to differentiate its time", e.name)))?;
+        let grad =
+            e.gradient.as_ref().ok_or_else(|| Error::invalid("events", format!("event `{}` needs Event::gradient to differentiate its time", e.name)))?;
         let r = i * n..(i + 1) * n;
         let dg_dt = grad(ts, &y_end[r.clone()], &[], &mut dg);
         let denom: f64 = dg.iter().zip(&f[r.clone()]).map(|(g, fi)| g * fi).sum::<f64>() + dg_dt;
         let num: f64 = a[r.clone()].iter().zip(&f[r.clone()]).map(|(ai, fi)| ai * fi).sum::<f64>() + dl_dt[i];
         if !(denom.abs() > 0.0) || !denom.is_finite() {
-            return Err(Error::invalid("events", format!("event `{}` crosses tangentially for sample {i} at t = {ts} (dg/dt = 0): its time is not differentiable", e.name)));
+            return Err(Error::invalid(
+                "events",
+                format!("event `{}` crosses tangentially for sample {i} at t = {ts} (dg/dt = 0): its time is not differentiable", e.name),
+            ));
         }
         let c = num / denom;
         for (aj, gj) in a[r].iter_mut().zip(&dg) {

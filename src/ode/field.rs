@@ -87,12 +87,7 @@ pub trait VectorField<const D: usize> {
 
     /// `aᵀ ∂f/∂y` at the saved point (same shape as `y`); when `params` is given as
     /// `(acc, w)`, also `acc += w · aᵀ ∂f/∂θ`.
-    fn vjp_saved(
-        &self,
-        saved: &Self::Saved,
-        a: &Tensor<D>,
-        params: Option<(&mut Self::Params, f64)>,
-    ) -> Tensor<D>;
+    fn vjp_saved(&self, saved: &Self::Saved, a: &Tensor<D>, params: Option<(&mut Self::Params, f64)>) -> Tensor<D>;
 
     /// A zero parameter cotangent.
     fn zero_params(&self) -> Self::Params;
@@ -107,6 +102,13 @@ pub trait VectorField<const D: usize> {
         Ok(())
     }
 
+    /// Whether [`vjp_saved`](Self::vjp_saved) is implemented. A field for forward solves only
+    /// says `false`, and [`crate::ode::solve_for_grad`] refuses it with a typed error instead of
+    /// reaching the missing VJP.
+    fn has_vjp(&self) -> bool {
+        true
+    }
+
     /// `(f(t, y), ∇·f(t, y))` with the exact divergence per sample (`[batch]`, the trace of
     /// `∂f/∂y` over each sample's entries), where the field has a faster way to form it than
     /// one VJP per dimension; `None` (the default) lets the caller take the `d` VJPs.
@@ -116,13 +118,7 @@ pub trait VectorField<const D: usize> {
     }
 
     /// `aᵀ ∂f/∂y` at `(t, y)`, accumulating `w · aᵀ ∂f/∂θ` into `params` if given.
-    fn vjp(
-        &self,
-        t: &Time,
-        y: &Tensor<D>,
-        a: &Tensor<D>,
-        params: Option<(&mut Self::Params, f64)>,
-    ) -> Tensor<D> {
+    fn vjp(&self, t: &Time, y: &Tensor<D>, a: &Tensor<D>, params: Option<(&mut Self::Params, f64)>) -> Tensor<D> {
         let (_, saved) = self.eval_saving(t, y);
         self.vjp_saved(&saved, a, params)
     }
@@ -138,9 +134,7 @@ pub(crate) fn autodiff_vjp<const D: usize>(
     let out = g(y_ad.clone());
     let a_ad = a.clone().autodiff();
     let grads = (out * a_ad).sum().backward();
-    let gy = y_ad
-        .grad(&grads)
-        .unwrap_or_else(|| y.clone().without_autodiff().zeros_like());
+    let gy = y_ad.grad(&grads).unwrap_or_else(|| y.clone().without_autodiff().zeros_like());
     (gy, grads, y_ad)
 }
 
@@ -232,18 +226,9 @@ where
     fn eval_saving(&self, t: &Time, y: &Tensor<D>) -> (Tensor<D>, Self::Saved) {
         (self.eval(t, y), (t.clone(), y.clone()))
     }
-    fn vjp_saved(
-        &self,
-        saved: &Self::Saved,
-        a: &Tensor<D>,
-        params: Option<(&mut FlatGrads, f64)>,
-    ) -> Tensor<D> {
+    fn vjp_saved(&self, saved: &Self::Saved, a: &Tensor<D>, params: Option<(&mut FlatGrads, f64)>) -> Tensor<D> {
         let (t, y) = saved;
-        let p_ad: Vec<Tensor<1>> = self
-            .params
-            .iter()
-            .map(|p| p.clone().detach().autodiff().require_grad())
-            .collect();
+        let p_ad: Vec<Tensor<1>> = self.params.iter().map(|p| p.clone().detach().autodiff().require_grad()).collect();
         let (gy, grads, _) = autodiff_vjp(y, a, |y| (self.f)(t, y, &p_ad));
         if let Some((acc, w)) = params {
             for (slot, p) in acc.0.iter_mut().zip(&p_ad) {
@@ -411,12 +396,7 @@ impl<const D: usize, M: FieldModule<D>> VectorField<D> for ModuleField<M> {
     fn eval_saving(&self, t: &Time, y: &Tensor<D>) -> (Tensor<D>, Self::Saved) {
         (self.eval(t, y), (t.clone(), y.clone()))
     }
-    fn vjp_saved(
-        &self,
-        saved: &Self::Saved,
-        a: &Tensor<D>,
-        params: Option<(&mut ModuleGrads, f64)>,
-    ) -> Tensor<D> {
+    fn vjp_saved(&self, saved: &Self::Saved, a: &Tensor<D>, params: Option<(&mut ModuleGrads, f64)>) -> Tensor<D> {
         let (t, y) = saved;
         let (gy, grads, _) = autodiff_vjp(y, a, |y| self.module.forward(t, y));
         if let Some((acc, w)) = params {

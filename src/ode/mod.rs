@@ -19,26 +19,23 @@
 //! ```
 
 pub mod adjoint;
+pub mod array;
 mod controller;
+mod events;
 pub(crate) mod field;
 pub mod problems;
 pub(crate) mod solve;
 mod system_field;
-pub mod array;
-mod events;
 pub mod tableau;
 
 pub use adjoint::{solve_for_grad, AdjointMode, AdjointOptions, Gradient, Grads, Tape};
-pub use controller::PiController;
-pub use field::{
-    FieldModule, FlatGrads, FnField, ModuleField, ModuleGrads, ParamCotangent, ParamFnField, Time,
-    VectorField,
-};
-pub use solve::{solve, Solution, Stats, Status};
-pub use system_field::{SystemField, SystemSaved};
 pub use array::{solve_array, solve_array_events, solve_system, ArrayEvents, ArraySolution};
+pub use controller::PiController;
 pub use events::{event_gradients, solve_events, EventSolution, SampleEvent};
 pub(crate) use field::autodiff_vjp;
+pub use field::{FieldModule, FlatGrads, FnField, ModuleField, ModuleGrads, ParamCotangent, ParamFnField, Time, VectorField};
+pub use solve::{solve, Solution, Stats, Status};
+pub use system_field::{SystemField, SystemSaved};
 
 use serde::{Deserialize, Serialize};
 use tableau::Tableau;
@@ -65,15 +62,7 @@ pub enum Solver {
 
 impl Solver {
     /// Every solver; tests loop over this list.
-    pub const ALL: [Solver; 7] = [
-        Solver::Euler,
-        Solver::Midpoint,
-        Solver::Heun,
-        Solver::Rk4,
-        Solver::Bosh3,
-        Solver::Dopri5,
-        Solver::Tsit5,
-    ];
+    pub const ALL: [Solver; 7] = [Solver::Euler, Solver::Midpoint, Solver::Heun, Solver::Rk4, Solver::Bosh3, Solver::Dopri5, Solver::Tsit5];
 
     /// The method's Butcher tableau.
     pub fn tableau(self) -> &'static Tableau {
@@ -98,15 +87,7 @@ impl Solver {
         Solver::ALL
             .into_iter()
             .find(|s| s.tableau().name.eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                crate::Error::invalid(
-                    "solver",
-                    format!(
-                        "unknown solver `{name}`; known: {}",
-                        Solver::ALL.map(|s| s.tableau().name).join(", ")
-                    ),
-                )
-            })
+            .ok_or_else(|| crate::Error::invalid("solver", format!("unknown solver `{name}`; known: {}", Solver::ALL.map(|s| s.tableau().name).join(", "))))
     }
 }
 

@@ -64,10 +64,7 @@ impl<const D: usize> Solution<D> {
     /// The solution at any time `t` in the solved span, from the solver's dense
     /// output (the method's interpolant, or cubic Hermite). Needs `Options::dense`.
     pub fn evaluate(&self, t: f64) -> Result<Tensor<D>> {
-        let dense = self
-            .dense
-            .as_ref()
-            .ok_or_else(|| Error::invalid("t", "dense output was not kept; set Options::dense = true"))?;
+        let dense = self.dense.as_ref().ok_or_else(|| Error::invalid("t", "dense output was not kept; set Options::dense = true"))?;
         dense.evaluate(t)
     }
 }
@@ -100,10 +97,7 @@ impl<const D: usize> DenseOutput<D> {
             return Err(Error::invalid("t", format!("{t} is outside the solved span [{lo}, {hi}]")));
         }
         // Binary search for the step with t_n <= t <= t_n + h (in the direction of integration).
-        let idx = self
-            .steps
-            .partition_point(|s| dir * (s.t + s.h - t) < 0.0)
-            .min(self.steps.len() - 1);
+        let idx = self.steps.partition_point(|s| dir * (s.t + s.h - t) < 0.0).min(self.steps.len() - 1);
         let s = &self.steps[idx];
         let theta = ((t - s.t) / s.h).clamp(0.0, 1.0);
         let mut w = vec![0.0; self.tab.stages()];
@@ -113,16 +107,14 @@ impl<const D: usize> DenseOutput<D> {
         }
         let f_end = s.f_end.as_ref().expect("f_end is filled for every step of a dense solve");
         let (h01, h10, h11) = super::tableau::hermite_basis(theta);
-        Ok(s.y.clone().mul_scalar(1.0 - h01)
-            + s.y_end.clone().mul_scalar(h01)
-            + s.k[0].clone().mul_scalar(s.h * h10)
-            + f_end.clone().mul_scalar(s.h * h11))
+        Ok(s.y.clone().mul_scalar(1.0 - h01) + s.y_end.clone().mul_scalar(h01) + s.k[0].clone().mul_scalar(s.h * h10) + f_end.clone().mul_scalar(s.h * h11))
     }
 }
 
 /// A scalar coefficient shared by the batch, or one per sample as a tensor
 /// `[batch, 1, ..., 1]` that broadcasts against the state.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // built once per step; boxing the tensor would allocate more
 pub(crate) enum Coef<const D: usize> {
     Uniform(f64),
     Batch(Tensor<D>),
@@ -132,10 +124,7 @@ impl<const D: usize> Coef<D> {
     pub(crate) fn per_sample(values: &[f64], like: &Tensor<D>) -> Self {
         let mut shape = [1usize; D];
         shape[0] = values.len();
-        Coef::Batch(Tensor::<D>::from_data(
-            TensorData::new(values.to_vec(), shape.to_vec()),
-            (&like.device(), like.dtype()),
-        ))
+        Coef::Batch(Tensor::<D>::from_data(TensorData::new(values.to_vec(), shape.to_vec()), (&like.device(), like.dtype())))
     }
 
     pub(crate) fn apply(&self, x: Tensor<D>) -> Tensor<D> {
@@ -148,11 +137,7 @@ impl<const D: usize> Coef<D> {
 
 /// `base + scale · Σ_j w_j x_j`, skipping zero weights. With a uniform scale it is folded
 /// into the weights so the combination costs one multiply and one add per term.
-pub(crate) fn combine<const D: usize>(
-    base: Option<&Tensor<D>>,
-    terms: &[(f64, &Tensor<D>)],
-    scale: &Coef<D>,
-) -> Tensor<D> {
+pub(crate) fn combine<const D: usize>(base: Option<&Tensor<D>>, terms: &[(f64, &Tensor<D>)], scale: &Coef<D>) -> Tensor<D> {
     let mut acc: Option<Tensor<D>> = None;
     let fold = match scale {
         Coef::Uniform(h) => *h,
@@ -196,9 +181,7 @@ fn mean_sq<const D: usize>(x: Tensor<D>) -> f64 {
 fn mean_sq_per_sample<const D: usize>(x: Tensor<D>) -> Vec<f64> {
     let b = x.dims()[0];
     let flat: Tensor<2> = x.reshape([b as i64, -1]);
-    flat.square()
-        .mean_dim(1)
-        .to_vec_as::<f64>()
+    flat.square().mean_dim(1).to_vec_as::<f64>()
 }
 
 fn all_finite<const D: usize>(x: &Tensor<D>) -> bool {
@@ -279,26 +262,10 @@ fn initial_step<const D: usize, S: Stepper<D>>(
     };
     let d0 = norms(y0, y0);
     let d1 = norms(&f0, y0);
-    let h0: Vec<f64> = d0
-        .iter()
-        .zip(&d1)
-        .map(|(&d0, &d1)| if d0 < 1e-5 || d1 < 1e-5 { 1e-6 } else { 0.01 * d0 / d1 })
-        .collect();
-    let hcoef = if per_sample {
-        Coef::per_sample(&h0.iter().map(|h| dir * h).collect::<Vec<_>>(), &y0[0])
-    } else {
-        Coef::Uniform(dir * h0[0])
-    };
-    let y1: Vec<Tensor<D>> = y0
-        .iter()
-        .zip(&f0)
-        .map(|(y, f)| combine(Some(y), &[(1.0, f)], &hcoef))
-        .collect();
-    let t1 = if per_sample {
-        Time::PerSample(h0.iter().map(|h| t0 + dir * h).collect())
-    } else {
-        Time::Shared(t0 + dir * h0[0])
-    };
+    let h0: Vec<f64> = d0.iter().zip(&d1).map(|(&d0, &d1)| if d0 < 1e-5 || d1 < 1e-5 { 1e-6 } else { 0.01 * d0 / d1 }).collect();
+    let hcoef = if per_sample { Coef::per_sample(&h0.iter().map(|h| dir * h).collect::<Vec<_>>(), &y0[0]) } else { Coef::Uniform(dir * h0[0]) };
+    let y1: Vec<Tensor<D>> = y0.iter().zip(&f0).map(|(y, f)| combine(Some(y), &[(1.0, f)], &hcoef)).collect();
+    let t1 = if per_sample { Time::PerSample(h0.iter().map(|h| t0 + dir * h).collect()) } else { Time::Shared(t0 + dir * h0[0]) };
     // A probe, not a stage: `PROBE` tells recording steppers not to keep it.
     let f1 = stepper.eval(PROBE, &t1, &y1, &StepSize::Shared(0.0));
     stats.nfe += 1;
@@ -308,11 +275,7 @@ fn initial_step<const D: usize, S: Stepper<D>>(
     let hs = (0..d0.len())
         .map(|i| {
             let d2 = d2[i] / h0[i];
-            let h1 = if d1[i].max(d2) <= 1e-15 {
-                (h0[i] * 1e-3).max(1e-6)
-            } else {
-                (0.01 / d1[i].max(d2)).powf(1.0 / order)
-            };
+            let h1 = if d1[i].max(d2) <= 1e-15 { (h0[i] * 1e-3).max(1e-6) } else { (0.01 / d1[i].max(d2)).powf(1.0 / order) };
             (100.0 * h0[i]).min(h1)
         })
         .collect();
@@ -338,10 +301,7 @@ pub(crate) fn check_times(times: &[f64]) -> Result<f64> {
     }
     for w in times.windows(2) {
         if dir * (w[1] - w[0]) <= 0.0 {
-            return Err(Error::invalid(
-                "times",
-                format!("times must be strictly monotone; found {} then {}", w[0], w[1]),
-            ));
+            return Err(Error::invalid("times", format!("times must be strictly monotone; found {} then {}", w[0], w[1])));
         }
     }
     Ok(dir)
@@ -365,12 +325,7 @@ pub(crate) fn check_options(opts: &Options) -> Result<()> {
     match opts.dt {
         Some(dt) if dt > 0.0 && dt.is_finite() => {}
         Some(dt) => return Err(Error::invalid("dt", format!("must be positive and finite, got {dt}"))),
-        None if !tab.is_adaptive() => {
-            return Err(Error::invalid(
-                "dt",
-                format!("fixed-step solver `{}` needs Options::dt", tab.name),
-            ))
-        }
+        None if !tab.is_adaptive() => return Err(Error::invalid("dt", format!("fixed-step solver `{}` needs Options::dt", tab.name))),
         None => {}
     }
     if opts.max_steps == 0 {
@@ -401,9 +356,7 @@ impl Clock {
     /// `TimeLimitReached` once the budget is spent.
     pub(crate) fn check(&self, t: f64, steps: usize) -> Result<()> {
         match self.limit {
-            Some(seconds) if self.start.elapsed().as_secs_f64() > seconds => {
-                Err(Error::TimeLimitReached { seconds, t, steps })
-            }
+            Some(seconds) if self.start.elapsed().as_secs_f64() > seconds => Err(Error::TimeLimitReached { seconds, t, steps }),
             _ => Ok(()),
         }
     }
@@ -695,25 +648,14 @@ impl<const D: usize, F: VectorField<D>> Stepper<D> for Recording<'_, F, D> {
                 prev.f_end = Some(k[0][0].clone());
             }
         }
-        self.steps.push(DenseStep {
-            t,
-            h,
-            y: y[0].clone(),
-            k: k.iter().map(|ki| ki[0].clone()).collect(),
-            f_end: None,
-            y_end: y[0].clone(),
-        });
+        self.steps.push(DenseStep { t, h, y: y[0].clone(), k: k.iter().map(|ki| ki[0].clone()).collect(), f_end: None, y_end: y[0].clone() });
     }
 }
 
 /// The cotangents a backward pass takes: one per output time, each shaped like `y0`.
 pub(crate) fn check_cotangents<const D: usize>(cotangents: &[Tensor<D>], n_times: usize, y0: &Tensor<D>) -> Result<()> {
     if cotangents.len() != n_times {
-        return Err(Error::Shape {
-            what: "cotangents (one per output time)".into(),
-            expected: vec![n_times],
-            got: vec![cotangents.len()],
-        });
+        return Err(Error::Shape { what: "cotangents (one per output time)".into(), expected: vec![n_times], got: vec![cotangents.len()] });
     }
     let shape = y0.dims().to_vec();
     for c in cotangents {
@@ -744,12 +686,7 @@ pub(crate) fn check_y0<const D: usize>(y0: &Tensor<D>) -> Result<()> {
 /// `InvalidArgument` for bad times or options, `NonFinite` for a non-finite `y0` or state,
 /// `StepSizeUnderflow`, `MaxStepsReached`. With [`StepControl::PerSample`] failures of
 /// single samples are reported in `Solution::status` instead.
-pub fn solve<const D: usize, F: VectorField<D>>(
-    field: &F,
-    y0: Tensor<D>,
-    times: &[f64],
-    opts: &Options,
-) -> Result<Solution<D>> {
+pub fn solve<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>, times: &[f64], opts: &Options) -> Result<Solution<D>> {
     check_options(opts)?;
     check_times(times)?;
     check_y0(&y0)?;
@@ -780,12 +717,7 @@ pub fn solve<const D: usize, F: VectorField<D>>(
 
 /// Per-sample step-size control: every sample advances with its own `(t, h)` and PI state,
 /// exactly as if solved alone; finished or failed samples take zero steps.
-fn solve_per_sample<const D: usize, F: VectorField<D>>(
-    field: &F,
-    y0: Tensor<D>,
-    times: &[f64],
-    opts: &Options,
-) -> Result<Solution<D>> {
+fn solve_per_sample<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>, times: &[f64], opts: &Options) -> Result<Solution<D>> {
     let tab = opts.solver.tableau();
     let dir = check_times(times)?;
     let t_end = times[times.len() - 1];
@@ -842,10 +774,7 @@ fn solve_per_sample<const D: usize, F: VectorField<D>>(
         let e = tab.e.expect("adaptive");
         let terms: Vec<(f64, &Tensor<D>)> = e.iter().copied().zip(k.iter().map(|ki| &ki[0])).collect();
         let est = combine(None, &terms, &hcoef);
-        let err: Vec<f64> = mean_sq_per_sample(scaled(est, &y, &y_new, opts.rtol, opts.atol))
-            .into_iter()
-            .map(f64::sqrt)
-            .collect();
+        let err: Vec<f64> = mean_sq_per_sample(scaled(est, &y, &y_new, opts.rtol, opts.atol)).into_iter().map(f64::sqrt).collect();
         let finite_new = mean_sq_per_sample(y_new.clone());
         let mut accept = vec![false; batch];
         for i in 0..batch {

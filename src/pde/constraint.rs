@@ -258,7 +258,10 @@ impl LinearConstraint {
         g.check(t.n, "Neumann values")?;
         check_channel(grid, channel)?;
         if x.n < 3 || from >= t.n {
-            return Err(Error::invalid("grid", format!("a Neumann stencil needs 3 points and a time index below {}, got {} points and from = {from}", t.n, x.n)));
+            return Err(Error::invalid(
+                "grid",
+                format!("a Neumann stencil needs 3 points and a time index below {}, got {} points and from = {from}", t.n, x.n),
+            ));
         }
         let h = x.step;
         let coef: [f64; 3] = match points {
@@ -328,7 +331,8 @@ impl LinearConstraint {
         } else {
             let mass = mass.ok_or_else(|| Error::invalid("mass", "a field without a time axis needs the mass value"))?;
             let wy = if ny > 1 { quadrature.weights(ny, grid.axes[1].step) } else { vec![1.0] };
-            let row = (0..nx).flat_map(|i| (0..ny).map(move |j| (i, j))).map(|(i, j)| (grid.index(channel, i, j), wx[i] * wy[j])).filter(|e| e.1 != 0.0).collect();
+            let row =
+                (0..nx).flat_map(|i| (0..ny).map(move |j| (i, j))).map(|(i, j)| (grid.index(channel, i, j), wx[i] * wy[j])).filter(|e| e.1 != 0.0).collect();
             Ok(LinearConstraint { label: "total mass".into(), a: Jacobian { n: grid.len(), rows: vec![row] }, b: vec![mass] })
         }
     }
@@ -557,7 +561,10 @@ impl PdeResidual {
     pub fn new(grid: &Grid, op: Operator, theta: f64) -> Result<Self> {
         let (x, _) = grid.as_space_time("a PDE residual")?;
         if !(0.0..=1.0).contains(&theta) || x.n < 3 || grid.channels.len() != 1 {
-            return Err(Error::invalid("theta", format!("need θ in [0, 1], at least 3 points and one channel, got θ = {theta}, {} points, {} channels", x.n, grid.channels.len())));
+            return Err(Error::invalid(
+                "theta",
+                format!("need θ in [0, 1], at least 3 points and one channel, got θ = {theta}, {} points, {} channels", x.n, grid.channels.len()),
+            ));
         }
         let periodic = matches!(x.kind, AxisKind::Space { periodic: true });
         if let Operator::ReactionDiffusion { neumann: None, .. } = op {

@@ -99,7 +99,12 @@ pub fn read_fields(path: &Path) -> Result<ReadFields> {
     let n = shape.first().copied().unwrap_or(0);
     let expected = file_shape(&grid, n);
     if shape != expected {
-        return Err(Error::DatasetMismatch { file: path.display().to_string(), dataset: "tensor".into(), expected: format!("{expected:?} for grid {:?}", grid.shape()), got: format!("{shape:?}") });
+        return Err(Error::DatasetMismatch {
+            file: path.display().to_string(),
+            dataset: "tensor".into(),
+            expected: format!("{expected:?} for grid {:?}", grid.shape()),
+            got: format!("{shape:?}"),
+        });
     }
     let [_, nx, ny] = grid.shape4();
     let mut values = Array2::zeros((n, grid.len()));
@@ -121,7 +126,12 @@ pub fn read_fields(path: &Path) -> Result<ReadFields> {
         };
         let (pshape, p) = file.read_f64("params")?;
         if pshape != [n, names.len()] {
-            return Err(Error::DatasetMismatch { file: path.display().to_string(), dataset: "params".into(), expected: format!("[{n}, {}]", names.len()), got: format!("{pshape:?}") });
+            return Err(Error::DatasetMismatch {
+                file: path.display().to_string(),
+                dataset: "params".into(),
+                expected: format!("[{n}, {}]", names.len()),
+                got: format!("{pshape:?}"),
+            });
         }
         Some((names, Array2::from_shape_vec((n, pshape[1]), p).expect("shape checked")))
     } else {

@@ -152,15 +152,27 @@ impl GpConfig {
                 GpMethod::Cholesky => {
                     let mut c: Vec<f64> = (0..n * n).map(|ij| kern(((ij / n) as f64 - (ij % n) as f64) * axis.step)).collect();
                     (0..n).for_each(|i| c[i * n + i] += self.jitter * c[i * n + i]);
-                    let l = cholesky(&c, n).ok_or_else(|| Error::invalid("gp", format!("the covariance of axis `{}` is not positive definite; raise `jitter` ({})", axis.name, self.jitter)))?;
+                    let l = cholesky(&c, n).ok_or_else(|| {
+                        Error::invalid("gp", format!("the covariance of axis `{}` is not positive definite; raise `jitter` ({})", axis.name, self.jitter))
+                    })?;
                     (AxisFactor::Cholesky { l }, c)
                 }
                 GpMethod::Fft => {
                     let sqrt_eig = if periodic {
                         let row: Vec<f64> = (0..n).map(|j| kern(j as f64 * axis.step)).collect();
-                        circulant_sqrt_eig(&row).ok_or_else(|| Error::invalid("gp", format!("periodic covariance of axis `{}` has negative eigenvalues", axis.name)))?
+                        circulant_sqrt_eig(&row)
+                            .ok_or_else(|| Error::invalid("gp", format!("periodic covariance of axis `{}` has negative eigenvalues", axis.name)))?
                     } else {
-                        embed_open_axis(n, axis.step, &kern).ok_or_else(|| Error::invalid("gp", format!("circulant embedding of axis `{}` stayed indefinite up to 2^8 × {} points; use method = \"cholesky\"", axis.name, 2 * n)))?
+                        embed_open_axis(n, axis.step, &kern).ok_or_else(|| {
+                            Error::invalid(
+                                "gp",
+                                format!(
+                                    "circulant embedding of axis `{}` stayed indefinite up to 2^8 × {} points; use method = \"cholesky\"",
+                                    axis.name,
+                                    2 * n
+                                ),
+                            )
+                        })?
                     };
                     let c: Vec<f64> = (0..n * n).map(|ij| kern(((ij / n) as f64 - (ij % n) as f64) * axis.step)).collect();
                     (AxisFactor::Circulant { sqrt_eig }, c)
@@ -363,8 +375,14 @@ mod tests {
     #[test]
     fn empirical_covariance_matches_the_kernel() {
         let cases = [
-            (Grid { channels: vec!["u".into()], axes: vec![Axis::space("x", 12, 0.0, 0.1, false)] }, GpConfig { kernel: Kernel::Rbf, length: vec![0.25], ..GpConfig::default() }),
-            (Grid { channels: vec!["u".into()], axes: vec![Axis::space("x", 6, 0.0, 0.2, true), Axis::time(5, 0.0, 1.0)] }, GpConfig { kernel: Kernel::Matern32, length: vec![0.3, 0.5], variance: 2.0, ..GpConfig::default() }),
+            (
+                Grid { channels: vec!["u".into()], axes: vec![Axis::space("x", 12, 0.0, 0.1, false)] },
+                GpConfig { kernel: Kernel::Rbf, length: vec![0.25], ..GpConfig::default() },
+            ),
+            (
+                Grid { channels: vec!["u".into()], axes: vec![Axis::space("x", 6, 0.0, 0.2, true), Axis::time(5, 0.0, 1.0)] },
+                GpConfig { kernel: Kernel::Matern32, length: vec![0.3, 0.5], variance: 2.0, ..GpConfig::default() },
+            ),
         ];
         let n_samples = 20_000;
         for (grid, cfg) in cases {

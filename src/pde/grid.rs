@@ -78,7 +78,10 @@ impl Grid {
     /// `InvalidArgument` naming the axis.
     pub fn validate(&self) -> Result<()> {
         if self.channels.is_empty() || self.axes.is_empty() || self.axes.len() > 2 {
-            return Err(Error::invalid("grid", format!("need at least one channel and one or two axes, got {} channels and {} axes", self.channels.len(), self.axes.len())));
+            return Err(Error::invalid(
+                "grid",
+                format!("need at least one channel and one or two axes, got {} channels and {} axes", self.channels.len(), self.axes.len()),
+            ));
         }
         for (k, a) in self.axes.iter().enumerate() {
             if a.n == 0 || !(a.step > 0.0 && a.step.is_finite()) || !a.start.is_finite() {
@@ -133,7 +136,10 @@ impl Grid {
     pub(crate) fn as_space_time(&self, what: &str) -> Result<(&Axis, &Axis)> {
         match (self.axes.as_slice(), self.time_axis()) {
             ([x, _], Some(t)) if matches!(x.kind, AxisKind::Space { .. }) => Ok((x, t)),
-            _ => Err(Error::invalid("grid", format!("{what} needs a space-time grid with axes [x, t], got {:?}", self.axes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>()))),
+            _ => Err(Error::invalid(
+                "grid",
+                format!("{what} needs a space-time grid with axes [x, t], got {:?}", self.axes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>()),
+            )),
         }
     }
 

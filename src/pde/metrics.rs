@@ -21,10 +21,15 @@ use super::grid::Grid;
 use crate::{Error, Result};
 
 /// Pointwise mean and population standard deviation of an ensemble `[batch, n]`.
-pub fn ensemble_moments(fields: &ArrayView2<'_, f64>) -> (Array1<f64>, Array1<f64>) {
-    let mean = fields.mean_axis(Axis(0)).expect("a non-empty ensemble");
+///
+/// # Errors
+/// `Shape` for an empty ensemble (no rows).
+pub fn ensemble_moments(fields: &ArrayView2<'_, f64>) -> Result<(Array1<f64>, Array1<f64>)> {
+    let Some(mean) = fields.mean_axis(Axis(0)) else {
+        return Err(Error::Shape { what: "ensemble (at least one field)".into(), expected: vec![1, fields.ncols()], got: fields.shape().to_vec() });
+    };
     let var = fields.var_axis(Axis(0), 0.0);
-    (mean, var.mapv(f64::sqrt))
+    Ok((mean, var.mapv(f64::sqrt)))
 }
 
 fn same_width(a: &ArrayView2<'_, f64>, b: &ArrayView2<'_, f64>) -> Result<()> {
@@ -40,8 +45,8 @@ fn same_width(a: &ArrayView2<'_, f64>, b: &ArrayView2<'_, f64>) -> Result<()> {
 /// `Shape` for different widths or an empty ensemble.
 pub fn mmse_smse(generated: &ArrayView2<'_, f64>, reference: &ArrayView2<'_, f64>) -> Result<(f64, f64)> {
     same_width(generated, reference)?;
-    let (mg, sg) = ensemble_moments(generated);
-    let (mr, sr) = ensemble_moments(reference);
+    let (mg, sg) = ensemble_moments(generated)?;
+    let (mr, sr) = ensemble_moments(reference)?;
     let n = mg.len() as f64;
     let mmse = mg.iter().zip(&mr).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / n;
     let smse = sg.iter().zip(&sr).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / n;
@@ -188,7 +193,7 @@ mod tests {
         let shifted = &a + 0.5;
         let (m1, s1) = mmse_smse(&shifted.view(), &a.view()).unwrap();
         assert!((m1 - 0.25).abs() < 1e-12 && s1 < 1e-24);
-        let (_, sd) = ensemble_moments(&a.view());
+        let (_, sd) = ensemble_moments(&a.view()).unwrap();
         let scaled = (&a - &a.mean_axis(Axis(0)).unwrap()) * 2.0 + &a.mean_axis(Axis(0)).unwrap();
         let (m2, s2) = mmse_smse(&scaled.view(), &a.view()).unwrap();
         let expect = sd.iter().map(|s| s * s).sum::<f64>() / 3.0;

@@ -55,8 +55,8 @@ pub mod simulate;
 pub mod train;
 
 pub use constraint::{
-    AutodiffConstraint, BoundaryFlux, Constraint, Jacobian, LinearConstraint, MassBalance, Operator, PdeResidual, Points, Quadrature, Side, Source,
-    SparseRow, Stack, TimeValues,
+    AutodiffConstraint, BoundaryFlux, Constraint, Jacobian, LinearConstraint, MassBalance, Operator, PdeResidual, Points, Quadrature, Side, Source, SparseRow,
+    Stack, TimeValues,
 };
 pub use darcy::{darcy_grid, DarcyFlux, DarcyScope};
 pub use dataset::{read_fields, write_fields};

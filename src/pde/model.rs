@@ -18,7 +18,7 @@ use super::grid::Grid;
 use crate::nn::{FieldNet, FieldNetConfig};
 use crate::ode::{Time, VectorField};
 use crate::train::{load_module, read_json, save_module, write_json};
-use crate::Result;
+use crate::{Error, Result};
 
 /// What is saved beside the parameters (`model.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,8 +50,10 @@ impl FieldModel {
     /// A model from its parts; `net` is switched to inference (no autodiff).
     ///
     /// # Errors
-    /// `InvalidArgument` when the GP does not fit the grid.
+    /// `InvalidArgument` when the architecture (FNO modes) or the GP does not fit the grid.
     pub fn new(meta: FieldModelMeta, net: &FieldNet) -> Result<Self> {
+        let [_, nx, ny] = meta.grid.shape4();
+        meta.net.check_grid(nx, ny)?;
         let gp = meta.gp.sampler(&meta.grid)?;
         Ok(FieldModel { net: net.valid(), gp, meta })
     }
@@ -128,7 +130,7 @@ impl FieldModel {
     /// `Io`/`Format` for missing or mismatched files.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let meta: FieldModelMeta = read_json(&dir.join("model.json"))?;
-        let net = load_module(&dir.join("model.bpk"), meta.net.init(0, device))?;
+        let net = load_module(&dir.join("model.bpk"), meta.net.init(0, device)?)?;
         FieldModel::new(meta, &net)
     }
 
@@ -157,6 +159,15 @@ pub(crate) fn param_dtype<M: Module>(module: &M) -> DType {
 impl VectorField<2> for FieldModel {
     type Params = ();
     type Saved = (Time, Tensor<2>);
+
+    /// The state is a batch of flat fields on the model's grid, `[batch, n]`.
+    fn check_state(&self, y0: &Tensor<2>) -> Result<()> {
+        let [b, n] = y0.dims();
+        if n != self.meta.grid.len() {
+            return Err(Error::Shape { what: "fields of the field model".into(), expected: vec![b, self.meta.grid.len()], got: vec![b, n] });
+        }
+        Ok(())
+    }
 
     fn eval(&self, t: &Time, y: &Tensor<2>) -> Tensor<2> {
         let [b, _] = y.dims();

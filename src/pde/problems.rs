@@ -102,7 +102,6 @@ impl VectorField<2> for GaussianFlow {
     fn zero_params(&self) {}
 }
 
-
 /// A constraint of the library on a small grid, with a point where its Jacobian is checked.
 pub struct ConstraintCase {
     /// Which constructor, with its settings.
@@ -130,21 +129,55 @@ pub fn constraint_cases() -> Vec<ConstraintCase> {
         ("initial condition".into(), Box::new(LinearConstraint::initial_condition(&periodic, &u0).unwrap()), &periodic),
         ("dirichlet left, constant".into(), Box::new(LinearConstraint::dirichlet(&nodes, 0, Side::Left, &TimeValues::Constant(0.7), 1).unwrap()), &nodes),
         ("dirichlet right, per time".into(), Box::new(LinearConstraint::dirichlet(&nodes, 0, Side::Right, &per_time, 0).unwrap()), &nodes),
-        ("neumann left, nodes".into(), Box::new(LinearConstraint::neumann(&nodes, 0, Side::Left, Points::Nodes, &TimeValues::Constant(0.2), 0).unwrap()), &nodes),
+        (
+            "neumann left, nodes".into(),
+            Box::new(LinearConstraint::neumann(&nodes, 0, Side::Left, Points::Nodes, &TimeValues::Constant(0.2), 0).unwrap()),
+            &nodes,
+        ),
         ("neumann right, cells".into(), Box::new(LinearConstraint::neumann(&cells, 0, Side::Right, Points::Cells, &per_time, 1).unwrap()), &cells),
         ("periodic".into(), Box::new(LinearConstraint::periodic(&nodes, 0).unwrap()), &nodes),
         ("mass conservation, from t0".into(), Box::new(LinearConstraint::mass_conservation(&periodic, 0, Quadrature::Uniform, None).unwrap()), &periodic),
-        ("mass conservation, given, trapezoid".into(), Box::new(LinearConstraint::mass_conservation(&nodes, 0, Quadrature::Trapezoid, Some(0.4)).unwrap()), &nodes),
+        (
+            "mass conservation, given, trapezoid".into(),
+            Box::new(LinearConstraint::mass_conservation(&nodes, 0, Quadrature::Trapezoid, Some(0.4)).unwrap()),
+            &nodes,
+        ),
         ("total mass, 2D".into(), Box::new(LinearConstraint::mass_conservation(&spatial, 0, Quadrature::Trapezoid, Some(0.3)).unwrap()), &spatial),
         ("fixed values".into(), Box::new(LinearConstraint::fixed_values("probes", &spatial, vec![(0, 0.5), (7, 0.2)]).unwrap()), &spatial),
-        ("mass balance, no source".into(), Box::new(MassBalance::new(&cells, 0, Quadrature::Uniform, None, BoundaryFlux::Known(per_time.clone())).unwrap()), &cells),
-        ("mass balance, Fisher-KPP source".into(), Box::new(MassBalance::new(&cells, 0, Quadrature::Uniform, Some(fisher), BoundaryFlux::Known(TimeValues::Constant(0.05))).unwrap()), &cells),
-        ("mass balance, Allen-Cahn source".into(), Box::new(MassBalance::new(&periodic, 0, Quadrature::Uniform, Some(allen), BoundaryFlux::Zero).unwrap()), &periodic),
-        ("mass balance, Burgers boundary flux".into(), Box::new(MassBalance::new(&nodes, 0, Quadrature::Interior, None, BoundaryFlux::Burgers { viscosity: 0.05 }).unwrap()), &nodes),
+        (
+            "mass balance, no source".into(),
+            Box::new(MassBalance::new(&cells, 0, Quadrature::Uniform, None, BoundaryFlux::Known(per_time.clone())).unwrap()),
+            &cells,
+        ),
+        (
+            "mass balance, Fisher-KPP source".into(),
+            Box::new(MassBalance::new(&cells, 0, Quadrature::Uniform, Some(fisher), BoundaryFlux::Known(TimeValues::Constant(0.05))).unwrap()),
+            &cells,
+        ),
+        (
+            "mass balance, Allen-Cahn source".into(),
+            Box::new(MassBalance::new(&periodic, 0, Quadrature::Uniform, Some(allen), BoundaryFlux::Zero).unwrap()),
+            &periodic,
+        ),
+        (
+            "mass balance, Burgers boundary flux".into(),
+            Box::new(MassBalance::new(&nodes, 0, Quadrature::Interior, None, BoundaryFlux::Burgers { viscosity: 0.05 }).unwrap()),
+            &nodes,
+        ),
         ("Burgers residual, Crank-Nicolson".into(), Box::new(PdeResidual::new(&nodes, Operator::Burgers { viscosity: 0.05 }, 0.5).unwrap()), &nodes),
         ("Burgers residual, explicit".into(), Box::new(PdeResidual::new(&nodes, Operator::Burgers { viscosity: 0.05 }, 0.0).unwrap()), &nodes),
-        ("reaction-diffusion residual, Neumann".into(), Box::new(PdeResidual::new(&cells, Operator::ReactionDiffusion { diffusivity: 0.01, source: Some(fisher), neumann: Some((0.1, -0.2)) }, 0.5).unwrap()), &cells),
-        ("heat residual, periodic, implicit".into(), Box::new(PdeResidual::new(&periodic, Operator::ReactionDiffusion { diffusivity: 0.02, source: None, neumann: None }, 1.0).unwrap()), &periodic),
+        (
+            "reaction-diffusion residual, Neumann".into(),
+            Box::new(
+                PdeResidual::new(&cells, Operator::ReactionDiffusion { diffusivity: 0.01, source: Some(fisher), neumann: Some((0.1, -0.2)) }, 0.5).unwrap(),
+            ),
+            &cells,
+        ),
+        (
+            "heat residual, periodic, implicit".into(),
+            Box::new(PdeResidual::new(&periodic, Operator::ReactionDiffusion { diffusivity: 0.02, source: None, neumann: None }, 1.0).unwrap()),
+            &periodic,
+        ),
     ];
     // The Darcy balances of a permeability–pressure field on 3 × 3 cells. The flux balance's
     // source (4) is the size of the case point's total outflow (values in (0.1, 0.9)); the cell
@@ -166,9 +199,5 @@ pub fn constraint_cases() -> Vec<ConstraintCase> {
     ])
     .unwrap();
     cases.push(("stack: initial condition + mass balance".into(), Box::new(stack), &cells));
-    cases
-        .into_iter()
-        .enumerate()
-        .map(|(k, (name, constraint, grid))| ConstraintCase { name, point: point(grid, k), constraint })
-        .collect()
+    cases.into_iter().enumerate().map(|(k, (name, constraint, grid))| ConstraintCase { name, point: point(grid, k), constraint }).collect()
 }

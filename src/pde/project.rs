@@ -262,7 +262,11 @@ impl<'a> Projector<'a> {
     pub fn project_batch(&self, u: &mut Array2<f64>, steps: Option<usize>) -> Result<Vec<ProjectReport>> {
         let n = self.constraint.dim();
         if u.ncols() != n {
-            return Err(Error::Shape { what: format!("fields for constraint `{}`", self.constraint.name()), expected: vec![u.nrows(), n], got: u.shape().to_vec() });
+            return Err(Error::Shape {
+                what: format!("fields for constraint `{}`", self.constraint.name()),
+                expected: vec![u.nrows(), n],
+                got: u.shape().to_vec(),
+            });
         }
         let slice = u.as_slice_mut().ok_or_else(|| Error::Unsupported("projection needs a contiguous [batch, n] array".into()))?;
         slice.par_chunks_mut(n).map(|row| self.project_steps(row, steps)).collect()

@@ -278,7 +278,10 @@ pub fn sample<F: VectorField<2>>(field: &F, x0: &Tensor<2>, constraint: Option<&
         Method::Eci { mix } => {
             let c = needs("ECI")?;
             if !c.is_linear() || mix == 0 {
-                return Err(Error::invalid("method", format!("ECI needs linear constraints and mix ≥ 1; `{}` is {}linear, mix = {mix}", c.name(), if c.is_linear() { "" } else { "non" })));
+                return Err(Error::invalid(
+                    "method",
+                    format!("ECI needs linear constraints and mix ≥ 1; `{}` is {}linear, mix = {mix}", c.name(), if c.is_linear() { "" } else { "non" }),
+                ));
             }
             let projector = Projector::new(c, cfg.project)?;
             let mut u = host0.clone();

@@ -110,7 +110,12 @@ impl FieldData<'_> {
                 let info = f.expect(d, None, "samples along axis 0")?;
                 let n = info.shape.first().copied().unwrap_or(0);
                 if rows.is_some_and(|r| r != n) {
-                    return Err(Error::DatasetMismatch { file: p.display().to_string(), dataset: d.to_string(), expected: format!("{} rows like `{}`", rows.unwrap_or(0), datasets[0]), got: format!("{n} rows") });
+                    return Err(Error::DatasetMismatch {
+                        file: p.display().to_string(),
+                        dataset: d.to_string(),
+                        expected: format!("{} rows like `{}`", rows.unwrap_or(0), datasets[0]),
+                        got: format!("{n} rows"),
+                    });
                 }
                 rows = Some(n);
             }
@@ -248,7 +253,7 @@ impl<'a> FfmTrainer<'a> {
         let net_cfg = cfg.net.with_channels(nc);
         let gp = cfg.gp.sampler(grid)?;
         let ad = device.clone().autodiff();
-        let net = net_cfg.init(cfg.run.seed, &ad);
+        let net = net_cfg.init(cfg.run.seed, &ad)?;
         let dtype = param_dtype(&net);
         let (mean, std) = channel_stats(grid, &problem.data)?;
         Ok(Self { problem, cfg: cfg.clone(), net_cfg, gp, net, optim: AdamConfig::new().init(), device: ad, dtype, mean, std })
@@ -259,7 +264,14 @@ impl<'a> FfmTrainer<'a> {
     /// # Errors
     /// As [`FieldModel::new`].
     pub fn model(&self) -> Result<FieldModel> {
-        let meta = FieldModelMeta { grid: self.problem.grid.clone(), net: self.net_cfg.clone(), gp: self.cfg.gp.clone(), sigma_min: self.cfg.sigma_min, mean: self.mean.clone(), std: self.std.clone() };
+        let meta = FieldModelMeta {
+            grid: self.problem.grid.clone(),
+            net: self.net_cfg.clone(),
+            gp: self.cfg.gp.clone(),
+            sigma_min: self.cfg.sigma_min,
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+        };
         FieldModel::new(meta, &self.net)
     }
 }
@@ -319,7 +331,8 @@ impl Trainer for FfmTrainer<'_> {
             Some(c) => {
                 let one_minus_t = Tensor::<1>::from_data(TensorData::new(ts.iter().map(|t| 1.0 - t).collect::<Vec<f64>>(), [b]), on).reshape([b, 1, 1, 1]);
                 let end = xt_t + pred * one_minus_t;
-                let (value, cot) = residual_cotangent(c, &end.clone().without_autodiff().host_vec::<f64>()?, b, &self.mean, &self.std, per, cfg.residual_weight);
+                let (value, cot) =
+                    residual_cotangent(c, &end.clone().without_autodiff().host_vec::<f64>()?, b, &self.mean, &self.std, per, cfg.residual_weight);
                 res_value = value;
                 fm_loss.clone() + (end * Tensor::<4>::from_data(TensorData::new(cot, [b, nc, nx, ny]), on)).sum()
             }
@@ -401,7 +414,8 @@ mod tests {
     #[test]
     fn residual_cotangent_is_the_gradient_of_the_residual_term() {
         let grid = Grid::space_time(Axis::space("x", 5, 0.1, 0.2, false), Axis::time(4, 0.0, 0.3));
-        let c = MassBalance::new(&grid, 0, Quadrature::Uniform, Some(Source::Reaction { reaction: Reaction::FisherKpp, rate: 2.0 }), BoundaryFlux::Zero).unwrap();
+        let c =
+            MassBalance::new(&grid, 0, Quadrature::Uniform, Some(Source::Reaction { reaction: Reaction::FisherKpp, rate: 2.0 }), BoundaryFlux::Zero).unwrap();
         let (b, n) = (2, grid.len());
         let end: Vec<f64> = (0..b * n).map(|i| ((i * 17 % 13) as f64 / 13.0 - 0.5) * 1.5).collect();
         let (mean, std) = (vec![0.4], vec![0.3]);

@@ -82,16 +82,7 @@ pub struct Panel {
 
 /// Colour `i` of a colour-blind-safe palette (Okabe–Ito).
 pub fn color(i: usize) -> RGBColor {
-    const P: [(u8, u8, u8); 8] = [
-        (0, 114, 178),
-        (213, 94, 0),
-        (0, 158, 115),
-        (204, 121, 167),
-        (230, 159, 0),
-        (86, 180, 233),
-        (0, 0, 0),
-        (240, 228, 66),
-    ];
+    const P: [(u8, u8, u8); 8] = [(0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167), (230, 159, 0), (86, 180, 233), (0, 0, 0), (240, 228, 66)];
     let (r, g, b) = P[i % P.len()];
     RGBColor(r, g, b)
 }
@@ -153,11 +144,7 @@ where
 {
     let ((x0, x1), (y0, y1)) = bounds(panel)?;
     let mut builder = ChartBuilder::on(area);
-    builder
-        .caption(&panel.title, ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(60);
+    builder.caption(&panel.title, ("sans-serif", 20)).margin(10).x_label_area_size(40).y_label_area_size(60);
     macro_rules! body {
         ($chart:expr) => {{
             let mut chart = $chart;
@@ -173,30 +160,19 @@ where
             let mut any_label = false;
             for s in &panel.series {
                 let c = color(s.color);
-                let pts: Vec<(f64, f64)> = s
-                    .xs
-                    .iter()
-                    .copied()
-                    .zip(s.ys.iter().copied())
-                    .filter(|(a, b)| a.is_finite() && b.is_finite() && (!panel.log_y || *b > 0.0))
-                    .collect();
+                let pts: Vec<(f64, f64)> =
+                    s.xs.iter().copied().zip(s.ys.iter().copied()).filter(|(a, b)| a.is_finite() && b.is_finite() && (!panel.log_y || *b > 0.0)).collect();
                 let anno = match s.mark {
                     Mark::Line => chart.draw_series(LineSeries::new(pts, c.stroke_width(2))).map_err(plot_err)?,
-                    Mark::Dashed => chart
-                        .draw_series(DashedLineSeries::new(pts, 6, 4, c.stroke_width(2)))
-                        .map_err(plot_err)?,
-                    Mark::Points => chart
-                        .draw_series(pts.into_iter().map(|p| Circle::new(p, 2, c.filled())))
-                        .map_err(plot_err)?,
+                    Mark::Dashed => chart.draw_series(DashedLineSeries::new(pts, 6, 4, c.stroke_width(2))).map_err(plot_err)?,
+                    Mark::Points => chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 2, c.filled()))).map_err(plot_err)?,
                 };
                 if !s.label.is_empty() {
                     any_label = true;
                     if s.mark == Mark::Points {
                         anno.label(s.label.as_str()).legend(move |(x, y)| Circle::new((x + 9, y), 3, c.filled()));
                     } else {
-                        anno.label(s.label.as_str()).legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                        });
+                        anno.label(s.label.as_str()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
                     }
                 }
             }
@@ -303,7 +279,8 @@ pub struct Heatmap {
 
 /// Viridis at `s ∈ [0, 1]` (piecewise linear through 6 stops of matplotlib's table).
 fn viridis(s: f64) -> RGBColor {
-    const STOPS: [(f64, f64, f64); 6] = [(68.0, 1.0, 84.0), (65.0, 68.0, 135.0), (42.0, 120.0, 142.0), (34.0, 168.0, 132.0), (122.0, 209.0, 81.0), (253.0, 231.0, 37.0)];
+    const STOPS: [(f64, f64, f64); 6] =
+        [(68.0, 1.0, 84.0), (65.0, 68.0, 135.0), (42.0, 120.0, 142.0), (34.0, 168.0, 132.0), (122.0, 209.0, 81.0), (253.0, 231.0, 37.0)];
     let s = if s.is_finite() { s.clamp(0.0, 1.0) } else { 0.0 } * (STOPS.len() - 1) as f64;
     let k = (s.floor() as usize).min(STOPS.len() - 2);
     let f = s - k as f64;

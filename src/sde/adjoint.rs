@@ -21,13 +21,10 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::field::SdeField;
-use crate::ode::solve::Clock;
-use super::solve::{
-    all_finite, check_solve, fixed_forward, fixed_steps, reversible_forward, ReversibleHeunState, SdeOptions, SdeSolver, SdeStats,
-    StepSaved,
-};
+use super::solve::{all_finite, check_solve, fixed_forward, fixed_steps, reversible_forward, ReversibleHeunState, SdeOptions, SdeSolver, SdeStats, StepSaved};
 use super::{BrownianPath, Calculus};
 use crate::ode::solve::check_cotangents;
+use crate::ode::solve::Clock;
 use crate::ode::{Grads, Stats};
 use crate::{Error, Result};
 
@@ -62,6 +59,7 @@ struct StepRecord<S: SdeField> {
     saved: StepSaved<S>,
 }
 
+#[allow(clippy::large_enum_variant)] // one per solve; the small variants are the rare ones
 enum Record<S: SdeField> {
     /// Per output interval, its steps.
     Direct(Vec<Vec<StepRecord<S>>>),
@@ -96,13 +94,15 @@ pub fn sdeint_for_grad<'a, S: SdeField, B: BrownianPath>(
     gradient: SdeGradient,
 ) -> Result<(Vec<Tensor<2>>, SdeTape<'a, S, B>)> {
     check_solve(field, &y0, times, brownian, opts)?;
+    if !field.has_vjp() {
+        return Err(Error::Unsupported(format!(
+            "gradients through `{}`: the SDE has no vector-Jacobian products (sample it with sdeint)",
+            std::any::type_name::<S>()
+        )));
+    }
     let solver = opts.solver;
     // Backprop through reversible Heun *is* its reversible adjoint (same numbers, O(1) memory).
-    let gradient = if solver == SdeSolver::ReversibleHeun && gradient == SdeGradient::Direct {
-        SdeGradient::Reversible
-    } else {
-        gradient
-    };
+    let gradient = if solver == SdeSolver::ReversibleHeun && gradient == SdeGradient::Direct { SdeGradient::Reversible } else { gradient };
     match gradient {
         SdeGradient::Direct => {
             if matches!(solver, SdeSolver::MilsteinIto | SdeSolver::MilsteinStratonovich) {
@@ -169,13 +169,7 @@ impl<S: SdeField, B: BrownianPath> SdeTape<'_, S, B> {
         Ok(Grads { y0, params, stats })
     }
 
-    fn backward_direct(
-        &self,
-        intervals: &[Vec<StepRecord<S>>],
-        cotangents: &[Tensor<2>],
-        p: &mut S::Params,
-        stats: &mut Stats,
-    ) -> Tensor<2> {
+    fn backward_direct(&self, intervals: &[Vec<StepRecord<S>>], cotangents: &[Tensor<2>], p: &mut S::Params, stats: &mut Stats) -> Tensor<2> {
         let field = self.field;
         let noise = field.noise();
         let mut a = cotangents[cotangents.len() - 1].clone();
@@ -195,10 +189,7 @@ impl<S: SdeField, B: BrownianPath> SdeTape<'_, S, B> {
                         let c = noise.cotangent(&a, dw).mul_scalar(0.5);
                         let a_pred = field.diffusion_vjp(g2, &c, Some((p, 1.0)));
                         let cg = c + noise.cotangent(&a_pred, dw);
-                        a.clone()
-                            + a_pred
-                            + field.drift_vjp(f, &a.clone().mul_scalar(h), Some((p, 1.0)))
-                            + field.diffusion_vjp(g, &cg, Some((p, 1.0)))
+                        a.clone() + a_pred + field.drift_vjp(f, &a.clone().mul_scalar(h), Some((p, 1.0))) + field.diffusion_vjp(g, &cg, Some((p, 1.0)))
                     }
                     StepSaved::Sra1 { f1, f2, g0, g1 } => {
                         // y' = y + h(⅓f₁ + ⅔f₂) + g₁W + (g₀ − g₁)J, z = y + ¾h f₁ + (3/2) g₁J.
@@ -262,13 +253,7 @@ impl<S: SdeField, B: BrownianPath> SdeTape<'_, S, B> {
         Ok(a)
     }
 
-    fn backward_reversible(
-        &self,
-        end: &ReversibleHeunState,
-        cotangents: &[Tensor<2>],
-        p: &mut S::Params,
-        stats: &mut Stats,
-    ) -> Result<Tensor<2>> {
+    fn backward_reversible(&self, end: &ReversibleHeunState, cotangents: &[Tensor<2>], p: &mut S::Params, stats: &mut Stats) -> Result<Tensor<2>> {
         let field = self.field;
         let noise = field.noise();
         let (device, dtype) = (self.ys[0].device(), self.ys[0].dtype());
@@ -292,9 +277,7 @@ impl<S: SdeField, B: BrownianPath> SdeTape<'_, S, B> {
                 let half_gy = noise.cotangent(&y_bar, &dw).mul_scalar(0.5);
                 let f_next = f_bar + y_bar.clone().mul_scalar(0.5 * h);
                 let g_next = g_bar + half_gy.clone();
-                let yh_tot = yh_bar
-                    + field.drift_vjp(&fs, &f_next, Some((p, 1.0)))
-                    + field.diffusion_vjp(&gs, &g_next, Some((p, 1.0)));
+                let yh_tot = yh_bar + field.drift_vjp(&fs, &f_next, Some((p, 1.0))) + field.diffusion_vjp(&gs, &g_next, Some((p, 1.0)));
                 stats.nvjp += 1;
                 let (prev, pfs, pgs) = state.unstep_saving(field, s0, &dw);
                 stats.nfe += 1;
@@ -315,9 +298,6 @@ impl<S: SdeField, B: BrownianPath> SdeTape<'_, S, B> {
         }
         // At t0, y = ŷ = y0 and (f, g) = F(y0).
         stats.nvjp += 1;
-        Ok(y_bar
-            + yh_bar
-            + field.drift_vjp(&fs, &f_bar, Some((p, 1.0)))
-            + field.diffusion_vjp(&gs, &g_bar, Some((p, 1.0))))
+        Ok(y_bar + yh_bar + field.drift_vjp(&fs, &f_bar, Some((p, 1.0))) + field.diffusion_vjp(&gs, &g_bar, Some((p, 1.0))))
     }
 }

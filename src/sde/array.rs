@@ -68,6 +68,9 @@ where
     fn diffusion_saving(&self, t: f64, y: &Tensor<2>) -> (Tensor<2>, ()) {
         (self.rows(self.noise.diffusion_dim(self.dim), t, y, &self.g), ())
     }
+    fn has_vjp(&self) -> bool {
+        false
+    }
     fn drift_vjp(&self, _: &(), _: &Tensor<2>, _: Option<(&mut (), f64)>) -> Tensor<2> {
         unreachable!("RowSde is private to sdeint_array, which rejects the solvers that take VJPs")
     }

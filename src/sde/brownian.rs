@@ -66,19 +66,12 @@ pub trait BrownianPath {
     fn levy(&self, s: f64, t: f64, device: &Device, dtype: DType) -> Result<(Tensor<2>, Tensor<2>)> {
         let [b, m] = self.shape();
         let (w, h) = self.levy_host(s, t)?;
-        Ok((
-            Tensor::<2>::from_data(TensorData::new(w, [b, m]), (device, dtype)),
-            Tensor::<2>::from_data(TensorData::new(h, [b, m]), (device, dtype)),
-        ))
+        Ok((Tensor::<2>::from_data(TensorData::new(w, [b, m]), (device, dtype)), Tensor::<2>::from_data(TensorData::new(h, [b, m]), (device, dtype))))
     }
 }
 
 /// `(W_{s,t}, H_{s,t})` from the path's values `(W, ∫W)` at the two ends.
-fn levy_from_points(
-    s: f64,
-    t: f64,
-    point: impl Fn(f64) -> Result<(Vec<f64>, Vec<f64>)>,
-) -> Result<(Vec<f64>, Vec<f64>)> {
+fn levy_from_points(s: f64, t: f64, point: impl Fn(f64) -> Result<(Vec<f64>, Vec<f64>)>) -> Result<(Vec<f64>, Vec<f64>)> {
     if s == t {
         return Err(Error::invalid("s, t", format!("the Lévy area needs an interval of positive length, got s = t = {s}")));
     }
@@ -345,10 +338,7 @@ impl GridBrownian {
         let k = ((t - self.t0) / self.dt).round();
         let n = self.cumulative.len() - 1;
         if k < 0.0 || k > n as f64 || (t - (self.t0 + k * self.dt)).abs() > 1e-9 * self.dt.max(t.abs()) {
-            return Err(Error::invalid(
-                "t",
-                format!("{t} is not on the grid t0 + k·dt (t0 = {}, dt = {}, k ≤ {n})", self.t0, self.dt),
-            ));
+            return Err(Error::invalid("t", format!("{t} is not on the grid t0 + k·dt (t0 = {}, dt = {}, k ≤ {n})", self.t0, self.dt)));
         }
         Ok(k as usize)
     }
@@ -366,9 +356,8 @@ impl BrownianPath for GridBrownian {
         Ok(self.cumulative[j].iter().zip(&self.cumulative[i]).map(|(a, b)| a - b).collect())
     }
     fn levy_host(&self, s: f64, t: f64) -> Result<(Vec<f64>, Vec<f64>)> {
-        let integral = self.integral.as_ref().ok_or_else(|| {
-            Error::Unsupported("this grid path was built without Lévy area; use GridBrownian::with_levy_area".into())
-        })?;
+        let integral =
+            self.integral.as_ref().ok_or_else(|| Error::Unsupported("this grid path was built without Lévy area; use GridBrownian::with_levy_area".into()))?;
         levy_from_points(s, t, |t| {
             let k = self.index(t)?;
             Ok((self.cumulative[k].clone(), integral[k].clone()))

@@ -84,6 +84,22 @@ pub trait SdeField {
     /// The noise shape.
     fn noise(&self) -> Noise;
 
+    /// Rejects an initial state the field cannot take (a width that is not the field's own),
+    /// before any evaluation; the default accepts every shape.
+    ///
+    /// # Errors
+    /// `Shape` naming the expected shape.
+    fn check_state(&self, y0: &Tensor<2>) -> crate::Result<()> {
+        let _ = y0;
+        Ok(())
+    }
+
+    /// Whether [`drift_vjp`](Self::drift_vjp) and [`diffusion_vjp`](Self::diffusion_vjp) are
+    /// implemented; [`crate::sde::sdeint_for_grad`] refuses a field that says `false`.
+    fn has_vjp(&self) -> bool {
+        true
+    }
+
     /// Whether `g` is independent of `y` (additive noise).
     fn additive(&self) -> bool {
         false
@@ -106,16 +122,10 @@ pub trait SdeField {
     fn diffusion_saving(&self, t: f64, y: &Tensor<2>) -> (Tensor<2>, Self::DiffusionSaved);
 
     /// `aᵀ ∂f/∂y` (`a: [batch, dim]`); with `params = (acc, w)`, also `acc += w · aᵀ ∂f/∂θ`.
-    fn drift_vjp(&self, saved: &Self::DriftSaved, a: &Tensor<2>, params: Option<(&mut Self::Params, f64)>)
-        -> Tensor<2>;
+    fn drift_vjp(&self, saved: &Self::DriftSaved, a: &Tensor<2>, params: Option<(&mut Self::Params, f64)>) -> Tensor<2>;
 
     /// `aᵀ ∂g/∂y` (`a` shaped like `g`); with `params = (acc, w)`, also `acc += w · aᵀ ∂g/∂θ`.
-    fn diffusion_vjp(
-        &self,
-        saved: &Self::DiffusionSaved,
-        a: &Tensor<2>,
-        params: Option<(&mut Self::Params, f64)>,
-    ) -> Tensor<2>;
+    fn diffusion_vjp(&self, saved: &Self::DiffusionSaved, a: &Tensor<2>, params: Option<(&mut Self::Params, f64)>) -> Tensor<2>;
 
     /// A zero parameter cotangent.
     fn zero_params(&self) -> Self::Params;
@@ -136,19 +146,11 @@ pub(crate) fn check_shapes<S: SdeField>(field: &S, t0: f64, y0: &Tensor<2>, brow
     let g = field.diffusion(t0, y0);
     let gd = noise.diffusion_dim(d);
     if g.dims() != [b, gd] {
-        return Err(Error::Shape {
-            what: format!("diffusion g(t, y) for {noise:?} noise"),
-            expected: vec![b, gd],
-            got: g.dims().to_vec(),
-        });
+        return Err(Error::Shape { what: format!("diffusion g(t, y) for {noise:?} noise"), expected: vec![b, gd], got: g.dims().to_vec() });
     }
     let want = [b, noise.brownian_dim(d)];
     if brownian != want {
-        return Err(Error::Shape {
-            what: format!("Brownian path for {noise:?} noise"),
-            expected: want.to_vec(),
-            got: brownian.to_vec(),
-        });
+        return Err(Error::Shape { what: format!("Brownian path for {noise:?} noise"), expected: want.to_vec(), got: brownian.to_vec() });
     }
     Ok(())
 }

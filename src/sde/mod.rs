@@ -9,10 +9,8 @@ pub(crate) mod brownian;
 mod field;
 mod solve;
 
-pub use array::sdeint_array;
 pub use adjoint::{sdeint_for_grad, SdeGradient, SdeTape};
+pub use array::sdeint_array;
 pub use brownian::{BrownianPath, GridBrownian, VirtualBrownianTree};
 pub use field::{FnSde, NeuralSde, Noise, SdeField, SdeParams, Sigmoid, StateFree};
-pub use solve::{
-    sdeint, sdeint_with_stats, AdaptiveSde, Calculus, ReversibleHeunState, SdeOptions, SdeSolver, SdeStats,
-};
+pub use solve::{sdeint, sdeint_with_stats, AdaptiveSde, Calculus, ReversibleHeunState, SdeOptions, SdeSolver, SdeStats};

@@ -58,14 +58,8 @@ pub enum SdeSolver {
 
 impl SdeSolver {
     /// Every solver.
-    pub const ALL: [SdeSolver; 6] = [
-        SdeSolver::EulerMaruyama,
-        SdeSolver::EulerHeun,
-        SdeSolver::MilsteinIto,
-        SdeSolver::MilsteinStratonovich,
-        SdeSolver::Sra1,
-        SdeSolver::ReversibleHeun,
-    ];
+    pub const ALL: [SdeSolver; 6] =
+        [SdeSolver::EulerMaruyama, SdeSolver::EulerHeun, SdeSolver::MilsteinIto, SdeSolver::MilsteinStratonovich, SdeSolver::Sra1, SdeSolver::ReversibleHeun];
 
     /// The calculus the solver converges to (SRA1 needs additive noise, where the two agree;
     /// it is listed as Itô).
@@ -158,14 +152,7 @@ pub(crate) struct Increment {
 }
 
 impl Increment {
-    pub(crate) fn query<B: BrownianPath>(
-        solver: SdeSolver,
-        brownian: &B,
-        t: f64,
-        t_next: f64,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Self> {
+    pub(crate) fn query<B: BrownianPath>(solver: SdeSolver, brownian: &B, t: f64, t_next: f64, device: &Device, dtype: DType) -> Result<Self> {
         if solver == SdeSolver::Sra1 {
             let (dw, area) = brownian.levy(t, t_next, device, dtype)?;
             Ok(Self { dw, area: Some(area) })
@@ -189,14 +176,7 @@ pub(crate) enum StepSaved<S: SdeField> {
 
 /// One step of a one-step solver (not reversible Heun) from `(t, y)` to `t + h`; also returns
 /// what the discrete adjoint needs.
-pub(crate) fn step<S: SdeField>(
-    solver: SdeSolver,
-    field: &S,
-    t: f64,
-    h: f64,
-    y: &Tensor<2>,
-    inc: &Increment,
-) -> (Tensor<2>, StepSaved<S>) {
+pub(crate) fn step<S: SdeField>(solver: SdeSolver, field: &S, t: f64, h: f64, y: &Tensor<2>, inc: &Increment) -> (Tensor<2>, StepSaved<S>) {
     let noise = field.noise();
     let dw = &inc.dw;
     match solver {
@@ -234,10 +214,7 @@ pub(crate) fn step<S: SdeField>(
             let (g1, gs1) = field.diffusion_saving(t + h, y);
             let z = y.clone() + f1.clone().mul_scalar(0.75 * h) + noise.prod(&g1, &j).mul_scalar(1.5);
             let (f2, fs2) = field.drift_saving(t + 0.75 * h, &z);
-            let y1 = y.clone()
-                + (f1.mul_scalar(1.0 / 3.0) + f2.mul_scalar(2.0 / 3.0)).mul_scalar(h)
-                + noise.prod(&g1, dw)
-                + noise.prod(&(g0 - g1), &j);
+            let y1 = y.clone() + (f1.mul_scalar(1.0 / 3.0) + f2.mul_scalar(2.0 / 3.0)).mul_scalar(h) + noise.prod(&g1, dw) + noise.prod(&(g0 - g1), &j);
             (y1, StepSaved::Sra1 { f1: fs1, f2: fs2, g0: gs0, g1: gs1 })
         }
         SdeSolver::ReversibleHeun => unreachable!("reversible Heun carries state between steps"),
@@ -245,14 +222,9 @@ pub(crate) fn step<S: SdeField>(
 }
 
 /// Check what every solve checks; returns nothing but errors.
-pub(crate) fn check_solve<S: SdeField, B: BrownianPath>(
-    field: &S,
-    y0: &Tensor<2>,
-    times: &[f64],
-    brownian: &B,
-    opts: &SdeOptions,
-) -> Result<()> {
+pub(crate) fn check_solve<S: SdeField, B: BrownianPath>(field: &S, y0: &Tensor<2>, times: &[f64], brownian: &B, opts: &SdeOptions) -> Result<()> {
     check_times(times)?;
+    field.check_state(y0)?;
     if times[times.len() - 1] < times[0] {
         return Err(Error::invalid("times", "SDE solves run forward in time"));
     }
@@ -269,20 +241,12 @@ pub(crate) fn check_solve<S: SdeField, B: BrownianPath>(
     let (b0, b1) = brownian.span();
     let slack = 1e-12 * (b1 - b0).abs().max(1.0);
     if times[0] < b0 - slack || times[times.len() - 1] > b1 + slack {
-        return Err(Error::invalid(
-            "times",
-            format!("[{}, {}] is outside the Brownian path's span [{b0}, {b1}]", times[0], times[times.len() - 1]),
-        ));
+        return Err(Error::invalid("times", format!("[{}, {}] is outside the Brownian path's span [{b0}, {b1}]", times[0], times[times.len() - 1])));
     }
     if opts.solver.needs_additive_noise() && !field.additive() {
-        return Err(Error::Unsupported(format!(
-            "{:?} needs additive noise (g independent of y); this SDE does not declare it",
-            opts.solver
-        )));
+        return Err(Error::Unsupported(format!("{:?} needs additive noise (g independent of y); this SDE does not declare it", opts.solver)));
     }
-    if matches!(opts.solver, SdeSolver::MilsteinIto | SdeSolver::MilsteinStratonovich)
-        && field.noise() != Noise::Diagonal
-    {
+    if matches!(opts.solver, SdeSolver::MilsteinIto | SdeSolver::MilsteinStratonovich) && field.noise() != Noise::Diagonal {
         return Err(Error::Unsupported("Milstein is implemented for diagonal noise only".into()));
     }
     if let Some(a) = &opts.adaptive {
@@ -318,13 +282,7 @@ pub(crate) fn fixed_steps(t0: f64, t1: f64, dt: f64) -> Vec<f64> {
 /// have the shapes the noise type implies, `Unsupported` for a solver that does not apply to the
 /// noise, the path's own errors for times outside its span or off its grid, `NonFinite` for a
 /// non-finite state, `StepSizeUnderflow` / `MaxStepsReached` for adaptive solves.
-pub fn sdeint<S: SdeField, B: BrownianPath>(
-    field: &S,
-    y0: Tensor<2>,
-    times: &[f64],
-    brownian: &B,
-    opts: &SdeOptions,
-) -> Result<Vec<Tensor<2>>> {
+pub fn sdeint<S: SdeField, B: BrownianPath>(field: &S, y0: Tensor<2>, times: &[f64], brownian: &B, opts: &SdeOptions) -> Result<Vec<Tensor<2>>> {
     Ok(sdeint_with_stats(field, y0, times, brownian, opts)?.0)
 }
 
@@ -521,13 +479,10 @@ impl ReversibleHeunState {
     pub fn step<S: SdeField>(&self, field: &S, t1: f64, dw: &Tensor<2>) -> Self {
         let noise = field.noise();
         let h = t1 - self.t;
-        let y_hat =
-            self.y.clone().mul_scalar(2.0) - self.y_hat.clone() + self.f.clone().mul_scalar(h) + noise.prod(&self.g, dw);
+        let y_hat = self.y.clone().mul_scalar(2.0) - self.y_hat.clone() + self.f.clone().mul_scalar(h) + noise.prod(&self.g, dw);
         let f = field.drift(t1, &y_hat);
         let g = field.diffusion(t1, &y_hat);
-        let y = self.y.clone()
-            + (self.f.clone() + f.clone()).mul_scalar(0.5 * h)
-            + noise.prod(&(self.g.clone() + g.clone()), dw).mul_scalar(0.5);
+        let y = self.y.clone() + (self.f.clone() + f.clone()).mul_scalar(0.5 * h) + noise.prod(&(self.g.clone() + g.clone()), dw).mul_scalar(0.5);
         Self { t: t1, y, y_hat, f, g }
     }
 
@@ -543,13 +498,10 @@ impl ReversibleHeunState {
     pub(crate) fn unstep_saving<S: SdeField>(&self, field: &S, t0: f64, dw: &Tensor<2>) -> (Self, S::DriftSaved, S::DiffusionSaved) {
         let noise = field.noise();
         let h = self.t - t0;
-        let y_hat =
-            self.y.clone().mul_scalar(2.0) - self.y_hat.clone() - self.f.clone().mul_scalar(h) - noise.prod(&self.g, dw);
+        let y_hat = self.y.clone().mul_scalar(2.0) - self.y_hat.clone() - self.f.clone().mul_scalar(h) - noise.prod(&self.g, dw);
         let (f, fs) = field.drift_saving(t0, &y_hat);
         let (g, gs) = field.diffusion_saving(t0, &y_hat);
-        let y = self.y.clone()
-            - (self.f.clone() + f.clone()).mul_scalar(0.5 * h)
-            - noise.prod(&(self.g.clone() + g.clone()), dw).mul_scalar(0.5);
+        let y = self.y.clone() - (self.f.clone() + f.clone()).mul_scalar(0.5 * h) - noise.prod(&(self.g.clone() + g.clone()), dw).mul_scalar(0.5);
         (Self { t: t0, y, y_hat, f, g }, fs, gs)
     }
 }

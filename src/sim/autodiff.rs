@@ -20,6 +20,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::system::{JacobianKind, System};
 use crate::host::ToHost;
+use crate::{Error, Result};
 
 /// The closure type of an [`AutodiffSystem`]: `f(t, y [B, n], p [B, m]) → [B, n]`.
 pub trait BurnRhs: Fn(f64, Tensor<2>, Tensor<2>) -> Tensor<2> + Send + Sync {}
@@ -50,9 +51,14 @@ impl<F: BurnRhs> AutodiffSystem<F> {
     /// A system named `name` with parameters `params` (named `param_names`),
     /// initial state `y0`, and right-hand side `f`, evaluated on `device` (an
     /// f64 CPU device, [`crate::device::cpu_f64`]).
-    pub fn new(name: impl Into<String>, param_names: Vec<String>, params: Vec<f64>, y0: Vec<f64>, f: F, device: Device) -> Self {
-        assert_eq!(param_names.len(), params.len(), "one name per parameter");
-        AutodiffSystem { name: name.into(), param_names, params, y0, f, device, cache: Mutex::new(None), vjp_cache: Mutex::new(None) }
+    ///
+    /// # Errors
+    /// `Shape` unless there is one name per parameter.
+    pub fn new(name: impl Into<String>, param_names: Vec<String>, params: Vec<f64>, y0: Vec<f64>, f: F, device: Device) -> Result<Self> {
+        if param_names.len() != params.len() {
+            return Err(Error::Shape { what: "parameter names (one per parameter)".into(), expected: vec![params.len()], got: vec![param_names.len()] });
+        }
+        Ok(AutodiffSystem { name: name.into(), param_names, params, y0, f, device, cache: Mutex::new(None), vjp_cache: Mutex::new(None) })
     }
 
     fn rows(&self, data: &[f64], rows: usize) -> Tensor<2> {
@@ -175,9 +181,14 @@ pub struct FlatMlp {
 
 impl FlatMlp {
     /// An MLP with the given widths whose parameters start at `offset`.
-    pub fn new(sizes: Vec<usize>, offset: usize) -> Self {
-        assert!(sizes.len() >= 2, "an MLP needs an input and an output width");
-        FlatMlp { sizes, offset }
+    ///
+    /// # Errors
+    /// `InvalidArgument` with fewer than two widths or a zero width.
+    pub fn new(sizes: Vec<usize>, offset: usize) -> Result<Self> {
+        if sizes.len() < 2 || sizes.contains(&0) {
+            return Err(Error::invalid("sizes", format!("an MLP needs an input and an output width, all positive; got {sizes:?}")));
+        }
+        Ok(FlatMlp { sizes, offset })
     }
 
     /// Number of parameters.

@@ -206,27 +206,32 @@ impl<F: Rhs> ClosureSystem<F> {
         let mut jac = vec![0.0; pattern.nnz];
         for c in 0..pattern.ncolours as u32 {
             let seed = |j: usize| if pattern.colour[j] == c { 1.0 } else { 0.0 };
-            self.dual_eval(t, y, p, seed, |_| 0.0, |out| match &pattern.rows {
-                // Dense: colour c is column c alone.
-                None => (0..n).for_each(|i| jac[i * n + c as usize] = out[i].eps),
-                Some(rows) => {
-                    let mut at = 0;
-                    for (i, row) in rows.iter().enumerate() {
-                        for (k, &j) in row.iter().enumerate() {
-                            if pattern.colour[j as usize] == c {
-                                jac[at + k] = out[i].eps;
+            self.dual_eval(
+                t,
+                y,
+                p,
+                seed,
+                |_| 0.0,
+                |out| match &pattern.rows {
+                    // Dense: colour c is column c alone.
+                    None => (0..n).for_each(|i| jac[i * n + c as usize] = out[i].eps),
+                    Some(rows) => {
+                        let mut at = 0;
+                        for (i, row) in rows.iter().enumerate() {
+                            for (k, &j) in row.iter().enumerate() {
+                                if pattern.colour[j as usize] == c {
+                                    jac[at + k] = out[i].eps;
+                                }
                             }
+                            at += row.len();
                         }
-                        at += row.len();
                     }
-                }
-            });
+                },
+            );
         }
         let mut jac_p = vec![0.0; n * m];
         for k in 0..m {
-            self.dual_eval(t, y, p, |_| 0.0, |l| if l == k { 1.0 } else { 0.0 }, |out| {
-                (0..n).for_each(|i| jac_p[i * m + k] = out[i].eps)
-            });
+            self.dual_eval(t, y, p, |_| 0.0, |l| if l == k { 1.0 } else { 0.0 }, |out| (0..n).for_each(|i| jac_p[i * m + k] = out[i].eps));
         }
         Jacobians { key, jac, jac_p }
     }
@@ -296,7 +301,11 @@ impl<F: Rhs> System for ClosureSystem<F> {
                 let n = self.dim();
                 let pattern = self.pattern();
                 let sparse = pattern.rows.is_some() && n >= SPARSE_MIN_DIM && (pattern.nnz as f64) <= SPARSE_MAX_DENSITY * (n * n) as f64;
-                if sparse { JacobianKind::Sparse } else { JacobianKind::Dense }
+                if sparse {
+                    JacobianKind::Sparse
+                } else {
+                    JacobianKind::Dense
+                }
             }
             kind => kind,
         }

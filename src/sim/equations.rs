@@ -11,9 +11,7 @@ use std::cell::RefCell;
 
 use diffsol::matrix::sparsity::MatrixSparsity;
 use diffsol::op::OpStatistics;
-use diffsol::{
-    ConstantOp, JacobianColoring, Matrix, NonLinearOp, NonLinearOpJacobian, OdeEquations, OdeEquationsRef, Op, UnitCallable, Vector,
-};
+use diffsol::{ConstantOp, JacobianColoring, Matrix, NonLinearOp, NonLinearOpJacobian, OdeEquations, OdeEquationsRef, Op, UnitCallable, Vector};
 
 use super::system::System;
 

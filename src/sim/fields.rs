@@ -64,9 +64,13 @@ pub fn by_name(name: &str, n: Option<usize>) -> Result<Option<Box<dyn FieldSimul
             Ns2dConfig { n, length: tau, viscosity: 1e-2, drag: 0.1, forcing: Forcing::Kolmogorov { wavenumber: 4, amplitude: 1.0 }, cfl: 0.5 },
             turbulent,
         )?),
-        "ns2d_decaying" => Box::new(Ns2dSimulator::new(Ns2dConfig { n, length: tau, viscosity: 1e-3, drag: 0.0, forcing: Forcing::None, cfl: 0.5 }, turbulent)?),
+        "ns2d_decaying" => {
+            Box::new(Ns2dSimulator::new(Ns2dConfig { n, length: tau, viscosity: 1e-3, drag: 0.0, forcing: Forcing::None, cfl: 0.5 }, turbulent)?)
+        }
         "darcy" => Box::new(DarcySimulator::new(n, Permeability::default(), 1.0, 0.0)?),
-        "darcy_lognormal" => Box::new(DarcySimulator::new(n, Permeability::LogNormal { grf: Grf { sigma: 3.0, tau: 3.0, alpha: 2.0, zero_mean: false }, mean: 0.0 }, 1.0, 0.0)?),
+        "darcy_lognormal" => {
+            Box::new(DarcySimulator::new(n, Permeability::LogNormal { grf: Grf { sigma: 3.0, tau: 3.0, alpha: 2.0, zero_mean: false }, mean: 0.0 }, 1.0, 0.0)?)
+        }
         _ => return Ok(None),
     };
     Ok(Some(sim))

@@ -161,7 +161,10 @@ enum OptState {
     Adam(crate::train::Adam<f64>),
     /// The loss and gradient at `θ` (after the first step) and the curvature pairs
     /// `(s, y, 1/sᵀy)`, oldest first.
-    Lbfgs { at: Option<(f64, Vec<f64>)>, pairs: std::collections::VecDeque<(Vec<f64>, Vec<f64>, f64)> },
+    Lbfgs {
+        at: Option<(f64, Vec<f64>)>,
+        pairs: std::collections::VecDeque<(Vec<f64>, Vec<f64>, f64)>,
+    },
 }
 
 impl<'a> FitTrainer<'a> {
@@ -379,7 +382,14 @@ type Pairs = std::collections::VecDeque<(Vec<f64>, Vec<f64>, f64)>;
 /// two-loop recursion, Alg. 7.5 update): the accepted `(θ', f', g')`, or `None` when the
 /// backtracking Armijo search finds no decrease. A failed solve at a trial point counts as a
 /// rejection. Updates the curvature pairs (at most `memory`).
-fn lbfgs_step(theta: &[f64], f: f64, g: &[f64], pairs: &mut Pairs, memory: usize, eval: &dyn Fn(&[f64]) -> Result<(f64, Vec<f64>)>) -> Result<Option<(Vec<f64>, f64, Vec<f64>)>> {
+fn lbfgs_step(
+    theta: &[f64],
+    f: f64,
+    g: &[f64],
+    pairs: &mut Pairs,
+    memory: usize,
+    eval: &dyn Fn(&[f64]) -> Result<(f64, Vec<f64>)>,
+) -> Result<Option<(Vec<f64>, f64, Vec<f64>)>> {
     // Two-loop recursion: d = −H g.
     let mut q = g.to_vec();
     let mut alphas = Vec::with_capacity(pairs.len());

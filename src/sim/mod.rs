@@ -35,11 +35,11 @@ pub mod systems;
 
 pub use autodiff::{col, AutodiffSystem, BurnRhs, FlatMlp};
 pub use closure::{ClosureSystem, Rhs, SPARSE_MAX_DENSITY, SPARSE_MIN_DIM};
-pub use scalar::{Dual, Scalar};
 pub use ensemble::ensemble;
+pub use events::{Action, Direction, Event, EventHit};
 pub use fit::{default_weights, fit, fit_with, loss_and_gradient, FitConfig, FitResult, FitTrainer, Observation, Optimizer};
 pub use output::{simulate_to_files, SimulateSpec};
+pub use scalar::{Dual, Scalar};
 pub use sens::{adjoint_gradient, forward_sensitivities, AdjointGradient, Sensitivities, Wrt};
-pub use events::{Action, Direction, Event, EventHit};
 pub use solve::{simulate, simulate_events, simulate_with, EventTrajectory, Method, SimOptions, SimStats, Trajectory};
 pub use system::{check_inputs, check_params, non_negative, positive, FieldLayout, JacobianKind, System};

@@ -90,7 +90,7 @@ impl Ns2dConfig {
     /// # Errors
     /// `InvalidArgument` naming the setting.
     pub fn validate(&self) -> Result<()> {
-        if self.n < 8 || self.n % 2 != 0 {
+        if self.n < 8 || !self.n.is_multiple_of(2) {
             return Err(Error::invalid("n", format!("the Navier–Stokes grid needs an even n ≥ 8, got {}", self.n)));
         }
         if !(self.length > 0.0 && self.length.is_finite()) {

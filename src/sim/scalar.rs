@@ -62,11 +62,19 @@ pub trait Scalar:
     fn recip(self) -> Self;
     /// The larger of two (the derivative of the one taken).
     fn max(self, other: Self) -> Self {
-        if self.value() >= other.value() { self } else { other }
+        if self.value() >= other.value() {
+            self
+        } else {
+            other
+        }
     }
     /// The smaller of two (the derivative of the one taken).
     fn min(self, other: Self) -> Self {
-        if self.value() <= other.value() { self } else { other }
+        if self.value() <= other.value() {
+            self
+        } else {
+            other
+        }
     }
 }
 
@@ -470,10 +478,18 @@ impl Scalar for Trace {
         self.unary(self.value.tanh())
     }
     fn powi(self, n: i32) -> Self {
-        if n == 0 { Trace::cst(1.0) } else { self.unary(self.value.powi(n)) }
+        if n == 0 {
+            Trace::cst(1.0)
+        } else {
+            self.unary(self.value.powi(n))
+        }
     }
     fn powf(self, a: f64) -> Self {
-        if a == 0.0 { Trace::cst(1.0) } else { self.unary(self.value.powf(a)) }
+        if a == 0.0 {
+            Trace::cst(1.0)
+        } else {
+            self.unary(self.value.powf(a))
+        }
     }
     fn abs(self) -> Self {
         self.unary(self.value.abs())

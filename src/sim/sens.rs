@@ -6,11 +6,11 @@
 //! come out of the same machinery as the parameter derivatives.
 
 use diffsol::error::DiffsolError;
-use diffsol::{
-    AdjointOdeSolverMethod, DefaultDenseMatrix, DefaultSolver, DenseMatrix, FaerSparseMat, Matrix, NalgebraMat,
-    OdeSolverMethod, OdeSolverState, SensitivitiesOdeSolverMethod, Vector, VectorRef,
-};
 use diffsol::matrix::MatrixRef;
+use diffsol::{
+    AdjointOdeSolverMethod, DefaultDenseMatrix, DefaultSolver, DenseMatrix, FaerSparseMat, Matrix, NalgebraMat, OdeSolverMethod, OdeSolverState,
+    SensitivitiesOdeSolverMethod, Vector, VectorRef,
+};
 use ndarray::{Array2, Array3};
 use serde::{Deserialize, Serialize};
 
@@ -43,14 +43,7 @@ pub struct Sensitivities {
 /// Solves `system` and its forward sensitivity equations `ṡ = (∂f/∂y) s + ∂f/∂q`
 /// (one per augmented parameter) together, with the options' method; the
 /// sensitivities take part in the error control.
-pub fn forward_sensitivities(
-    system: &dyn System,
-    p: &[f64],
-    y0: &[f64],
-    times: &[f64],
-    opts: &SimOptions,
-    wrt: Wrt,
-) -> Result<Sensitivities> {
+pub fn forward_sensitivities(system: &dyn System, p: &[f64], y0: &[f64], times: &[f64], opts: &SimOptions, wrt: Wrt) -> Result<Sensitivities> {
     check_inputs(system, p, y0)?;
     opts.check(times)?;
     opts.check_for(system)?;
@@ -158,14 +151,7 @@ pub struct AdjointGradient {
 /// tolerances; diffsol's adjoint closures take the negated transposed products
 /// `−(∂f/∂y)ᵀ v`, `−(∂f/∂p)ᵀ v`, which this function builds from
 /// [`System::vjp`] and [`System::param_vjp`].
-pub fn adjoint_gradient<L>(
-    system: &dyn System,
-    p: &[f64],
-    y0: &[f64],
-    times: &[f64],
-    opts: &SimOptions,
-    loss: L,
-) -> Result<AdjointGradient>
+pub fn adjoint_gradient<L>(system: &dyn System, p: &[f64], y0: &[f64], times: &[f64], opts: &SimOptions, loss: L) -> Result<AdjointGradient>
 where
     L: FnOnce(&Array2<f64>) -> (f64, Array2<f64>),
 {
@@ -181,11 +167,7 @@ where
         let states = Array2::from_shape_vec((times.len(), system.dim()), rows.clone()).expect("T·D values");
         let (g, dg) = (loss.take().expect("loss runs once"))(&states);
         if dg.dim() != (times.len(), system.dim()) {
-            shape_error = Some(Error::Shape {
-                what: "loss gradient dG/dy".into(),
-                expected: vec![times.len(), system.dim()],
-                got: dg.shape().to_vec(),
-            });
+            shape_error = Some(Error::Shape { what: "loss gradient dG/dy".into(), expected: vec![times.len(), system.dim()], got: dg.shape().to_vec() });
             return None;
         }
         seen = Some((rows, stats, g));

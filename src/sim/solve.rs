@@ -1,12 +1,12 @@
 //! Solving a [`System`] with diffsol: options, trajectories, error mapping.
 
 use diffsol::error::{DiffsolError, OdeSolverError};
-use diffsol::{
-    DefaultDenseMatrix, DefaultSolver, DenseMatrix, FaerSparseMat, Matrix, NalgebraMat, OdeBuilder, OdeEquations, OdeSolverMethod,
-    OdeSolverStopReason, Op, Vector,
-};
 use diffsol::matrix::MatrixRef;
 use diffsol::VectorRef;
+use diffsol::{
+    DefaultDenseMatrix, DefaultSolver, DenseMatrix, FaerSparseMat, Matrix, NalgebraMat, OdeBuilder, OdeEquations, OdeSolverMethod, OdeSolverStopReason, Op,
+    Vector,
+};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
@@ -350,10 +350,7 @@ pub(crate) fn builder<M: Matrix<T = f64>>(opts: &SimOptions, p: &[f64]) -> OdeBu
 }
 
 /// Applies the options that diffsol keeps on the problem rather than the builder.
-pub(crate) fn apply_problem_options<Eqn: diffsol::OdeEquations<T = f64>>(
-    problem: &mut diffsol::OdeSolverProblem<Eqn>,
-    opts: &SimOptions,
-) {
+pub(crate) fn apply_problem_options<Eqn: diffsol::OdeEquations<T = f64>>(problem: &mut diffsol::OdeSolverProblem<Eqn>, opts: &SimOptions) {
     if let Some(h) = opts.min_step {
         problem.ode_options.min_timestep = h;
     }

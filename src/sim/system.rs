@@ -105,11 +105,7 @@ pub fn check_inputs(system: &dyn System, p: &[f64], y0: &[f64]) -> Result<()> {
     }
     check_params(system, p)?;
     if y0.len() != system.dim() {
-        return Err(Error::Shape {
-            what: format!("initial state of `{}`", system.name()),
-            expected: vec![system.dim()],
-            got: vec![y0.len()],
-        });
+        return Err(Error::Shape { what: format!("initial state of `{}`", system.name()), expected: vec![system.dim()], got: vec![y0.len()] });
     }
     if let Some(i) = y0.iter().position(|v| !v.is_finite()) {
         return Err(Error::invalid("y0", format!("component {i} of the initial state of `{}` is {}", system.name(), y0[i])));
@@ -121,10 +117,7 @@ pub fn check_inputs(system: &dyn System, p: &[f64], y0: &[f64]) -> Result<()> {
 pub fn check_params<S: System + ?Sized>(system: &S, p: &[f64]) -> Result<()> {
     let names = system.param_names();
     if p.len() != names.len() {
-        return Err(Error::invalid(
-            "params",
-            format!("`{}` takes {} parameters ({}), got {}", system.name(), names.len(), names.join(", "), p.len()),
-        ));
+        return Err(Error::invalid("params", format!("`{}` takes {} parameters ({}), got {}", system.name(), names.len(), names.join(", "), p.len())));
     }
     if let Some(i) = p.iter().position(|v| !v.is_finite()) {
         return Err(Error::invalid("params", format!("parameter `{}` of `{}` is {}", names[i], system.name(), p[i])));

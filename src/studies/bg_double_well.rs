@@ -25,9 +25,9 @@ use crate::boltzmann::mcmc::{mala, MalaConfig};
 use crate::boltzmann::quadrature::{quadrature_2d, Grid2};
 use crate::boltzmann::reweight::{self, Estimate};
 use crate::boltzmann::{train, BoltzmannGenerator, TrainConfig};
-use crate::train::Run;
 use crate::flows::FlowConfig;
 use crate::plot::{save_figure, Panel, Series};
+use crate::train::Run;
 use crate::train::{write_atomic, write_json};
 use crate::{Error, Result};
 
@@ -108,7 +108,10 @@ pub struct BgDoubleWellReport {
 /// Bad configuration, divergence, sampler or I/O errors.
 pub fn run(cfg: &BgDoubleWellConfig, train_device: &burn::tensor::Device, out: &Path, quiet: bool) -> Result<BgDoubleWellReport> {
     if cfg.train.weight_data != 0.0 || cfg.n_eval < 100 || cfg.n_boot < 2 || cfg.mcmc_chains == 0 || cfg.mcmc_samples == 0 {
-        return Err(Error::InvalidArgument { name: "config", reason: "training must be by energy only (weight_data = 0), n_eval ≥ 100, n_boot ≥ 2, MCMC sizes ≥ 1".into() });
+        return Err(Error::InvalidArgument {
+            name: "config",
+            reason: "training must be by energy only (weight_data = 0), n_eval ≥ 100, n_boot ≥ 2, MCMC sizes ≥ 1".into(),
+        });
     }
     std::fs::create_dir_all(out).map_err(|e| Error::Io { path: out.display().to_string(), source: e })?;
     let energy = &cfg.energy;
@@ -137,8 +140,19 @@ pub fn run(cfg: &BgDoubleWellConfig, train_device: &burn::tensor::Device, out: &
 
     // BAR between q (reduced potential −log q, normalised) and p (reduced potential β u):
     // Δf = f_p − f_q = −log Z. Forward works on flow samples, reverse works on MALA samples.
-    let mcmc_cfg = MalaConfig { chains: cfg.mcmc_chains, burn_in: 1000, samples: cfg.mcmc_samples, thin: 20, step_size: 0.05, beta, seed, ..MalaConfig::default() };
-    let x0 = Array2::from_shape_fn((cfg.mcmc_chains, 2), |(i, k)| if k == 0 { if i % 2 == 0 { 1.4 } else { -1.4 } } else { 0.0 });
+    let mcmc_cfg =
+        MalaConfig { chains: cfg.mcmc_chains, burn_in: 1000, samples: cfg.mcmc_samples, thin: 20, step_size: 0.05, beta, seed, ..MalaConfig::default() };
+    let x0 = Array2::from_shape_fn((cfg.mcmc_chains, 2), |(i, k)| {
+        if k == 0 {
+            if i % 2 == 0 {
+                1.4
+            } else {
+                -1.4
+            }
+        } else {
+            0.0
+        }
+    });
     let ref_samples = mala(energy, x0.view(), &mcmc_cfg)?;
     let work_f = -&w.log_w;
     let log_q_ref = bg.log_prob(ref_samples.samples.view())?;

@@ -28,15 +28,15 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::boltzmann::energy::{pair_distances, InternalEnergy, LennardJones, MeanFree, MultiDoubleWell};
+use crate::boltzmann::eqfm::{train_eqfm, EqFmConfig, Likelihood};
 use crate::boltzmann::mcmc::{mala, MalaConfig, McmcSamples};
 use crate::boltzmann::reweight::{self, Estimate};
-use crate::boltzmann::eqfm::{train_eqfm, EqFmConfig, Likelihood};
-use crate::fm::Perturbation;
 use crate::boltzmann::{train, BoltzmannGenerator, Energy, TrainConfig};
-use crate::nn::EgnnConfig;
-use crate::train::Run;
 use crate::flows::FlowConfig;
+use crate::fm::Perturbation;
+use crate::nn::EgnnConfig;
 use crate::plot::{save_figure, Panel, Series};
+use crate::train::Run;
 use crate::train::{write_atomic, write_json};
 use crate::{Error, Result};
 
@@ -160,7 +160,18 @@ impl BgParticlesConfig {
         flow.layers.insert(0, crate::flows::LayerConfig::ActNorm);
         BgParticlesConfig {
             system,
-            train: TrainConfig { flow, steps, batch_size: 256, lr: 5e-4, weight_data: 1.0, weight_energy: 0.1, energy_ramp: steps / 2, energy_cut: cut, log_every: 50, ..TrainConfig::default() },
+            train: TrainConfig {
+                flow,
+                steps,
+                batch_size: 256,
+                lr: 5e-4,
+                weight_data: 1.0,
+                weight_energy: 0.1,
+                energy_ramp: steps / 2,
+                energy_cut: cut,
+                log_every: 50,
+                ..TrainConfig::default()
+            },
             mcmc: MalaConfig { chains: 128, burn_in, samples, thin, step_size: step, ..MalaConfig::default() },
             held_out: 0.2,
             augment: true,
@@ -433,7 +444,9 @@ impl BgParticlesReport {
 /// Bad configuration, divergence, sampler or I/O errors.
 pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &Path, quiet: bool) -> Result<BgParticlesReport> {
     if !(cfg.held_out > 0.0 && cfg.held_out < 1.0) || cfg.n_eval < 100 || cfg.n_boot < 2 || (!cfg.compare.is_empty() && cfg.n_compare < 2) {
-        return Err(Error::InvalidArgument { name: "config", reason: "held_out in (0, 1), n_eval ≥ 100, n_boot ≥ 2 and n_compare ≥ 2 are needed".into() });
+        return Err(Error::InvalidArgument {
+            name: "config", reason: "held_out in (0, 1), n_eval ≥ 100, n_boot ≥ 2 and n_compare ≥ 2 are needed".into()
+        });
     }
     std::fs::create_dir_all(out).map_err(|e| Error::Io { path: out.display().to_string(), source: e })?;
     let name = cfg.system.name();
@@ -514,10 +527,7 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
     let energy_w2_raw = reweight::wasserstein2_1d(u_ok.view(), None, reference.energies.view())?;
     let energy_w2_reweighted = reweight::wasserstein2_1d(u_ok.view(), Some(lw_ok.view()), reference.energies.view())?;
     let energy_w2_mcmc = reweight::wasserstein2_1d(mcmc.energies.view(), None, reference.energies.view())?;
-    let weights = compared
-        .iter()
-        .map(|(l, wl, secs)| weights_row(*l, wl, *secs, reference.energies.view(), cfg.n_boot, seed))
-        .collect::<Result<Vec<_>>>()?;
+    let weights = compared.iter().map(|(l, wl, secs)| weights_row(*l, wl, *secs, reference.energies.view(), cfg.n_boot, seed)).collect::<Result<Vec<_>>>()?;
 
     // Histograms.
     let (lo, hi) = {
@@ -534,7 +544,11 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         title: format!("{name}: energy (ESS/N = {ess_fraction:.3})"),
         xlabel: "u".into(),
         ylabel: "density".into(),
-        series: vec![Series::line("reference (MALA)", uc.clone(), hm.raw, 0), Series::points("flow, raw", uc.clone(), hf.raw, 1), Series::points("flow, reweighted", uc, hf.reweighted, 2)],
+        series: vec![
+            Series::line("reference (MALA)", uc.clone(), hm.raw, 0),
+            Series::points("flow, raw", uc.clone(), hf.raw, 1),
+            Series::points("flow, reweighted", uc, hf.reweighted, 2),
+        ],
         ..Panel::default()
     };
     let dist_m = pair_distances(reference.samples.view(), n, d);
@@ -555,7 +569,11 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         title: format!("{name}: interatomic distances"),
         xlabel: "r".into(),
         ylabel: "density".into(),
-        series: vec![Series::line("reference (MALA)", dc.clone(), hdm.raw, 0), Series::points("flow, raw", dc.clone(), hdf.raw, 1), Series::points("flow, reweighted", dc, hdf.reweighted, 2)],
+        series: vec![
+            Series::line("reference (MALA)", dc.clone(), hdm.raw, 0),
+            Series::points("flow, raw", dc.clone(), hdf.raw, 1),
+            Series::points("flow, reweighted", dc, hdf.reweighted, 2),
+        ],
         ..Panel::default()
     };
     let ((curve_points, curve_label), first_logged_loss, last_logged_loss) = {
@@ -621,7 +639,10 @@ fn reference_samples(cfg: &BgParticlesConfig, energy: &dyn Energy, out: &Path) -
         Some(p) if p.exists() => {
             let (s, sampler, stored) = McmcSamples::read_h5(p, energy)?;
             if stored.beta != beta || sampler != "mala" {
-                return Err(Error::Format { path: p.display().to_string(), reason: format!("reference drawn by {sampler} at β = {}, the study needs MALA at β = {beta}", stored.beta) });
+                return Err(Error::Format {
+                    path: p.display().to_string(),
+                    reason: format!("reference drawn by {sampler} at β = {}, the study needs MALA at β = {beta}", stored.beta),
+                });
             }
             (s, stored)
         }
@@ -647,7 +668,14 @@ fn ess_fraction_estimate(log_w: ndarray::ArrayView1<'_, f64>, n_boot: usize, see
     })
 }
 
-fn weights_row(likelihood: Likelihood, w: &crate::boltzmann::Weighted, seconds: f64, reference: ndarray::ArrayView1<'_, f64>, n_boot: usize, seed: u64) -> Result<WeightsRow> {
+fn weights_row(
+    likelihood: Likelihood,
+    w: &crate::boltzmann::Weighted,
+    seconds: f64,
+    reference: ndarray::ArrayView1<'_, f64>,
+    n_boot: usize,
+    seed: u64,
+) -> Result<WeightsRow> {
     let keep: Vec<usize> = (0..w.u.len()).filter(|&i| w.u[i].is_finite() && w.log_w[i].is_finite()).collect();
     let u: Array1<f64> = keep.iter().map(|&i| w.u[i]).collect();
     let lw: Array1<f64> = keep.iter().map(|&i| w.log_w[i]).collect();
@@ -696,13 +724,27 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
     let model = match c.method {
         BgMethod::Coupling => format!(
             "Flow: {} coupling/mixing layers in the centre-of-mass-free coordinates; {} steps of {}, loss = {} · NLL + {} · reverse KL at β = {}",
-            c.train.flow.layers.len(), c.train.steps, c.train.batch_size, c.train.weight_data, c.train.weight_energy, c.train.beta
+            c.train.flow.layers.len(),
+            c.train.steps,
+            c.train.batch_size,
+            c.train.weight_data,
+            c.train.weight_energy,
+            c.train.beta
         ),
         BgMethod::EquivariantFm => format!(
             "Flow: EGNN continuous flow ({} layers × {}) on the mean-free normal, equivariant flow matching with {:?} pairs, σ = {}; {} steps of {}; \
              sampling by {:?} ({}); weights by {}",
-            c.eqfm.egnn.layers, c.eqfm.egnn.hidden, c.eqfm.coupling, c.eqfm.sigma, c.eqfm.run.steps, c.eqfm.run.batch_size, c.eqfm.sampling.solver,
-            match c.eqfm.sampling.dt { Some(dt) => format!("step {dt}"), None => format!("rtol {:.0e}", c.eqfm.sampling.rtol) },
+            c.eqfm.egnn.layers,
+            c.eqfm.egnn.hidden,
+            c.eqfm.coupling,
+            c.eqfm.sigma,
+            c.eqfm.run.steps,
+            c.eqfm.run.batch_size,
+            c.eqfm.sampling.solver,
+            match c.eqfm.sampling.dt {
+                Some(dt) => format!("step {dt}"),
+                None => format!("rtol {:.0e}", c.eqfm.sampling.rtol),
+            },
             likelihood_label(&c.eqfm.likelihood)
         ),
     };

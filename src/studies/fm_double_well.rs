@@ -23,13 +23,13 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::fm::{self, Coupling, NetConfig, Problem, Source, Trace, TrainConfig};
-use crate::train::{Run, RunOptions};
-use burn::tensor::Device;
 use crate::host::tensor_from_array2;
 use crate::ode::{Options, Solver};
 use crate::plot::{save_figure, Panel, Series};
 use crate::train::{write_atomic, write_json};
+use crate::train::{Run, RunOptions};
 use crate::{Error, Result};
+use burn::tensor::Device;
 
 /// Configuration; every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -307,8 +307,24 @@ fn markdown(r: &FmDoubleWellReport) -> String {
          | W₂(model, exact) | {:.4} |\n| W₂(exact, exact) floor | {:.4} |\n| W₂(source, exact) | {:.4} |\n\
          | P(right well) exact | {:.4} |\n| P(right well) model | {:.4} |\n| P(right well) source | {:.4} |\n\
          | ESS/N of p/q | {:.3} |\n| KL(q ‖ p) estimate | {:.4} |\n| train s | {:.1} |\n",
-        c.beta_hot, c.beta_cold, r.device, c.a, c.b, c.c, c.steps, c.hidden, c.solve_steps, r.w2, r.w2_floor, r.w2_source,
-        r.right_well_exact, r.right_well_model, r.right_well_source, r.ess_fraction, r.kl_model_to_exact, r.train_seconds
+        c.beta_hot,
+        c.beta_cold,
+        r.device,
+        c.a,
+        c.b,
+        c.c,
+        c.steps,
+        c.hidden,
+        c.solve_steps,
+        r.w2,
+        r.w2_floor,
+        r.w2_source,
+        r.right_well_exact,
+        r.right_well_model,
+        r.right_well_source,
+        r.ess_fraction,
+        r.kl_model_to_exact,
+        r.train_seconds
     )
 }
 

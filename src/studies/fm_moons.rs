@@ -20,13 +20,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::fm::problems::{eight_gaussians, moons};
 use crate::fm::{self, Coupling, FmModel, MeanFlowConfig, NetConfig, Problem, Source, TrainConfig};
-use crate::train::{Run, RunOptions};
-use burn::tensor::Device;
 use crate::host::{array2_from_tensor, tensor_from_array2};
 use crate::ode::{self, Options, Solver};
 use crate::plot::{save_figure, Panel, Series};
 use crate::train::{write_atomic, write_json};
+use crate::train::{Run, RunOptions};
 use crate::{Error, Result};
+use burn::tensor::Device;
 
 /// Configuration of the moons study; every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -126,7 +126,10 @@ fn euler(n: usize) -> Options {
 /// Bad configuration, training divergence, solver or I/O errors.
 pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) -> Result<FmMoonsReport> {
     if cfg.nfes.is_empty() || cfg.n_eval < 2 || cfg.reflow_pairs == 0 || cfg.reflow_solve_steps == 0 {
-        return Err(Error::invalid("nfes, n_eval, reflow_pairs, reflow_solve_steps", "need at least one NFE, two evaluation samples, reflow pairs and solve steps"));
+        return Err(Error::invalid(
+            "nfes, n_eval, reflow_pairs, reflow_solve_steps",
+            "need at least one NFE, two evaluation samples, reflow pairs and solve steps",
+        ));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let device = crate::device::reference_cpu();
@@ -179,13 +182,20 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
     // Mean flow: average velocities, sampled by jumps (one network call each).
     // Mean flows need the fused CPU kernels' time VJP: trained on the CPU whatever the device.
     let mf_cfg = MeanFlowConfig { base: TrainConfig { coupling: Coupling::ExactOt, ..base.clone() }, fraction_distinct: cfg.mean_flow_fraction };
-    let (mf, mf_report) = fm::train_mean_flow(&fresh, &mf_cfg, &Device::flex(), &mut Run { checkpoint: Some(out.join("checkpoint_mean_flow")), quiet, ..Run::default() })?;
+    let (mf, mf_report) =
+        fm::train_mean_flow(&fresh, &mf_cfg, &Device::flex(), &mut Run { checkpoint: Some(out.join("checkpoint_mean_flow")), quiet, ..Run::default() })?;
     let (mf_seconds, mf_losses) = (mf_report.total_seconds, mf_report.losses());
     let mut w2 = Vec::new();
     for &nfe in &cfg.nfes {
         w2.push((nfe, fm::wasserstein2(&slice(&mf.sample(&x0, nfe)?), &slice(&held_out), 2)?));
     }
-    models.push(ModelResult { name: "mean flow".into(), w2, straightness: None, train_seconds: mf_seconds, final_loss: mf_losses.last().map(|l| l.1).unwrap_or(f64::NAN) });
+    models.push(ModelResult {
+        name: "mean flow".into(),
+        w2,
+        straightness: None,
+        train_seconds: mf_seconds,
+        final_loss: mf_losses.last().map(|l| l.1).unwrap_or(f64::NAN),
+    });
     let start = x0.slice(ndarray::s![..cfg.n_trajectories.min(x0.nrows()), ..]).to_owned();
     let one_jump = mf.sample(&start, 1)?;
     panels_traj.push(trajectory_panel("mean flow, one jump", &[start, one_jump], &held_out, 3));
@@ -204,7 +214,14 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
 
     let json = out.join("fm_moons_report.json");
     let md = out.join("fm_moons_report.md");
-    let report = FmMoonsReport { config: cfg.clone(), device: crate::device::name_of(train_device), models, w2_floor, w2_source, files: [&fig_traj, &fig_w2, &json, &md].iter().map(|p| p.display().to_string()).collect() };
+    let report = FmMoonsReport {
+        config: cfg.clone(),
+        device: crate::device::name_of(train_device),
+        models,
+        w2_floor,
+        w2_source,
+        files: [&fig_traj, &fig_w2, &json, &md].iter().map(|p| p.display().to_string()).collect(),
+    };
     write_json(&json, &report)?;
     write_atomic(&md, markdown(&report).as_bytes())?;
     Ok(report)

@@ -9,7 +9,7 @@
 //!    trajectory fitting).
 //! 3. Measure the error on held-out initial states, draw data against model, write a report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{DType, Device, Tensor, TensorData};
@@ -225,7 +225,7 @@ pub fn run(cfg: &NeuralOdeConfig, device: &Device, out: &Path, resume: bool, qui
     let mut sizes = vec![2];
     sizes.extend(&cfg.hidden);
     sizes.push(2);
-    let mlp = MlpConfig::new(sizes).init(cfg.seed.wrapping_add(1), &device.clone().autodiff());
+    let mlp = MlpConfig::new(sizes).init(cfg.seed.wrapping_add(1), &device.clone().autodiff())?;
     let opts = Options { solver: cfg.solver, rtol: cfg.rtol, atol: cfg.atol, ..Options::default() };
     let y0_train = train[0].clone();
 
@@ -239,7 +239,16 @@ pub fn run(cfg: &NeuralOdeConfig, device: &Device, out: &Path, resume: bool, qui
         checkpoint_every: cfg.checkpoint_every,
         ..RunOptions::default()
     };
-    let mut trainer = NeuralOdeTrainer { cfg, mlp, optim: AdamConfig::new().init(), y0: y0_train.clone(), data: &train, times: &times, opts: opts.clone(), last: Default::default() };
+    let mut trainer = NeuralOdeTrainer {
+        cfg,
+        mlp,
+        optim: AdamConfig::new().init(),
+        y0: y0_train.clone(),
+        data: &train,
+        times: &times,
+        opts: opts.clone(),
+        last: Default::default(),
+    };
     let ckpt = out.join("checkpoint");
     if crate::train::Checkpoint::new(&ckpt).exists() {
         if resume {
@@ -301,14 +310,9 @@ fn columns(ys: &[Tensor<2>], sample: usize) -> (Vec<f64>, Vec<f64>) {
         .unzip()
 }
 
-fn draw(path: &PathBuf, times: &[f64], data: &[Tensor<2>], pred: &[Tensor<2>], losses: &[f64]) -> Result<()> {
+fn draw(path: &Path, times: &[f64], data: &[Tensor<2>], pred: &[Tensor<2>], losses: &[f64]) -> Result<()> {
     let n = data[0].dims()[0].min(4);
-    let mut phase = Panel {
-        title: "held-out trajectories: phase plane".into(),
-        xlabel: "θ (rad)".into(),
-        ylabel: "ω (rad/s)".into(),
-        ..Panel::default()
-    };
+    let mut phase = Panel { title: "held-out trajectories: phase plane".into(), xlabel: "θ (rad)".into(), ylabel: "ω (rad/s)".into(), ..Panel::default() };
     let mut series_t = Panel { title: "θ(t), held-out".into(), xlabel: "t (s)".into(), ylabel: "θ (rad)".into(), ..Panel::default() };
     for i in 0..n {
         let (dth, dom) = columns(data, i);

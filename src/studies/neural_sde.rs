@@ -18,7 +18,7 @@
 //!    held-out ensembles as the sampling-noise floor), the learned drift and diffusion with the
 //!    true `−U'` and `√(2/β)`, draw paths, marginals, fields and the loss.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -30,9 +30,7 @@ use crate::host::ToHost;
 use crate::nn::{Mlp, MlpConfig};
 use crate::ode::{Stats, Time, VectorField};
 use crate::plot::{save_figure, Panel, Series};
-use crate::sde::{
-    sdeint, sdeint_for_grad, FnSde, GridBrownian, NeuralSde, SdeGradient, SdeOptions, SdeSolver, Sigmoid, StateFree,
-};
+use crate::sde::{sdeint, sdeint_for_grad, FnSde, GridBrownian, NeuralSde, SdeGradient, SdeOptions, SdeSolver, Sigmoid, StateFree};
 use crate::train::{write_atomic, write_json, CheckpointReader, CheckpointWriter, LrSchedule, Run, RunOptions, Trainer};
 use crate::{Error, Result};
 
@@ -267,11 +265,8 @@ fn simulate(cfg: &NeuralSdeConfig, n: usize, seed: u64) -> Result<Vec<Vec<f64>>>
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let x0: Vec<f64> = (0..n).map(|_| cfg.x0_mean + cfg.x0_std * rng.sample::<f64, _>(rand_distr::StandardNormal)).collect();
     let (h, sigma) = (cfg.barrier, (2.0 / cfg.beta).sqrt());
-    let sde = FnSde::new(
-        move |_t, x: Tensor<2>| (x.clone().powi_scalar(3) - x).mul_scalar(-4.0 * h),
-        move |_t, x: Tensor<2>| x.ones_like().mul_scalar(sigma),
-    )
-    .additive();
+    let sde = FnSde::new(move |_t, x: Tensor<2>| (x.clone().powi_scalar(3) - x).mul_scalar(-4.0 * h), move |_t, x: Tensor<2>| x.ones_like().mul_scalar(sigma))
+        .additive();
     let w = GridBrownian::with_levy_area(0.0, dt, steps, [n, 1], seed ^ 0x5DE)?;
     // The reference runs in f64 on the CPU whatever the training device (GPU backends may lack
     // f64, and the data must not depend on the device).
@@ -451,12 +446,20 @@ pub fn run(cfg: &NeuralSdeConfig, device: &Device, out: &Path, resume: bool, qui
     let mut sizes = vec![1];
     sizes.extend(&cfg.drift_hidden);
     sizes.push(1);
-    let drift = MlpConfig::new(sizes).init(cfg.seed.wrapping_add(1), &ad);
+    let drift = MlpConfig::new(sizes).init(cfg.seed.wrapping_add(1), &ad)?;
     let mut sizes = vec![1];
     sizes.extend(&cfg.diffusion_hidden);
     sizes.push(1);
-    let diffusion = MlpConfig::new(sizes).init(cfg.seed.wrapping_add(2), &ad);
-    let mut trainer = NeuralSdeTrainer { cfg, nets: SdeNets { drift, diffusion }, optim: AdamConfig::new().init(), train: &train, targets: &train_targets, device: device.clone(), last_backward: Stats::default() };
+    let diffusion = MlpConfig::new(sizes).init(cfg.seed.wrapping_add(2), &ad)?;
+    let mut trainer = NeuralSdeTrainer {
+        cfg,
+        nets: SdeNets { drift, diffusion },
+        optim: AdamConfig::new().init(),
+        train: &train,
+        targets: &train_targets,
+        device: device.clone(),
+        last_backward: Stats::default(),
+    };
     let ckpt = out.join("checkpoint");
     let mut resumed = false;
     if crate::train::Checkpoint::new(&ckpt).exists() {
@@ -467,7 +470,8 @@ pub fn run(cfg: &NeuralSdeConfig, device: &Device, out: &Path, resume: bool, qui
             std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
         }
     }
-    let test_w2_marginal_untrained = if !resumed { mean_w2(&sample(&trainer.nets, cfg, &test[0], cfg.seed ^ 0xE7A1, device)?, &test_targets) } else { f64::NAN };
+    let test_w2_marginal_untrained =
+        if !resumed { mean_w2(&sample(&trainer.nets, cfg, &test[0], cfg.seed ^ 0xE7A1, device)?, &test_targets) } else { f64::NAN };
     let run_opts = RunOptions {
         steps: cfg.iterations,
         batch_size: cfg.batch,
@@ -548,7 +552,7 @@ fn density(v: &[f64], lo: f64, hi: f64, bins: usize) -> (Vec<f64>, Vec<f64>) {
 
 #[allow(clippy::too_many_arguments)]
 fn draw(
-    path: &PathBuf,
+    path: &Path,
     cfg: &NeuralSdeConfig,
     data: &[Vec<f64>],
     model: &[Vec<f64>],

@@ -174,7 +174,10 @@ pub fn run(cfg: &ParamFitConfig, out: &Path, quiet: bool) -> Result<ParamFitRepo
         cfg.n_obs, cfg.noise * 100.0, cfg.seed, cfg.stages, report.iterations, seconds
     );
     for i in 0..report.names.len() {
-        text += &format!("| {} | {} | {} | {:.4} | {:.2e} |\n", report.names[i], report.true_params[i], report.initial_guess[i], report.fitted[i], report.relative_error[i]);
+        text += &format!(
+            "| {} | {} | {} | {:.4} | {:.2e} |\n",
+            report.names[i], report.true_params[i], report.initial_guess[i], report.fitted[i], report.relative_error[i]
+        );
     }
     text += &format!("\nloss {:.4e} → {:.4e} (at the true parameters: {:.4e})\n", report.loss_initial, report.loss_final, report.loss_at_truth);
     write_atomic(&md, text.as_bytes())?;

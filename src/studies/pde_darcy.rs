@@ -31,7 +31,10 @@ use serde::{Deserialize, Serialize};
 use super::pde_fields::{sample_ensemble, simulate_members, MethodScores};
 use crate::io::h5::{Attr, DatasetOptions, H5File, H5Tree};
 use crate::nn::{FieldNetConfig, FnoConfig};
-use crate::pde::{self, Anchor, Constraint, DarcyFlux, DarcyScope, FfmConfig, FfmProblem, FieldData, GpConfig, LinearConstraint, Method, PcfmOptions, ProjectOptions, SampleConfig, Stack};
+use crate::pde::{
+    self, Anchor, Constraint, DarcyFlux, DarcyScope, FfmConfig, FfmProblem, FieldData, GpConfig, LinearConstraint, Method, PcfmOptions, ProjectOptions,
+    SampleConfig, Stack,
+};
 use crate::plot::{save_heatmaps, Heatmap};
 use crate::sim::darcy::{cell_residuals, DarcyProblem, Permeability};
 use crate::sim::grf::Grf;
@@ -111,7 +114,15 @@ impl Default for DarcyStudyConfig {
             conditions: 3,
             ensemble: 16,
             train: FfmConfig {
-                net: FieldNetConfig::Fno(FnoConfig { width: 32, modes: [8, 8], layers: 4, padding: [8, 8], time_features: 8, projection: 64, ..FnoConfig::default() }),
+                net: FieldNetConfig::Fno(FnoConfig {
+                    width: 32,
+                    modes: [8, 8],
+                    layers: 4,
+                    padding: [8, 8],
+                    time_features: 8,
+                    projection: 64,
+                    ..FnoConfig::default()
+                }),
                 gp: GpConfig { length: vec![0.1, 0.1], ..GpConfig::default() },
                 ..FfmConfig::default()
             },
@@ -134,7 +145,8 @@ impl DarcyStudyConfig {
     /// A seconds-long configuration for tests: 8 × 8 cells, 24 fields, a tiny FNO, 30 steps.
     pub fn smoke() -> Self {
         let mut c = DarcyStudyConfig { n: 8, n_train: 24, conditions: 2, ensemble: 4, sample_steps: 6, ..DarcyStudyConfig::default() };
-        c.train.net = FieldNetConfig::Fno(FnoConfig { width: 8, modes: [3, 3], layers: 2, padding: [2, 2], time_features: 2, projection: 16, ..FnoConfig::default() });
+        c.train.net =
+            FieldNetConfig::Fno(FnoConfig { width: 8, modes: [3, 3], layers: 2, padding: [2, 2], time_features: 2, projection: 16, ..FnoConfig::default() });
         c.train.run.steps = 30;
         c.train.run.batch_size = 4;
         c.train.run.checkpoint_every = 15;
@@ -157,9 +169,18 @@ impl DarcyStudyConfig {
         }
         let inv = &self.inverse;
         if inv.observations > self.n * self.n {
-            return Err(Error::invalid("inverse.observations", format!("{} observations do not fit in {} cells (observation locations must lie in the domain)", inv.observations, self.n * self.n)));
+            return Err(Error::invalid(
+                "inverse.observations",
+                format!("{} observations do not fit in {} cells (observation locations must lie in the domain)", inv.observations, self.n * self.n),
+            ));
         }
-        if inv.observations > 0 && (inv.samples < 2 || !(inv.noise > 0.0 && inv.noise.is_finite()) || !(inv.eta > 0.0 && inv.eta < 2.0) || inv.dflow_steps == 0 || !(inv.dflow_lr > 0.0)) {
+        if inv.observations > 0
+            && (inv.samples < 2
+                || !(inv.noise > 0.0 && inv.noise.is_finite())
+                || !(inv.eta > 0.0 && inv.eta < 2.0)
+                || inv.dflow_steps == 0
+                || !(inv.dflow_lr > 0.0))
+        {
             return Err(Error::invalid("inverse", format!("need samples ≥ 2, noise > 0 and 0 < eta < 2, got {inv:?}")));
         }
         self.train.net.check_grid(self.n, self.n)
@@ -183,13 +204,18 @@ fn simulate(cfg: &DarcyStudyConfig, m: Member) -> Result<Vec<f64>> {
 
 /// Simulates the members (rayon) or reads them back from `path` when it holds the same ones.
 fn fields_cached(cfg: &DarcyStudyConfig, members: &[Member], path: &Path, what: &str, quiet: bool) -> Result<Array2<f64>> {
-    let key = serde_json::to_string(&serde_json::json!({"n": cfg.n, "medium": cfg.medium, "source": cfg.source, "count": members.len(), "seed": cfg.seed, "what": what})).expect("plain data");
+    let key = serde_json::to_string(
+        &serde_json::json!({"n": cfg.n, "medium": cfg.medium, "source": cfg.source, "count": members.len(), "seed": cfg.seed, "what": what}),
+    )
+    .expect("plain data");
     let (n, len) = (cfg.n, 2 * cfg.n * cfg.n);
     if let Ok(file) = H5File::open(path) {
         if matches!(file.attr("/", "physflow_study"), Ok(Attr::Str(s)) if s == key) {
             if let (Ok((_, a)), Ok((_, u))) = (file.read_f64("nu"), file.read_f64("tensor")) {
                 if a.len() == members.len() * n * n && u.len() == a.len() {
-                    let rows: Vec<f64> = (0..members.len()).flat_map(|b| a[b * n * n..(b + 1) * n * n].iter().chain(&u[b * n * n..(b + 1) * n * n]).copied().collect::<Vec<_>>()).collect();
+                    let rows: Vec<f64> = (0..members.len())
+                        .flat_map(|b| a[b * n * n..(b + 1) * n * n].iter().chain(&u[b * n * n..(b + 1) * n * n]).copied().collect::<Vec<_>>())
+                        .collect();
                     return Array2::from_shape_vec((members.len(), len), rows).map_err(|e| Error::invalid("cache", e.to_string()));
                 }
             }
@@ -294,7 +320,8 @@ pub fn run(cfg: &DarcyStudyConfig, device: &Device, out: &Path, quiet: bool) -> 
     let draw_source = |rng: &mut StdRng| if hi > lo { rng.random_range(lo..hi) } else { lo };
     let train_members: Vec<Member> = (0..cfg.n_train).map(|_| Member { medium_seed: rng.random::<u64>(), source: draw_source(&mut rng) }).collect();
     let sources: Vec<f64> = (0..cfg.conditions).map(|_| draw_source(&mut rng)).collect();
-    let ref_members: Vec<Member> = sources.iter().flat_map(|&f| (0..cfg.ensemble).map(|_| Member { medium_seed: rng.random::<u64>(), source: f }).collect::<Vec<_>>()).collect();
+    let ref_members: Vec<Member> =
+        sources.iter().flat_map(|&f| (0..cfg.ensemble).map(|_| Member { medium_seed: rng.random::<u64>(), source: f }).collect::<Vec<_>>()).collect();
     let truth_member = Member { medium_seed: rng.random::<u64>(), source: 1.0 };
     let data_dir = out.join("data");
     // The training fields are written once, then streamed from the file row by row.
@@ -354,7 +381,16 @@ pub fn run(cfg: &DarcyStudyConfig, device: &Device, out: &Path, quiet: bool) -> 
     let (json, md) = (out.join("report.json"), out.join("report.md"));
     files.push(json.display().to_string());
     files.push(md.display().to_string());
-    let report = DarcyStudyReport { config: cfg.clone(), device: crate::device::name_of(device), train_seconds: train_report.seconds, final_loss, constraint: constraints[0].name(), scores, inverse, files };
+    let report = DarcyStudyReport {
+        config: cfg.clone(),
+        device: crate::device::name_of(device),
+        train_seconds: train_report.seconds,
+        final_loss,
+        constraint: constraints[0].name(),
+        scores,
+        inverse,
+        files,
+    };
     write_json(&json, &report)?;
     write_atomic(&md, markdown(&report).as_bytes())?;
     Ok(report)
@@ -380,18 +416,25 @@ fn inverse_problem(cfg: &DarcyStudyConfig, model: &pde::FieldModel, truth: &[f64
     let mean_u = u_true.iter().sum::<f64>() / nn as f64;
     let sd_u = (u_true.iter().map(|v| (v - mean_u).powi(2)).sum::<f64>() / nn as f64).sqrt();
     let sigma = inv.noise * sd_u;
-    let eps: Vec<f64> = cells.iter().map(|_| { let z: f64 = StandardNormal.sample(&mut rng); sigma * z }).collect();
+    let eps: Vec<f64> = cells
+        .iter()
+        .map(|_| {
+            let z: f64 = StandardNormal.sample(&mut rng);
+            sigma * z
+        })
+        .collect();
     let y: Vec<f64> = cells.iter().zip(&eps).map(|(&c, e)| u_true[c] + e).collect();
     let y_norm = y.iter().map(|v| v * v).sum::<f64>().sqrt();
     let noise_level = eps.iter().map(|v| v * v).sum::<f64>().sqrt() / y_norm;
     let obs = LinearConstraint::fixed_values("pressure observations", &grid, cells.iter().zip(&y).map(|(&c, &v)| (nn + c, v)).collect())?;
     let both = Stack::new(vec![Box::new(obs.clone()), Box::new(DarcyFlux::constant(n, 1.0, 0.0, DarcyScope::Global)?)])?;
     let rel = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, z)| (x - z).powi(2)).sum::<f64>().sqrt() / b.iter().map(|z| z * z).sum::<f64>().sqrt();
-    let score = |label: &str, fields: &Array2<f64>, seconds: f64| -> InverseScores {
-        let (m, _) = pde::ensemble_moments(&fields.view());
+    let score = |label: &str, fields: &Array2<f64>, seconds: f64| -> Result<InverseScores> {
+        let (m, _) = pde::ensemble_moments(&fields.view())?;
         let m = m.to_vec();
-        let misfit = fields.outer_iter().map(|r| cells.iter().zip(&y).map(|(&c, v)| (r[nn + c] - v).powi(2)).sum::<f64>().sqrt() / y_norm).sum::<f64>() / fields.nrows() as f64;
-        InverseScores { method: label.into(), rel_l2_a: rel(&m[..nn], &truth[..nn]), rel_l2_u: rel(&m[nn..], u_true), misfit, noise_level, seconds }
+        let misfit = fields.outer_iter().map(|r| cells.iter().zip(&y).map(|(&c, v)| (r[nn + c] - v).powi(2)).sum::<f64>().sqrt() / y_norm).sum::<f64>()
+            / fields.nrows() as f64;
+        Ok(InverseScores { method: label.into(), rel_l2_a: rel(&m[..nn], &truth[..nn]), rel_l2_u: rel(&m[nn..], u_true), misfit, noise_level, seconds })
     };
     let mut rows = Vec::new();
     let mut means: Vec<(String, Vec<f64>)> = Vec::new();
@@ -405,8 +448,8 @@ fn inverse_problem(cfg: &DarcyStudyConfig, model: &pde::FieldModel, truth: &[f64
         let x0 = model.noise_tensor(&mut noise_rng, inv.samples);
         let scfg = SampleConfig { method, steps: cfg.sample_steps, project: cfg.project, ..SampleConfig::default() };
         let s = pde::sample(model, &x0, c, &scfg)?;
-        rows.push(score(label, &s.fields, s.stats.seconds));
-        means.push((label.to_string(), pde::ensemble_moments(&s.fields.view()).0.to_vec()));
+        rows.push(score(label, &s.fields, s.stats.seconds)?);
+        means.push((label.to_string(), pde::ensemble_moments(&s.fields.view())?.0.to_vec()));
     }
     if inv.dflow_iterations > 0 {
         let label = "D-Flow: noise optimised through the sampler";
@@ -414,8 +457,8 @@ fn inverse_problem(cfg: &DarcyStudyConfig, model: &pde::FieldModel, truth: &[f64
         let mut noise_rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(4242));
         let x0 = model.noise(&mut noise_rng, inv.samples);
         let fields = dflow(model, &x0, &cells.iter().map(|&c| nn + c).collect::<Vec<_>>(), &y, sigma, inv)?;
-        rows.push(score(label, &fields, start.elapsed().as_secs_f64()));
-        means.push((label.to_string(), pde::ensemble_moments(&fields.view()).0.to_vec()));
+        rows.push(score(label, &fields, start.elapsed().as_secs_f64())?);
+        means.push((label.to_string(), pde::ensemble_moments(&fields.view())?.0.to_vec()));
     }
     let fig = out.join("inverse.png");
     let mut maps = vec![cell_map("true permeability a", n, &truth[..nn]), cell_map(&format!("true pressure u ({} observations)", cells.len()), n, u_true)];
@@ -445,8 +488,8 @@ fn inverse_problem(cfg: &DarcyStudyConfig, model: &pde::FieldModel, truth: &[f64
 /// Solver failures (a non-finite state).
 fn dflow(model: &pde::FieldModel, x0: &Array2<f64>, obs: &[usize], y: &[f64], sigma: f64, inv: &InverseConfig) -> Result<Array2<f64>> {
     use crate::host::ToHost;
-    use burn::tensor::{Tensor, TensorData};
     use crate::ode::{solve_for_grad, Gradient, Options, Solver};
+    use burn::tensor::{Tensor, TensorData};
     let (b, n) = x0.dim();
     let per = n / model.meta.mean.len();
     let opts = Options { solver: Solver::Euler, dt: Some(1.0 / inv.dflow_steps as f64), ..Options::default() };
@@ -489,7 +532,7 @@ fn cell_map(title: &str, n: usize, v: &[f64]) -> Heatmap {
     Heatmap { title: title.into(), xlabel: "x".into(), ylabel: "y".into(), xs: xs.clone(), ys: xs, values }
 }
 
-fn draw_fields(path: &PathBuf, n: usize, reference: &Array2<f64>, generated: &[(String, Array2<f64>)]) -> Result<()> {
+fn draw_fields(path: &Path, n: usize, reference: &Array2<f64>, generated: &[(String, Array2<f64>)]) -> Result<()> {
     let nn = n * n;
     let mut maps = Vec::new();
     let mut add = |label: &str, row: Vec<f64>| {

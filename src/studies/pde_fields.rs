@@ -26,7 +26,7 @@
 //!   stencils, `t > 0`) + the mass balance with the Fisher–KPP source and the boundary inflow
 //!   `D (g_R − g_L)` (nonlinear). Free: `a, c`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::Device;
 use ndarray::{Array2, Axis as NdAxis};
@@ -169,7 +169,8 @@ impl PdeStudyConfig {
         c.train.run.steps = 40;
         c.train.run.batch_size = 8;
         c.train.run.checkpoint_every = 20;
-        c.train.net = FieldNetConfig::Fno(FnoConfig { width: 8, modes: [3, 3], layers: 2, padding: [2, 2], time_features: 2, projection: 16, ..FnoConfig::default() });
+        c.train.net =
+            FieldNetConfig::Fno(FnoConfig { width: 8, modes: [3, 3], layers: 2, padding: [2, 2], time_features: 2, projection: 16, ..FnoConfig::default() });
         c
     }
 }
@@ -236,7 +237,10 @@ fn condition_constraint(problem: PdeProblem, grid: &Grid, nx: usize, f: &[f64]) 
     Ok(match problem {
         PdeProblem::Heat => {
             let sys = system(problem, nx, f);
-            Box::new(Stack::new(vec![Box::new(LinearConstraint::initial_condition(grid, &sys.u0)?), Box::new(LinearConstraint::mass_conservation(grid, 0, Quadrature::Uniform, None)?)])?)
+            Box::new(Stack::new(vec![
+                Box::new(LinearConstraint::initial_condition(grid, &sys.u0)?),
+                Box::new(LinearConstraint::mass_conservation(grid, 0, Quadrature::Uniform, None)?),
+            ])?)
         }
         PdeProblem::Burgers => Box::new(Stack::new(vec![
             Box::new(LinearConstraint::dirichlet(grid, 0, Side::Left, &TimeValues::Constant(f[1]), 0)?),
@@ -321,12 +325,19 @@ impl MethodScores {
     ///
     /// # Errors
     /// `Shape` when the ensembles do not fit the grid.
-    pub(crate) fn add_condition(&mut self, w: f64, grid: &Grid, c: &dyn Constraint, samples: &pde::Samples, reference: &ndarray::ArrayView2<'_, f64>) -> Result<()> {
+    pub(crate) fn add_condition(
+        &mut self,
+        w: f64,
+        grid: &Grid,
+        c: &dyn Constraint,
+        samples: &pde::Samples,
+        reference: &ndarray::ArrayView2<'_, f64>,
+    ) -> Result<()> {
         let g = samples.fields.view();
         let (mmse, smse) = pde::mmse_smse(&g, reference)?;
         let ce = pde::constraint_error(c, &g)?;
-        let (gm, _) = pde::ensemble_moments(&g);
-        let (rm, _) = pde::ensemble_moments(reference);
+        let (gm, _) = pde::ensemble_moments(&g)?;
+        let (rm, _) = pde::ensemble_moments(reference)?;
         let pe = pde::pdebench_errors(grid, &gm.insert_axis(NdAxis(0)).view(), &rm.insert_axis(NdAxis(0)).view())?;
         let b = g.nrows() as f64;
         self.mmse += w * mmse;
@@ -368,7 +379,16 @@ pub(crate) fn simulate_members<M: Sync>(members: &[M], what: &str, quiet: bool, 
 ///
 /// # Errors
 /// As [`pde::sample`].
-pub(crate) fn sample_ensemble(model: &pde::FieldModel, method: Method, c: &dyn Constraint, seed: u64, k: usize, count: usize, steps: usize, project: ProjectOptions) -> Result<pde::Samples> {
+pub(crate) fn sample_ensemble(
+    model: &pde::FieldModel,
+    method: Method,
+    c: &dyn Constraint,
+    seed: u64,
+    k: usize,
+    count: usize,
+    steps: usize,
+    project: ProjectOptions,
+) -> Result<pde::Samples> {
     let mut noise_rng = StdRng::seed_from_u64(seed.wrapping_add(1000 + k as u64));
     let x0 = model.noise_tensor(&mut noise_rng, count);
     let scfg = SampleConfig { method, steps, project, ..SampleConfig::default() };
@@ -412,7 +432,8 @@ struct DataKey<'a> {
 /// Simulates fields of the given factor sets, or reads them back from `path` when it holds
 /// the same ones (the key attribute matches).
 fn fields_cached(cfg: &PdeStudyConfig, factors: &[Factors], path: &Path, what: &str, quiet: bool) -> Result<Fields> {
-    let key = serde_json::to_string(&DataKey { problem: cfg.problem, nx: cfg.nx, nt: cfg.nt, n: factors.len(), seed: cfg.seed, sim_rtol: cfg.sim_rtol, what }).expect("plain data");
+    let key = serde_json::to_string(&DataKey { problem: cfg.problem, nx: cfg.nx, nt: cfg.nt, n: factors.len(), seed: cfg.seed, sim_rtol: cfg.sim_rtol, what })
+        .expect("plain data");
     if path.exists() {
         if let Ok(file) = crate::io::h5::H5File::open(path) {
             if file.attr("/", "physflow_study").ok().and_then(|a| a.as_str().map(|s| s == key)).unwrap_or(false) {
@@ -539,7 +560,16 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     let md = out.join("report.md");
     files.push(json.display().to_string());
     files.push(md.display().to_string());
-    let report = PdeStudyReport { config: cfg.clone(), device: crate::device::name_of(device), field_shape: grid.shape(), constraint: constraints[0].name(), train_seconds: train_report.seconds, final_loss, scores, files };
+    let report = PdeStudyReport {
+        config: cfg.clone(),
+        device: crate::device::name_of(device),
+        field_shape: grid.shape(),
+        constraint: constraints[0].name(),
+        train_seconds: train_report.seconds,
+        final_loss,
+        scores,
+        files,
+    };
     write_json(&json, &report)?;
     write_atomic(&md, markdown(&report).as_bytes())?;
     Ok(report)
@@ -571,15 +601,15 @@ fn heatmap(title: String, grid: &Grid, v: &[f64]) -> Heatmap {
     Heatmap { title, xlabel: "x".into(), ylabel: "t".into(), xs: x.coords(), ys: t.coords(), values }
 }
 
-fn draw_fields(path: &PathBuf, grid: &Grid, reference: &Array2<f64>, generated: &[(String, Array2<f64>)]) -> Result<()> {
-    let (rm, rs) = pde::ensemble_moments(&reference.view());
+fn draw_fields(path: &Path, grid: &Grid, reference: &Array2<f64>, generated: &[(String, Array2<f64>)]) -> Result<()> {
+    let (rm, rs) = pde::ensemble_moments(&reference.view())?;
     let mut maps = vec![
         heatmap("reference: one field".into(), grid, &reference.row(0).to_vec()),
         heatmap("reference: mean".into(), grid, &rm.to_vec()),
         heatmap("reference: std".into(), grid, &rs.to_vec()),
     ];
     for (label, g) in generated {
-        let (gm, gs) = pde::ensemble_moments(&g.view());
+        let (gm, gs) = pde::ensemble_moments(&g.view())?;
         maps.push(heatmap(format!("{label}: one field"), grid, &g.row(0).to_vec()));
         maps.push(heatmap(format!("{label}: mean"), grid, &gm.to_vec()));
         maps.push(heatmap(format!("{label}: std"), grid, &gs.to_vec()));
@@ -587,8 +617,14 @@ fn draw_fields(path: &PathBuf, grid: &Grid, reference: &Array2<f64>, generated: 
     save_heatmaps(path, &maps, 3)
 }
 
-fn draw_residuals(path: &PathBuf, rows: &[(String, Vec<f64>)], losses: &[(usize, f64, f64)]) -> Result<()> {
-    let mut res = Panel { title: "mean |h_r| per constraint row".into(), xlabel: "constraint row (blocks as in the report)".into(), ylabel: "|h_r|".into(), log_y: true, ..Panel::default() };
+fn draw_residuals(path: &Path, rows: &[(String, Vec<f64>)], losses: &[(usize, f64, f64)]) -> Result<()> {
+    let mut res = Panel {
+        title: "mean |h_r| per constraint row".into(),
+        xlabel: "constraint row (blocks as in the report)".into(),
+        ylabel: "|h_r|".into(),
+        log_y: true,
+        ..Panel::default()
+    };
     for (k, (label, r)) in rows.iter().enumerate() {
         // Exact zeros cannot be drawn on a log axis: floor at 1e-17.
         let ys: Vec<f64> = r.iter().map(|v| v.max(1e-17)).collect();
@@ -630,7 +666,18 @@ pub fn markdown(r: &PdeStudyReport) -> String {
         } else {
             s += &format!(
                 "| {} | {:.3e} | {:.3e} | {:.2e} | {:.2e} | {:.3e} | {:.3e} | {:.3e} | {:.2} | {:.2} | {} | {} |\n",
-                m.method, m.mmse, m.smse, m.constraint_l2, m.constraint_max, m.nrmse_mean, m.crmse_mean, m.brmse_mean, m.ms_per_field, m.projection_ms_per_field, m.nfe, m.max_gn_iterations
+                m.method,
+                m.mmse,
+                m.smse,
+                m.constraint_l2,
+                m.constraint_max,
+                m.nrmse_mean,
+                m.crmse_mean,
+                m.brmse_mean,
+                m.ms_per_field,
+                m.projection_ms_per_field,
+                m.nfe,
+                m.max_gn_iterations
             );
         }
     }

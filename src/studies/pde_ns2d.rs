@@ -22,7 +22,7 @@
 //! the reference (whose floor comes from its `ν ≠ ν₀`): a seam between the imposed first frame and
 //! a model interior that does not follow it shows in the first transition.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::Device;
 use ndarray::Array2;
@@ -32,15 +32,17 @@ use rand_distr::{Distribution, StandardNormal};
 use rustfft::num_complex::Complex64;
 use serde::{Deserialize, Serialize};
 
+use super::pde_fields::{sample_ensemble, simulate_members, slug, MethodScores};
 use crate::io::h5::{Attr, DatasetOptions, H5File, H5Tree};
 use crate::nn::{FieldNetConfig, FnoConfig};
-use crate::pde::{self, Anchor, Constraint, FfmConfig, FfmProblem, FieldData, GpConfig, Grid, LinearConstraint, Method, PcfmOptions, ProjectOptions, Quadrature, Stack};
 use crate::pde::grid::Axis;
+use crate::pde::{
+    self, Anchor, Constraint, FfmConfig, FfmProblem, FieldData, GpConfig, Grid, LinearConstraint, Method, PcfmOptions, ProjectOptions, Quadrature, Stack,
+};
 use crate::plot::{save_figure, save_heatmaps, Heatmap, Panel, Series};
 use crate::sim::grf::Grf;
 use crate::sim::ns2d::{Ns2d, Ns2dConfig};
 use crate::train::{progress, read_json, write_atomic, write_json, RunOptions};
-use super::pde_fields::{sample_ensemble, simulate_members, slug, MethodScores};
 use crate::{Error, Result};
 
 /// Configuration of the Navier–Stokes study; every field has a default.
@@ -95,7 +97,15 @@ impl Default for Ns2dStudyConfig {
             train: FfmConfig {
                 // Width 64: the 16 frames share the network's channels (width 32 stalls at a
                 // flow-matching loss of 0.75 after 2000 steps, 64 reaches 0.26 in 3000).
-                net: FieldNetConfig::Fno(FnoConfig { width: 64, modes: [8, 8], layers: 4, padding: [0, 0], time_features: 8, projection: 128, ..FnoConfig::default() }),
+                net: FieldNetConfig::Fno(FnoConfig {
+                    width: 64,
+                    modes: [8, 8],
+                    layers: 4,
+                    padding: [0, 0],
+                    time_features: 8,
+                    projection: 128,
+                    ..FnoConfig::default()
+                }),
                 gp: GpConfig { length: vec![0.1, 0.1], ..GpConfig::default() },
                 run: RunOptions { steps: 3000, ..FfmConfig::default().run },
                 ..FfmConfig::default()
@@ -120,7 +130,8 @@ impl Ns2dStudyConfig {
     /// steps. Numbers from it show the pipeline works, not what the method achieves.
     pub fn smoke() -> Self {
         let mut c = Ns2dStudyConfig { n: 8, frames: 4, t_end: 0.6, n_train: 24, conditions: 2, ensemble: 4, sample_steps: 6, ..Ns2dStudyConfig::default() };
-        c.train.net = FieldNetConfig::Fno(FnoConfig { width: 8, modes: [3, 3], layers: 2, padding: [0, 0], time_features: 2, projection: 16, ..FnoConfig::default() });
+        c.train.net =
+            FieldNetConfig::Fno(FnoConfig { width: 8, modes: [3, 3], layers: 2, padding: [0, 0], time_features: 2, projection: 16, ..FnoConfig::default() });
         c.train.run.steps = 30;
         c.train.run.batch_size = 4;
         c.train.run.checkpoint_every = 15;
@@ -155,7 +166,10 @@ impl Ns2dStudyConfig {
     /// The field grid: channels `ω(t_k)`, periodic axes `x`, `y` with spacing `1/n`.
     pub fn grid(&self) -> Grid {
         let h = 1.0 / self.n as f64;
-        Grid { channels: self.times().iter().map(|t| format!("w(t={t:.3})")).collect(), axes: vec![Axis::space("x", self.n, 0.0, h, true), Axis::space("y", self.n, 0.0, h, true)] }
+        Grid {
+            channels: self.times().iter().map(|t| format!("w(t={t:.3})")).collect(),
+            axes: vec![Axis::space("x", self.n, 0.0, h, true), Axis::space("y", self.n, 0.0, h, true)],
+        }
     }
 }
 
@@ -195,7 +209,8 @@ pub fn condition_constraint(grid: &Grid, w0: &[f64]) -> Result<Stack> {
     let nn = w0.len();
     let h2 = grid.axes[0].step * grid.axes[1].step;
     let total = h2 * w0.iter().sum::<f64>();
-    let mut parts: Vec<Box<dyn Constraint>> = vec![Box::new(LinearConstraint::fixed_values("initial vorticity", grid, w0.iter().copied().enumerate().collect())?)];
+    let mut parts: Vec<Box<dyn Constraint>> =
+        vec![Box::new(LinearConstraint::fixed_values("initial vorticity", grid, w0.iter().copied().enumerate().collect())?)];
     for c in 1..grid.channels.len() {
         debug_assert_eq!(grid.len() / grid.channels.len(), nn);
         parts.push(Box::new(LinearConstraint::mass_conservation(grid, c, Quadrature::Uniform, Some(total))?));
@@ -217,7 +232,18 @@ fn fields_cached(cfg: &Ns2dStudyConfig, members: &[Member], path: &Path, what: &
         seed: u64,
         what: &'a str,
     }
-    let key = serde_json::to_string(&Key { n: cfg.n, frames: cfg.frames, t_end: cfg.t_end, viscosity: cfg.viscosity, spread: cfg.viscosity_spread, forcing: cfg.forcing, count: members.len(), seed: cfg.seed, what }).expect("plain data");
+    let key = serde_json::to_string(&Key {
+        n: cfg.n,
+        frames: cfg.frames,
+        t_end: cfg.t_end,
+        viscosity: cfg.viscosity,
+        spread: cfg.viscosity_spread,
+        forcing: cfg.forcing,
+        count: members.len(),
+        seed: cfg.seed,
+        what,
+    })
+    .expect("plain data");
     let len = cfg.frames * cfg.n * cfg.n;
     if let Ok(file) = H5File::open(path) {
         if matches!(file.attr("/", "physflow_study"), Ok(Attr::Str(s)) if s == key) {
@@ -417,7 +443,7 @@ pub fn run(cfg: &Ns2dStudyConfig, device: &Device, out: &Path, quiet: bool) -> R
     let figs = [out.join("vorticity.png"), out.join("spectra.png"), out.join("errors.png")];
     draw_vorticity(&figs[0], cfg, &r0, &first_condition)?;
     draw_spectra(&figs[1], cfg, &r0, &first_condition, &frame_res, &train_report.losses)?;
-    draw_errors(&figs[2], cfg, &pde::ensemble_moments(&refs[0]).0.to_vec(), &first_condition)?;
+    draw_errors(&figs[2], cfg, &pde::ensemble_moments(&refs[0])?.0.to_vec(), &first_condition)?;
     files.extend(figs.iter().map(|f| f.display().to_string()));
     let tail = (train_report.losses.len() / 10).max(1);
     let final_loss = train_report.losses.iter().rev().take(tail).map(|l| l.1).sum::<f64>() / tail as f64;
@@ -475,7 +501,7 @@ fn frame_map(title: String, cfg: &Ns2dStudyConfig, row: &[f64], k: usize) -> Hea
     Heatmap { title, xlabel: "x".into(), ylabel: "y".into(), xs: xs.clone(), ys: xs, values }
 }
 
-fn draw_vorticity(path: &PathBuf, cfg: &Ns2dStudyConfig, reference: &Array2<f64>, generated: &[(String, Array2<f64>)]) -> Result<()> {
+fn draw_vorticity(path: &Path, cfg: &Ns2dStudyConfig, reference: &Array2<f64>, generated: &[(String, Array2<f64>)]) -> Result<()> {
     let times = cfg.times();
     let ks = [0, cfg.frames / 2, cfg.frames - 1];
     let mut maps = Vec::new();
@@ -491,23 +517,36 @@ fn draw_vorticity(path: &PathBuf, cfg: &Ns2dStudyConfig, reference: &Array2<f64>
     save_heatmaps(path, &maps, 3)
 }
 
-fn draw_errors(path: &PathBuf, cfg: &Ns2dStudyConfig, ref_mean: &[f64], generated: &[(String, Array2<f64>)]) -> Result<()> {
+fn draw_errors(path: &Path, cfg: &Ns2dStudyConfig, ref_mean: &[f64], generated: &[(String, Array2<f64>)]) -> Result<()> {
     let k = cfg.frames - 1;
     let maps = generated
         .iter()
         .map(|(label, g)| {
-            let (gm, _) = pde::ensemble_moments(&g.view());
+            let (gm, _) = pde::ensemble_moments(&g.view())?;
             let err: Vec<f64> = gm.iter().zip(ref_mean).map(|(a, b)| (a - b).abs()).collect();
-            frame_map(format!("{label}: |mean − reference mean| at t = {:.2}", cfg.t_end), cfg, &err, k)
+            Ok(frame_map(format!("{label}: |mean − reference mean| at t = {:.2}", cfg.t_end), cfg, &err, k))
         })
-        .collect::<Vec<_>>();
+        .collect::<Result<Vec<_>>>()?;
     save_heatmaps(path, &maps, 3)
 }
 
-fn draw_spectra(path: &PathBuf, cfg: &Ns2dStudyConfig, reference: &Array2<f64>, generated: &[(String, Array2<f64>)], residuals: &[(String, Vec<f64>)], losses: &[(usize, f64, f64)]) -> Result<()> {
+fn draw_spectra(
+    path: &Path,
+    cfg: &Ns2dStudyConfig,
+    reference: &Array2<f64>,
+    generated: &[(String, Array2<f64>)],
+    residuals: &[(String, Vec<f64>)],
+    losses: &[(usize, f64, f64)],
+) -> Result<()> {
     let k = cfg.frames - 1;
     let ks: Vec<f64> = (1..=cfg.n / 2).map(|k| (k as f64).log10()).collect();
-    let mut spec = Panel { title: format!("enstrophy spectrum at t = {:.2} (log10 k)", cfg.t_end), xlabel: "log10 k".into(), ylabel: "Z(k)".into(), log_y: true, ..Panel::default() };
+    let mut spec = Panel {
+        title: format!("enstrophy spectrum at t = {:.2} (log10 k)", cfg.t_end),
+        xlabel: "log10 k".into(),
+        ylabel: "Z(k)".into(),
+        log_y: true,
+        ..Panel::default()
+    };
     let mut add = |label: &str, f: &Array2<f64>, color: usize| {
         let z: Vec<f64> = enstrophy_spectrum(cfg.n, cfg.frames, k, f).into_iter().map(|v| v.max(1e-30)).collect();
         spec.series.push(Series::line(label, ks.clone(), z, color));
@@ -516,7 +555,13 @@ fn draw_spectra(path: &PathBuf, cfg: &Ns2dStudyConfig, reference: &Array2<f64>, 
     for (i, (label, g)) in generated.iter().enumerate() {
         add(label, g, i + 1);
     }
-    let mut res = Panel { title: "frame residual |w(k+1) − S(w(k))| / |w(k+1)|".into(), xlabel: "transition k → k+1".into(), ylabel: "relative L2".into(), log_y: true, ..Panel::default() };
+    let mut res = Panel {
+        title: "frame residual |w(k+1) − S(w(k))| / |w(k+1)|".into(),
+        xlabel: "transition k → k+1".into(),
+        ylabel: "relative L2".into(),
+        log_y: true,
+        ..Panel::default()
+    };
     for (i, (label, r)) in residuals.iter().enumerate() {
         res.series.push(Series::line(label.clone(), (0..r.len()).map(|k| k as f64).collect(), r.iter().map(|v| v.max(1e-17)).collect(), i));
     }
@@ -560,11 +605,24 @@ pub fn markdown(r: &Ns2dStudyReport) -> String {
     for m in &r.scores {
         let c = &m.common;
         if c.method.starts_with("reference") {
-            s += &format!("| {} | — | — | {:.2e} | {:.2e} | — | {:.3e} | {:.3e} | — | — | — |\n", c.method, c.constraint_l2, c.constraint_max, m.residual_first, m.residual_rest);
+            s += &format!(
+                "| {} | — | — | {:.2e} | {:.2e} | — | {:.3e} | {:.3e} | — | — | — |\n",
+                c.method, c.constraint_l2, c.constraint_max, m.residual_first, m.residual_rest
+            );
         } else {
             s += &format!(
                 "| {} | {:.3e} | {:.3e} | {:.2e} | {:.2e} | {:.3e} | {:.3e} | {:.3e} | {:.2} | {:.2} | {} |\n",
-                c.method, c.mmse, c.smse, c.constraint_l2, c.constraint_max, c.nrmse_mean, m.residual_first, m.residual_rest, c.ms_per_field, c.projection_ms_per_field, c.nfe
+                c.method,
+                c.mmse,
+                c.smse,
+                c.constraint_l2,
+                c.constraint_max,
+                c.nrmse_mean,
+                m.residual_first,
+                m.residual_rest,
+                c.ms_per_field,
+                c.projection_ms_per_field,
+                c.nfe
             );
         }
     }

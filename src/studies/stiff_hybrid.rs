@@ -64,7 +64,10 @@ impl Default for StiffHybridConfig {
 
 impl StiffHybridConfig {
     /// The network: 1 → hidden → 1.
-    pub fn mlp(&self) -> FlatMlp {
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a zero hidden width.
+    pub fn mlp(&self) -> Result<FlatMlp> {
         let mut sizes = vec![1];
         sizes.extend(&self.hidden);
         sizes.push(1);
@@ -80,7 +83,10 @@ impl StiffHybridConfig {
 
 /// The hybrid Robertson system: known `k₁ = 0.04`, `k₃ = 10⁴`; `r₂` from `mlp`
 /// with parameters `params` (the system's parameters are the network's).
-pub fn hybrid_robertson(mlp: FlatMlp, params: Vec<f64>, device: &Device) -> AutodiffSystem<impl BurnRhs> {
+///
+/// # Errors
+/// As [`AutodiffSystem::new`].
+pub fn hybrid_robertson(mlp: FlatMlp, params: Vec<f64>, device: &Device) -> Result<AutodiffSystem<impl BurnRhs>> {
     let names = mlp.param_names();
     let net = mlp.clone();
     let rhs = move |_t: f64, y: Tensor<2>, p: Tensor<2>| {
@@ -144,9 +150,9 @@ pub fn learned_rate(mlp: &FlatMlp, params: &[f64], y2: &[f64], device: &Device) 
 /// Trains the hybrid model, writes `stiff_hybrid.png`, `report.json`, `report.md` under `out`.
 pub fn run(cfg: &StiffHybridConfig, device: &Device, out: &Path, quiet: bool) -> Result<StiffHybridReport> {
     std::fs::create_dir_all(out).map_err(|e| crate::Error::io(out, e))?;
-    let mlp = cfg.mlp();
+    let mlp = cfg.mlp()?;
     let p0 = mlp.init(cfg.seed);
-    let sys = hybrid_robertson(mlp.clone(), p0.clone(), device);
+    let sys = hybrid_robertson(mlp.clone(), p0.clone(), device)?;
     let train = observations(cfg, &cfg.train_y0)?;
     let test = observations(cfg, &[cfg.test_y0])?;
     let weights = sim::default_weights(&train, 3);

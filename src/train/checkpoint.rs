@@ -105,7 +105,11 @@ impl Checkpoint {
         let Some(name) = self.dir.file_name().and_then(|n| n.to_str()).map(|n| format!(".{n}.old")) else { return Vec::new() };
         let parent = self.dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         match std::fs::read_dir(parent) {
-            Ok(entries) => entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&name))).collect(),
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&name)))
+                .collect(),
             Err(_) => Vec::new(),
         }
     }
@@ -168,7 +172,8 @@ impl Checkpoint {
     /// # Errors
     /// `Io`/`Format` naming the file.
     pub fn save<M: Module, S: Serialize>(&self, model: &M, optim: &ModuleOptimizer, state: &S) -> Result<()> {
-        let value = serde_json::to_value(state).map_err(|e| Error::Format { path: self.dir.join("state.json").display().to_string(), reason: e.to_string() })?;
+        let value =
+            serde_json::to_value(state).map_err(|e| Error::Format { path: self.dir.join("state.json").display().to_string(), reason: e.to_string() })?;
         self.write(|w| {
             w.module("model", model)?;
             w.optimizer("optimizer", optim)?;
@@ -183,7 +188,8 @@ impl Checkpoint {
     /// `Io`/`Format` naming the file.
     pub fn load<M: Module, S: DeserializeOwned>(&self, model: M, optim: ModuleOptimizer) -> Result<(M, ModuleOptimizer, S)> {
         let (r, file) = self.read_state(HAND_LOOP)?;
-        let state = serde_json::from_value(file.config).map_err(|e| Error::Format { path: self.dir.join("state.json").display().to_string(), reason: e.to_string() })?;
+        let state = serde_json::from_value(file.config)
+            .map_err(|e| Error::Format { path: self.dir.join("state.json").display().to_string(), reason: e.to_string() })?;
         Ok((r.module("model", model)?, r.optimizer("optimizer", optim)?, state))
     }
 
@@ -326,7 +332,13 @@ mod tests {
     /// as `null`).
     #[test]
     fn nan_log_values_round_trip() {
-        let st = LoopState { step: 2, log: vec![LogRecord { step: 2, seconds: 0.5, values: vec![1.0, f64::NAN] }], seconds: 0.5, window: vec![f64::NAN, 3.0], window_len: 1 };
+        let st = LoopState {
+            step: 2,
+            log: vec![LogRecord { step: 2, seconds: 0.5, values: vec![1.0, f64::NAN] }],
+            seconds: 0.5,
+            window: vec![f64::NAN, 3.0],
+            window_len: 1,
+        };
         let back: LoopState = serde_json::from_str(&serde_json::to_string(&st).unwrap()).unwrap();
         assert_eq!(back.log[0].values[0], 1.0);
         assert!(back.log[0].values[1].is_nan() && back.window[0].is_nan() && back.window[1] == 3.0);

@@ -264,11 +264,25 @@ pub fn fit<T: Trainer>(trainer: &mut T, opts: &RunOptions, run: &mut Run<'_, T>)
         let (reader, file) = c.read_state(trainer.kind())?;
         let config = trainer.config();
         if file.config != config {
-            return Err(Error::invalid("checkpoint", format!("{} was written with another configuration ({}); remove it or restore that configuration", c.dir().display(), differences(&file.config, &config))));
+            return Err(Error::invalid(
+                "checkpoint",
+                format!(
+                    "{} was written with another configuration ({}); remove it or restore that configuration",
+                    c.dir().display(),
+                    differences(&file.config, &config)
+                ),
+            ));
         }
         if file.options.fingerprint() != opts.fingerprint() {
             let (a, b) = (serde_json::to_value(file.options.fingerprint()).unwrap_or_default(), serde_json::to_value(opts.fingerprint()).unwrap_or_default());
-            return Err(Error::invalid("checkpoint", format!("{} was written with other run options ({}); only `steps`, `checkpoint_every` and `log_every` may change on resume", c.dir().display(), differences(&a, &b))));
+            return Err(Error::invalid(
+                "checkpoint",
+                format!(
+                    "{} was written with other run options ({}); only `steps`, `checkpoint_every` and `log_every` may change on resume",
+                    c.dir().display(),
+                    differences(&a, &b)
+                ),
+            ));
         }
         trainer.load(&reader)?;
         state = file.state;
@@ -320,7 +334,7 @@ pub fn fit<T: Trainer>(trainer: &mut T, opts: &RunOptions, run: &mut Run<'_, T>)
         }
         state.window_len += 1;
         state.seconds = seconds_before + clock.elapsed().as_secs_f64();
-        if state.step % opts.log_every == 0 || state.step == opts.steps {
+        if state.step.is_multiple_of(opts.log_every) || state.step == opts.steps {
             let n = state.window_len.max(1) as f64;
             let means: Vec<f64> = state.window.iter().map(|s| s / n).collect();
             bar.set_message(format!("{} {:.4e}", names[0], means[0]));
@@ -338,7 +352,7 @@ pub fn fit<T: Trainer>(trainer: &mut T, opts: &RunOptions, run: &mut Run<'_, T>)
         for (cb, t_last) in run.callbacks.iter_mut().zip(last_call.iter_mut()) {
             let due = last
                 || match cb.every() {
-                    Every::Steps(k) => k > 0 && state.step % k == 0,
+                    Every::Steps(k) => k > 0 && state.step.is_multiple_of(k),
                     Every::Seconds(s) => state.seconds - *t_last >= s,
                 };
             if due {
@@ -354,7 +368,7 @@ pub fn fit<T: Trainer>(trainer: &mut T, opts: &RunOptions, run: &mut Run<'_, T>)
                 }
             }
         }
-        let cadence = opts.checkpoint_every > 0 && state.step % opts.checkpoint_every == 0;
+        let cadence = opts.checkpoint_every > 0 && state.step.is_multiple_of(opts.checkpoint_every);
         if trainer.converged() && !last {
             control = Control::Stop;
         }
@@ -393,7 +407,13 @@ fn differences(a: &serde_json::Value, b: &serde_json::Value) -> String {
             let diff: Vec<String> = keys
                 .into_iter()
                 .filter(|k| x.get(*k) != y.get(*k))
-                .map(|k| format!("`{k}`: checkpoint {} vs now {}", x.get(k).map(|v| v.to_string()).unwrap_or("-".into()), y.get(k).map(|v| v.to_string()).unwrap_or("-".into())))
+                .map(|k| {
+                    format!(
+                        "`{k}`: checkpoint {} vs now {}",
+                        x.get(k).map(|v| v.to_string()).unwrap_or("-".into()),
+                        y.get(k).map(|v| v.to_string()).unwrap_or("-".into())
+                    )
+                })
                 .collect();
             diff.join("; ")
         }
@@ -458,7 +478,15 @@ mod tests {
     /// (parameters, EMA and the loss log, whose windows straddle the stop).
     #[test]
     fn resume_is_bit_identical() {
-        let opts = RunOptions { steps: 20, log_every: 3, lr: 0.1, schedule: super::super::LrSchedule::Cosine { floor: 0.1 }, ema: Some(0.9), seed: 4, ..RunOptions::default() };
+        let opts = RunOptions {
+            steps: 20,
+            log_every: 3,
+            lr: 0.1,
+            schedule: super::super::LrSchedule::Cosine { floor: 0.1 },
+            ema: Some(0.9),
+            seed: 4,
+            ..RunOptions::default()
+        };
         let mut full = Quadratic { theta: vec![0.0, 2.0], ema: None };
         let rf = fit(&mut full, &opts, &mut Run::quiet()).unwrap();
         let dir = temp("resume");

@@ -53,10 +53,7 @@ pub(crate) fn temp_path(path: &Path) -> Result<PathBuf> {
 
 /// Serialize `value` as pretty JSON to `path`, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Format {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Format { path: path.display().to_string(), reason: e.to_string() })?;
     write_atomic(path, text.as_bytes())
 }
 
@@ -93,9 +90,7 @@ pub fn progress(total: u64, what: &str, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {msg} ({elapsed}, eta {eta})").expect("valid template").progress_chars("=> "),
     );
     bar.set_prefix(what.to_string());
     bar

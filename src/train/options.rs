@@ -47,7 +47,9 @@ impl LrSchedule {
         match *self {
             LrSchedule::Constant => Ok(()),
             LrSchedule::Cosine { floor } | LrSchedule::WarmupCosine { floor, .. } if (0.0..=1.0).contains(&floor) => Ok(()),
-            LrSchedule::Cosine { floor } | LrSchedule::WarmupCosine { floor, .. } => Err(Error::invalid("schedule.floor", format!("need 0 ≤ floor ≤ 1, got {floor}"))),
+            LrSchedule::Cosine { floor } | LrSchedule::WarmupCosine { floor, .. } => {
+                Err(Error::invalid("schedule.floor", format!("need 0 ≤ floor ≤ 1, got {floor}")))
+            }
         }
     }
 }

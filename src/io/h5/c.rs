@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hdf5_metno as h5;
 use h5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5_metno as h5;
 use ndarray::{ArrayViewD, IxDyn};
 
 use super::{filter_name, Attr, Compression, DType, Data, DatasetInfo, DatasetNode, GroupNode, H5Tree, Reader};

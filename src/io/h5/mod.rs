@@ -28,9 +28,9 @@
 //! std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
-mod pure;
 #[cfg(feature = "hdf5-c")]
 mod c;
+mod pure;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -113,7 +113,7 @@ impl DatasetOptions {
     pub(crate) fn chunk_shape(&self, path: &str, shape: &[usize]) -> Result<Option<Vec<usize>>> {
         match &self.chunks {
             Some(c) => {
-                if c.len() != shape.len() || c.iter().any(|&k| k == 0) {
+                if c.len() != shape.len() || c.contains(&0) {
                     return Err(Error::invalid("chunks", format!("chunk shape {c:?} does not fit dataset `{path}` of shape {shape:?}")));
                 }
                 Ok(Some(c.clone()))
@@ -576,7 +576,11 @@ impl H5File {
     fn check_len(&self, path: &str, shape: &[usize], len: usize) -> Result<()> {
         let n: usize = shape.iter().product();
         if n != len {
-            return Err(Error::Hdf5 { file: self.path.display().to_string(), object: path.to_string(), reason: format!("read {len} values for shape {shape:?} ({n})") });
+            return Err(Error::Hdf5 {
+                file: self.path.display().to_string(),
+                object: path.to_string(),
+                reason: format!("read {len} values for shape {shape:?} ({n})"),
+            });
         }
         Ok(())
     }

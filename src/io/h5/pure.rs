@@ -49,7 +49,9 @@ fn from_attr_value(a: &hp::AttrValue) -> Option<Attr> {
         A::U64Array(v) => Attr::Ints(v.iter().map(|x| i64::try_from(*x).ok()).collect::<Option<Vec<_>>>()?),
         A::String(s) | A::AsciiString(s) | A::VarLenString(s) | A::VarLenAsciiString(s) => Attr::Str(s.clone()),
         A::StringSized { value, .. } | A::AsciiStringSized { value, .. } => Attr::Str(value.clone()),
-        A::StringArray(v) | A::AsciiStringArray(v) | A::VarLenStringArray(v) | A::VarLenAsciiStringArray(v) | A::VarLenAsciiCharArray(v) => Attr::Strs(v.clone()),
+        A::StringArray(v) | A::AsciiStringArray(v) | A::VarLenStringArray(v) | A::VarLenAsciiStringArray(v) | A::VarLenAsciiCharArray(v) => {
+            Attr::Strs(v.clone())
+        }
         A::StringArraySized { values, .. } | A::AsciiStringArraySized { values, .. } => Attr::Strs(values.clone()),
         _ => return None,
     })

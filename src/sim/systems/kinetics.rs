@@ -44,15 +44,12 @@ impl Rhs for HiresRhs {
 /// [`HIRES_PARAMS`] (all must be non-negative).
 pub fn hires() -> ClosureSystem<HiresRhs> {
     let y0 = vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057];
-    HIRES_PARAMS
-        .iter()
-        .fold(ClosureSystem::new("hires", HiresRhs, y0), |s, (name, v)| s.param(*name, *v))
-        .validate(|p| {
-            for ((name, _), v) in HIRES_PARAMS.iter().zip(p) {
-                non_negative("hires", name, *v)?;
-            }
-            Ok(())
-        })
+    HIRES_PARAMS.iter().fold(ClosureSystem::new("hires", HiresRhs, y0), |s, (name, v)| s.param(*name, *v)).validate(|p| {
+        for ((name, _), v) in HIRES_PARAMS.iter().zip(p) {
+            non_negative("hires", name, *v)?;
+        }
+        Ok(())
+    })
 }
 
 /// The end time of the test set's HIRES problem.

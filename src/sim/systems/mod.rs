@@ -5,7 +5,7 @@ mod ode;
 mod pde;
 
 pub use kinetics::{hires, HiresRhs, HIRES_PARAMS, HIRES_REFERENCE, HIRES_T_END};
-pub use ode::{matvec, with_scratch, DenseSystem, LinearOscillator, LotkaVolterra, Lorenz, Pendulum, Robertson, VanDerPol};
+pub use ode::{matvec, with_scratch, DenseSystem, LinearOscillator, Lorenz, LotkaVolterra, Pendulum, Robertson, VanDerPol};
 pub use pde::{ic, Boundary, Brusselator2d, Grid1d, Heat2d, Pde1d, Pde1dKind, Reaction};
 
 use super::System;

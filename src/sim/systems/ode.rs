@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use crate::sim::system::{non_negative, positive, System};
 use crate::Result;
 
-
 /// A small system that writes its Jacobians as dense row-major blocks; its
 /// [`System`] impl gets the four products from them with `dense_products!()`.
 pub trait DenseSystem: System {

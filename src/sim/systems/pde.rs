@@ -170,9 +170,8 @@ pub mod ic {
     /// from such sums of a few sine waves).
     pub fn random_fourier(grid: &Grid1d, seed: u64, modes: usize, amplitude: f64) -> Vec<f64> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let terms: Vec<(f64, f64)> = (1..=modes)
-            .map(|k| (rng.random_range(-amplitude..amplitude) / k as f64, rng.random_range(0.0..std::f64::consts::TAU)))
-            .collect();
+        let terms: Vec<(f64, f64)> =
+            (1..=modes).map(|k| (rng.random_range(-amplitude..amplitude) / k as f64, rng.random_range(0.0..std::f64::consts::TAU))).collect();
         let l = grid.length;
         grid.points()
             .iter()
@@ -545,14 +544,8 @@ impl System for Brusselator2d {
             for i in 0..n {
                 for j in 0..n {
                     let at = |s: usize, a: usize, b: usize| (s * nn + a * n + b) as u32;
-                    let mut row = vec![
-                        at(c, i, j),
-                        at(c, (i + 1) % n, j),
-                        at(c, (i + n - 1) % n, j),
-                        at(c, i, (j + 1) % n),
-                        at(c, i, (j + n - 1) % n),
-                        at(1 - c, i, j),
-                    ];
+                    let mut row =
+                        vec![at(c, i, j), at(c, (i + 1) % n, j), at(c, (i + n - 1) % n, j), at(c, i, (j + 1) % n), at(c, i, (j + n - 1) % n), at(1 - c, i, j)];
                     row.sort_unstable();
                     row.dedup();
                     rows.push(row);
