@@ -252,7 +252,10 @@ fn read_all(path: &Path) -> physflow::Result<Vec<(String, Vec<f32>)>> {
     Ok(out)
 }
 
-/// Truncation anywhere gives an error, never a panic (h5py files and ours).
+/// Truncation anywhere gives an error, never a panic (h5py files and ours), and the error
+/// comes at open: the file is shorter than the end-of-file address in its superblock, which
+/// is how the HDF5 library detects it. (Reading only the numeric datasets, as `read_all` does,
+/// used to miss cuts that removed attributes only.)
 #[test]
 fn truncated_files_are_errors() {
     let ours = tmp("trunc-src.h5");
@@ -264,6 +267,13 @@ fn truncated_files_are_errors() {
         let cut = tmp("trunc.h5");
         for len in (0..bytes.len()).step_by(97).chain([bytes.len() - 1]) {
             std::fs::write(&cut, &bytes[..len]).unwrap();
+            match H5File::open(&cut) {
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains("truncated") || msg.contains("no HDF5 signature"), "{} cut to {len}: {msg}", src.display());
+                }
+                Ok(_) => panic!("{} cut to {len} of {} bytes opened", src.display(), bytes.len()),
+            }
             let r = std::panic::catch_unwind(|| read_all(&cut));
             match r {
                 Ok(Err(_)) => {}

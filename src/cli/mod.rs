@@ -419,7 +419,9 @@ pub fn run_with(cli: Cli) -> Result<()> {
         Command::Hybrid { .. } => cpu_only(&cli, "hybrid", "the stiff hybrid model runs inside diffsol in f64")?,
         _ => {}
     }
-    let device = cli.device.device()?;
+    // Made where a command needs it: creating the f32 device first would lock the CPU's float
+    // type and make `hybrid` (f64) fail.
+    let device = || cli.device.device();
     match &cli.command {
         Command::Demo { config, iterations, resume } => {
             let mut cfg: NeuralOdeConfig = load_config(config.as_ref())?;
@@ -430,7 +432,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 cfg.iterations = *n;
             }
             let out = cli.out.join("neural_ode");
-            let report = neural_ode::run(&cfg, &device, &out, *resume, cli.quiet)?;
+            let report = neural_ode::run(&cfg, &device()?, &out, *resume, cli.quiet)?;
             println!(
                 "neural ODE: training MSE {:.3e} -> {:.3e}, held-out MSE {:.3e} (data variance {:.3e}), {:.1} s",
                 report.train_mse_initial, report.train_mse_final, report.test_mse, report.test_data_variance, report.train_seconds
@@ -448,7 +450,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 cfg.iterations = *n;
             }
             let out = cli.out.join("neural_sde");
-            let r = neural_sde::run(&cfg, &device, &out, *resume, cli.quiet)?;
+            let r = neural_sde::run(&cfg, &device()?, &out, *resume, cli.quiet)?;
             println!(
                 "neural SDE: held-out marginal W2 {:.4} (untrained {:.4}, data-vs-data floor {:.4}); right well at t = {}: data {:.3}, model {:.3}; diffusion {:.3} (true {:.3}); {:.1} s",
                 r.test_w2_marginal, r.test_w2_marginal_untrained, r.data_w2_floor, cfg.t_end, r.right_well_data, r.right_well_model,
@@ -542,7 +544,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                     if let Some(n) = steps {
                         cfg.steps = *n;
                     }
-                    let r = fm_moons::run(&cfg, &device, &cli.out.join("fm_moons"), cli.quiet)?;
+                    let r = fm_moons::run(&cfg, &device()?, &cli.out.join("fm_moons"), cli.quiet)?;
                     for m in &r.models {
                         let w2: Vec<String> = m.w2.iter().map(|(n, w)| format!("{n}:{w:.3}")).collect();
                         let st = m.straightness.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
@@ -561,7 +563,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                     if let Some(n) = steps {
                         cfg.steps = *n;
                     }
-                    let r = fm_double_well::run(&cfg, &device, &cli.out.join("fm_double_well"), cli.quiet)?;
+                    let r = fm_double_well::run(&cfg, &device()?, &cli.out.join("fm_double_well"), cli.quiet)?;
                     println!(
                     "double well β {} → {}: W2 {:.4} (floor {:.4}, source {:.4}); right well {:.4} (exact {:.4}, source {:.4}); ESS/N {:.3}; KL {:.4}; {:.1} s",
                     cfg.beta_hot, cfg.beta_cold, r.w2, r.w2_floor, r.w2_source, r.right_well_model, r.right_well_exact, r.right_well_source,
@@ -582,7 +584,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 if let Some(n) = steps {
                     cfg.train.steps = *n;
                 }
-                let r = bg_double_well::run(&cfg, &device, &cli.out.join("bg_double_well"), cli.quiet)?;
+                let r = bg_double_well::run(&cfg, &device()?, &cli.out.join("bg_double_well"), cli.quiet)?;
                 println!(
                     "double well by energy: ESS/N {:.4}; ΔF {:.4} ± {:.4} (raw {:.4} ± {:.4}, exact {:.4}); log Z IS {:.4} ± {:.4}, BAR {:.4} ± {:.4} (exact {:.4}); {:.1} s",
                     r.ess_fraction, r.delta_f_reweighted.value, r.delta_f_reweighted.std_err, r.delta_f_raw.value, r.delta_f_raw.std_err, r.delta_f_exact,
@@ -598,7 +600,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                     cfg.train.seed = seed;
                 }
                 let system = cfg.system.name();
-                let r = bg_particles::run(&cfg, &device, &cli.out.join(format!("bg_{system}")), cli.quiet)?;
+                let r = bg_particles::run(&cfg, &device()?, &cli.out.join(format!("bg_{system}")), cli.quiet)?;
                 println!("{}", r.summary());
                 for f in &r.files {
                     println!("wrote {f}");
@@ -624,7 +626,8 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 let c = parse_compression(compression)?;
                 let opts = crate::io::h5::DatasetOptions { compression: c, shuffle: c != crate::io::h5::Compression::None, ..Default::default() };
                 let layout = convert(input, output, to, &opts)?;
-                println!("wrote {} ({layout:?} layout)", output.display());
+                println!("converted to the PDEBench {layout:?} layout");
+                println!("wrote {}", output.display());
             }
         },
         Command::Pde { problem: PdeTask::Ns2d, config, steps } => {
@@ -635,7 +638,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
             if let Some(n) = steps {
                 cfg.train.run.steps = *n;
             }
-            let r = pde_ns2d::run(&cfg, &device, &cli.out.join("pde_ns2d"), cli.quiet)?;
+            let r = pde_ns2d::run(&cfg, &device()?, &cli.out.join("pde_ns2d"), cli.quiet)?;
             print!("{}", pde_ns2d::markdown(&r));
             for f in &r.files {
                 println!("wrote {f}");
@@ -649,7 +652,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
             if let Some(n) = steps {
                 cfg.train.run.steps = *n;
             }
-            let r = pde_darcy::run(&cfg, &device, &cli.out.join("pde_darcy"), cli.quiet)?;
+            let r = pde_darcy::run(&cfg, &device()?, &cli.out.join("pde_darcy"), cli.quiet)?;
             print!("{}", pde_darcy::markdown(&r));
             for f in &r.files {
                 println!("wrote {f}");
@@ -667,7 +670,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
             if let Some(n) = steps {
                 cfg.train.run.steps = *n;
             }
-            let r = pde_fields::run(&cfg, &device, &cli.out.join(format!("pde_{}", problem.name())), cli.quiet)?;
+            let r = pde_fields::run(&cfg, &device()?, &cli.out.join(format!("pde_{}", problem.name())), cli.quiet)?;
             print!("{}", pde_fields::markdown(&r));
             for f in &r.files {
                 println!("wrote {f}");

@@ -245,6 +245,75 @@ pub struct DatasetInfo {
 }
 
 /// Names an HDF5 filter id.
+/// The HDF5 signature, found at byte 0 or at 512, 1024, 2048, … (a user block before it).
+const SIGNATURE: [u8; 8] = [0x89, b'H', b'D', b'F', b'\r', b'\n', 0x1a, b'\n'];
+
+/// Refuses a file shorter than the end-of-file address its superblock records, as the HDF5
+/// library does ("truncated file"): a file cut short (a copy interrupted, a writer killed)
+/// would otherwise open, and objects past the cut would be missing or fail one by one.
+/// Superblock layouts from the HDF5 File Format Specification, §II.A: versions 0 and 1 store
+/// the base, free-space, end-of-file and driver addresses after 16 (v0) or 20 (v1) bytes of
+/// versions and sizes; versions 2 and 3 store base, extension, end-of-file and root addresses
+/// after 4 bytes. The address is relative to the base address; all-ones means undefined.
+fn check_end_of_file(path: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let bad = |reason: String| Error::Hdf5 { file: path.display().to_string(), object: "/".into(), reason };
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut at = 0u64;
+    let mut head = [0u8; 64];
+    loop {
+        if at + 8 > len {
+            return Err(bad(format!("no HDF5 signature in the file's {len} bytes (not an HDF5 file, or truncated)")));
+        }
+        f.seek(SeekFrom::Start(at)).map_err(|e| Error::io(path, e))?;
+        let mut filled = 0;
+        while filled < head.len() {
+            let m = f.read(&mut head[filled..]).map_err(|e| Error::io(path, e))?;
+            if m == 0 {
+                break;
+            }
+            filled += m;
+        }
+        if filled >= 8 && head[..8] == SIGNATURE {
+            if filled < 16 {
+                return Err(bad(format!("truncated inside the superblock ({len} bytes)")));
+            }
+            let version = head[8];
+            let (offsets_at, addr_at, eof_index) = match version {
+                0 => (13, 24, 2),
+                1 => (13, 28, 2),
+                2 | 3 => (9, 12, 2),
+                v => return Err(bad(format!("unknown superblock version {v}"))),
+            };
+            let size = head[offsets_at] as usize;
+            if !matches!(size, 2 | 4 | 8) {
+                return Err(bad(format!("superblock gives a size of offsets of {size} bytes (expected 2, 4 or 8)")));
+            }
+            let addr = |k: usize| -> Option<u64> {
+                let start = addr_at + k * size;
+                let b = head[..filled].get(start..start + size)?;
+                Some(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64))
+            };
+            let undefined = if size == 8 { u64::MAX } else { (1u64 << (8 * size)) - 1 };
+            let (Some(base), Some(eof)) = (addr(0), addr(eof_index)) else {
+                return Err(bad(format!("truncated inside the superblock ({len} bytes)")));
+            };
+            if eof == undefined {
+                return Ok(());
+            }
+            let base = if base == undefined { 0 } else { base };
+            // The base address is absolute (usually the signature's position); eof is relative to it.
+            let end = base.saturating_add(eof);
+            if len < end {
+                return Err(bad(format!("truncated file: {len} bytes, but the superblock records its end at byte {end}")));
+            }
+            return Ok(());
+        }
+        at = if at == 0 { 512 } else { at * 2 };
+    }
+}
+
 pub(crate) fn filter_name(id: u16) -> String {
     match id {
         1 => "deflate".into(),
@@ -443,6 +512,7 @@ impl H5File {
         if !path.exists() {
             return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
         }
+        check_end_of_file(path)?;
         let inner: Box<dyn Reader> = match backend {
             Backend::Pure => Box::new(pure::PureReader::open(path)?),
             #[cfg(feature = "hdf5-c")]

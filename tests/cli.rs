@@ -1,0 +1,154 @@
+//! The `physflow` command end to end, on the CPU at smoke-test sizes (`.ci/smoke/*.toml`): every
+//! subcommand runs and writes the files it names, config precedence (study defaults < file <
+//! flags) holds, and bad command lines exit non-zero with the cause named. The argument
+//! parsing of every subcommand is tested in `src/cli` (`try_parse_from`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("physflow-cli-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs `physflow --quiet --out <out> args…` from the repository root; returns (success,
+/// stdout, stderr).
+fn physflow(out: &Path, args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_physflow"))
+        .current_dir(root())
+        .arg("--quiet")
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("the physflow binary runs");
+    (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Runs a command that must succeed and checks that every file it reports (`wrote …`) exists
+/// and is not empty; returns stdout.
+fn ok(out: &Path, args: &[&str]) -> String {
+    let (success, stdout, stderr) = physflow(out, args);
+    assert!(success, "`physflow {}` failed:\n{stdout}\n{stderr}", args.join(" "));
+    let wrote: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("wrote ")).collect();
+    assert!(!wrote.is_empty(), "`physflow {}` reported no files:\n{stdout}", args.join(" "));
+    for f in wrote {
+        let p = if Path::new(f).is_absolute() { PathBuf::from(f) } else { root().join(f) };
+        let len = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).len();
+        assert!(len > 0, "{} is empty", p.display());
+    }
+    stdout
+}
+
+/// Runs a command that must fail; the error must contain `cause`.
+fn refused(out: &Path, args: &[&str], cause: &str) {
+    let (success, stdout, stderr) = physflow(out, args);
+    assert!(!success, "`physflow {}` was accepted:\n{stdout}", args.join(" "));
+    assert!(stderr.contains(cause), "`physflow {}`: expected `{cause}` in the error, got:\n{stderr}", args.join(" "));
+    assert!(!stderr.contains("panicked"), "`physflow {}` panicked:\n{stderr}", args.join(" "));
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// The training studies at smoke size, each writing its report and figures.
+#[test]
+fn training_subcommands_run_on_the_cpu() {
+    let out = scratch("train");
+    ok(&out, &["demo", "--iterations", "3"]);
+    ok(&out, &["sde", "--iterations", "2"]);
+    ok(&out, &["fm", "double-well", "--config", ".ci/smoke/fm_double_well.toml"]);
+    ok(&out, &["pde", "heat", "--config", ".ci/smoke/pde.toml"]);
+    ok(&out, &["pde", "ns2d", "--config", ".ci/smoke/pde_ns2d.toml"]);
+    ok(&out, &["pde", "darcy", "--config", ".ci/smoke/pde_darcy.toml"]);
+    ok(&out, &["bg", "double-well", "--config", ".ci/smoke/bg_double_well.toml"]);
+    ok(&out, &["bg", "particles", "--system", "dw4", "--config", ".ci/smoke/bg_dw4.toml"]);
+    // The f64 subcommands run in the same kind of process (the hybrid model used to fail
+    // here: the f32 device was made before the command asked for f64).
+    ok(&out, &["fit"]);
+    ok(&out, &["hybrid", "--iterations", "1"]);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// `simulate` in every format, then `data inspect` and `data convert` on what it wrote.
+#[test]
+fn simulate_and_data_subcommands() {
+    let out = scratch("sim");
+    ok(&out, &["simulate", "lorenz", "--samples", "4", "--n-times", "5", "--format", "npy"]);
+    ok(&out, &["simulate", "lorenz", "--samples", "4", "--n-times", "5", "--format", "csv"]);
+    ok(&out, &["simulate", "heat1d", "--samples", "4", "--shards", "2", "--n-times", "5"]);
+    let shard = out.join("simulate/heat1d/shard-00000.h5");
+    let shard_s = shard.to_str().unwrap();
+    let inspect = physflow(&out, &["data", "inspect", shard_s]);
+    assert!(inspect.0 && inspect.1.contains("layout: PDEBench"), "{}\n{}", inspect.1, inspect.2);
+    let grouped = out.join("grouped.h5");
+    let stdout = ok(&out, &["data", "convert", shard_s, grouped.to_str().unwrap(), "--to", "grouped"]);
+    assert!(stdout.contains("Grouped"), "{stdout}");
+    // A rerun with the same arguments finds the shards finished.
+    let again = ok(&out, &["simulate", "heat1d", "--samples", "4", "--shards", "2", "--n-times", "5"]);
+    assert!(again.contains("(0 simulated, 2 already there)"), "{again}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// Precedence: the study's defaults < the file (partial tables merge key by key) < flags. A
+/// seed in the file stands unless `--seed` is given (`--seed` used to default to 0 and
+/// overwrite it).
+#[test]
+fn config_precedence() {
+    let out = scratch("precedence");
+    let cfg = out.join("moons.toml");
+    let smoke = std::fs::read_to_string(root().join(".ci/smoke/fm_moons.toml")).unwrap();
+    std::fs::write(&cfg, format!("seed = 7\n{smoke}")).unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let report = out.join("fm_moons/fm_moons_report.json");
+    ok(&out, &["fm", "moons", "--config", cfg_s]);
+    let r = json(&report);
+    assert_eq!(r["config"]["seed"], 7, "the file's seed");
+    assert_eq!(r["config"]["steps"], 20, "the file's steps");
+    assert_eq!(r["config"]["lr"], json_default_lr(), "the study's default where the file is silent");
+    // A fresh output directory: the first run's checkpoint (seed 7) would be refused for a
+    // run with seed 3, which is the resume check doing its job.
+    let out2 = out.join("flags");
+    ok(&out2, &["--seed", "3", "fm", "moons", "--config", cfg_s, "--steps", "5"]);
+    let r = json(&out2.join("fm_moons/fm_moons_report.json"));
+    assert_eq!((r["config"]["seed"].as_u64(), r["config"]["steps"].as_u64()), (Some(3), Some(5)), "flags win");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+fn json_default_lr() -> serde_json::Value {
+    serde_json::to_value(physflow::studies::fm_moons::FmMoonsConfig::default().lr).unwrap()
+}
+
+/// Bad command lines and config files: non-zero exit, the cause named, no panic.
+#[test]
+fn bad_command_lines_are_refused_with_the_cause() {
+    let out = scratch("bad");
+    let f = |name: &str, text: &str| {
+        let p = out.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    refused(&out, &["dmeo"], "unrecognized subcommand");
+    refused(&out, &["fm", "moons", "--config", "missing.toml"], "missing.toml");
+    refused(&out, &["fm", "moons", "--config", &f("typo.toml", "stepz = 3\n")], "stepz");
+    refused(&out, &["fm", "moons", "--config", &f("type.toml", "steps = \"many\"\n")], "steps");
+    refused(&out, &["bg", "particles", "--system", "lj38"], "lj38");
+    refused(&out, &["bg", "particles", "--system", "dw4", "--config", &f("lj13.toml", "system = \"lj13\"\n")], "disagrees");
+    refused(&out, &["simulate", "no_such_system"], "unknown system");
+    refused(&out, &["simulate", "lorenz", "--format", "xlsx"], "format");
+    refused(&out, &["data", "convert", "a.h5", "b.h5", "--to", "sideways"], "sideways");
+    refused(&out, &["data", "inspect", "missing.h5"], "missing.h5");
+    refused(&out, &["pde", "heat", "--config", &f("heat_ns.toml", "problem = \"burgers\"\n")], "burgers");
+    // A checkpoint written with other settings is refused on resume, naming the setting.
+    let moons = f("moons.toml", &std::fs::read_to_string(root().join(".ci/smoke/fm_moons.toml")).unwrap());
+    ok(&out, &["fm", "moons", "--config", &moons]);
+    refused(&out, &["--seed", "5", "fm", "moons", "--config", &moons], "`seed`");
+    std::fs::remove_dir_all(&out).unwrap();
+}
