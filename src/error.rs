@@ -24,6 +24,15 @@ pub enum Error {
         /// Time at which it was found.
         t: f64,
     },
+    /// Input data (training fields, samples, weights, energies given to a call) held NaN or
+    /// ±inf: the values came in that way, unlike [`Error::NonFinite`], a numerical blow-up.
+    #[error("non-finite value in {what} at index {index}; check the data")]
+    NonFiniteInput {
+        /// Which input (`"training data"`, `"log weights"`, ...).
+        what: &'static str,
+        /// Row, sample or entry where it was found.
+        index: usize,
+    },
     /// The adaptive step size fell below the resolution of the time variable.
     #[error("step size underflow at t = {t} (h = {h:e}); the problem may be stiff or singular there")]
     StepSizeUnderflow {

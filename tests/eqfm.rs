@@ -255,7 +255,7 @@ fn bad_input_is_refused() {
     assert!(matches!(EqFmTrainer::new(wrong.view(), &cfg, &device), Err(Error::Shape { .. })));
     let mut nan = data(4, 1);
     nan[[2, 3]] = f64::NAN;
-    assert!(matches!(EqFmTrainer::new(nan.view(), &cfg, &device), Err(Error::NonFinite { .. })));
+    assert!(matches!(EqFmTrainer::new(nan.view(), &cfg, &device), Err(Error::NonFiniteInput { .. })));
     assert!(matches!(EqFmTrainer::new(data(4, 1).view(), &EqFmConfig { chunk: 0, ..cfg.clone() }, &device), Err(Error::InvalidArgument { .. })));
     let model = EqFmTrainer::new(data(4, 1).view(), &cfg, &device).unwrap().model();
     let lj = physflow::boltzmann::energy::LennardJones::lj13();

@@ -134,7 +134,7 @@ fn fresh_configs_are_the_identity_and_bad_configs_are_errors() {
     assert!(matches!(flow.forward(random(2, 3, 1.0, 0).view()), Err(physflow::Error::Shape { .. })));
     let mut nan = random(2, 2, 1.0, 0);
     nan[[1, 0]] = f64::NAN;
-    assert!(matches!(flow.inverse(nan.view()), Err(physflow::Error::NonFinite { .. })));
+    assert!(matches!(flow.inverse(nan.view()), Err(physflow::Error::NonFiniteInput { .. })));
 }
 
 /// A parameter vector of the wrong length is a `Shape` error naming the layer, and leaves the

@@ -195,7 +195,7 @@ fn bad_input_errors() {
     let field = DampedRotation::default().field();
     let opts = Options::default();
     let nan = batch_tensor(&[[f64::NAN, 0.0]], &device);
-    assert!(matches!(ode::solve(&field, nan, &[0.0, 1.0], &opts), Err(Error::NonFinite { what: "y0", .. })));
+    assert!(matches!(ode::solve(&field, nan, &[0.0, 1.0], &opts), Err(Error::NonFiniteInput { what: "y0", .. })));
     let y0 = || batch_tensor(&[[1.0, 0.0]], &device);
     assert!(matches!(ode::solve(&field, y0(), &[1.0, 1.0], &opts), Err(Error::InvalidArgument { name: "times", .. })));
     assert!(matches!(ode::solve(&field, y0(), &[0.0, 1.0, 0.5], &opts), Err(Error::InvalidArgument { name: "times", .. })));

@@ -166,7 +166,7 @@ fn bad_input_is_reported() {
     assert!(matches!(p.project(&mut [0.0; 3]), Err(Error::Shape { .. })));
     let mut bad = vec![0.0; grid.len()];
     bad[4] = f64::NAN;
-    assert!(matches!(p.project(&mut bad), Err(Error::NonFinite { .. })));
+    assert!(matches!(p.project(&mut bad), Err(Error::NonFiniteInput { .. })));
     let both = Stack::new(vec![Box::new(a), Box::new(b)]).unwrap();
     let p = Projector::new(&both, ProjectOptions::default()).unwrap();
     let mut u = vec![0.0; grid.len()];

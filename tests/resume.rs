@@ -1,15 +1,49 @@
-//! Kill and resume: the `physflow demo` trainer (the neural ODE study) is started in a
-//! subprocess, killed with SIGKILL at a random moment after its first checkpoint, and resumed
-//! with `--resume`; the final parameters (the last checkpoint's files, byte for byte) and the
-//! report's numbers must equal those of a run that was never interrupted. A checkpoint is one
-//! directory swapped in by renames (`train::Checkpoint`), so a kill during a save leaves the
-//! previous one whole.
+//! Kill and resume: each trainer of the `physflow` command (the neural ODE demo, the neural
+//! SDE study, functional flow matching of PDE fields) is started in a subprocess, killed with
+//! SIGKILL at a random moment after its first checkpoint, and run again (with `--resume` where
+//! the command has it); the final parameters (the last checkpoint's files, byte for byte) and
+//! the report's numbers must equal those of a run that was never interrupted. A checkpoint is
+//! one directory swapped in by renames (`train::Checkpoint`) holding the loop state, and each
+//! step draws from its own seeded stream (`train::step_rng`), so a kill during a save leaves
+//! the previous checkpoint whole and the resumed steps draw what the uninterrupted ones drew.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CONFIG: &str = "iterations = 120\ncheckpoint_every = 10\nhidden = [16, 16]\nn_train = 8\nn_test = 4\nn_times = 21\n";
+/// A trainer: its subcommand, config file, whether reruns need `--resume`, and where its
+/// checkpoint and report go under `--out`.
+struct Trainer {
+    args: &'static [&'static str],
+    config: &'static str,
+    resume_flag: bool,
+    checkpoint: &'static str,
+    report: &'static str,
+}
+
+const TRAINERS: &[Trainer] = &[
+    Trainer {
+        args: &["demo"],
+        config: "iterations = 120\ncheckpoint_every = 10\nhidden = [16, 16]\nn_train = 8\nn_test = 4\nn_times = 21\n",
+        resume_flag: true,
+        checkpoint: "neural_ode/checkpoint",
+        report: "neural_ode/neural_ode_report.json",
+    },
+    Trainer {
+        args: &["sde"],
+        config: "iterations = 60\ncheckpoint_every = 5\nn_train = 128\nn_test = 128\nbatch = 64\nt_end = 1.0\nn_times = 21\ndt = 0.05\ndrift_hidden = [16, 16]\ndiffusion_hidden = [8]\n",
+        resume_flag: true,
+        checkpoint: "neural_sde/checkpoint",
+        report: "neural_sde/neural_sde_report.json",
+    },
+    Trainer {
+        args: &["pde", "heat"],
+        config: "nx = 10\nnt = 8\nn_train = 48\nconditions = 2\nensemble = 6\nsample_steps = 8\n[train.run]\nsteps = 60\nbatch_size = 8\ncheckpoint_every = 5\n[train.net]\nkind = \"fno\"\nwidth = 8\nmodes = [3, 3]\nlayers = 2\npadding = [2, 2]\ntime_features = 2\nprojection = 16\n",
+        resume_flag: false,
+        checkpoint: "pde_heat/checkpoint",
+        report: "pde_heat/report.json",
+    },
+];
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("physflow-resume-{name}-{}", std::process::id()));
@@ -18,49 +52,68 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-fn demo(out: &Path, config: &Path, resume: bool) -> Command {
+fn command(t: &Trainer, out: &Path, config: &Path, resume: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_physflow"));
-    c.arg("--quiet").arg("--out").arg(out).arg("demo").arg("--config").arg(config);
-    if resume {
+    c.arg("--quiet").arg("--out").arg(out).args(t.args).arg("--config").arg(config);
+    if resume && t.resume_flag {
         c.arg("--resume");
     }
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     c
 }
 
-fn run_to_end(out: &Path, config: &Path, resume: bool) {
-    let o = demo(out, config, resume).output().unwrap();
+fn run_to_end(t: &Trainer, out: &Path, config: &Path, resume: bool) {
+    let o = command(t, out, config, resume).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// The checkpoint's files, by name, with their bytes; `state.json` without its wall-clock
-/// seconds (the only thing that may differ).
-fn checkpoint(out: &Path) -> Vec<(String, Vec<u8>)> {
-    let dir = out.join("neural_ode/checkpoint");
+/// The checkpoint's files, by name, with their bytes, less what may differ between two
+/// processes: JSON files without their wall-clock seconds; burn module records (`*.bpk`) with
+/// their parameter ids zeroed (burn draws a random id per parameter in each process; the
+/// tensors' bytes are compared). Optimizer records are keyed and ordered by those ids, so they
+/// are left out; a lost or wrong optimizer state would show in the parameters and the loss log
+/// after the resumed steps.
+fn checkpoint(t: &Trainer, out: &Path) -> Vec<(String, Vec<u8>)> {
+    let dir = out.join(t.checkpoint);
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| {
+        .filter_map(|e| {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             let bytes = std::fs::read(&p).unwrap();
-            let bytes = if name == "state.json" {
+            if name.ends_with(".json") {
                 let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
                 strip_seconds(&mut v);
-                serde_json::to_vec(&v).unwrap()
+                Some((name, serde_json::to_vec(&v).unwrap()))
+            } else if name.ends_with(".bpk") {
+                (!name.contains("optim")).then(|| (name, mask_param_ids(bytes)))
             } else {
-                bytes
-            };
-            (name, bytes)
+                Some((name, bytes))
+            }
         })
         .collect();
     files.sort();
     files
 }
 
+/// Zeroes the 8-byte id after each `param_id` key (CBOR: the key, then 0x1b and a u64).
+fn mask_param_ids(mut b: Vec<u8>) -> Vec<u8> {
+    let key = b"param_id\x1b";
+    let mut i = 0;
+    while let Some(k) = b[i..].windows(key.len()).position(|w| w == key) {
+        let at = i + k + key.len();
+        let end = (at + 8).min(b.len());
+        b[at..end].fill(0);
+        i = end;
+    }
+    b
+}
+
 fn strip_seconds(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
-            m.retain(|k, _| !k.contains("seconds"));
+            // Wall-clock measurements: `*seconds*`, `*ms_per_*`, `*_ms`.
+            m.retain(|k, _| !(k.contains("seconds") || k.contains("ms_per_") || k.ends_with("_ms")));
             m.values_mut().for_each(strip_seconds);
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(strip_seconds),
@@ -69,8 +122,8 @@ fn strip_seconds(v: &mut serde_json::Value) {
 }
 
 /// The report's numbers (not its file paths or timings).
-fn report(out: &Path) -> serde_json::Value {
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("neural_ode/neural_ode_report.json")).unwrap()).unwrap();
+fn report(t: &Trainer, out: &Path) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join(t.report)).unwrap()).unwrap();
     strip_seconds(&mut v);
     v.as_object_mut().unwrap().remove("files");
     v
@@ -79,48 +132,56 @@ fn report(out: &Path) -> serde_json::Value {
 #[cfg(unix)]
 #[test]
 fn killed_training_resumes_bit_identically() {
-    let base = scratch("demo");
-    let config = base.join("demo.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    for t in TRAINERS {
+        kill_and_resume(t);
+    }
+}
+
+#[cfg(unix)]
+fn kill_and_resume(t: &Trainer) {
+    let name = t.args.join("-");
+    let base = scratch(&name);
+    let config = base.join("config.toml");
+    std::fs::write(&config, t.config).unwrap();
     let straight = base.join("straight");
-    run_to_end(&straight, &config, false);
+    run_to_end(t, &straight, &config, false);
 
     // Kill at a random moment after the first checkpoint; retry if the run finished first.
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let mut killed_at = None;
     for attempt in 0..5u32 {
         let out = base.join(format!("killed-{attempt}"));
-        let mut child = demo(&out, &config, false).spawn().unwrap();
-        let state = out.join("neural_ode/checkpoint/state.json");
+        let mut child = command(t, &out, &config, false).spawn().unwrap();
+        let state = out.join(t.checkpoint).join("state.json");
         let start = Instant::now();
         while !state.exists() && start.elapsed() < Duration::from_secs(120) {
             if child.try_wait().unwrap().is_some() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(1));
         }
-        // 0–400 ms after the first checkpoint: mid-step, mid-save or between saves.
-        std::thread::sleep(Duration::from_millis(u64::from((seed >> (attempt * 3)) % 400)));
+        // 0–{200 >> attempt} ms after the first checkpoint: mid-step, mid-save or between saves.
+        std::thread::sleep(Duration::from_micros(u64::from((seed >> (attempt * 3)) % (200_000 >> attempt))));
         if child.try_wait().unwrap().is_some() {
             continue;
         }
         child.kill().unwrap(); // SIGKILL on unix
         child.wait().unwrap();
-        if out.join("neural_ode/neural_ode_report.json").exists() {
+        if out.join(t.report).exists() {
             continue;
         }
         let step: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
         killed_at = Some((out, step));
         break;
     }
-    let (out, state) = killed_at.expect("the run was killed before it finished in one of 5 attempts");
-    eprintln!("killed with the checkpoint at {}", state["state"]["step"]);
-    run_to_end(&out, &config, true);
-    assert_eq!(report(&out), report(&straight), "report of the resumed run");
-    let (a, b) = (checkpoint(&out), checkpoint(&straight));
+    let (out, state) = killed_at.unwrap_or_else(|| panic!("`{name}` was not killed before it finished in 5 attempts"));
+    eprintln!("{name}: killed with the checkpoint at step {}", state["state"]["step"]);
+    run_to_end(t, &out, &config, true);
+    assert_eq!(report(t, &out), report(t, &straight), "{name}: report of the resumed run");
+    let (a, b) = (checkpoint(t, &out), checkpoint(t, &straight));
     assert_eq!(a.iter().map(|f| &f.0).collect::<Vec<_>>(), b.iter().map(|f| &f.0).collect::<Vec<_>>());
-    for ((name, x), (_, y)) in a.iter().zip(&b) {
-        assert!(x == y, "checkpoint file {name} differs after the resume");
+    for ((file, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "{name}: checkpoint file {file} differs after the resume");
     }
     std::fs::remove_dir_all(&base).unwrap();
 }

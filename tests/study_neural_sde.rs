@@ -31,8 +31,17 @@ fn sde_study_trains_writes_and_resumes() {
     for f in &report.files {
         assert!(std::path::Path::new(f).exists(), "{f} missing");
     }
-    assert!(dir.join("checkpoint/state.json").exists());
+    // Resume to 30 iterations: the loss log of the first 20 steps is kept as it was (a restart
+    // would log other values: its cosine schedule and curriculum span 30 steps), and the
+    // untrained error is the same seed's. Interrupted runs resuming bit-identically are tested
+    // in tests/resume.rs.
+    let log = |v: &serde_json::Value| -> Vec<serde_json::Value> { v["state"]["log"].as_array().unwrap().iter().map(|r| r["values"].clone()).collect() };
+    let read = || serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("checkpoint/state.json")).unwrap()).unwrap();
+    let before = log(&read());
     let resumed = run(&small(), &device, &dir, true, true).unwrap();
     assert_eq!(resumed.iterations, 30);
+    let after = log(&read());
+    assert!(before.len() == 20 && after.len() == 30 && after[..20] == before[..], "{before:?} → {after:?}");
+    assert_eq!(resumed.test_w2_marginal_untrained, report.test_w2_marginal_untrained);
     let _ = std::fs::remove_dir_all(&dir);
 }

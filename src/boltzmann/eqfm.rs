@@ -242,7 +242,7 @@ impl EqFmTrainer {
             return Err(Error::invalid("data", "need at least one training configuration"));
         }
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite { what: "training configuration", step: i / (n * d), t: f64::NAN });
+            return Err(Error::NonFiniteInput { what: "training configuration", index: i / (n * d) });
         }
         let mut flat: Vec<f64> = data.iter().copied().collect();
         centre(&mut flat, n, d);

@@ -193,7 +193,7 @@ fn run(energy: &dyn Energy, x0: ArrayView2<f64>, cfg: &MalaConfig, kind: Kind) -
     let mut x = x0.to_owned();
     let (mut u, mut f) = super::evaluate(energy, x.view())?;
     if let Some(i) = u.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NonFinite { what: "MCMC starting energy (step = chain index)", step: i, t: f64::NAN });
+        return Err(Error::NonFiniteInput { what: "MCMC starting energy (index = chain)", index: i });
     }
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut h = cfg.step_size;
@@ -334,7 +334,7 @@ mod tests {
         // Bad input.
         assert!(matches!(mala(&DoubleWell2D::default(), Array2::zeros((3, 2)).view(), &cfg), Err(Error::Shape { .. })));
         let nan = Array2::from_elem((128, 2), f64::NAN);
-        assert!(matches!(mala(&DoubleWell2D::default(), nan.view(), &cfg), Err(Error::NonFinite { step: 0, .. })));
+        assert!(matches!(mala(&DoubleWell2D::default(), nan.view(), &cfg), Err(Error::NonFiniteInput { index: 0, .. })));
     }
 
     /// Reference data round-trips through HDF5 bit for bit with its settings, and a file is

@@ -78,7 +78,7 @@ pub fn quadrature_2d(energy: &dyn Energy, beta: f64, grid: &Grid2) -> Result<Qua
     let pts = Array2::from_shape_fn((grid.n[0] * grid.n[1], 2), |(p, k)| if k == 0 { xs[0][p / grid.n[1]] } else { xs[1][p % grid.n[1]] });
     let u = energy.energy(pts.view());
     if let Some(i) = u.iter().position(|v| v.is_nan()) {
-        return Err(Error::NonFinite { what: "energy on the quadrature grid", step: i, t: f64::NAN });
+        return Err(Error::NonFiniteInput { what: "energy on the quadrature grid", index: i });
     }
     let umin = u.iter().cloned().fold(f64::INFINITY, f64::min);
     let mut density = Array2::from_shape_fn((grid.n[0], grid.n[1]), |(i, j)| (-beta * (u[i * grid.n[1] + j] - umin)).exp());

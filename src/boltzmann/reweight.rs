@@ -40,7 +40,7 @@ fn check_log_w(log_w: ArrayView1<f64>) -> Result<f64> {
     }
     // −∞ is a zero weight (allowed); NaN and +∞ are not.
     if let Some(i) = log_w.iter().position(|l| l.is_nan() || *l == f64::INFINITY) {
-        return Err(Error::NonFinite { what: "log weights", step: i, t: f64::NAN });
+        return Err(Error::NonFiniteInput { what: "log weights", index: i });
     }
     let m = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     if m == f64::NEG_INFINITY {
@@ -221,7 +221,7 @@ pub fn bar(work_forward: ArrayView1<f64>, work_reverse: ArrayView1<f64>) -> Resu
     }
     for (what, w) in [("forward works", work_forward), ("reverse works", work_reverse)] {
         if let Some(i) = w.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite { what, step: i, t: f64::NAN });
+            return Err(Error::NonFiniteInput { what, index: i });
         }
     }
     let (nf, nr) = (work_forward.len() as f64, work_reverse.len() as f64);
@@ -309,13 +309,13 @@ pub fn wasserstein2_1d(a: ArrayView1<f64>, log_w_a: Option<ArrayView1<f64>>, b: 
         return Err(Error::invalid("log_w_a", format!("{} weights for {} values", log_w_a.map_or(0, |w| w.len()), a.len())));
     }
     if a.iter().chain(b.iter()).any(|v| !v.is_finite()) {
-        return Err(Error::NonFinite { what: "wasserstein2_1d input", step: 0, t: f64::NAN });
+        return Err(Error::NonFiniteInput { what: "wasserstein2_1d input", index: 0 });
     }
     let wa: Vec<f64> = match log_w_a {
         Some(lw) => {
             let m = lw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             if !m.is_finite() {
-                return Err(Error::NonFinite { what: "wasserstein2_1d weights", step: 0, t: f64::NAN });
+                return Err(Error::NonFiniteInput { what: "wasserstein2_1d weights", index: 0 });
             }
             let w: Vec<f64> = lw.iter().map(|l| (l - m).exp()).collect();
             let s: f64 = w.iter().sum();
@@ -369,7 +369,7 @@ mod tests {
         let w = Array1::from(vec![0.0, 2f64.ln(), 3f64.ln()]);
         assert!((kish_ess(w.view()).unwrap() - 36.0 / 14.0).abs() < 1e-12);
         let bad = Array1::from(vec![0.0, f64::NAN]);
-        assert!(matches!(kish_ess(bad.view()), Err(Error::NonFinite { step: 1, .. })));
+        assert!(matches!(kish_ess(bad.view()), Err(Error::NonFiniteInput { index: 1, .. })));
     }
 
     /// Target N(0, 1) (`u = x²/2`, β = 1, `Z = √(2π)`), proposal N(0, s²). The weights are

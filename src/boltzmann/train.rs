@@ -239,7 +239,7 @@ fn validate(dim: usize, energy: Option<&dyn Energy>, data: Option<ArrayView2<f64
             return Err(Error::Shape { what: "training data".into(), expected: vec![d.nrows().max(1), dim], got: vec![d.nrows(), d.ncols()] });
         }
         if let Some(r) = d.rows().into_iter().position(|r| r.iter().any(|v| !v.is_finite())) {
-            return Err(Error::NonFinite { what: "training data", step: r, t: f64::NAN });
+            return Err(Error::NonFiniteInput { what: "training data", index: r });
         }
     }
     if let Some(g) = c.grad_clip {

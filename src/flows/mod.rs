@@ -107,7 +107,7 @@ pub(crate) fn check_input(what: &'static str, x: ArrayView2<f64>, dim: usize) ->
         return Err(Error::Shape { what: what.into(), expected: vec![x.nrows(), dim], got: vec![x.nrows(), x.ncols()] });
     }
     if let Some(row) = x.rows().into_iter().position(|r| r.iter().any(|v| !v.is_finite())) {
-        return Err(Error::NonFinite { what, step: row, t: f64::NAN });
+        return Err(Error::NonFiniteInput { what, index: row });
     }
     Ok(())
 }

@@ -554,6 +554,6 @@ mod tests {
         assert_eq!(bad(StochasticConfig { mean_free: true, ..d }), "mean_free");
         let block = StochasticBlock::new(dw(), d).unwrap();
         assert!(matches!(block.forward(Array2::zeros((2, 3)).view()), Err(Error::Shape { .. })));
-        assert!(matches!(block.forward(ndarray::array![[f64::NAN, 0.0]].view()), Err(Error::NonFinite { .. })));
+        assert!(matches!(block.forward(ndarray::array![[f64::NAN, 0.0]].view()), Err(Error::NonFiniteInput { .. })));
     }
 }

@@ -376,7 +376,7 @@ pub fn wasserstein2(a: &[f64], b: &[f64], dim: usize) -> Result<f64> {
         return Err(Error::invalid("wasserstein2", format!("need two [n, {dim}] sets of equal size, got {} and {} values", a.len(), b.len())));
     }
     if a.iter().chain(b).any(|x| !x.is_finite()) {
-        return Err(Error::NonFinite { what: "wasserstein2 input", step: 0, t: f64::NAN });
+        return Err(Error::NonFiniteInput { what: "wasserstein2 input", index: 0 });
     }
     let n = a.len() / dim;
     let c = sq_dist_matrix(a, b, dim);

@@ -668,7 +668,9 @@ pub(crate) fn check_cotangents<const D: usize>(cotangents: &[Tensor<D>], n_times
 
 pub(crate) fn check_y0<const D: usize>(y0: &Tensor<D>) -> Result<()> {
     if !all_finite(y0) {
-        return Err(Error::NonFinite { what: "y0", step: 0, t: f64::NAN });
+        // The flat index of the first bad entry (host readback on the error path only).
+        let index = y0.to_vec_as::<f64>().iter().position(|v| !v.is_finite()).unwrap_or(0);
+        return Err(Error::NonFiniteInput { what: "y0", index });
     }
     if y0.dims()[0] == 0 {
         return Err(Error::invalid("y0", "empty batch"));

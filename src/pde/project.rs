@@ -195,7 +195,7 @@ impl<'a> Projector<'a> {
     pub fn project_steps(&self, u: &mut [f64], steps: Option<usize>) -> Result<ProjectReport> {
         check_dim(self.constraint, u)?;
         if let Some(i) = u.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite { what: "field entering a projection", step: i, t: f64::NAN });
+            return Err(Error::NonFiniteInput { what: "field entering a projection", index: i });
         }
         let m = self.constraint.rows();
         let mut h = vec![0.0; m];

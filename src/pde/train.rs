@@ -195,7 +195,7 @@ fn channel_stats(grid: &Grid, data: &FieldData<'_>) -> Result<(Vec<f64>, Vec<f64
             return Err(Error::Shape { what: format!("training field {i}"), expected: grid.shape(), got: vec![row.len()] });
         }
         if row.iter().any(|v| !v.is_finite()) {
-            return Err(Error::NonFinite { what: "training field", step: i, t: f64::NAN });
+            return Err(Error::NonFiniteInput { what: "training field", index: i });
         }
         for (p, v) in row.iter().enumerate() {
             s[p / per] += v;

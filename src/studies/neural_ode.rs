@@ -250,16 +250,12 @@ pub fn run(cfg: &NeuralOdeConfig, device: &Device, out: &Path, resume: bool, qui
         last: Default::default(),
     };
     let ckpt = out.join("checkpoint");
-    if crate::train::Checkpoint::new(&ckpt).exists() {
-        if resume {
-            // The initial MSE of a resumed run is that of the model it resumes (fit loads the
-            // same checkpoint again).
-            trainer.load(&crate::train::Checkpoint::new(&ckpt).read()?)?;
-        } else {
-            std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
-        }
-    }
+    // The untrained network's error, also for a resumed run (the network is initialised from the
+    // seed alone), so that a run interrupted and resumed reports what an uninterrupted one does.
     let (train_mse_initial, _) = mse(&predict(&trainer.mlp, y0_train.clone(), &times, &opts)?, &train, times.len());
+    if crate::train::Checkpoint::new(&ckpt).exists() && !resume {
+        std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
+    }
     let fit = crate::train::fit(&mut trainer, &run_opts, &mut Run { checkpoint: Some(ckpt), quiet, label: "neural ODE".into(), ..Run::default() })?;
     let train_seconds = fit.seconds;
     let (mlp, last) = (trainer.mlp, trainer.last);

@@ -461,17 +461,13 @@ pub fn run(cfg: &NeuralSdeConfig, device: &Device, out: &Path, resume: bool, qui
         last_backward: Stats::default(),
     };
     let ckpt = out.join("checkpoint");
-    let mut resumed = false;
-    if crate::train::Checkpoint::new(&ckpt).exists() {
-        if resume {
-            trainer.load(&crate::train::Checkpoint::new(&ckpt).read()?)?;
-            resumed = true;
-        } else {
-            std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
-        }
+    // The untrained networks' error, also for a resumed run (they are initialised from the seed
+    // alone; `fit` loads the checkpoint), so that an interrupted and resumed run reports what an
+    // uninterrupted one does.
+    let test_w2_marginal_untrained = mean_w2(&sample(&trainer.nets, cfg, &test[0], cfg.seed ^ 0xE7A1, device)?, &test_targets);
+    if crate::train::Checkpoint::new(&ckpt).exists() && !resume {
+        std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
     }
-    let test_w2_marginal_untrained =
-        if !resumed { mean_w2(&sample(&trainer.nets, cfg, &test[0], cfg.seed ^ 0xE7A1, device)?, &test_targets) } else { f64::NAN };
     let run_opts = RunOptions {
         steps: cfg.iterations,
         batch_size: cfg.batch,
