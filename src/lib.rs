@@ -49,3 +49,24 @@ pub mod studies;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// The guides' code blocks, compiled as doc tests so they cannot drift from the API.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../docs/boltzmann.md")]
+    struct Boltzmann;
+    #[doc = include_str!("../docs/fm.md")]
+    struct Fm;
+    #[doc = include_str!("../docs/io.md")]
+    struct Io;
+    #[doc = include_str!("../docs/ode.md")]
+    struct Ode;
+    #[doc = include_str!("../docs/pde.md")]
+    struct Pde;
+    #[doc = include_str!("../docs/sde.md")]
+    struct Sde;
+    #[doc = include_str!("../docs/sim.md")]
+    struct Sim;
+    #[doc = include_str!("../docs/training.md")]
+    struct Training;
+}

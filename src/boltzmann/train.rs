@@ -819,6 +819,19 @@ mod tests {
         let err =
             train(&mut BoltzmannGenerator::new(&c.flow, 2, 0).unwrap(), Some(&g), Some(data.view()), &other, &cpu(), &mut Run::quiet().with_checkpoint(&ck));
         assert!(matches!(err, Err(Error::InvalidArgument { name: "checkpoint", .. })));
+        // Trained by energy alone: the data term is logged as NaN (JSON null), and the
+        // checkpoint still resumes and loads.
+        let ck = dir.join("bg-energy");
+        let c = TrainConfig { checkpoint_every: 10, weight_data: 0.0, ..config(20) };
+        let mut full = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
+        train(&mut full, Some(&g), None, &c, &cpu(), &mut Run::quiet()).unwrap();
+        let mut first = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
+        train(&mut first, Some(&g), None, &TrainConfig { steps: 10, ..c.clone() }, &cpu(), &mut Run::quiet().with_checkpoint(&ck)).unwrap();
+        let mut second = BoltzmannGenerator::new(&c.flow, 2, 0).unwrap();
+        let rep = train(&mut second, Some(&g), None, &c, &cpu(), &mut Run::quiet().with_checkpoint(&ck)).unwrap();
+        assert_eq!(rep.steps_run, 10);
+        assert!(second.flow.params() == full.flow.params(), "energy-only: resumed parameters differ");
+        assert!(load_generator(&ck).unwrap().flow.params() == full.flow.params(), "energy-only: loaded parameters differ");
         std::fs::remove_dir_all(&dir).unwrap();
 
         // A NaN energy is reported as divergence at the step it happened.

@@ -242,6 +242,9 @@ mod tests {
         let p = Perturbation::default();
         assert!(matches!(sample_flow_perturbation(&field, &x0, &[0.0; 2], Solver::Rk4, &p, noise), Err(Error::Shape { .. })));
         assert!(matches!(sample_flow_perturbation(&field, &x0, &[0.0; 3], Solver::Rk4, &p, || vec![0.0; 4]), Err(Error::Shape { .. })));
-        assert!(matches!(sample_flow_perturbation(&field, &x0, &[0.0; 3], Solver::Rk4, &p, || vec![f64::NAN; 6]), Err(Error::NonFinite { .. })));
+        assert!(matches!(
+            sample_flow_perturbation(&field, &x0, &[0.0; 3], Solver::Rk4, &p, || vec![f64::NAN; 6]),
+            Err(Error::NonFiniteInput { what: "y0", .. })
+        ));
     }
 }

@@ -373,23 +373,22 @@ fn write_field_shard(spec: &DatasetSpec, sim: &dyn FieldSimulator, k: usize, dir
         let data: Vec<f32> = outs.iter().flat_map(|o| o[d].iter().map(|&v| v as f32)).collect();
         tree.add_f32(&ds.name, &shape, data, &opts)?;
     }
-    let plain = DatasetOptions::default();
     for (axis, coords, boundary) in sim.axes() {
         let length = if coords.len() > 1 { (coords[1] - coords[0]) * coords.len() as f64 } else { 0.0 };
-        tree.add_f32(&format!("{axis}-coordinate"), &[coords.len()], coords.iter().map(|&v| v as f32).collect(), &plain)?;
+        tree.add_f32(&format!("{axis}-coordinate"), &[coords.len()], coords.iter().map(|&v| v as f32).collect(), &checked(&[coords.len()]))?;
         tree.set_attr("/", &format!("boundary_{axis}"), Attr::Str(boundary))?;
         tree.set_attr("/", &format!("length_{axis}"), Attr::Float(length))?;
         tree.set_attr("/", &format!("points_{axis}"), Attr::Int(coords.len() as i64))?;
     }
     if !sim.steady() {
-        tree.add_f32("t-coordinate", &[times.len()], times.iter().map(|&v| v as f32).collect(), &plain)?;
+        tree.add_f32("t-coordinate", &[times.len()], times.iter().map(|&v| v as f32).collect(), &checked(&[times.len()]))?;
         tree.set_attr("/", "t_end", Attr::Float(spec.t_end))?;
     }
     let p = params.ncols();
-    tree.add_f64("params", &[count, p], params.into_raw_vec_and_offset().0, &plain)?;
-    tree.add("sample_index", &[count], super::h5::Data::I64((first..first + count).map(|i| i as i64).collect()), &plain)?;
+    tree.add_f64("params", &[count, p], params.into_raw_vec_and_offset().0, &checked(&[count, p]))?;
+    tree.add("sample_index", &[count], super::h5::Data::I64((first..first + count).map(|i| i as i64).collect()), &checked(&[count]))?;
     // u64 seeds stored bit for bit in i64.
-    tree.add("sample_seed", &[count], super::h5::Data::I64(seeds.iter().map(|&s| s as i64).collect()), &plain)?;
+    tree.add("sample_seed", &[count], super::h5::Data::I64(seeds.iter().map(|&s| s as i64).collect()), &checked(&[count]))?;
     common_attrs(&mut tree, spec, &sim.name(), sim.param_names(), sim.params(), k, first)?;
     let path = dir.join(shard_file(k));
     tree.write(&path)?;
@@ -408,10 +407,9 @@ fn write_shard(spec: &DatasetSpec, sys: &dyn System, k: usize, dir: &Path) -> Re
     for (name, shape, data) in &fields {
         tree.add_f32(name, shape, data.clone(), &opts)?;
     }
-    let plain = DatasetOptions::default();
     if let Some(f) = sys.field() {
         for (axis, g) in &f.axes {
-            tree.add_f32(&format!("{axis}-coordinate"), &[g.n], g.points().iter().map(|&v| v as f32).collect(), &plain)?;
+            tree.add_f32(&format!("{axis}-coordinate"), &[g.n], g.points().iter().map(|&v| v as f32).collect(), &checked(&[g.n]))?;
             tree.set_attr("/", &format!("boundary_{axis}"), Attr::Str(boundary_text(g)))?;
             tree.set_attr("/", &format!("length_{axis}"), Attr::Float(g.length))?;
             tree.set_attr("/", &format!("points_{axis}"), Attr::Int(g.n as i64))?;
@@ -421,12 +419,12 @@ fn write_shard(spec: &DatasetSpec, sys: &dyn System, k: usize, dir: &Path) -> Re
             tree.set_attr("/", "fields", Attr::Strs(f.channels.clone()))?;
         }
     }
-    tree.add_f32("t-coordinate", &[times.len()], times.iter().map(|&v| v as f32).collect(), &plain)?;
+    tree.add_f32("t-coordinate", &[times.len()], times.iter().map(|&v| v as f32).collect(), &checked(&[times.len()]))?;
     let p = params.ncols();
-    tree.add_f64("params", &[count, p], params.into_raw_vec_and_offset().0, &plain)?;
+    tree.add_f64("params", &[count, p], params.into_raw_vec_and_offset().0, &checked(&[count, p]))?;
     let d = y0s.ncols();
-    tree.add_f64("initial_state", &[count, d], y0s.into_raw_vec_and_offset().0, &plain)?;
-    tree.add("sample_index", &[count], super::h5::Data::I64((first..first + count).map(|i| i as i64).collect()), &plain)?;
+    tree.add_f64("initial_state", &[count, d], y0s.into_raw_vec_and_offset().0, &checked(&[count, d]))?;
+    tree.add("sample_index", &[count], super::h5::Data::I64((first..first + count).map(|i| i as i64).collect()), &checked(&[count]))?;
     let attrs = [
         ("t_end", Attr::Float(spec.t_end)),
         ("method", Attr::Str(format!("{:?}", spec.sim.method).to_lowercase())),
@@ -563,11 +561,31 @@ pub struct GenerateReport {
     pub preview: Option<PathBuf>,
 }
 
-/// Whether `path` is a finished shard `k` of `spec` (opens, same spec, full extent).
+/// Options of the small datasets of a shard (coordinates, parameters, indices): one chunk
+/// holding the whole dataset, with a Fletcher-32 checksum, so that every dataset physflow
+/// writes is checked when read (and by the resume's verification). Empty datasets stay
+/// contiguous (a chunk cannot have a zero extent).
+fn checked(shape: &[usize]) -> DatasetOptions {
+    if shape.is_empty() || shape.contains(&0) {
+        return DatasetOptions::default();
+    }
+    DatasetOptions { chunks: Some(shape.to_vec()), fletcher32: true, ..DatasetOptions::default() }
+}
+
+/// Whether `path` is a finished shard `k` of `spec`: it opens (not shorter than its superblock
+/// says), has the same spec and the full extent, and every numeric dataset reads back with its
+/// Fletcher-32 checksums verified. A shard that fails any of these is simulated again.
 fn shard_done(path: &Path, spec_json: &str, k: usize, count: usize, dataset: &str) -> bool {
     let Ok(f) = H5File::open(path) else { return false };
     let same = matches!(f.attr("/", "spec"), Ok(Attr::Str(s)) if s == spec_json) && matches!(f.attr("/", "shard_index"), Ok(Attr::Int(i)) if i == k as i64);
-    same && f.info(dataset).is_ok_and(|i| i.shape.first() == Some(&count))
+    if !(same && f.info(dataset).is_ok_and(|i| i.shape.first() == Some(&count))) {
+        return false;
+    }
+    let Ok(tree) = f.tree() else { return false };
+    tree.iter().all(|node| match node {
+        crate::io::h5::Node::Dataset { info, .. } if info.dtype.is_numeric() => f.read_f32(&info.path).is_ok(),
+        _ => true,
+    })
 }
 
 fn stats_of(dir: &Path, m: &Manifest) -> Result<BTreeMap<String, Stats>> {

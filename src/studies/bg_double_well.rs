@@ -57,6 +57,7 @@ impl Default for BgDoubleWellConfig {
             train: TrainConfig {
                 flow: FlowConfig::neural_spline(4, vec![64, 64], 8, 4.0),
                 steps: 3000,
+                checkpoint_every: 500,
                 batch_size: 256,
                 lr: 1e-3,
                 log_every: 50,
@@ -125,7 +126,10 @@ pub fn run(cfg: &BgDoubleWellConfig, train_device: &burn::tensor::Device, out: &
     // Train by energy only.
     // With the target, so that the architecture may hold stochastic blocks.
     let mut bg = BoltzmannGenerator::with_target(&cfg.train.flow, std::sync::Arc::new(cfg.energy), beta, seed)?;
-    let rep = train(&mut bg, Some(energy), None, &cfg.train, train_device, &mut Run { quiet, ..Run::default() })?;
+    // Checkpointed, and resumed when the study's configuration is the same.
+    let ckpt = out.join("checkpoint");
+    crate::train::Checkpoint::new(&ckpt).keep_if_same_study(cfg)?;
+    let rep = train(&mut bg, Some(energy), None, &cfg.train, train_device, &mut Run { checkpoint: Some(ckpt), quiet, ..Run::default() })?;
 
     // Reweighting.
     let mut rng = StdRng::seed_from_u64(seed ^ 0xB0_17);

@@ -59,6 +59,8 @@ pub struct FmDoubleWellConfig {
     pub lr: f64,
     /// RK4 steps of the sampling / likelihood solve.
     pub solve_steps: usize,
+    /// Save a training checkpoint every this many steps (and at the end).
+    pub checkpoint_every: usize,
     /// Seed.
     pub seed: u64,
 }
@@ -78,6 +80,7 @@ impl Default for FmDoubleWellConfig {
             hidden: vec![128, 128, 128],
             lr: 1e-3,
             solve_steps: 50,
+            checkpoint_every: 500,
             seed: 0,
         }
     }
@@ -213,9 +216,18 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
     let tc = TrainConfig {
         coupling: Coupling::ExactOt,
         net: NetConfig::tanh(cfg.hidden.clone()),
-        run: RunOptions { batch_size: cfg.batch_size, steps: cfg.steps, lr: cfg.lr, seed: cfg.seed, checkpoint_every: 500, ..TrainConfig::default().run },
+        run: RunOptions {
+            batch_size: cfg.batch_size,
+            steps: cfg.steps,
+            lr: cfg.lr,
+            seed: cfg.seed,
+            checkpoint_every: cfg.checkpoint_every,
+            ..TrainConfig::default().run
+        },
         ..TrainConfig::default()
     };
+    // A checkpoint made for another configuration of the study is not resumed.
+    crate::train::Checkpoint::new(out.join("checkpoint")).keep_if_same_study(cfg)?;
     let (model, train) = fm::train(&problem, &tc, train_device, &mut Run { checkpoint: Some(out.join("checkpoint")), quiet, ..Run::default() })?;
     let model = model.to_device(&Device::flex())?;
 

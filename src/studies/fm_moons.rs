@@ -52,6 +52,8 @@ pub struct FmMoonsConfig {
     pub n_trajectories: usize,
     /// Fraction of mean-flow training pairs with distinct times.
     pub mean_flow_fraction: f64,
+    /// Save a training checkpoint every this many steps (and at the end).
+    pub checkpoint_every: usize,
     /// Seed of everything random.
     pub seed: u64,
 }
@@ -69,6 +71,7 @@ impl Default for FmMoonsConfig {
             reflow_solve_steps: 50,
             n_trajectories: 96,
             mean_flow_fraction: 0.25,
+            checkpoint_every: 500,
             seed: 0,
         }
     }
@@ -133,9 +136,20 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let device = crate::device::reference_cpu();
-    let run_opts = RunOptions { batch_size: cfg.batch_size, steps: cfg.steps, lr: cfg.lr, seed: cfg.seed, checkpoint_every: 500, ..TrainConfig::default().run };
+    let run_opts = RunOptions {
+        batch_size: cfg.batch_size,
+        steps: cfg.steps,
+        lr: cfg.lr,
+        seed: cfg.seed,
+        checkpoint_every: cfg.checkpoint_every,
+        ..TrainConfig::default().run
+    };
     let base = TrainConfig { net: NetConfig::tanh(cfg.hidden.clone()), run: run_opts, ..TrainConfig::default() };
     let run_in = |name: &str| Run { checkpoint: Some(out.join(format!("checkpoint_{name}"))), quiet, ..Run::default() };
+    // Checkpoints made for another configuration of the study are not resumed.
+    for name in ["independent", "exact_ot", "reflow", "mean_flow"] {
+        crate::train::Checkpoint::new(out.join(format!("checkpoint_{name}"))).keep_if_same_study(cfg)?;
+    }
     let fresh = Problem { dim: 2, x0: Source::Sampler(&x0_sampler), x1: Source::Sampler(&x1_sampler), cond: None };
 
     let mut trained: Vec<(String, FmModel, f64, f64)> = Vec::new();

@@ -503,6 +503,9 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     // Training (resumed from the checkpoint when there is one).
     let residual = if cfg.train.residual_weight > 0.0 { training_residual(cfg.problem, &grid)? } else { None };
     let problem = FfmProblem { grid: &grid, data: train.values.view().into(), residual: residual.as_deref() };
+    // A checkpoint made for another configuration of the study (other data, seed or model) is
+    // not resumed.
+    crate::train::Checkpoint::new(out.join("checkpoint")).keep_if_same_study(cfg)?;
     let mut run = crate::train::Run { checkpoint: Some(out.join("checkpoint")), quiet, ..crate::train::Run::default() };
     let (model, train_report) = pde::train_ffm(&problem, &cfg.train, &mut run, device)?;
     model.save(&out.join("model"))?;

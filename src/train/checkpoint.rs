@@ -89,6 +89,35 @@ impl Checkpoint {
         &self.dir
     }
 
+    /// Keeps this checkpoint only if it was made for the study configuration `study` (a
+    /// study's whole config: data, seeds, model, training), recorded beside it as
+    /// `<dir>.study.json`; otherwise removes it, so that a study run with other data or
+    /// settings trains afresh instead of resuming a model made for them (the loop's own check
+    /// covers only the trainer's settings). Records `study` for the run that follows. Returns
+    /// whether a checkpoint was discarded.
+    ///
+    /// # Errors
+    /// `Io` when the directory cannot be removed or the record written.
+    pub fn keep_if_same_study<T: Serialize>(&self, study: &T) -> Result<bool> {
+        let record = self.dir.with_extension("study.json");
+        let now = serde_json::to_value(study).map_err(|e| Error::Format { path: record.display().to_string(), reason: e.to_string() })?;
+        let before: Option<serde_json::Value> = std::fs::read(&record).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let discard = (self.dir.exists() || self.exists()) && before.as_ref() != Some(&now);
+        if discard {
+            // The directory and any copy a crashed writer left beside it.
+            for d in std::iter::once(self.dir.clone()).chain(self.stale_siblings()) {
+                if d.exists() {
+                    std::fs::remove_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+                }
+            }
+        }
+        if let Some(parent) = record.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        write_json(&record, &now)?;
+        Ok(discard)
+    }
+
     /// Whether a complete checkpoint exists (also one left beside the directory by a crash
     /// between the two renames of a write).
     pub fn exists(&self) -> bool {

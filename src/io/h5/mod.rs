@@ -255,7 +255,7 @@ const SIGNATURE: [u8; 8] = [0x89, b'H', b'D', b'F', b'\r', b'\n', 0x1a, b'\n'];
 /// the base, free-space, end-of-file and driver addresses after 16 (v0) or 20 (v1) bytes of
 /// versions and sizes; versions 2 and 3 store base, extension, end-of-file and root addresses
 /// after 4 bytes. The address is relative to the base address; all-ones means undefined.
-fn check_end_of_file(path: &Path) -> Result<()> {
+fn check_end_of_file(path: &Path) -> Result<u64> {
     use std::io::{Read, Seek, SeekFrom};
     let bad = |reason: String| Error::Hdf5 { file: path.display().to_string(), object: "/".into(), reason };
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -300,7 +300,7 @@ fn check_end_of_file(path: &Path) -> Result<()> {
                 return Err(bad(format!("truncated inside the superblock ({len} bytes)")));
             };
             if eof == undefined {
-                return Ok(());
+                return Ok(len);
             }
             let base = if base == undefined { 0 } else { base };
             // The base address is absolute (usually the signature's position); eof is relative to it.
@@ -308,7 +308,7 @@ fn check_end_of_file(path: &Path) -> Result<()> {
             if len < end {
                 return Err(bad(format!("truncated file: {len} bytes, but the superblock records its end at byte {end}")));
             }
-            return Ok(());
+            return Ok(len);
         }
         at = if at == 0 { 512 } else { at * 2 };
     }
@@ -472,6 +472,8 @@ pub(crate) trait Reader: Send {
 pub struct H5File {
     path: PathBuf,
     inner: Box<dyn Reader>,
+    /// The file's length in bytes, for the plausibility check of declared dataset sizes.
+    len: u64,
     /// Dataset descriptions already looked up (per-sample reads check shapes each time).
     infos: std::sync::Mutex<BTreeMap<String, DatasetInfo>>,
 }
@@ -512,7 +514,7 @@ impl H5File {
         if !path.exists() {
             return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
         }
-        check_end_of_file(path)?;
+        let len = check_end_of_file(path)?;
         let inner: Box<dyn Reader> = match backend {
             Backend::Pure => Box::new(pure::PureReader::open(path)?),
             #[cfg(feature = "hdf5-c")]
@@ -520,7 +522,7 @@ impl H5File {
             #[cfg(not(feature = "hdf5-c"))]
             Backend::C => return Err(Error::Unsupported("the HDF5 C backend needs the `hdf5-c` feature".into())),
         };
-        Ok(H5File { path: path.to_path_buf(), inner, infos: Default::default() })
+        Ok(H5File { path: path.to_path_buf(), inner, len, infos: Default::default() })
     }
 
     /// The file's path.
@@ -587,6 +589,22 @@ impl H5File {
             if info.shape.len() != r {
                 return Err(self.mismatch(path, &format!("rank {r} {what}"), format!("rank {} {:?}", info.shape.len(), info.shape)));
             }
+        }
+        // A damaged dataspace can declare exabytes; refuse what the file cannot hold before a
+        // reader tries to allocate it. Deflate expands at most 1032:1, so data stored in this
+        // file (compressed or not) fits in 1100 times its length (1 MiB at least, for sparse
+        // datasets of small files). Found by tests/h5_mutation.rs.
+        let declared = info.shape.iter().try_fold(info.size as u64, |acc, &n| acc.checked_mul(n as u64));
+        let limit = self.len.saturating_mul(1100).max(1 << 20);
+        if declared.is_none_or(|d| d > limit) {
+            return Err(Error::Hdf5 {
+                file: self.path.display().to_string(),
+                object: path.to_string(),
+                reason: format!(
+                    "the dataset declares {:?} values of {} bytes, more than a file of {} bytes can hold (a damaged dataspace?)",
+                    info.shape, info.size, self.len
+                ),
+            });
         }
         Ok(info)
     }
@@ -683,11 +701,22 @@ impl H5File {
     /// Every group and dataset, depth first, groups before datasets, names sorted.
     pub fn tree(&self) -> Result<Vec<Node>> {
         let mut out = Vec::new();
-        self.walk("/", &mut out)?;
+        self.walk("/", 0, &mut out)?;
         Ok(out)
     }
 
-    fn walk(&self, path: &str, out: &mut Vec<Node>) -> Result<()> {
+    fn walk(&self, path: &str, depth: usize, out: &mut Vec<Node>) -> Result<()> {
+        // A damaged file can link a group to one of its ancestors: bound the walk instead of
+        // recursing until the stack overflows (found by tests/h5_mutation.rs).
+        const MAX_DEPTH: usize = 64;
+        const MAX_NODES: usize = 1 << 22;
+        if depth > MAX_DEPTH || out.len() >= MAX_NODES {
+            return Err(Error::Hdf5 {
+                file: self.path.display().to_string(),
+                object: path.chars().take(200).collect(),
+                reason: format!("groups nested deeper than {MAX_DEPTH} or more than {MAX_NODES} objects: a link cycle in a damaged file?"),
+            });
+        }
         out.push(Node::Group { path: path.to_string(), attrs: self.inner.attrs(path)? });
         let (groups, datasets) = self.inner.children(path)?;
         let join = |n: &str| if path == "/" { format!("/{n}") } else { format!("{path}/{n}") };
@@ -696,7 +725,7 @@ impl H5File {
             out.push(Node::Dataset { info: self.inner.info(&p)?, attrs: self.inner.attrs(&p)? });
         }
         for g in &groups {
-            self.walk(&join(g), out)?;
+            self.walk(&join(g), depth + 1, out)?;
         }
         Ok(())
     }
