@@ -593,6 +593,8 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         ..Panel::default()
     };
     let lw_panel = log_weight_panel(name, &w.log_w, &compared);
+    let samples_file = out.join(format!("bg_{name}_samples.h5"));
+    write_samples(&samples_file, &x_cart, &w, cart.as_ref(), beta)?;
     let fig = out.join(format!("bg_{name}.png"));
     save_figure(&fig, &[ehist, dhist, curve, lw_panel], 2)?;
 
@@ -622,7 +624,7 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         mcmc_seconds,
         train_seconds,
         device: crate::device::name_of(train_device),
-        files: vec![fig.display().to_string(), reference_file.display().to_string()],
+        files: vec![fig.display().to_string(), reference_file.display().to_string(), samples_file.display().to_string()],
     };
     let json = out.join(format!("bg_{name}_report.json"));
     let md = out.join(format!("bg_{name}_report.md"));
@@ -663,6 +665,25 @@ fn reference_samples(cfg: &BgParticlesConfig, energy: &dyn Energy, out: &Path) -
     let copy = out.join(format!("bg_{}_reference.h5", cfg.system.name()));
     samples.write_h5(&copy, energy, "mala", &settings)?;
     Ok((samples, settings, copy))
+}
+
+/// The generator's samples with their weights, for analysis outside the study (and for the
+/// tests, which recompute the report's ESS and energies from them): `samples [n, n·d]`
+/// (Cartesian, particle-major), `energies [n]` (NaN where the energy is not finite), `log_q [n]`,
+/// `log_w [n]` (`−β u − log q`, −∞ for a skipped sample); root attributes `energy` (its name,
+/// which fixes its conventions) and `beta`.
+fn write_samples(path: &Path, x_cart: &Array2<f64>, w: &crate::boltzmann::Weighted, energy: &dyn Energy, beta: f64) -> Result<()> {
+    use crate::io::h5::{Attr, DatasetOptions, H5Tree};
+    let (n, dim) = x_cart.dim();
+    let opts = DatasetOptions::default();
+    let mut tree = H5Tree::new();
+    tree.add_f64("samples", &[n, dim], x_cart.iter().copied().collect(), &opts)?;
+    tree.add_f64("energies", &[n], w.u.to_vec(), &opts)?;
+    tree.add_f64("log_q", &[n], w.log_q.to_vec(), &opts)?;
+    tree.add_f64("log_w", &[n], w.log_w.to_vec(), &opts)?;
+    tree.set_attr("/", "energy", Attr::Str(energy.name()))?;
+    tree.set_attr("/", "beta", Attr::Float(beta))?;
+    tree.write(path)
 }
 
 /// Kish ESS/N of `log_w` with its bootstrap standard error (0 where every weight is zero).
