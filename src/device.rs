@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// A compute backend chosen at run time (`--device cpu|wgpu|cuda`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// burn's pure-Rust CPU backend (`flex`), the default.

@@ -31,6 +31,7 @@
 //! ```
 
 pub mod boltzmann;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod device;
 pub mod error;
@@ -41,10 +42,12 @@ pub mod io;
 pub mod nn;
 pub mod ode;
 pub mod pde;
+#[cfg(feature = "cli")]
 pub mod plot;
 pub mod prelude;
 pub mod sde;
 pub mod sim;
+#[cfg(feature = "cli")]
 pub mod studies;
 pub mod train;
 

@@ -39,7 +39,12 @@ fn shards_hold_the_simulated_trajectories() {
     let d = dir("content");
     let report = generate(&s, &d, None, false).unwrap();
     assert_eq!(report.written, vec![0, 1, 2]);
-    assert!(std::fs::read(report.preview.as_ref().unwrap()).unwrap().starts_with(b"\x89PNG"), "a preview figure");
+    #[cfg(feature = "cli")]
+    {
+        let preview = d.join("preview.png");
+        physflow::plot::dataset_preview(&d, &report.manifest, &preview).unwrap();
+        assert!(std::fs::read(&preview).unwrap().starts_with(b"\x89PNG"), "a preview figure");
+    }
     let m = Manifest::open(&d, true).unwrap();
     assert!(m.complete);
     assert_eq!(m.shards.iter().map(|s| s.samples).collect::<Vec<_>>(), vec![2, 2, 3]);

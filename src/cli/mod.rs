@@ -513,9 +513,9 @@ pub fn run_with(cli: Cli) -> Result<()> {
                     r.manifest.dataset
                 );
                 println!("wrote {}", out.join("manifest.json").display());
-                if let Some(p) = &r.preview {
-                    println!("wrote {}", p.display());
-                }
+                let preview = out.join("preview.png");
+                crate::plot::dataset_preview(&out, &r.manifest, &preview)?;
+                println!("wrote {}", preview.display());
             } else {
                 if *shards != 1 || initial != "scaled" || resolution.is_some() || crate::sim::fields::NAMES.contains(&system.as_str()) {
                     return Err(Error::invalid("format", "--shards, --initial fourier and the field simulators (ns2d, darcy, ...) need --format h5"));

@@ -42,7 +42,7 @@ use super::h5::{Attr, Compression, DatasetOptions, H5File, H5Tree};
 use crate::sim::fields::{self as field_sims, FieldSimulator};
 use crate::sim::systems::{self, ic, Grid1d};
 use crate::sim::{ensemble, SimOptions, System};
-use crate::train::{progress, write_json};
+use crate::train::{progress, write_json, Progress};
 use crate::{Error, Result};
 
 /// The schema tag in every file physflow writes.
@@ -316,7 +316,7 @@ pub fn generate_shard(spec: &DatasetSpec, k: usize, dir: &Path) -> Result<PathBu
     }
     match &gen {
         Generator::System(sys) => write_shard(spec, sys.as_ref(), k, dir),
-        Generator::Field(f) => write_field_shard(spec, f.as_ref(), k, dir, &indicatif::ProgressBar::hidden()),
+        Generator::Field(f) => write_field_shard(spec, f.as_ref(), k, dir, &Progress::hidden()),
     }
 }
 
@@ -349,7 +349,7 @@ fn common_attrs(tree: &mut H5Tree, spec: &DatasetSpec, name: &str, param_names: 
 }
 
 /// Simulates shard `k` of a field simulator (samples in parallel, rayon) and writes it.
-fn write_field_shard(spec: &DatasetSpec, sim: &dyn FieldSimulator, k: usize, dir: &Path, bar: &indicatif::ProgressBar) -> Result<PathBuf> {
+fn write_field_shard(spec: &DatasetSpec, sim: &dyn FieldSimulator, k: usize, dir: &Path, bar: &Progress) -> Result<PathBuf> {
     use rayon::prelude::*;
     let (first, count) = spec.shard_range(k);
     let (params, seeds) = field_inputs(sim, spec, first, count);
@@ -557,8 +557,6 @@ pub struct GenerateReport {
     pub skipped: Vec<usize>,
     /// The manifest as written.
     pub manifest: Manifest,
-    /// `preview.png` (the first samples), once the dataset is complete.
-    pub preview: Option<PathBuf>,
 }
 
 /// Options of the small datasets of a shard (coordinates, parameters, indices): one chunk
@@ -666,7 +664,7 @@ pub fn generate(spec: &DatasetSpec, dir: &Path, max_new_shards: Option<usize>, s
         } else {
             if max_new_shards.is_some_and(|m| written.len() >= m) {
                 bar.abandon();
-                return Ok(GenerateReport { written, skipped, manifest, preview: None });
+                return Ok(GenerateReport { written, skipped, manifest });
             }
             match &gen {
                 Generator::System(sys) => {
@@ -686,73 +684,5 @@ pub fn generate(spec: &DatasetSpec, dir: &Path, max_new_shards: Option<usize>, s
     manifest.stats = Some(stats_of(dir, &manifest)?);
     manifest.complete = true;
     write_json(&mpath, &manifest)?;
-    let preview = dir.join("preview.png");
-    write_preview(dir, &manifest, &preview)?;
-    Ok(GenerateReport { written, skipped, manifest, preview: Some(preview) })
-}
-
-/// A figure of the first (up to 4) samples of shard 0: space–time maps of 1D
-/// fields (x across, t up), the final time of 2D fields, or every state
-/// component against time for systems without a grid.
-pub fn write_preview(dir: &Path, m: &Manifest, path: &Path) -> Result<()> {
-    use crate::plot::{save_figure, save_heatmaps, Heatmap, Panel, Series};
-    let shard = m.shards.first().ok_or_else(|| Error::Manifest { manifest: dir.join("manifest.json").display().to_string(), reason: "no shards".into() })?;
-    let f = H5File::open(&dir.join(&shard.file))?;
-    let k = shard.samples.min(4);
-    let (shape, v) = f.read_f32_rows(&m.dataset, 0, k)?;
-    let coord = |name: &str, n: usize| -> Vec<f64> {
-        f.read_f64(name).map(|(_, c)| c).ok().filter(|c| c.len() == n).unwrap_or_else(|| (0..n).map(|i| i as f64).collect())
-    };
-    let per: usize = shape[1..].iter().product();
-    let sample = |s: usize| v[s * per..(s + 1) * per].iter().map(|&x| f64::from(x));
-    let system = m.spec.as_ref().map(|s| s.system.clone()).unwrap_or_default();
-    let t = coord("t-coordinate", shape[1]);
-    match shape.len() {
-        3 if f.has_dataset("x-coordinate") => {
-            let x = coord("x-coordinate", shape[2]);
-            let maps = (0..k)
-                .map(|s| Heatmap {
-                    title: format!("{system} sample {}: {}(x, t)", shard.first_sample + s, m.dataset),
-                    xlabel: "x".into(),
-                    ylabel: "t".into(),
-                    xs: x.clone(),
-                    ys: t.clone(),
-                    values: sample(s).collect(),
-                })
-                .collect::<Vec<_>>();
-            save_heatmaps(path, &maps, 2)
-        }
-        3 => {
-            let d = shape[2];
-            let panels = (0..k)
-                .map(|s| {
-                    let vals: Vec<f64> = sample(s).collect();
-                    let series = (0..d.min(8)).map(|c| Series::line(format!("y{c}"), t.clone(), (0..shape[1]).map(|i| vals[i * d + c]).collect(), c)).collect();
-                    Panel { title: format!("{system} sample {}", shard.first_sample + s), xlabel: "t".into(), ylabel: "state".into(), series, log_y: false }
-                })
-                .collect::<Vec<_>>();
-            save_figure(path, &panels, 2)
-        }
-        4 => {
-            let (nx, ny) = (shape[2], shape[3]);
-            let (x, y) = (coord("x-coordinate", nx), coord("y-coordinate", ny));
-            let last = (shape[1] - 1) * nx * ny;
-            let maps = (0..k)
-                .map(|s| {
-                    let vals: Vec<f64> = sample(s).skip(last).collect();
-                    let values = (0..ny).flat_map(|j| (0..nx).map(move |i| (i, j))).map(|(i, j)| vals[i * ny + j]).collect();
-                    Heatmap {
-                        title: format!("{system} sample {}: {} at t = {:.3}", shard.first_sample + s, m.dataset, t[shape[1] - 1]),
-                        xlabel: "x".into(),
-                        ylabel: "y".into(),
-                        xs: x.clone(),
-                        ys: y.clone(),
-                        values,
-                    }
-                })
-                .collect::<Vec<_>>();
-            save_heatmaps(path, &maps, 2)
-        }
-        _ => Err(Error::Unsupported(format!("preview of samples of shape {:?}", &shape[1..]))),
-    }
+    Ok(GenerateReport { written, skipped, manifest })
 }

@@ -64,7 +64,7 @@ pub fn space_time_field(grid: &Grid1d, states: &ArrayView2<'_, f64>) -> Vec<f64>
 
 /// Solves each system at `times` (rayon, one independent diffsol solve per system) and stacks
 /// the solutions as space-time fields `[N, X·T]`. All systems must share the grid size and
-/// boundary kind. With `progress`, an indicatif bar counts finished solves.
+/// boundary kind. With `progress`, a progress bar ([`crate::train::Progress`]) counts finished solves.
 ///
 /// # Errors
 /// `InvalidArgument` for no systems, mixed grids or non-uniform times; the first failing

@@ -10,6 +10,9 @@ use plotters::prelude::*;
 
 use crate::{Error, Result};
 
+mod dataset;
+pub use dataset::dataset_preview;
+
 static FONT: Once = Once::new();
 
 fn register_font() {

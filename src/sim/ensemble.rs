@@ -11,7 +11,7 @@ use crate::{Error, Result};
 /// either may be `None` for the system's own values. Runs on rayon's pool; each
 /// member is an independent solve, so the result is bit-identical to solving
 /// them one after another. Returns the states `[N, T, D]`. With `progress`,
-/// an indicatif bar counts finished members. The first failing member's error
+/// a progress bar ([`crate::train::Progress`]) counts finished members. The first failing member's error
 /// is returned as is (an [`Error::SolverFailed`] names the system and time).
 pub fn ensemble(
     system: &dyn System,

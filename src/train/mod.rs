@@ -16,15 +16,16 @@
 mod checkpoint;
 mod fit;
 mod options;
+mod progress;
 
 pub use checkpoint::{Checkpoint, CheckpointReader, CheckpointWriter, LogRecord, LoopState};
 pub use fit::{fit, Callback, Control, EarlyStop, Every, FitReport, Run, StepInfo, Trainer};
 pub use options::{LrSchedule, Precision, RunOptions};
+pub use progress::{progress, Progress};
 
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -81,19 +82,6 @@ pub fn load_module<M: Module>(path: &Path, module: M) -> Result<M> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| fmt(format!("{e:?}")))?;
     module.try_load_record(record).map_err(|e| fmt(format!("{e:?}")))
-}
-
-/// A progress bar for `total` iterations that shows the current loss; hidden when `quiet`.
-pub fn progress(total: u64, what: &str, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {msg} ({elapsed}, eta {eta})").expect("valid template").progress_chars("=> "),
-    );
-    bar.set_prefix(what.to_string());
-    bar
 }
 
 /// The generator of step `step` of a run seeded with `seed`: one stream per step, so a
