@@ -221,7 +221,7 @@ impl PdeTask {
     }
 }
 
-/// `physflow data ...`.
+/// `physflow fm ...`.
 #[derive(Debug, Subcommand)]
 pub enum FmCommand {
     /// 8 Gaussians → two moons (torchcfm's benchmark).
@@ -313,7 +313,6 @@ fn parse_compression(s: &str) -> Result<crate::io::h5::Compression> {
     }
 }
 
-/// A study's configuration from a TOML file, or its defaults without one.
 /// A study's config: its defaults with the file's keys merged over them (see
 /// [`load_config_over`]), so a partial table keeps the study's other settings.
 fn load_config<T: serde::Serialize + serde::de::DeserializeOwned + Default>(path: Option<&PathBuf>) -> Result<T> {
