@@ -10,7 +10,7 @@
 
 use burn::tensor::Device;
 use criterion::{criterion_group, criterion_main, Criterion};
-use physflow::pde::{self, FieldModel, FieldModelMeta, Method, PcfmOptions, SampleConfig};
+use physflow::pde::{self, FieldModel, FieldModelMeta, PcfmOptions, SampleConfig, Sampler};
 use physflow::studies::pde_fields::{sample_condition, PdeProblem, PdeStudyConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -27,9 +27,9 @@ fn bench(c: &mut Criterion) {
             FieldModelMeta { grid, net: cfg.train.net.clone(), gp: cfg.train.gp.clone(), sigma_min: cfg.train.sigma_min, mean: vec![0.5], std: vec![0.3] };
         let model = FieldModel::new(meta, &cfg.train.net.init(0, &device).expect("net")).expect("model");
         let x0 = model.noise_tensor(&mut StdRng::seed_from_u64(2), BATCH);
-        let mut methods = vec![Method::Unconstrained, Method::ProjectEnd, Method::Pcfm(PcfmOptions::default()), Method::Guidance { eta: 0.5 }];
+        let mut methods = vec![Sampler::Unconstrained, Sampler::ProjectEnd, Sampler::Pcfm(PcfmOptions::default()), Sampler::Guidance { eta: 0.5 }];
         if constraint.is_linear() {
-            methods.push(Method::Eci { mix: 1 });
+            methods.push(Sampler::Eci { mix: 1 });
         }
         let mut group = c.benchmark_group(format!("pde_{}", problem.name()));
         group.sample_size(10);

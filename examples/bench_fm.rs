@@ -18,7 +18,7 @@ use std::time::Instant;
 use burn::tensor::Tensor;
 use ndarray::Array2;
 use physflow::fm::problems::{eight_gaussians, moons};
-use physflow::fm::{self, Coupling, FmTrainer, Problem, Source, TrainConfig};
+use physflow::fm::{self, Coupling, FmTrainer, Problem, SampleSource, TrainConfig};
 use physflow::host::{array2_from_tensor, tensor_from_array2};
 use physflow::ode::{self, Options, Solver};
 use physflow::train::{fit, Run};
@@ -42,7 +42,7 @@ fn x1_sampler(rng: &mut StdRng, n: usize) -> Array2<f64> {
 }
 
 fn problem<'a>() -> Problem<'a> {
-    Problem { dim: 2, x0: Source::Sampler(&x0_sampler), x1: Source::Sampler(&x1_sampler), cond: None }
+    Problem { dim: 2, x0: SampleSource::Sampler(&x0_sampler), x1: SampleSource::Sampler(&x1_sampler), cond: None }
 }
 
 fn emit(json: bool, line: serde_json::Value) {

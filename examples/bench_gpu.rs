@@ -24,7 +24,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use ndarray::Array2;
 use physflow::device::Backend;
 use physflow::fm::problems::{eight_gaussians, moons};
-use physflow::fm::{Coupling, FmTrainer, Problem, Source, TrainConfig};
+use physflow::fm::{Coupling, FmTrainer, Problem, SampleSource, TrainConfig};
 use physflow::host::ToHost;
 use physflow::nn::{FieldNetConfig, FnoConfig};
 use physflow::ode::{AdjointOptions, Gradient, Solver};
@@ -58,7 +58,7 @@ fn emit(json: bool, line: serde_json::Value) {
 
 /// Milliseconds per step of `steps` flow-matching steps at batch `batch`.
 fn fm_ms(device: &Device, batch: usize, steps: usize, seed: u64, burn_path: bool) -> f64 {
-    let p = Problem { dim: 2, x0: Source::Sampler(&x0_sampler), x1: Source::Sampler(&x1_sampler), cond: None };
+    let p = Problem { dim: 2, x0: SampleSource::Sampler(&x0_sampler), x1: SampleSource::Sampler(&x1_sampler), cond: None };
     let mut cfg = TrainConfig { coupling: Coupling::Independent, ..TrainConfig::default() };
     cfg.run.batch_size = batch;
     cfg.run.steps = steps;

@@ -16,8 +16,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use physflow::io::h5::{Backend, H5File};
-use physflow::io::loader::{Loader, LoaderConfig, Source};
+use physflow::io::h5::{H5Backend, H5File};
+use physflow::io::loader::{DataFiles, Loader, LoaderConfig};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -32,7 +32,7 @@ fn main() {
     let json = args.iter().any(|a| a == "--json");
     let repeats: usize = arg(&args, "--repeats").map(|v| v.parse().expect("--repeats N")).unwrap_or(10);
     let data = PathBuf::from(arg(&args, "--data").expect("--data DIR (made by `benches/compare/h5.py make DIR`)"));
-    let backend = Backend::parse(&arg(&args, "--backend").unwrap_or_else(|| "pure".into())).expect("--backend pure|c");
+    let backend = H5Backend::parse(&arg(&args, "--backend").unwrap_or_else(|| "pure".into())).expect("--backend pure|c");
     let big = data.join("big.h5");
     let idx: Vec<usize> =
         serde_json::from_str(&std::fs::read_to_string(data.join("random_indices.json")).expect("random_indices.json (rerun h5.py make)")).expect("a JSON list");
@@ -52,7 +52,7 @@ fn main() {
         (idx.len() * sample_bytes, sum)
     };
     let epoch = || {
-        let src = Source::open(&data.join("shards")).unwrap();
+        let src = DataFiles::open(&data.join("shards")).unwrap();
         let loader = Loader::new(src, LoaderConfig { batch_size: 32, shuffle: true, seed: 2, ..Default::default() }).unwrap();
         let mut sum = 0.0;
         let mut bytes = 0;

@@ -4,7 +4,7 @@
 
 pub use crate::sim::{
     self, adjoint_gradient, ensemble, forward_sensitivities, non_negative, positive, simulate, simulate_events, simulate_with, ClosureSystem, Direction, Dual,
-    Event, EventHit, EventTrajectory, JacobianKind, Method, Rhs, Scalar, SimOptions, SimStats, System, Trajectory, Wrt,
+    Event, EventHit, EventTrajectory, Integrator, JacobianKind, Rhs, Scalar, SimOptions, SimStats, System, Trajectory, Wrt,
 };
 pub use crate::{ode, sde};
 pub use crate::{Error, Result};

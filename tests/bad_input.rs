@@ -11,7 +11,7 @@ use physflow::boltzmann::energy::{LennardJones, MultiDoubleWell};
 use physflow::boltzmann::{self, reweight, Energy};
 use physflow::flows::{AffineCoupling, Flow, FlowConfig, Mask, SplineCoupling};
 use physflow::fm::problems::GaussianToGaussian;
-use physflow::fm::{BaseKind, Diffusion, FmModel, InterpolantSde, NetConfig, Objective, Path, ScoreSource};
+use physflow::fm::{BaseKind, Diffusion, FmModel, InterpolantSde, NetConfig, Objective, ProbabilityPath, ScoreSource};
 use physflow::io::pdebench::{Grouped, Seed};
 use physflow::nn::{ConvNetConfig, FieldNetConfig, FnoConfig, MlpConfig};
 use physflow::ode::{self, Gradient, Options};
@@ -110,7 +110,7 @@ fn cases() -> Vec<Case> {
             "flow-matching sample of the wrong width",
             Box::new(|| {
                 let net = NetConfig { hidden: vec![8], ..NetConfig::default() };
-                let model = FmModel::new(2, 0, &net, Path::Linear { sigma: 0.0 }, BaseKind::Gaussian, Objective::Velocity, 0)?;
+                let model = FmModel::new(2, 0, &net, ProbabilityPath::Linear { sigma: 0.0 }, BaseKind::Gaussian, Objective::Velocity, 0)?;
                 ode::solve(&model.field(), tensor(4, 3), &[0.0, 1.0], &Options::default()).map(drop)
             }),
             "Shape",
@@ -120,7 +120,7 @@ fn cases() -> Vec<Case> {
             "gradients through the stochastic-interpolant sampler",
             Box::new(|| {
                 let g = GaussianToGaussian { mu: vec![1.0, 0.0], s: 0.5 };
-                let (velocity, path) = (g.velocity(), Path::Linear { sigma: 0.0 });
+                let (velocity, path) = (g.velocity(), ProbabilityPath::Linear { sigma: 0.0 });
                 let sde_field = InterpolantSde {
                     velocity: &velocity,
                     score: ScoreSource::<physflow::fm::ModelField>::FromVelocity,

@@ -20,7 +20,7 @@
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use ndarray::Array2;
-use physflow::fm::{Coupling, FmTrainer, NetConfig, Problem, Source, TrainConfig};
+use physflow::fm::{Coupling, FmTrainer, NetConfig, Problem, SampleSource, TrainConfig};
 use physflow::host::ToHost;
 use physflow::nn::{Activation, FieldNetConfig, FnoConfig, MlpConfig};
 use physflow::ode::{self, AdjointOptions, Gradient, ModuleGrads, Options, Solver};
@@ -57,7 +57,7 @@ fn wgpu() -> Option<Device> {
 }
 
 fn moons_problem(data: &Array2<f64>) -> Problem<'_> {
-    Problem { dim: 2, x0: Source::Gaussian, x1: Source::Data(data.view()), cond: None }
+    Problem { dim: 2, x0: SampleSource::Gaussian, x1: SampleSource::Data(data.view()), cond: None }
 }
 
 fn data() -> Array2<f64> {
@@ -185,11 +185,11 @@ fn ode_adjoint_parity_wgpu() {
 /// model; on wgpu the field and its VJP equal the CPU's within the parity tolerance.
 #[test]
 fn fm_model_field_off_the_fused_path() {
-    use physflow::fm::{BaseKind, FmModel, Objective, Path};
+    use physflow::fm::{BaseKind, FmModel, Objective, ProbabilityPath};
     use physflow::ode::{Time, VectorField};
     let net = NetConfig { hidden: vec![32, 32], activation: Activation::Silu };
     let eval = |device: &Device| {
-        let model = FmModel::new_on(2, 1, &net, Path::default(), BaseKind::Gaussian, Objective::Velocity, 5, device).unwrap();
+        let model = FmModel::new_on(2, 1, &net, ProbabilityPath::default(), BaseKind::Gaussian, Objective::Velocity, 5, device).unwrap();
         let field = model.conditional_field(vec![0.7], 1.5).unwrap();
         let mut rng = StdRng::seed_from_u64(6);
         let x: Vec<f32> = (0..8 * 2).map(|_| rng.random_range(-1.0..1.0)).collect();

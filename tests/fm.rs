@@ -6,7 +6,9 @@ use burn::tensor::Device;
 use burn::tensor::{Tensor, TensorData};
 use ndarray::Array2;
 use physflow::fm::problems::GaussianToGaussian;
-use physflow::fm::{self, BaseKind, Coupling, Diffusion, InterpolantSde, NetConfig, Objective, Path, Problem, ScoreSource, Source, Trace, TrainConfig};
+use physflow::fm::{
+    self, BaseKind, Coupling, Diffusion, InterpolantSde, NetConfig, Objective, ProbabilityPath, Problem, SampleSource, ScoreSource, Trace, TrainConfig,
+};
 use physflow::host::ToHost;
 use physflow::ode::{self, Options, Solver, Time, VectorField};
 use physflow::sde::{self, GridBrownian, SdeOptions, SdeSolver};
@@ -94,7 +96,7 @@ fn exact_likelihood_equals_closed_form() {
 fn sde_sampler_reproduces_target_moments() {
     let g = reference();
     let (n, d, steps) = (4000, 2, 400);
-    let path = Path::Linear { sigma: 0.0 };
+    let path = ProbabilityPath::Linear { sigma: 0.0 };
     let velocity = g.velocity();
     let score = g.score();
     for (k, (diff, from_velocity)) in [(Diffusion::Constant { eps: 1.0 }, false), (Diffusion::NoiseScaled { eps: 1.0 }, true)].into_iter().enumerate() {
@@ -122,7 +124,7 @@ fn sde_sampler_reproduces_target_moments() {
 }
 
 fn gaussian_problem(data: &Array2<f64>) -> Problem<'_> {
-    Problem { dim: 2, x0: Source::Gaussian, x1: Source::Data(data.view()), cond: None }
+    Problem { dim: 2, x0: SampleSource::Gaussian, x1: SampleSource::Data(data.view()), cond: None }
 }
 
 /// RMS of `learned − exact` relative to the RMS of `exact`, at states drawn from `x_t`'s law,
@@ -191,7 +193,7 @@ fn conditional_model_and_guidance() {
         x1[[i, 0]] = if k == 0 { -2.0 } else { 2.0 } + 0.3 * normal(&mut rng);
         c[[i, k]] = 1.0;
     }
-    let problem = Problem { dim: 1, x0: Source::Gaussian, x1: Source::Data(x1.view()), cond: Some(c.view()) };
+    let problem = Problem { dim: 1, x0: SampleSource::Gaussian, x1: SampleSource::Data(x1.view()), cond: Some(c.view()) };
     let config = TrainConfig { cond_dropout: 0.2, ..config(vec![64, 64], 1500, 3e-3) };
     let (model, _) = fm::train(&problem, &config, &Device::flex(), &mut quiet()).unwrap();
     let opts = Options { solver: Solver::Rk4, dt: Some(0.02), ..Options::default() };
@@ -321,14 +323,14 @@ fn bad_input_is_reported() {
     let wide = Array2::<f64>::zeros((10, 3));
     assert!(fm::train(&gaussian_problem(&wide), &cfg, &cpu, &mut quiet()).is_err());
     let ok = Array2::<f64>::zeros((10, 2));
-    let p = Problem { dim: 2, x0: Source::Data(ok.view()), x1: Source::Data(ok.view()), cond: None };
+    let p = Problem { dim: 2, x0: SampleSource::Data(ok.view()), x1: SampleSource::Data(ok.view()), cond: None };
     assert!(fm::train(&p, &TrainConfig { objective: Objective::Score, ..cfg.clone() }, &cpu, &mut quiet()).is_err());
     let short = Array2::<f64>::zeros((5, 2));
-    let p = Problem { dim: 2, x0: Source::Data(ok.view()), x1: Source::Data(short.view()), cond: None };
+    let p = Problem { dim: 2, x0: SampleSource::Data(ok.view()), x1: SampleSource::Data(short.view()), cond: None };
     assert!(fm::train(&p, &TrainConfig { coupling: Coupling::Paired, ..cfg.clone() }, &cpu, &mut quiet()).is_err());
     let parsed: Result<TrainConfig, _> = toml::from_str("[run]\nsteps = 10\nlearning_rate = 0.1\n");
     assert!(parsed.unwrap_err().to_string().contains("learning_rate"));
-    let path = Path::SchrodingerBridge { sigma: 0.5 };
+    let path = ProbabilityPath::SchrodingerBridge { sigma: 0.5 };
     let g = reference();
     let velocity = g.velocity();
     let sde_field = InterpolantSde {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use physflow::io::dataset::{field_inputs, generate, sample_inputs, DatasetSpec, InitialCondition, Manifest};
 use physflow::io::h5::{Attr, H5File};
-use physflow::io::loader::{Loader, LoaderConfig, Source};
+use physflow::io::loader::{DataFiles, Loader, LoaderConfig};
 use physflow::io::pdebench::SingleFile;
 use physflow::sim::darcy::DarcyProblem;
 use physflow::sim::fields;
@@ -140,7 +140,7 @@ fn manifest_mismatches_are_errors() {
     assert!(matches!(Manifest::open(&d, true), Err(Error::Manifest { ref reason, .. }) if reason.contains("shard 0")));
     std::fs::write(&path, &text).unwrap();
     std::fs::remove_file(d.join("shard-00001.h5")).unwrap();
-    assert!(matches!(Source::open(&d), Err(Error::Manifest { ref reason, .. }) if reason.contains("missing")));
+    assert!(matches!(DataFiles::open(&d), Err(Error::Manifest { ref reason, .. }) if reason.contains("missing")));
     assert!(matches!(generate(&DatasetSpec { shards: 5, ..s.clone() }, &dir("x"), None, false), Err(Error::InvalidArgument { .. })));
     let scaled_2d = DatasetSpec { system: "heat2d".into(), ..s };
     assert!(matches!(scaled_2d.validate(), Err(Error::InvalidArgument { name: "initial", .. })));
@@ -233,7 +233,7 @@ fn loader_dir() -> PathBuf {
 #[test]
 fn loader_sees_every_sample_once_per_epoch_in_a_seeded_order() {
     let d = loader_dir();
-    let src = Source::open(&d).unwrap();
+    let src = DataFiles::open(&d).unwrap();
     let files: Vec<PathBuf> = src.files.iter().map(|f| f.0.clone()).collect();
     let loader = Loader::new(src.clone(), LoaderConfig { batch_size: 3, seed: 5, ..Default::default() }).unwrap();
     assert_eq!((loader.len(), loader.batches()), (7, 3));
@@ -263,20 +263,20 @@ fn loader_sees_every_sample_once_per_epoch_in_a_seeded_order() {
         assert!(b.to_tensor::<2>(&device).is_err());
     }
     // From a list of files without a manifest: same samples.
-    let plain = Source::from_files(&files, "tensor").unwrap();
+    let plain = DataFiles::from_files(&files, "tensor").unwrap();
     assert_eq!((plain.len(), plain.sample_shape.clone()), (7, vec![6, 64]));
 }
 
 #[test]
 fn loader_windows_normalisation_and_drop_last() {
     let d = loader_dir();
-    let src = Source::open(&d).unwrap();
+    let src = DataFiles::open(&d).unwrap();
     let st = src.stats.clone().unwrap();
     let cfg = LoaderConfig { batch_size: 4, window: Some(2), stride: 2, normalize: true, drop_last: true, shuffle: true, seed: 1, prefetch: 1 };
     let loader = Loader::new(src.clone(), cfg).unwrap();
     // Windows start at t = 0, 2, 4 of 6 times: 3 per sample, 21 items, 5 full batches.
     assert_eq!((loader.len(), loader.batches(), loader.item_shape().to_vec()), (21, 5, vec![2, 64]));
-    let raw = Source::from_files(&src.files.iter().map(|f| f.0.clone()).collect::<Vec<_>>(), "tensor").unwrap();
+    let raw = DataFiles::from_files(&src.files.iter().map(|f| f.0.clone()).collect::<Vec<_>>(), "tensor").unwrap();
     let plain = Loader::new(raw, LoaderConfig { batch_size: 1, shuffle: false, ..Default::default() }).unwrap();
     let samples: Vec<Vec<f32>> = plain.epoch(0).map(|b| b.unwrap().data).collect();
     let mut seen = BTreeSet::new();
@@ -295,7 +295,7 @@ fn loader_windows_normalisation_and_drop_last() {
     }
     assert_eq!((n, seen.len()), (5, 20), "drop_last keeps 20 of 21 windows, none twice");
     assert!(Loader::new(src.clone(), LoaderConfig { window: Some(7), ..Default::default() }).is_err());
-    let no_stats = Source { stats: None, ..src };
+    let no_stats = DataFiles { stats: None, ..src };
     assert!(matches!(Loader::new(no_stats, LoaderConfig { normalize: true, ..Default::default() }), Err(Error::InvalidArgument { name: "normalize", .. })));
 }
 
@@ -311,7 +311,7 @@ fn loader_reports_a_corrupt_shard() {
     let vals: Vec<f32> = (0..5 * 32 * 32).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
     tree.add_f32("tensor", &[5, 32, 32], vals, &DatasetOptions::samples()).unwrap();
     tree.write(&f).unwrap();
-    let src = Source::from_files(std::slice::from_ref(&f), "tensor").unwrap();
+    let src = DataFiles::from_files(std::slice::from_ref(&f), "tensor").unwrap();
     let mut bytes = std::fs::read(&f).unwrap();
     let (a, b) = (bytes.len() / 3, 2 * bytes.len() / 3);
     for x in &mut bytes[a..b] {

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use physflow::io::h5::{describe, Attr, Backend, Compression, DType, DatasetOptions, H5File, H5Tree};
+use physflow::io::h5::{describe, Attr, Compression, DType, DatasetOptions, H5Backend, H5File, H5Tree};
 use physflow::io::pdebench::{self, Field, Grouped, Layout, SingleFile};
 use physflow::Error;
 
@@ -23,7 +23,7 @@ fn tmp(name: &str) -> PathBuf {
 
 #[test]
 fn pdebench_1d_fixture_exact() {
-    for b in Backend::available() {
+    for b in H5Backend::available() {
         let f = H5File::open_with(&fixture("pdebench_1d.h5"), b).unwrap();
         let info = f.info("tensor").unwrap();
         assert_eq!(info.shape, vec![4, 6, 16]);
@@ -55,7 +55,7 @@ fn pdebench_1d_fixture_exact() {
 
 #[test]
 fn pdebench_2d_cfd_lzf_fixture_exact() {
-    for b in Backend::available() {
+    for b in H5Backend::available() {
         let f = H5File::open_with(&fixture("pdebench_2d_cfd.h5"), b).unwrap();
         assert_eq!(f.info("Vx").unwrap().filters, vec!["shuffle", "lzf"], "{b:?}");
     }
@@ -83,7 +83,7 @@ fn pdebench_2d_cfd_lzf_fixture_exact() {
 
 #[test]
 fn pdebench_grouped_fixture_exact() {
-    for b in Backend::available() {
+    for b in H5Backend::available() {
         let f = H5File::open_with(&fixture("pdebench_grouped.h5"), b).unwrap();
         assert_eq!(f.info("0001/data").unwrap().filters, vec!["deflate", "fletcher32"], "{b:?}");
         assert_eq!(f.attr("/", "equation").unwrap(), Attr::Str("diffusion-reaction".into()), "variable-length UTF-8 ({b:?})");
@@ -110,7 +110,7 @@ fn pdebench_grouped_fixture_exact() {
 
 #[test]
 fn scalar_fixture_f64_ints_and_attributes() {
-    for b in Backend::available() {
+    for b in H5Backend::available() {
         let f = H5File::open_with(&fixture("scalar_f64.h5"), b).unwrap();
         let (shape, v) = f.read_f64("values").unwrap();
         assert_eq!(shape, vec![3, 5]);
@@ -150,8 +150,8 @@ fn round_trip_every_backend_pair_and_compression() {
         attrs,
     };
     let comps = [Compression::None, Compression::Deflate(6), Compression::Lzf];
-    for w in Backend::available() {
-        for r in Backend::available() {
+    for w in H5Backend::available() {
+        for r in H5Backend::available() {
             for (ci, c) in comps.iter().enumerate() {
                 let opts = DatasetOptions { compression: *c, shuffle: ci > 0, fletcher32: ci == 1, ..Default::default() };
                 let path = tmp(&format!("rt-{w:?}-{r:?}-{ci}.h5"));
@@ -169,7 +169,7 @@ fn round_trip_every_backend_pair_and_compression() {
                 for (k, v) in &file.attrs {
                     assert_eq!(&got[k], v, "attribute {k}, {w:?} → {r:?}");
                 }
-                if r == Backend::Pure {
+                if r == H5Backend::Pure {
                     assert_eq!(SingleFile::read(&path).unwrap(), {
                         let mut f = file.clone();
                         f.attrs.insert("fields".into(), Attr::Strs(vec!["u".into(), "v".into()]));
@@ -235,7 +235,7 @@ fn missing_and_mismatched_datasets_are_named_errors() {
     std::fs::write(&junk, b"this is not an HDF5 file").unwrap();
     assert!(matches!(H5File::open(&junk), Err(Error::Hdf5 { .. })));
     assert!(matches!(H5File::open(&tmp("nope.h5")), Err(Error::Io { .. })));
-    assert!(matches!(Backend::parse("gpu"), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(H5Backend::parse("gpu"), Err(Error::InvalidArgument { .. })));
 }
 
 /// Reads everything in a file; any error counts as "detected".

@@ -3,12 +3,12 @@
 //! constraint is exact for the semi-discrete system and at the expected order where it
 //! discretises time.
 
-use physflow::pde::{self, BoundaryFlux, Constraint, LinearConstraint, MassBalance, Operator, PdeResidual, Points, Quadrature, Side, Source, TimeValues};
+use physflow::pde::{self, BoundaryFlux, Constraint, LinearConstraint, MassBalance, Operator, PdeResidual, Points, Quadrature, Side, SourceTerm, TimeValues};
 use physflow::sim::systems::{ic, Boundary, Grid1d, Pde1d, Reaction};
-use physflow::sim::{Method, SimOptions};
+use physflow::sim::{Integrator, SimOptions};
 
 fn tight() -> SimOptions {
-    SimOptions { method: Method::Bdf, rtol: 1e-11, atol: 1e-12, ..SimOptions::default() }
+    SimOptions { method: Integrator::Bdf, rtol: 1e-11, atol: 1e-12, ..SimOptions::default() }
 }
 
 fn times(n: usize, t1: f64) -> Vec<f64> {
@@ -110,7 +110,7 @@ fn burgers_fields_satisfy_their_constraints_at_the_expected_orders() {
 #[test]
 fn reaction_diffusion_fields_satisfy_their_constraints_at_the_expected_orders() {
     let (d, r, gl, gr) = (0.01, 3.0, 0.1, -0.05);
-    let source = Source::Reaction { reaction: Reaction::FisherKpp, rate: r };
+    let source = SourceTerm::Reaction { reaction: Reaction::FisherKpp, rate: r };
     let system = |n: usize| {
         let g = Grid1d::new(n, 1.0, Boundary::Neumann { left: gl, right: gr });
         // Consistent with the Neumann data: u₀′(0) = g_L, u₀′(1) = g_R.

@@ -6,7 +6,7 @@ use ndarray::{Array1, Array2};
 use physflow::host::ToHost;
 use physflow::ode::{Time, VectorField};
 use physflow::pde::{
-    self, Anchor, Axis, GaussianFlow, GpConfig, GpMethod, Grid, Kernel, LinearConstraint, MassBalance, Method, PcfmOptions, Quadrature, SampleConfig,
+    self, Anchor, Axis, GaussianFlow, GpConfig, GpMethod, Grid, Kernel, LinearConstraint, MassBalance, PcfmOptions, Quadrature, SampleConfig, Sampler,
 };
 use physflow::Error;
 use rand::SeedableRng;
@@ -89,7 +89,7 @@ fn pcfm_with_the_exact_velocity_samples_the_constrained_gaussian() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let x0 = gp.sample(&mut rng, n_samples);
     let x0 = Tensor::<2>::from_data(TensorData::new(x0.iter().copied().collect::<Vec<f64>>(), [n_samples, N]), &device);
-    let cfg = SampleConfig { method: Method::Pcfm(PcfmOptions { anchor: Anchor::State, ..PcfmOptions::default() }), steps, ..SampleConfig::default() };
+    let cfg = SampleConfig { method: Sampler::Pcfm(PcfmOptions { anchor: Anchor::State, ..PcfmOptions::default() }), steps, ..SampleConfig::default() };
     let out = pde::sample(&flow, &x0, Some(&c), &cfg).unwrap();
     assert_eq!(out.stats.nfe, steps);
     assert!(out.stats.final_residual <= 1e-10, "residual {:.2e}", out.stats.final_residual);
@@ -190,23 +190,23 @@ fn every_method_meets_its_contract() {
     let x0 = gp.sample(&mut rng, 64);
     let x0 = Tensor::<2>::from_data(TensorData::new(x0.iter().copied().collect::<Vec<f64>>(), [64, N]), &device);
     let steps = 20;
-    let run = |method: Method| pde::sample(&flow, &x0, Some(&c), &SampleConfig { method, steps, ..SampleConfig::default() }).unwrap();
-    let free = run(Method::Unconstrained);
+    let run = |method: Sampler| pde::sample(&flow, &x0, Some(&c), &SampleConfig { method, steps, ..SampleConfig::default() }).unwrap();
+    let free = run(Sampler::Unconstrained);
     assert_eq!(free.stats.nfe, steps);
     let free_err = pde::constraint_error(&c, &free.fields.view()).unwrap().max_abs;
     assert!(free_err > 1e-3, "the unconstrained samples already satisfy the constraint ({free_err:.2e}); the test would be vacuous");
     for method in [
-        Method::ProjectEnd,
-        Method::Pcfm(PcfmOptions::default()),
-        Method::Pcfm(PcfmOptions { anchor: Anchor::Noise, newton_steps: Some(1), relax: Some(pde::Relax::default()) }),
-        Method::Eci { mix: 2 },
+        Sampler::ProjectEnd,
+        Sampler::Pcfm(PcfmOptions::default()),
+        Sampler::Pcfm(PcfmOptions { anchor: Anchor::Noise, newton_steps: Some(1), relax: Some(pde::Relax::default()) }),
+        Sampler::Eci { mix: 2 },
     ] {
         let out = run(method);
         assert!(out.stats.final_residual <= 1e-10, "{}: residual {:.2e}", method.label(), out.stats.final_residual);
-        let expect = if let Method::Eci { mix } = method { steps * mix } else { steps };
+        let expect = if let Sampler::Eci { mix } = method { steps * mix } else { steps };
         assert_eq!(out.stats.nfe, expect, "{}", method.label());
     }
-    let guided = run(Method::Guidance { eta: 0.5 });
+    let guided = run(Sampler::Guidance { eta: 0.5 });
     let guided_err = pde::constraint_error(&c, &guided.fields.view()).unwrap().max_abs;
     assert!(guided_err < 0.5 * free_err, "guidance {guided_err:.2e} vs unconstrained {free_err:.2e}");
 }
@@ -225,12 +225,12 @@ fn sampler_rejects_bad_combinations() {
         &st,
         0,
         Quadrature::Uniform,
-        Some(pde::Source::Reaction { reaction: physflow::sim::systems::Reaction::FisherKpp, rate: 1.0 }),
+        Some(pde::SourceTerm::Reaction { reaction: physflow::sim::systems::Reaction::FisherKpp, rate: 1.0 }),
         pde::BoundaryFlux::Zero,
     )
     .unwrap();
     let x12 = Tensor::<2>::zeros([4, 12], &device);
-    let eci = SampleConfig { method: Method::Eci { mix: 1 }, ..pcfm };
+    let eci = SampleConfig { method: Sampler::Eci { mix: 1 }, ..pcfm };
     match pde::sample(&flow, &x12, Some(&nonlinear), &eci) {
         Err(Error::InvalidArgument { reason, .. }) => assert!(reason.contains("nonlinear"), "{reason}"),
         other => panic!("expected an error, got {:?}", other.map(|s| s.stats)),

@@ -9,7 +9,7 @@ use ndarray::Array2;
 use physflow::host::ToHost;
 use physflow::nn::{Activation, FieldNetConfig, FnoConfig};
 use physflow::ode::{Time, VectorField};
-use physflow::pde::{self, FfmConfig, FfmProblem, FieldModel, GpConfig, Grid, LinearConstraint, Method, PcfmOptions, Quadrature, SampleConfig, Stack};
+use physflow::pde::{self, FfmConfig, FfmProblem, FieldModel, GpConfig, Grid, LinearConstraint, PcfmOptions, Quadrature, SampleConfig, Sampler, Stack};
 use physflow::sim::systems::{ic, Boundary, Grid1d, Pde1d};
 use physflow::sim::SimOptions;
 use physflow::train::{Run, RunOptions};
@@ -143,7 +143,8 @@ fn f32_model_samples_satisfy_constraints_to_f64_tolerance() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(4);
     let x0 = model.noise_tensor(&mut rng, 6);
     assert_eq!(x0.dtype(), burn::tensor::DType::F32);
-    let out = pde::sample(&model, &x0, Some(&c), &SampleConfig { method: Method::Pcfm(PcfmOptions::default()), steps: 10, ..SampleConfig::default() }).unwrap();
+    let out =
+        pde::sample(&model, &x0, Some(&c), &SampleConfig { method: Sampler::Pcfm(PcfmOptions::default()), steps: 10, ..SampleConfig::default() }).unwrap();
     assert!(out.stats.final_residual <= 1e-10, "residual {:.2e}", out.stats.final_residual);
     for (i, v) in u0.iter().enumerate() {
         assert!((out.fields[[0, grid.index(0, i, 0)]] - v).abs() < 1e-10);

@@ -179,7 +179,7 @@ fn a_closure_returning_nan_is_an_error() {
     let empty = ClosureSystem::new("empty", Blowup, vec![]);
     assert!(matches!(sim::simulate(&empty, &[1.0], &SimOptions::default()), Err(Error::InvalidArgument { name: "y0", .. })));
     let sys = ClosureSystem::new("blowup", Blowup, vec![1.0]);
-    for method in Method::ALL {
+    for method in Integrator::ALL {
         let err = sim::simulate(&sys, &[0.5, 3.0], &SimOptions::default().with_method(method)).unwrap_err();
         assert!(matches!(err, Error::SolverFailed { .. } | Error::NonFinite { .. }), "{method:?}: {err}");
     }

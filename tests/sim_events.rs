@@ -15,7 +15,7 @@ impl Rhs for Fall {
     }
 }
 
-fn tight(method: Method) -> SimOptions {
+fn tight(method: Integrator) -> SimOptions {
     SimOptions { method, rtol: 1e-10, atol: 1e-12, ..SimOptions::default() }
 }
 
@@ -43,7 +43,7 @@ fn bouncing_ball_impacts_match_the_analytic_times() {
     };
     let times: Vec<f64> = (1..=30).map(|i| 0.1 * i as f64).collect();
     let within = impacts.iter().filter(|&&t| t <= 3.0).count();
-    for method in Method::ALL {
+    for method in Integrator::ALL {
         let bounce = Event::new("ground", |_t, y, _p| y[0]).direction(Direction::Falling).reset(move |_t, y, _p| {
             y[0] = 0.0;
             y[1] *= -e;
@@ -72,7 +72,7 @@ fn recorded_and_terminal_crossings_of_an_oscillator() {
     let osc = LinearOscillator::default();
     let p = [2.0, 0.0];
     let omega = p[0];
-    let opts = tight(Method::Tsit45);
+    let opts = tight(Integrator::Tsit45);
     let times: Vec<f64> = (1..=10).map(|i| 0.5 * i as f64).collect();
     let any = Event::new("x = 0", |_t, y, _p| y[0]);
     let rising = Event::new("x = 0, rising", |_t, y, _p| y[0]).direction(Direction::Rising);

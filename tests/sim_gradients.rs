@@ -4,9 +4,9 @@
 
 use ndarray::{Array2, Axis};
 use physflow::sim::systems::{ic, Boundary, Grid1d, LotkaVolterra, Pde1d, Robertson};
-use physflow::sim::{self, Method, SimOptions, System, Wrt};
+use physflow::sim::{self, Integrator, SimOptions, System, Wrt};
 
-fn tight(method: Method) -> SimOptions {
+fn tight(method: Integrator) -> SimOptions {
     SimOptions { method, rtol: 1e-10, atol: 1e-12, ..SimOptions::default() }
 }
 
@@ -45,7 +45,7 @@ fn fd_loss(system: &dyn System, p: &[f64], y0: &[f64], times: &[f64], opts: &Sim
 fn forward_sensitivities_match_finite_differences() {
     let sys = LotkaVolterra::default();
     let times = [0.5, 1.5, 3.0];
-    for method in Method::ALL {
+    for method in Integrator::ALL {
         let opts = tight(method);
         let s = sim::forward_sensitivities(&sys, &sys.p, &sys.y0, &times, &opts, Wrt::ParamsAndInitialState).unwrap();
         let dy0 = s.dy_dy0.as_ref().unwrap();
@@ -84,7 +84,7 @@ fn adjoint_matches_finite_differences_and_forward_sensitivities() {
     let sys = LotkaVolterra::default();
     let times = [0.5, 1.5, 3.0];
     let c = [1.0, 2.0];
-    for method in Method::ALL {
+    for method in Integrator::ALL {
         let opts = tight(method);
         let adj = sim::adjoint_gradient(&sys, &sys.p, &sys.y0, &times, &opts, weighted_loss(&c)).unwrap();
         let fwd = sim::forward_sensitivities(&sys, &sys.p, &sys.y0, &times, &opts, Wrt::ParamsAndInitialState).unwrap();
@@ -113,7 +113,7 @@ fn robertson_gradients_agree() {
     let sys = Robertson::default();
     let times = [1.0, 10.0, 100.0];
     let c = [1.0, 1e8, 1.0]; // y₂ ~ 1e-5: weight it so that it matters
-    let opts = SimOptions { rtol: 1e-10, atol: 1e-14, ..tight(Method::Bdf) };
+    let opts = SimOptions { rtol: 1e-10, atol: 1e-14, ..tight(Integrator::Bdf) };
     let adj = sim::adjoint_gradient(&sys, &sys.p, &sys.y0, &times, &opts, weighted_loss(&c)).unwrap();
     let fwd = sim::forward_sensitivities(&sys, &sys.p, &sys.y0, &times, &opts, Wrt::Params).unwrap();
     let y = &fwd.trajectory.states;
@@ -135,7 +135,7 @@ fn sparse_adjoint_matches_finite_differences() {
     let sys = Pde1d::heat(g, 0.02, ic::gaussian(&g, 0.3, 0.08, 1.0));
     let times = [0.2, 0.5];
     let c = vec![1.0; 30];
-    let opts = tight(Method::Bdf);
+    let opts = tight(Integrator::Bdf);
     let adj = sim::adjoint_gradient(&sys, &sys.p, &sys.u0, &times, &opts, weighted_loss(&c)).unwrap();
     let fd = fd_loss(&sys, &sys.p, &sys.u0, &times, &opts, &c, 0, 1e-5);
     assert!((adj.params[0] - fd).abs() < 1e-5 * (1.0 + fd.abs()), "adjoint {} vs FD {fd}", adj.params[0]);
@@ -189,10 +189,10 @@ fn ensembles_are_bit_identical_to_sequential_solves() {
 fn hires_matches_the_test_set_reference() {
     use physflow::sim::systems::{hires, HIRES_REFERENCE, HIRES_T_END};
     let sys = hires();
-    for method in Method::ALL.into_iter().filter(|m| m.is_implicit()) {
+    for method in Integrator::ALL.into_iter().filter(|m| m.is_implicit()) {
         let opts = SimOptions { method, rtol: 1e-10, atol: 1e-14, ..SimOptions::default() };
         let traj = sim::simulate(&sys, &[HIRES_T_END], &opts).unwrap();
-        let tol = if method == Method::TrBdf2 { 1e-6 } else { 1e-7 };
+        let tol = if method == Integrator::TrBdf2 { 1e-6 } else { 1e-7 };
         for (i, (y, r)) in traj.states.row(0).iter().zip(HIRES_REFERENCE).enumerate() {
             assert!(((y - r) / r).abs() < tol, "{method:?}: y{} = {y}, reference {r}", i + 1);
         }

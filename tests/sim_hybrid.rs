@@ -4,7 +4,7 @@
 
 use burn::tensor::Tensor;
 use physflow::sim::systems::Robertson;
-use physflow::sim::{self, col, AutodiffSystem, FitConfig, Method, Observation, Optimizer, SimOptions, System};
+use physflow::sim::{self, col, AutodiffSystem, FitConfig, Integrator, Observation, Optimizer, SimOptions, System};
 use physflow::studies::stiff_hybrid::{hybrid_robertson, StiffHybridConfig};
 
 /// Robertson written with burn tensors: all four autodiff products equal the
@@ -51,7 +51,7 @@ fn autodiff_products_match_hand_written_robertson() {
     ad.param_vjp(t, &y, &p, &w, &mut a);
     rob.param_vjp(t, &y, &p, &w, &mut b);
     close(&a, &b, "param_vjp");
-    let opts = SimOptions { method: Method::Bdf, rtol: 1e-8, atol: 1e-12, ..SimOptions::default() };
+    let opts = SimOptions { method: Integrator::Bdf, rtol: 1e-8, atol: 1e-12, ..SimOptions::default() };
     let (sa, sb) = (sim::simulate(&ad, &[1.0, 100.0], &opts).unwrap(), sim::simulate(&rob, &[1.0, 100.0], &opts).unwrap());
     for (x, z) in sa.states.iter().zip(sb.states.iter()) {
         assert!((x - z).abs() <= 1e-10 * (1.0 + z.abs()), "{x} vs {z}");

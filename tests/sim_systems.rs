@@ -3,10 +3,10 @@
 //! products against finite differences; bad input.
 
 use physflow::sim::systems::{self, ic, Boundary, Brusselator2d, DenseSystem, Grid1d, Heat2d, LinearOscillator, LotkaVolterra, Pde1d, Robertson, VanDerPol};
-use physflow::sim::{self, JacobianKind, Method, SimOptions, System};
+use physflow::sim::{self, Integrator, JacobianKind, SimOptions, System};
 use physflow::Error;
 
-fn tight(method: Method) -> SimOptions {
+fn tight(method: Integrator) -> SimOptions {
     SimOptions { method, rtol: 1e-10, atol: 1e-12, ..SimOptions::default() }
 }
 
@@ -20,7 +20,7 @@ fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
 fn every_method_matches_the_linear_oscillator_closed_form() {
     let sys = LinearOscillator::default();
     let times: Vec<f64> = (0..=10).map(|k| 0.5 * k as f64).collect();
-    for method in Method::ALL {
+    for method in Integrator::ALL {
         let traj = sim::simulate(&sys, &times, &tight(method)).unwrap();
         for (k, t) in times.iter().enumerate() {
             let exact = LinearOscillator::exact(&sys.p, &sys.y0, *t);
@@ -42,7 +42,7 @@ fn heat1d_sine_mode_decays_at_the_discrete_eigenvalue() {
     let lam = -(4.0 * d / (h * h)) * (std::f64::consts::PI * h / (2.0 * g.length)).sin().powi(2);
     let times = [0.5, 1.0, 2.0];
     for jac in [JacobianKind::Dense, JacobianKind::Sparse] {
-        for method in [Method::Bdf, Method::Esdirk34, Method::TrBdf2] {
+        for method in [Integrator::Bdf, Integrator::Esdirk34, Integrator::TrBdf2] {
             let opts = SimOptions { jacobian: jac, ..tight(method) };
             let traj = sim::simulate(&sys, &times, &opts).unwrap();
             for (k, t) in times.iter().enumerate() {
@@ -62,7 +62,7 @@ fn heat2d_sine_mode_decays_at_the_discrete_eigenvalue() {
     let sys = Heat2d::sine_mode(gx, gy, 0.05, 1, 2);
     let lam = |g: &Grid1d, k: f64| -(4.0 / (g.h() * g.h())) * (k * std::f64::consts::PI * g.h() / (2.0 * g.length)).sin().powi(2);
     let rate = sys.d * (lam(&gx, 1.0) + lam(&gy, 2.0));
-    let traj = sim::simulate(&sys, &[1.0], &tight(Method::Bdf)).unwrap();
+    let traj = sim::simulate(&sys, &[1.0], &tight(Integrator::Bdf)).unwrap();
     let exact: Vec<f64> = sys.u0.iter().map(|u| u * rate.exp()).collect();
     let err = max_abs_diff(traj.states.row(0).as_slice().unwrap(), &exact);
     assert!(err < 1e-8, "error {err:e}");
@@ -75,13 +75,13 @@ fn heat2d_sine_mode_decays_at_the_discrete_eigenvalue() {
 fn robertson_matches_reference_values_and_conserves_mass() {
     let sys = Robertson::default();
     let times = [0.4, 40.0, 4.0e4, 1.0e5];
-    let reference = sim::simulate(&sys, &times, &SimOptions { rtol: 1e-11, atol: 1e-14, ..tight(Method::Esdirk34) }).unwrap();
+    let reference = sim::simulate(&sys, &times, &SimOptions { rtol: 1e-11, atol: 1e-14, ..tight(Integrator::Esdirk34) }).unwrap();
     let published = [7.158017e-01, 9.185037e-06, 2.841892e-01];
     for i in 0..3 {
         let rel = (reference.states[[1, i]] - published[i]).abs() / published[i];
         assert!(rel < 1e-4, "component {i} at t = 40: {} vs published {}", reference.states[[1, i]], published[i]);
     }
-    for method in [Method::Bdf, Method::TrBdf2] {
+    for method in [Integrator::Bdf, Integrator::TrBdf2] {
         let opts = SimOptions { rtol: 1e-9, atol: 1e-14, ..tight(method) };
         let traj = sim::simulate(&sys, &times, &opts).unwrap();
         for (k, t) in times.iter().enumerate() {
@@ -101,7 +101,7 @@ fn lotka_volterra_invariant_is_held() {
     let sys = LotkaVolterra::default();
     let times: Vec<f64> = (1..=20).map(|k| k as f64).collect();
     let v0 = LotkaVolterra::invariant(&sys.p, &sys.y0);
-    for method in Method::ALL {
+    for method in Integrator::ALL {
         let traj = sim::simulate(&sys, &times, &tight(method)).unwrap();
         for k in 0..times.len() {
             let v = LotkaVolterra::invariant(&sys.p, traj.states.row(k).as_slice().unwrap());
@@ -124,8 +124,8 @@ fn nonlinear_systems_agree_across_methods() {
     ];
     for (name, times, tol) in cases {
         let sys = systems::by_name(name).unwrap();
-        let a = sim::simulate(sys.as_ref(), &times, &tight(Method::Bdf)).unwrap();
-        let b = sim::simulate(sys.as_ref(), &times, &tight(if name == "lorenz" { Method::Tsit45 } else { Method::Esdirk34 })).unwrap();
+        let a = sim::simulate(sys.as_ref(), &times, &tight(Integrator::Bdf)).unwrap();
+        let b = sim::simulate(sys.as_ref(), &times, &tight(if name == "lorenz" { Integrator::Tsit45 } else { Integrator::Esdirk34 })).unwrap();
         let scale = a.states.iter().fold(1.0f64, |m, v| m.max(v.abs()));
         let err = max_abs_diff(a.states.as_slice().unwrap(), b.states.as_slice().unwrap()) / scale;
         assert!(err < tol, "{name}: BDF vs second method differ by {err:e} (relative)");
@@ -140,8 +140,8 @@ fn stiff_van_der_pol_agrees_across_methods() {
     let sys = VanDerPol::default();
     let times = [500.0, 1500.0, 3000.0];
     let opts = |m| SimOptions { method: m, rtol: 1e-9, atol: 1e-11, ..SimOptions::default() };
-    let a = sim::simulate(&sys, &times, &opts(Method::Bdf)).unwrap();
-    let b = sim::simulate(&sys, &times, &opts(Method::TrBdf2)).unwrap();
+    let a = sim::simulate(&sys, &times, &opts(Integrator::Bdf)).unwrap();
+    let b = sim::simulate(&sys, &times, &opts(Integrator::TrBdf2)).unwrap();
     // y1 stays in [-2, 2]; y2 can be O(1) between the fast jumps.
     let err = max_abs_diff(a.states.column(0).to_vec().as_slice(), b.states.column(0).to_vec().as_slice());
     assert!(err < 1e-4, "y1 differs by {err:e}");
@@ -161,7 +161,7 @@ fn conservative_pdes_keep_their_mass() {
         };
         let y0 = sys.initial_state();
         let m0: f64 = y0.iter().sum();
-        let traj = sim::simulate(sys.as_ref(), &[0.2, 0.5], &tight(Method::Bdf)).unwrap();
+        let traj = sim::simulate(sys.as_ref(), &[0.2, 0.5], &tight(Integrator::Bdf)).unwrap();
         for k in 0..2 {
             let m: f64 = traj.states.row(k).sum();
             assert!((m - m0).abs() < 1e-8 * (1.0 + m0.abs()), "{name}: mass {m} vs {m0}");
@@ -296,9 +296,9 @@ fn bad_input_and_solver_failures_are_errors() {
     assert!(sim::simulate(&rob, &[2.0, 1.0], &SimOptions::default()).is_err());
     // Unknown system and method names.
     assert!(systems::by_name("robertsen").is_err());
-    assert!(Method::parse("rk4").is_err());
+    assert!(Integrator::parse("rk4").is_err());
     // Finite-time blow-up: a SolverFailed naming the system and a time near 1.
-    for method in Method::ALL {
+    for method in Integrator::ALL {
         let e = sim::simulate(&Blowup, &[2.0], &SimOptions { method, ..SimOptions::default() }).unwrap_err();
         match e {
             Error::SolverFailed { system, t, .. } => {
@@ -319,7 +319,7 @@ fn bad_input_and_solver_failures_are_errors() {
 fn sparse_and_dense_jacobians_agree() {
     let sys = Brusselator2d::new(6);
     let times = [0.5, 1.0];
-    let a = sim::simulate(&sys, &times, &SimOptions { jacobian: JacobianKind::Sparse, ..tight(Method::Bdf) }).unwrap();
-    let b = sim::simulate(&sys, &times, &SimOptions { jacobian: JacobianKind::Dense, ..tight(Method::Bdf) }).unwrap();
+    let a = sim::simulate(&sys, &times, &SimOptions { jacobian: JacobianKind::Sparse, ..tight(Integrator::Bdf) }).unwrap();
+    let b = sim::simulate(&sys, &times, &SimOptions { jacobian: JacobianKind::Dense, ..tight(Integrator::Bdf) }).unwrap();
     assert!(max_abs_diff(a.states.as_slice().unwrap(), b.states.as_slice().unwrap()) < 1e-8);
 }

@@ -477,7 +477,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
             compression,
             format,
         } => {
-            let opts = crate::sim::SimOptions { method: crate::sim::Method::parse(method)?, rtol: *rtol, atol: *atol, ..Default::default() };
+            let opts = crate::sim::SimOptions { method: crate::sim::Integrator::parse(method)?, rtol: *rtol, atol: *atol, ..Default::default() };
             let out = cli.out.join("simulate").join(system);
             if format == "h5" {
                 use crate::io::dataset::{generate, DatasetSpec, InitialCondition};
@@ -608,7 +608,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
         },
         Command::Data { action } => match action {
             DataCommand::Inspect { file, backend } => {
-                let f = crate::io::h5::H5File::open_with(file, crate::io::h5::Backend::parse(backend)?)?;
+                let f = crate::io::h5::H5File::open_with(file, crate::io::h5::H5Backend::parse(backend)?)?;
                 print!("{}", crate::io::h5::describe(&f)?);
                 if let Ok(layout) = crate::io::pdebench::detect(&f) {
                     println!("layout: PDEBench {layout:?}");

@@ -25,8 +25,8 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use super::model::{BaseKind, FmModel, Objective};
-use super::path::Path;
-use super::train::{Adam, Problem, Source};
+use super::path::ProbabilityPath;
+use super::train::{Adam, Problem, SampleSource};
 use crate::nn::fused::{MlpCache, TimeArg};
 use crate::train::{CheckpointReader, CheckpointWriter, FitReport, Run, Trainer};
 use crate::{Error, Result};
@@ -137,8 +137,8 @@ impl<'a> MeanFlowTrainer<'a> {
             return Err(Error::invalid("fraction_distinct, cond", "need 0 ≤ fraction ≤ 1, no conditions and dim > 0"));
         }
         c.coupling.validate()?;
-        let base = if matches!(problem.x0, Source::Gaussian) { BaseKind::Gaussian } else { BaseKind::Data };
-        let model = FmModel::new_on(problem.dim, 1, &c.net, Path::Linear { sigma: 0.0 }, base, Objective::Velocity, c.run.seed, device)?;
+        let base = if matches!(problem.x0, SampleSource::Gaussian) { BaseKind::Gaussian } else { BaseKind::Data };
+        let model = FmModel::new_on(problem.dim, 1, &c.net, ProbabilityPath::Linear { sigma: 0.0 }, base, Objective::Velocity, c.run.seed, device)?;
         let Some(net) = &model.net else {
             return Err(Error::Device {
                 device: format!("{device:?}"),
@@ -303,7 +303,7 @@ mod tests {
     /// bound 2e-3 relative to the largest JVP entry).
     #[test]
     fn jvp_matches_finite_differences() {
-        let model = FmModel::new(2, 1, &NetConfig::tanh(vec![16, 16]), Path::default(), BaseKind::Gaussian, Objective::Velocity, 3).unwrap();
+        let model = FmModel::new(2, 1, &NetConfig::tanh(vec![16, 16]), ProbabilityPath::default(), BaseKind::Gaussian, Objective::Velocity, 3).unwrap();
         let net = model.net.as_ref().unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
         let b = 5;

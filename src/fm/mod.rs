@@ -19,13 +19,13 @@
 //!   without its Jacobian (Peng & Gao 2024).
 //!
 //! ```
-//! use physflow::fm::{self, Coupling, Problem, Source, TrainConfig, NetConfig};
+//! use physflow::fm::{self, Coupling, Problem, SampleSource, TrainConfig, NetConfig};
 //! use physflow::ode::{self, Options, Solver};
 //! use physflow::train::{Run, RunOptions};
 //!
 //! // 1D: N(0, 1) → N(3, 0.5²) with a small network.
 //! let data = ndarray::Array2::from_shape_fn((512, 1), |(i, _)| 3.0 + 0.5 * ((i as f64 + 0.5) / 512.0 - 0.5) * 3.4);
-//! let problem = Problem { dim: 1, x0: Source::Gaussian, x1: Source::Data(data.view()), cond: None };
+//! let problem = Problem { dim: 1, x0: SampleSource::Gaussian, x1: SampleSource::Data(data.view()), cond: None };
 //! let run = RunOptions { batch_size: 64, steps: 300, ..TrainConfig::default().run };
 //! let config = TrainConfig { coupling: Coupling::ExactOt, net: NetConfig::tanh(vec![32, 32]), run, ..TrainConfig::default() };
 //! // Any burn device: `physflow::device::Backend::Wgpu.device()?` trains the same model on a GPU.
@@ -51,9 +51,9 @@ pub mod train;
 pub use coupling::{assignment, sinkhorn, wasserstein2, Coupling};
 pub use meanflow::{train_mean_flow, MeanFlowConfig, MeanFlowModel, MeanFlowTrainer};
 pub use model::{BaseKind, FmModel, ModelField, ModelSaved, NetConfig, Objective};
-pub use path::{Coefficients, FnPath, Interpolant, Path};
+pub use path::{Coefficients, FnPath, Interpolant, ProbabilityPath};
 pub use perturbation::{sample_flow_perturbation, Perturbation};
 pub use sample::{
     log_density, reflow_targets, sample_with_log_density, standard_normal_log_density, straightness, Diffusion, InterpolantSde, ScoreSource, Trace,
 };
-pub use train::{load_model, train, FmTrainer, Problem, Source, TimeSampling, TrainConfig};
+pub use train::{load_model, train, FmTrainer, Problem, SampleSource, TimeSampling, TrainConfig};

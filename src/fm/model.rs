@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::path::{Interpolant, Path};
+use super::path::{Interpolant, ProbabilityPath};
 use crate::host::ToHost;
 use crate::nn::fused::{FusedMlp, MlpCache, TimeArg};
 use crate::nn::{Activation, Mlp, MlpConfig};
@@ -101,7 +101,7 @@ pub struct FmModel {
     /// Condition width (0: unconditional).
     pub cond_dim: usize,
     /// The path it was trained on.
-    pub path: Path,
+    pub path: ProbabilityPath,
     /// The base of the path.
     pub base: BaseKind,
     /// What it predicts.
@@ -122,7 +122,7 @@ impl FmModel {
     ///
     /// # Errors
     /// `InvalidArgument` for zero widths.
-    pub fn new(dim: usize, cond_dim: usize, net: &NetConfig, path: Path, base: BaseKind, objective: Objective, seed: u64) -> Result<Self> {
+    pub fn new(dim: usize, cond_dim: usize, net: &NetConfig, path: ProbabilityPath, base: BaseKind, objective: Objective, seed: u64) -> Result<Self> {
         Self::new_on(dim, cond_dim, net, path, base, objective, seed, &Device::flex())
     }
 
@@ -132,7 +132,16 @@ impl FmModel {
     /// # Errors
     /// `InvalidArgument` for zero widths.
     #[allow(clippy::too_many_arguments)]
-    pub fn new_on(dim: usize, cond_dim: usize, net: &NetConfig, path: Path, base: BaseKind, objective: Objective, seed: u64, device: &Device) -> Result<Self> {
+    pub fn new_on(
+        dim: usize,
+        cond_dim: usize,
+        net: &NetConfig,
+        path: ProbabilityPath,
+        base: BaseKind,
+        objective: Objective,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         use rand::{RngExt, SeedableRng};
         let cfg = net.mlp(dim, cond_dim);
         cfg.validate()?;
@@ -157,7 +166,7 @@ impl FmModel {
         dim: usize,
         cond_dim: usize,
         net: &NetConfig,
-        path: Path,
+        path: ProbabilityPath,
         base: BaseKind,
         objective: Objective,
         params: &[f32],
@@ -189,7 +198,7 @@ impl FmModel {
     }
 
     /// A model around a burn network (`[dim + cond_dim + 1] → … → [dim]`, time last).
-    pub(crate) fn from_mlp(dim: usize, cond_dim: usize, net: &NetConfig, path: Path, base: BaseKind, objective: Objective, mlp: Mlp) -> Self {
+    pub(crate) fn from_mlp(dim: usize, cond_dim: usize, net: &NetConfig, path: ProbabilityPath, base: BaseKind, objective: Objective, mlp: Mlp) -> Self {
         let mlp = mlp.valid();
         let fused = mlp.fusable().then(|| {
             let mut sizes = mlp.sizes();

@@ -41,7 +41,7 @@ pub trait Interpolant: Send + Sync {
 /// Built-in paths (serde names in snake case).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Path {
+pub enum ProbabilityPath {
     /// Straight line `x_t = (1 − t) x₀ + t x₁ + σ z` with constant noise `σ`: rectified flow
     /// (Liu et al. 2023) and OT-CFM (Tong et al. 2024) at `σ = 0`, torchcfm's
     /// `ConditionalFlowMatcher(sigma)` otherwise (its `γ = σ` does not vanish at the ends, so
@@ -67,28 +67,28 @@ pub enum Path {
     },
 }
 
-impl Default for Path {
+impl Default for ProbabilityPath {
     fn default() -> Self {
-        Path::Linear { sigma: 0.0 }
+        ProbabilityPath::Linear { sigma: 0.0 }
     }
 }
 
 /// Distance from a singular end of the time interval that training keeps.
 const SINGULAR_END: f64 = 1e-3;
 
-impl Interpolant for Path {
+impl Interpolant for ProbabilityPath {
     fn coefficients(&self, t: f64) -> Coefficients {
         match *self {
-            Path::Linear { sigma } => Coefficients { alpha: 1.0 - t, beta: t, gamma: sigma, d_alpha: -1.0, d_beta: 1.0, d_gamma: 0.0 },
-            Path::Trigonometric => {
+            ProbabilityPath::Linear { sigma } => Coefficients { alpha: 1.0 - t, beta: t, gamma: sigma, d_alpha: -1.0, d_beta: 1.0, d_gamma: 0.0 },
+            ProbabilityPath::Trigonometric => {
                 let (s, c) = (FRAC_PI_2 * t).sin_cos();
                 Coefficients { alpha: c, beta: s, gamma: 0.0, d_alpha: -FRAC_PI_2 * s, d_beta: FRAC_PI_2 * c, d_gamma: 0.0 }
             }
-            Path::VariancePreserving => {
+            ProbabilityPath::VariancePreserving => {
                 let a = (1.0 - t * t).max(0.0).sqrt();
                 Coefficients { alpha: a, beta: t, gamma: 0.0, d_alpha: -t / a, d_beta: 1.0, d_gamma: 0.0 }
             }
-            Path::SchrodingerBridge { sigma } => {
+            ProbabilityPath::SchrodingerBridge { sigma } => {
                 let r = (t * (1.0 - t)).max(0.0).sqrt();
                 Coefficients { alpha: 1.0 - t, beta: t, gamma: sigma * r, d_alpha: -1.0, d_beta: 1.0, d_gamma: sigma * (1.0 - 2.0 * t) / (2.0 * r) }
             }
@@ -97,22 +97,24 @@ impl Interpolant for Path {
 
     fn time_range(&self) -> (f64, f64) {
         match self {
-            Path::Linear { .. } | Path::Trigonometric => (0.0, 1.0),
-            Path::VariancePreserving => (0.0, 1.0 - SINGULAR_END),
-            Path::SchrodingerBridge { .. } => (SINGULAR_END, 1.0 - SINGULAR_END),
+            ProbabilityPath::Linear { .. } | ProbabilityPath::Trigonometric => (0.0, 1.0),
+            ProbabilityPath::VariancePreserving => (0.0, 1.0 - SINGULAR_END),
+            ProbabilityPath::SchrodingerBridge { .. } => (SINGULAR_END, 1.0 - SINGULAR_END),
         }
     }
 }
 
-impl Path {
+impl ProbabilityPath {
     /// Check the parameters.
     ///
     /// # Errors
     /// `InvalidArgument` for a negative or non-finite `σ` (zero for the bridge).
     pub fn validate(&self) -> crate::Result<()> {
         match *self {
-            Path::Linear { sigma } if !(sigma >= 0.0 && sigma.is_finite()) => Err(crate::Error::invalid("path.sigma", format!("need σ ≥ 0, got {sigma}"))),
-            Path::SchrodingerBridge { sigma } if !(sigma > 0.0 && sigma.is_finite()) => {
+            ProbabilityPath::Linear { sigma } if !(sigma >= 0.0 && sigma.is_finite()) => {
+                Err(crate::Error::invalid("path.sigma", format!("need σ ≥ 0, got {sigma}")))
+            }
+            ProbabilityPath::SchrodingerBridge { sigma } if !(sigma > 0.0 && sigma.is_finite()) => {
                 Err(crate::Error::invalid("path.sigma", format!("the Schrödinger bridge needs σ > 0, got {sigma}")))
             }
             _ => Ok(()),
@@ -154,10 +156,10 @@ mod tests {
 
     fn all_paths() -> Vec<(String, Box<dyn Interpolant>)> {
         let mut v: Vec<(String, Box<dyn Interpolant>)> = vec![
-            ("linear".into(), Box::new(Path::Linear { sigma: 0.0 })),
-            ("trigonometric".into(), Box::new(Path::Trigonometric)),
-            ("vp".into(), Box::new(Path::VariancePreserving)),
-            ("sb".into(), Box::new(Path::SchrodingerBridge { sigma: 0.7 })),
+            ("linear".into(), Box::new(ProbabilityPath::Linear { sigma: 0.0 })),
+            ("trigonometric".into(), Box::new(ProbabilityPath::Trigonometric)),
+            ("vp".into(), Box::new(ProbabilityPath::VariancePreserving)),
+            ("sb".into(), Box::new(ProbabilityPath::SchrodingerBridge { sigma: 0.7 })),
         ];
         // A user-defined quadratic path: α = (1 − t)², β = 1 − (1 − t)², γ = t(1 − t).
         v.push((
@@ -212,15 +214,15 @@ mod tests {
     #[test]
     fn vp_preserves_variance() {
         for k in 0..=10 {
-            let c = Path::VariancePreserving.coefficients(k as f64 / 10.0);
+            let c = ProbabilityPath::VariancePreserving.coefficients(k as f64 / 10.0);
             assert!((c.alpha * c.alpha + c.beta * c.beta - 1.0).abs() < 1e-14);
         }
     }
 
     #[test]
     fn bad_sigma_is_an_error() {
-        assert!(Path::Linear { sigma: -1.0 }.validate().is_err());
-        assert!(Path::SchrodingerBridge { sigma: 0.0 }.validate().is_err());
-        assert!(Path::SchrodingerBridge { sigma: 0.5 }.validate().is_ok());
+        assert!(ProbabilityPath::Linear { sigma: -1.0 }.validate().is_err());
+        assert!(ProbabilityPath::SchrodingerBridge { sigma: 0.0 }.validate().is_err());
+        assert!(ProbabilityPath::SchrodingerBridge { sigma: 0.5 }.validate().is_ok());
     }
 }

@@ -8,7 +8,7 @@
 //! (same hyperparameters). The batch is drawn on the host from the step's generator, so every
 //! device trains on the same data.
 
-use std::path::Path as FsPath;
+use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::coupling::Coupling;
 use super::model::{noise_scale, BaseKind, FmModel, NetConfig, Objective};
-use super::path::{Interpolant, Path};
+use super::path::{Interpolant, ProbabilityPath};
 use crate::nn::fused::{FusedMlp, MlpCache, TimeArg};
 use crate::nn::Mlp;
 use crate::ode::Time;
@@ -64,7 +64,7 @@ impl TimeSampling {
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// The interpolant.
-    pub path: Path,
+    pub path: ProbabilityPath,
     /// How minibatches of `x₀` and `x₁` are paired.
     pub coupling: Coupling,
     /// What the network predicts.
@@ -85,7 +85,7 @@ impl Default for TrainConfig {
     /// torchcfm's 2D settings: batch 256, Adam 1e-3, 3 × 256 hidden, 3000 steps.
     fn default() -> Self {
         Self {
-            path: Path::default(),
+            path: ProbabilityPath::default(),
             coupling: Coupling::default(),
             objective: Objective::Velocity,
             time: TimeSampling::Uniform,
@@ -97,7 +97,7 @@ impl Default for TrainConfig {
 }
 
 /// A source of samples `[n, dim]`.
-pub enum Source<'a> {
+pub enum SampleSource<'a> {
     /// Standard normal `N(0, I)`.
     Gaussian,
     /// Rows of a data set, drawn uniformly with replacement.
@@ -112,9 +112,9 @@ pub struct Problem<'a> {
     /// State width.
     pub dim: usize,
     /// Base samples.
-    pub x0: Source<'a>,
+    pub x0: SampleSource<'a>,
     /// Data samples.
-    pub x1: Source<'a>,
+    pub x1: SampleSource<'a>,
     /// Conditions `[n₁, cond_dim]`, row `i` for row `i` of `x1` (which must be `Data`).
     pub cond: Option<ArrayView2<'a, f64>>,
 }
@@ -122,14 +122,14 @@ pub struct Problem<'a> {
 pub(crate) use crate::train::{clip_global_norm, Adam};
 
 /// Draw `n` rows from a source into `out` (`[n, dim]`, f32); for `Data`, the rows drawn.
-pub(crate) fn draw(source: &Source, dim: usize, n: usize, rng: &mut StdRng, rows: Option<&[usize]>, out: &mut Vec<f32>) -> Result<Vec<usize>> {
+pub(crate) fn draw(source: &SampleSource, dim: usize, n: usize, rng: &mut StdRng, rows: Option<&[usize]>, out: &mut Vec<f32>) -> Result<Vec<usize>> {
     out.clear();
     match source {
-        Source::Gaussian => {
+        SampleSource::Gaussian => {
             out.extend((0..n * dim).map(|_| StandardNormal.sample(rng)).map(|x: f64| x as f32));
             Ok(Vec::new())
         }
-        Source::Data(a) => {
+        SampleSource::Data(a) => {
             if a.ncols() != dim || a.nrows() == 0 {
                 return Err(Error::Shape { what: "training data".into(), expected: vec![a.nrows().max(1), dim], got: vec![a.nrows(), a.ncols()] });
             }
@@ -142,7 +142,7 @@ pub(crate) fn draw(source: &Source, dim: usize, n: usize, rng: &mut StdRng, rows
             }
             Ok(idx)
         }
-        Source::Sampler(f) => {
+        SampleSource::Sampler(f) => {
             let a = f(rng, n);
             if a.dim() != (n, dim) {
                 return Err(Error::Shape { what: "sampler output".into(), expected: vec![n, dim], got: a.shape().to_vec() });
@@ -171,14 +171,14 @@ fn validate(problem: &Problem, config: &TrainConfig) -> Result<usize> {
     }
     if config.coupling == Coupling::Paired {
         match (&problem.x0, &problem.x1) {
-            (Source::Data(a), Source::Data(b)) if a.nrows() == b.nrows() => {}
+            (SampleSource::Data(a), SampleSource::Data(b)) if a.nrows() == b.nrows() => {}
             _ => return Err(Error::invalid("coupling", "paired coupling needs x0 and x1 as Data with the same number of rows")),
         }
     }
     let cond_dim = match &problem.cond {
         None => 0,
         Some(c) => match &problem.x1 {
-            Source::Data(x1) if x1.nrows() == c.nrows() && c.ncols() > 0 => c.ncols(),
+            SampleSource::Data(x1) if x1.nrows() == c.nrows() && c.ncols() > 0 => c.ncols(),
             _ => return Err(Error::invalid("cond", "conditions need x1 as Data with one condition row per data row")),
         },
     };
@@ -193,9 +193,9 @@ fn validate(problem: &Problem, config: &TrainConfig) -> Result<usize> {
     Ok(cond_dim)
 }
 
-fn base_of(source: &Source) -> BaseKind {
+fn base_of(source: &SampleSource) -> BaseKind {
     match source {
-        Source::Gaussian => BaseKind::Gaussian,
+        SampleSource::Gaussian => BaseKind::Gaussian,
         _ => BaseKind::Data,
     }
 }
@@ -678,7 +678,7 @@ pub fn train<'a>(problem: &'a Problem<'a>, config: &TrainConfig, device: &Device
 ///
 /// # Errors
 /// `Io` / `Format` for an unreadable or foreign checkpoint.
-pub fn load_model(dir: &FsPath) -> Result<FmModel> {
+pub fn load_model(dir: &Path) -> Result<FmModel> {
     let ck = crate::train::Checkpoint::new(dir);
     let (r, state) = ck.read_state("flow matching")?;
     let fmt = |e: serde_json::Error| Error::Format { path: dir.join("state.json").display().to_string(), reason: e.to_string() };
@@ -687,7 +687,7 @@ pub fn load_model(dir: &FsPath) -> Result<FmModel> {
     let dim: usize = serde_json::from_value(get("dim")).map_err(fmt)?;
     let cond_dim: usize = serde_json::from_value(get("cond_dim")).map_err(fmt)?;
     let base: BaseKind = serde_json::from_value(get("base")).map_err(fmt)?;
-    let path: Path = serde_json::from_value(get("path")).map_err(fmt)?;
+    let path: ProbabilityPath = serde_json::from_value(get("path")).map_err(fmt)?;
     let objective: Objective = serde_json::from_value(get("objective")).map_err(fmt)?;
     let net: NetConfig = serde_json::from_value(get("net")).map_err(fmt)?;
     let cfg = net.mlp(dim, cond_dim);

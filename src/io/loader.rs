@@ -8,8 +8,8 @@
 //! size: samples are read one chunk at a time, never the whole file.
 //!
 //! ```no_run
-//! use physflow::io::loader::{Loader, LoaderConfig, Source};
-//! let source = Source::open(std::path::Path::new("out/simulate/heat1d")).unwrap();
+//! use physflow::io::loader::{Loader, LoaderConfig, DataFiles};
+//! let source = DataFiles::open(std::path::Path::new("out/simulate/heat1d")).unwrap();
 //! let loader = Loader::new(source, LoaderConfig { batch_size: 64, ..Default::default() }).unwrap();
 //! let device = physflow::device::cpu_f64().unwrap();
 //! for batch in loader.epoch(0) {
@@ -63,7 +63,7 @@ impl Default for LoaderConfig {
 
 /// The files and dataset a [`Loader`] reads.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Source {
+pub struct DataFiles {
     /// Shard files with their sample counts, in order.
     pub files: Vec<(PathBuf, usize)>,
     /// The dataset read from every file.
@@ -74,16 +74,16 @@ pub struct Source {
     pub stats: Option<Stats>,
 }
 
-impl Source {
+impl DataFiles {
     /// A sharded dataset directory with a `manifest.json` (checked against the shard files).
-    pub fn open(dir: &Path) -> Result<Source> {
+    pub fn open(dir: &Path) -> Result<DataFiles> {
         let m = Manifest::open(dir, true)?;
         let stats = m.stats.as_ref().and_then(|s| s.get(&m.dataset).cloned());
-        Ok(Source { files: m.shards.iter().map(|s| (dir.join(&s.file), s.samples)).collect(), dataset: m.dataset, sample_shape: m.sample_shape, stats })
+        Ok(DataFiles { files: m.shards.iter().map(|s| (dir.join(&s.file), s.samples)).collect(), dataset: m.dataset, sample_shape: m.sample_shape, stats })
     }
 
     /// Any HDF5 files holding `dataset` with samples along axis 0 and one sample shape.
-    pub fn from_files(files: &[PathBuf], dataset: &str) -> Result<Source> {
+    pub fn from_files(files: &[PathBuf], dataset: &str) -> Result<DataFiles> {
         let mut out = Vec::new();
         let mut sample_shape: Option<Vec<usize>> = None;
         for f in files {
@@ -110,7 +110,7 @@ impl Source {
             out.push((f.clone(), info.shape[0]));
         }
         let sample_shape = sample_shape.ok_or_else(|| Error::invalid("files", "no files given"))?;
-        Ok(Source { files: out, dataset: dataset.into(), sample_shape, stats: None })
+        Ok(DataFiles { files: out, dataset: dataset.into(), sample_shape, stats: None })
     }
 
     /// Total samples.
@@ -156,17 +156,17 @@ impl HostBatch {
     }
 }
 
-/// Batches over a [`Source`].
+/// Batches over a [`DataFiles`].
 #[derive(Clone, Debug)]
 pub struct Loader {
-    source: Arc<Source>,
+    source: Arc<DataFiles>,
     cfg: LoaderConfig,
     item_shape: Vec<usize>,
 }
 
 impl Loader {
     /// Checks the config against the source.
-    pub fn new(source: Source, cfg: LoaderConfig) -> Result<Loader> {
+    pub fn new(source: DataFiles, cfg: LoaderConfig) -> Result<Loader> {
         if cfg.batch_size == 0 || cfg.prefetch == 0 || cfg.stride == 0 {
             return Err(Error::invalid("batch_size", "batch_size, prefetch and stride must be ≥ 1"));
         }
@@ -250,7 +250,7 @@ impl Loader {
     }
 }
 
-fn read_batch(source: &Source, cfg: &LoaderConfig, item_shape: &[usize], files: &mut [Option<H5File>], items: &[(usize, usize)]) -> Result<HostBatch> {
+fn read_batch(source: &DataFiles, cfg: &LoaderConfig, item_shape: &[usize], files: &mut [Option<H5File>], items: &[(usize, usize)]) -> Result<HostBatch> {
     let per_item: usize = item_shape.iter().product();
     let per_time: usize = source.sample_shape.iter().skip(1).product();
     let mut data = Vec::with_capacity(items.len() * per_item);

@@ -348,7 +348,7 @@ fn check_channel(grid: &Grid, channel: usize) -> Result<()> {
 /// The source term `s(u)` of a mass balance or a reaction–diffusion residual.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Source {
+pub enum SourceTerm {
     /// `r R(u)/r` of `sim`'s reaction terms (Fisher–KPP `r u(1 − u)`, Allen–Cahn `r(u − u³)`).
     Reaction {
         /// Which reaction.
@@ -358,11 +358,11 @@ pub enum Source {
     },
 }
 
-impl Source {
+impl SourceTerm {
     /// `(s(u), s′(u))`.
     pub fn eval(self, u: f64) -> (f64, f64) {
         match self {
-            Source::Reaction { reaction, rate } => {
+            SourceTerm::Reaction { reaction, rate } => {
                 let (v, d) = reaction.shape(u);
                 (rate * v, rate * d)
             }
@@ -397,7 +397,7 @@ pub struct MassBalance {
     grid: Grid,
     channel: usize,
     weights: Vec<f64>,
-    source: Option<Source>,
+    source: Option<SourceTerm>,
     flux: BoundaryFlux,
 }
 
@@ -407,7 +407,7 @@ impl MassBalance {
     /// # Errors
     /// `InvalidArgument` without a space-time grid or with a Burgers flux on fewer than 3
     /// points; `Shape` for per-time fluxes of the wrong length.
-    pub fn new(grid: &Grid, channel: usize, quadrature: Quadrature, source: Option<Source>, flux: BoundaryFlux) -> Result<Self> {
+    pub fn new(grid: &Grid, channel: usize, quadrature: Quadrature, source: Option<SourceTerm>, flux: BoundaryFlux) -> Result<Self> {
         let (x, t) = grid.as_space_time("a mass balance")?;
         check_channel(grid, channel)?;
         if let BoundaryFlux::Known(v) = &flux {
@@ -535,7 +535,7 @@ pub enum Operator {
         /// Diffusivity `D`.
         diffusivity: f64,
         /// Source term (`None`: the heat equation).
-        source: Option<Source>,
+        source: Option<SourceTerm>,
         /// `(g_L, g_R)`, or `None` for a periodic axis.
         neumann: Option<(f64, f64)>,
     },

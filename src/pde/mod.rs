@@ -55,8 +55,8 @@ pub mod simulate;
 pub mod train;
 
 pub use constraint::{
-    AutodiffConstraint, BoundaryFlux, Constraint, Jacobian, LinearConstraint, MassBalance, Operator, PdeResidual, Points, Quadrature, Side, Source, SparseRow,
-    Stack, TimeValues,
+    AutodiffConstraint, BoundaryFlux, Constraint, Jacobian, LinearConstraint, MassBalance, Operator, PdeResidual, Points, Quadrature, Side, SourceTerm,
+    SparseRow, Stack, TimeValues,
 };
 pub use darcy::{darcy_grid, DarcyFlux, DarcyScope};
 pub use dataset::{read_fields, write_fields};
@@ -66,6 +66,6 @@ pub use metrics::{constraint_error, ensemble_moments, mmse_smse, pdebench_errors
 pub use model::{FieldModel, FieldModelMeta};
 pub use problems::GaussianFlow;
 pub use project::{project, ProjectMode, ProjectOptions, ProjectReport, Projector};
-pub use sample::{sample, Anchor, Method, PcfmOptions, Relax, SampleConfig, SampleStats, Samples};
+pub use sample::{sample, Anchor, PcfmOptions, Relax, SampleConfig, SampleStats, Sampler, Samples};
 pub use simulate::{simulate_fields, space_time_field, space_time_grid};
 pub use train::{train_ffm, FfmConfig, FfmProblem, FfmReport, FfmTrainer, FieldData};

@@ -13,7 +13,7 @@ use burn::tensor::{Tensor, TensorData};
 use ndarray::{Array1, Array2};
 
 use super::constraint::{
-    AutodiffConstraint, BoundaryFlux, Constraint, LinearConstraint, MassBalance, Operator, PdeResidual, Points, Quadrature, Side, Source, Stack, TimeValues,
+    AutodiffConstraint, BoundaryFlux, Constraint, LinearConstraint, MassBalance, Operator, PdeResidual, Points, Quadrature, Side, SourceTerm, Stack, TimeValues,
 };
 use super::grid::{Axis, Grid};
 use crate::host::ToHost;
@@ -122,8 +122,8 @@ pub fn constraint_cases() -> Vec<ConstraintCase> {
     let spatial = Grid { channels: vec!["u".into()], axes: vec![Axis::space("x", 4, 0.0, 0.25, false), Axis::space("y", 3, 0.0, 0.5, false)] };
     let point = |g: &Grid, seed: usize| -> Vec<f64> { (0..g.len()).map(|i| 0.1 + 0.8 * (((i + seed) * 7919 % 101) as f64 / 101.0)).collect() };
     let u0: Vec<f64> = (0..nx).map(|i| 0.5 + 0.3 * (i as f64).sin()).collect();
-    let fisher = Source::Reaction { reaction: Reaction::FisherKpp, rate: 2.0 };
-    let allen = Source::Reaction { reaction: Reaction::AllenCahn, rate: 1.5 };
+    let fisher = SourceTerm::Reaction { reaction: Reaction::FisherKpp, rate: 2.0 };
+    let allen = SourceTerm::Reaction { reaction: Reaction::AllenCahn, rate: 1.5 };
     let per_time = TimeValues::PerTime((0..nt).map(|k| 0.1 * k as f64).collect());
     let mut cases: Vec<(String, Box<dyn Constraint>, &Grid)> = vec![
         ("initial condition".into(), Box::new(LinearConstraint::initial_condition(&periodic, &u0).unwrap()), &periodic),

@@ -3,19 +3,19 @@
 //! Every method integrates `du/dt = v(t, u)` from GP noise at `t = 0` to data at `t = 1` on the
 //! uniform grid `t_k = k/K`, one model evaluation per step (the ECI variant: `mix` per step):
 //!
-//! * [`Method::Unconstrained`]: the ODE through [`crate::ode::solve`] with any fixed-step solver.
-//! * [`Method::ProjectEnd`]: the same, then one projection of the result.
-//! * [`Method::Pcfm`] (Utkarsh et al. 2025, Alg. 1): extrapolate to `t = 1`,
+//! * [`Sampler::Unconstrained`]: the ODE through [`crate::ode::solve`] with any fixed-step solver.
+//! * [`Sampler::ProjectEnd`]: the same, then one projection of the result.
+//! * [`Sampler::Pcfm`] (Utkarsh et al. 2025, Alg. 1): extrapolate to `t = 1`,
 //!   `û = u + (1 − t) v`; project `û` by Gauss–Newton; move back to `t′ = t + Δt` along the
 //!   path — [`Anchor::State`] (default): `u + Δt (P(û) − u)/(1 − t)`, the Euler step of the
 //!   velocity that reaches `P(û)` (without constraints exactly Euler), [`Anchor::Noise`]: the
 //!   OT interpolant `(1 − t′) x₀ + t′ P(û)` from the initial noise (PCFM's published update,
 //!   inconsistent for curved flows, see [`Anchor`]); optionally PCFM's relaxed
 //!   correction `min_w ‖w − u′‖² + λ‖h(w + γ v)‖²`, `γ = 1 − t′`; and one final projection.
-//! * [`Method::Eci`] (Cheng et al. 2024, "Gradient-free generation for hard-constrained
+//! * [`Sampler::Eci`] (Cheng et al. 2024, "Gradient-free generation for hard-constrained
 //!   systems"): extrapolate, apply the closed-form projection of linear constraints, re-mix with
 //!   the noise, `mix` times per step.
-//! * [`Method::Guidance`] (DiffusionPDE-style, Huang et al. 2024): `u ← u + Δt v − η s ∇_u ‖h(û)‖²`
+//! * [`Sampler::Guidance`] (DiffusionPDE-style, Huang et al. 2024): `u ← u + Δt v − η s ∇_u ‖h(û)‖²`
 //!   with `v` held fixed (`∇ = 2 Jᵀ(û) h(û)`) and `s = 1/(2 λ_max(J Jᵀ))` from the first
 //!   step, so `η` is the fraction of the linearised residual removed per step along the stiffest
 //!   direction (stable for `0 < η < 2`) whatever the constraint's scaling; no projection: the
@@ -96,7 +96,7 @@ pub struct PcfmOptions {
 /// Which sampler.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Method {
+pub enum Sampler {
     /// The plain ODE.
     Unconstrained,
     /// The plain ODE, then a projection.
@@ -115,20 +115,20 @@ pub enum Method {
     },
 }
 
-impl Method {
+impl Sampler {
     /// A short label for tables (`"pcfm"`, `"eci"`).
     pub fn label(&self) -> String {
         match self {
-            Method::Unconstrained => "unconstrained".into(),
-            Method::ProjectEnd => "project-end".into(),
-            Method::Pcfm(o) => match (o.anchor, o.relax.is_some()) {
+            Sampler::Unconstrained => "unconstrained".into(),
+            Sampler::ProjectEnd => "project-end".into(),
+            Sampler::Pcfm(o) => match (o.anchor, o.relax.is_some()) {
                 (Anchor::State, false) => "pcfm".into(),
                 (Anchor::State, true) => "pcfm+relax".into(),
                 (Anchor::Noise, false) => "pcfm (noise anchor)".into(),
                 (Anchor::Noise, true) => "pcfm (noise anchor)+relax".into(),
             },
-            Method::Eci { mix } => format!("eci (mix {mix})"),
-            Method::Guidance { eta } => format!("guidance (η {eta})"),
+            Sampler::Eci { mix } => format!("eci (mix {mix})"),
+            Sampler::Guidance { eta } => format!("guidance (η {eta})"),
         }
     }
 }
@@ -138,7 +138,7 @@ impl Method {
 #[serde(default, deny_unknown_fields)]
 pub struct SampleConfig {
     /// Which sampler.
-    pub method: Method,
+    pub method: Sampler,
     /// Time steps `K` on `[0, 1]`.
     pub steps: usize,
     /// The fixed-step solver of the unconstrained methods (Euler: one evaluation per step, the
@@ -150,7 +150,7 @@ pub struct SampleConfig {
 
 impl Default for SampleConfig {
     fn default() -> Self {
-        SampleConfig { method: Method::Pcfm(PcfmOptions::default()), steps: 100, solver: Solver::Euler, project: ProjectOptions::default() }
+        SampleConfig { method: Sampler::Pcfm(PcfmOptions::default()), steps: 100, solver: Solver::Euler, project: ProjectOptions::default() }
     }
 }
 
@@ -227,12 +227,12 @@ pub fn sample<F: VectorField<2>>(field: &F, x0: &Tensor<2>, constraint: Option<&
     let host0 = Array2::from_shape_vec((b, n), x0.to_vec_as::<f64>()).expect("[batch, n]");
     let dt = 1.0 / cfg.steps as f64;
     let fields = match cfg.method {
-        Method::Unconstrained | Method::ProjectEnd => {
+        Sampler::Unconstrained | Sampler::ProjectEnd => {
             let opts = Options { solver: cfg.solver, dt: Some(dt), ..Options::default() };
             let sol = ode::solve(field, x0.clone(), &[0.0, 1.0], &opts)?;
             stats.nfe = sol.stats.nfe;
             let mut u = Array2::from_shape_vec((b, n), sol.ys[1].to_vec_as::<f64>()).expect("[batch, n]");
-            if cfg.method == Method::ProjectEnd {
+            if cfg.method == Sampler::ProjectEnd {
                 let projector = Projector::new(needs("project-end")?, cfg.project)?;
                 let t = Instant::now();
                 let reports = projector.project_batch(&mut u, None)?;
@@ -241,7 +241,7 @@ pub fn sample<F: VectorField<2>>(field: &F, x0: &Tensor<2>, constraint: Option<&
             }
             u
         }
-        Method::Pcfm(o) => {
+        Sampler::Pcfm(o) => {
             if let Some(r) = o.relax {
                 if !(r.step_size > 0.0 && r.step_size < 1.0) || !(r.lambda >= 0.0) {
                     return Err(Error::invalid("relax", format!("need 0 < step_size < 1 and λ ≥ 0, got {r:?}")));
@@ -275,7 +275,7 @@ pub fn sample<F: VectorField<2>>(field: &F, x0: &Tensor<2>, constraint: Option<&
             }
             u
         }
-        Method::Eci { mix } => {
+        Sampler::Eci { mix } => {
             let c = needs("ECI")?;
             if !c.is_linear() || mix == 0 {
                 return Err(Error::invalid(
@@ -301,7 +301,7 @@ pub fn sample<F: VectorField<2>>(field: &F, x0: &Tensor<2>, constraint: Option<&
             }
             u
         }
-        Method::Guidance { eta } => {
+        Sampler::Guidance { eta } => {
             let c = needs("guidance")?;
             if !(eta > 0.0) {
                 return Err(Error::invalid("eta", format!("guidance step must be positive, got {eta}")));

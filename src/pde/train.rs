@@ -405,7 +405,7 @@ fn residual_cotangent(c: &dyn Constraint, end: &[f64], b: usize, mean: &[f64], s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pde::constraint::{BoundaryFlux, MassBalance, Quadrature, Source};
+    use crate::pde::constraint::{BoundaryFlux, MassBalance, Quadrature, SourceTerm};
     use crate::pde::grid::Axis;
     use crate::sim::systems::Reaction;
 
@@ -414,8 +414,8 @@ mod tests {
     #[test]
     fn residual_cotangent_is_the_gradient_of_the_residual_term() {
         let grid = Grid::space_time(Axis::space("x", 5, 0.1, 0.2, false), Axis::time(4, 0.0, 0.3));
-        let c =
-            MassBalance::new(&grid, 0, Quadrature::Uniform, Some(Source::Reaction { reaction: Reaction::FisherKpp, rate: 2.0 }), BoundaryFlux::Zero).unwrap();
+        let c = MassBalance::new(&grid, 0, Quadrature::Uniform, Some(SourceTerm::Reaction { reaction: Reaction::FisherKpp, rate: 2.0 }), BoundaryFlux::Zero)
+            .unwrap();
         let (b, n) = (2, grid.len());
         let end: Vec<f64> = (0..b * n).map(|i| ((i * 17 % 13) as f64 / 13.0 - 0.5) * 1.5).collect();
         let (mean, std) = (vec![0.4], vec![0.3]);

@@ -1,7 +1,7 @@
 //! Events: scalar functions `g(t, y, p)` whose zero crossings the solver
 //! locates (to ~100 ulp of `t`) on its dense output, then records, stops at,
 //! or resets the state at — the `solve_ivp(events=…)` / SUNDIALS root-finding
-//! surface, for every [`super::Method`].
+//! surface, for every [`super::Integrator`].
 //!
 //! Crossings are found per step from the sign of every `g` at the step's ends
 //! (so two crossings of one `g` inside one step cancel and are missed, as in

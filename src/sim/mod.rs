@@ -3,14 +3,14 @@
 //! networks inside a stiff right-hand side.
 //!
 //! A system is defined once ([`System`]: right-hand side, Jacobian products,
-//! named parameters, initial state) and solved with any [`Method`] — BDF,
+//! named parameters, initial state) and solved with any [`Integrator`] — BDF,
 //! ESDIRK34, TR-BDF2 (implicit; dense or sparse Jacobian) or Tsit45 — with
 //! output as an ndarray `[T, D]`.
 //!
 //! ```
-//! use physflow::sim::{self, systems::VanDerPol, Method, SimOptions};
+//! use physflow::sim::{self, systems::VanDerPol, Integrator, SimOptions};
 //! let vdp = VanDerPol::new(10.0);
-//! let opts = SimOptions { method: Method::Bdf, rtol: 1e-8, atol: 1e-10, ..SimOptions::default() };
+//! let opts = SimOptions { method: Integrator::Bdf, rtol: 1e-8, atol: 1e-10, ..SimOptions::default() };
 //! let traj = sim::simulate(&vdp, &[0.0, 1.0, 2.0], &opts).unwrap();
 //! assert_eq!(traj.states.dim(), (3, 2));
 //! ```
@@ -41,5 +41,5 @@ pub use fit::{default_weights, fit, fit_with, loss_and_gradient, FitConfig, FitR
 pub use output::{simulate_to_files, SimulateSpec};
 pub use scalar::{Dual, Scalar};
 pub use sens::{adjoint_gradient, forward_sensitivities, AdjointGradient, Sensitivities, Wrt};
-pub use solve::{simulate, simulate_events, simulate_with, EventTrajectory, Method, SimOptions, SimStats, Trajectory};
+pub use solve::{simulate, simulate_events, simulate_with, EventTrajectory, Integrator, SimOptions, SimStats, Trajectory};
 pub use system::{check_inputs, check_params, non_negative, positive, FieldLayout, JacobianKind, System};

@@ -14,7 +14,7 @@ use diffsol::{
 use ndarray::{Array2, Array3};
 use serde::{Deserialize, Serialize};
 
-use super::solve::{apply_problem_options, builder, check_stop, columns_to_rows, finish, solver_error, Method, SimOptions, SimStats, Trajectory};
+use super::solve::{apply_problem_options, builder, check_stop, columns_to_rows, finish, solver_error, Integrator, SimOptions, SimStats, Trajectory};
 use super::system::{check_inputs, JacobianKind, System};
 use crate::{Error, Result};
 
@@ -110,19 +110,19 @@ where
         }};
     }
     match opts.method {
-        Method::Bdf => {
+        Integrator::Bdf => {
             let mut s = problem.bdf_sens::<M::LS>()?;
             run!(s)
         }
-        Method::Esdirk34 => {
+        Integrator::Esdirk34 => {
             let mut s = problem.esdirk34_sens::<M::LS>()?;
             run!(s)
         }
-        Method::TrBdf2 => {
+        Integrator::TrBdf2 => {
             let mut s = problem.tr_bdf2_sens::<M::LS>()?;
             run!(s)
         }
-        Method::Tsit45 => {
+        Integrator::Tsit45 => {
             let mut s = problem.tsit45_sens()?;
             run!(s)
         }
@@ -252,19 +252,19 @@ where
         }};
     }
     match opts.method {
-        Method::Bdf => {
+        Integrator::Bdf => {
             let mut s = problem.bdf::<M::LS>()?;
             run!(s, bdf_solver_adjoint, M::LS)
         }
-        Method::Esdirk34 => {
+        Integrator::Esdirk34 => {
             let mut s = problem.esdirk34::<M::LS>()?;
             run!(s, esdirk34_solver_adjoint, M::LS)
         }
-        Method::TrBdf2 => {
+        Integrator::TrBdf2 => {
             let mut s = problem.tr_bdf2::<M::LS>()?;
             run!(s, tr_bdf2_solver_adjoint, M::LS)
         }
-        Method::Tsit45 => {
+        Integrator::Tsit45 => {
             let mut s = problem.tsit45()?;
             run!(s, tsit45_solver_adjoint)
         }

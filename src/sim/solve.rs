@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// The diffsol integrators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum Method {
+pub enum Integrator {
     /// Variable-order BDF / NDF (Shampine & Reichelt 1997, as in ode15s and scipy): stiff problems.
     #[default]
     Bdf,
@@ -30,22 +30,22 @@ pub enum Method {
     Tsit45,
 }
 
-impl Method {
+impl Integrator {
     /// Every method; the tests loop over this list.
-    pub const ALL: [Method; 4] = [Method::Bdf, Method::Esdirk34, Method::TrBdf2, Method::Tsit45];
+    pub const ALL: [Integrator; 4] = [Integrator::Bdf, Integrator::Esdirk34, Integrator::TrBdf2, Integrator::Tsit45];
 
     /// Whether the method solves a nonlinear system each step (and so uses the Jacobian).
     pub fn is_implicit(self) -> bool {
-        self != Method::Tsit45
+        self != Integrator::Tsit45
     }
 
     /// Parses `bdf`, `esdirk34`, `tr_bdf2` (or `trbdf2`), `tsit45`.
     pub fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().replace('-', "_").as_str() {
-            "bdf" => Ok(Method::Bdf),
-            "esdirk34" => Ok(Method::Esdirk34),
-            "tr_bdf2" | "trbdf2" => Ok(Method::TrBdf2),
-            "tsit45" | "tsit5" => Ok(Method::Tsit45),
+            "bdf" => Ok(Integrator::Bdf),
+            "esdirk34" => Ok(Integrator::Esdirk34),
+            "tr_bdf2" | "trbdf2" => Ok(Integrator::TrBdf2),
+            "tsit45" | "tsit5" => Ok(Integrator::Tsit45),
             other => Err(Error::invalid("method", format!("unknown method `{other}` (bdf, esdirk34, tr_bdf2, tsit45)"))),
         }
     }
@@ -58,7 +58,7 @@ impl Method {
 #[serde(default, deny_unknown_fields)]
 pub struct SimOptions {
     /// The integrator.
-    pub method: Method,
+    pub method: Integrator,
     /// Dense or sparse Jacobian (implicit methods only).
     pub jacobian: JacobianKind,
     /// Relative tolerance.
@@ -94,7 +94,7 @@ pub struct SimOptions {
 impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
-            method: Method::Bdf,
+            method: Integrator::Bdf,
             jacobian: JacobianKind::Auto,
             rtol: 1e-6,
             atol: 1e-8,
@@ -112,7 +112,7 @@ impl Default for SimOptions {
 
 impl SimOptions {
     /// The same options with another method.
-    pub fn with_method(mut self, method: Method) -> Self {
+    pub fn with_method(mut self, method: Integrator) -> Self {
         self.method = method;
         self
     }
@@ -302,7 +302,7 @@ pub struct EventTrajectory {
 /// }
 /// let ball = ClosureSystem::new("ball", Fall, vec![1.0, 0.0]).param("g", 9.81);
 /// let ground = Event::new("ground", |_t, y, _p| y[0]).direction(Direction::Falling).terminal();
-/// let opts = SimOptions { method: Method::Tsit45, rtol: 1e-10, atol: 1e-12, ..SimOptions::default() };
+/// let opts = SimOptions { method: Integrator::Tsit45, rtol: 1e-10, atol: 1e-12, ..SimOptions::default() };
 /// let out = sim::simulate_events(&ball, &[9.81], &[1.0, 0.0], &[0.1, 1.0], &[ground], &opts)?;
 /// let t_hit = (2.0f64 / 9.81).sqrt();
 /// assert!((out.stopped_at.unwrap() - t_hit).abs() < 1e-9);
@@ -372,19 +372,19 @@ pub(crate) fn columns_to_rows<DM: DenseMatrix<T = f64>>(m: &DM) -> Vec<f64> {
 macro_rules! with_solver {
     ($problem:expr, $method:expr, $ls:ty, |$s:ident| $body:expr) => {
         match $method {
-            Method::Bdf => {
+            Integrator::Bdf => {
                 let mut $s = $problem.bdf::<$ls>()?;
                 $body
             }
-            Method::Esdirk34 => {
+            Integrator::Esdirk34 => {
                 let mut $s = $problem.esdirk34::<$ls>()?;
                 $body
             }
-            Method::TrBdf2 => {
+            Integrator::TrBdf2 => {
                 let mut $s = $problem.tr_bdf2::<$ls>()?;
                 $body
             }
-            Method::Tsit45 => {
+            Integrator::Tsit45 => {
                 let mut $s = $problem.tsit45()?;
                 $body
             }

@@ -22,7 +22,7 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::fm::{self, Coupling, NetConfig, Problem, Source, Trace, TrainConfig};
+use crate::fm::{self, Coupling, NetConfig, Problem, SampleSource, Trace, TrainConfig};
 use crate::host::tensor_from_array2;
 use crate::ode::{Options, Solver};
 use crate::plot::{save_figure, Panel, Series};
@@ -212,7 +212,7 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
     let (hot, cold) = (Marginal::new(cfg, cfg.beta_hot), Marginal::new(cfg, cfg.beta_cold));
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let (x_hot, x_cold) = (hot.sample(&mut rng, cfg.n_train), cold.sample(&mut rng, cfg.n_train));
-    let problem = Problem { dim: 2, x0: Source::Data(x_hot.view()), x1: Source::Data(x_cold.view()), cond: None };
+    let problem = Problem { dim: 2, x0: SampleSource::Data(x_hot.view()), x1: SampleSource::Data(x_cold.view()), cond: None };
     let tc = TrainConfig {
         coupling: Coupling::ExactOt,
         net: NetConfig::tanh(cfg.hidden.clone()),

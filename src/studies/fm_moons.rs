@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::fm::problems::{eight_gaussians, moons};
-use crate::fm::{self, Coupling, FmModel, MeanFlowConfig, NetConfig, Problem, Source, TrainConfig};
+use crate::fm::{self, Coupling, FmModel, MeanFlowConfig, NetConfig, Problem, SampleSource, TrainConfig};
 use crate::host::{array2_from_tensor, tensor_from_array2};
 use crate::ode::{self, Options, Solver};
 use crate::plot::{save_figure, Panel, Series};
@@ -150,7 +150,7 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
     for name in ["independent", "exact_ot", "reflow", "mean_flow"] {
         crate::train::Checkpoint::new(out.join(format!("checkpoint_{name}"))).keep_if_same_study(cfg)?;
     }
-    let fresh = Problem { dim: 2, x0: Source::Sampler(&x0_sampler), x1: Source::Sampler(&x1_sampler), cond: None };
+    let fresh = Problem { dim: 2, x0: SampleSource::Sampler(&x0_sampler), x1: SampleSource::Sampler(&x1_sampler), cond: None };
 
     let mut trained: Vec<(String, FmModel, f64, f64)> = Vec::new();
     for (name, file, coupling) in [("independent", "independent", Coupling::Independent), ("exact OT", "exact_ot", Coupling::ExactOt)] {
@@ -163,7 +163,7 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
     let x0_pairs = eight_gaussians(&mut rng, cfg.reflow_pairs);
     let rk4 = Options { solver: Solver::Rk4, dt: Some(1.0 / cfg.reflow_solve_steps as f64), ..Options::default() };
     let x1_pairs = fm::reflow_targets(&trained[0].1.field(), &x0_pairs, &rk4)?;
-    let paired = Problem { dim: 2, x0: Source::Data(x0_pairs.view()), x1: Source::Data(x1_pairs.view()), cond: None };
+    let paired = Problem { dim: 2, x0: SampleSource::Data(x0_pairs.view()), x1: SampleSource::Data(x1_pairs.view()), cond: None };
     let (model, report) = fm::train(&paired, &TrainConfig { coupling: Coupling::Paired, ..base.clone() }, train_device, &mut run_in("reflow"))?;
     trained.push(("reflow".into(), model.to_device(&Device::flex())?, report.total_seconds, report.losses().last().map(|l| l.1).unwrap_or(f64::NAN)));
 

@@ -32,8 +32,8 @@ use super::pde_fields::{sample_ensemble, simulate_members, MethodScores};
 use crate::io::h5::{Attr, DatasetOptions, H5File, H5Tree};
 use crate::nn::{FieldNetConfig, FnoConfig};
 use crate::pde::{
-    self, Anchor, Constraint, DarcyFlux, DarcyScope, FfmConfig, FfmProblem, FieldData, GpConfig, LinearConstraint, Method, PcfmOptions, ProjectOptions,
-    SampleConfig, Stack,
+    self, Anchor, Constraint, DarcyFlux, DarcyScope, FfmConfig, FfmProblem, FieldData, GpConfig, LinearConstraint, PcfmOptions, ProjectOptions, SampleConfig,
+    Sampler, Stack,
 };
 use crate::plot::{save_heatmaps, Heatmap};
 use crate::sim::darcy::{cell_residuals, DarcyProblem, Permeability};
@@ -90,7 +90,7 @@ pub struct DarcyStudyConfig {
     /// Sampling steps (one model evaluation each).
     pub sample_steps: usize,
     /// The samplers compared.
-    pub methods: Vec<Method>,
+    pub methods: Vec<Sampler>,
     /// Projection settings.
     pub project: ProjectOptions,
     /// The inverse problem (`observations = 0`: skipped).
@@ -128,11 +128,11 @@ impl Default for DarcyStudyConfig {
             },
             sample_steps: 50,
             methods: vec![
-                Method::Unconstrained,
-                Method::ProjectEnd,
-                Method::Pcfm(PcfmOptions::default()),
-                Method::Pcfm(PcfmOptions { anchor: Anchor::Noise, newton_steps: Some(1), relax: None }),
-                Method::Guidance { eta: 0.5 },
+                Sampler::Unconstrained,
+                Sampler::ProjectEnd,
+                Sampler::Pcfm(PcfmOptions::default()),
+                Sampler::Pcfm(PcfmOptions { anchor: Anchor::Noise, newton_steps: Some(1), relax: None }),
+                Sampler::Guidance { eta: 0.5 },
             ],
             project: ProjectOptions::default(),
             inverse: InverseConfig::default(),
@@ -441,10 +441,10 @@ fn inverse_problem(cfg: &DarcyStudyConfig, model: &pde::FieldModel, truth: &[f64
     };
     let mut rows = Vec::new();
     let mut means: Vec<(String, Vec<f64>)> = Vec::new();
-    let runs: [(&str, Option<&dyn Constraint>, Method); 3] = [
-        ("prior (unconditional samples)", None, Method::Unconstrained),
-        ("guidance on the observations (FlowDPS-style)", Some(&obs as &dyn Constraint), Method::Guidance { eta: inv.eta }),
-        ("PCFM: observations + flux balance (hard)", Some(&both as &dyn Constraint), Method::Pcfm(PcfmOptions::default())),
+    let runs: [(&str, Option<&dyn Constraint>, Sampler); 3] = [
+        ("prior (unconditional samples)", None, Sampler::Unconstrained),
+        ("guidance on the observations (FlowDPS-style)", Some(&obs as &dyn Constraint), Sampler::Guidance { eta: inv.eta }),
+        ("PCFM: observations + flux balance (hard)", Some(&both as &dyn Constraint), Sampler::Pcfm(PcfmOptions::default())),
     ];
     for (label, c, method) in runs {
         let mut noise_rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(4242));

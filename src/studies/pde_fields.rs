@@ -5,7 +5,7 @@
 //! and samples ensembles under a hard constraint that fixes one *condition* while the other
 //! factors of the family stay free — the reference ensemble of a condition is the simulator's
 //! solutions with that condition and the free factors drawn from their prior. Every sampler
-//! ([`Method`]) is scored by MMSE/SMSE against the reference ensemble, the constraint error,
+//! ([`Sampler`]) is scored by MMSE/SMSE against the reference ensemble, the constraint error,
 //! PDEBench's nRMSE/cRMSE/bRMSE of the ensemble mean, and time per sample.
 //!
 //! * [`PdeProblem::Heat`]: `u_t = D u_xx` on the periodic `[0, 2π)`, `u₀ = c + sin(x + φ)`
@@ -37,12 +37,12 @@ use serde::{Deserialize, Serialize};
 use crate::io::h5::Attr;
 use crate::nn::{FieldNetConfig, FnoConfig};
 use crate::pde::{
-    self, Anchor, BoundaryFlux, Constraint, FfmConfig, FfmProblem, Fields, GpConfig, Grid, LinearConstraint, MassBalance, Method, PcfmOptions, Points,
-    ProjectOptions, Quadrature, Relax, SampleConfig, Side, Source, Stack, TimeValues,
+    self, Anchor, BoundaryFlux, Constraint, FfmConfig, FfmProblem, Fields, GpConfig, Grid, LinearConstraint, MassBalance, PcfmOptions, Points, ProjectOptions,
+    Quadrature, Relax, SampleConfig, Sampler, Side, SourceTerm, Stack, TimeValues,
 };
 use crate::plot::{save_figure, save_heatmaps, Heatmap, Panel, Series};
 use crate::sim::systems::{Boundary, Grid1d, Pde1d, Reaction};
-use crate::sim::{Method as SimMethod, SimOptions};
+use crate::sim::{Integrator, SimOptions};
 use crate::train::{progress, read_json, write_atomic, write_json};
 use crate::{Error, Result};
 
@@ -101,7 +101,7 @@ pub struct PdeStudyConfig {
     /// Sampling steps (one model evaluation each).
     pub sample_steps: usize,
     /// The samplers compared (ECI is skipped for nonlinear constraints).
-    pub methods: Vec<Method>,
+    pub methods: Vec<Sampler>,
     /// Projection settings.
     pub project: ProjectOptions,
     /// Relative tolerance of the reference simulations (BDF; atol = rtol/100).
@@ -143,12 +143,12 @@ impl PdeStudyConfig {
             },
             sample_steps: 100,
             methods: vec![
-                Method::Unconstrained,
-                Method::ProjectEnd,
-                Method::Pcfm(PcfmOptions::default()),
-                Method::Pcfm(PcfmOptions { anchor: Anchor::Noise, newton_steps: Some(1), relax: Some(Relax::default()) }),
-                Method::Eci { mix: 1 },
-                Method::Guidance { eta: 0.5 },
+                Sampler::Unconstrained,
+                Sampler::ProjectEnd,
+                Sampler::Pcfm(PcfmOptions::default()),
+                Sampler::Pcfm(PcfmOptions { anchor: Anchor::Noise, newton_steps: Some(1), relax: Some(Relax::default()) }),
+                Sampler::Eci { mix: 1 },
+                Sampler::Guidance { eta: 0.5 },
             ],
             project: ProjectOptions::default(),
             sim_rtol: 1e-8,
@@ -249,7 +249,7 @@ fn condition_constraint(problem: PdeProblem, grid: &Grid, nx: usize, f: &[f64]) 
         ])?),
         PdeProblem::ReactionDiffusion => {
             let (gl, gr) = (f[2], f[3]);
-            let source = Source::Reaction { reaction: Reaction::FisherKpp, rate: RD_R };
+            let source = SourceTerm::Reaction { reaction: Reaction::FisherKpp, rate: RD_R };
             Box::new(Stack::new(vec![
                 Box::new(LinearConstraint::neumann(grid, 0, Side::Left, Points::Cells, &TimeValues::Constant(gl), 1)?),
                 Box::new(LinearConstraint::neumann(grid, 0, Side::Right, Points::Cells, &TimeValues::Constant(gr), 1)?),
@@ -381,7 +381,7 @@ pub(crate) fn simulate_members<M: Sync>(members: &[M], what: &str, quiet: bool, 
 /// As [`pde::sample`].
 pub(crate) fn sample_ensemble(
     model: &pde::FieldModel,
-    method: Method,
+    method: Sampler,
     c: &dyn Constraint,
     seed: u64,
     k: usize,
@@ -443,7 +443,7 @@ fn fields_cached(cfg: &PdeStudyConfig, factors: &[Factors], path: &Path, what: &
     }
     let systems: Vec<Pde1d> = factors.iter().map(|f| system(cfg.problem, cfg.nx, f)).collect();
     let times = output_times(cfg);
-    let opts = SimOptions { method: SimMethod::Bdf, rtol: cfg.sim_rtol, atol: cfg.sim_rtol * 1e-2, ..SimOptions::default() };
+    let opts = SimOptions { method: Integrator::Bdf, rtol: cfg.sim_rtol, atol: cfg.sim_rtol * 1e-2, ..SimOptions::default() };
     let (grid, values) = pde::simulate_fields(&systems, &times, &opts, !quiet)?;
     let fields = Fields::from_flat(grid, values)?;
     let names = factor_names(cfg.problem);
@@ -514,7 +514,7 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     // Sampling: every method on every condition from the same noise.
     let constraints: Vec<Box<dyn Constraint>> = conditions.iter().map(|c| condition_constraint(cfg.problem, &grid, cfg.nx, c)).collect::<Result<_>>()?;
     let linear = constraints[0].is_linear();
-    let methods: Vec<Method> = cfg.methods.iter().copied().filter(|m| linear || !matches!(m, Method::Eci { .. })).collect();
+    let methods: Vec<Sampler> = cfg.methods.iter().copied().filter(|m| linear || !matches!(m, Sampler::Eci { .. })).collect();
     let mut scores: Vec<MethodScores> = Vec::new();
     // Each condition's reference ensemble and its mean, shared by every method.
     let refs: Vec<_> = (0..cfg.conditions).map(|k| reference.values.slice(ndarray::s![k * cfg.ensemble..(k + 1) * cfg.ensemble, ..])).collect();

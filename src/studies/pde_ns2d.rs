@@ -37,7 +37,7 @@ use crate::io::h5::{Attr, DatasetOptions, H5File, H5Tree};
 use crate::nn::{FieldNetConfig, FnoConfig};
 use crate::pde::grid::Axis;
 use crate::pde::{
-    self, Anchor, Constraint, FfmConfig, FfmProblem, FieldData, GpConfig, Grid, LinearConstraint, Method, PcfmOptions, ProjectOptions, Quadrature, Stack,
+    self, Anchor, Constraint, FfmConfig, FfmProblem, FieldData, GpConfig, Grid, LinearConstraint, PcfmOptions, ProjectOptions, Quadrature, Sampler, Stack,
 };
 use crate::plot::{save_figure, save_heatmaps, Heatmap, Panel, Series};
 use crate::sim::grf::Grf;
@@ -72,7 +72,7 @@ pub struct Ns2dStudyConfig {
     /// Sampling steps (one model evaluation each).
     pub sample_steps: usize,
     /// The samplers compared.
-    pub methods: Vec<Method>,
+    pub methods: Vec<Sampler>,
     /// Projection settings.
     pub project: ProjectOptions,
     /// Seed of the data, the conditions and the sampling noise (training has its own).
@@ -112,12 +112,12 @@ impl Default for Ns2dStudyConfig {
             },
             sample_steps: 50,
             methods: vec![
-                Method::Unconstrained,
-                Method::ProjectEnd,
-                Method::Pcfm(PcfmOptions::default()),
-                Method::Pcfm(PcfmOptions { anchor: Anchor::Noise, newton_steps: Some(1), relax: None }),
-                Method::Eci { mix: 1 },
-                Method::Guidance { eta: 0.5 },
+                Sampler::Unconstrained,
+                Sampler::ProjectEnd,
+                Sampler::Pcfm(PcfmOptions::default()),
+                Sampler::Pcfm(PcfmOptions { anchor: Anchor::Noise, newton_steps: Some(1), relax: None }),
+                Sampler::Eci { mix: 1 },
+                Sampler::Guidance { eta: 0.5 },
             ],
             project: ProjectOptions::default(),
             seed: 0,

@@ -1,11 +1,11 @@
 //! HDF5 files behind one API, two backends.
 //!
-//! - [`Backend::Pure`] (default): the pure-Rust `hdf5-pure` crate, which builds
+//! - [`H5Backend::Pure`] (default): the pure-Rust `hdf5-pure` crate, which builds
 //!   with cargo alone and reads what h5py writes by default (gzip, LZF, shuffle,
 //!   fletcher32, groups, attributes, variable-length strings). Files are opened
 //!   in streaming mode, so opening a large file does not load it into memory;
 //!   partial reads are windows of rows along axis 0 (one sample at a time).
-//! - [`Backend::C`] (feature `hdf5-c`): the HDF5 C library through `hdf5-metno`,
+//! - [`H5Backend::C`] (feature `hdf5-c`): the HDF5 C library through `hdf5-metno`,
 //!   for what the pure crate lacks (`libver="latest"` chunk indices written by
 //!   HDF5 2.x, parallel HDF5, very large files).
 //!
@@ -43,7 +43,7 @@ use crate::{Error, Result};
 /// Which HDF5 implementation reads or writes a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Backend {
+pub enum H5Backend {
     /// `hdf5-pure` (pure Rust, always available).
     #[default]
     Pure,
@@ -51,21 +51,21 @@ pub enum Backend {
     C,
 }
 
-impl Backend {
+impl H5Backend {
     /// The backends compiled into this build.
-    pub fn available() -> Vec<Backend> {
-        let mut v = vec![Backend::Pure];
+    pub fn available() -> Vec<H5Backend> {
+        let mut v = vec![H5Backend::Pure];
         if cfg!(feature = "hdf5-c") {
-            v.push(Backend::C);
+            v.push(H5Backend::C);
         }
         v
     }
 
     /// Parses `pure` or `c`, refusing a backend this build lacks.
-    pub fn parse(s: &str) -> Result<Backend> {
+    pub fn parse(s: &str) -> Result<H5Backend> {
         match s {
-            "pure" => Ok(Backend::Pure),
-            "c" if cfg!(feature = "hdf5-c") => Ok(Backend::C),
+            "pure" => Ok(H5Backend::Pure),
+            "c" if cfg!(feature = "hdf5-c") => Ok(H5Backend::C),
             "c" => Err(Error::Unsupported("the HDF5 C backend needs the `hdf5-c` feature (cargo build --features hdf5-c)".into())),
             other => Err(Error::invalid("backend", format!("unknown HDF5 backend `{other}` (pure, c)"))),
         }
@@ -437,20 +437,20 @@ impl H5Tree {
 
     /// Writes the file with the default backend, atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
-        self.write_with(path, Backend::default())
+        self.write_with(path, H5Backend::default())
     }
 
     /// Writes the file with `backend`: to a temporary name beside `path`, then renamed.
-    pub fn write_with(&self, path: &Path, backend: Backend) -> Result<()> {
+    pub fn write_with(&self, path: &Path, backend: H5Backend) -> Result<()> {
         match backend {
-            Backend::Pure => {
+            H5Backend::Pure => {
                 let bytes = pure::to_bytes(self, path)?;
                 crate::train::write_atomic(path, &bytes)
             }
             #[cfg(feature = "hdf5-c")]
-            Backend::C => c::write(self, path),
+            H5Backend::C => c::write(self, path),
             #[cfg(not(feature = "hdf5-c"))]
-            Backend::C => Err(Error::Unsupported("the HDF5 C backend needs the `hdf5-c` feature".into())),
+            H5Backend::C => Err(Error::Unsupported("the HDF5 C backend needs the `hdf5-c` feature".into())),
         }
     }
 }
@@ -506,21 +506,21 @@ pub enum Node {
 impl H5File {
     /// Opens `path` with the default backend.
     pub fn open(path: &Path) -> Result<H5File> {
-        H5File::open_with(path, Backend::default())
+        H5File::open_with(path, H5Backend::default())
     }
 
     /// Opens `path` with `backend`. A missing, truncated or non-HDF5 file is an error naming it.
-    pub fn open_with(path: &Path, backend: Backend) -> Result<H5File> {
+    pub fn open_with(path: &Path, backend: H5Backend) -> Result<H5File> {
         if !path.exists() {
             return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
         }
         let len = check_end_of_file(path)?;
         let inner: Box<dyn Reader> = match backend {
-            Backend::Pure => Box::new(pure::PureReader::open(path)?),
+            H5Backend::Pure => Box::new(pure::PureReader::open(path)?),
             #[cfg(feature = "hdf5-c")]
-            Backend::C => Box::new(c::CReader::open(path)?),
+            H5Backend::C => Box::new(c::CReader::open(path)?),
             #[cfg(not(feature = "hdf5-c"))]
-            Backend::C => return Err(Error::Unsupported("the HDF5 C backend needs the `hdf5-c` feature".into())),
+            H5Backend::C => return Err(Error::Unsupported("the HDF5 C backend needs the `hdf5-c` feature".into())),
         };
         Ok(H5File { path: path.to_path_buf(), inner, len, infos: Default::default() })
     }
