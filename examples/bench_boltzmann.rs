@@ -8,8 +8,9 @@
 //! cargo run --release --example bench_boltzmann -- --system dw2d --seconds 60 --seed 0
 //! ```
 
-use physflow::boltzmann::energy::{DoubleWell2D, InternalEnergy, MultiDoubleWell};
-use physflow::boltzmann::{reweight, train, BoltzmannGenerator, Energy, TrainConfig};
+use physflow::boltzmann::{reweight, train, BoltzmannGenerator, TrainConfig};
+use physflow::energy::Energy;
+use physflow::energy::{DoubleWell2D, InternalEnergy, MultiDoubleWell};
 use physflow::flows::FlowConfig;
 use physflow::train::Run;
 use rand::SeedableRng;

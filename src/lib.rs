@@ -34,6 +34,7 @@ pub mod boltzmann;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod device;
+pub mod energy;
 pub mod error;
 pub mod flows;
 pub mod fm;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::{Array1, Array2, ArrayView2};
-use physflow::boltzmann::energy::{LennardJones, MultiDoubleWell};
-use physflow::boltzmann::{self, reweight, Energy};
+use physflow::boltzmann::{self, reweight};
+use physflow::energy::Energy;
+use physflow::energy::{LennardJones, MultiDoubleWell};
 use physflow::flows::{AffineCoupling, Flow, FlowConfig, Mask, SplineCoupling};
 use physflow::fm::problems::GaussianToGaussian;
 use physflow::fm::{BaseKind, Diffusion, FmModel, InterpolantSde, NetConfig, Objective, ProbabilityPath, ScoreSource};
@@ -208,20 +209,20 @@ fn cases() -> Vec<Case> {
             "particle energy in nine dimensions",
             Box::new(|| {
                 let lj = LennardJones { spatial_dim: 9, ..LennardJones::cluster(3) };
-                boltzmann::evaluate(&lj, Array2::zeros((2, 27)).view()).map(drop)
+                physflow::energy::evaluate(&lj, Array2::zeros((2, 27)).view()).map(drop)
             }),
             "InvalidArgument",
             "1 ≤ d ≤ 8",
         ),
         (
             "configurations of the wrong width for DW4",
-            Box::new(|| boltzmann::evaluate(&MultiDoubleWell::dw4(), Array2::zeros((2, 6)).view()).map(drop)),
+            Box::new(|| physflow::energy::evaluate(&MultiDoubleWell::dw4(), Array2::zeros((2, 6)).view()).map(drop)),
             "Shape",
             "configurations",
         ),
         (
             "a user energy returning the wrong number of values",
-            Box::new(|| boltzmann::evaluate_energy(&ShortEnergy, Array2::zeros((3, 2)).view()).map(drop)),
+            Box::new(|| physflow::energy::evaluate_energy(&ShortEnergy, Array2::zeros((3, 2)).view()).map(drop)),
             "Shape",
             "energies returned by `short`",
         ),

@@ -2,8 +2,9 @@
 //! centre-of-mass-free coordinates, and reweighting of exact samples.
 
 use ndarray::{array, Array2};
-use physflow::boltzmann::energy::{systems, DoubleWell2D, InternalEnergy, LennardJones, MeanFree, MuellerBrown, MultiDoubleWell, PairSum};
-use physflow::boltzmann::{reweight, BoltzmannGenerator, Energy};
+use physflow::boltzmann::{reweight, BoltzmannGenerator};
+use physflow::energy::Energy;
+use physflow::energy::{systems, DoubleWell2D, InternalEnergy, LennardJones, MeanFree, MuellerBrown, MultiDoubleWell, PairSum};
 use physflow::flows::{Base, FlowConfig};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

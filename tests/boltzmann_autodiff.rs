@@ -5,8 +5,8 @@
 
 use burn::tensor::{Tensor, TensorData};
 use ndarray::Array2;
-use physflow::boltzmann::energy::{DoubleWell2D, LennardJones};
-use physflow::boltzmann::{check_forces, Autodiff, Energy, TensorEnergy};
+use physflow::energy::{check_forces, Autodiff, Energy, TensorEnergy};
+use physflow::energy::{DoubleWell2D, LennardJones};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -76,7 +76,7 @@ fn lj_configs(n: usize, rows: usize, rng: &mut StdRng) -> Array2<f64> {
 }
 
 /// Energies to 1e-12 relative and forces to 1e-10 relative against the hand-written LJ13 and
-/// double well (`boltzmann::energy`, themselves checked against finite differences in
+/// double well (`energy`, themselves checked against finite differences in
 /// `tests/boltzmann.rs`).
 #[test]
 fn autodiff_forces_match_hand_written_ones() {

@@ -228,7 +228,8 @@ fn fm_model_field_off_the_fused_path() {
 /// burn's CPU backend and on wgpu, for the same draws.
 #[test]
 fn bg_spline_flow_parity_wgpu() {
-    use physflow::boltzmann::{energy::DoubleWell2D, BgTrainer, BoltzmannGenerator, TrainConfig as BgConfig};
+    use physflow::boltzmann::{BgTrainer, BoltzmannGenerator, TrainConfig as BgConfig};
+    use physflow::energy::DoubleWell2D;
     use physflow::flows::{Flow, FlowConfig};
     let Some(gpu) = wgpu() else { return };
     let energy = DoubleWell2D::default();

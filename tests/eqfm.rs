@@ -5,9 +5,10 @@
 
 use burn::tensor::{Tensor, TensorData};
 use ndarray::Array2;
-use physflow::boltzmann::energy::MultiDoubleWell;
 use physflow::boltzmann::eqfm::{couple, EqCoupling, EqFmConfig, EqFmTrainer, Likelihood};
-use physflow::boltzmann::{load_eqfm, train_eqfm, Energy};
+use physflow::boltzmann::{load_eqfm, train_eqfm};
+use physflow::energy::Energy;
+use physflow::energy::MultiDoubleWell;
 use physflow::flows::Base;
 use physflow::fm::equivariant::sq_dist;
 use physflow::fm::Perturbation;
@@ -258,7 +259,7 @@ fn bad_input_is_refused() {
     assert!(matches!(EqFmTrainer::new(nan.view(), &cfg, &device), Err(Error::NonFiniteInput { .. })));
     assert!(matches!(EqFmTrainer::new(data(4, 1).view(), &EqFmConfig { chunk: 0, ..cfg.clone() }, &device), Err(Error::InvalidArgument { .. })));
     let model = EqFmTrainer::new(data(4, 1).view(), &cfg, &device).unwrap().model();
-    let lj = physflow::boltzmann::energy::LennardJones::lj13();
+    let lj = physflow::energy::LennardJones::lj13();
     assert_eq!(lj.dim(), 39);
     assert!(matches!(model.sample_weighted(&lj, 1.0, 4, &mut StdRng::seed_from_u64(0)), Err(Error::Shape { .. })));
     assert!(matches!(model.log_prob(wrong.view()), Err(Error::Shape { .. })));

@@ -4,7 +4,7 @@
 use burn::tensor::Tensor;
 use ndarray::Array2;
 use physflow::boltzmann::eqfm::{EqFmConfig, EqFmTrainer, Likelihood};
-use physflow::boltzmann::{Autodiff, Energy, TensorEnergy};
+use physflow::energy::{Autodiff, Energy, TensorEnergy};
 use physflow::fm::Perturbation;
 use physflow::nn::EgnnConfig;
 use physflow::train::RunOptions;

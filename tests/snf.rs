@@ -8,9 +8,10 @@ mod common;
 
 use burn::tensor::Device;
 use common::Gaussian;
-use physflow::boltzmann::energy::DoubleWell2D;
 use physflow::boltzmann::quadrature::{quadrature_2d, Grid2};
-use physflow::boltzmann::{reweight, train, BgTrainer, BoltzmannGenerator, Energy, TrainConfig};
+use physflow::boltzmann::{reweight, train, BgTrainer, BoltzmannGenerator, TrainConfig};
+use physflow::energy::DoubleWell2D;
+use physflow::energy::Energy;
 use physflow::flows::{FlowConfig, Kernel, LayerConfig};
 use physflow::train::Run;
 use physflow::Error;

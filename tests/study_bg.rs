@@ -182,7 +182,7 @@ fn lj55_study_runs_and_reuses_its_reference_file() {
     assert_eq!(r.weights.len(), 1);
     check_samples_and_ess(ParticleSystem::Lj55, &out.join("a"), &r, cfg.train.beta);
     assert!(r.non_finite_energies < cfg.n_eval);
-    let energy = physflow::boltzmann::energy::LennardJones::lj55();
+    let energy = physflow::energy::LennardJones::lj55();
     for path in [ref_file.clone(), out.join("a").join("bg_lj55_reference.h5")] {
         let (s, sampler, settings) = physflow::boltzmann::mcmc::McmcSamples::read_h5(&path, &energy).unwrap();
         assert_eq!((sampler.as_str(), settings.chains, settings.samples), ("mala", 8, 20));

@@ -34,7 +34,9 @@ use rand::RngExt;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{reweight, Energy, Weighted};
+use super::{reweight, Weighted};
+
+use crate::energy::Energy;
 use crate::flows::Base;
 use crate::fm::equivariant::{align, align_from_identity, sq_dist, Orthogonal};
 use crate::fm::{assignment, log_density, sample_flow_perturbation, sample_with_log_density, Perturbation, Trace};
@@ -467,7 +469,7 @@ impl EqFmModel {
             });
         }
         let (x, log_q) = self.sample(n, rng)?;
-        let u = super::evaluate_energy(energy, x.view())?;
+        let u = crate::energy::evaluate_energy(energy, x.view())?;
         let mut log_w = reweight::log_weights(beta, u.view(), log_q.view())?;
         let mut skipped = 0;
         for (lw, uu) in log_w.iter_mut().zip(&u) {

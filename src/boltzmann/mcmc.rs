@@ -8,7 +8,7 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::energy::Energy;
+use crate::energy::Energy;
 use crate::{Error, Result};
 
 /// Settings of [`mala`] and [`metropolis`].
@@ -191,7 +191,7 @@ fn run(energy: &dyn Energy, x0: ArrayView2<f64>, cfg: &MalaConfig, kind: Kind) -
     }
     let beta = cfg.beta;
     let mut x = x0.to_owned();
-    let (mut u, mut f) = super::evaluate(energy, x.view())?;
+    let (mut u, mut f) = crate::energy::evaluate(energy, x.view())?;
     if let Some(i) = u.iter().position(|v| !v.is_finite()) {
         return Err(Error::NonFiniteInput { what: "MCMC starting energy (index = chain)", index: i });
     }
@@ -209,7 +209,7 @@ fn run(energy: &dyn Energy, x0: ArrayView2<f64>, cfg: &MalaConfig, kind: Kind) -
             Kind::Mala => xp.assign(&(&x + &(h * beta * &f) + &((2.0 * h).sqrt() * &noise))),
             Kind::Metropolis => xp.assign(&(&x + &(h * &noise))),
         }
-        let (up, fp) = super::evaluate(energy, xp.view())?;
+        let (up, fp) = crate::energy::evaluate(energy, xp.view())?;
         let mut accepted = 0usize;
         for i in 0..c {
             let mut log_a = -beta * (up[i] - u[i]);
@@ -254,7 +254,7 @@ fn run(energy: &dyn Energy, x0: ArrayView2<f64>, cfg: &MalaConfig, kind: Kind) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boltzmann::energy::DoubleWell2D;
+    use crate::energy::DoubleWell2D;
     use ndarray::Array2;
 
     /// `u = ½ |x|² / σ²`: p = N(0, σ² I).

@@ -4,7 +4,7 @@
 use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use super::energy::Energy;
+use crate::energy::Energy;
 use crate::{Error, Result};
 
 /// A rectangular grid `[lo₀, hi₀] × [lo₁, hi₁]` with `n₀ × n₁` points (odd counts, for Simpson).
@@ -19,13 +19,13 @@ pub struct Grid2 {
 }
 
 impl Grid2 {
-    /// For [`super::energy::DoubleWell2D`] at β ≥ 0.5: `[−3, 3] × [−7, 7]`, 1201 × 1401 points
+    /// For [`crate::energy::DoubleWell2D`] at β ≥ 0.5: `[−3, 3] × [−7, 7]`, 1201 × 1401 points
     /// (the density beyond the box is below e⁻¹² of its peak).
     pub fn for_double_well() -> Self {
         Grid2 { lo: [-3.0, -7.0], hi: [3.0, 7.0], n: [1201, 1401] }
     }
 
-    /// For [`super::energy::MuellerBrown`]: `[−1.8, 1.2] × [−0.6, 2.2]`.
+    /// For [`crate::energy::MuellerBrown`]: `[−1.8, 1.2] × [−0.6, 2.2]`.
     pub fn for_mueller_brown() -> Self {
         Grid2 { lo: [-1.8, -0.6], hi: [1.2, 2.2], n: [1201, 1121] }
     }
@@ -131,7 +131,7 @@ impl Quadrature2D {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boltzmann::energy::DoubleWell2D;
+    use crate::energy::DoubleWell2D;
 
     #[test]
     fn double_well_log_z_and_moments_match_an_independent_1d_quadrature() {

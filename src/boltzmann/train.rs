@@ -20,8 +20,8 @@ use rand::rngs::StdRng;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
-use super::energy::Energy;
 use super::reweight;
+use crate::energy::Energy;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
@@ -188,7 +188,7 @@ impl BoltzmannGenerator {
     /// `log w = −β u − log q` for the target `exp(−β u)` ([`reweight::log_weights`]).
     pub fn sample_weighted(&self, energy: &dyn Energy, beta: f64, n: usize, rng: &mut StdRng) -> Result<Weighted> {
         let (x, log_q) = self.sample(n, rng)?;
-        let u = super::evaluate_energy(energy, x.view())?;
+        let u = crate::energy::evaluate_energy(energy, x.view())?;
         let log_w = reweight::log_weights(beta, u.view(), log_q.view())?;
         Ok(Weighted { x, u, log_q, log_w })
     }
@@ -403,7 +403,7 @@ impl<'a> BgTrainer<'a> {
     fn energy_term(&self, x: &Array2<f64>, ld: &Array1<f64>, lp: &Array1<f64>) -> Result<(Term, f64, f64)> {
         let (config, energy) = (&self.config, self.energy.expect("validated"));
         let bsz = x.nrows();
-        let (u, f) = super::evaluate(energy, x.view())?;
+        let (u, f) = crate::energy::evaluate(energy, x.view())?;
         let log_q = lp - ld;
         let log_w = reweight::log_weights(config.beta, u.view(), log_q.view())?;
         let kl = (-&log_w).mean().unwrap_or(f64::NAN);

@@ -519,7 +519,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 if *shards != 1 || initial != "scaled" || resolution.is_some() || crate::sim::fields::NAMES.contains(&system.as_str()) {
                     return Err(Error::invalid("format", "--shards, --initial fourier and the field simulators (ns2d, darcy, ...) need --format h5"));
                 }
-                let spec = crate::sim::SimulateSpec {
+                let spec = crate::io::SimulateSpec {
                     samples: *samples,
                     t_end: *t_end,
                     n_times: *n_times,
@@ -527,7 +527,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                     param_spread: *param_spread,
                     seed: cli.seed.unwrap_or(0),
                 };
-                let files = crate::sim::simulate_to_files(system, &spec, &opts, &out, format, !cli.quiet)?;
+                let files = crate::io::simulate_to_files(system, &spec, &opts, &out, format, !cli.quiet)?;
                 for f in files {
                     println!("wrote {f}");
                 }

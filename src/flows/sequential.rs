@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::{check_cotangents, ActNorm, AffineCoupling, Flow, Kernel, LuLinear, Mask, Permutation, SplineCoupling, StochasticBlock, StochasticConfig};
-use crate::boltzmann::Energy;
+use crate::energy::Energy;
 use crate::{Error, Result};
 
 /// `f = f_L ∘ … ∘ f_1`: `forward` applies the layers in order and sums their

@@ -43,7 +43,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::{check_cotangents, check_input, Flow};
-use crate::boltzmann::Energy;
+use crate::energy::Energy;
 use crate::sde::brownian::splitmix64;
 use crate::{Error, Result};
 
@@ -413,8 +413,8 @@ impl Flow for StochasticBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boltzmann::energy::{DoubleWell2D, MultiDoubleWell};
     use crate::boltzmann::quadrature::{quadrature_2d, Grid2};
+    use crate::energy::{DoubleWell2D, MultiDoubleWell};
     use crate::flows::Base;
     use rand::rngs::StdRng;
 

@@ -1,13 +1,17 @@
 //! Reading and writing arrays and datasets: HDF5 files ([`h5`], two backends behind
 //! one API), PDEBench's layouts ([`pdebench`]), sharded simulation datasets with a
 //! manifest ([`dataset`]), batches streamed into training ([`loader`]), and NumPy
-//! `.npy` (format 1.0, little-endian f64, C order) and CSV. Every file is written
+//! `.npy` (format 1.0, little-endian f64, C order) and CSV, into which `physflow simulate`
+//! writes ensembles of a library system ([`simulate_to_files`]). Every file is written
 //! atomically (temporary name, then rename).
 
 pub mod dataset;
 pub mod h5;
 pub mod loader;
 pub mod pdebench;
+mod simulate;
+
+pub use simulate::{simulate_to_files, SimulateSpec};
 
 use std::path::Path;
 

@@ -88,7 +88,7 @@ pub struct FieldLayout {
     /// Channel names (`["u"]`, `["u", "v"]`).
     pub channels: Vec<String>,
     /// Axis names with their grids (`[("x", grid)]`, `[("x", gx), ("y", gy)]`).
-    pub axes: Vec<(String, super::systems::Grid1d)>,
+    pub axes: Vec<(String, super::grid::Grid1d)>,
 }
 
 impl FieldLayout {

@@ -20,11 +20,11 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::boltzmann::energy::DoubleWell2D;
 use crate::boltzmann::mcmc::{mala, MalaConfig};
 use crate::boltzmann::quadrature::{quadrature_2d, Grid2};
 use crate::boltzmann::reweight::{self, Estimate};
 use crate::boltzmann::{train, BoltzmannGenerator, TrainConfig};
+use crate::energy::DoubleWell2D;
 use crate::flows::FlowConfig;
 use crate::plot::{save_figure, Panel, Series};
 use crate::train::Run;

@@ -27,11 +27,12 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::boltzmann::energy::{pair_distances, InternalEnergy, LennardJones, MeanFree, MultiDoubleWell};
 use crate::boltzmann::eqfm::{train_eqfm, EqFmConfig, Likelihood};
 use crate::boltzmann::mcmc::{mala, MalaConfig, McmcSamples};
 use crate::boltzmann::reweight::{self, Estimate};
-use crate::boltzmann::{train, BoltzmannGenerator, Energy, TrainConfig};
+use crate::boltzmann::{train, BoltzmannGenerator, TrainConfig};
+use crate::energy::Energy;
+use crate::energy::{pair_distances, InternalEnergy, LennardJones, MeanFree, MultiDoubleWell};
 use crate::flows::FlowConfig;
 use crate::fm::Perturbation;
 use crate::nn::EgnnConfig;
@@ -477,7 +478,7 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
         BgMethod::Coupling => {
             let internal = coords.to_internal(mcmc.samples.view())?;
             let train_x = internal.slice(ndarray::s![..total - n_test, ..]).to_owned();
-            let target: std::sync::Arc<dyn crate::boltzmann::Energy> = std::sync::Arc::new(InternalEnergy::new(cfg.cartesian_energy())?);
+            let target: std::sync::Arc<dyn crate::energy::Energy> = std::sync::Arc::new(InternalEnergy::new(cfg.cartesian_energy())?);
             let mut bg = BoltzmannGenerator::with_target(&cfg.train.flow, target, beta, seed)?;
             let ckpt = out.join("checkpoint_coupling");
             crate::train::Checkpoint::new(&ckpt).keep_if_same_study(cfg)?;

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use ndarray::{Array1, Array2, ArrayView2};
-use physflow::boltzmann::Energy;
+use physflow::energy::Energy;
 
 /// `u = ½ Σ_k (x_k − μ_k)² / σ_k²`: at β = 1, `p = N(μ, diag σ²)`, a target with a closed-form
 /// normalising constant ([`Gaussian::log_z`]).

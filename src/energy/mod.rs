@@ -1,6 +1,8 @@
 //! Potential energies of physical systems, batched: `x: [batch, dim]` in, `u: [batch]` and
 //! forces `f = −∇u: [batch, dim]` out, as ndarray arrays so that simulation codes can call
-//! them directly.
+//! them directly. The targets of [`crate::boltzmann`] and of the stochastic blocks of
+//! [`crate::flows`]; energies written once on burn tensors ([`TensorEnergy`]) get their forces
+//! by automatic differentiation ([`Autodiff`]), checked by [`check_forces`].
 
 use ndarray::{Array1, Array2, ArrayView2};
 
@@ -91,6 +93,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
+
+mod autodiff;
+pub use autodiff::{check_forces, Autodiff, TensorEnergy};
 
 /// Rows at or above this batch size are evaluated in parallel (rayon).
 const PAR_ROWS: usize = 64;

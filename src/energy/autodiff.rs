@@ -9,7 +9,7 @@
 use burn::tensor::{DType, Tensor};
 use ndarray::{Array1, Array2, ArrayView2};
 
-use super::energy::Energy;
+use super::Energy;
 use crate::host::{array2_from_tensor, tensor_from_array2, ToHost};
 use crate::{Error, Result};
 

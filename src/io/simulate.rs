@@ -7,8 +7,8 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::{ensemble, systems, SimOptions};
-use crate::io::{write_csv, write_npy};
+use super::{write_csv, write_npy};
+use crate::sim::{ensemble, systems, SimOptions};
 use crate::train::write_json;
 use crate::{Error, Result};
 
