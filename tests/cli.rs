@@ -62,7 +62,7 @@ fn json(path: &Path) -> serde_json::Value {
 #[test]
 fn training_subcommands_run_on_the_cpu() {
     let out = scratch("train");
-    ok(&out, &["demo", "--iterations", "3"]);
+    ok(&out, &["ode", "--iterations", "3"]);
     ok(&out, &["sde", "--iterations", "2"]);
     ok(&out, &["fm", "double-well", "--config", ".ci/smoke/fm_double_well.toml"]);
     ok(&out, &["pde", "heat", "--config", ".ci/smoke/pde.toml"]);
@@ -74,6 +74,26 @@ fn training_subcommands_run_on_the_cpu() {
     // here: the f32 device was made before the command asked for f64).
     ok(&out, &["fit"]);
     ok(&out, &["hybrid", "--iterations", "1"]);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// `demo` at smoke size: every pillar once, through the study table, and one index page
+/// (Markdown and HTML) whose figures all exist.
+#[test]
+fn demo_tours_every_pillar_and_writes_an_index() {
+    let out = scratch("demo");
+    let stdout = ok(&out, &["demo", "--config", ".ci/smoke/demo.toml"]);
+    let md = std::fs::read_to_string(out.join("index.md")).unwrap();
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    for pillar in ["Neural ODE", "Stiff system", "Neural SDE", "Boltzmann generator", "Flow matching", "Constrained PDE fields"] {
+        assert!(md.contains(pillar) && html.contains(pillar) && stdout.contains(pillar), "{pillar} missing");
+    }
+    let figures: Vec<&str> = md.lines().filter_map(|l| l.strip_prefix("![")).map(|l| &l[l.find("](").unwrap() + 2..l.len() - 1]).collect();
+    assert!(figures.len() >= 6, "{figures:?}");
+    for f in figures {
+        assert!(std::fs::read(out.join(f)).unwrap().len() > 1000, "{f}");
+        assert!(html.contains(&format!("<img src=\"{f}\"")), "{f} not in the HTML page");
+    }
     std::fs::remove_dir_all(&out).unwrap();
 }
 

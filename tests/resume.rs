@@ -24,7 +24,7 @@ struct Trainer {
 
 const TRAINERS: &[Trainer] = &[
     Trainer {
-        args: &["demo"],
+        args: &["ode"],
         config: "iterations = 120\ncheckpoint_every = 10\nhidden = [16, 16]\nn_train = 8\nn_test = 4\nn_times = 21\n",
         resume_flag: true,
         checkpoint: "neural_ode/checkpoint",

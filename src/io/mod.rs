@@ -11,7 +11,7 @@ pub mod loader;
 pub mod pdebench;
 mod simulate;
 
-pub use simulate::{simulate_to_files, SimulateSpec};
+pub use simulate::{simulate_to_files, ArrayFormat, SimulateSpec};
 
 use std::path::Path;
 

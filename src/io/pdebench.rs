@@ -80,6 +80,7 @@ pub struct Grouped {
 
 /// Which layout a file has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Layout {
     /// Fields at the root ([`SingleFile`]).
     Single,

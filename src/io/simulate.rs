@@ -12,6 +12,17 @@ use crate::sim::{ensemble, systems, SimOptions};
 use crate::train::write_json;
 use crate::{Error, Result};
 
+/// The file format of [`simulate_to_files`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum ArrayFormat {
+    /// NumPy `.npy` files (`states.npy [N, T, D]`, `times.npy`, `params.npy`, `y0.npy`).
+    Npy,
+    /// One `trajectories.csv` (sample, t, y0..y{D-1}).
+    Csv,
+}
+
 /// How many trajectories, over which times, and how they vary.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SimulateSpec {
@@ -32,10 +43,7 @@ pub struct SimulateSpec {
 /// Simulates `system` (a [`systems::by_name`] name) per `spec` and writes the
 /// trajectories under `out` as `npy` (states `[N, T, D]`, times, params, y0) or
 /// `csv` (one row per sample and time), plus `meta.json`. Returns the files written.
-pub fn simulate_to_files(system: &str, spec: &SimulateSpec, opts: &SimOptions, out: &Path, format: &str, progress: bool) -> Result<Vec<String>> {
-    if format != "npy" && format != "csv" {
-        return Err(Error::invalid("format", format!("unknown format `{format}` (npy, csv)")));
-    }
+pub fn simulate_to_files(system: &str, spec: &SimulateSpec, opts: &SimOptions, out: &Path, format: ArrayFormat, progress: bool) -> Result<Vec<String>> {
     if spec.samples == 0 || spec.n_times < 2 {
         return Err(Error::invalid("samples", "need at least one sample and two output times"));
     }
@@ -55,7 +63,7 @@ pub fn simulate_to_files(system: &str, spec: &SimulateSpec, opts: &SimOptions, o
         files.push(p.display().to_string());
         p
     };
-    if format == "npy" {
+    if format == ArrayFormat::Npy {
         write_npy(&put("states.npy"), &[n, spec.n_times, d], states.as_slice().expect("contiguous"))?;
         write_npy(&put("times.npy"), &[spec.n_times], &times)?;
         write_npy(&put("params.npy"), &[n, p0.len()], params.as_slice().expect("contiguous"))?;
@@ -80,7 +88,7 @@ pub fn simulate_to_files(system: &str, spec: &SimulateSpec, opts: &SimOptions, o
         "spec": spec,
         "options": opts,
         "generator": format!("physflow {}", env!("CARGO_PKG_VERSION")),
-        "layout": if format == "npy" { "states.npy [samples, times, dim]; times.npy [times]; params.npy [samples, params]; y0.npy [samples, dim]" } else { "trajectories.csv: sample, t, y0..y{D-1}" },
+        "layout": if format == ArrayFormat::Npy { "states.npy [samples, times, dim]; times.npy [times]; params.npy [samples, params]; y0.npy [samples, dim]" } else { "trajectories.csv: sample, t, y0..y{D-1}" },
     });
     write_json(&put("meta.json"), &meta)?;
     Ok(files)

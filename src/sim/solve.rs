@@ -17,6 +17,7 @@ use crate::{Error, Result};
 
 /// The diffsol integrators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Integrator {
     /// Variable-order BDF / NDF (Shampine & Reichelt 1997, as in ode15s and scipy): stiff problems.
@@ -25,6 +26,7 @@ pub enum Integrator {
     /// ESDIRK3(4) (Jørgensen, Kristensen & Thomsen 2018): stiff, L-stable, one-step.
     Esdirk34,
     /// TR-BDF2 (Hosea & Shampine 1996): stiff, low order, cheap steps.
+    #[cfg_attr(feature = "cli", value(name = "tr_bdf2", alias = "trbdf2", alias = "tr-bdf2"))]
     TrBdf2,
     /// Tsitouras 5(4) (Tsitouras 2011): explicit, for non-stiff problems.
     Tsit45,

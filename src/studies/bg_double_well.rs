@@ -291,3 +291,49 @@ fn markdown(r: &BgDoubleWellReport) -> String {
         acc = r.mcmc_acceptance,
     )
 }
+
+/// The double-well Boltzmann-generator study in the study table ([`super::TABLE`]).
+pub struct BgDoubleWellStudy;
+
+impl super::Study for BgDoubleWellStudy {
+    type Config = BgDoubleWellConfig;
+    type Report = BgDoubleWellReport;
+
+    fn dir(_cfg: &BgDoubleWellConfig) -> String {
+        "bg_double_well".into()
+    }
+
+    fn seed(cfg: &mut BgDoubleWellConfig) -> &mut u64 {
+        &mut cfg.train.seed
+    }
+
+    fn steps(cfg: &mut BgDoubleWellConfig) -> &mut usize {
+        &mut cfg.train.steps
+    }
+
+    fn run(cfg: &BgDoubleWellConfig, dir: &Path, ctx: &super::Context) -> Result<BgDoubleWellReport> {
+        run(cfg, &(ctx.device)()?, dir, ctx.quiet)
+    }
+
+    fn summary(_cfg: &BgDoubleWellConfig, r: &BgDoubleWellReport) -> String {
+        format!(
+            "double well by energy: ESS/N {:.4}; ΔF {:.4} ± {:.4} (raw {:.4} ± {:.4}, exact {:.4}); log Z IS {:.4} ± {:.4}, BAR {:.4} ± {:.4} (exact {:.4}); {:.1} s",
+            r.ess_fraction,
+            r.delta_f_reweighted.value,
+            r.delta_f_reweighted.std_err,
+            r.delta_f_raw.value,
+            r.delta_f_raw.std_err,
+            r.delta_f_exact,
+            r.log_z_importance.value,
+            r.log_z_importance.std_err,
+            r.log_z_bar.value,
+            r.log_z_bar.std_err,
+            r.log_z_exact,
+            r.train_seconds
+        )
+    }
+
+    fn files(r: &BgDoubleWellReport) -> &[String] {
+        &r.files
+    }
+}

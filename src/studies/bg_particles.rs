@@ -42,7 +42,7 @@ use crate::train::{write_atomic, write_json};
 use crate::{Error, Result};
 
 /// Which particle system.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum ParticleSystem {
     /// DW4: 4 particles in 2D, double-well pair potential.
@@ -78,7 +78,7 @@ impl std::str::FromStr for ParticleSystem {
 }
 
 /// Which generator the study trains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum BgMethod {
     /// RealNVP coupling layers in centre-of-mass-free coordinates, `w_D · NLL + w_E · KL`
@@ -849,6 +849,89 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
         }
     }
     table
+}
+
+/// The `system` key of a `bg particles` config table, if it has one.
+fn table_system(table: &toml::Value, origin: &str) -> Result<Option<ParticleSystem>> {
+    let fmt = |reason: String| Error::Format { path: origin.to_string(), reason };
+    match table.get("system") {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => s.parse::<ParticleSystem>().map(Some).map_err(|e: Error| fmt(e.to_string())),
+        Some(other) => Err(fmt(format!("`system` must be a string, not {other}"))),
+    }
+}
+
+/// The `bg particles` configuration: the system from `--system` or the file (they must
+/// agree; DW4 when neither names one), the file's keys merged over that system's defaults
+/// (not DW4's), then `--method`, `--steps` (of that method) and `--seed`. Touches no device,
+/// so a bad command line fails before any tensor is made.
+///
+/// # Errors
+/// `InvalidArgument` naming `--system` when it disagrees with the file's; `Format` for a bad
+/// file or an unknown system in it.
+pub fn particle_config(o: &super::Overrides) -> Result<BgParticlesConfig> {
+    let flag = o.system;
+    let in_file = match &o.config {
+        Some((table, origin)) => table_system(table, origin)?,
+        None => None,
+    };
+    let sys = match (flag, in_file) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::InvalidArgument { name: "--system", reason: format!("`{}` disagrees with the config file's system `{}`", a.name(), b.name()) })
+        }
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => ParticleSystem::Dw4,
+    };
+    // The steps belong to the method, so they are set after it.
+    let plain = super::Overrides { steps: None, system: None, method: None, ..o.clone() };
+    let mut cfg = super::configure::<BgParticlesStudy>(BgParticlesConfig::for_system(sys), &plain)?;
+    if let Some(m) = o.method {
+        cfg.method = m;
+    }
+    if let Some(n) = o.steps {
+        *cfg.steps_mut() = n;
+    }
+    Ok(cfg)
+}
+
+/// The `physflow bg particles` row of the study table ([`particle_config`], then the run).
+///
+/// # Errors
+/// As [`particle_config`] and [`run`].
+pub fn run_entry(o: &super::Overrides, ctx: &super::Context) -> Result<super::Outcome> {
+    super::finish::<BgParticlesStudy>(particle_config(o)?, ctx)
+}
+
+/// The particle-system Boltzmann-generator study in the study table ([`super::TABLE`]).
+pub struct BgParticlesStudy;
+
+impl super::Study for BgParticlesStudy {
+    type Config = BgParticlesConfig;
+    type Report = BgParticlesReport;
+
+    fn dir(cfg: &BgParticlesConfig) -> String {
+        format!("bg_{}", cfg.system.name())
+    }
+
+    fn seed(cfg: &mut BgParticlesConfig) -> &mut u64 {
+        &mut cfg.train.seed
+    }
+
+    fn steps(cfg: &mut BgParticlesConfig) -> &mut usize {
+        cfg.steps_mut()
+    }
+
+    fn run(cfg: &BgParticlesConfig, dir: &Path, ctx: &super::Context) -> Result<BgParticlesReport> {
+        run(cfg, &(ctx.device)()?, dir, ctx.quiet)
+    }
+
+    fn summary(_cfg: &BgParticlesConfig, r: &BgParticlesReport) -> String {
+        r.summary()
+    }
+
+    fn files(r: &BgParticlesReport) -> &[String] {
+        &r.files
+    }
 }
 
 #[cfg(test)]

@@ -340,6 +340,51 @@ fn markdown(r: &FmDoubleWellReport) -> String {
     )
 }
 
+/// The flow-matching double-well study in the study table ([`super::TABLE`]).
+pub struct FmDoubleWellStudy;
+
+impl super::Study for FmDoubleWellStudy {
+    type Config = FmDoubleWellConfig;
+    type Report = FmDoubleWellReport;
+
+    fn dir(_cfg: &FmDoubleWellConfig) -> String {
+        "fm_double_well".into()
+    }
+
+    fn seed(cfg: &mut FmDoubleWellConfig) -> &mut u64 {
+        &mut cfg.seed
+    }
+
+    fn steps(cfg: &mut FmDoubleWellConfig) -> &mut usize {
+        &mut cfg.steps
+    }
+
+    fn run(cfg: &FmDoubleWellConfig, dir: &Path, ctx: &super::Context) -> Result<FmDoubleWellReport> {
+        run(cfg, &(ctx.device)()?, dir, ctx.quiet)
+    }
+
+    fn summary(cfg: &FmDoubleWellConfig, r: &FmDoubleWellReport) -> String {
+        format!(
+            "double well β {} → {}: W2 {:.4} (floor {:.4}, source {:.4}); right well {:.4} (exact {:.4}, source {:.4}); ESS/N {:.3}; KL {:.4}; {:.1} s",
+            cfg.beta_hot,
+            cfg.beta_cold,
+            r.w2,
+            r.w2_floor,
+            r.w2_source,
+            r.right_well_model,
+            r.right_well_exact,
+            r.right_well_source,
+            r.ess_fraction,
+            r.kl_model_to_exact,
+            r.train_seconds
+        )
+    }
+
+    fn files(r: &FmDoubleWellReport) -> &[String] {
+        &r.files
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -283,3 +283,43 @@ fn markdown(r: &FmMoonsReport) -> String {
     ));
     s
 }
+
+/// The flow-matching moons study in the study table ([`super::TABLE`]).
+pub struct FmMoonsStudy;
+
+impl super::Study for FmMoonsStudy {
+    type Config = FmMoonsConfig;
+    type Report = FmMoonsReport;
+
+    fn dir(_cfg: &FmMoonsConfig) -> String {
+        "fm_moons".into()
+    }
+
+    fn seed(cfg: &mut FmMoonsConfig) -> &mut u64 {
+        &mut cfg.seed
+    }
+
+    fn steps(cfg: &mut FmMoonsConfig) -> &mut usize {
+        &mut cfg.steps
+    }
+
+    fn run(cfg: &FmMoonsConfig, dir: &Path, ctx: &super::Context) -> Result<FmMoonsReport> {
+        run(cfg, &(ctx.device)()?, dir, ctx.quiet)
+    }
+
+    fn summary(_cfg: &FmMoonsConfig, r: &FmMoonsReport) -> String {
+        {
+            let mut s = String::new();
+            for m in &r.models {
+                let w2: Vec<String> = m.w2.iter().map(|(n, w)| format!("{n}:{w:.3}")).collect();
+                let st = m.straightness.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+                s += &format!("{:>12}: W2 by NFE {}  straightness {st}  ({:.1} s)\n", m.name, w2.join(" "), m.train_seconds);
+            }
+            s + &format!("data-vs-data W2 floor {:.3}; source (8 Gaussians) W2 {:.3}", r.w2_floor, r.w2_source)
+        }
+    }
+
+    fn files(r: &FmMoonsReport) -> &[String] {
+        &r.files
+    }
+}

@@ -365,3 +365,38 @@ fn markdown(r: &NeuralOdeReport) -> String {
         sec = r.train_seconds,
     )
 }
+
+/// The neural ODE study in the study table ([`super::TABLE`]).
+pub struct NeuralOdeStudy;
+
+impl super::Study for NeuralOdeStudy {
+    type Config = NeuralOdeConfig;
+    type Report = NeuralOdeReport;
+
+    fn dir(_cfg: &NeuralOdeConfig) -> String {
+        "neural_ode".into()
+    }
+
+    fn seed(cfg: &mut NeuralOdeConfig) -> &mut u64 {
+        &mut cfg.seed
+    }
+
+    fn steps(cfg: &mut NeuralOdeConfig) -> &mut usize {
+        &mut cfg.iterations
+    }
+
+    fn run(cfg: &NeuralOdeConfig, dir: &Path, ctx: &super::Context) -> Result<NeuralOdeReport> {
+        run(cfg, &(ctx.device)()?, dir, ctx.resume, ctx.quiet)
+    }
+
+    fn summary(_cfg: &NeuralOdeConfig, r: &NeuralOdeReport) -> String {
+        format!(
+            "neural ODE: training MSE {:.3e} -> {:.3e}, held-out MSE {:.3e} (data variance {:.3e}), {:.1} s",
+            r.train_mse_initial, r.train_mse_final, r.test_mse, r.test_data_variance, r.train_seconds
+        )
+    }
+
+    fn files(r: &NeuralOdeReport) -> &[String] {
+        &r.files
+    }
+}

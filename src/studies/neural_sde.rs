@@ -650,6 +650,41 @@ fn markdown(r: &NeuralSdeReport) -> String {
     )
 }
 
+/// The neural SDE study in the study table ([`super::TABLE`]).
+pub struct NeuralSdeStudy;
+
+impl super::Study for NeuralSdeStudy {
+    type Config = NeuralSdeConfig;
+    type Report = NeuralSdeReport;
+
+    fn dir(_cfg: &NeuralSdeConfig) -> String {
+        "neural_sde".into()
+    }
+
+    fn seed(cfg: &mut NeuralSdeConfig) -> &mut u64 {
+        &mut cfg.seed
+    }
+
+    fn steps(cfg: &mut NeuralSdeConfig) -> &mut usize {
+        &mut cfg.iterations
+    }
+
+    fn run(cfg: &NeuralSdeConfig, dir: &Path, ctx: &super::Context) -> Result<NeuralSdeReport> {
+        run(cfg, &(ctx.device)()?, dir, ctx.resume, ctx.quiet)
+    }
+
+    fn summary(cfg: &NeuralSdeConfig, r: &NeuralSdeReport) -> String {
+        format!(
+            "neural SDE: held-out marginal W2 {:.4} (untrained {:.4}, data-vs-data floor {:.4}); right well at t = {}: data {:.3}, model {:.3}; diffusion {:.3} (true {:.3}); {:.1} s",
+            r.test_w2_marginal, r.test_w2_marginal_untrained, r.data_w2_floor, cfg.t_end, r.right_well_data, r.right_well_model, r.diffusion_mean, r.diffusion_true, r.train_seconds
+        )
+    }
+
+    fn files(r: &NeuralSdeReport) -> &[String] {
+        &r.files
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -183,3 +183,44 @@ pub fn run(cfg: &ParamFitConfig, out: &Path, quiet: bool) -> Result<ParamFitRepo
     write_atomic(&md, text.as_bytes())?;
     Ok(report)
 }
+
+/// The parameter-fitting study in the study table ([`super::TABLE`]).
+pub struct ParamFitStudy;
+
+impl super::Study for ParamFitStudy {
+    type Config = ParamFitConfig;
+    type Report = ParamFitReport;
+
+    fn dir(_cfg: &ParamFitConfig) -> String {
+        "param_fit".into()
+    }
+
+    fn seed(cfg: &mut ParamFitConfig) -> &mut u64 {
+        &mut cfg.seed
+    }
+
+    fn steps(cfg: &mut ParamFitConfig) -> &mut usize {
+        &mut cfg.fit.iterations
+    }
+
+    fn run(cfg: &ParamFitConfig, dir: &Path, ctx: &super::Context) -> Result<ParamFitReport> {
+        run(cfg, dir, ctx.quiet)
+    }
+
+    fn summary(_cfg: &ParamFitConfig, r: &ParamFitReport) -> String {
+        {
+            let mut s = String::new();
+            for i in 0..r.names.len() {
+                s += &format!("{:>6}: true {:<8} fitted {:<10.5} (relative error {:.2e})\n", r.names[i], r.true_params[i], r.fitted[i], r.relative_error[i]);
+            }
+            s + &format!(
+                "loss {:.3e} -> {:.3e} (at the truth {:.3e}), {} iterations, {:.2} s",
+                r.loss_initial, r.loss_final, r.loss_at_truth, r.iterations, r.seconds
+            )
+        }
+    }
+
+    fn files(r: &ParamFitReport) -> &[String] {
+        &r.files
+    }
+}

@@ -598,3 +598,35 @@ pub fn markdown(r: &DarcyStudyReport) -> String {
     s += "\nFigures: `fields.png` (one field per method: permeability, pressure, cell outflow), `inverse.png` (truth, observations, posterior means and errors).\n";
     s
 }
+
+/// The Darcy field study in the study table ([`super::TABLE`]).
+pub struct PdeDarcyStudy;
+
+impl super::Study for PdeDarcyStudy {
+    type Config = DarcyStudyConfig;
+    type Report = DarcyStudyReport;
+
+    fn dir(_cfg: &DarcyStudyConfig) -> String {
+        "pde_darcy".into()
+    }
+
+    fn seed(cfg: &mut DarcyStudyConfig) -> &mut u64 {
+        &mut cfg.seed
+    }
+
+    fn steps(cfg: &mut DarcyStudyConfig) -> &mut usize {
+        &mut cfg.train.run.steps
+    }
+
+    fn run(cfg: &DarcyStudyConfig, dir: &Path, ctx: &super::Context) -> Result<DarcyStudyReport> {
+        run(cfg, &(ctx.device)()?, dir, ctx.quiet)
+    }
+
+    fn summary(_cfg: &DarcyStudyConfig, r: &DarcyStudyReport) -> String {
+        markdown(r)
+    }
+
+    fn files(r: &DarcyStudyReport) -> &[String] {
+        &r.files
+    }
+}

@@ -687,3 +687,49 @@ pub fn markdown(r: &PdeStudyReport) -> String {
     s += "\nFigures: `fields.png` (first condition: reference and generated fields, means, standard deviations), `residuals.png` (mean |h_r| per constraint row, training loss).\n";
     s
 }
+
+/// The `physflow pde <problem>` row of the study table: `problem`'s defaults, the file merged
+/// over them (it must not name another problem), then the flags.
+///
+/// # Errors
+/// `InvalidArgument` when the file sets another problem; as [`run`].
+pub fn run_entry(problem: PdeProblem, o: &super::Overrides, ctx: &super::Context) -> Result<super::Outcome> {
+    super::registry::refuse_particle_flags(o)?;
+    let cfg = super::configure::<PdeFieldsStudy>(PdeStudyConfig::for_problem(problem), o)?;
+    if cfg.problem != problem {
+        return Err(Error::invalid("config", format!("the file sets problem `{}` but the command asks for `{}`", cfg.problem.name(), problem.name())));
+    }
+    super::finish::<PdeFieldsStudy>(cfg, ctx)
+}
+
+/// The 1D PDE-field study in the study table ([`super::TABLE`]).
+pub struct PdeFieldsStudy;
+
+impl super::Study for PdeFieldsStudy {
+    type Config = PdeStudyConfig;
+    type Report = PdeStudyReport;
+
+    fn dir(cfg: &PdeStudyConfig) -> String {
+        format!("pde_{}", cfg.problem.name())
+    }
+
+    fn seed(cfg: &mut PdeStudyConfig) -> &mut u64 {
+        &mut cfg.seed
+    }
+
+    fn steps(cfg: &mut PdeStudyConfig) -> &mut usize {
+        &mut cfg.train.run.steps
+    }
+
+    fn run(cfg: &PdeStudyConfig, dir: &Path, ctx: &super::Context) -> Result<PdeStudyReport> {
+        run(cfg, &(ctx.device)()?, dir, ctx.quiet)
+    }
+
+    fn summary(_cfg: &PdeStudyConfig, r: &PdeStudyReport) -> String {
+        markdown(r)
+    }
+
+    fn files(r: &PdeStudyReport) -> &[String] {
+        &r.files
+    }
+}

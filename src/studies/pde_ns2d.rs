@@ -635,3 +635,35 @@ pub fn markdown(r: &Ns2dStudyReport) -> String {
           frame residuals, training loss), `errors.png` (|ensemble mean − reference mean| at the last frame).\n";
     s
 }
+
+/// The Navier–Stokes field study in the study table ([`super::TABLE`]).
+pub struct PdeNs2dStudy;
+
+impl super::Study for PdeNs2dStudy {
+    type Config = Ns2dStudyConfig;
+    type Report = Ns2dStudyReport;
+
+    fn dir(_cfg: &Ns2dStudyConfig) -> String {
+        "pde_ns2d".into()
+    }
+
+    fn seed(cfg: &mut Ns2dStudyConfig) -> &mut u64 {
+        &mut cfg.seed
+    }
+
+    fn steps(cfg: &mut Ns2dStudyConfig) -> &mut usize {
+        &mut cfg.train.run.steps
+    }
+
+    fn run(cfg: &Ns2dStudyConfig, dir: &Path, ctx: &super::Context) -> Result<Ns2dStudyReport> {
+        run(cfg, &(ctx.device)()?, dir, ctx.quiet)
+    }
+
+    fn summary(_cfg: &Ns2dStudyConfig, r: &Ns2dStudyReport) -> String {
+        markdown(r)
+    }
+
+    fn files(r: &Ns2dStudyReport) -> &[String] {
+        &r.files
+    }
+}

@@ -245,3 +245,38 @@ pub fn run(cfg: &StiffHybridConfig, device: &Device, out: &Path, quiet: bool) ->
     write_atomic(&md, text.as_bytes())?;
     Ok(report)
 }
+
+/// The stiff hybrid-model study in the study table ([`super::TABLE`]).
+pub struct StiffHybridStudy;
+
+impl super::Study for StiffHybridStudy {
+    type Config = StiffHybridConfig;
+    type Report = StiffHybridReport;
+
+    fn dir(_cfg: &StiffHybridConfig) -> String {
+        "stiff_hybrid".into()
+    }
+
+    fn seed(cfg: &mut StiffHybridConfig) -> &mut u64 {
+        &mut cfg.seed
+    }
+
+    fn steps(cfg: &mut StiffHybridConfig) -> &mut usize {
+        &mut cfg.fit.iterations
+    }
+
+    fn run(cfg: &StiffHybridConfig, dir: &Path, ctx: &super::Context) -> Result<StiffHybridReport> {
+        run(cfg, &crate::device::cpu_f64()?, dir, ctx.quiet)
+    }
+
+    fn summary(_cfg: &StiffHybridConfig, r: &StiffHybridReport) -> String {
+        format!(
+            "stiff hybrid: train loss {:.3e} -> {:.3e}, held-out {:.3e} -> {:.3e}, rate-law relative RMSE {:.3e}, {:.1} s",
+            r.train_loss_initial, r.train_loss_final, r.test_loss_initial, r.test_loss_final, r.rate_relative_rmse, r.seconds
+        )
+    }
+
+    fn files(r: &StiffHybridReport) -> &[String] {
+        &r.files
+    }
+}

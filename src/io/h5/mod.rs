@@ -42,6 +42,7 @@ use crate::{Error, Result};
 
 /// Which HDF5 implementation reads or writes a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum H5Backend {
     /// `hdf5-pure` (pure Rust, always available).
