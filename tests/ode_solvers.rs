@@ -2,8 +2,10 @@
 
 use burn::tensor::Tensor;
 use physflow::device::cpu_f64;
-use physflow::ode::problems::{batch_tensor, tensor_rows, DampedRotation, Kepler, LotkaVolterra};
+use physflow::ode::problems::{batch_tensor, tensor_rows, DampedRotation, Kepler};
+use physflow::ode::SystemField;
 use physflow::ode::{self, FnField, Options, PiController, Solver, StepControl, Time};
+use physflow::sim::systems::LotkaVolterra;
 use physflow::Error;
 
 /// Least-squares slope of `log y` against `log x`.
@@ -87,8 +89,9 @@ fn adaptive_error_scales_with_tolerance() {
 #[test]
 fn lotka_volterra_against_tight_reference() {
     let device = cpu_f64().unwrap();
+    // The one Lotka–Volterra definition (`sim::systems`), as a batched tensor field.
     let lv = LotkaVolterra::default();
-    let field = lv.field();
+    let field = SystemField::new(&lv).unwrap();
     let times: Vec<f64> = (0..=20).map(|i| i as f64 * 0.5).collect();
     let y0 = [[1.0, 1.0], [2.0, 0.5]];
     let reference = {
@@ -106,9 +109,9 @@ fn lotka_volterra_against_tight_reference() {
             }
         }
     }
-    let v0 = lv.invariant(y0[0]);
+    let v0 = LotkaVolterra::invariant(&lv.p, &y0[0]);
     for y in &reference.ys {
-        let v = lv.invariant([tensor_rows(y)[0][0], tensor_rows(y)[0][1]]);
+        let v = LotkaVolterra::invariant(&lv.p, &tensor_rows(y)[0]);
         assert!((v - v0).abs() < 1e-9, "invariant drifted: {v} vs {v0}");
     }
 }
@@ -174,7 +177,7 @@ fn backward_in_time() {
 fn per_sample_control_matches_solving_alone() {
     let device = cpu_f64().unwrap();
     let lv = LotkaVolterra::default();
-    let field = lv.field();
+    let field = SystemField::new(&lv).unwrap();
     let y0 = [[1.0, 1.0], [4.0, 0.2], [0.3, 2.5], [1.5, 3.0]];
     let times = [0.0, 0.7, 2.0, 5.0];
     for solver in [Solver::Tsit5, Solver::Dopri5, Solver::Bosh3] {

@@ -2,6 +2,8 @@
 //! known solution (analytic where one exists).
 //!
 //! States are `[batch, dim]`; the exact solutions take and return one sample as `[f64; dim]`.
+//! Physical systems without a closed form (Lotka–Volterra, Robertson, Van der Pol, …) live once,
+//! in [`crate::sim::systems`]; the batched solvers run them through [`super::SystemField`].
 
 use crate::host::ToHost;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -41,45 +43,6 @@ impl DampedRotation {
         let d = (-self.lambda * t).exp();
         let (s, c) = (self.omega * t).sin_cos();
         [d * (c * y0[0] + s * y0[1]), d * (-s * y0[0] + c * y0[1])]
-    }
-}
-
-/// Lotka–Volterra predator–prey: `x' = αx − βxy`, `y' = δxy − γy`.
-/// No closed form; tests use a tight-tolerance solve of another method as reference.
-#[derive(Clone, Copy, Debug)]
-pub struct LotkaVolterra {
-    /// Prey growth α.
-    pub alpha: f64,
-    /// Predation β.
-    pub beta: f64,
-    /// Predator growth per prey δ.
-    pub delta: f64,
-    /// Predator death γ.
-    pub gamma: f64,
-}
-
-impl Default for LotkaVolterra {
-    fn default() -> Self {
-        Self { alpha: 1.5, beta: 1.0, delta: 1.0, gamma: 3.0 }
-    }
-}
-
-impl LotkaVolterra {
-    /// The vector field on `[batch, 2]`.
-    pub fn field(self) -> FnField<impl Fn(&Time, Tensor<2>) -> Tensor<2>> {
-        FnField::new(move |_t: &Time, y: Tensor<2>| {
-            let x = y.clone().narrow(1, 0, 1);
-            let p = y.narrow(1, 1, 1);
-            let xp = x.clone() * p.clone();
-            let dx = x.mul_scalar(self.alpha) - xp.clone().mul_scalar(self.beta);
-            let dp = xp.mul_scalar(self.delta) - p.mul_scalar(self.gamma);
-            Tensor::cat(vec![dx, dp], 1)
-        })
-    }
-
-    /// The conserved quantity `V = δx − γ ln x + βy − α ln y`.
-    pub fn invariant(self, y: [f64; 2]) -> f64 {
-        self.delta * y[0] - self.gamma * y[0].ln() + self.beta * y[1] - self.alpha * y[1].ln()
     }
 }
 

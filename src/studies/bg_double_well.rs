@@ -127,9 +127,7 @@ pub fn run(cfg: &BgDoubleWellConfig, train_device: &burn::tensor::Device, out: &
     // With the target, so that the architecture may hold stochastic blocks.
     let mut bg = BoltzmannGenerator::with_target(&cfg.train.flow, std::sync::Arc::new(cfg.energy), beta, seed)?;
     // Checkpointed, and resumed when the study's configuration is the same.
-    let ckpt = out.join("checkpoint");
-    crate::train::Checkpoint::new(&ckpt).keep_if_same_study(cfg)?;
-    let rep = train(&mut bg, Some(energy), None, &cfg.train, train_device, &mut Run { checkpoint: Some(ckpt), quiet, ..Run::default() })?;
+    let rep = train(&mut bg, Some(energy), None, &cfg.train, train_device, &mut Run::for_study(out.join("checkpoint"), cfg, quiet)?)?;
 
     // Reweighting.
     let mut rng = StdRng::seed_from_u64(seed ^ 0xB0_17);

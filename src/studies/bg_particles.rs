@@ -480,10 +480,8 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
             let train_x = internal.slice(ndarray::s![..total - n_test, ..]).to_owned();
             let target: std::sync::Arc<dyn crate::energy::Energy> = std::sync::Arc::new(InternalEnergy::new(cfg.cartesian_energy())?);
             let mut bg = BoltzmannGenerator::with_target(&cfg.train.flow, target, beta, seed)?;
-            let ckpt = out.join("checkpoint_coupling");
-            crate::train::Checkpoint::new(&ckpt).keep_if_same_study(cfg)?;
-            let rep =
-                train(&mut bg, Some(&energy), Some(train_x.view()), &cfg.train, train_device, &mut Run { checkpoint: Some(ckpt), quiet, ..Run::default() })?;
+            let mut run = Run::for_study(out.join("checkpoint_coupling"), cfg, quiet)?;
+            let rep = train(&mut bg, Some(&energy), Some(train_x.view()), &cfg.train, train_device, &mut run)?;
             let nll = if nll_rows.is_empty() { Array1::zeros(0) } else { -bg.log_prob(internal.slice(ndarray::s![nll_rows, ..]))? };
             let clock = std::time::Instant::now();
             let w = bg.sample_weighted(&energy, beta, cfg.n_eval, &mut rng)?;
@@ -497,9 +495,7 @@ pub fn run(cfg: &BgParticlesConfig, train_device: &burn::tensor::Device, out: &P
             let mut ecfg = cfg.eqfm.clone();
             (ecfg.egnn.particles, ecfg.egnn.spatial_dim, ecfg.run.seed) = (n, d, seed);
             let train_x = mcmc.samples.slice(ndarray::s![..total - n_test, ..]);
-            let ckpt = out.join("checkpoint_eqfm");
-            crate::train::Checkpoint::new(&ckpt).keep_if_same_study(cfg)?;
-            let (model, rep) = train_eqfm(train_x, &ecfg, train_device, &mut Run { checkpoint: Some(ckpt), quiet, ..Run::default() })?;
+            let (model, rep) = train_eqfm(train_x, &ecfg, train_device, &mut Run::for_study(out.join("checkpoint_eqfm"), cfg, quiet)?)?;
             let nll = if nll_rows.is_empty() { Array1::zeros(0) } else { -model.log_prob(mcmc.samples.slice(ndarray::s![nll_rows, ..]))? };
             let clock = std::time::Instant::now();
             let (w, skipped) = model.sample_weighted(cart.as_ref(), beta, cfg.n_eval, &mut rng)?;

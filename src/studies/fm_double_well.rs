@@ -227,8 +227,7 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
         ..TrainConfig::default()
     };
     // A checkpoint made for another configuration of the study is not resumed.
-    crate::train::Checkpoint::new(out.join("checkpoint")).keep_if_same_study(cfg)?;
-    let (model, train) = fm::train(&problem, &tc, train_device, &mut Run { checkpoint: Some(out.join("checkpoint")), quiet, ..Run::default() })?;
+    let (model, train) = fm::train(&problem, &tc, train_device, &mut Run::for_study(out.join("checkpoint"), cfg, quiet)?)?;
     let model = model.to_device(&Device::flex())?;
 
     // Fresh hot samples through the flow, with log q in the same pass.

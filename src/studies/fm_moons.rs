@@ -145,16 +145,13 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
         ..TrainConfig::default().run
     };
     let base = TrainConfig { net: NetConfig::tanh(cfg.hidden.clone()), run: run_opts, ..TrainConfig::default() };
-    let run_in = |name: &str| Run { checkpoint: Some(out.join(format!("checkpoint_{name}"))), quiet, ..Run::default() };
     // Checkpoints made for another configuration of the study are not resumed.
-    for name in ["independent", "exact_ot", "reflow", "mean_flow"] {
-        crate::train::Checkpoint::new(out.join(format!("checkpoint_{name}"))).keep_if_same_study(cfg)?;
-    }
+    let run_in = |name: &str| Run::for_study(out.join(format!("checkpoint_{name}")), cfg, quiet);
     let fresh = Problem { dim: 2, x0: SampleSource::Sampler(&x0_sampler), x1: SampleSource::Sampler(&x1_sampler), cond: None };
 
     let mut trained: Vec<(String, FmModel, f64, f64)> = Vec::new();
     for (name, file, coupling) in [("independent", "independent", Coupling::Independent), ("exact OT", "exact_ot", Coupling::ExactOt)] {
-        let (model, report) = fm::train(&fresh, &TrainConfig { coupling, ..base.clone() }, train_device, &mut run_in(file))?;
+        let (model, report) = fm::train(&fresh, &TrainConfig { coupling, ..base.clone() }, train_device, &mut run_in(file)?)?;
         let loss = report.losses().last().map(|l| l.1).unwrap_or(f64::NAN);
         trained.push((name.to_string(), model.to_device(&Device::flex())?, report.total_seconds, loss));
     }
@@ -164,7 +161,7 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
     let rk4 = Options { solver: Solver::Rk4, dt: Some(1.0 / cfg.reflow_solve_steps as f64), ..Options::default() };
     let x1_pairs = fm::reflow_targets(&trained[0].1.field(), &x0_pairs, &rk4)?;
     let paired = Problem { dim: 2, x0: SampleSource::Data(x0_pairs.view()), x1: SampleSource::Data(x1_pairs.view()), cond: None };
-    let (model, report) = fm::train(&paired, &TrainConfig { coupling: Coupling::Paired, ..base.clone() }, train_device, &mut run_in("reflow"))?;
+    let (model, report) = fm::train(&paired, &TrainConfig { coupling: Coupling::Paired, ..base.clone() }, train_device, &mut run_in("reflow")?)?;
     trained.push(("reflow".into(), model.to_device(&Device::flex())?, report.total_seconds, report.losses().last().map(|l| l.1).unwrap_or(f64::NAN)));
 
     // Evaluation on held-out data.
@@ -196,8 +193,7 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
     // Mean flow: average velocities, sampled by jumps (one network call each).
     // Mean flows need the fused CPU kernels' time VJP: trained on the CPU whatever the device.
     let mf_cfg = MeanFlowConfig { base: TrainConfig { coupling: Coupling::ExactOt, ..base.clone() }, fraction_distinct: cfg.mean_flow_fraction };
-    let (mf, mf_report) =
-        fm::train_mean_flow(&fresh, &mf_cfg, &Device::flex(), &mut Run { checkpoint: Some(out.join("checkpoint_mean_flow")), quiet, ..Run::default() })?;
+    let (mf, mf_report) = fm::train_mean_flow(&fresh, &mf_cfg, &Device::flex(), &mut Run::for_study(out.join("checkpoint_mean_flow"), cfg, quiet)?)?;
     let (mf_seconds, mf_losses) = (mf_report.total_seconds, mf_report.losses());
     let mut w2 = Vec::new();
     for &nfe in &cfg.nfes {

@@ -505,8 +505,7 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     let problem = FfmProblem { grid: &grid, data: train.values.view().into(), residual: residual.as_deref() };
     // A checkpoint made for another configuration of the study (other data, seed or model) is
     // not resumed.
-    crate::train::Checkpoint::new(out.join("checkpoint")).keep_if_same_study(cfg)?;
-    let mut run = crate::train::Run { checkpoint: Some(out.join("checkpoint")), quiet, ..crate::train::Run::default() };
+    let mut run = crate::train::Run::for_study(out.join("checkpoint"), cfg, quiet)?;
     let (model, train_report) = pde::train_ffm(&problem, &cfg.train, &mut run, device)?;
     model.save(&out.join("model"))?;
     files.push(out.join("model").display().to_string());

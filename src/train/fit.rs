@@ -188,6 +188,18 @@ impl<'a, T: ?Sized> Run<'a, T> {
         Self { quiet: true, ..Self::default() }
     }
 
+    /// A study's run: checkpointed in `dir`, which is resumed only when it was made for the
+    /// study configuration `study` ([`super::Checkpoint::keep_if_same_study`]; otherwise the
+    /// model trains afresh).
+    ///
+    /// # Errors
+    /// As `keep_if_same_study`.
+    pub fn for_study(dir: impl Into<PathBuf>, study: &impl serde::Serialize, quiet: bool) -> Result<Self> {
+        let dir = dir.into();
+        super::Checkpoint::new(&dir).keep_if_same_study(study)?;
+        Ok(Self { checkpoint: Some(dir), quiet, ..Self::default() })
+    }
+
     /// With a checkpoint directory.
     pub fn with_checkpoint(mut self, dir: impl Into<PathBuf>) -> Self {
         self.checkpoint = Some(dir.into());
