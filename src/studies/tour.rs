@@ -46,7 +46,7 @@ impl Default for TourConfig {
     /// The studies' defaults, with fewer training steps for the Boltzmann generator, flow
     /// matching and the PDE fields, and fewer PDE samples (2 conditions × 16 fields, 50 steps),
     /// so the tour runs in about three minutes on two cores after the build (measured: 2 min
-    /// 40 s on two cores, of which the PDE stop takes 100 s).
+    /// 39 s on this project's 2-core machine, 2026-12-07, of which the PDE stop took 96 s).
     fn default() -> Self {
         let mut bg = BgDoubleWellConfig::default();
         bg.train.steps = 1500;
