@@ -544,8 +544,8 @@ mod tests {
             &["bg", "double-well"],
             &["bg", "particles"],
             &["pde", "heat"],
-            &["pde", "burgers"],
             &["pde", "reaction-diffusion"],
+            &["pde", "burgers"],
             &["pde", "ns2d"],
             &["pde", "darcy"],
         ];
