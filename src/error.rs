@@ -197,7 +197,7 @@ fn at_time(t: Option<f64>) -> String {
     t.map(|t| format!(" at t = {t}")).unwrap_or_default()
 }
 
-/// `Result` with the crate's [`Error`].
+/// `Result` with the crate's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

@@ -11,7 +11,7 @@
 //! * [`quadrature`]: exact grid quadrature for 2D systems.
 //! * [`reweight`]: importance weights, Kish ESS, bootstrap errors, free energies
 //!   (exponential averaging, BAR), histograms.
-//! * [`train`]: training a flow by data (forward KL), by energy (reverse KL) or both.
+//! * [`mod@train`]: training a flow by data (forward KL), by energy (reverse KL) or both.
 
 pub mod eqfm;
 pub mod mcmc;

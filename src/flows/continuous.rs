@@ -15,7 +15,7 @@ use crate::{Error, Result};
 /// estimator ([`Trace`]) and any solver ([`ode::Options`]).
 ///
 /// Its VJPs return `Unsupported`: differentiating the log-determinant needs second derivatives
-/// of `b`. Train the field by flow matching ([`crate::fm::train`]) and use this type to sample,
+/// of `b`. Train the field by flow matching ([`crate::fm::train()`]) and use this type to sample,
 /// score and reweight.
 pub struct ContinuousFlow<F> {
     /// The vector field `b(t, z)` on `[batch, dim]`.

@@ -4,7 +4,7 @@
 //!
 //! The CPU `Sequential` (f64, fused conditioners, hand VJPs) stays the fast path on the CPU
 //! and the f64 path for sampling and reweighting; [`FlowModule`] is what trains on a GPU. Both
-//! are built from one [`FlowConfig::resolve`] and share one flat parameter layout, so a
+//! are built from one `FlowConfig::resolve` and share one flat parameter layout, so a
 //! checkpoint of either loads into the other ([`FlowModule::new`], [`FlowModule::flat_params`]).
 //!
 //! Tensor forms of the layers (`B` batch rows, `d` coordinates):

@@ -276,7 +276,7 @@ impl Trainer for MeanFlowTrainer<'_> {
 /// through [`crate::train::fit`], on the CPU device.
 ///
 /// # Errors
-/// As [`super::train`]; `InvalidArgument` for a fraction outside `[0, 1]` or conditions;
+/// As [`super::train()`]; `InvalidArgument` for a fraction outside `[0, 1]` or conditions;
 /// [`Error::Device`] off the CPU.
 pub fn train_mean_flow<'a>(
     problem: &'a Problem<'a>,

@@ -6,7 +6,7 @@
 //!   OT-CFM), trigonometric, variance preserving, Schrödinger bridge, user-defined.
 //! * [`coupling`]: independent, exact minibatch OT (Hungarian), entropic OT (log-domain
 //!   Sinkhorn), given pairs; exact W₂ between point clouds.
-//! * [`train`]: velocity, score and denoiser losses, uniform or logit-normal times,
+//! * [`mod@train`]: velocity, score and denoiser losses, uniform or logit-normal times,
 //!   conditioning with condition dropout for classifier-free guidance, checkpoints that resume
 //!   exactly; on any burn device through the one training loop ([`crate::train::fit`]), the
 //!   fused CPU kernels ([`crate::nn::fused`]) accelerating tanh networks on the CPU.

@@ -152,7 +152,7 @@ pub struct ArrayEvents {
 
 /// [`solve_array`] with events: every row's crossings of every event function `g(t, y_i, p)`
 /// (`p` empty) are recorded, and a terminal event stops its row alone (see
-/// [`solve_events`](super::solve_events)).
+/// [`super::solve_events`]).
 ///
 /// ```
 /// use ndarray::array;
@@ -169,7 +169,7 @@ pub struct ArrayEvents {
 /// ```
 ///
 /// # Errors
-/// As [`solve_events`](super::solve_events); `Shape` for an empty `y0`.
+/// As [`super::solve_events`]; `Shape` for an empty `y0`.
 pub fn solve_array_events<F>(f: F, y0: ArrayView2<'_, f64>, times: &[f64], events: &[Event<'_>], opts: &Options) -> Result<ArrayEvents>
 where
     F: Fn(f64, ArrayView1<'_, f64>, ArrayViewMut1<'_, f64>),

@@ -412,7 +412,7 @@ impl<const D: usize, M: FieldModule<D>> VectorField<D> for ModuleField<M> {
     /// replicated `k` times (`[k·batch, …]`), copy `j` gets the one-hot cotangent of dimension
     /// `j`, and the diagonal entries of the gradient sum to the trace. Samples are independent
     /// rows, so the copies do not mix. Chunks keep the replicated batch near
-    /// [`DIVERGENCE_ROWS`] rows.
+    /// `DIVERGENCE_ROWS` rows.
     fn exact_divergence(&self, t: &Time, y: &Tensor<D>) -> Option<(Tensor<D>, Vec<f64>)> {
         let dims = y.dims();
         let b = dims[0];

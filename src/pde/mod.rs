@@ -14,9 +14,9 @@
 //!   autodiff ([`AutodiffConstraint`]); [`Stack`].
 //! * [`darcy`]: the finite-volume Darcy balance of a permeability–pressure field `(a, u)`,
 //!   global (one row, nonlinear) or per cell (the discrete PDE).
-//! * [`project`]: Gauss–Newton projection onto `h = 0` (faer), exact in one step for linear
+//! * [`mod@project`]: Gauss–Newton projection onto `h = 0` (faer), exact in one step for linear
 //!   constraints.
-//! * [`sample`]: unconstrained, project-at-the-end, PCFM, ECI and guidance samplers.
+//! * [`mod@sample`]: unconstrained, project-at-the-end, PCFM, ECI and guidance samplers.
 //! * [`train`], [`model`]: functional flow matching with an optional PDE-residual term, and
 //!   the trained [`FieldModel`] as a vector field in physical units.
 //! * [`dataset`]: fields in PDEBench's single-file HDF5 layout (f64), with their grid.

@@ -296,7 +296,7 @@ impl Scalar for Dual {
 /// pattern of `∂f/∂y` from one evaluation of `f`.
 ///
 /// The sets live in a per-thread arena (so `Trace` is `Copy`); they are built
-/// while [`trace_pattern`] runs and dropped when it returns. A set larger than
+/// while `trace_pattern` runs and dropped when it returns. A set larger than
 /// the arena's cap marks the trace as dense, which stops the bookkeeping.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Trace {

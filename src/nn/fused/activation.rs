@@ -66,7 +66,7 @@ pub(super) fn tanh_f64(x: f64) -> f64 {
     }
 }
 
-/// In-place [`tanh_f64`] over a slice; on x86-64 a copy compiled for AVX-512 or AVX2+FMA is
+/// In-place `tanh_f64` over a slice; on x86-64 a copy compiled for AVX-512 or AVX2+FMA is
 /// chosen at run time (every copy performs the same operations, so results are identical).
 pub fn tanh_f64_slice(xs: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]

@@ -59,7 +59,7 @@ impl std::str::FromStr for ParticleSystem {
 #[serde(rename_all = "snake_case")]
 pub enum BgMethod {
     /// RealNVP coupling layers in centre-of-mass-free coordinates, `w_D · NLL + w_E · KL`
-    /// ([`crate::boltzmann::train`]).
+    /// ([`crate::boltzmann::train()`]).
     Coupling,
     /// An EGNN continuous flow trained by equivariant flow matching
     /// ([`crate::boltzmann::eqfm`]), exact log-densities by the exact trace.
@@ -105,7 +105,7 @@ pub struct BgParticlesConfig {
     pub compare: Vec<Likelihood>,
     /// Samples per compared estimator.
     pub n_compare: usize,
-    /// An HDF5 file for the reference samples ([`McmcSamples::write_h5`]): read when it
+    /// An HDF5 file for the reference samples ([`crate::boltzmann::mcmc::McmcSamples::write_h5`]): read when it
     /// exists (its system, β and dimension must match), otherwise the reference run is made
     /// and written there. Without it the reference is always run; either way a copy is written
     /// next to the report.
