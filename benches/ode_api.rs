@@ -15,11 +15,11 @@ use burn::tensor::{DType, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::array;
 use physflow::host::{solution_array, tensor_from_array2};
-use physflow::ode::{self, FnField, Options, SystemField, Time};
+use physflow::ode::{self, FnField, Options, Solver, SystemField, Time};
 
 fn bench(c: &mut Criterion) {
     let vdp = closures::van_der_pol(1.0);
-    let opts = Options { rtol: 1e-8, atol: 1e-8, ..Options::default() };
+    let opts = Options::adaptive(Solver::Tsit5, 1e-8, 1e-8);
     let times: Vec<f64> = (0..=20).map(|k| 0.5 * k as f64).collect();
     let y0 = array![[2.0, 0.0]];
     let device = physflow::device::cpu_f64().unwrap();

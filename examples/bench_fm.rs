@@ -54,7 +54,7 @@ fn emit(json: bool, line: serde_json::Value) {
 }
 
 fn euler(n: usize) -> Options {
-    Options { solver: Solver::Euler, dt: Some(1.0 / n as f64), ..Options::default() }
+    Options::fixed(Solver::Euler, 1.0 / n as f64)
 }
 
 fn main() {

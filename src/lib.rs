@@ -17,7 +17,7 @@
 //! let field = system.field();
 //! let y0 = Tensor::<2>::from_floats([[1.0, 0.0]], &device);
 //! let times = [0.0, 0.5, 1.0];
-//! let opts = Options { solver: Solver::Dopri5, rtol: 1e-10, atol: 1e-12, ..Options::default() };
+//! let opts = Options::adaptive(Solver::Dopri5, 1e-10, 1e-12);
 //! let (sol, tape) = ode::solve_for_grad(&field, y0, &times, &opts, Gradient::Direct).unwrap();
 //! let exact = system.exact(1.0, [1.0, 0.0]);
 //! let y1: Vec<f64> = sol.ys[2].to_data().to_vec().unwrap();

@@ -163,7 +163,7 @@ fn ode_adjoint_parity_wgpu() {
         let mut rng = StdRng::seed_from_u64(9);
         let y0: Vec<f32> = (0..16 * 2).map(|_| rng.random_range(-1.0..1.0)).collect();
         let y0 = Tensor::<2>::from_data(TensorData::new(y0, [16, 2]), (device, DType::F32));
-        let opts = Options { solver: Solver::Rk4, dt: Some(0.1), ..Options::default() };
+        let opts = Options::fixed(Solver::Rk4, 0.1);
         let field = mlp.field();
         let (sol, tape) = ode::solve_for_grad(&field, y0, &[0.0, 1.0], &opts, Gradient::Adjoint(AdjointOptions::default())).unwrap();
         let loss = sol.ys[1].clone().sum().host_vec::<f64>().unwrap()[0];

@@ -25,7 +25,7 @@ fn exact_trace_log_det_matches_the_jacobian_of_the_solved_map() {
     let device = physflow::device::cpu_f64().unwrap();
     let cfg = EgnnConfig { particles: 3, spatial_dim: 2, layers: 2, hidden: 16, coord_init_scale: 1.0 };
     let net = cfg.init(5, &device).unwrap();
-    let opts = Options { solver: Solver::Dopri5, rtol: 1e-10, atol: 1e-12, ..Options::default() };
+    let opts = Options::adaptive(Solver::Dopri5, 1e-10, 1e-12);
     let flow = ContinuousFlow { field: ModuleField::new(net), dim: 6, trace: Trace::Exact, options: opts };
     let mut rng = StdRng::seed_from_u64(1);
     let z = Array2::from_shape_fn((4, 6), |_| rng.random_range(-1.5..1.5));

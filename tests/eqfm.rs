@@ -28,7 +28,7 @@ fn cpu() -> burn::tensor::Device {
 fn small_config(steps: usize) -> EqFmConfig {
     EqFmConfig {
         egnn: EgnnConfig { particles: 4, spatial_dim: 2, layers: 2, hidden: 16, coord_init_scale: 1.0 },
-        sampling: Options { solver: Solver::Dopri5, rtol: 1e-9, atol: 1e-9, ..Options::default() },
+        sampling: Options::adaptive(Solver::Dopri5, 1e-9, 1e-9),
         chunk: 16,
         run: RunOptions { steps, batch_size: 16, log_every: 1, ..EqFmConfig::default().run },
         ..EqFmConfig::default()

@@ -46,7 +46,7 @@ fn f32_solve_and_gradient_agree_between_paths() {
     let mlp = MlpConfig::new(vec![2, 32, 32, 2]).init(4, &device).unwrap();
     let y0 = Tensor::<2>::random([64, 2], Distribution::Normal(0.0, 1.0), &device);
     let times = [0.0, 0.5, 1.0];
-    let opts = Options { solver: Solver::Tsit5, rtol: 1e-5, atol: 1e-5, ..Options::default() };
+    let opts = Options::adaptive(Solver::Tsit5, 1e-5, 1e-5);
     let run = |field: &physflow::nn::MlpField<'_>| {
         let (sol, tape) = ode::solve_for_grad(field, y0.clone(), &times, &opts, Gradient::Direct).unwrap();
         let cot: Vec<Tensor<2>> = sol.ys.to_vec();

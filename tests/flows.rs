@@ -181,7 +181,7 @@ fn continuous_flow_matches_the_linear_closed_form() {
     use physflow::fm::Trace;
     use physflow::ode::{Options, Solver};
     let a = [[-0.3, 0.8], [-0.5, 0.1]];
-    let opts = Options { solver: Solver::Dopri5, rtol: 1e-10, atol: 1e-12, ..Options::default() };
+    let opts = Options::adaptive(Solver::Dopri5, 1e-10, 1e-12);
     let flow = ContinuousFlow { field: linear_field(a), dim: 2, trace: Trace::Exact, options: opts.clone() };
     let z = random(8, 2, 2.0, 4);
     let (x, ld) = flow.forward(z.view()).unwrap();

@@ -50,7 +50,7 @@ fn config(hidden: Vec<usize>, steps: usize, lr: f64) -> TrainConfig {
 fn exact_velocity_sampler_matches_flow_map() {
     let g = reference();
     let x0 = normals(64, 2, 1);
-    let opts = Options { rtol: 1e-10, atol: 1e-10, ..Options::default() };
+    let opts = Options::adaptive(Solver::Tsit5, 1e-10, 1e-10);
     let sol = ode::solve(&g.velocity(), tensor(x0.clone(), 64, 2), &[0.0, 1.0], &opts).unwrap();
     let x1: Vec<f64> = sol.ys[1].to_vec_as();
     for (i, r) in x0.chunks(2).enumerate() {
@@ -68,7 +68,7 @@ fn exact_velocity_sampler_matches_flow_map() {
 #[test]
 fn exact_likelihood_equals_closed_form() {
     let g = reference();
-    let opts = Options { rtol: 1e-10, atol: 1e-10, ..Options::default() };
+    let opts = Options::adaptive(Solver::Tsit5, 1e-10, 1e-10);
     let x1 = g.sample_target(&mut StdRng::seed_from_u64(2), 32);
     let x1t = tensor(x1.iter().copied().collect(), 32, 2);
     let want = g.target_log_density(x1.as_slice().unwrap());
@@ -196,7 +196,7 @@ fn conditional_model_and_guidance() {
     let problem = Problem { dim: 1, x0: SampleSource::Gaussian, x1: SampleSource::Data(x1.view()), cond: Some(c.view()) };
     let config = TrainConfig { cond_dropout: 0.2, ..config(vec![64, 64], 1500, 3e-3) };
     let (model, _) = fm::train(&problem, &config, &Device::flex(), &mut quiet()).unwrap();
-    let opts = Options { solver: Solver::Rk4, dt: Some(0.02), ..Options::default() };
+    let opts = Options::fixed(Solver::Rk4, 0.02);
     for (w, tol) in [(1.0, 0.1), (2.0, 0.3)] {
         for (class, mean) in [(0usize, -2.0), (1, 2.0)] {
             let mut onehot = vec![0.0f32; 2];

@@ -4,7 +4,7 @@
 
 use burn::tensor::Tensor;
 use ndarray::{array, Array2, Axis};
-use physflow::ode::{self, FnField, Gradient, Options, Solver, SystemField, Time};
+use physflow::ode::{self, Adaptive, FnField, Gradient, Limits, Options, Solver, StepSize, SystemField, Time};
 use physflow::sde::{self, Noise, SdeOptions, SdeSolver, VirtualBrownianTree};
 use physflow::sim::{self, SimOptions, System};
 use physflow::Error;
@@ -14,7 +14,7 @@ mod closures;
 use closures::van_der_pol;
 
 fn tight() -> Options {
-    Options { rtol: 1e-11, atol: 1e-11, ..Options::default() }
+    Options::adaptive(Solver::Tsit5, 1e-11, 1e-11)
 }
 
 /// Harmonic oscillators `x'' = -x` against the analytic `x(t) = x₀ cos t`, for every solver,
@@ -24,11 +24,7 @@ fn closure_solve_matches_analytic_and_tensor_path() {
     let y0 = array![[1.0, 0.0], [2.0, 0.0], [-0.5, 0.0]];
     let times = [0.0, 0.5, 1.0, 2.0];
     for solver in Solver::ALL {
-        let opts = if solver.is_adaptive() {
-            Options { solver, rtol: 1e-10, atol: 1e-10, ..Options::default() }
-        } else {
-            Options { solver, dt: Some(1e-3), ..Options::default() }
-        };
+        let opts = if solver.is_adaptive() { Options::adaptive(solver, 1e-10, 1e-10) } else { Options::fixed(solver, 1e-3) };
         let sol = ode::solve_array(
             |_t, y, mut dy| {
                 dy[0] = y[1];
@@ -82,7 +78,7 @@ fn dense_output_and_per_sample_control() {
     assert!(matches!(sol.evaluate(2.5), Err(Error::InvalidArgument { .. })));
     let plain = ode::solve_array(decay, y0.view(), &[0.0, 2.0], &tight()).unwrap();
     assert!(matches!(plain.evaluate(1.0), Err(Error::InvalidArgument { .. })));
-    let per = Options { control: ode::StepControl::PerSample, ..tight() };
+    let per = Options { step: StepSize::Adaptive(Adaptive { control: ode::StepControl::PerSample, ..Adaptive::tol(1e-11, 1e-11) }), ..tight() };
     let sol = ode::solve_array(decay, y0.view(), &[0.0, 1.0, 2.0], &per).unwrap();
     assert!(sol.status.iter().all(|s| *s == ode::Status::Success));
     assert!((sol.ys[[2, 1, 0]] - 3.0 * (-2f64).exp()).abs() < 1e-9);
@@ -113,8 +109,7 @@ fn system_field_gradients_match_finite_differences() {
     let t_end = 2.0;
     let loss = |mu: f64, y0: [f64; 2]| -> f64 {
         let sys = van_der_pol(mu);
-        let sol = ode::solve_system(&sys, ndarray::array![[y0[0], y0[1]]].view(), &[0.0, t_end], &Options { rtol: 1e-12, atol: 1e-12, ..Options::default() })
-            .unwrap();
+        let sol = ode::solve_system(&sys, ndarray::array![[y0[0], y0[1]]].view(), &[0.0, t_end], &Options::adaptive(Solver::Tsit5, 1e-12, 1e-12)).unwrap();
         sol.last().sum()
     };
     let eps = 1e-5;
@@ -144,9 +139,9 @@ fn bad_shapes_and_options_are_named() {
     let f = |_t: f64, _y: ndarray::ArrayView1<f64>, _dy: ndarray::ArrayViewMut1<f64>| {};
     let y0 = array![[1.0]];
     for opts in [
-        Options { min_step: -1.0, ..Options::default() },
-        Options { max_wall_seconds: Some(0.0), ..Options::default() },
-        Options { max_wall_seconds: Some(f64::NAN), ..Options::default() },
+        Options { step: StepSize::Adaptive(Adaptive { min_step: -1.0, ..Adaptive::default() }), ..Options::default() },
+        Options { limits: Limits { max_wall_seconds: Some(0.0), ..Limits::default() }, ..Options::default() },
+        Options { limits: Limits { max_wall_seconds: Some(f64::NAN), ..Limits::default() }, ..Options::default() },
     ] {
         assert!(matches!(ode::solve_array(f, y0.view(), &[0.0, 1.0], &opts), Err(Error::InvalidArgument { .. })), "{opts:?}");
     }
@@ -163,12 +158,18 @@ fn budgets_are_typed_errors() {
     let stiff = van_der_pol(1000.0);
     let y0 = array![[2.0, 0.0]];
     let times = [0.0, 3000.0];
-    let r = ode::solve_system(&stiff, y0.view(), &times, &Options { max_steps: 500, ..Options::default() });
+    let r = ode::solve_system(&stiff, y0.view(), &times, &Options { limits: Limits { max_steps: 500, ..Limits::default() }, ..Options::default() });
     assert!(matches!(r, Err(Error::MaxStepsReached { max_steps: 500, .. })), "{r:?}");
     // Explicit stability needs h ≲ 2.8/|λ|, |λ| ~ 2000 on the slow manifold: 1e-2 is refused.
-    let r = ode::solve_system(&stiff, y0.view(), &times, &Options { min_step: 1e-2, ..Options::default() });
+    let r = ode::solve_system(
+        &stiff,
+        y0.view(),
+        &times,
+        &Options { step: StepSize::Adaptive(Adaptive { min_step: 1e-2, ..Adaptive::default() }), ..Options::default() },
+    );
     assert!(matches!(r, Err(Error::StepSizeUnderflow { .. })), "{r:?}");
-    let r = ode::solve_system(&stiff, y0.view(), &times, &Options { max_wall_seconds: Some(0.05), max_steps: usize::MAX, ..Options::default() });
+    let r =
+        ode::solve_system(&stiff, y0.view(), &times, &Options { limits: Limits { max_wall_seconds: Some(0.05), max_steps: usize::MAX }, ..Options::default() });
     match r {
         Err(Error::TimeLimitReached { seconds, t, steps }) => {
             assert_eq!(seconds, 0.05);

@@ -43,11 +43,7 @@ fn each_ball_stops_at_its_own_impact_for_every_solver() {
     let starts = [[1.0, 0.0], [5.0, 2.0], [0.3, -1.0], [20.0, 0.0]];
     let times = [0.0, 0.5, 1.0, 4.0];
     for solver in Solver::ALL {
-        let opts = if solver.is_adaptive() {
-            Options { solver, rtol: 1e-10, atol: 1e-10, ..Options::default() }
-        } else {
-            Options { solver, dt: Some(1e-2), ..Options::default() }
-        };
+        let opts = if solver.is_adaptive() { Options::adaptive(solver, 1e-10, 1e-10) } else { Options::fixed(solver, 1e-2) };
         let sol = ode::solve_events(&gravity(), tensor(&starts), &times, &[ground()], &opts).unwrap();
         for (i, s) in starts.iter().enumerate() {
             let t_star = impact(s[0], s[1]);
@@ -95,7 +91,7 @@ fn recorded_crossings_match_the_zeros_of_each_sample() {
     let y0 = Tensor::<2>::from_data(TensorData::new(omegas.iter().flat_map(|w| [1.0, 0.0, *w]).collect::<Vec<_>>(), [3, 3]), (&device, DType::F64));
     let zero = Event::new("x = 0", |_t, y, _p| y[0]);
     let down = Event::new("x = 0 falling", |_t, y, _p| y[0]).direction(Direction::Falling);
-    let opts = Options { rtol: 1e-10, atol: 1e-10, ..Options::default() };
+    let opts = Options::adaptive(Solver::Tsit5, 1e-10, 1e-10);
     let sol = ode::solve_events(&field, y0, &[0.0, 10.0], &[zero, down], &opts).unwrap();
     for (i, w) in omegas.iter().enumerate() {
         let zeros: Vec<f64> = (0..).map(|k| (k as f64 + 0.5) * std::f64::consts::PI / w).take_while(|t| *t < 10.0).collect();
@@ -131,7 +127,7 @@ fn first_passage_times_have_the_known_distribution() {
     let yt = Tensor::<2>::from_data(TensorData::new(y0.clone(), [n, 1]), (&device, DType::F64));
     let decay = FnField::new(|_t: &Time, y: Tensor<2>| y.neg());
     let level = Event::new("y = 1", |_t, y, _p| y[0] - 1.0).terminal();
-    let opts = Options { rtol: 1e-9, atol: 1e-9, ..Options::default() };
+    let opts = Options::adaptive(Solver::Tsit5, 1e-9, 1e-9);
     let sol = ode::solve_events(&decay, yt, &[0.0, 2.0], &[level], &opts).unwrap();
     let mut times: Vec<f64> = Vec::with_capacity(n);
     for (i, y) in y0.iter().enumerate() {
@@ -159,7 +155,7 @@ fn first_passage_times_have_the_known_distribution() {
 #[test]
 fn stop_times_are_differentiable() {
     let starts = [[1.0, 0.0], [5.0, 2.0], [0.3, -1.0]];
-    let opts = Options { rtol: 1e-10, atol: 1e-10, ..Options::default() };
+    let opts = Options::adaptive(Solver::Tsit5, 1e-10, 1e-10);
     let events = [ground()];
     let y0 = tensor(&starts);
     let sol = ode::solve_events(&gravity(), y0.clone(), &[0.0, 5.0], &events, &opts).unwrap();

@@ -95,7 +95,7 @@ fn param_sample(n: usize) -> Vec<usize> {
 #[test]
 fn direct_matches_finite_differences_fixed_step() {
     let mlp = net();
-    let opts = Options { solver: Solver::Rk4, dt: Some(0.05), ..Options::default() };
+    let opts = Options::fixed(Solver::Rk4, 0.05);
     let (gy, gp) = grads(&mlp, &opts, Gradient::Direct);
     let idx = param_sample(gp.len());
     let (fy, fp) = finite_differences(&mlp, &opts, &idx);
@@ -110,7 +110,7 @@ fn direct_matches_finite_differences_fixed_step() {
 #[test]
 fn all_strategies_match_finite_differences_adaptive() {
     let mlp = net();
-    let opts = Options { solver: Solver::Tsit5, rtol: 1e-12, atol: 1e-12, ..Options::default() };
+    let opts = Options::adaptive(Solver::Tsit5, 1e-12, 1e-12);
     let idx = param_sample(mlp.flat_params().len());
     let (fy, fp) = finite_differences(&mlp, &opts, &idx);
     for gradient in [
@@ -133,9 +133,9 @@ fn strategies_agree_with_each_other() {
     let mlp = net();
     for solver in Solver::ALL {
         let opts = if solver.is_adaptive() {
-            Options { solver, rtol: 1e-11, atol: 1e-11, ..Options::default() }
+            Options::adaptive(solver, 1e-11, 1e-11)
         } else {
-            Options { solver, dt: Some(if solver.tableau().order >= 4 { 0.01 } else { 0.0005 }), ..Options::default() }
+            Options::fixed(solver, if solver.tableau().order >= 4 { 0.01 } else { 0.0005 })
         };
         let (dy, dp) = grads(&mlp, &opts, Gradient::Direct);
         for n in [2, 3, 7] {
@@ -170,7 +170,7 @@ fn fused_and_burn_paths_agree() {
     let vb = to_vec(&burn.vjp(&t, &y0, &w[1], Some((&mut pb, 1.0))));
     assert!(rel_err(&vf, &vb) < 1e-13, "vjp y");
     assert!(rel_err(&pf.to_flat(), &pb.to_flat()) < 1e-13, "vjp params {:?} vs {:?}", &pf.to_flat()[..20], &pb.to_flat()[..20]);
-    let opts = Options { solver: Solver::Dopri5, rtol: 1e-8, atol: 1e-8, ..Options::default() };
+    let opts = Options::adaptive(Solver::Dopri5, 1e-8, 1e-8);
     let (_, tf) = ode::solve_for_grad(&fused, y0.clone(), &TIMES, &opts, Gradient::Direct).unwrap();
     let (_, tb) = ode::solve_for_grad(&burn, y0, &TIMES, &opts, Gradient::Direct).unwrap();
     let gf = tf.backward(&w).unwrap();
@@ -184,7 +184,7 @@ fn fused_and_burn_paths_agree() {
 fn time_gradients_match_finite_differences() {
     let mlp = net();
     let (y0, w) = y0_and_weights();
-    let opts = Options { solver: Solver::Tsit5, rtol: 1e-12, atol: 1e-12, ..Options::default() };
+    let opts = Options::adaptive(Solver::Tsit5, 1e-12, 1e-12);
     let field = mlp.field();
     let (_, tape) = ode::solve_for_grad(&field, y0.clone(), &TIMES, &opts, Gradient::Direct).unwrap();
     let g = tape.backward(&w).unwrap();
@@ -219,7 +219,7 @@ fn strategies_agree_backwards_in_time() {
     let mlp = net();
     let (y0, w) = y0_and_weights();
     let times = [1.0, 0.6, 0.2, 0.0];
-    let opts = Options { solver: Solver::Tsit5, rtol: 1e-11, atol: 1e-11, ..Options::default() };
+    let opts = Options::adaptive(Solver::Tsit5, 1e-11, 1e-11);
     let field = mlp.field();
     let run = |g: Gradient| {
         let (_, tape) = ode::solve_for_grad(&field, y0.clone(), &times, &opts, g).unwrap();
@@ -251,7 +251,7 @@ fn param_closure_field_gradient() {
         })
     };
     let (y0, w) = y0_and_weights();
-    let opts = Options { solver: Solver::Rk4, dt: Some(0.05), ..Options::default() };
+    let opts = Options::fixed(Solver::Rk4, 0.05);
     let field = make(a0);
     let (_, tape) = ode::solve_for_grad(&field, y0.clone(), &TIMES, &opts, Gradient::Direct).unwrap();
     let g = tape.backward(&w).unwrap().params.0[0].clone();

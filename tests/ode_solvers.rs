@@ -4,7 +4,7 @@ use burn::tensor::Tensor;
 use physflow::device::cpu_f64;
 use physflow::ode::problems::{batch_tensor, tensor_rows, DampedRotation, Kepler};
 use physflow::ode::SystemField;
-use physflow::ode::{self, FnField, Options, PiController, Solver, StepControl, Time};
+use physflow::ode::{self, Adaptive, FnField, Limits, Options, PiController, Solver, StepControl, StepSize, Time};
 use physflow::sim::systems::LotkaVolterra;
 use physflow::Error;
 
@@ -42,7 +42,7 @@ fn convergence_order_of_every_solver() {
         let dts: Vec<f64> = if order >= 4 { vec![0.2, 0.1, 0.05, 0.025, 0.0125] } else { vec![0.04, 0.02, 0.01, 0.005, 0.0025] };
         let mut errs = Vec::new();
         for &dt in &dts {
-            let opts = Options { solver, dt: Some(dt), ..Options::default() };
+            let opts = Options::fixed(solver, dt);
             let y0 = batch_tensor(&[y0v], &device);
             let sol = ode::solve(&field, y0, &[0.0, t1], &opts).unwrap();
             let y1 = &tensor_rows(&sol.ys[1])[0];
@@ -57,6 +57,28 @@ fn convergence_order_of_every_solver() {
 /// period: the error falls as the tolerance falls. With error-per-step control the global
 /// error scales like tol^{p/(p+1)} (Hairer, Nørsett & Wanner I, §II.4), so the log-log
 /// slope lies between 0.6 (p = 2 estimator) and 1.2 (allowing for the safety margin).
+/// `StepSize::Grid` takes exactly one step per output interval: on `y' = -y` one RK4 step of
+/// size `h` multiplies `y` by the method's stability polynomial `R(-h) = 1 - h + h²/2 - h³/6 + h⁴/24`
+/// (Hairer & Wanner II, §IV.2), so the outputs are products of `R` over a non-uniform grid.
+#[test]
+fn grid_steps_land_on_the_output_times() {
+    let device = cpu_f64().unwrap();
+    let decay = FnField::new(|_t: &Time, y: Tensor<2>| y.neg());
+    let times = [0.0, 0.1, 0.35, 0.4, 1.0];
+    let sol = ode::solve(&decay, batch_tensor(&[[1.0], [2.0]], &device), &times, &Options::grid(Solver::Rk4)).unwrap();
+    assert_eq!(sol.stats.steps, times.len() - 1);
+    let r = |h: f64| 1.0 - h + h * h / 2.0 - h.powi(3) / 6.0 + h.powi(4) / 24.0;
+    let mut expected = 1.0;
+    for k in 1..times.len() {
+        expected *= r(times[k] - times[k - 1]);
+        let y = tensor_rows(&sol.ys[k]);
+        assert!((y[0][0] - expected).abs() < 1e-15 && (y[1][0] - 2.0 * expected).abs() < 2e-15, "t = {}: {y:?} vs {expected}", times[k]);
+    }
+    // Adaptive solvers step on the grid too, their error estimate unused.
+    let tsit = ode::solve(&decay, batch_tensor(&[[1.0]], &device), &times, &Options::grid(Solver::Tsit5)).unwrap();
+    assert_eq!((tsit.stats.steps, tsit.stats.rejected), (times.len() - 1, 0));
+}
+
 #[test]
 fn adaptive_error_scales_with_tolerance() {
     let device = cpu_f64().unwrap();
@@ -68,7 +90,7 @@ fn adaptive_error_scales_with_tolerance() {
         let tols = [1e-5, 1e-6, 1e-7, 1e-8, 1e-9];
         let mut errs = Vec::new();
         for &tol in &tols {
-            let opts = Options { solver, rtol: tol, atol: tol, controller, ..Options::default() };
+            let opts = Options { solver, step: StepSize::Adaptive(Adaptive { controller, ..Adaptive::tol(tol, tol) }), ..Options::default() };
             let y0 = batch_tensor(&[kep.y0()], &device);
             let sol = ode::solve(&field, y0, &[0.0, t1], &opts).unwrap();
             let y = &tensor_rows(&sol.ys[1])[0];
@@ -95,11 +117,11 @@ fn lotka_volterra_against_tight_reference() {
     let times: Vec<f64> = (0..=20).map(|i| i as f64 * 0.5).collect();
     let y0 = [[1.0, 1.0], [2.0, 0.5]];
     let reference = {
-        let opts = Options { solver: Solver::Dopri5, rtol: 1e-12, atol: 1e-12, ..Options::default() };
+        let opts = Options::adaptive(Solver::Dopri5, 1e-12, 1e-12);
         ode::solve(&field, batch_tensor(&y0, &device), &times, &opts).unwrap()
     };
     for solver in [Solver::Tsit5, Solver::Bosh3] {
-        let opts = Options { solver, rtol: 1e-8, atol: 1e-8, ..Options::default() };
+        let opts = Options::adaptive(solver, 1e-8, 1e-8);
         let sol = ode::solve(&field, batch_tensor(&y0, &device), &times, &opts).unwrap();
         for (k, (a, b)) in sol.ys.iter().zip(&reference.ys).enumerate() {
             let (ra, rb) = (tensor_rows(a), tensor_rows(b));
@@ -142,16 +164,14 @@ fn dense_evaluation_between_steps() {
         let tab = solver.tableau();
         let name = tab.name;
         let q = if tab.dense.is_some() { tab.order } else { tab.order.min(4) } as f64;
-        let (e1, e2) = (
-            dense_error(&Options { solver, dt: Some(0.04), dense: true, ..Options::default() }),
-            dense_error(&Options { solver, dt: Some(0.02), dense: true, ..Options::default() }),
-        );
+        let (e1, e2) =
+            (dense_error(&Options { dense: true, ..Options::fixed(solver, 0.04) }), dense_error(&Options { dense: true, ..Options::fixed(solver, 0.02) }));
         let fitted = (e1 / e2).log2();
         eprintln!("{name}: dense error {e1:.3e} (h = 0.04), {e2:.3e} (h = 0.02), order {fitted:.2} (expected {q})");
         assert!((q - 0.3..q + 0.7).contains(&fitted), "{name}: dense-output order {fitted:.2}, expected {q} (errors {e1:e}, {e2:e})");
         assert!(e2 < 4.0 * 0.02f64.powf(q), "{name}: dense error {e2:e} at h = 0.02");
         if solver.is_adaptive() {
-            let e = dense_error(&Options { solver, rtol: 1e-9, atol: 1e-9, dense: true, ..Options::default() });
+            let e = dense_error(&Options { dense: true, ..Options::adaptive(solver, 1e-9, 1e-9) });
             assert!(e < 1e-7, "{name}: adaptive dense error {e:e}");
         }
     }
@@ -163,7 +183,7 @@ fn backward_in_time() {
     let device = cpu_f64().unwrap();
     let sys = DampedRotation::default();
     let field = sys.field();
-    let opts = Options { solver: Solver::Tsit5, rtol: 1e-10, atol: 1e-12, ..Options::default() };
+    let opts = Options::adaptive(Solver::Tsit5, 1e-10, 1e-12);
     let y1 = sys.exact(2.0, [1.0, 0.0]);
     let sol = ode::solve(&field, batch_tensor(&[y1], &device), &[2.0, 1.0, 0.0], &opts).unwrap();
     let y0 = &tensor_rows(&sol.ys[2])[0];
@@ -181,10 +201,11 @@ fn per_sample_control_matches_solving_alone() {
     let y0 = [[1.0, 1.0], [4.0, 0.2], [0.3, 2.5], [1.5, 3.0]];
     let times = [0.0, 0.7, 2.0, 5.0];
     for solver in [Solver::Tsit5, Solver::Dopri5, Solver::Bosh3] {
-        let opts = Options { solver, rtol: 1e-7, atol: 1e-9, control: StepControl::PerSample, ..Options::default() };
+        let opts =
+            Options { solver, step: StepSize::Adaptive(Adaptive { control: StepControl::PerSample, ..Adaptive::tol(1e-7, 1e-9) }), ..Options::default() };
         let sol = ode::solve(&field, batch_tensor(&y0, &device), &times, &opts).unwrap();
         assert!(sol.status.iter().all(|s| *s == ode::Status::Success), "{:?}", sol.status);
-        let alone_opts = Options { control: StepControl::Batch, ..opts.clone() };
+        let alone_opts = Options::adaptive(solver, 1e-7, 1e-9);
         let mut alone_steps = 0;
         for (i, row) in y0.iter().enumerate() {
             let alone = ode::solve(&field, batch_tensor(&[*row], &device), &times, &alone_opts).unwrap();
@@ -211,13 +232,13 @@ fn bad_input_errors() {
     let y0 = || batch_tensor(&[[1.0, 0.0]], &device);
     assert!(matches!(ode::solve(&field, y0(), &[1.0, 1.0], &opts), Err(Error::InvalidArgument { name: "times", .. })));
     assert!(matches!(ode::solve(&field, y0(), &[0.0, 1.0, 0.5], &opts), Err(Error::InvalidArgument { name: "times", .. })));
-    let bad = Options { rtol: 0.0, ..Options::default() };
+    let bad = Options::adaptive(Solver::Tsit5, 0.0, 1e-8);
     assert!(matches!(ode::solve(&field, y0(), &[0.0, 1.0], &bad), Err(Error::InvalidArgument { name: "rtol", .. })));
-    let bad = Options { rtol: -1e-3, ..Options::default() };
+    let bad = Options::adaptive(Solver::Tsit5, -1e-3, 1e-8);
     assert!(matches!(ode::solve(&field, y0(), &[0.0, 1.0], &bad), Err(Error::InvalidArgument { name: "rtol", .. })));
     let bad = Options { solver: Solver::Rk4, ..Options::default() };
-    assert!(matches!(ode::solve(&field, y0(), &[0.0, 1.0], &bad), Err(Error::InvalidArgument { name: "dt", .. })));
-    let few = Options { max_steps: 3, ..Options::default() };
+    assert!(matches!(ode::solve(&field, y0(), &[0.0, 1.0], &bad), Err(Error::InvalidArgument { name: "step", .. })));
+    let few = Options { limits: Limits { max_steps: 3, ..Limits::default() }, ..Options::default() };
     assert!(matches!(ode::solve(&field, y0(), &[0.0, 100.0], &few), Err(Error::MaxStepsReached { max_steps: 3, .. })));
 
     // y' = y² from y(0) = 1 blows up at t = 1.
@@ -229,10 +250,10 @@ fn bad_input_errors() {
     let nan_field = FnField::new(|_t: &Time, y: Tensor<2>| y.sqrt());
     let r = ode::solve(&nan_field, batch_tensor(&[[-1.0]], &device), &[0.0, 1.0], &Options::default());
     assert!(matches!(r, Err(Error::NonFinite { what: "derivative f(t, y)", .. })), "{r:?}");
-    let fixed = ode::solve(&blowup, y1(), &[0.0, 2.0], &Options { solver: Solver::Rk4, dt: Some(0.1), ..Options::default() });
+    let fixed = ode::solve(&blowup, y1(), &[0.0, 2.0], &Options::fixed(Solver::Rk4, 0.1));
     assert!(matches!(fixed, Err(Error::NonFinite { what: "state", .. })), "{fixed:?}");
     // Per-sample: the failing sample is reported, the others finish.
-    let ps = Options { control: StepControl::PerSample, ..Options::default() };
+    let ps = Options { step: StepSize::Adaptive(Adaptive { control: StepControl::PerSample, ..Adaptive::default() }), ..Options::default() };
     let mixed = ode::solve(&blowup, batch_tensor(&[[1.0], [0.1]], &device), &[0.0, 2.0], &ps).unwrap();
     assert!(!matches!(mixed.status[0], ode::Status::Success), "{:?}", mixed.status);
     assert_eq!(mixed.status[1], ode::Status::Success);

@@ -48,7 +48,7 @@ impl B5 {
     }
 
     pub fn options(solver: Solver) -> Options {
-        Options { solver, rtol: 1e-6, atol: 1e-6, ..Options::default() }
+        Options::adaptive(solver, 1e-6, 1e-6)
     }
 
     /// One training step's worth of work: forward solve, MSE loss, backward pass.

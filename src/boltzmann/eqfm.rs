@@ -118,7 +118,7 @@ impl Default for EqFmConfig {
             egnn: EgnnConfig { particles: 4, spatial_dim: 2, layers: 4, hidden: 64, coord_init_scale: 1e-3 },
             coupling: EqCoupling::AlignedOt { rounds: 2, reflections: true },
             sigma: 0.01,
-            sampling: ode::Options { solver: Solver::Rk4, dt: Some(0.05), ..ode::Options::default() },
+            sampling: ode::Options::fixed(Solver::Rk4, 0.05),
             chunk: 1000,
             likelihood: Likelihood::Exact,
             run: RunOptions {

@@ -33,7 +33,7 @@
 //! let (model, _) = fm::train(&problem, &config, &cpu, &mut Run::quiet()).unwrap();
 //! let device = physflow::device::cpu_f64().unwrap();
 //! let x0 = burn::tensor::Tensor::<2>::zeros([4, 1], &device);
-//! let opts = Options { solver: Solver::Euler, dt: Some(0.05), ..Options::default() };
+//! let opts = Options::fixed(Solver::Euler, 0.05);
 //! let x1 = ode::solve(&model.field(), x0, &[0.0, 1.0], &opts).unwrap();
 //! assert_eq!(x1.ys[1].dims(), [4, 1]);
 //! ```

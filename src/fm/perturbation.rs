@@ -74,7 +74,7 @@ impl Perturbation {
 /// One step of `solver` from `t0` to `t1` (either direction).
 fn step<F: VectorField<2>>(field: &F, x: &[f64], like: &Tensor<2>, t0: f64, t1: f64, solver: Solver) -> Result<Vec<f64>> {
     let y = Tensor::<2>::from_data(TensorData::new(x.to_vec(), like.dims()), (&like.device(), like.dtype()));
-    let opts = ode::Options { solver, dt: Some((t1 - t0).abs()), ..ode::Options::default() };
+    let opts = ode::Options::fixed(solver, (t1 - t0).abs());
     let sol = ode::solve(field, y, &[t0, t1], &opts)?;
     Ok(sol.ys[1].to_vec_as())
 }

@@ -22,10 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use super::field::{ParamCotangent, Time, VectorField};
 use super::solve::{
-    advance, check_cotangents, check_options, check_times, check_y0, combine, integrate, stages, Coef, DenseOutput, Plain, Recording, Solution, Stats, Status,
-    StepSize, Stepper, PROBE,
+    advance, check_cotangents, check_times, check_y0, combine, integrate, stages, Coef, DenseOutput, Plain, Recording, Solution, Stats, Status, StepH, Stepper,
+    PROBE,
 };
-use super::{Options, Solver, StepControl};
+use super::{Options, Solver, StepSize};
 use crate::{Error, Result};
 
 /// How gradients of a solve are computed.
@@ -148,7 +148,7 @@ struct DirectRecorder<'a, F: VectorField<D>, const D: usize> {
 }
 
 impl<const D: usize, F: VectorField<D>> Stepper<D> for DirectRecorder<'_, F, D> {
-    fn eval(&mut self, stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepSize) -> Vec<Tensor<D>> {
+    fn eval(&mut self, stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepH) -> Vec<Tensor<D>> {
         if stage == PROBE {
             return vec![self.field.eval(ts, &y[0])];
         }
@@ -182,7 +182,7 @@ struct CheckpointRecorder<'a, F, const D: usize> {
 }
 
 impl<const D: usize, F: VectorField<D>> Stepper<D> for CheckpointRecorder<'_, F, D> {
-    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepSize) -> Vec<Tensor<D>> {
+    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepH) -> Vec<Tensor<D>> {
         vec![self.field.eval(ts, &y[0])]
     }
     fn accepted(&mut self, t: f64, h: f64, y: &[Tensor<D>], _k: &[Vec<Tensor<D>>], outputs: &[(usize, f64)]) {
@@ -213,14 +213,14 @@ pub fn solve_for_grad<'a, const D: usize, F: VectorField<D>>(
     opts: &Options,
     gradient: Gradient,
 ) -> Result<(Solution<D>, Tape<'a, D, F>)> {
-    check_options(opts)?;
+    opts.check()?;
     check_times(times)?;
     check_y0(&y0)?;
     field.check_state(&y0)?;
     if !field.has_vjp() {
         return Err(Error::Unsupported(format!("gradients through `{}`: the field has no vector-Jacobian product", std::any::type_name::<F>())));
     }
-    if opts.control == StepControl::PerSample && opts.solver.is_adaptive() && opts.dt.is_none() {
+    if opts.per_sample() {
         return Err(Error::Unsupported("gradients with per-sample step control; use StepControl::Batch".into()));
     }
     let batch = y0.dims()[0];
@@ -343,10 +343,14 @@ impl<const D: usize, F: VectorField<D>> Tape<'_, D, F> {
         if let Some(s) = aopts.solver {
             bopts.solver = s;
         }
-        bopts.rtol = aopts.rtol.unwrap_or(self.opts.rtol);
-        bopts.atol = aopts.atol.unwrap_or(self.opts.atol);
-        bopts.dt0 = None;
-        check_options(&bopts)?;
+        // The backward solve steps like the forward one; its tolerances may differ and its
+        // first step comes from the forward solve's last.
+        if let StepSize::Adaptive(a) = &mut bopts.step {
+            a.rtol = aopts.rtol.unwrap_or(a.rtol);
+            a.atol = aopts.atol.unwrap_or(a.atol);
+            a.dt0 = None;
+        }
+        bopts.check()?;
         let tab = bopts.solver.tableau();
         let n = self.times.len();
         let mut a = cotangents[n - 1].clone();
@@ -407,7 +411,7 @@ struct AdjointDynamics<'a, F: VectorField<D>, const D: usize> {
 }
 
 impl<const D: usize, F: VectorField<D>> Stepper<D> for AdjointDynamics<'_, F, D> {
-    fn eval(&mut self, stage: usize, ts: &Time, parts: &[Tensor<D>], _h: &StepSize) -> Vec<Tensor<D>> {
+    fn eval(&mut self, stage: usize, ts: &Time, parts: &[Tensor<D>], _h: &StepH) -> Vec<Tensor<D>> {
         let t = ts.shared().expect("batch-wide control");
         let (y, a) = match self.dense {
             None => (parts[0].clone(), &parts[1]),
@@ -460,7 +464,7 @@ fn replay_step<const D: usize, S: Stepper<D>>(
     stats: &mut Stats,
 ) -> (Vec<Vec<Tensor<D>>>, Vec<Tensor<D>>) {
     let hcoef = Coef::Uniform(h);
-    let (k, last_input) = stages(stepper, tab, &Time::Shared(t), &StepSize::Shared(h), &hcoef, y, k1, stats);
+    let (k, last_input) = stages(stepper, tab, &Time::Shared(t), &StepH::Shared(h), &hcoef, y, k1, stats);
     let y_new = match last_input {
         Some(yn) => yn,
         None => advance(y, &k, tab.b, &hcoef),

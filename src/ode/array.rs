@@ -5,11 +5,11 @@
 //!
 //! ```
 //! use ndarray::array;
-//! use physflow::ode::{self, Options};
+//! use physflow::ode::{self, Options, Solver};
 //!
 //! // Two harmonic oscillators, y = (x, v), x'' = -x, started at x = 1 and x = 2.
 //! let y0 = array![[1.0, 0.0], [2.0, 0.0]];
-//! let opts = Options { rtol: 1e-10, atol: 1e-10, dense: true, ..Options::default() };
+//! let opts = Options { dense: true, ..Options::adaptive(Solver::Tsit5, 1e-10, 1e-10) };
 //! let sol = ode::solve_array(|_t, y, mut dy| { dy[0] = y[1]; dy[1] = -y[0]; }, y0.view(), &[0.0, 1.0], &opts).unwrap();
 //! assert!((sol.ys[[1, 1, 0]] - 2.0 * 1f64.cos()).abs() < 1e-8);
 //! // Dense output anywhere in the span, `[batch, dim]`.
@@ -156,13 +156,13 @@ pub struct ArrayEvents {
 ///
 /// ```
 /// use ndarray::array;
-/// use physflow::ode::{self, Options};
+/// use physflow::ode::{self, Options, Solver};
 /// use physflow::sim::{Direction, Event};
 ///
 /// // Balls dropped from 1 m and 4 m (y = (height, velocity)) stop at the ground.
 /// let y0 = array![[1.0, 0.0], [4.0, 0.0]];
 /// let ground = Event::new("ground", |_t, y, _p| y[0]).direction(Direction::Falling).terminal();
-/// let opts = Options { rtol: 1e-10, atol: 1e-10, ..Options::default() };
+/// let opts = Options::adaptive(Solver::Tsit5, 1e-10, 1e-10);
 /// let out = ode::solve_array_events(|_t, y, mut dy| { dy[0] = y[1]; dy[1] = -9.81; }, y0.view(), &[0.0, 2.0], &[ground], &opts).unwrap();
 /// let t1 = out.stop_times[1].unwrap();
 /// assert!((t1 - (2.0 * 4.0 / 9.81f64).sqrt()).abs() < 1e-9);

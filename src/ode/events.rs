@@ -17,8 +17,8 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::adjoint::{solve_for_grad, Gradient, Grads};
 use super::field::{Time, VectorField};
-use super::solve::{check_options, check_times, check_y0, integrate, Coef, Solution, Stats, Status, StepSize, Stepper, Stops};
-use super::{Options, StepControl};
+use super::solve::{check_times, check_y0, integrate, Coef, Solution, Stats, Status, StepH, Stepper, Stops};
+use super::{Options, StepSize};
 use crate::host::ToHost;
 use crate::sim::events::{crosses, locate, Action, Event};
 use crate::{Error, Result};
@@ -65,7 +65,7 @@ struct EventStepper<'a, 'e, F, const D: usize> {
 }
 
 impl<F: VectorField<D>, const D: usize> Stepper<D> for EventStepper<'_, '_, F, D> {
-    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepSize) -> Vec<Tensor<D>> {
+    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepH) -> Vec<Tensor<D>> {
         let f = self.field.eval(ts, &y[0]);
         vec![match &self.mask {
             Some(m) => m.apply(f),
@@ -103,7 +103,7 @@ impl<F: VectorField<D>, const D: usize> Stepper<D> for EventStepper<'_, '_, F, D
         let hermite = self.tab.dense.is_none() && !self.tab.fsal;
         let f_end = if hermite {
             self.extra_nfe += 1;
-            Some(self.eval(0, &Time::Shared(t_new), y_new, &StepSize::Shared(0.0)).remove(0).host_vec::<f64>()?)
+            Some(self.eval(0, &Time::Shared(t_new), y_new, &StepH::Shared(0.0)).remove(0).host_vec::<f64>()?)
         } else {
             None
         };
@@ -185,14 +185,14 @@ pub fn solve_events<const D: usize, F: VectorField<D>>(
     events: &[Event<'_>],
     opts: &Options,
 ) -> Result<EventSolution<D>> {
-    check_options(opts)?;
+    opts.check()?;
     check_times(times)?;
     check_y0(&y0)?;
     field.check_state(&y0)?;
     if let Some(e) = events.iter().find(|e| matches!(e.action, Action::Reset(_))) {
         return Err(Error::Unsupported(format!("reset event `{}` in a batched ode solve (samples share their steps); use sim::simulate_events", e.name)));
     }
-    if opts.control == StepControl::PerSample || opts.dense {
+    if opts.per_sample() || opts.dense {
         return Err(Error::Unsupported("events with per-sample step control or dense output".into()));
     }
     let batch = y0.dims()[0];
@@ -342,7 +342,11 @@ pub fn event_gradients<const D: usize, F: VectorField<D>>(
     }
     let coef = Coef::per_sample(&span, &y0);
     let rescaled = Rescaled { field, t0, span, coef };
-    let opts = Options { dt: opts.dt.map(|dt| dt / (t_end - t0).abs()), ..opts.clone() };
+    let mut opts = opts.clone();
+    if let StepSize::Fixed { dt } = &mut opts.step {
+        // The same steps in the rescaled time s = (t - t0) / (t_end - t0).
+        *dt /= (t_end - t0).abs();
+    }
     let (_, tape) = solve_for_grad(&rescaled, y0.clone(), &[0.0, 1.0], &opts, gradient)?;
     let a = Tensor::<D>::from_data(TensorData::new(a, shape), (&y0.device(), y0.dtype()));
     tape.backward(&[y0.zeros_like(), a])

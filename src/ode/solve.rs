@@ -6,7 +6,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::field::{Time, VectorField};
 use super::tableau::Tableau;
-use super::{Options, StepControl};
+use super::{Adaptive, Options, StepSize};
 use crate::{Error, Result};
 
 /// Counters of a solve. With per-sample control, steps and rejections are summed over samples;
@@ -197,7 +197,7 @@ pub(crate) fn all_finite_pub<const D: usize>(x: &Tensor<D>) -> bool {
 /// continuous adjoint), each `[batch, ...]`.
 pub(crate) trait Stepper<const D: usize> {
     /// Derivatives of all parts at stage `stage` of the step from `t` of size `h`, at time `ts`.
-    fn eval(&mut self, stage: usize, ts: &Time, y: &[Tensor<D>], h: &StepSize) -> Vec<Tensor<D>>;
+    fn eval(&mut self, stage: usize, ts: &Time, y: &[Tensor<D>], h: &StepH) -> Vec<Tensor<D>>;
     /// The step `(t, h)` from `y` with stages `k` was accepted; outputs `(index, θ)` fell in it.
     fn accepted(&mut self, _t: f64, _h: f64, _y: &[Tensor<D>], _k: &[Vec<Tensor<D>>], _outputs: &[(usize, f64)]) {}
     /// The last attempted step was rejected.
@@ -224,7 +224,7 @@ pub(crate) const PROBE: usize = usize::MAX;
 
 /// The step size of the current step, shared or per sample (zero for frozen samples).
 #[derive(Clone, Debug)]
-pub(crate) enum StepSize {
+pub(crate) enum StepH {
     Shared(f64),
     PerSample(Vec<f64>),
 }
@@ -234,7 +234,7 @@ pub(crate) enum StepSize {
 fn initial_step<const D: usize, S: Stepper<D>>(
     stepper: &mut S,
     tab: &Tableau,
-    opts: &Options,
+    ctl: &Adaptive,
     t0: f64,
     y0: &[Tensor<D>],
     dir: f64,
@@ -244,12 +244,12 @@ fn initial_step<const D: usize, S: Stepper<D>>(
 ) -> (Vec<f64>, Vec<Tensor<D>>) {
     let batch = y0[0].dims()[0];
     let time0 = Time::Shared(t0);
-    let f0 = stepper.eval(0, &time0, y0, &StepSize::Shared(0.0));
+    let f0 = stepper.eval(0, &time0, y0, &StepH::Shared(0.0));
     stats.nfe += 1;
     let norms = |xs: &[Tensor<D>], ys: &[Tensor<D>]| -> Vec<f64> {
         let mut acc = vec![0.0; if per_sample { batch } else { 1 }];
         for p in 0..norm_parts {
-            let s = scaled(xs[p].clone(), &ys[p], &ys[p], opts.rtol, opts.atol);
+            let s = scaled(xs[p].clone(), &ys[p], &ys[p], ctl.rtol, ctl.atol);
             if per_sample {
                 for (a, v) in acc.iter_mut().zip(mean_sq_per_sample(s)) {
                     *a += v / norm_parts as f64;
@@ -267,7 +267,7 @@ fn initial_step<const D: usize, S: Stepper<D>>(
     let y1: Vec<Tensor<D>> = y0.iter().zip(&f0).map(|(y, f)| combine(Some(y), &[(1.0, f)], &hcoef)).collect();
     let t1 = if per_sample { Time::PerSample(h0.iter().map(|h| t0 + dir * h).collect()) } else { Time::Shared(t0 + dir * h0[0]) };
     // A probe, not a stage: `PROBE` tells recording steppers not to keep it.
-    let f1 = stepper.eval(PROBE, &t1, &y1, &StepSize::Shared(0.0));
+    let f1 = stepper.eval(PROBE, &t1, &y1, &StepH::Shared(0.0));
     stats.nfe += 1;
     let diff: Vec<Tensor<D>> = f1.iter().zip(&f0).map(|(a, b)| a.clone() - b.clone()).collect();
     let d2 = norms(&diff, y0);
@@ -307,42 +307,7 @@ pub(crate) fn check_times(times: &[f64]) -> Result<f64> {
     Ok(dir)
 }
 
-pub(crate) fn check_options(opts: &Options) -> Result<()> {
-    let tab = opts.solver.tableau();
-    if tab.is_adaptive() {
-        if !(opts.rtol > 0.0 && opts.rtol.is_finite()) {
-            return Err(Error::invalid("rtol", format!("must be positive and finite, got {}", opts.rtol)));
-        }
-        if !(opts.atol > 0.0 && opts.atol.is_finite()) {
-            return Err(Error::invalid("atol", format!("must be positive and finite, got {}", opts.atol)));
-        }
-        if let Some(dt0) = opts.dt0 {
-            if !(dt0 > 0.0 && dt0.is_finite()) {
-                return Err(Error::invalid("dt0", format!("must be positive and finite, got {dt0}")));
-            }
-        }
-    }
-    match opts.dt {
-        Some(dt) if dt > 0.0 && dt.is_finite() => {}
-        Some(dt) => return Err(Error::invalid("dt", format!("must be positive and finite, got {dt}"))),
-        None if !tab.is_adaptive() => return Err(Error::invalid("dt", format!("fixed-step solver `{}` needs Options::dt", tab.name))),
-        None => {}
-    }
-    if opts.max_steps == 0 {
-        return Err(Error::invalid("max_steps", "must be at least 1"));
-    }
-    if !(opts.min_step >= 0.0 && opts.min_step.is_finite()) {
-        return Err(Error::invalid("min_step", format!("must be non-negative and finite, got {}", opts.min_step)));
-    }
-    if let Some(s) = opts.max_wall_seconds {
-        if !(s > 0.0) || s.is_nan() {
-            return Err(Error::invalid("max_wall_seconds", format!("must be positive, got {s}")));
-        }
-    }
-    Ok(())
-}
-
-/// The wall-clock budget of one solve ([`Options::max_wall_seconds`]).
+/// The wall-clock budget of one solve ([`super::Limits::max_wall_seconds`]).
 pub(crate) struct Clock {
     start: std::time::Instant,
     limit: Option<f64>,
@@ -362,7 +327,7 @@ impl Clock {
     }
 }
 
-/// Whether an adaptive step `h` has become too small to go on: below `Options::min_step` or
+/// Whether an adaptive step `h` has become too small to go on: below `Adaptive::min_step` or
 /// a few ulps of `t`.
 fn step_too_small(h: f64, t: f64, t_end: f64, min_step: f64) -> bool {
     h.abs() <= underflow_threshold(t, t_end) || h.abs() < min_step || !h.is_finite()
@@ -375,7 +340,7 @@ pub(crate) fn stages<const D: usize, S: Stepper<D>>(
     stepper: &mut S,
     tab: &Tableau,
     t: &Time,
-    hsize: &StepSize,
+    hsize: &StepH,
     hcoef: &Coef<D>,
     y: &[Tensor<D>],
     k1: Option<Vec<Tensor<D>>>,
@@ -400,7 +365,7 @@ pub(crate) fn stages<const D: usize, S: Stepper<D>>(
             })
             .collect();
         let ti = match (t, hsize) {
-            (Time::Shared(t), StepSize::Shared(h)) => Time::Shared(t + tab.c[i] * h),
+            (Time::Shared(t), StepH::Shared(h)) => Time::Shared(t + tab.c[i] * h),
             _ => Time::PerSample((0..y[0].dims()[0]).map(|j| t.of(j) + tab.c[i] * hsize.of(j)).collect()),
         };
         stats.nfe += 1;
@@ -412,11 +377,11 @@ pub(crate) fn stages<const D: usize, S: Stepper<D>>(
     (k, last_input)
 }
 
-impl StepSize {
+impl StepH {
     pub(crate) fn of(&self, i: usize) -> f64 {
         match self {
-            StepSize::Shared(h) => *h,
-            StepSize::PerSample(hs) => hs[i],
+            StepH::Shared(h) => *h,
+            StepH::PerSample(hs) => hs[i],
         }
     }
 }
@@ -460,30 +425,31 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
     let mut next_out = 1;
     let mut k1: Option<Vec<Tensor<D>>> = None;
     let mut err_prev = 1.0;
-    let adaptive = tab.is_adaptive() && opts.dt.is_none();
-    let mut h = if adaptive {
-        match h_init.or(opts.dt0) {
+    // `Options::check` has ruled out adaptive steps for a solver without an error estimate.
+    let adaptive = opts.adaptive_steps();
+    let mut h = match (adaptive, &opts.step) {
+        (Some(ctl), _) => match h_init.or(ctl.dt0) {
             Some(h) => dir * h.abs(),
             None => {
-                let (hs, f0) = initial_step(stepper, tab, opts, t, &y, dir, norm_parts, false, stats);
+                let (hs, f0) = initial_step(stepper, tab, ctl, t, &y, dir, norm_parts, false, stats);
                 k1 = Some(f0);
                 dir * hs[0]
             }
-        }
-    } else {
-        dir * opts.dt.expect("checked")
+        },
+        (None, StepSize::Fixed { dt }) => dir * dt,
+        (None, _) => 0.0,
     };
     let mut weights = vec![0.0; s];
     // Fixed-step bookkeeping: the current output interval is split into n equal steps.
     let mut fixed_left = 0usize;
     let mut fixed_h = 0.0;
-    let clock = Clock::start(opts.max_wall_seconds);
+    let clock = Clock::start(opts.limits.max_wall_seconds);
     while next_out < times.len() {
-        if stats.steps + stats.rejected >= opts.max_steps {
-            return Err(Error::MaxStepsReached { max_steps: opts.max_steps, t });
+        if stats.steps + stats.rejected >= opts.limits.max_steps {
+            return Err(Error::MaxStepsReached { max_steps: opts.limits.max_steps, t });
         }
         clock.check(t, stats.steps)?;
-        let (h_step, t_new) = if adaptive {
+        let (h_step, t_new) = if adaptive.is_some() {
             // Clip to the final time; stretch a step that would leave a sliver (< 1 % of h).
             if dir * (t + 1.01 * h - t_end) >= 0.0 {
                 (t_end - t, t_end)
@@ -493,14 +459,16 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
         } else {
             if fixed_left == 0 {
                 let target = times[next_out];
-                let dt = opts.dt.expect("checked");
-                fixed_left = (((target - t).abs() / dt) - 1e-9).ceil().max(1.0) as usize;
+                fixed_left = match opts.step {
+                    StepSize::Fixed { dt } => (((target - t).abs() / dt) - 1e-9).ceil().max(1.0) as usize,
+                    _ => 1,
+                };
                 fixed_h = (target - t) / fixed_left as f64;
             }
             let t_new = if fixed_left == 1 { times[next_out] } else { t + fixed_h };
             (t_new - t, t_new)
         };
-        let hsize = StepSize::Shared(h_step);
+        let hsize = StepH::Shared(h_step);
         let hcoef = Coef::Uniform(h_step);
         let time = Time::Shared(t);
         let (k, last_input) = stages(stepper, tab, &time, &hsize, &hcoef, &y, k1.take(), stats);
@@ -509,12 +477,12 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
             None => advance(&y, &k, tab.b, &hcoef),
         };
         let mut err = 0.0;
-        if let (true, Some(e)) = (adaptive, tab.e) {
+        if let (Some(ctl), Some(e)) = (adaptive, tab.e) {
             let mut acc = 0.0;
             for p in 0..norm_parts {
                 let terms: Vec<(f64, &Tensor<D>)> = e.iter().copied().zip(k.iter().map(|ki| &ki[p])).collect();
                 let est = combine(None, &terms, &hcoef);
-                acc += mean_sq(scaled(est, &y[p], &y_new[p], opts.rtol, opts.atol));
+                acc += mean_sq(scaled(est, &y[p], &y_new[p], ctl.rtol, ctl.atol));
             }
             err = (acc / norm_parts as f64).sqrt();
             if !(err <= 1.0) {
@@ -524,9 +492,9 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
                 }
                 stats.rejected += 1;
                 stepper.rejected();
-                h = h_step * opts.controller.factor(err, err_prev, tab.embedded_order.unwrap_or(1));
-                if step_too_small(h, t, t_end, opts.min_step) {
-                    if !err.is_finite() && h.abs() >= opts.min_step {
+                h = h_step * ctl.controller.factor(err, err_prev, tab.embedded_order.unwrap_or(1));
+                if step_too_small(h, t, t_end, ctl.min_step) {
+                    if !err.is_finite() && h.abs() >= ctl.min_step {
                         // The step shrank to nothing because f is not finite just after t
                         // (a closure returning NaN there), not because the problem is stiff.
                         return Err(Error::NonFinite { what: "derivative f(t, y) just after t", step: stats.steps, t });
@@ -586,10 +554,10 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
             }
             break;
         }
-        if adaptive {
+        if let Some(ctl) = adaptive {
             // The controller acts on the proposed step, not on a clipped final one.
             let base = if h_step.abs() < h.abs() { h } else { h_step };
-            h = base * opts.controller.factor(err, err_prev, tab.embedded_order.unwrap_or(1));
+            h = base * ctl.controller.factor(err, err_prev, tab.embedded_order.unwrap_or(1));
             err_prev = err.max(1e-10);
         } else {
             fixed_left -= 1;
@@ -604,7 +572,7 @@ pub(crate) struct Plain<'a, F> {
 }
 
 impl<const D: usize, F: VectorField<D>> Stepper<D> for Plain<'_, F> {
-    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepSize) -> Vec<Tensor<D>> {
+    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepH) -> Vec<Tensor<D>> {
         vec![self.field.eval(ts, &y[0])]
     }
 }
@@ -639,7 +607,7 @@ impl<'a, const D: usize, F: VectorField<D>> Recording<'a, F, D> {
 }
 
 impl<const D: usize, F: VectorField<D>> Stepper<D> for Recording<'_, F, D> {
-    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepSize) -> Vec<Tensor<D>> {
+    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepH) -> Vec<Tensor<D>> {
         vec![self.field.eval(ts, &y[0])]
     }
     fn accepted(&mut self, t: f64, h: f64, y: &[Tensor<D>], k: &[Vec<Tensor<D>>], _outputs: &[(usize, f64)]) {
@@ -689,15 +657,15 @@ pub(crate) fn check_y0<const D: usize>(y0: &Tensor<D>) -> Result<()> {
 /// `StepSizeUnderflow`, `MaxStepsReached`. With [`StepControl::PerSample`] failures of
 /// single samples are reported in `Solution::status` instead.
 pub fn solve<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>, times: &[f64], opts: &Options) -> Result<Solution<D>> {
-    check_options(opts)?;
+    opts.check()?;
     check_times(times)?;
     check_y0(&y0)?;
     field.check_state(&y0)?;
-    if opts.control == StepControl::PerSample && opts.solver.is_adaptive() && opts.dt.is_none() {
+    if let Some(ctl) = opts.adaptive_steps().filter(|_| opts.per_sample()) {
         if opts.dense {
             return Err(Error::Unsupported("dense output with per-sample step control".into()));
         }
-        return solve_per_sample(field, y0, times, opts);
+        return solve_per_sample(field, y0, times, opts, ctl);
     }
     let batch = y0.dims()[0];
     let mut stats = Stats::default();
@@ -719,7 +687,7 @@ pub fn solve<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>, times:
 
 /// Per-sample step-size control: every sample advances with its own `(t, h)` and PI state,
 /// exactly as if solved alone; finished or failed samples take zero steps.
-fn solve_per_sample<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>, times: &[f64], opts: &Options) -> Result<Solution<D>> {
+fn solve_per_sample<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>, times: &[f64], opts: &Options, ctl: &Adaptive) -> Result<Solution<D>> {
     let tab = opts.solver.tableau();
     let dir = check_times(times)?;
     let t_end = times[times.len() - 1];
@@ -730,10 +698,10 @@ fn solve_per_sample<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>,
     let mut plain = Plain { field };
     let mut t = vec![times[0]; batch];
     let mut y = y0.clone();
-    let (mut h, f0) = match opts.dt0 {
+    let (mut h, f0) = match ctl.dt0 {
         Some(h) => (vec![h; batch], None),
         None => {
-            let (hs, f0) = initial_step(&mut plain, tab, opts, times[0], &[y.clone()], dir, 1, true, &mut stats);
+            let (hs, f0) = initial_step(&mut plain, tab, ctl, times[0], &[y.clone()], dir, 1, true, &mut stats);
             (hs, Some(f0))
         }
     };
@@ -749,7 +717,7 @@ fn solve_per_sample<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>,
     let mut outputs: Vec<Tensor<D>> = vec![nan; times.len() - 1];
     let mut weights = vec![0.0; s];
     let mut iterations = 0usize;
-    let clock = Clock::start(opts.max_wall_seconds);
+    let clock = Clock::start(opts.limits.max_wall_seconds);
     while status.iter().any(Option::is_none) {
         iterations += 1;
         clock.check(t.iter().copied().fold(f64::NAN, f64::min), stats.steps)?;
@@ -765,7 +733,7 @@ fn solve_per_sample<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>,
                 }
             })
             .collect();
-        let hsize = StepSize::PerSample(h_step.clone());
+        let hsize = StepH::PerSample(h_step.clone());
         let hcoef = Coef::per_sample(&h_step, &y);
         let time = Time::PerSample(t.clone());
         let (k, last_input) = stages(&mut plain, tab, &time, &hsize, &hcoef, &[y.clone()], k1.take(), &mut stats);
@@ -776,14 +744,14 @@ fn solve_per_sample<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>,
         let e = tab.e.expect("adaptive");
         let terms: Vec<(f64, &Tensor<D>)> = e.iter().copied().zip(k.iter().map(|ki| &ki[0])).collect();
         let est = combine(None, &terms, &hcoef);
-        let err: Vec<f64> = mean_sq_per_sample(scaled(est, &y, &y_new, opts.rtol, opts.atol)).into_iter().map(f64::sqrt).collect();
+        let err: Vec<f64> = mean_sq_per_sample(scaled(est, &y, &y_new, ctl.rtol, ctl.atol)).into_iter().map(f64::sqrt).collect();
         let finite_new = mean_sq_per_sample(y_new.clone());
         let mut accept = vec![false; batch];
         for i in 0..batch {
             if status[i].is_some() {
                 continue;
             }
-            if steps_taken[i] >= opts.max_steps {
+            if steps_taken[i] >= opts.limits.max_steps {
                 status[i] = Some(Status::MaxStepsReached { t: t[i] });
                 continue;
             }
@@ -796,8 +764,8 @@ fn solve_per_sample<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>,
                 accept[i] = true;
             } else {
                 stats.rejected += 1;
-                h[i] = h_step[i] * opts.controller.factor(err[i], err_prev[i], q);
-                if step_too_small(h[i], t[i], t_end, opts.min_step) {
+                h[i] = h_step[i] * ctl.controller.factor(err[i], err_prev[i], q);
+                if step_too_small(h[i], t[i], t_end, ctl.min_step) {
                     status[i] = Some(Status::StepSizeUnderflow { t: t[i] });
                 }
             }
@@ -861,7 +829,7 @@ fn solve_per_sample<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>,
             if accept[i] {
                 let t_new = if h_step[i] == t_end - t[i] { t_end } else { t[i] + h_step[i] };
                 let base = if h_step[i].abs() < h[i].abs() { h[i] } else { h_step[i] };
-                h[i] = base * opts.controller.factor(err[i], err_prev[i], q);
+                h[i] = base * ctl.controller.factor(err[i], err_prev[i], q);
                 err_prev[i] = err[i].max(1e-10);
                 t[i] = t_new;
                 if next_out[i] >= times.len() {
@@ -877,7 +845,7 @@ fn solve_per_sample<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>,
             k1 = Some(vec![select(&acc_mask, last, first)]);
         }
         y = y_next;
-        if iterations > opts.max_steps.saturating_mul(2) + 10 {
+        if iterations > opts.limits.max_steps.saturating_mul(2) + 10 {
             break;
         }
     }

@@ -228,7 +228,7 @@ pub fn sample<F: VectorField<2>>(field: &F, x0: &Tensor<2>, constraint: Option<&
     let dt = 1.0 / cfg.steps as f64;
     let fields = match cfg.method {
         Sampler::Unconstrained | Sampler::ProjectEnd => {
-            let opts = Options { solver: cfg.solver, dt: Some(dt), ..Options::default() };
+            let opts = Options::fixed(cfg.solver, dt);
             let sol = ode::solve(field, x0.clone(), &[0.0, 1.0], &opts)?;
             stats.nfe = sol.stats.nfe;
             let mut u = Array2::from_shape_vec((b, n), sol.ys[1].to_vec_as::<f64>()).expect("[batch, n]");

@@ -234,7 +234,7 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
     let src = hot.sample(&mut rng, cfg.n_eval);
     let lp0: Vec<f64> = src.rows().into_iter().map(|r| hot.log_density(r[0], r[1])).collect();
     let device = crate::device::reference_cpu();
-    let opts = Options { solver: Solver::Rk4, dt: Some(1.0 / cfg.solve_steps as f64), ..Options::default() };
+    let opts = Options::fixed(Solver::Rk4, 1.0 / cfg.solve_steps as f64);
     let x0t = tensor_from_array2(&src.view(), &device, burn::tensor::DType::F64);
     let (x1, log_q) = fm::sample_with_log_density(&model.field(), &x0t, &lp0, Trace::Exact, &opts)?;
     let log_p: Vec<f64> = x1.chunks(2).map(|r| cold.log_density(r[0], r[1])).collect();

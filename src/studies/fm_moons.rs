@@ -119,7 +119,7 @@ fn x1_sampler(rng: &mut StdRng, n: usize) -> Array2<f64> {
 }
 
 fn euler(n: usize) -> Options {
-    Options { solver: Solver::Euler, dt: Some(1.0 / n as f64), ..Options::default() }
+    Options::fixed(Solver::Euler, 1.0 / n as f64)
 }
 
 /// Run the study, writing checkpoints, figures and reports under `out`; finished checkpoints
@@ -158,7 +158,7 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
     // Reflow of the independent model: its own deterministic couplings.
     let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(1));
     let x0_pairs = eight_gaussians(&mut rng, cfg.reflow_pairs);
-    let rk4 = Options { solver: Solver::Rk4, dt: Some(1.0 / cfg.reflow_solve_steps as f64), ..Options::default() };
+    let rk4 = Options::fixed(Solver::Rk4, 1.0 / cfg.reflow_solve_steps as f64);
     let x1_pairs = fm::reflow_targets(&trained[0].1.field(), &x0_pairs, &rk4)?;
     let paired = Problem { dim: 2, x0: SampleSource::Data(x0_pairs.view()), x1: SampleSource::Data(x1_pairs.view()), cond: None };
     let (model, report) = fm::train(&paired, &TrainConfig { coupling: Coupling::Paired, ..base.clone() }, train_device, &mut run_in("reflow")?)?;

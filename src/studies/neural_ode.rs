@@ -172,7 +172,7 @@ fn simulate(cfg: &NeuralOdeConfig, y0: &[[f64; 2]], times: &[f64], device: &Devi
     let cpu = crate::device::reference_cpu();
     let flat: Vec<f64> = y0.iter().flat_map(|r| r.iter().copied()).collect();
     let y0 = Tensor::<2>::from_data(TensorData::new(flat, [y0.len(), 2]), (&cpu, DType::F64));
-    let opts = Options { solver: Solver::Tsit5, rtol: 1e-10, atol: 1e-10, ..Options::default() };
+    let opts = Options::adaptive(Solver::Tsit5, 1e-10, 1e-10);
     let sol = ode::solve(&cfg.system.field(), y0, times, &opts)?;
     sol.ys.iter().map(|y| crate::device::transfer(y, device, dtype)).collect()
 }
@@ -226,7 +226,7 @@ pub fn run(cfg: &NeuralOdeConfig, device: &Device, out: &Path, resume: bool, qui
     sizes.extend(&cfg.hidden);
     sizes.push(2);
     let mlp = MlpConfig::new(sizes).init(cfg.seed.wrapping_add(1), &device.clone().autodiff())?;
-    let opts = Options { solver: cfg.solver, rtol: cfg.rtol, atol: cfg.atol, ..Options::default() };
+    let opts = Options::adaptive(cfg.solver, cfg.rtol, cfg.atol);
     let y0_train = train[0].clone();
 
     let run_opts = RunOptions {

@@ -494,7 +494,7 @@ fn dflow(model: &pde::FieldModel, x0: &Array2<f64>, obs: &[usize], y: &[f64], si
     use burn::tensor::{Tensor, TensorData};
     let (b, n) = x0.dim();
     let per = n / model.meta.mean.len();
-    let opts = Options { solver: Solver::Euler, dt: Some(1.0 / inv.dflow_steps as f64), ..Options::default() };
+    let opts = Options::fixed(Solver::Euler, 1.0 / inv.dflow_steps as f64);
     let on = (model.device(), model.dtype());
     let to_tensor = |x: &Array2<f64>| Tensor::<2>::from_data(TensorData::new(x.iter().copied().collect::<Vec<f64>>(), [b, n]), (&on.0, on.1));
     let mut x = x0.clone();

@@ -514,10 +514,7 @@ fn markdown(name: &str, r: &BgParticlesReport) -> String {
             c.eqfm.run.steps,
             c.eqfm.run.batch_size,
             c.eqfm.sampling.solver,
-            match c.eqfm.sampling.dt {
-                Some(dt) => format!("step {dt}"),
-                None => format!("rtol {:.0e}", c.eqfm.sampling.rtol),
-            },
+            c.eqfm.sampling.step,
             likelihood_label(&c.eqfm.likelihood)
         ),
     };
