@@ -20,11 +20,9 @@ use std::rc::Rc;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::dense::{DenseOutput, Recording};
 use super::field::{ParamCotangent, Time, VectorField};
-use super::solve::{
-    advance, check_cotangents, check_times, check_y0, combine, integrate, stages, Coef, DenseOutput, Plain, Recording, Solution, Stats, Status, StepH, Stepper,
-    PROBE,
-};
+use super::solve::{advance, check_cotangents, check_times, check_y0, combine, integrate, stages, Coef, Plain, Solution, Stats, Status, StepH, Stepper, PROBE};
 use super::{Options, Solver, StepSize};
 use crate::{Error, Result};
 
@@ -375,7 +373,7 @@ impl<const D: usize, F: VectorField<D>> Tape<'_, D, F> {
             h_next = Some(out.h_next);
             let end = out.outputs.into_iter().next().expect("one output");
             a = end.into_iter().last().expect("adjoint part");
-            if !super::solve::all_finite_pub(&a) {
+            if !super::solve::all_finite(&a) {
                 return Err(Error::NonFinite { what: "adjoint state", step: stats.steps, t: self.times[k - 1] });
             }
             if k > 1 {

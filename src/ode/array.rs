@@ -20,9 +20,10 @@
 use burn::tensor::{Tensor, TensorData};
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut1};
 
+use super::dense::DenseOutput;
 use super::events::{solve_events, SampleEvent};
 use super::field::{Time, VectorField};
-use super::solve::{solve, DenseOutput, Solution, Stats, Status};
+use super::solve::{solve, Solution, Stats, Status};
 use super::system_field::SystemField;
 use super::Options;
 use crate::host::{array2_from_tensor, solution_array, tensor_from_array2, ToHost};

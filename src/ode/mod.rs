@@ -21,6 +21,7 @@
 pub mod adjoint;
 pub mod array;
 mod controller;
+mod dense;
 mod events;
 pub(crate) mod field;
 mod options;

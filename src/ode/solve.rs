@@ -1,9 +1,10 @@
-//! The integration loops: batch-wide step control (one `h` for all samples)
-//! and per-sample control (each sample its own `t`, `h`; finished samples frozen).
+//! The integration loop, with batch-wide step control (one `h` for all samples) or
+//! per-sample control (each sample its own `t`, `h`; finished samples frozen).
 
 use crate::host::ToHost;
 use burn::tensor::{Tensor, TensorData};
 
+use super::dense::{DenseOutput, Recording};
 use super::field::{Time, VectorField};
 use super::tableau::Tableau;
 use super::{Adaptive, Options, StepSize};
@@ -66,48 +67,6 @@ impl<const D: usize> Solution<D> {
     pub fn evaluate(&self, t: f64) -> Result<Tensor<D>> {
         let dense = self.dense.as_ref().ok_or_else(|| Error::invalid("t", "dense output was not kept; set Options::dense = true"))?;
         dense.evaluate(t)
-    }
-}
-
-/// Every accepted step of a batch-wide solve, for dense evaluation.
-#[derive(Clone, Debug)]
-pub(crate) struct DenseOutput<const D: usize> {
-    tab: &'static Tableau,
-    steps: Vec<DenseStep<D>>,
-}
-
-#[derive(Clone, Debug)]
-struct DenseStep<const D: usize> {
-    t: f64,
-    h: f64,
-    y: Tensor<D>,
-    k: Vec<Tensor<D>>,
-    /// `f(t + h, y_{n+1})`, for Hermite interpolation of methods without an interpolant.
-    f_end: Option<Tensor<D>>,
-    y_end: Tensor<D>,
-}
-
-impl<const D: usize> DenseOutput<D> {
-    pub(crate) fn evaluate(&self, t: f64) -> Result<Tensor<D>> {
-        let first = self.steps.first().ok_or_else(|| Error::invalid("t", "empty solution"))?;
-        let last = self.steps.last().expect("non-empty");
-        let dir = first.h.signum();
-        let (lo, hi) = (first.t, last.t + last.h);
-        if !t.is_finite() || dir * (t - lo) < -1e-12 * lo.abs().max(1.0) || dir * (t - hi) > 1e-12 * hi.abs().max(1.0) {
-            return Err(Error::invalid("t", format!("{t} is outside the solved span [{lo}, {hi}]")));
-        }
-        // Binary search for the step with t_n <= t <= t_n + h (in the direction of integration).
-        let idx = self.steps.partition_point(|s| dir * (s.t + s.h - t) < 0.0).min(self.steps.len() - 1);
-        let s = &self.steps[idx];
-        let theta = ((t - s.t) / s.h).clamp(0.0, 1.0);
-        let mut w = vec![0.0; self.tab.stages()];
-        if self.tab.dense_weights(theta, &mut w) {
-            let terms: Vec<(f64, &Tensor<D>)> = w.iter().copied().zip(s.k.iter()).collect();
-            return Ok(combine(Some(&s.y), &terms, &Coef::Uniform(s.h)));
-        }
-        let f_end = s.f_end.as_ref().expect("f_end is filled for every step of a dense solve");
-        let (h01, h10, h11) = super::tableau::hermite_basis(theta);
-        Ok(s.y.clone().mul_scalar(1.0 - h01) + s.y_end.clone().mul_scalar(h01) + s.k[0].clone().mul_scalar(s.h * h10) + f_end.clone().mul_scalar(s.h * h11))
     }
 }
 
@@ -184,12 +143,9 @@ fn mean_sq_per_sample<const D: usize>(x: Tensor<D>) -> Vec<f64> {
     flat.square().mean_dim(1).to_vec_as::<f64>()
 }
 
-fn all_finite<const D: usize>(x: &Tensor<D>) -> bool {
+/// Whether every entry is finite (the sum is, unless it overflows).
+pub(crate) fn all_finite<const D: usize>(x: &Tensor<D>) -> bool {
     x.clone().sum().into_scalar::<f64>().is_finite()
-}
-
-pub(crate) fn all_finite_pub<const D: usize>(x: &Tensor<D>) -> bool {
-    all_finite(x)
 }
 
 /// What an integration loop asks of the dynamics it integrates, and tells it about steps.
@@ -396,16 +352,53 @@ pub(crate) fn advance<const D: usize>(y: &[Tensor<D>], k: &[Vec<Tensor<D>>], w: 
         .collect()
 }
 
-/// Result of a batch-wide integration: the states at `times[1..]` and the step size the
-/// controller proposes next.
+/// Result of an integration: the states at `times[1..]`, the step size the controller
+/// proposes next, and how each sample ended.
 pub(crate) struct Integrated<const D: usize> {
     pub outputs: Vec<Vec<Tensor<D>>>,
     pub h_next: f64,
+    /// One status per sample; all `Success` for batch-wide control, which fails with `Err`.
+    pub status: Vec<Status>,
 }
 
-/// Batch-wide integration from `times[0]` through `times[1..]`, outputs by dense
-/// output inside steps (adaptive) or on step ends (fixed step). The error norm is the
-/// RMS over the first `norm_parts` parts.
+/// A lane that cannot go on. Batch-wide control fails the solve with `err`; per-sample
+/// control records the failure for that sample and lets the others finish.
+fn lane_failed(per_sample: bool, slot: &mut Option<Status>, err: Error) -> Result<()> {
+    if !per_sample {
+        return Err(err);
+    }
+    *slot = Some(match err {
+        Error::MaxStepsReached { t, .. } => Status::MaxStepsReached { t },
+        Error::StepSizeUnderflow { t, .. } => Status::StepSizeUnderflow { t },
+        Error::NonFinite { t, .. } => Status::NonFinite { t },
+        other => return Err(other),
+    });
+    Ok(())
+}
+
+/// Per lane, whether every entry of every part is finite: one lane for the batch, or one
+/// per sample (`[batch]`).
+fn finite_lanes<const D: usize>(parts: &[Tensor<D>], per_sample: bool) -> Vec<bool> {
+    if !per_sample {
+        return vec![parts.iter().all(all_finite)];
+    }
+    let b = parts[0].dims()[0];
+    let mut ok = vec![true; b];
+    for p in parts {
+        let rows: Tensor<2> = p.clone().reshape([b as i64, -1]);
+        for (o, s) in ok.iter_mut().zip(rows.sum_dim(1).to_vec_as::<f64>()) {
+            *o &= s.is_finite();
+        }
+    }
+    ok
+}
+
+/// The integration loop, from `times[0]` through `times[1..]`, with the step control of
+/// `opts`: one step size for the batch (adaptive, fixed or on the output grid), or with
+/// [`StepControl::PerSample`](super::StepControl::PerSample) one `(t, h)` and controller
+/// state per sample, exactly as if each were solved alone; finished or failed samples take
+/// zero steps. Outputs come from dense output inside steps (adaptive) or fall on step ends.
+/// The error norm is the RMS over the first `norm_parts` parts (per sample, or over the batch).
 pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
     stepper: &mut S,
     opts: &Options,
@@ -419,98 +412,177 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
     let dir = check_times(times)?;
     let t_end = times[times.len() - 1];
     let s = tab.stages();
-    let mut t = times[0];
-    let mut y = y0;
-    let mut outputs: Vec<Vec<Tensor<D>>> = Vec::with_capacity(times.len() - 1);
-    let mut next_out = 1;
-    let mut k1: Option<Vec<Tensor<D>>> = None;
-    let mut err_prev = 1.0;
+    let q = tab.embedded_order.unwrap_or(1);
+    let batch = y0[0].dims()[0];
     // `Options::check` has ruled out adaptive steps for a solver without an error estimate.
     let adaptive = opts.adaptive_steps();
-    let mut h = match (adaptive, &opts.step) {
+    // Lanes of step control: one for the whole batch, or one per sample.
+    let per_sample = opts.per_sample();
+    let lanes = if per_sample { batch } else { 1 };
+    let mut t = vec![times[0]; lanes];
+    let mut y = y0;
+    let mut k1: Option<Vec<Tensor<D>>> = None;
+    let mut h: Vec<f64> = match (adaptive, &opts.step) {
         (Some(ctl), _) => match h_init.or(ctl.dt0) {
-            Some(h) => dir * h.abs(),
+            Some(h) => vec![dir * h.abs(); lanes],
             None => {
-                let (hs, f0) = initial_step(stepper, tab, ctl, t, &y, dir, norm_parts, false, stats);
+                let (hs, f0) = initial_step(stepper, tab, ctl, times[0], &y, dir, norm_parts, per_sample, stats);
                 k1 = Some(f0);
-                dir * hs[0]
+                hs.into_iter().map(|h| dir * h).collect()
             }
         },
-        (None, StepSize::Fixed { dt }) => dir * dt,
-        (None, _) => 0.0,
+        (None, StepSize::Fixed { dt }) => vec![dir * dt],
+        (None, _) => vec![0.0],
     };
+    let mut err_prev = vec![1.0; lanes];
+    let mut next_out = vec![1usize; lanes];
+    let mut tries = vec![0usize; lanes];
+    let mut status: Vec<Option<Status>> = vec![None; lanes];
+    // Batch-wide outputs are pushed in order; per-sample ones start as NaN and are filled in
+    // as each sample crosses them (a sample that fails keeps NaN where it did not reach).
+    let mut outputs: Vec<Vec<Tensor<D>>> =
+        if per_sample { vec![y.iter().map(|p| p.clone().mul_scalar(f64::NAN)).collect(); times.len() - 1] } else { Vec::with_capacity(times.len() - 1) };
     let mut weights = vec![0.0; s];
     // Fixed-step bookkeeping: the current output interval is split into n equal steps.
     let mut fixed_left = 0usize;
     let mut fixed_h = 0.0;
     let clock = Clock::start(opts.limits.max_wall_seconds);
-    while next_out < times.len() {
-        if stats.steps + stats.rejected >= opts.limits.max_steps {
-            return Err(Error::MaxStepsReached { max_steps: opts.limits.max_steps, t });
-        }
-        clock.check(t, stats.steps)?;
-        let (h_step, t_new) = if adaptive.is_some() {
-            // Clip to the final time; stretch a step that would leave a sliver (< 1 % of h).
-            if dir * (t + 1.01 * h - t_end) >= 0.0 {
-                (t_end - t, t_end)
-            } else {
-                (h, t + h)
+    while status.iter().any(Option::is_none) {
+        for i in 0..lanes {
+            // The batch's budget is shared by every integration that adds to `stats`.
+            let used = if per_sample { tries[i] } else { stats.steps + stats.rejected };
+            if status[i].is_none() && used >= opts.limits.max_steps {
+                lane_failed(per_sample, &mut status[i], Error::MaxStepsReached { max_steps: opts.limits.max_steps, t: t[i] })?;
             }
+        }
+        if status.iter().all(Option::is_some) {
+            break;
+        }
+        clock.check(t.iter().copied().fold(f64::NAN, f64::min), stats.steps)?;
+        // Per-lane step and the time it reaches; zero for finished samples.
+        let (h_step, t_new): (Vec<f64>, Vec<f64>) = if adaptive.is_some() {
+            (0..lanes)
+                .map(|i| {
+                    if status[i].is_some() {
+                        (0.0, t[i])
+                    } else if dir * (t[i] + 1.01 * h[i] - t_end) >= 0.0 {
+                        // Clip to the final time; stretch a step that would leave a sliver (< 1 % of h).
+                        (t_end - t[i], t_end)
+                    } else {
+                        (h[i], t[i] + h[i])
+                    }
+                })
+                .unzip()
         } else {
             if fixed_left == 0 {
-                let target = times[next_out];
+                let target = times[next_out[0]];
                 fixed_left = match opts.step {
-                    StepSize::Fixed { dt } => (((target - t).abs() / dt) - 1e-9).ceil().max(1.0) as usize,
+                    StepSize::Fixed { dt } => (((target - t[0]).abs() / dt) - 1e-9).ceil().max(1.0) as usize,
                     _ => 1,
                 };
-                fixed_h = (target - t) / fixed_left as f64;
+                fixed_h = (target - t[0]) / fixed_left as f64;
             }
-            let t_new = if fixed_left == 1 { times[next_out] } else { t + fixed_h };
-            (t_new - t, t_new)
+            let t_new = if fixed_left == 1 { times[next_out[0]] } else { t[0] + fixed_h };
+            (vec![t_new - t[0]], vec![t_new])
         };
-        let hsize = StepH::Shared(h_step);
-        let hcoef = Coef::Uniform(h_step);
-        let time = Time::Shared(t);
+        let (hsize, hcoef, time) = if per_sample {
+            (StepH::PerSample(h_step.clone()), Coef::per_sample(&h_step, &y[0]), Time::PerSample(t.clone()))
+        } else {
+            (StepH::Shared(h_step[0]), Coef::Uniform(h_step[0]), Time::Shared(t[0]))
+        };
         let (k, last_input) = stages(stepper, tab, &time, &hsize, &hcoef, &y, k1.take(), stats);
         let y_new = match last_input {
             Some(yn) => yn,
             None => advance(&y, &k, tab.b, &hcoef),
         };
-        let mut err = 0.0;
+        let mut err = vec![0.0; lanes];
         if let (Some(ctl), Some(e)) = (adaptive, tab.e) {
-            let mut acc = 0.0;
+            let mut acc = vec![0.0; lanes];
             for p in 0..norm_parts {
                 let terms: Vec<(f64, &Tensor<D>)> = e.iter().copied().zip(k.iter().map(|ki| &ki[p])).collect();
-                let est = combine(None, &terms, &hcoef);
-                acc += mean_sq(scaled(est, &y[p], &y_new[p], ctl.rtol, ctl.atol));
-            }
-            err = (acc / norm_parts as f64).sqrt();
-            if !(err <= 1.0) {
-                if !err.is_finite() && !k[0].iter().all(all_finite) {
-                    // Shrinking the step cannot help when f(t, y) itself is not finite.
-                    return Err(Error::NonFinite { what: "derivative f(t, y)", step: stats.steps, t });
-                }
-                stats.rejected += 1;
-                stepper.rejected();
-                h = h_step * ctl.controller.factor(err, err_prev, tab.embedded_order.unwrap_or(1));
-                if step_too_small(h, t, t_end, ctl.min_step) {
-                    if !err.is_finite() && h.abs() >= ctl.min_step {
-                        // The step shrank to nothing because f is not finite just after t
-                        // (a closure returning NaN there), not because the problem is stiff.
-                        return Err(Error::NonFinite { what: "derivative f(t, y) just after t", step: stats.steps, t });
+                let est = scaled(combine(None, &terms, &hcoef), &y[p], &y_new[p], ctl.rtol, ctl.atol);
+                if per_sample {
+                    for (a, v) in acc.iter_mut().zip(mean_sq_per_sample(est)) {
+                        *a += v;
                     }
-                    return Err(Error::StepSizeUnderflow { t, h });
+                } else {
+                    acc[0] += mean_sq(est);
                 }
-                k1 = Some(k.into_iter().next().expect("stage 1"));
+            }
+            err = acc.into_iter().map(|a| (a / norm_parts as f64).sqrt()).collect();
+        }
+        let mut f_finite: Option<Vec<bool>> = None;
+        let mut y_finite: Option<Vec<bool>> = None;
+        let mut accept = vec![false; lanes];
+        for i in 0..lanes {
+            if status[i].is_some() {
                 continue;
             }
+            tries[i] += 1;
+            if let Some(ctl) = adaptive.filter(|_| !(err[i] <= 1.0)) {
+                if !err[i].is_finite() && !f_finite.get_or_insert_with(|| finite_lanes(&k[0], per_sample))[i] {
+                    // Shrinking the step cannot help when f(t, y) itself is not finite.
+                    lane_failed(per_sample, &mut status[i], Error::NonFinite { what: "derivative f(t, y)", step: stats.steps, t: t[i] })?;
+                    continue;
+                }
+                stats.rejected += 1;
+                if !per_sample {
+                    stepper.rejected();
+                }
+                h[i] = h_step[i] * ctl.controller.factor(err[i], err_prev[i], q);
+                if step_too_small(h[i], t[i], t_end, ctl.min_step) {
+                    let why = if !err[i].is_finite() && h[i].abs() >= ctl.min_step {
+                        // The step shrank to nothing because f is not finite just after t
+                        // (a closure returning NaN there), not because the problem is stiff.
+                        Error::NonFinite { what: "derivative f(t, y) just after t", step: stats.steps, t: t[i] }
+                    } else {
+                        Error::StepSizeUnderflow { t: t[i], h: h[i] }
+                    };
+                    lane_failed(per_sample, &mut status[i], why)?;
+                }
+                continue;
+            }
+            if !y_finite.get_or_insert_with(|| finite_lanes(&y_new, per_sample))[i] {
+                lane_failed(per_sample, &mut status[i], Error::NonFinite { what: "state", step: stats.steps, t: t_new[i] })?;
+                continue;
+            }
+            accept[i] = true;
         }
-        if !y_new.iter().all(all_finite) {
-            return Err(Error::NonFinite { what: "state", step: stats.steps, t: t_new });
+        let n_accepted = accept.iter().filter(|a| **a).count();
+        if n_accepted == 0 {
+            // Nothing moved: the next try starts from the same states and reuses stage 1.
+            k1 = Some(k.into_iter().next().expect("stage 1"));
+            continue;
         }
-        stats.steps += 1;
+        stats.steps += n_accepted;
+        if per_sample {
+            per_sample_outputs(&mut outputs, &mut next_out, times, dir, &accept, &t, &h_step, &t_new, &y, &k, &y_new, tab, &mut weights);
+            for i in (0..lanes).filter(|&i| accept[i]) {
+                let ctl = adaptive.expect("per-sample control is adaptive");
+                // The controller acts on the proposed step, not on a clipped final one.
+                let base = if h_step[i].abs() < h[i].abs() { h[i] } else { h_step[i] };
+                h[i] = base * ctl.controller.factor(err[i], err_prev[i], q);
+                err_prev[i] = err[i].max(1e-10);
+                t[i] = t_new[i];
+                if next_out[i] >= times.len() {
+                    status[i] = Some(Status::Success);
+                }
+            }
+            let accepted: Vec<f64> = accept.iter().map(|a| if *a { 1.0 } else { 0.0 }).collect();
+            let mask = Coef::per_sample(&accepted, &y[0]);
+            // Stage 1 of the next step: the FSAL stage where accepted, the old stage 1 where not.
+            if tab.fsal {
+                let mut kk = k;
+                let last = kk.pop().expect("stages");
+                let first = kk.swap_remove(0);
+                k1 = Some(last.into_iter().zip(first).map(|(l, f)| select(&mask, l, f)).collect());
+            }
+            y = y_new.into_iter().zip(y).map(|(n, o)| select(&mask, n, o)).collect();
+            continue;
+        }
+        let (h_step, t_new) = (h_step[0], t_new[0]);
         // Samples stopping inside this step hold their stop state from there on.
-        let stops = stepper.stops(t, h_step, &y, &k, &y_new)?;
+        let stops = stepper.stops(t[0], h_step, &y, &k, &y_new)?;
         let mut y_new = y_new;
         if let Some(st) = &stops {
             let stopped: Vec<f64> = st.theta.iter().map(|th| if th.is_some() { 1.0 } else { 0.0 }).collect();
@@ -518,13 +590,13 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
         }
         // Outputs that fall in (t, t_new].
         let mut in_step: Vec<(usize, f64)> = Vec::new();
-        while next_out < times.len() && dir * (times[next_out] - t_new) <= 0.0 {
-            let tk = times[next_out];
+        while next_out[0] < times.len() && dir * (times[next_out[0]] - t_new) <= 0.0 {
+            let tk = times[next_out[0]];
             if tk == t_new {
                 outputs.push(y_new.clone());
-                in_step.push((next_out, 1.0));
+                in_step.push((next_out[0], 1.0));
             } else {
-                let theta = (tk - t) / h_step;
+                let theta = (tk - t[0]) / h_step;
                 if !tab.dense_weights(theta, &mut weights) {
                     unreachable!("fixed-step outputs fall on step ends");
                 }
@@ -536,17 +608,17 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
                     }
                 }
                 outputs.push(out);
-                in_step.push((next_out, theta));
+                in_step.push((next_out[0], theta));
             }
-            next_out += 1;
+            next_out[0] += 1;
         }
-        stepper.accepted(t, h_step, &y, &k, &in_step);
+        stepper.accepted(t[0], h_step, &y, &k, &in_step);
         // The last stage was evaluated before samples stopped: not reusable as the next
         // step's first stage for them.
         if tab.fsal && stops.is_none() {
             k1 = Some(k.into_iter().last().expect("stages"));
         }
-        t = t_new;
+        t[0] = t_new;
         y = y_new;
         if stops.as_ref().is_some_and(|st| st.all_stopped) {
             while outputs.len() < times.len() - 1 {
@@ -554,16 +626,87 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
             }
             break;
         }
+        if next_out[0] >= times.len() {
+            status[0] = Some(Status::Success);
+        }
         if let Some(ctl) = adaptive {
             // The controller acts on the proposed step, not on a clipped final one.
-            let base = if h_step.abs() < h.abs() { h } else { h_step };
-            h = base * ctl.controller.factor(err, err_prev, tab.embedded_order.unwrap_or(1));
-            err_prev = err.max(1e-10);
+            let base = if h_step.abs() < h[0].abs() { h[0] } else { h_step };
+            h[0] = base * ctl.controller.factor(err[0], err_prev[0], q);
+            err_prev[0] = err[0].max(1e-10);
         } else {
             fixed_left -= 1;
         }
     }
-    Ok(Integrated { outputs, h_next: h.abs() })
+    let status =
+        if per_sample { status.into_iter().map(|s| s.unwrap_or(Status::MaxStepsReached { t: f64::NAN })).collect() } else { vec![Status::Success; batch] };
+    Ok(Integrated { outputs, h_next: h[0].abs(), status })
+}
+
+/// Per-sample outputs crossed in this step by the accepted samples: the dense output at
+/// `θ = (t_k − t_i) / h_i` per sample (`y_new` itself at a step end), written into their rows.
+#[allow(clippy::too_many_arguments)]
+fn per_sample_outputs<const D: usize>(
+    outputs: &mut [Vec<Tensor<D>>],
+    next_out: &mut [usize],
+    times: &[f64],
+    dir: f64,
+    accept: &[bool],
+    t: &[f64],
+    h_step: &[f64],
+    t_new: &[f64],
+    y: &[Tensor<D>],
+    k: &[Vec<Tensor<D>>],
+    y_new: &[Tensor<D>],
+    tab: &Tableau,
+    weights: &mut [f64],
+) {
+    let (batch, s) = (accept.len(), tab.stages());
+    let mut crossing: Vec<Vec<(usize, f64)>> = vec![Vec::new(); times.len()];
+    for i in (0..batch).filter(|&i| accept[i]) {
+        while next_out[i] < times.len() && dir * (times[next_out[i]] - t_new[i]) <= 0.0 {
+            let tk = times[next_out[i]];
+            let theta = if tk == t_new[i] { 1.0 } else { (tk - t[i]) / h_step[i] };
+            crossing[next_out[i]].push((i, theta));
+            next_out[i] += 1;
+        }
+    }
+    for (out_idx, members) in crossing.iter().enumerate() {
+        if members.is_empty() {
+            continue;
+        }
+        // Per-sample weights h·B_j(θ); exact end points take y_new itself.
+        let mut w = vec![vec![0.0; batch]; s];
+        let mut mask_interp = vec![0.0; batch];
+        let mut mask_end = vec![0.0; batch];
+        for &(i, theta) in members {
+            if theta == 1.0 {
+                mask_end[i] = 1.0;
+            } else {
+                tab.dense_weights(theta, weights);
+                for j in 0..s {
+                    w[j][i] = h_step[i] * weights[j];
+                }
+                mask_interp[i] = 1.0;
+            }
+        }
+        for p in 0..y.len() {
+            let mut value = outputs[out_idx - 1][p].clone();
+            if mask_interp.iter().any(|m| *m != 0.0) {
+                let mut interp = y[p].clone();
+                for j in 0..s {
+                    if w[j].iter().any(|v| *v != 0.0) {
+                        interp = interp + Coef::per_sample(&w[j], &y[p]).apply(k[j][p].clone());
+                    }
+                }
+                value = select(&Coef::per_sample(&mask_interp, &y[p]), interp, value);
+            }
+            if mask_end.iter().any(|m| *m != 0.0) {
+                value = select(&Coef::per_sample(&mask_end, &y[p]), y_new[p].clone(), value);
+            }
+            outputs[out_idx - 1][p] = value;
+        }
+    }
 }
 
 /// Plain forward dynamics of a field (no gradient), optionally keeping dense output.
@@ -574,49 +717,6 @@ pub(crate) struct Plain<'a, F> {
 impl<const D: usize, F: VectorField<D>> Stepper<D> for Plain<'_, F> {
     fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepH) -> Vec<Tensor<D>> {
         vec![self.field.eval(ts, &y[0])]
-    }
-}
-
-/// Records accepted steps for dense output.
-pub(crate) struct Recording<'a, F, const D: usize> {
-    field: &'a F,
-    steps: Vec<DenseStep<D>>,
-}
-
-impl<'a, const D: usize, F: VectorField<D>> Recording<'a, F, D> {
-    pub(crate) fn new(field: &'a F) -> Self {
-        Self { field, steps: Vec::new() }
-    }
-
-    /// The dense output of the recorded solve ending in `y_last`: fills each step's end point;
-    /// Hermite interpolation of a method without FSAL needs one more evaluation at the end.
-    pub(crate) fn finish(mut self, tab: &'static Tableau, y_last: &Tensor<D>, stats: &mut Stats) -> DenseOutput<D> {
-        let n = self.steps.len();
-        for i in 0..n {
-            let y_end = if i + 1 < n { self.steps[i + 1].y.clone() } else { y_last.clone() };
-            self.steps[i].y_end = y_end;
-        }
-        if let Some(last) = self.steps.last_mut() {
-            if tab.dense.is_none() && !tab.fsal {
-                stats.nfe += 1;
-                last.f_end = Some(self.field.eval(&Time::Shared(last.t + last.h), &last.y_end));
-            }
-        }
-        DenseOutput { tab, steps: self.steps }
-    }
-}
-
-impl<const D: usize, F: VectorField<D>> Stepper<D> for Recording<'_, F, D> {
-    fn eval(&mut self, _stage: usize, ts: &Time, y: &[Tensor<D>], _h: &StepH) -> Vec<Tensor<D>> {
-        vec![self.field.eval(ts, &y[0])]
-    }
-    fn accepted(&mut self, t: f64, h: f64, y: &[Tensor<D>], k: &[Vec<Tensor<D>>], _outputs: &[(usize, f64)]) {
-        if let Some(prev) = self.steps.last_mut() {
-            if prev.f_end.is_none() {
-                prev.f_end = Some(k[0][0].clone());
-            }
-        }
-        self.steps.push(DenseStep { t, h, y: y[0].clone(), k: k.iter().map(|ki| ki[0].clone()).collect(), f_end: None, y_end: y[0].clone() });
     }
 }
 
@@ -661,13 +761,9 @@ pub fn solve<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>, times:
     check_times(times)?;
     check_y0(&y0)?;
     field.check_state(&y0)?;
-    if let Some(ctl) = opts.adaptive_steps().filter(|_| opts.per_sample()) {
-        if opts.dense {
-            return Err(Error::Unsupported("dense output with per-sample step control".into()));
-        }
-        return solve_per_sample(field, y0, times, opts, ctl);
+    if opts.per_sample() && opts.dense {
+        return Err(Error::Unsupported("dense output with per-sample step control".into()));
     }
-    let batch = y0.dims()[0];
     let mut stats = Stats::default();
     let (integrated, dense) = if opts.dense {
         let mut rec = Recording::new(field);
@@ -682,178 +778,7 @@ pub fn solve<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>, times:
     let mut ys = Vec::with_capacity(times.len());
     ys.push(y0);
     ys.extend(integrated.outputs.into_iter().map(|mut o| o.remove(0)));
-    Ok(Solution { ts: times.to_vec(), ys, stats, status: vec![Status::Success; batch], dense })
-}
-
-/// Per-sample step-size control: every sample advances with its own `(t, h)` and PI state,
-/// exactly as if solved alone; finished or failed samples take zero steps.
-fn solve_per_sample<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>, times: &[f64], opts: &Options, ctl: &Adaptive) -> Result<Solution<D>> {
-    let tab = opts.solver.tableau();
-    let dir = check_times(times)?;
-    let t_end = times[times.len() - 1];
-    let batch = y0.dims()[0];
-    let s = tab.stages();
-    let q = tab.embedded_order.unwrap_or(1);
-    let mut stats = Stats::default();
-    let mut plain = Plain { field };
-    let mut t = vec![times[0]; batch];
-    let mut y = y0.clone();
-    let (mut h, f0) = match ctl.dt0 {
-        Some(h) => (vec![h; batch], None),
-        None => {
-            let (hs, f0) = initial_step(&mut plain, tab, ctl, times[0], &[y.clone()], dir, 1, true, &mut stats);
-            (hs, Some(f0))
-        }
-    };
-    for hi in h.iter_mut() {
-        *hi *= dir;
-    }
-    let mut k1: Option<Vec<Tensor<D>>> = f0;
-    let mut err_prev = vec![1.0; batch];
-    let mut next_out = vec![1usize; batch];
-    let mut status: Vec<Option<Status>> = vec![None; batch];
-    let mut steps_taken = vec![0usize; batch];
-    let nan = y0.clone().mul_scalar(f64::NAN);
-    let mut outputs: Vec<Tensor<D>> = vec![nan; times.len() - 1];
-    let mut weights = vec![0.0; s];
-    let mut iterations = 0usize;
-    let clock = Clock::start(opts.limits.max_wall_seconds);
-    while status.iter().any(Option::is_none) {
-        iterations += 1;
-        clock.check(t.iter().copied().fold(f64::NAN, f64::min), stats.steps)?;
-        // Per-sample step, clipped to the final time; zero for finished samples.
-        let h_step: Vec<f64> = (0..batch)
-            .map(|i| {
-                if status[i].is_some() {
-                    0.0
-                } else if dir * (t[i] + 1.01 * h[i] - t_end) >= 0.0 {
-                    t_end - t[i]
-                } else {
-                    h[i]
-                }
-            })
-            .collect();
-        let hsize = StepH::PerSample(h_step.clone());
-        let hcoef = Coef::per_sample(&h_step, &y);
-        let time = Time::PerSample(t.clone());
-        let (k, last_input) = stages(&mut plain, tab, &time, &hsize, &hcoef, &[y.clone()], k1.take(), &mut stats);
-        let y_new = match last_input {
-            Some(mut yn) => yn.remove(0),
-            None => advance(&[y.clone()], &k, tab.b, &hcoef).remove(0),
-        };
-        let e = tab.e.expect("adaptive");
-        let terms: Vec<(f64, &Tensor<D>)> = e.iter().copied().zip(k.iter().map(|ki| &ki[0])).collect();
-        let est = combine(None, &terms, &hcoef);
-        let err: Vec<f64> = mean_sq_per_sample(scaled(est, &y, &y_new, ctl.rtol, ctl.atol)).into_iter().map(f64::sqrt).collect();
-        let finite_new = mean_sq_per_sample(y_new.clone());
-        let mut accept = vec![false; batch];
-        for i in 0..batch {
-            if status[i].is_some() {
-                continue;
-            }
-            if steps_taken[i] >= opts.limits.max_steps {
-                status[i] = Some(Status::MaxStepsReached { t: t[i] });
-                continue;
-            }
-            steps_taken[i] += 1;
-            if err[i] <= 1.0 {
-                if !finite_new[i].is_finite() {
-                    status[i] = Some(Status::NonFinite { t: t[i] + h_step[i] });
-                    continue;
-                }
-                accept[i] = true;
-            } else {
-                stats.rejected += 1;
-                h[i] = h_step[i] * ctl.controller.factor(err[i], err_prev[i], q);
-                if step_too_small(h[i], t[i], t_end, ctl.min_step) {
-                    status[i] = Some(Status::StepSizeUnderflow { t: t[i] });
-                }
-            }
-        }
-        stats.steps += accept.iter().filter(|a| **a).count();
-        // Outputs crossed by accepted samples in this step, one output index at a time.
-        let mut crossing: Vec<Vec<(usize, f64)>> = vec![Vec::new(); times.len()];
-        for i in 0..batch {
-            if !accept[i] {
-                continue;
-            }
-            let t_new = if h_step[i] == t_end - t[i] { t_end } else { t[i] + h_step[i] };
-            while next_out[i] < times.len() && dir * (times[next_out[i]] - t_new) <= 0.0 {
-                let tk = times[next_out[i]];
-                let theta = if tk == t_new { 1.0 } else { (tk - t[i]) / h_step[i] };
-                crossing[next_out[i]].push((i, theta));
-                next_out[i] += 1;
-            }
-        }
-        for (out_idx, members) in crossing.iter().enumerate() {
-            if members.is_empty() {
-                continue;
-            }
-            // Per-sample weights h·B_j(θ); exact end points take y_new itself.
-            let mut w = vec![vec![0.0; batch]; s];
-            let mut mask_interp = vec![0.0; batch];
-            let mut mask_end = vec![0.0; batch];
-            for &(i, theta) in members {
-                if theta == 1.0 {
-                    mask_end[i] = 1.0;
-                } else {
-                    tab.dense_weights(theta, &mut weights);
-                    for j in 0..s {
-                        w[j][i] = h_step[i] * weights[j];
-                    }
-                    mask_interp[i] = 1.0;
-                }
-            }
-            let mut value = outputs[out_idx - 1].clone();
-            if mask_interp.iter().any(|m| *m != 0.0) {
-                let mut interp = y.clone();
-                for j in 0..s {
-                    if w[j].iter().any(|v| *v != 0.0) {
-                        interp = interp + Coef::per_sample(&w[j], &y).apply(k[j][0].clone());
-                    }
-                }
-                let m = Coef::per_sample(&mask_interp, &y);
-                value = select(&m, interp, value);
-            }
-            if mask_end.iter().any(|m| *m != 0.0) {
-                let m = Coef::per_sample(&mask_end, &y);
-                value = select(&m, y_new.clone(), value);
-            }
-            outputs[out_idx - 1] = value;
-        }
-        // Advance accepted samples; keep FSAL stage only where every sample agrees on reuse.
-        let acc_f: Vec<f64> = accept.iter().map(|a| if *a { 1.0 } else { 0.0 }).collect();
-        let acc_mask = Coef::per_sample(&acc_f, &y);
-        let y_next = select(&acc_mask, y_new, y.clone());
-        for i in 0..batch {
-            if accept[i] {
-                let t_new = if h_step[i] == t_end - t[i] { t_end } else { t[i] + h_step[i] };
-                let base = if h_step[i].abs() < h[i].abs() { h[i] } else { h_step[i] };
-                h[i] = base * ctl.controller.factor(err[i], err_prev[i], q);
-                err_prev[i] = err[i].max(1e-10);
-                t[i] = t_new;
-                if next_out[i] >= times.len() {
-                    status[i] = Some(Status::Success);
-                }
-            }
-        }
-        // Stage 1 of the next step: FSAL stage for accepted samples, old stage 1 for rejected.
-        if tab.fsal {
-            let mut kk = k;
-            let last = kk.pop().expect("stages").remove(0);
-            let first = kk.swap_remove(0).remove(0);
-            k1 = Some(vec![select(&acc_mask, last, first)]);
-        }
-        y = y_next;
-        if iterations > opts.limits.max_steps.saturating_mul(2) + 10 {
-            break;
-        }
-    }
-    let mut ys = Vec::with_capacity(times.len());
-    ys.push(y0);
-    ys.extend(outputs);
-    let status = status.into_iter().map(|s| s.unwrap_or(Status::MaxStepsReached { t: f64::NAN })).collect();
-    Ok(Solution { ts: times.to_vec(), ys, stats, status, dense: None })
+    Ok(Solution { ts: times.to_vec(), ys, stats, status: integrated.status, dense })
 }
 
 /// Per sample, `a` where the 0/1 mask is 1 and `b` elsewhere (a masked select rather than
