@@ -754,7 +754,7 @@ pub(crate) fn check_y0<const D: usize>(y0: &Tensor<D>) -> Result<()> {
 ///
 /// # Errors
 /// `InvalidArgument` for bad times or options, `NonFinite` for a non-finite `y0` or state,
-/// `StepSizeUnderflow`, `MaxStepsReached`. With [`StepControl::PerSample`] failures of
+/// `StepSizeUnderflow`, `MaxStepsReached`. With [`StepControl::PerSample`](super::StepControl::PerSample) failures of
 /// single samples are reported in `Solution::status` instead.
 pub fn solve<const D: usize, F: VectorField<D>>(field: &F, y0: Tensor<D>, times: &[f64], opts: &Options) -> Result<Solution<D>> {
     opts.check()?;

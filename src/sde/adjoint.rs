@@ -21,7 +21,9 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::field::SdeField;
-use super::solve::{all_finite, check_solve, fixed_forward, fixed_steps, reversible_forward, ReversibleHeunState, SdeOptions, SdeSolver, SdeStats, StepSaved};
+use super::methods::reversible_heun::{reversible_forward, ReversibleHeunState};
+use super::methods::{Increment, Saves, SdeSolver};
+use super::solve::{all_finite, check_solve, fixed_forward, fixed_steps, SdeOptions, SdeStats};
 use super::{BrownianPath, Calculus};
 use crate::ode::solve::check_cotangents;
 use crate::ode::solve::Clock;
@@ -54,9 +56,8 @@ impl std::fmt::Display for SdeGradient {
 /// One fixed step of the forward pass as the discrete adjoint needs it.
 struct StepRecord<S: SdeField> {
     h: f64,
-    dw: Tensor<2>,
-    area: Option<Tensor<2>>,
-    saved: StepSaved<S>,
+    inc: Increment,
+    saved: Saves<S>,
 }
 
 #[allow(clippy::large_enum_variant)] // one per solve; the small variants are the rare ones
@@ -105,10 +106,10 @@ pub fn sdeint_for_grad<'a, S: SdeField, B: BrownianPath>(
     let gradient = if solver == SdeSolver::ReversibleHeun && gradient == SdeGradient::Direct { SdeGradient::Reversible } else { gradient };
     match gradient {
         SdeGradient::Direct => {
-            if matches!(solver, SdeSolver::MilsteinIto | SdeSolver::MilsteinStratonovich) {
-                return Err(Error::Unsupported(
-                    "the discrete adjoint of Milstein (it needs second derivatives of g); use Euler–Heun or the stochastic adjoint".into(),
-                ));
+            if !solver.facts().discrete_adjoint {
+                return Err(Error::Unsupported(format!(
+                    "the discrete adjoint of {solver:?} (Milstein's would need second derivatives of g); use Euler–Heun or the stochastic adjoint"
+                )));
             }
             if opts.adaptive.is_some() {
                 return Err(Error::Unsupported("the discrete adjoint of adaptive SDE steps; use the stochastic adjoint".into()));
@@ -138,7 +139,7 @@ pub fn sdeint_for_grad<'a, S: SdeField, B: BrownianPath>(
         SdeGradient::Direct => {
             let mut intervals: Vec<Vec<StepRecord<S>>> = (1..times.len()).map(|_| Vec::new()).collect();
             let ys = fixed_forward(solver, field, y0, times, brownian, opts.dt, &clock, &mut stats, |k, h, inc, saved| {
-                intervals[k].push(StepRecord { h, dw: inc.dw, area: inc.area, saved });
+                intervals[k].push(StepRecord { h, inc, saved });
             })?;
             (ys, Record::Direct(intervals))
         }
@@ -159,7 +160,7 @@ impl<S: SdeField, B: BrownianPath> SdeTape<'_, S, B> {
         let mut params = self.field.zero_params();
         let mut stats = Stats::default();
         let y0 = match &self.record {
-            Record::Direct(intervals) => self.backward_direct(intervals, cotangents, &mut params, &mut stats),
+            Record::Direct(intervals) => self.backward_direct(intervals, cotangents, &mut params, &mut stats)?,
             Record::Adjoint => self.backward_adjoint(cotangents, &mut params, &mut stats)?,
             Record::Reversible(end) => self.backward_reversible(end, cotangents, &mut params, &mut stats)?,
         };
@@ -169,49 +170,19 @@ impl<S: SdeField, B: BrownianPath> SdeTape<'_, S, B> {
         Ok(Grads { y0, params, stats })
     }
 
-    fn backward_direct(&self, intervals: &[Vec<StepRecord<S>>], cotangents: &[Tensor<2>], p: &mut S::Params, stats: &mut Stats) -> Tensor<2> {
-        let field = self.field;
-        let noise = field.noise();
+    fn backward_direct(&self, intervals: &[Vec<StepRecord<S>>], cotangents: &[Tensor<2>], p: &mut S::Params, stats: &mut Stats) -> Result<Tensor<2>> {
+        let (field, solver) = (self.field, self.opts.solver);
         let mut a = cotangents[cotangents.len() - 1].clone();
         for (k, steps) in intervals.iter().enumerate().rev() {
             for r in steps.iter().rev() {
-                let (h, dw) = (r.h, &r.dw);
-                a = match &r.saved {
-                    StepSaved::Euler { f, g } => {
-                        stats.nvjp += 2;
-                        a.clone()
-                            + field.drift_vjp(f, &a.clone().mul_scalar(h), Some((p, 1.0)))
-                            + field.diffusion_vjp(g, &noise.cotangent(&a, dw), Some((p, 1.0)))
-                    }
-                    StepSaved::Heun { f, g, g2 } => {
-                        // y' = y + f h + ½(g(y) + g(ỹ)) dW, ỹ = y + g(y) dW.
-                        stats.nvjp += 3;
-                        let c = noise.cotangent(&a, dw).mul_scalar(0.5);
-                        let a_pred = field.diffusion_vjp(g2, &c, Some((p, 1.0)));
-                        let cg = c + noise.cotangent(&a_pred, dw);
-                        a.clone() + a_pred + field.drift_vjp(f, &a.clone().mul_scalar(h), Some((p, 1.0))) + field.diffusion_vjp(g, &cg, Some((p, 1.0)))
-                    }
-                    StepSaved::Sra1 { f1, f2, g0, g1 } => {
-                        // y' = y + h(⅓f₁ + ⅔f₂) + g₁W + (g₀ − g₁)J, z = y + ¾h f₁ + (3/2) g₁J.
-                        stats.nvjp += 4;
-                        let j = r.area.clone().expect("SRA1 records its Lévy area") + dw.clone().mul_scalar(0.5);
-                        let z_bar = field.drift_vjp(f2, &a.clone().mul_scalar(2.0 * h / 3.0), Some((p, 1.0)));
-                        let cf1 = a.clone().mul_scalar(h / 3.0) + z_bar.clone().mul_scalar(0.75 * h);
-                        let cj = noise.cotangent(&a, &j);
-                        let cg1 = noise.cotangent(&a, dw) - cj.clone() + noise.cotangent(&z_bar, &j).mul_scalar(1.5);
-                        a.clone()
-                            + z_bar
-                            + field.drift_vjp(f1, &cf1, Some((p, 1.0)))
-                            + field.diffusion_vjp(g0, &cj, Some((p, 1.0)))
-                            + field.diffusion_vjp(g1, &cg1, Some((p, 1.0)))
-                    }
-                    StepSaved::Milstein => unreachable!("rejected in sdeint_for_grad"),
-                };
+                a = solver
+                    .step_vjp(field, &r.saved, &a, r.h, &r.inc, p, stats)
+                    .ok_or_else(|| Error::Unsupported(format!("the discrete adjoint of {solver:?}")))?;
                 stats.steps += 1;
             }
             a = a + cotangents[k].clone();
         }
-        a
+        Ok(a)
     }
 
     fn backward_adjoint(&self, cotangents: &[Tensor<2>], p: &mut S::Params, stats: &mut Stats) -> Result<Tensor<2>> {

@@ -26,7 +26,7 @@ use ndarray::{Array3, ArrayView1, ArrayView2, ArrayViewMut1};
 
 use super::brownian::BrownianPath;
 use super::field::{Noise, SdeField};
-use super::solve::{sdeint_with_stats, SdeOptions, SdeSolver, SdeStats};
+use super::solve::{sdeint_with_stats, SdeOptions, SdeStats};
 use crate::host::{solution_array, tensor_from_array2, ToHost};
 use crate::{Error, Result};
 
@@ -86,7 +86,7 @@ where
 /// diffusion: `dim` wide for [`Noise::Diagonal`], `dim · m` for [`Noise::General`] (row-major
 /// `[dim, m]`). The Brownian path is `[batch, dim]` (diagonal) or `[batch, m]` wide.
 ///
-/// [`SdeSolver::Sra1`] is taken on the caller's word that `g` does not depend on `y`
+/// [`SdeSolver::Sra1`](super::SdeSolver::Sra1) is taken on the caller's word that `g` does not depend on `y`
 /// (additive noise), which a closure cannot declare.
 ///
 /// # Errors
@@ -107,7 +107,7 @@ where
     F: Fn(f64, ArrayView1<'_, f64>, ArrayViewMut1<'_, f64>),
     G: Fn(f64, ArrayView1<'_, f64>, ArrayViewMut1<'_, f64>),
 {
-    if matches!(opts.solver, SdeSolver::MilsteinIto | SdeSolver::MilsteinStratonovich) {
+    if opts.solver.facts().needs_dg {
         return Err(Error::Unsupported(format!(
             "{:?} with closures: Milstein needs ∂g/∂y, which a plain closure does not give; use EulerHeun, EulerMaruyama or SRA1, or an SdeField with derivatives",
             opts.solver
@@ -122,7 +122,7 @@ where
     let sde = RowSde { f: drift, g: diffusion, noise, dim: n };
     // SRA1 needs additive noise; closures cannot declare it, so the solver's check would
     // refuse it: SRA1 is accepted here on the caller's word that g does not depend on y.
-    let (ys, stats) = if opts.solver == SdeSolver::Sra1 {
+    let (ys, stats) = if opts.solver.facts().additive_only {
         sdeint_with_stats(&Additive(sde), y0, times, brownian, opts)?
     } else {
         sdeint_with_stats(&sde, y0, times, brownian, opts)?

@@ -7,10 +7,13 @@ mod adjoint;
 mod array;
 pub(crate) mod brownian;
 mod field;
+mod methods;
 mod solve;
 
 pub use adjoint::{sdeint_for_grad, SdeGradient, SdeTape};
 pub use array::sdeint_array;
 pub use brownian::{BrownianPath, GridBrownian, VirtualBrownianTree};
 pub use field::{FnSde, NeuralSde, Noise, SdeField, SdeParams, Sigmoid, StateFree};
-pub use solve::{sdeint, sdeint_with_stats, AdaptiveSde, Calculus, ReversibleHeunState, SdeOptions, SdeSolver, SdeStats};
+pub use methods::reversible_heun::ReversibleHeunState;
+pub use methods::SdeSolver;
+pub use solve::{sdeint, sdeint_with_stats, AdaptiveSde, Calculus, SdeOptions, SdeStats};

@@ -20,10 +20,12 @@
 //! rejection — the [`VirtualBrownianTree`](super::VirtualBrownianTree) — so rejected steps do
 //! not bias the law (Gaines & Lyons, SIAM J. Appl. Math. 57, 1997).
 
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::field::{check_shapes, Noise, SdeField};
+use super::methods::reversible_heun::reversible_forward;
+use super::methods::{Increment, Saves, SdeSolver};
 use super::BrownianPath;
 use crate::ode::solve::{check_times, check_y0, Clock};
 use crate::{Error, Result};
@@ -36,55 +38,6 @@ pub enum Calculus {
     Ito,
     /// `∫ g ∘ dW` as a limit of midpoint sums.
     Stratonovich,
-}
-
-/// The SDE solvers. [`SdeSolver::ALL`] is the list the tests loop over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SdeSolver {
-    /// Euler–Maruyama (Itô).
-    EulerMaruyama,
-    /// Euler–Heun (Stratonovich).
-    EulerHeun,
-    /// Milstein for diagonal noise, Itô.
-    MilsteinIto,
-    /// Milstein for diagonal noise, Stratonovich.
-    MilsteinStratonovich,
-    /// Rößler's SRA1 for additive noise (uses the space-time Lévy area).
-    Sra1,
-    /// Reversible Heun (Stratonovich), algebraically reversible.
-    ReversibleHeun,
-}
-
-impl SdeSolver {
-    /// Every solver.
-    pub const ALL: [SdeSolver; 6] =
-        [SdeSolver::EulerMaruyama, SdeSolver::EulerHeun, SdeSolver::MilsteinIto, SdeSolver::MilsteinStratonovich, SdeSolver::Sra1, SdeSolver::ReversibleHeun];
-
-    /// The calculus the solver converges to (SRA1 needs additive noise, where the two agree;
-    /// it is listed as Itô).
-    pub fn calculus(self) -> Calculus {
-        match self {
-            SdeSolver::EulerMaruyama | SdeSolver::MilsteinIto | SdeSolver::Sra1 => Calculus::Ito,
-            SdeSolver::EulerHeun | SdeSolver::MilsteinStratonovich | SdeSolver::ReversibleHeun => Calculus::Stratonovich,
-        }
-    }
-
-    /// Whether the solver only applies to additive noise.
-    pub fn needs_additive_noise(self) -> bool {
-        self == SdeSolver::Sra1
-    }
-
-    /// Strong order for commutative diagonal noise (`additive = false`) or additive noise; `None`
-    /// where the solver does not apply (SRA1 on non-additive noise).
-    pub fn strong_order(self, additive: bool) -> Option<f64> {
-        match (self, additive) {
-            (SdeSolver::EulerMaruyama, false) => Some(0.5),
-            (SdeSolver::Sra1, false) => None,
-            (SdeSolver::Sra1, true) => Some(1.5),
-            _ => Some(1.0),
-        }
-    }
 }
 
 /// Step control of an SDE solve.
@@ -145,82 +98,6 @@ pub struct SdeStats {
     pub rejected: usize,
 }
 
-/// The Brownian quantities of one step: `W_{t,t+h}` and, for SRA1, `H_{t,t+h}`.
-pub(crate) struct Increment {
-    pub dw: Tensor<2>,
-    pub area: Option<Tensor<2>>,
-}
-
-impl Increment {
-    pub(crate) fn query<B: BrownianPath>(solver: SdeSolver, brownian: &B, t: f64, t_next: f64, device: &Device, dtype: DType) -> Result<Self> {
-        if solver == SdeSolver::Sra1 {
-            let (dw, area) = brownian.levy(t, t_next, device, dtype)?;
-            Ok(Self { dw, area: Some(area) })
-        } else {
-            Ok(Self { dw: brownian.increment(t, t_next, device, dtype)?, area: None })
-        }
-    }
-}
-
-/// What a step kept for its discrete adjoint (the field's saved states at every evaluation).
-pub(crate) enum StepSaved<S: SdeField> {
-    /// Euler–Maruyama: `f(y)`, `g(y)`.
-    Euler { f: S::DriftSaved, g: S::DiffusionSaved },
-    /// Euler–Heun: `f(y)`, `g(y)`, `g(ỹ)` at the predictor `ỹ = y + g(y) dW`.
-    Heun { f: S::DriftSaved, g: S::DiffusionSaved, g2: S::DiffusionSaved },
-    /// SRA1: `f` at both stages, `g(t)` and `g(t + h)`.
-    Sra1 { f1: S::DriftSaved, f2: S::DriftSaved, g0: S::DiffusionSaved, g1: S::DiffusionSaved },
-    /// Milstein (no discrete adjoint: it would need second derivatives of `g`).
-    Milstein,
-}
-
-/// One step of a one-step solver (not reversible Heun) from `(t, y)` to `t + h`; also returns
-/// what the discrete adjoint needs.
-pub(crate) fn step<S: SdeField>(solver: SdeSolver, field: &S, t: f64, h: f64, y: &Tensor<2>, inc: &Increment) -> (Tensor<2>, StepSaved<S>) {
-    let noise = field.noise();
-    let dw = &inc.dw;
-    match solver {
-        SdeSolver::EulerMaruyama => {
-            let (f, fs) = field.drift_saving(t, y);
-            let (g, gs) = field.diffusion_saving(t, y);
-            (y.clone() + f.mul_scalar(h) + noise.prod(&g, dw), StepSaved::Euler { f: fs, g: gs })
-        }
-        SdeSolver::EulerHeun => {
-            let (f, fs) = field.drift_saving(t, y);
-            let (g, gs) = field.diffusion_saving(t, y);
-            let y_pred = y.clone() + noise.prod(&g, dw);
-            let (g2, gs2) = field.diffusion_saving(t, &y_pred);
-            let y1 = y.clone() + f.mul_scalar(h) + noise.prod(&(g + g2), dw).mul_scalar(0.5);
-            (y1, StepSaved::Heun { f: fs, g: gs, g2: gs2 })
-        }
-        SdeSolver::MilsteinIto | SdeSolver::MilsteinStratonovich => {
-            let f = field.drift(t, y);
-            let (g, gs) = field.diffusion_saving(t, y);
-            let gdg = field.diffusion_vjp(&gs, &g, None);
-            let dw2 = dw.clone().square();
-            let corr = if solver == SdeSolver::MilsteinIto { dw2.sub_scalar(h) } else { dw2 };
-            let y1 = y.clone() + f.mul_scalar(h) + noise.prod(&g, dw) + (gdg * corr).mul_scalar(0.5);
-            (y1, StepSaved::Milstein)
-        }
-        SdeSolver::Sra1 => {
-            // Rößler (2010), SRA1 with c⁽⁰⁾ = (0, ¾), c⁽¹⁾ = (1, 0), A⁽⁰⁾₂₁ = ¾, B⁽⁰⁾₂₁ = 3/2,
-            // α = (⅓, ⅔), β⁽¹⁾ = (1, 0), β⁽²⁾ = (−1, 1), written with J = I₍₁,₀₎/h = H + W/2:
-            //   z = y + ¾h f(t, y) + (3/2) g(t + h) J,
-            //   y' = y + h(⅓ f(t, y) + ⅔ f(t + ¾h, z)) + g(t + h) W + (g(t) − g(t + h)) J.
-            let area = inc.area.as_ref().expect("SRA1 increments carry the Lévy area");
-            let j = area.clone() + dw.clone().mul_scalar(0.5);
-            let (f1, fs1) = field.drift_saving(t, y);
-            let (g0, gs0) = field.diffusion_saving(t, y);
-            let (g1, gs1) = field.diffusion_saving(t + h, y);
-            let z = y.clone() + f1.clone().mul_scalar(0.75 * h) + noise.prod(&g1, &j).mul_scalar(1.5);
-            let (f2, fs2) = field.drift_saving(t + 0.75 * h, &z);
-            let y1 = y.clone() + (f1.mul_scalar(1.0 / 3.0) + f2.mul_scalar(2.0 / 3.0)).mul_scalar(h) + noise.prod(&g1, dw) + noise.prod(&(g0 - g1), &j);
-            (y1, StepSaved::Sra1 { f1: fs1, f2: fs2, g0: gs0, g1: gs1 })
-        }
-        SdeSolver::ReversibleHeun => unreachable!("reversible Heun carries state between steps"),
-    }
-}
-
 /// Check what every solve checks; returns nothing but errors.
 pub(crate) fn check_solve<S: SdeField, B: BrownianPath>(field: &S, y0: &Tensor<2>, times: &[f64], brownian: &B, opts: &SdeOptions) -> Result<()> {
     check_times(times)?;
@@ -243,11 +120,12 @@ pub(crate) fn check_solve<S: SdeField, B: BrownianPath>(field: &S, y0: &Tensor<2
     if times[0] < b0 - slack || times[times.len() - 1] > b1 + slack {
         return Err(Error::invalid("times", format!("[{}, {}] is outside the Brownian path's span [{b0}, {b1}]", times[0], times[times.len() - 1])));
     }
-    if opts.solver.needs_additive_noise() && !field.additive() {
+    let facts = opts.solver.facts();
+    if facts.additive_only && !field.additive() {
         return Err(Error::Unsupported(format!("{:?} needs additive noise (g independent of y); this SDE does not declare it", opts.solver)));
     }
-    if matches!(opts.solver, SdeSolver::MilsteinIto | SdeSolver::MilsteinStratonovich) && field.noise() != Noise::Diagonal {
-        return Err(Error::Unsupported("Milstein is implemented for diagonal noise only".into()));
+    if facts.needs_dg && field.noise() != Noise::Diagonal {
+        return Err(Error::Unsupported(format!("{:?} is implemented for diagonal noise only", opts.solver)));
     }
     if let Some(a) = &opts.adaptive {
         if opts.solver == SdeSolver::ReversibleHeun {
@@ -319,7 +197,7 @@ pub fn sdeint_with_stats<S: SdeField, B: BrownianPath>(
     Ok((out, stats))
 }
 
-fn check_output(y: &Tensor<2>, stats: &SdeStats, t: f64) -> Result<()> {
+pub(crate) fn check_output(y: &Tensor<2>, stats: &SdeStats, t: f64) -> Result<()> {
     if all_finite(y) {
         Ok(())
     } else {
@@ -340,7 +218,7 @@ pub(crate) fn fixed_forward<S: SdeField, B: BrownianPath>(
     dt: f64,
     clock: &Clock,
     stats: &mut SdeStats,
-    mut keep: impl FnMut(usize, f64, Increment, StepSaved<S>),
+    mut keep: impl FnMut(usize, f64, Increment, Saves<S>),
 ) -> Result<Vec<Tensor<2>>> {
     let (device, dtype) = (y0.device(), y0.dtype());
     let mut out = vec![y0.clone()];
@@ -349,7 +227,7 @@ pub(crate) fn fixed_forward<S: SdeField, B: BrownianPath>(
         for s in fixed_steps(w[0], w[1], dt).windows(2) {
             clock.check(s[0], stats.steps)?;
             let inc = Increment::query(solver, brownian, s[0], s[1], &device, dtype)?;
-            let (y1, saved) = step(solver, field, s[0], s[1] - s[0], &y, &inc);
+            let (y1, saved) = solver.step(field, s[0], s[1] - s[0], &y, &inc)?;
             y = y1;
             stats.steps += 1;
             keep(k, s[1] - s[0], inc, saved);
@@ -358,33 +236,6 @@ pub(crate) fn fixed_forward<S: SdeField, B: BrownianPath>(
         out.push(y.clone());
     }
     Ok(out)
-}
-
-/// Reversible Heun on fixed steps of at most `dt` per output interval: the outputs and the
-/// final state (where the reversible adjoint starts).
-pub(crate) fn reversible_forward<S: SdeField, B: BrownianPath>(
-    field: &S,
-    y0: Tensor<2>,
-    times: &[f64],
-    brownian: &B,
-    dt: f64,
-    clock: &Clock,
-    stats: &mut SdeStats,
-) -> Result<(Vec<Tensor<2>>, ReversibleHeunState)> {
-    let (device, dtype) = (y0.device(), y0.dtype());
-    let mut out = vec![y0.clone()];
-    let mut state = ReversibleHeunState::new(field, times[0], y0);
-    for w in times.windows(2) {
-        for s in fixed_steps(w[0], w[1], dt).windows(2) {
-            clock.check(s[0], stats.steps)?;
-            let dw = brownian.increment(s[0], s[1], &device, dtype)?;
-            state = state.step(field, s[1], &dw);
-            stats.steps += 1;
-        }
-        check_output(&state.y, stats, w[1])?;
-        out.push(state.y.clone());
-    }
-    Ok((out, state))
 }
 
 /// Adaptive steps by step doubling across `[t0, t1]`; `h` carries the step size between
@@ -420,9 +271,9 @@ fn adaptive_interval<S: SdeField, B: BrownianPath>(
         let full = Increment::query(opts.solver, brownian, t, t_end, &device, dtype)?;
         let first = Increment::query(opts.solver, brownian, t, mid, &device, dtype)?;
         let second = Increment::query(opts.solver, brownian, mid, t_end, &device, dtype)?;
-        let y_full = step(opts.solver, field, t, hh, &y, &full).0;
-        let y_mid = step(opts.solver, field, t, mid - t, &y, &first).0;
-        let y_two = step(opts.solver, field, mid, t_end - mid, &y_mid, &second).0;
+        let y_full = opts.solver.step(field, t, hh, &y, &full)?.0;
+        let y_mid = opts.solver.step(field, t, mid - t, &y, &first)?.0;
+        let y_two = opts.solver.step(field, mid, t_end - mid, &y_mid, &second)?.0;
         let scale = y.clone().abs().max_pair(y_two.clone().abs()).mul_scalar(a.rtol).add_scalar(a.atol);
         let ratio = (y_two.clone() - y_full) / scale;
         let n = ratio.shape().num_elements() as f64;
@@ -447,61 +298,4 @@ fn adaptive_interval<S: SdeField, B: BrownianPath>(
         }
     }
     Ok(y)
-}
-
-/// The state of the reversible Heun method (Kidger, Foster, Li & Lyons, NeurIPS 2021) for a
-/// Stratonovich SDE: the solution `y`, the auxiliary `ŷ`, and `f(t, ŷ)`, `g(t, ŷ)`.
-#[derive(Clone, Debug)]
-pub struct ReversibleHeunState {
-    /// Time of the state.
-    pub t: f64,
-    /// The solution `y`, `[batch, dim]`.
-    pub y: Tensor<2>,
-    /// The auxiliary state `ŷ`, `[batch, dim]`.
-    pub y_hat: Tensor<2>,
-    /// `f(t, ŷ)`, `[batch, dim]`.
-    pub f: Tensor<2>,
-    /// `g(t, ŷ)` (diffusion shape).
-    pub g: Tensor<2>,
-}
-
-impl ReversibleHeunState {
-    /// The initial state `y = ŷ = y0`.
-    pub fn new<S: SdeField>(field: &S, t0: f64, y0: Tensor<2>) -> Self {
-        let f = field.drift(t0, &y0);
-        let g = field.diffusion(t0, &y0);
-        Self { t: t0, y: y0.clone(), y_hat: y0, f, g }
-    }
-
-    /// One step to `t1 = t + h` with increment `dw = W(t1) − W(t)`:
-    /// `ŷ' = 2y − ŷ + f h + g dw`, `(f', g')` at `ŷ'`,
-    /// `y' = y + ½(f + f') h + ½(g + g') dw`. One drift and one diffusion evaluation.
-    pub fn step<S: SdeField>(&self, field: &S, t1: f64, dw: &Tensor<2>) -> Self {
-        let noise = field.noise();
-        let h = t1 - self.t;
-        let y_hat = self.y.clone().mul_scalar(2.0) - self.y_hat.clone() + self.f.clone().mul_scalar(h) + noise.prod(&self.g, dw);
-        let f = field.drift(t1, &y_hat);
-        let g = field.diffusion(t1, &y_hat);
-        let y = self.y.clone() + (self.f.clone() + f.clone()).mul_scalar(0.5 * h) + noise.prod(&(self.g.clone() + g.clone()), dw).mul_scalar(0.5);
-        Self { t: t1, y, y_hat, f, g }
-    }
-
-    /// The exact algebraic inverse of [`step`](Self::step): the state at `t0 = t − h` from this
-    /// one and the same increment `dw = W(t) − W(t0)` (so a backward pass needs no stored
-    /// states: O(1) memory, and the reconstruction is exact up to round-off).
-    pub fn unstep<S: SdeField>(&self, field: &S, t0: f64, dw: &Tensor<2>) -> Self {
-        self.unstep_saving(field, t0, dw).0
-    }
-
-    /// [`unstep`](Self::unstep), also returning the saved evaluations of `f` and `g` at the
-    /// reconstructed `ŷ` (for the next VJP of the reversible adjoint).
-    pub(crate) fn unstep_saving<S: SdeField>(&self, field: &S, t0: f64, dw: &Tensor<2>) -> (Self, S::DriftSaved, S::DiffusionSaved) {
-        let noise = field.noise();
-        let h = self.t - t0;
-        let y_hat = self.y.clone().mul_scalar(2.0) - self.y_hat.clone() - self.f.clone().mul_scalar(h) - noise.prod(&self.g, dw);
-        let (f, fs) = field.drift_saving(t0, &y_hat);
-        let (g, gs) = field.diffusion_saving(t0, &y_hat);
-        let y = self.y.clone() - (self.f.clone() + f.clone()).mul_scalar(0.5 * h) - noise.prod(&(self.g.clone() + g.clone()), dw).mul_scalar(0.5);
-        (Self { t: t0, y, y_hat, f, g }, fs, gs)
-    }
 }
