@@ -14,10 +14,12 @@
 //! * [`mod@train`]: training a flow by data (forward KL), by energy (reverse KL) or both.
 
 pub mod eqfm;
+mod generator;
 pub mod mcmc;
 pub mod quadrature;
 pub mod reweight;
 pub mod train;
 
 pub use eqfm::{load_eqfm, train_eqfm, EqCoupling, EqFmConfig, EqFmModel, EqFmReport, EqFmTrainer, Likelihood};
-pub use train::{load_generator, train, BgTrainer, BoltzmannGenerator, LogEntry, TrainConfig, TrainReport, Weighted};
+pub use generator::{BoltzmannGenerator, Weighted};
+pub use train::{load_generator, train, BgTrainer, LogEntry, TrainConfig, TrainReport};
