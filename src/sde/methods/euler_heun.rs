@@ -3,14 +3,14 @@
 
 use burn::tensor::Tensor;
 
-use super::{Facts, Increment, Method, Saves};
+use super::{Facts, Increment, Saves, SdeMethod};
 use crate::ode::Stats;
 use crate::sde::{Calculus, SdeField};
 use crate::Result;
 
 pub(crate) struct EulerHeun;
 
-impl Method for EulerHeun {
+impl SdeMethod for EulerHeun {
     fn facts(&self) -> Facts {
         Facts {
             calculus: Calculus::Stratonovich,

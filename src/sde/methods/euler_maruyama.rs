@@ -3,14 +3,14 @@
 
 use burn::tensor::Tensor;
 
-use super::{Facts, Increment, Method, Saves};
+use super::{Facts, Increment, Saves, SdeMethod};
 use crate::ode::Stats;
 use crate::sde::{Calculus, SdeField};
 use crate::Result;
 
 pub(crate) struct EulerMaruyama;
 
-impl Method for EulerMaruyama {
+impl SdeMethod for EulerMaruyama {
     fn facts(&self) -> Facts {
         Facts { calculus: Calculus::Ito, strong_order: (Some(0.5), Some(1.0)), additive_only: false, needs_dg: false, levy_area: false, discrete_adjoint: true }
     }

@@ -4,7 +4,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{Facts, Increment, Method, Saves};
+use super::{Facts, Increment, Saves, SdeMethod};
 use crate::sde::{Calculus, SdeField};
 use crate::Result;
 
@@ -12,7 +12,7 @@ pub(crate) struct Milstein {
     pub calculus: Calculus,
 }
 
-impl Method for Milstein {
+impl SdeMethod for Milstein {
     fn facts(&self) -> Facts {
         Facts { calculus: self.calculus, strong_order: (Some(1.0), Some(1.0)), additive_only: false, needs_dg: true, levy_area: false, discrete_adjoint: false }
     }

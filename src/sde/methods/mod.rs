@@ -1,4 +1,4 @@
-//! The SDE solvers, one file each. A solver is a type implementing [`Method`] (its facts,
+//! The SDE solvers, one file each. A solver is a type implementing [`SdeMethod`] (its facts,
 //! one step, and the step's discrete adjoint) plus one line in the `solvers!` list at the
 //! end of this file, which makes it an [`SdeSolver`] variant: `SdeSolver::ALL`, serde, the
 //! checks of every solve and the shared test suites (`tests/sde_solvers.rs`) pick it up.
@@ -36,7 +36,7 @@ pub(crate) struct Facts {
     pub needs_dg: bool,
     /// Queries the space-time Lévy area of each step.
     pub levy_area: bool,
-    /// Implements [`Method::step_vjp`].
+    /// Implements [`SdeMethod::step_vjp`].
     pub discrete_adjoint: bool,
 }
 
@@ -71,7 +71,7 @@ impl<S: SdeField> Saves<S> {
 }
 
 /// One SDE method.
-pub(crate) trait Method {
+pub(crate) trait SdeMethod {
     /// Its facts.
     fn facts(&self) -> Facts;
 
@@ -116,20 +116,20 @@ macro_rules! solvers {
 
             pub(crate) fn facts(self) -> Facts {
                 match self {
-                    $(SdeSolver::$variant => Method::facts(&$method),)+
+                    $(SdeSolver::$variant => SdeMethod::facts(&$method),)+
                 }
             }
 
             pub(crate) fn step<S: SdeField>(self, field: &S, t: f64, h: f64, y: &Tensor<2>, inc: &Increment) -> Result<(Tensor<2>, Saves<S>)> {
                 match self {
-                    $(SdeSolver::$variant => Method::step(&$method, field, t, h, y, inc),)+
+                    $(SdeSolver::$variant => SdeMethod::step(&$method, field, t, h, y, inc),)+
                 }
             }
 
             #[allow(clippy::too_many_arguments)]
             pub(crate) fn step_vjp<S: SdeField>(self, field: &S, saved: &Saves<S>, a: &Tensor<2>, h: f64, inc: &Increment, p: &mut S::Params, stats: &mut Stats) -> Option<Tensor<2>> {
                 match self {
-                    $(SdeSolver::$variant => Method::step_vjp(&$method, field, saved, a, h, inc, p, stats),)+
+                    $(SdeSolver::$variant => SdeMethod::step_vjp(&$method, field, saved, a, h, inc, p, stats),)+
                 }
             }
         }

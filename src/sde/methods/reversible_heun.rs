@@ -2,11 +2,11 @@
 //! SDEs", NeurIPS 2021): Stratonovich, strong order 1.0 for commutative noise, and
 //! algebraically reversible, so its exact discrete adjoint needs O(1) memory
 //! (`SdeGradient::Reversible`). It carries `ŷ`, `f(ŷ)`, `g(ŷ)` across steps, so it has its own
-//! loop here instead of [`Method::step`].
+//! loop here instead of [`SdeMethod::step`].
 
 use burn::tensor::Tensor;
 
-use super::{Facts, Increment, Method, Saves};
+use super::{Facts, Increment, Saves, SdeMethod};
 use crate::ode::solve::Clock;
 use crate::sde::solve::{check_output, fixed_steps};
 use crate::sde::{BrownianPath, Calculus, SdeField, SdeStats};
@@ -14,7 +14,7 @@ use crate::{Error, Result};
 
 pub(crate) struct ReversibleHeun;
 
-impl Method for ReversibleHeun {
+impl SdeMethod for ReversibleHeun {
     fn facts(&self) -> Facts {
         Facts {
             calculus: Calculus::Stratonovich,

@@ -3,7 +3,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{Facts, Increment, Method, Saves};
+use super::{Facts, Increment, Saves, SdeMethod};
 use crate::ode::Stats;
 use crate::sde::{Calculus, SdeField};
 use crate::{Error, Result};
@@ -16,7 +16,7 @@ fn j(inc: &Increment) -> Result<Tensor<2>> {
     Ok(area.clone() + inc.dw.clone().mul_scalar(0.5))
 }
 
-impl Method for Sra1 {
+impl SdeMethod for Sra1 {
     fn facts(&self) -> Facts {
         // Listed as Itô: on additive noise Itô and Stratonovich agree.
         Facts { calculus: Calculus::Ito, strong_order: (None, Some(1.5)), additive_only: true, needs_dg: false, levy_area: true, discrete_adjoint: true }
