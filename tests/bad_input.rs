@@ -252,10 +252,10 @@ fn cases() -> Vec<Case> {
         ),
         ("npy data that does not fill its shape", Box::new(|| physflow::io::npy_bytes(&[2, 3], &[0.0; 5]).map(drop)), "Shape", "npy"),
         (
-            "flat MLP of the stiff hybrid model with a zero width",
-            Box::new(|| physflow::sim::FlatMlp::new(vec![1, 0, 1], 0).map(drop)),
+            "MLP whose weights are a system's parameters, with a zero width",
+            Box::new(|| physflow::nn::MlpConfig::new(vec![1, 0, 1]).glorot_flat(0).map(drop)),
             "InvalidArgument",
-            "positive",
+            "zero",
         ),
     ]
 }

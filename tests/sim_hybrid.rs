@@ -84,7 +84,7 @@ fn hybrid_adjoint_gradient_matches_finite_differences() {
     let device = physflow::device::cpu_f64().unwrap();
     let cfg = small_config();
     let mlp = cfg.mlp().unwrap();
-    let p0 = mlp.init(0);
+    let p0 = mlp.glorot_flat(0).unwrap();
     let sys = hybrid_robertson(mlp, p0.clone(), &device).unwrap();
     let obs = vec![data(&cfg, cfg.train_y0[0])];
     let w = sim::default_weights(&obs, 3);
@@ -114,7 +114,7 @@ fn hybrid_training_lowers_held_out_loss() {
     let device = physflow::device::cpu_f64().unwrap();
     let cfg = small_config();
     let mlp = cfg.mlp().unwrap();
-    let p0 = mlp.init(0);
+    let p0 = mlp.glorot_flat(0).unwrap();
     let sys = hybrid_robertson(mlp, p0.clone(), &device).unwrap();
     let train = vec![data(&cfg, cfg.train_y0[0])];
     let test = vec![data(&cfg, cfg.test_y0)];

@@ -57,12 +57,7 @@ impl MlpConfig {
 
     /// The number of parameters (weights and biases; the time column counts as an input).
     pub fn num_params(&self) -> usize {
-        let mut n = 0;
-        for l in 0..self.sizes.len().saturating_sub(1) {
-            let d_in = self.sizes[l] + usize::from(l == 0 && self.time_input);
-            n += (d_in + 1) * self.sizes[l + 1];
-        }
-        n
+        (0..self.sizes.len().saturating_sub(1)).map(|l| (self.d_in(l) + 1) * self.sizes[l + 1]).sum()
     }
 
     /// The network with parameters taken from `flat` (per layer: `W` row-major `[d_in, d_out]`
@@ -79,8 +74,7 @@ impl MlpConfig {
         let mut layers = Vec::new();
         let mut offset = 0;
         for l in 0..self.sizes.len() - 1 {
-            let d_in = self.sizes[l] + usize::from(l == 0 && self.time_input);
-            let d_out = self.sizes[l + 1];
+            let (d_in, d_out) = (self.d_in(l), self.sizes[l + 1]);
             let w = Tensor::<2>::from_data(TensorData::new(flat[offset..offset + d_in * d_out].to_vec(), [d_in, d_out]).convert_dtype(dtype), (device, dtype));
             offset += d_in * d_out;
             let b = Tensor::<1>::from_data(TensorData::new(flat[offset..offset + d_out].to_vec(), [d_out]).convert_dtype(dtype), (device, dtype));
@@ -104,18 +98,79 @@ impl MlpConfig {
     pub fn init(&self, seed: u64, device: &Device) -> Result<Mlp> {
         self.validate()?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut layers = Vec::new();
-        for l in 0..self.sizes.len() - 1 {
-            let d_in = self.sizes[l] + if l == 0 && self.time_input { 1 } else { 0 };
-            let d_out = self.sizes[l + 1];
-            let bound = 1.0 / (d_in as f64).sqrt();
-            let w: Vec<f64> = (0..d_in * d_out).map(|_| rng.random_range(-bound..bound)).collect();
-            let b: Vec<f64> = (0..d_out).map(|_| rng.random_range(-bound..bound)).collect();
-            let weight = Tensor::<2>::from_data(TensorData::new(w, [d_in, d_out]), device);
-            let bias = Tensor::<1>::from_data(TensorData::new(b, [d_out]), device);
-            layers.push(Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) });
-        }
+        let layers = (0..self.sizes.len() - 1).map(|l| super::init::linear(&mut rng, self.d_in(l), self.sizes[l + 1], device)).collect();
         Ok(Mlp { layers, time_input: self.time_input, activation: self.activation })
+    }
+
+    /// The input width of layer `l` (the time column counts in layer 0).
+    fn d_in(&self, l: usize) -> usize {
+        self.sizes[l] + usize::from(l == 0 && self.time_input)
+    }
+
+    /// Flat parameters (the layout of [`Mlp::flat_params`]) with Glorot-uniform weights
+    /// `U(−a, a)`, `a = √(6 / (d_in + d_out))`, and zero biases (Glorot & Bengio 2010), drawn
+    /// from `seed`: the start of a network whose weights are a system's parameters
+    /// ([`Self::forward_rows`]).
+    ///
+    /// # Errors
+    /// As [`Self::validate`].
+    pub fn glorot_flat(&self, seed: u64) -> Result<Vec<f64>> {
+        self.validate()?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut p = Vec::with_capacity(self.num_params());
+        for l in 0..self.sizes.len() - 1 {
+            let (i, o) = (self.d_in(l), self.sizes[l + 1]);
+            let a = (6.0 / (i + o) as f64).sqrt();
+            p.extend((0..i * o).map(|_| rng.random_range(-a..a)));
+            p.extend(std::iter::repeat_n(0.0, o));
+        }
+        Ok(p)
+    }
+
+    /// The names of the flat parameters, in their order: `w{l}_{i}_{j}` (row `i`, column `j`
+    /// of `W_l`), then `b{l}_{j}`.
+    pub fn param_names(&self) -> Vec<String> {
+        let mut names = Vec::with_capacity(self.num_params());
+        for l in 0..self.sizes.len().saturating_sub(1) {
+            let (i, o) = (self.d_in(l), self.sizes[l + 1]);
+            names.extend((0..i * o).map(|k| format!("w{l}_{}_{}", k / o, k % o)));
+            names.extend((0..o).map(|j| format!("b{l}_{j}")));
+        }
+        names
+    }
+
+    /// The network with its parameters taken per row from `p` (`[batch, num_params]`, the
+    /// flat layout of [`Mlp::flat_params`]), by batched matrix products, so that its weights
+    /// can be the parameters of a system that diffsol differentiates
+    /// ([`crate::sim::AutodiffSystem`], whose right-hand sides act row by row).
+    ///
+    /// # Shapes
+    /// `x: [batch, d_in]`, `p: [batch, num_params]` → `[batch, d_out]`.
+    ///
+    /// # Panics
+    /// On widths that do not match the architecture (as a burn module's forward does).
+    pub fn forward_rows(&self, t: &Time, x: Tensor<2>, p: &Tensor<2>) -> Tensor<2> {
+        let [b, _] = x.dims();
+        let mut h = if self.time_input {
+            let col = t.column(b, &x.device(), &x);
+            Tensor::cat(vec![x, col], 1)
+        } else {
+            x
+        };
+        let n = self.sizes.len() - 1;
+        let mut at = 0;
+        for l in 0..n {
+            let (i, o) = (self.d_in(l), self.sizes[l + 1]);
+            let w = p.clone().slice([0..b, at..at + i * o]).reshape([b, i, o]);
+            at += i * o;
+            let bias = p.clone().slice([0..b, at..at + o]);
+            at += o;
+            h = h.reshape([b, 1, i]).matmul(w).reshape([b, o]) + bias;
+            if l + 1 < n {
+                h = self.activation.apply(h);
+            }
+        }
+        h
     }
 }
 
@@ -530,5 +585,57 @@ impl VectorField<2> for MlpField<'_> {
             Some(Fused::F64(net)) => MlpGrads::Flat(vec![0.0; net.num_params()]),
             None => MlpGrads::Module(ModuleGrads::zeros(self.mlp)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-row network is the same function as the module built from the same flat
+    /// parameters (reference: `Mlp::forward_t`, f64, to round-off of the batched products),
+    /// row by row when the rows carry different parameters, with and without a time column.
+    #[test]
+    fn per_row_parameters_give_the_module_of_each_row() {
+        let device = Device::flex();
+        for cfg in [MlpConfig::new(vec![3, 5, 2]), MlpConfig::new(vec![2, 4, 4, 3]).with_time().with_activation(Activation::Silu)] {
+            let (n, d) = (cfg.num_params(), cfg.sizes[0]);
+            let rows: Vec<Vec<f64>> =
+                (0..3).map(|r| cfg.glorot_flat(r).unwrap().iter().enumerate().map(|(k, w)| w + 0.01 * (k % 7) as f64).collect()).collect();
+            let x: Vec<f64> = (0..3 * d).map(|k| (k as f64 * 0.37).sin()).collect();
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [3, d]).convert_dtype(DType::F64), (&device, DType::F64));
+            let pt = Tensor::<2>::from_data(TensorData::new(rows.concat(), [3, n]).convert_dtype(DType::F64), (&device, DType::F64));
+            let t = Time::Shared(0.3);
+            let got = cfg.forward_rows(&t, xt, &pt).to_vec_as::<f64>();
+            let d_out = *cfg.sizes.last().unwrap();
+            for (r, p) in rows.iter().enumerate() {
+                let m = cfg.from_flat(p, &device, DType::F64).unwrap();
+                let xr = Tensor::<2>::from_data(TensorData::new(x[r * d..(r + 1) * d].to_vec(), [1, d]).convert_dtype(DType::F64), (&device, DType::F64));
+                let want = m.forward_t(&t, xr).to_vec_as::<f64>();
+                for (g, w) in got[r * d_out..(r + 1) * d_out].iter().zip(&want) {
+                    assert!((g - w).abs() < 1e-14, "row {r}: {g} vs {w}");
+                }
+            }
+        }
+    }
+
+    /// Glorot-uniform start: weights inside `±√(6/(d_in+d_out))`, zero biases, one name per
+    /// parameter in the flat order, the same draw from the same seed.
+    #[test]
+    fn glorot_start_and_names_follow_the_flat_layout() {
+        let cfg = MlpConfig::new(vec![2, 3, 1]).with_time();
+        let p = cfg.glorot_flat(7).unwrap();
+        assert_eq!(p, cfg.glorot_flat(7).unwrap());
+        let names = cfg.param_names();
+        assert_eq!((p.len(), names.len()), (cfg.num_params(), cfg.num_params()));
+        // Layer 0: W [3 (2 + time), 3] then b [3]; layer 1: W [3, 1] then b [1].
+        assert_eq!(
+            (names[0].as_str(), names[8].as_str(), names[9].as_str(), names[12].as_str(), names[15].as_str()),
+            ("w0_0_0", "w0_2_2", "b0_0", "w1_0_0", "b1_0")
+        );
+        let (a0, a1) = ((6.0f64 / 6.0).sqrt(), (6.0f64 / 4.0).sqrt());
+        assert!(p[..9].iter().all(|w| w.abs() < a0) && p[12..15].iter().all(|w| w.abs() < a1));
+        assert!(p[9..12].iter().chain(&p[15..]).all(|&b| b == 0.0));
+        assert!(MlpConfig::new(vec![1, 0, 1]).glorot_flat(0).is_err());
     }
 }

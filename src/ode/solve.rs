@@ -436,6 +436,7 @@ pub(crate) fn integrate<const D: usize, S: Stepper<D>>(
     };
     let mut err_prev = vec![1.0; lanes];
     let mut next_out = vec![1usize; lanes];
+    // Step attempts per sample lane (their step budget); the batch lane counts in `stats`.
     let mut tries = vec![0usize; lanes];
     let mut status: Vec<Option<Status>> = vec![None; lanes];
     // Batch-wide outputs are pushed in order; per-sample ones start as NaN and are filled in

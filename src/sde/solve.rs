@@ -27,7 +27,7 @@ use super::field::{check_shapes, Noise, SdeField};
 use super::methods::reversible_heun::reversible_forward;
 use super::methods::{Increment, Saves, SdeSolver};
 use super::BrownianPath;
-use crate::ode::solve::{check_times, check_y0, Clock};
+use crate::ode::solve::{all_finite, check_times, check_y0, Clock};
 use crate::{Error, Result};
 
 /// Itô or Stratonovich interpretation of the noise term.
@@ -136,10 +136,6 @@ pub(crate) fn check_solve<S: SdeField, B: BrownianPath>(field: &S, y0: &Tensor<2
         }
     }
     Ok(())
-}
-
-pub(crate) fn all_finite(y: &Tensor<2>) -> bool {
-    y.clone().sum().into_scalar::<f64>().is_finite()
 }
 
 /// The fixed step grid of an output interval: `n` equal steps of at most `dt`.

@@ -33,7 +33,7 @@ mod solve;
 mod system;
 pub mod systems;
 
-pub use autodiff::{col, AutodiffSystem, BurnRhs, FlatMlp};
+pub use autodiff::{col, AutodiffSystem, BurnRhs};
 pub use closure::{ClosureSystem, Rhs, SPARSE_MAX_DENSITY, SPARSE_MIN_DIM};
 pub use ensemble::ensemble;
 pub use events::{Action, Direction, Event, EventHit};

@@ -14,9 +14,11 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::host::ToHost;
+use crate::nn::MlpConfig;
+use crate::ode::Time;
 use crate::plot::{save_figure, Panel, Series};
 use crate::sim::systems::Robertson;
-use crate::sim::{self, col, AutodiffSystem, BurnRhs, FitConfig, FlatMlp, Observation, Optimizer, SimOptions};
+use crate::sim::{self, col, AutodiffSystem, BurnRhs, FitConfig, Observation, Optimizer, SimOptions};
 use crate::train::{progress, write_atomic, write_json};
 use crate::Result;
 
@@ -63,15 +65,17 @@ impl Default for StiffHybridConfig {
 }
 
 impl StiffHybridConfig {
-    /// The network: 1 → hidden → 1.
+    /// The network: 1 → hidden → 1, tanh, its weights the system's parameters.
     ///
     /// # Errors
     /// `InvalidArgument` for a zero hidden width.
-    pub fn mlp(&self) -> Result<FlatMlp> {
+    pub fn mlp(&self) -> Result<MlpConfig> {
         let mut sizes = vec![1];
         sizes.extend(&self.hidden);
         sizes.push(1);
-        FlatMlp::new(sizes, 0)
+        let mlp = MlpConfig::new(sizes);
+        mlp.validate()?;
+        Ok(mlp)
     }
 
     /// Observation times.
@@ -86,14 +90,14 @@ impl StiffHybridConfig {
 ///
 /// # Errors
 /// As [`AutodiffSystem::new`].
-pub fn hybrid_robertson(mlp: FlatMlp, params: Vec<f64>, device: &Device) -> Result<AutodiffSystem<impl BurnRhs>> {
+pub fn hybrid_robertson(mlp: MlpConfig, params: Vec<f64>, device: &Device) -> Result<AutodiffSystem<impl BurnRhs>> {
     let names = mlp.param_names();
     let net = mlp.clone();
     let rhs = move |_t: f64, y: Tensor<2>, p: Tensor<2>| {
         let (y1, y2, y3) = (col(&y, 0), col(&y, 1), col(&y, 2));
         let x = y2.clone().mul_scalar(1e4);
         let r1 = y1.mul_scalar(0.04);
-        let r2 = net.forward(x.clone(), &p).mul(x).mul_scalar(0.1);
+        let r2 = net.forward_rows(&Time::Shared(0.0), x.clone(), &p).mul(x).mul_scalar(0.1);
         let r3 = y2.mul(y3).mul_scalar(1e4);
         Tensor::cat(vec![r3.clone() - r1.clone(), r1 - r2.clone() - r3, r2], 1)
     };
@@ -136,7 +140,7 @@ fn observations(cfg: &StiffHybridConfig, y0s: &[[f64; 3]]) -> Result<Vec<Observa
 }
 
 /// The learned `r₂(y₂)` at the given concentrations.
-pub fn learned_rate(mlp: &FlatMlp, params: &[f64], y2: &[f64], device: &Device) -> Vec<f64> {
+pub fn learned_rate(mlp: &MlpConfig, params: &[f64], y2: &[f64], device: &Device) -> Vec<f64> {
     let n = y2.len();
     let x = Tensor::<2>::from_data(burn::tensor::TensorData::new(y2.iter().map(|v| v * 1e4).collect::<Vec<_>>(), [n, 1]), device);
     let mut prow = Vec::with_capacity(n * params.len());
@@ -144,14 +148,14 @@ pub fn learned_rate(mlp: &FlatMlp, params: &[f64], y2: &[f64], device: &Device) 
         prow.extend_from_slice(params);
     }
     let p = Tensor::<2>::from_data(burn::tensor::TensorData::new(prow, [n, params.len()]), device);
-    mlp.forward(x.clone(), &p).mul(x).mul_scalar(0.1).to_vec_as::<f64>()
+    mlp.forward_rows(&Time::Shared(0.0), x.clone(), &p).mul(x).mul_scalar(0.1).to_vec_as::<f64>()
 }
 
 /// Trains the hybrid model, writes `stiff_hybrid.png`, `report.json`, `report.md` under `out`.
 pub fn run(cfg: &StiffHybridConfig, device: &Device, out: &Path, quiet: bool) -> Result<StiffHybridReport> {
     std::fs::create_dir_all(out).map_err(|e| crate::Error::io(out, e))?;
     let mlp = cfg.mlp()?;
-    let p0 = mlp.init(cfg.seed);
+    let p0 = mlp.glorot_flat(cfg.seed)?;
     let sys = hybrid_robertson(mlp.clone(), p0.clone(), device)?;
     let train = observations(cfg, &cfg.train_y0)?;
     let test = observations(cfg, &[cfg.test_y0])?;
@@ -226,7 +230,7 @@ pub fn run(cfg: &StiffHybridConfig, device: &Device, out: &Path, quiet: bool) ->
     save_figure(&figure, &panels, 3)?;
     let (json, md) = (out.join("report.json"), out.join("report.md"));
     let report = StiffHybridReport {
-        n_params: mlp.n_params(),
+        n_params: mlp.num_params(),
         train_loss_initial: res.loss_history[0],
         train_loss_final: *res.loss_history.last().unwrap(),
         test_loss_initial,
