@@ -15,6 +15,8 @@
 //! * [`sample`]: the ODE through [`crate::ode::solve`] (any solver, fixed steps or adaptive),
 //!   the SDE family `dX = [b + ε s] dt + √(2ε) dW` through [`crate::sde::sdeint`], exact or
 //!   Hutchinson log-densities, sampling with log-density in one pass, straightness, reflow.
+//! * [`schedule`]: step schedules for few-step sampling on a [`crate::ode::StepSize::Grid`]
+//!   (uniform, EDM polynomial, log-SNR, given) and the BOSS-style optimised grid.
 //! * [`perturbation`]: flow perturbation, unbiased importance weights of the flow's samples
 //!   without its Jacobian (Peng & Gao 2024).
 //!
@@ -46,6 +48,7 @@ pub mod path;
 pub mod perturbation;
 pub mod problems;
 pub mod sample;
+pub mod schedule;
 pub mod train;
 
 pub use coupling::{assignment, sinkhorn, wasserstein2, Coupling};
@@ -56,4 +59,5 @@ pub use perturbation::{sample_flow_perturbation, Perturbation};
 pub use sample::{
     log_density, reflow_targets, sample_with_log_density, standard_normal_log_density, straightness, Diffusion, InterpolantSde, ScoreSource, Trace,
 };
+pub use schedule::{optimise_schedule, OptimiseSchedule, OptimisedSchedule, Schedule};
 pub use train::{load_model, train, FmTrainer, Problem, SampleSource, TimeSampling, TrainConfig};

@@ -109,7 +109,7 @@ impl Adaptive {
 /// In TOML: `step = { kind = "adaptive", rtol = 1e-6, atol = 1e-8 }`,
 /// `step = { kind = "fixed", dt = 0.01 }` or `step = { kind = "grid" }`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields, from = "StepSizeToml")]
 pub enum StepSize {
     /// Error-controlled steps; needs a solver with an error estimate ([`Solver::is_adaptive`]).
     Adaptive(Adaptive),
@@ -122,6 +122,26 @@ pub enum StepSize {
     /// One step per output interval: the output times are the time grid (a sampler's
     /// schedule, for instance). Any solver.
     Grid,
+}
+
+/// What [`StepSize`] reads from: `grid` as an empty table, so that a field on it is refused
+/// (serde ignores unknown fields on an internally tagged unit variant).
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum StepSizeToml {
+    Adaptive(Adaptive),
+    Fixed { dt: f64 },
+    Grid {},
+}
+
+impl From<StepSizeToml> for StepSize {
+    fn from(s: StepSizeToml) -> Self {
+        match s {
+            StepSizeToml::Adaptive(a) => StepSize::Adaptive(a),
+            StepSizeToml::Fixed { dt } => StepSize::Fixed { dt },
+            StepSizeToml::Grid {} => StepSize::Grid,
+        }
+    }
 }
 
 impl Default for StepSize {
@@ -284,9 +304,13 @@ mod tests {
     #[test]
     fn options_that_do_not_belong_together_are_rejected() {
         // A tolerance on fixed steps, a step on adaptive ones, an unknown kind: parse errors.
-        for text in
-            ["step = { kind = \"fixed\", dt = 0.1, rtol = 1e-3 }", "step = { kind = \"adaptive\", dt = 0.1 }", "step = { kind = \"tiny\" }", "rtol = 1e-6"]
-        {
+        for text in [
+            "step = { kind = \"fixed\", dt = 0.1, rtol = 1e-3 }",
+            "step = { kind = \"adaptive\", dt = 0.1 }",
+            "step = { kind = \"grid\", dt = 0.1 }",
+            "step = { kind = \"tiny\" }",
+            "rtol = 1e-6",
+        ] {
             assert!(toml::from_str::<Options>(text).is_err(), "{text}");
         }
         let named = |o: Options| match o.check() {
