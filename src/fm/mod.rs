@@ -59,5 +59,5 @@ pub use perturbation::{sample_flow_perturbation, Perturbation};
 pub use sample::{
     log_density, reflow_targets, sample_with_log_density, standard_normal_log_density, straightness, Diffusion, InterpolantSde, ScoreSource, Trace,
 };
-pub use schedule::{optimise_schedule, OptimiseSchedule, OptimisedSchedule, Schedule};
+pub use schedule::{OptimiseSchedule, OptimisedSchedule, Schedule, StepErrors};
 pub use train::{load_model, train, FmTrainer, Problem, SampleSource, TimeSampling, TrainConfig};

@@ -12,9 +12,9 @@
 //! * [`Schedule::LogSnr`]: equal steps in `λ(t) = 2 log(β(t)/α(t))` (Lu et al. 2022,
 //!   "DPM-Solver", §3.4), between `λ` at the ends moved inwards by `clip` (λ is infinite where
 //!   `α` or `β` vanishes).
-//! * [`Schedule::Times`]: a given grid, e.g. one found by [`optimise_schedule`].
+//! * [`Schedule::Times`]: a given grid, e.g. one found by [`StepErrors::optimise`].
 //!
-//! [`optimise_schedule`] follows BOSS (Nguyen et al. 2024, "Bellman optimal stepsize
+//! [`StepErrors`] follows BOSS (Nguyen et al. 2024, "Bellman optimal stepsize
 //! straightening of flow-matching models"): on `m + 1` equally spaced candidate times it solves
 //! a few trajectories of the model accurately, measures the error `c(i, j)` of one solver step
 //! from the trajectory at `t_i` to `t_j` for every pair, and chooses the `k`-step path through
@@ -169,7 +169,7 @@ fn check_grid(times: &[f64]) -> Result<()> {
     Ok(())
 }
 
-/// Settings of [`optimise_schedule`].
+/// Settings of [`StepErrors::measure`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimiseSchedule {
@@ -188,11 +188,11 @@ impl Default for OptimiseSchedule {
     }
 }
 
-/// What [`optimise_schedule`] found.
+/// What [`StepErrors::optimise`] found.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OptimisedSchedule {
-    /// The chosen grid, as a [`Schedule::Times`].
-    pub schedule: Schedule,
+    /// The chosen grid `t₀ = τ₀ < … < τ_k = t₁` (as a schedule: [`Self::schedule`]).
+    pub times: Vec<f64>,
     /// Its summed one-step errors `Σ c(i, j)` (mean squared Euclidean norm per sample).
     pub error_sum: f64,
     /// The same sum for `k` equal steps when they fall on the candidates (`m` divisible by
@@ -200,38 +200,70 @@ pub struct OptimisedSchedule {
     pub uniform_error_sum: Option<f64>,
 }
 
-/// The `steps`-step grid on `[t₀, t₁]` that minimises the summed one-step errors of
-/// `cfg.solver` along accurate trajectories of `field` from the states `x0: [batch, d]` at `t₀`
-/// (module docs: BOSS by dynamic programming over `cfg.candidates + 1` equally spaced times).
-///
-/// # Errors
-/// `InvalidArgument` for zero steps, fewer candidates than steps, bad ends or tolerance; the
-/// solver's errors from the reference or one-step solves.
-pub fn optimise_schedule<F: VectorField<2>>(field: &F, x0: Tensor<2>, t0: f64, t1: f64, steps: usize, cfg: &OptimiseSchedule) -> Result<OptimisedSchedule> {
-    let m = cfg.candidates;
-    if steps == 0 || m < steps {
-        return Err(Error::invalid("candidates", format!("need 1 ≤ steps ≤ candidates, got {steps} steps on {m} candidates")));
+impl OptimisedSchedule {
+    /// The grid as a [`Schedule::Times`] (to save in a config and reuse).
+    pub fn schedule(&self) -> Schedule {
+        Schedule::Times { times: self.times.clone() }
     }
-    if !(0.0 <= t0 && t0 < t1 && t1 <= 1.0) {
-        return Err(Error::invalid("t0, t1", format!("need 0 ≤ t0 < t1 ≤ 1, got {t0}, {t1}")));
-    }
-    if !(cfg.reference_rtol > 0.0 && cfg.reference_rtol < 1.0) {
-        return Err(Error::invalid("reference_rtol", format!("need 0 < rtol < 1, got {}", cfg.reference_rtol)));
-    }
-    let grid: Vec<f64> = (0..=m).map(|i| if i == m { t1 } else { t0 + (t1 - t0) * i as f64 / m as f64 }).collect();
-    let reference = ode::solve(field, x0, &grid, &Options::adaptive(Solver::Tsit5, cfg.reference_rtol, 1e-3 * cfg.reference_rtol))?.ys;
-    let one_step = Options::grid(cfg.solver);
-    let mut cost = vec![vec![f64::INFINITY; m + 1]; m + 1];
-    for i in 0..m {
-        for j in i + 1..=m {
-            let y = ode::solve(field, reference[i].clone(), &[grid[i], grid[j]], &one_step)?.ys.swap_remove(1);
-            let e = (y - reference[j].clone()).square().sum_dim(1).mean().into_scalar::<f64>();
-            cost[i][j] = if e.is_finite() { e } else { f64::INFINITY };
+}
+
+/// The one-step errors `c(i, j)` of a fixed-step solver along accurate trajectories of a field,
+/// between every pair of `m + 1` equally spaced candidate times (module docs); measured once,
+/// they give the optimised grid for every number of steps `k ≤ m` ([`Self::optimise`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepErrors {
+    grid: Vec<f64>,
+    /// `cost[i][j]`, `i < j`: mean over samples of `|Φ(t_i → t_j, x(t_i)) − x(t_j)|²`.
+    cost: Vec<Vec<f64>>,
+}
+
+impl StepErrors {
+    /// Measure the one-step errors of `cfg.solver` for `field` on `[t₀, t₁]`, along the
+    /// trajectories from the states `x0: [batch, d]` at `t₀` (solved by adaptive Tsit5 at
+    /// `cfg.reference_rtol`).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for no candidates, bad ends or tolerance; the solver's errors from the
+    /// reference or one-step solves.
+    pub fn measure<F: VectorField<2>>(field: &F, x0: Tensor<2>, t0: f64, t1: f64, cfg: &OptimiseSchedule) -> Result<Self> {
+        let m = cfg.candidates;
+        if m == 0 {
+            return Err(Error::invalid("candidates", "need at least one candidate interval"));
         }
+        if !(0.0 <= t0 && t0 < t1 && t1 <= 1.0) {
+            return Err(Error::invalid("t0, t1", format!("need 0 ≤ t0 < t1 ≤ 1, got {t0}, {t1}")));
+        }
+        if !(cfg.reference_rtol > 0.0 && cfg.reference_rtol < 1.0) {
+            return Err(Error::invalid("reference_rtol", format!("need 0 < rtol < 1, got {}", cfg.reference_rtol)));
+        }
+        let grid: Vec<f64> = (0..=m).map(|i| if i == m { t1 } else { t0 + (t1 - t0) * i as f64 / m as f64 }).collect();
+        let reference = ode::solve(field, x0, &grid, &Options::adaptive(Solver::Tsit5, cfg.reference_rtol, 1e-3 * cfg.reference_rtol))?.ys;
+        let one_step = Options::grid(cfg.solver);
+        let mut cost = vec![vec![f64::INFINITY; m + 1]; m + 1];
+        for i in 0..m {
+            for j in i + 1..=m {
+                let y = ode::solve(field, reference[i].clone(), &[grid[i], grid[j]], &one_step)?.ys.swap_remove(1);
+                let e = (y - reference[j].clone()).square().sum_dim(1).mean().into_scalar::<f64>();
+                cost[i][j] = if e.is_finite() { e } else { f64::INFINITY };
+            }
+        }
+        Ok(StepErrors { grid, cost })
     }
-    let (path, error_sum) = cheapest_path(&cost, steps).ok_or_else(|| Error::invalid("schedule", "every grid has a non-finite one-step error"))?;
-    let uniform_error_sum = m.is_multiple_of(steps).then(|| (0..steps).map(|s| cost[s * m / steps][(s + 1) * m / steps]).sum());
-    Ok(OptimisedSchedule { schedule: Schedule::Times { times: path.iter().map(|&i| grid[i]).collect() }, error_sum, uniform_error_sum })
+
+    /// The `steps`-step grid through the candidates with the least summed one-step error.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for zero steps, more steps than candidate intervals, or when every
+    /// grid has a non-finite one-step error.
+    pub fn optimise(&self, steps: usize) -> Result<OptimisedSchedule> {
+        let m = self.grid.len() - 1;
+        if steps == 0 || m < steps {
+            return Err(Error::invalid("steps", format!("need 1 ≤ steps ≤ candidates, got {steps} steps on {m} candidates")));
+        }
+        let (path, error_sum) = cheapest_path(&self.cost, steps).ok_or_else(|| Error::invalid("schedule", "every grid has a non-finite one-step error"))?;
+        let uniform_error_sum = m.is_multiple_of(steps).then(|| (0..steps).map(|s| self.cost[s * m / steps][(s + 1) * m / steps]).sum());
+        Ok(OptimisedSchedule { times: path.iter().map(|&i| self.grid[i]).collect(), error_sum, uniform_error_sum })
+    }
 }
 
 /// The path `0 = i₀ < i₁ < … < i_k = m` with the least `Σ cost[i_s][i_{s+1}]` over a cost
@@ -268,8 +300,8 @@ fn cheapest_path(cost: &[Vec<f64>], k: usize) -> Option<(Vec<usize>, f64)> {
 mod tests {
     use super::*;
     use crate::fm::path::ProbabilityPath;
+    use crate::fm::problems::GaussianToGaussian;
     use crate::host::ToHost;
-    use crate::ode::{FnField, Time};
     use burn::tensor::{Device, TensorData};
     use rand::{RngExt, SeedableRng};
 
@@ -346,36 +378,29 @@ mod tests {
         }
     }
 
-    /// On a Gaussian path with a known flow (linear path from `N(0, 1)` to `N(μ, s²)`: the
-    /// exact velocity `v = m' + (σ'/σ)(x − m)`, `m = tμ`, `σ² = (1 − t)² + t² s²`, and the exact
-    /// endpoint `x(1) = μ + s x(0)`), the optimised 4-step Euler grid beats 4 equal steps in
-    /// the endpoint error against the exact map, and its summed one-step error is at most the
-    /// uniform grid's (the DP's optimality).
+    /// On the Gaussian reference problem ([`crate::fm::problems::GaussianToGaussian`]: exact
+    /// velocity and flow map `X₁(x₀) = μ + s x₀`), the optimised 4-step Euler grid beats 4
+    /// equal steps in the endpoint error against the exact map, and its summed one-step error
+    /// is at most the uniform grid's (the DP's optimality).
     #[test]
     fn optimised_grid_beats_uniform_steps_on_a_gaussian_path() {
-        let (mu, s) = (2.0, 0.1);
-        let field = FnField::new(move |t: &Time, x: Tensor<2>| {
-            let t = match t {
-                Time::Shared(t) => *t,
-                Time::PerSample(_) => unreachable!("batch-wide grids"),
-            };
-            let var = (1.0 - t).powi(2) + t * t * s * s;
-            let dvar_half = -(1.0 - t) + t * s * s;
-            (x.sub_scalar(t * mu)).mul_scalar(dvar_half / var).add_scalar(mu)
-        });
+        let problem = GaussianToGaussian { mu: vec![2.0], s: 0.1 };
+        let field = problem.velocity();
         let device = Device::flex();
         let x0: Vec<f64> = (0..64).map(|i| -2.0 + 4.0 * (i as f64 + 0.5) / 64.0).collect();
         let x = Tensor::<2>::from_data(TensorData::new(x0.clone(), [64, 1]).convert_dtype(burn::tensor::DType::F64), (&device, burn::tensor::DType::F64));
         let cfg = OptimiseSchedule { candidates: 32, ..OptimiseSchedule::default() };
-        let opt = optimise_schedule(&field, x.clone(), 0.0, 1.0, 4, &cfg).unwrap();
+        let errors = StepErrors::measure(&field, x.clone(), 0.0, 1.0, &cfg).unwrap();
+        assert!(errors.optimise(0).is_err() && errors.optimise(33).is_err());
+        let opt = errors.optimise(4).unwrap();
         assert!(opt.error_sum <= opt.uniform_error_sum.unwrap(), "{opt:?}");
         let path = ProbabilityPath::default();
         let endpoint_error = |schedule: &Schedule| {
             let ts = schedule.times(&path, 0.0, 1.0, 4).unwrap();
             let y: Vec<f64> = ode::solve(&field, x.clone(), &ts, &Options::grid(Solver::Euler)).unwrap().ys[4].to_vec_as();
-            (y.iter().zip(&x0).map(|(y, x0)| (y - (mu + s * x0)).powi(2)).sum::<f64>() / 64.0).sqrt()
+            (y.iter().zip(problem.flow_map(&x0)).map(|(y, x1)| (y - x1).powi(2)).sum::<f64>() / 64.0).sqrt()
         };
-        let (e_opt, e_uni) = (endpoint_error(&opt.schedule), endpoint_error(&Schedule::Uniform));
+        let (e_opt, e_uni) = (endpoint_error(&opt.schedule()), endpoint_error(&Schedule::Uniform));
         // Measured: RMS endpoint error 0.083 uniform, 0.032 optimised (grid 0, 0.78, 0.91, 0.97,
         // 1: the steps crowd towards t = 1, where σ'/σ grows); summed one-step errors 6.8e-3 vs
         // 6.5e-4.

@@ -10,6 +10,8 @@
 //! 4. For each model: exact W₂ between `n_eval` samples and `n_eval` held-out moons at every
 //!    NFE of the list (Euler steps), the straightness of its flow, and the sampling-noise floor
 //!    (W₂ between two independent sets of `n_eval` moons); trajectory figures and W₂ vs NFE.
+//! 5. The independent model again, its Euler steps on the grid optimised for each NFE
+//!    ([`fm::StepErrors`], BOSS-style, fitted on 256 trajectories from other source samples).
 
 use std::path::Path;
 
@@ -19,7 +21,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::fm::problems::{eight_gaussians, moons};
-use crate::fm::{self, Coupling, FmModel, MeanFlowConfig, NetConfig, Problem, SampleSource, TrainConfig};
+use crate::fm::{self, Coupling, FmModel, MeanFlowConfig, NetConfig, OptimiseSchedule, Problem, SampleSource, StepErrors, TrainConfig};
 use crate::host::{array2_from_tensor, tensor_from_array2};
 use crate::ode::{self, Options, Solver};
 use crate::plot::{save_figure, Panel, Series};
@@ -118,6 +120,11 @@ fn x1_sampler(rng: &mut StdRng, n: usize) -> Array2<f64> {
     moons(rng, n)
 }
 
+/// Source samples whose trajectories the optimised grid is fitted on.
+const SCHEDULE_SAMPLES: usize = 256;
+/// Fewest candidate intervals of the optimised grid (more when an NFE of the list is larger).
+const SCHEDULE_CANDIDATES: usize = 64;
+
 fn euler(n: usize) -> Options {
     Options::fixed(Solver::Euler, 1.0 / n as f64)
 }
@@ -174,6 +181,7 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
     let w2_source = fm::wasserstein2(&slice(&x0), &slice(&held_out), 2)?;
     let x0t = tensor_from_array2(&x0.view(), &device, burn::tensor::DType::F64);
     let mut models = Vec::new();
+    let mut optimised = None;
     let mut panels_traj = Vec::new();
     for (k, (name, model, seconds, loss)) in trained.iter().enumerate() {
         let field = model.field();
@@ -184,12 +192,27 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
         }
         let (straightness, _) = fm::straightness(&field, &x0t, 100)?;
         models.push(ModelResult { name: name.clone(), w2, straightness: Some(straightness), train_seconds: *seconds, final_loss: *loss });
+        if k == 0 {
+            // The same model and solver on the BOSS grid (fm::schedule), optimised on
+            // trajectories from source samples other than the evaluation's.
+            let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(3));
+            let x_ref = tensor_from_array2(&eight_gaussians(&mut rng, SCHEDULE_SAMPLES).view(), &device, burn::tensor::DType::F64);
+            let candidates = cfg.nfes.iter().copied().max().unwrap_or(1).max(SCHEDULE_CANDIDATES);
+            let errors = StepErrors::measure(&field, x_ref, 0.0, 1.0, &OptimiseSchedule { candidates, solver: Solver::Euler, ..OptimiseSchedule::default() })?;
+            let mut w2 = Vec::new();
+            for &nfe in &cfg.nfes {
+                let sol = ode::solve(&field, x0t.clone(), &errors.optimise(nfe)?.times, &Options::grid(Solver::Euler))?;
+                w2.push((nfe, fm::wasserstein2(&slice(&array2_from_tensor(sol.ys.last().expect("outputs"))?), &slice(&held_out), 2)?));
+            }
+            optimised = Some(ModelResult { name: format!("{name}, optimised grid"), w2, straightness: None, train_seconds: *seconds, final_loss: *loss });
+        }
         let n = cfg.n_trajectories.min(x0.nrows());
         let start = x0.slice(ndarray::s![..n, ..]).to_owned();
         let times: Vec<f64> = (0..=20).map(|k| k as f64 / 20.0).collect();
         let sol = ode::solve(&model.field(), tensor_from_array2(&start.view(), &device, burn::tensor::DType::F64), &times, &euler(100))?;
         panels_traj.push(trajectory_panel(name, &sol.ys.iter().map(array2_from_tensor).collect::<Result<Vec<_>>>()?, &held_out, k));
     }
+    models.extend(optimised);
     // Mean flow: average velocities, sampled by jumps (one network call each).
     // Mean flows need the fused CPU kernels' time VJP: trained on the CPU whatever the device.
     let mf_cfg = MeanFlowConfig { base: TrainConfig { coupling: Coupling::ExactOt, ..base.clone() }, fraction_distinct: cfg.mean_flow_fraction };
