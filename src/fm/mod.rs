@@ -17,6 +17,8 @@
 //!   Hutchinson log-densities, sampling with log-density in one pass, straightness, reflow.
 //! * [`schedule`]: step schedules for few-step sampling on a [`crate::ode::StepSize::Grid`]
 //!   (uniform, EDM polynomial, log-SNR, given) and the BOSS-style optimised grid.
+//! * [`dpm`]: exponential integrators for noise-free Gaussian-type paths — DPM-Solver-1
+//!   (DDIM), -2, -3 and DPM-Solver++(2M) — taking the path with the field.
 //! * [`perturbation`]: flow perturbation, unbiased importance weights of the flow's samples
 //!   without its Jacobian (Peng & Gao 2024).
 //!
@@ -41,6 +43,7 @@
 //! ```
 
 pub mod coupling;
+pub mod dpm;
 pub mod equivariant;
 pub mod meanflow;
 pub mod model;
@@ -52,6 +55,7 @@ pub mod schedule;
 pub mod train;
 
 pub use coupling::{assignment, sinkhorn, wasserstein2, Coupling};
+pub use dpm::{dpm_solve, DpmSolution, DpmSolver};
 pub use meanflow::{train_mean_flow, MeanFlowConfig, MeanFlowModel, MeanFlowTrainer};
 pub use model::{BaseKind, FmModel, ModelField, ModelSaved, NetConfig, Objective};
 pub use path::{Coefficients, FnPath, Interpolant, ProbabilityPath};

@@ -11,7 +11,9 @@
 //!    NFE of the list (Euler steps), the straightness of its flow, and the sampling-noise floor
 //!    (W₂ between two independent sets of `n_eval` moons); trajectory figures and W₂ vs NFE.
 //! 5. The independent model again, its Euler steps on the grid optimised for each NFE
-//!    ([`fm::StepErrors`], BOSS-style, fitted on 256 trajectories from other source samples).
+//!    ([`fm::StepErrors`], BOSS-style, fitted on 256 trajectories from other source samples),
+//!    and with DPM-Solver++(2M) on equal steps ([`fm::dpm_solve`]: the exponential integrator
+//!    of the linear path, one evaluation per step).
 
 use std::path::Path;
 
@@ -21,7 +23,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::fm::problems::{eight_gaussians, moons};
-use crate::fm::{self, Coupling, FmModel, MeanFlowConfig, NetConfig, OptimiseSchedule, Problem, SampleSource, StepErrors, TrainConfig};
+use crate::fm::{self, Coupling, DpmSolver, FmModel, MeanFlowConfig, NetConfig, OptimiseSchedule, Problem, SampleSource, Schedule, StepErrors, TrainConfig};
 use crate::host::{array2_from_tensor, tensor_from_array2};
 use crate::ode::{self, Options, Solver};
 use crate::plot::{save_figure, Panel, Series};
@@ -44,7 +46,7 @@ pub struct FmMoonsConfig {
     pub lr: f64,
     /// Samples compared with held-out data.
     pub n_eval: usize,
-    /// Euler steps (= NFE) at which W₂ is measured.
+    /// NFEs (Euler steps; DPM-Solver++ steps; mean-flow jumps) at which W₂ is measured.
     pub nfes: Vec<usize>,
     /// Pairs generated for reflow.
     pub reflow_pairs: usize,
@@ -68,7 +70,7 @@ impl Default for FmMoonsConfig {
             hidden: vec![256, 256, 256],
             lr: 1e-3,
             n_eval: 2048,
-            nfes: vec![1, 2, 5, 10, 20, 50, 100],
+            nfes: vec![1, 2, 4, 8, 16, 32, 100],
             reflow_pairs: 8192,
             reflow_solve_steps: 50,
             n_trajectories: 96,
@@ -181,7 +183,7 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
     let w2_source = fm::wasserstein2(&slice(&x0), &slice(&held_out), 2)?;
     let x0t = tensor_from_array2(&x0.view(), &device, burn::tensor::DType::F64);
     let mut models = Vec::new();
-    let mut optimised = None;
+    let mut few_step = Vec::new();
     let mut panels_traj = Vec::new();
     for (k, (name, model, seconds, loss)) in trained.iter().enumerate() {
         let field = model.field();
@@ -204,7 +206,16 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
                 let sol = ode::solve(&field, x0t.clone(), &errors.optimise(nfe)?.times, &Options::grid(Solver::Euler))?;
                 w2.push((nfe, fm::wasserstein2(&slice(&array2_from_tensor(sol.ys.last().expect("outputs"))?), &slice(&held_out), 2)?));
             }
-            optimised = Some(ModelResult { name: format!("{name}, optimised grid"), w2, straightness: None, train_seconds: *seconds, final_loss: *loss });
+            few_step.push(ModelResult { name: format!("{name}, optimised grid"), w2, straightness: None, train_seconds: *seconds, final_loss: *loss });
+            // DPM-Solver++(2M) on equal steps: NFE = steps.
+            let path = model.path;
+            let mut w2 = Vec::new();
+            for &nfe in &cfg.nfes {
+                let times = Schedule::Uniform.times(&path, 0.0, 1.0, nfe)?;
+                let sol = fm::dpm_solve(&field, &path, x0t.clone(), &times, DpmSolver::DpmPp2M)?;
+                w2.push((nfe, fm::wasserstein2(&slice(&array2_from_tensor(&sol.x)?), &slice(&held_out), 2)?));
+            }
+            few_step.push(ModelResult { name: format!("{name}, DPM-Solver++(2M)"), w2, straightness: None, train_seconds: *seconds, final_loss: *loss });
         }
         let n = cfg.n_trajectories.min(x0.nrows());
         let start = x0.slice(ndarray::s![..n, ..]).to_owned();
@@ -212,7 +223,7 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
         let sol = ode::solve(&model.field(), tensor_from_array2(&start.view(), &device, burn::tensor::DType::F64), &times, &euler(100))?;
         panels_traj.push(trajectory_panel(name, &sol.ys.iter().map(array2_from_tensor).collect::<Result<Vec<_>>>()?, &held_out, k));
     }
-    models.extend(optimised);
+    models.extend(few_step);
     // Mean flow: average velocities, sampled by jumps (one network call each).
     // Mean flows need the fused CPU kernels' time VJP: trained on the CPU whatever the device.
     let mf_cfg = MeanFlowConfig { base: TrainConfig { coupling: Coupling::ExactOt, ..base.clone() }, fraction_distinct: cfg.mean_flow_fraction };
@@ -278,7 +289,7 @@ fn trajectory_panel(name: &str, states: &[Array2<f64>], data: &Array2<f64>, colo
 fn markdown(r: &FmMoonsReport) -> String {
     let mut s = format!("# Flow matching: 8 Gaussians → moons\n\nTrained on device `{}`.\n\n", r.device);
     s.push_str(&format!(
-        "{} training steps per model, batch {}, hidden {:?} (tanh), Adam {}; W₂ between {} samples and {} held-out moons (exact assignment), Euler steps.\n\n",
+        "{} training steps per model, batch {}, hidden {:?} (tanh), Adam {}; W₂ between {} samples and {} held-out moons (exact assignment), Euler steps; the last two ODE rows sample the independent model on the optimised Euler grid and with DPM-Solver++(2M) on equal steps; the mean flow by jumps.\n\n",
         r.config.steps, r.config.batch_size, r.config.hidden, r.config.lr, r.config.n_eval, r.config.n_eval
     ));
     s.push_str("| model |");
