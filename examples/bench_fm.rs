@@ -7,7 +7,10 @@
 //! - "sample_euler100": 2048 samples by 100 Euler steps of the ODE (median of `--repeats`);
 //! - "w2_indep" / "w2_ot": exact W₂ between 2048 samples and 2048 held-out moons after
 //!   `--train-steps` training steps, at NFE 2, 5, 10, 20, 50, 100 (Euler); "w2_floor": W₂
-//!   between two independent sets of 2048 moons.
+//!   between two independent sets of 2048 moons;
+//! - "fewstep_indep": the independent model sampled by DPM-Solver++(2M) on equal steps
+//!   ([`fm::dpm_solve`]) at NFE 4, 8, 16: time for 2048 samples (median of `--repeats`) and W₂,
+//!   against torchcfm's 100-step Euler (issue 26's target: its W₂ in ≤ 0.2× its time).
 //!
 //! `cargo run --release --example bench_fm -- [--json] [--quick] [--repeats R] [--train-steps N]`
 //!
@@ -18,7 +21,7 @@ use std::time::Instant;
 use burn::tensor::Tensor;
 use ndarray::Array2;
 use physflow::fm::problems::{eight_gaussians, moons};
-use physflow::fm::{self, Coupling, FmTrainer, Problem, SampleSource, TrainConfig};
+use physflow::fm::{self, Coupling, DpmSolver, FmTrainer, Problem, SampleSource, Schedule, TrainConfig};
 use physflow::host::{array2_from_tensor, tensor_from_array2};
 use physflow::ode::{self, Options, Solver};
 use physflow::train::{fit, Run};
@@ -120,6 +123,26 @@ fn main() {
                 })
                 .collect();
             emit(json, serde_json::json!({"side": "physflow", "name": "sample_euler100", "act": "tanh", "ms": median(ms), "samples": 2048, "nfe": 100}));
+            for nfe in [4, 8, 16] {
+                let times = Schedule::Uniform.times(&model.path, 0.0, 1.0, nfe).unwrap();
+                let mut last = None;
+                let ms: Vec<f64> = (0..repeats.max(3))
+                    .map(|_| {
+                        let t = Instant::now();
+                        let sol = fm::dpm_solve(&field, &model.path, x0t.clone(), &times, DpmSolver::DpmPp2M).unwrap();
+                        let x1 = array2_from_tensor(&sol.x).unwrap();
+                        let dt = t.elapsed().as_secs_f64() * 1e3;
+                        last = Some(x1);
+                        dt
+                    })
+                    .collect();
+                let x1 = last.expect("at least one repeat");
+                let w2 = fm::wasserstein2(x1.as_slice().unwrap(), held_out.as_slice().unwrap(), 2).unwrap();
+                emit(
+                    json,
+                    serde_json::json!({"side": "physflow", "name": "fewstep_indep", "sampler": "dpmpp_2m", "act": "tanh", "ms": median(ms), "samples": 2048, "nfe": nfe, "steps": train_steps, "w2": w2}),
+                );
+            }
         }
         for nfe in [2, 5, 10, 20, 50, 100] {
             let sol = ode::solve(&model.field(), x0t.clone(), &[0.0, 1.0], &euler(nfe)).unwrap();

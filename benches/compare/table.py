@@ -58,7 +58,8 @@ Flow-matching rows ("side": "physflow"|"torchcfm", "act": "tanh"|"selu"):
 256) and "samples_per_s" (optional "data_ms", "coupling_ms": parts of "ms");
 "sample_euler100" (and torchcfm's "sample_euler100_odeint") with "ms", "nfe",
 "samples"; "w2_indep" / "w2_ot" with "steps", "nfe", "w2" and optionally
-"train_seconds", "final_loss"; "w2_floor" with "w2".  Rows are keyed by
+"train_seconds", "final_loss"; "w2_floor" with "w2"; physflow's
+"fewstep_indep" with "sampler", "steps", "nfe", "ms", "w2".  Rows are keyed by
 (side, name, act, steps, nfe); the last one wins.
 """
 
@@ -194,6 +195,7 @@ FM_BATCH = 256
 FM_TRAIN_TARGET = 1.5      # physflow samples/s / torchcfm samples/s, >=
 FM_SAMPLE_NAME = "sample_euler100"
 FM_SAMPLE_TARGET = 0.5     # physflow ms / torchcfm ms, <=
+FM_FEWSTEP_TARGET = 0.2    # physflow few-step ms / torchcfm 100-step Euler ms, <=
 
 
 def json_objects(streams, required):
@@ -532,7 +534,7 @@ def read_fm_rows(streams):
     "name" (the W2 rows have no "ms"); the last row of a key wins."""
     rows = {}
     for obj in json_objects(streams, ("side", "name")):
-        w2 = str(obj["name"]).startswith("w2_")
+        w2 = str(obj["name"]).startswith(("w2_", "fewstep_"))
         key = (str(obj["side"]), str(obj["name"]), obj.get("act"),
                obj.get("steps") if w2 else None, obj.get("nfe") if w2 else None)
         rows[key] = obj
@@ -637,6 +639,30 @@ def fm_tables(rows):
         out.append("| %s | %s | %s | %s | %s | ≤ %g | %s | %s | %s |" % (
             act, "physflow %s" % pact, fmt_ms(pm), fmt_ms(tm), value, FM_SAMPLE_TARGET, met,
             fmt_ms(om), info))
+
+    # Few-step samplers (physflow) against torchcfm's 100-step Euler: time and W2.
+    few = sorted(((k, r) for k, r in rows.items() if k[0] == "physflow" and k[1] == "fewstep_indep"),
+                 key=lambda kv: (_num(kv[0][3]) or 0, _num(kv[0][4]) or 0))
+    if few:
+        out += ["", "### Flow matching: few-step sampling vs torchcfm's 100 Euler steps "
+                    "(independent coupling, 2048 samples)", "",
+                "| sampler | steps | NFE | physflow ms | physflow W2 | torchcfm act | torchcfm 100-step ms "
+                "| torchcfm W2 @ 100 | ms ratio | target | W2 ≤ torchcfm's | met |",
+                "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|:---:|:---:|"]
+        for k, r in few:
+            for act in acts:
+                t = fm_get(rows, "torchcfm", FM_SAMPLE_NAME, act)
+                tw = fm_get(rows, "torchcfm", "w2_indep", act, k[3], 100)
+                pm, tm = _num(r.get("ms")), (_num(t.get("ms")) if t else None)
+                ratio = None if pm is None or not tm else pm / tm
+                leq = fm_leq(r, tw)
+                met = "n/a" if ratio is None or leq == "n/a" else (
+                    "yes" if ratio <= FM_FEWSTEP_TARGET and leq == "yes" else "no")
+                out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | ≤ %g | %s | %s |" % (
+                    r.get("sampler", "?"), k[3], k[4], fmt_ms(pm), fm_w2(r), act, fmt_ms(tm), fm_w2(tw),
+                    "n/a" if ratio is None else "%.3f" % ratio, FM_FEWSTEP_TARGET, leq, met))
+        out += ["", "Target (issue 26): the best sampler reaches the W2 of torchcfm's 100-step "
+                    "Euler in ≤ %g× its sampling time, single thread." % FM_FEWSTEP_TARGET]
 
     # W2 by NFE, one table per coupling, one line per (steps, nfe).
     for coupling in FM_COUPLINGS:

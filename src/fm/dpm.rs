@@ -300,10 +300,12 @@ mod tests {
     use crate::fm::problems::GaussianToGaussian;
     use crate::fm::schedule::Schedule;
     use crate::host::ToHost;
-    use burn::tensor::{DType, Device, TensorData};
+    use burn::tensor::{DType, TensorData};
 
     fn states(x0: &[f64]) -> Tensor<2> {
-        let device = Device::flex();
+        // The f64 reference device (configured once per process; a plain `Device::flex()`
+        // would lock the CPU's default float type to f32 for the tests that need f64).
+        let device = crate::device::cpu_f64().unwrap();
         Tensor::<2>::from_data(TensorData::new(x0.to_vec(), [x0.len(), 1]).convert_dtype(DType::F64), (&device, DType::F64))
     }
 

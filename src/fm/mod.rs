@@ -19,6 +19,8 @@
 //!   (uniform, EDM polynomial, log-SNR, given) and the BOSS-style optimised grid.
 //! * [`dpm`]: exponential integrators for noise-free Gaussian-type paths — DPM-Solver-1
 //!   (DDIM), -2, -3 and DPM-Solver++(2M) — taking the path with the field.
+//! * [`sampler`]: one typed choice of ODE sampler (a Runge–Kutta solver or a DPM-Solver on a
+//!   schedule, or an adaptive reference), saved beside a model.
 //! * [`perturbation`]: flow perturbation, unbiased importance weights of the flow's samples
 //!   without its Jacobian (Peng & Gao 2024).
 //!
@@ -51,6 +53,7 @@ pub mod path;
 pub mod perturbation;
 pub mod problems;
 pub mod sample;
+pub mod sampler;
 pub mod schedule;
 pub mod train;
 
@@ -63,5 +66,6 @@ pub use perturbation::{sample_flow_perturbation, Perturbation};
 pub use sample::{
     log_density, reflow_targets, sample_with_log_density, standard_normal_log_density, straightness, Diffusion, InterpolantSde, ScoreSource, Trace,
 };
+pub use sampler::{Sampled, Sampler};
 pub use schedule::{OptimiseSchedule, OptimisedSchedule, Schedule, StepErrors};
 pub use train::{load_model, train, FmTrainer, Problem, SampleSource, TimeSampling, TrainConfig};

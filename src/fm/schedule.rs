@@ -302,7 +302,7 @@ mod tests {
     use crate::fm::path::ProbabilityPath;
     use crate::fm::problems::GaussianToGaussian;
     use crate::host::ToHost;
-    use burn::tensor::{Device, TensorData};
+    use burn::tensor::TensorData;
     use rand::{RngExt, SeedableRng};
 
     /// Dynamic programming against enumerating every `k`-subset of the interior candidates
@@ -386,7 +386,7 @@ mod tests {
     fn optimised_grid_beats_uniform_steps_on_a_gaussian_path() {
         let problem = GaussianToGaussian { mu: vec![2.0], s: 0.1 };
         let field = problem.velocity();
-        let device = Device::flex();
+        let device = crate::device::cpu_f64().unwrap();
         let x0: Vec<f64> = (0..64).map(|i| -2.0 + 4.0 * (i as f64 + 0.5) / 64.0).collect();
         let x = Tensor::<2>::from_data(TensorData::new(x0.clone(), [64, 1]).convert_dtype(burn::tensor::DType::F64), (&device, burn::tensor::DType::F64));
         let cfg = OptimiseSchedule { candidates: 32, ..OptimiseSchedule::default() };
