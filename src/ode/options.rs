@@ -8,43 +8,51 @@ use super::controller::PiController;
 use super::tableau::{self, Tableau};
 use crate::{Error, Result};
 
-/// The explicit Runge–Kutta methods. [`Solver::ALL`] is the list the tests iterate over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Solver {
+/// Declares [`Solver`] from one line per method — its doc, variant and tableau in
+/// [`super::tableau`] — so that adding a method is its tableau plus one line here, and the
+/// variant, [`Solver::ALL`] (the list the shared tests iterate) and [`Solver::tableau`] cannot
+/// disagree.
+macro_rules! solvers {
+    ($( $(#[doc = $doc:literal])+ $variant:ident => $tableau:ident, )+) => {
+        /// The explicit Runge–Kutta methods. [`Solver::ALL`] is the list the tests iterate over.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum Solver {
+            $( $(#[doc = $doc])+ $variant, )+
+        }
+
+        impl Solver {
+            /// Every solver; tests loop over this list.
+            pub const ALL: [Solver; [$(stringify!($variant)),+].len()] = [$(Solver::$variant),+];
+
+            /// The method's Butcher tableau.
+            pub fn tableau(self) -> &'static Tableau {
+                match self {
+                    $( Solver::$variant => &tableau::$tableau, )+
+                }
+            }
+        }
+    };
+}
+
+solvers! {
     /// Forward Euler, fixed step, order 1.
-    Euler,
+    Euler => EULER,
     /// Explicit midpoint, fixed step, order 2.
-    Midpoint,
+    Midpoint => MIDPOINT,
     /// Heun (explicit trapezoid), fixed step, order 2.
-    Heun,
+    Heun => HEUN,
     /// Classical Runge–Kutta, fixed step, order 4.
-    Rk4,
+    Rk4 => RK4,
     /// Bogacki–Shampine 3(2), adaptive.
-    Bosh3,
+    Bosh3 => BOSH3,
     /// Dormand–Prince 5(4), adaptive.
-    Dopri5,
+    Dopri5 => DOPRI5,
     /// Tsitouras 5(4), adaptive.
-    Tsit5,
+    Tsit5 => TSIT5,
 }
 
 impl Solver {
-    /// Every solver; tests loop over this list.
-    pub const ALL: [Solver; 7] = [Solver::Euler, Solver::Midpoint, Solver::Heun, Solver::Rk4, Solver::Bosh3, Solver::Dopri5, Solver::Tsit5];
-
-    /// The method's Butcher tableau.
-    pub fn tableau(self) -> &'static Tableau {
-        match self {
-            Solver::Euler => &tableau::EULER,
-            Solver::Midpoint => &tableau::MIDPOINT,
-            Solver::Heun => &tableau::HEUN,
-            Solver::Rk4 => &tableau::RK4,
-            Solver::Bosh3 => &tableau::BOSH3,
-            Solver::Dopri5 => &tableau::DOPRI5,
-            Solver::Tsit5 => &tableau::TSIT5,
-        }
-    }
-
     /// Whether the solver adapts its step size (has an error estimate).
     pub fn is_adaptive(self) -> bool {
         self.tableau().is_adaptive()
