@@ -35,6 +35,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::path::{Coefficients, Interpolant};
+use super::schedule::{check_grid, invert_increasing};
 use crate::ode::{Time, VectorField};
 use crate::{Error, Result};
 
@@ -168,22 +169,11 @@ impl<F: VectorField<2>> Predictor<'_, F> {
     }
 }
 
-/// The time in `[a.t, b.t]` where `λ = target` (bisection to round-off; `λ` is increasing
-/// on the step, checked at its ends).
+/// The point in `[a.t, b.t]` where `λ = target` (`λ` is increasing on the step, checked at
+/// its ends).
 fn time_at_lambda(path: &dyn Interpolant, a: &Point, b: &Point, target: f64) -> Result<Point> {
-    let (mut lo, mut hi) = (a.t, b.t);
-    for _ in 0..200 {
-        let m = 0.5 * (lo + hi);
-        if Point::at(path, m)?.lambda() < target {
-            lo = m;
-        } else {
-            hi = m;
-        }
-        if hi - lo <= f64::EPSILON * hi {
-            break;
-        }
-    }
-    let p = Point::at(path, 0.5 * (lo + hi))?;
+    let t = invert_increasing(|t| Ok(Point::at(path, t)?.lambda()), a.t, b.t, target)?;
+    let p = Point::at(path, t)?;
     p.check_eval()?;
     Ok(p)
 }
@@ -206,9 +196,7 @@ fn first_order(s: &Point, t: &Point, x: Tensor<2>, d: Tensor<2>) -> Tensor<2> {
 /// infinite `λ` at an end; `Shape` for a state the field refuses; `NonFinite` for a state
 /// that blows up (naming the step).
 pub fn dpm_solve<F: VectorField<2>>(field: &F, path: &dyn Interpolant, x0: Tensor<2>, times: &[f64], solver: DpmSolver) -> Result<DpmSolution> {
-    if times.len() < 2 || times.iter().any(|t| !(0.0..=1.0).contains(t)) || times.windows(2).any(|w| !(w[0] < w[1])) {
-        return Err(Error::invalid("times", format!("need at least two strictly increasing times in [0, 1], got {times:?}")));
-    }
+    check_grid(times)?;
     field.check_state(&x0)?;
     let points: Vec<Point> = times.iter().map(|&t| Point::at(path, t)).collect::<Result<_>>()?;
     let k = points.len() - 1;

@@ -129,18 +129,8 @@ impl Schedule {
                 }
                 let mut ts = vec![t0];
                 for i in 1..steps {
-                    // λ is monotone on [lo, hi]: bisection to round-off.
-                    let target = la + (lb - la) * i as f64 / k;
-                    let (mut a, mut b) = (lo, hi);
-                    for _ in 0..200 {
-                        let m = 0.5 * (a + b);
-                        if lambda(m) < target {
-                            a = m;
-                        } else {
-                            b = m;
-                        }
-                    }
-                    ts.push(0.5 * (a + b));
+                    // λ is monotone on [lo, hi].
+                    ts.push(invert_increasing(|t| Ok(lambda(t)), lo, hi, la + (lb - la) * i as f64 / k)?);
                 }
                 ts.push(t1);
                 ts
@@ -161,8 +151,23 @@ impl Schedule {
     }
 }
 
+/// The `t ∈ [lo, hi]` where the increasing `f(t) = target`, by bisection to round-off (200
+/// halvings), for time grids placed in `λ` ([`Schedule::LogSnr`], DPM-Solver's stages).
+pub(crate) fn invert_increasing(mut f: impl FnMut(f64) -> Result<f64>, lo: f64, hi: f64, target: f64) -> Result<f64> {
+    let (mut a, mut b) = (lo, hi);
+    for _ in 0..200 {
+        let m = 0.5 * (a + b);
+        if f(m)? < target {
+            a = m;
+        } else {
+            b = m;
+        }
+    }
+    Ok(0.5 * (a + b))
+}
+
 /// Finite, strictly increasing, inside `[0, 1]`, at least two times.
-fn check_grid(times: &[f64]) -> Result<()> {
+pub(crate) fn check_grid(times: &[f64]) -> Result<()> {
     if times.len() < 2 || times.iter().any(|t| !(0.0..=1.0).contains(t)) || times.windows(2).any(|w| !(w[0] < w[1])) {
         return Err(Error::invalid("schedule.times", format!("need at least two strictly increasing times in [0, 1], got {times:?}")));
     }
