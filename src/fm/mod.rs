@@ -19,8 +19,10 @@
 //!   (uniform, EDM polynomial, log-SNR, given) and the BOSS-style optimised grid.
 //! * [`dpm`]: exponential integrators for noise-free Gaussian-type paths — DPM-Solver-1
 //!   (DDIM), -2, -3 and DPM-Solver++(2M) — taking the path with the field.
+//! * [`bespoke`]: bespoke solvers (Shaul et al. 2024) — a Runge–Kutta method on a learned
+//!   scale-time transformation of the ODE, fitted to the model's own trajectories.
 //! * [`sampler`]: one typed choice of ODE sampler (a Runge–Kutta solver or a DPM-Solver on a
-//!   schedule, or an adaptive reference), saved beside a model.
+//!   schedule, a bespoke solver, or an adaptive reference), saved beside a model.
 //! * [`perturbation`]: flow perturbation, unbiased importance weights of the flow's samples
 //!   without its Jacobian (Peng & Gao 2024).
 //!
@@ -44,6 +46,7 @@
 //! assert_eq!(x1.ys[1].dims(), [4, 1]);
 //! ```
 
+pub mod bespoke;
 pub mod coupling;
 pub mod dpm;
 pub mod equivariant;
@@ -57,6 +60,7 @@ pub mod sampler;
 pub mod schedule;
 pub mod train;
 
+pub use bespoke::{train_bespoke, BespokeConfig, BespokeReport, BespokeSolver};
 pub use coupling::{assignment, sinkhorn, wasserstein2, Coupling};
 pub use dpm::{dpm_solve, DpmSolution, DpmSolver};
 pub use meanflow::{train_mean_flow, MeanFlowConfig, MeanFlowModel, MeanFlowTrainer};

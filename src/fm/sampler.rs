@@ -16,6 +16,7 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::bespoke::BespokeSolver;
 use super::dpm::{dpm_solve, DpmSolver};
 use super::path::Interpolant;
 use super::schedule::Schedule;
@@ -27,7 +28,8 @@ pub const SAMPLER_FILE: &str = "sampler.json";
 
 /// A sampler of the probability-flow ODE on `[0, 1]` (module docs). Serde:
 /// `{ kind = "ode", solver = "heun", steps = 4 }`, `{ kind = "dpm", solver = "dpmpp_2m",
-/// steps = 8 }`, `{ kind = "adaptive", solver = "tsit5", rtol = 1e-6, atol = 1e-8 }`.
+/// steps = 8 }`, `{ kind = "bespoke", base = "midpoint", steps = 4, t = [...], ... }`,
+/// `{ kind = "adaptive", solver = "tsit5", rtol = 1e-6, atol = 1e-8 }`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Sampler {
@@ -57,6 +59,9 @@ pub enum Sampler {
         #[serde(default)]
         clip: f64,
     },
+    /// A bespoke solver ([`super::bespoke`]), fitted to the model by
+    /// [`super::train_bespoke`]: `steps × stages` evaluations.
+    Bespoke(BespokeSolver),
     /// An adaptive solve to tolerances, the reference the few-step samplers are measured
     /// against.
     Adaptive {
@@ -105,6 +110,7 @@ impl Sampler {
                 }
                 Ok(())
             }
+            Sampler::Bespoke(b) => b.validate(),
             Sampler::Adaptive { rtol, atol, .. } => {
                 if !(*rtol > 0.0 && rtol.is_finite() && *atol > 0.0 && atol.is_finite()) {
                     return Err(Error::invalid("sampler.rtol, sampler.atol", format!("need positive finite tolerances, got {rtol}, {atol}")));
@@ -134,6 +140,7 @@ impl Sampler {
                 let sol = dpm_solve(field, path, x0, &times, *solver)?;
                 Ok(Sampled { x: sol.x, nfe: sol.nfe })
             }
+            Sampler::Bespoke(b) => Ok(Sampled { x: b.solve(field, x0)?, nfe: b.nfe() }),
             Sampler::Adaptive { solver, rtol, atol } => {
                 let sol = ode::solve(field, x0, &[0.0, 1.0], &Options::adaptive(*solver, *rtol, *atol))?;
                 let x = sol.ys.into_iter().last().ok_or_else(|| Error::invalid("sampler", "the solve returned no state"))?;
@@ -217,9 +224,13 @@ mod tests {
         let toml_text = "kind = \"dpm\"\nsolver = \"dpmpp_2m\"\nsteps = 8\nschedule = { kind = \"polynomial\", rho = 2.0 }\n";
         let s: Sampler = toml::from_str(toml_text).unwrap();
         assert_eq!(s, Sampler::Dpm { solver: DpmSolver::DpmPp2M, steps: 8, schedule: Schedule::Polynomial { rho: 2.0 }, clip: 0.0 });
-        for s in [Sampler::default(), s.clone(), Sampler::Adaptive { solver: Solver::Tsit5, rtol: 1e-6, atol: 1e-8 }] {
+        let bespoke = Sampler::Bespoke(crate::fm::BespokeSolver::identity(Solver::Midpoint, 2).unwrap());
+        for s in [Sampler::default(), s.clone(), Sampler::Adaptive { solver: Solver::Tsit5, rtol: 1e-6, atol: 1e-8 }, bespoke.clone()] {
             assert_eq!(toml::from_str::<Sampler>(&toml::to_string(&s).unwrap()).unwrap(), s);
+            assert_eq!(serde_json::from_str::<Sampler>(&serde_json::to_string(&s).unwrap()).unwrap(), s);
         }
+        let typo = toml::to_string(&bespoke).unwrap().replace("s_dot", "sdot");
+        assert!(toml::from_str::<Sampler>(&typo).is_err(), "{typo}");
         for bad in
             ["kind = \"ode\"\nsolver = \"euler\"\nsteps = 8\nrtol = 1e-3\n", "kind = \"dpm\"\nsolver = \"dpm4\"\nsteps = 8\n", "kind = \"euler\"\nsteps = 8\n"]
         {
@@ -244,6 +255,8 @@ mod tests {
         let s = Sampler::Ode { solver: Solver::Euler, steps: 3, schedule: Schedule::Times { times: vec![0.0, 0.7, 0.9, 1.0] } };
         s.save(&dir).unwrap();
         assert_eq!(Sampler::load(&dir).unwrap(), Some(s));
+        bespoke.save(&dir).unwrap();
+        assert_eq!(Sampler::load(&dir).unwrap(), Some(bespoke));
         std::fs::write(dir.join(SAMPLER_FILE), "{\"kind\": \"ode\", \"solver\": \"euler\", \"steps\": 0}").unwrap();
         assert!(Sampler::load(&dir).is_err());
         let _ = std::fs::remove_dir_all(&dir);
