@@ -14,6 +14,10 @@
 //!    ([`fm::StepErrors`], BOSS-style, fitted on 256 trajectories from other source samples),
 //!    and with DPM-Solver++(2M) on equal steps ([`fm::dpm_solve`]: the exponential integrator
 //!    of the linear path, one evaluation per step).
+//! 6. The independent model with a bespoke solver ([`fm::train_bespoke`], Shaul et al. 2024)
+//!    trained for each NFE of the list up to 32 on 64 of the grid's trajectories: the midpoint
+//!    method (`NFE/2` steps) for even NFE, Euler for odd; its training time against the
+//!    model's.
 
 use std::path::Path;
 
@@ -24,7 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::fm::problems::{eight_gaussians, moons};
 use crate::fm::{
-    self, Coupling, DpmSolver, FmModel, MeanFlowConfig, NetConfig, OptimiseSchedule, Problem, SampleSource, Sampler, Schedule, StepErrors, TrainConfig,
+    self, BespokeConfig, Coupling, DpmSolver, FmModel, MeanFlowConfig, NetConfig, OptimiseSchedule, Problem, SampleSource, Sampler, Schedule, StepErrors,
+    TrainConfig,
 };
 use crate::host::{array2_from_tensor, tensor_from_array2};
 use crate::ode::{self, Options, Solver};
@@ -98,6 +103,23 @@ pub struct ModelResult {
     pub final_loss: f64,
 }
 
+/// A bespoke solver fitted to the independent model for one NFE.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BespokeRow {
+    /// Evaluations per sample.
+    pub nfe: usize,
+    /// The base method (`midpoint` for even NFE, `euler` for odd).
+    pub base: String,
+    /// Endpoint RMSE against accurate trajectories (the training set) of the base method.
+    pub base_rmse: f64,
+    /// The same for the bespoke solver.
+    pub rmse: f64,
+    /// Seconds of its training, reference trajectories included.
+    pub seconds: f64,
+    /// That time as a fraction of the model's training time.
+    pub fraction_of_training: f64,
+}
+
 /// Numbers of a finished study.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FmMoonsReport {
@@ -108,6 +130,9 @@ pub struct FmMoonsReport {
     pub device: String,
     /// Per model.
     pub models: Vec<ModelResult>,
+    /// Bespoke solvers of the independent model, one per NFE up to 32.
+    #[serde(default)]
+    pub bespoke: Vec<BespokeRow>,
     /// W₂ between two independent sets of `n_eval` moons: what a perfect model would score.
     pub w2_floor: f64,
     /// W₂ between the `n_eval` source samples (8 Gaussians) and the held-out moons: where
@@ -128,6 +153,10 @@ fn x1_sampler(rng: &mut StdRng, n: usize) -> Array2<f64> {
 const SCHEDULE_SAMPLES: usize = 256;
 /// Fewest candidate intervals of the optimised grid (more when an NFE of the list is larger).
 const SCHEDULE_CANDIDATES: usize = 64;
+/// Trajectories a bespoke solver is trained on (the first of the grid's).
+const BESPOKE_TRAJECTORIES: usize = 64;
+/// Largest NFE a bespoke solver is trained for (its cost grows with the steps).
+const BESPOKE_MAX_NFE: usize = 32;
 
 fn euler(n: usize) -> Options {
     Options::fixed(Solver::Euler, 1.0 / n as f64)
@@ -186,6 +215,7 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
     let x0t = tensor_from_array2(&x0.view(), &device, burn::tensor::DType::F64);
     let mut models = Vec::new();
     let mut few_step = Vec::new();
+    let mut bespoke = Vec::new();
     let mut panels_traj = Vec::new();
     for (k, (name, model, seconds, loss)) in trained.iter().enumerate() {
         let field = model.field();
@@ -202,7 +232,8 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
             let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(3));
             let x_ref = tensor_from_array2(&eight_gaussians(&mut rng, SCHEDULE_SAMPLES).view(), &device, burn::tensor::DType::F64);
             let candidates = cfg.nfes.iter().copied().max().unwrap_or(1).max(SCHEDULE_CANDIDATES);
-            let errors = StepErrors::measure(&field, x_ref, 0.0, 1.0, &OptimiseSchedule { candidates, solver: Solver::Euler, ..OptimiseSchedule::default() })?;
+            let errors =
+                StepErrors::measure(&field, x_ref.clone(), 0.0, 1.0, &OptimiseSchedule { candidates, solver: Solver::Euler, ..OptimiseSchedule::default() })?;
             let optimised =
                 |nfe: usize| -> Result<Sampler> { Ok(Sampler::Ode { solver: Solver::Euler, steps: nfe, schedule: errors.optimise(nfe)?.schedule() }) };
             let dpm = |nfe: usize| -> Result<Sampler> { Ok(Sampler::Dpm { solver: DpmSolver::DpmPp2M, steps: nfe, schedule: Schedule::Uniform, clip: 0.0 }) };
@@ -220,6 +251,24 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
             // DPM-Solver++(2M) on equal steps: NFE = steps.
             let w2 = w2_by_nfe(&dpm)?;
             few_step.push(ModelResult { name: format!("{name}, DPM-Solver++(2M)"), w2, straightness: None, train_seconds: *seconds, final_loss: *loss });
+            // Bespoke solvers, one per NFE, on trajectories from the grid's source samples.
+            let x_fit = x_ref.clone().slice([0..BESPOKE_TRAJECTORIES.min(SCHEDULE_SAMPLES), 0..2]);
+            let mut w2 = Vec::new();
+            for &nfe in cfg.nfes.iter().filter(|&&n| n <= BESPOKE_MAX_NFE) {
+                let (base, steps) = if nfe % 2 == 0 { (Solver::Midpoint, nfe / 2) } else { (Solver::Euler, nfe) };
+                let (solver, rep) = fm::train_bespoke(&field, x_fit.clone(), &BespokeConfig { base, steps, ..BespokeConfig::default() })?;
+                let x1 = Sampler::Bespoke(solver).sample(&field, &model.path, x0t.clone())?.x;
+                w2.push((nfe, fm::wasserstein2(&slice(&array2_from_tensor(&x1)?), &slice(&held_out), 2)?));
+                bespoke.push(BespokeRow {
+                    nfe,
+                    base: base.tableau().name.to_string(),
+                    base_rmse: rep.base_rmse,
+                    rmse: rep.rmse,
+                    seconds: rep.seconds,
+                    fraction_of_training: rep.seconds / seconds,
+                });
+            }
+            few_step.push(ModelResult { name: format!("{name}, bespoke"), w2, straightness: None, train_seconds: *seconds, final_loss: *loss });
         }
         let n = cfg.n_trajectories.min(x0.nrows());
         let start = x0.slice(ndarray::s![..n, ..]).to_owned();
@@ -266,6 +315,7 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
         config: cfg.clone(),
         device: crate::device::name_of(train_device),
         models,
+        bespoke,
         w2_floor,
         w2_source,
         files: [&fig_traj, &fig_w2, &json, &md].iter().map(|p| p.display().to_string()).collect(),
@@ -293,7 +343,7 @@ fn trajectory_panel(name: &str, states: &[Array2<f64>], data: &Array2<f64>, colo
 fn markdown(r: &FmMoonsReport) -> String {
     let mut s = format!("# Flow matching: 8 Gaussians → moons\n\nTrained on device `{}`.\n\n", r.device);
     s.push_str(&format!(
-        "{} training steps per model, batch {}, hidden {:?} (tanh), Adam {}; W₂ between {} samples and {} held-out moons (exact assignment), Euler steps; the last two ODE rows sample the independent model on the optimised Euler grid and with DPM-Solver++(2M) on equal steps; the mean flow by jumps.\n\n",
+        "{} training steps per model, batch {}, hidden {:?} (tanh), Adam {}; W₂ between {} samples and {} held-out moons (exact assignment), Euler steps; the last three ODE rows sample the independent model on the optimised Euler grid, with DPM-Solver++(2M) on equal steps, and with a bespoke solver trained for each NFE up to 32; the mean flow by jumps.\n\n",
         r.config.steps, r.config.batch_size, r.config.hidden, r.config.lr, r.config.n_eval, r.config.n_eval
     ));
     s.push_str("| model |");
@@ -305,11 +355,28 @@ fn markdown(r: &FmMoonsReport) -> String {
     s.push('\n');
     for m in &r.models {
         s.push_str(&format!("| {} |", m.name));
-        for (_, w) in &m.w2 {
-            s.push_str(&format!(" {w:.3} |"));
+        for (nfe, _) in &r.models[0].w2 {
+            match m.w2.iter().find(|p| p.0 == *nfe) {
+                Some((_, w)) => s.push_str(&format!(" {w:.3} |")),
+                None => s.push_str(" – |"),
+            }
         }
         let st = m.straightness.map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into());
         s.push_str(&format!(" {st} | {:.1} |\n", m.train_seconds));
+    }
+    if !r.bespoke.is_empty() {
+        s.push_str("\nBespoke solvers of the independent model (endpoint RMSE against accurate trajectories of the model, on the 64 training trajectories):\n\n| NFE | base | base RMSE | bespoke RMSE | training s | of model training |\n|---|---|---|---|---|---|\n");
+        for b in &r.bespoke {
+            s.push_str(&format!(
+                "| {} | {} | {:.4} | {:.4} | {:.2} | {:.1} % |\n",
+                b.nfe,
+                b.base,
+                b.base_rmse,
+                b.rmse,
+                b.seconds,
+                100.0 * b.fraction_of_training
+            ));
+        }
     }
     s.push_str(&format!(
         "\nData-vs-data floor (two independent sets of {} moons): W₂ = {:.3}; the source (8 Gaussians) is at W₂ = {:.3}.\n",
@@ -348,6 +415,17 @@ impl super::Study for FmMoonsStudy {
                 let w2: Vec<String> = m.w2.iter().map(|(n, w)| format!("{n}:{w:.3}")).collect();
                 let st = m.straightness.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
                 s += &format!("{:>12}: W2 by NFE {}  straightness {st}  ({:.1} s)\n", m.name, w2.join(" "), m.train_seconds);
+            }
+            for b in &r.bespoke {
+                s += &format!(
+                    "bespoke {} NFE ({}): RMSE {:.4} -> {:.4}, trained in {:.2} s ({:.1} % of the model's)\n",
+                    b.nfe,
+                    b.base,
+                    b.base_rmse,
+                    b.rmse,
+                    b.seconds,
+                    100.0 * b.fraction_of_training
+                );
             }
             s + &format!("data-vs-data W2 floor {:.3}; source (8 Gaussians) W2 {:.3}", r.w2_floor, r.w2_source)
         }
