@@ -68,7 +68,7 @@ fn divergence<F: VectorField<2>>(field: &F, t: &Time, x: &Tensor<2>, trace: &Tra
 }
 
 /// The augmented field `[dx/dt, dℓ/dt] = [b, sign · ∇·b]` on `[batch, d + 1]`.
-struct Augmented<'a, F> {
+pub(crate) struct Augmented<'a, F> {
     field: &'a F,
     trace: Trace,
     probes: Vec<Vec<f64>>,
@@ -170,6 +170,25 @@ pub fn sample_with_log_density<F: VectorField<2>>(
     trace: Trace,
     opts: &ode::Options,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (x1, l1, _) = sample_augmented(field, x0, log_p0, trace, |aug, y0| {
+        let sol = ode::solve(aug, y0, &[0.0, 1.0], opts)?;
+        let nfe = sol.stats.nfe;
+        let y1 = sol.ys.into_iter().last().ok_or_else(|| Error::invalid("opts", "the solve returned no state"))?;
+        Ok((y1, nfe))
+    })?;
+    Ok((x1, l1))
+}
+
+/// The one-pass sampling of [`sample_with_log_density`] with the augmented state
+/// `[x, ℓ]: [batch, d + 1]` carried from 0 to 1 by `solve` (which returns it and its
+/// evaluations): `(x(1) [batch, d], log q₁ [batch], evaluations)`.
+pub(crate) fn sample_augmented<F: VectorField<2>>(
+    field: &F,
+    x0: &Tensor<2>,
+    log_p0: &[f64],
+    trace: Trace,
+    solve: impl FnOnce(&Augmented<'_, F>, Tensor<2>) -> Result<(Tensor<2>, usize)>,
+) -> Result<(Vec<f64>, Vec<f64>, usize)> {
     check_trace(&trace)?;
     let [b, d] = x0.dims();
     if log_p0.len() != b {
@@ -181,10 +200,10 @@ pub fn sample_with_log_density<F: VectorField<2>>(
     };
     let aug = Augmented { field, trace, probes, sign: -1.0 };
     let l0 = Tensor::<2>::from_data(TensorData::new(log_p0.to_vec(), [b, 1]), (&x0.device(), x0.dtype()));
-    let sol = ode::solve(&aug, Tensor::cat(vec![x0.clone(), l0], 1), &[0.0, 1.0], opts)?;
-    let y1: Vec<f64> = sol.ys[1].to_vec_as();
+    let (y1, nfe) = solve(&aug, Tensor::cat(vec![x0.clone(), l0], 1))?;
+    let y1: Vec<f64> = y1.host_vec()?;
     let x1 = (0..b).flat_map(|i| y1[i * (d + 1)..i * (d + 1) + d].to_vec()).collect();
-    Ok((x1, (0..b).map(|i| y1[i * (d + 1) + d]).collect()))
+    Ok((x1, (0..b).map(|i| y1[i * (d + 1) + d]).collect(), nfe))
 }
 
 /// `log N(x; 0, I)` per row of `x: [batch, d]`.

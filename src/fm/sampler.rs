@@ -149,6 +149,34 @@ impl Sampler {
         }
     }
 
+    /// Sample and score in one pass ([`super::sample_with_log_density`] through this
+    /// sampler): the augmented state `[x, ℓ]` with `dℓ/dt = −∇·b` is carried by the sampler's
+    /// method, so `ℓ(1)` estimates `log q₁(x(1))` from `ℓ(0) = log ρ₀(x0)` (`log_p0`, one per
+    /// row) with the same steps as the samples. A bespoke solver applies its transformation to
+    /// `ℓ` as to `x` (the scale cancels at `r = 1`). Returns `(x(1) [batch, d], log q₁
+    /// [batch], evaluations)`; the trace's evaluations count as one each.
+    ///
+    /// # Errors
+    /// As [`Self::sample`]; `InvalidArgument` for a DPM-Solver (its exponential integrator is
+    /// for the linear part of `x`'s velocity, which `ℓ`'s does not have) and zero Hutchinson
+    /// probes; `Shape` for a `log_p0` of another length.
+    pub fn sample_with_log_density<F: VectorField<2>>(
+        &self,
+        field: &F,
+        path: &dyn Interpolant,
+        x0: &Tensor<2>,
+        log_p0: &[f64],
+        trace: super::Trace,
+    ) -> Result<(Vec<f64>, Vec<f64>, usize)> {
+        if let Sampler::Dpm { .. } = self {
+            return Err(Error::invalid("sampler", "a DPM-Solver carries no log-density (the exponential integrator fits x's velocity, not the divergence); use an ode, bespoke or adaptive sampler"));
+        }
+        super::sample::sample_augmented(field, x0, log_p0, trace, |aug, y0| {
+            let out = self.sample(aug, path, y0)?;
+            Ok((out.x, out.nfe))
+        })
+    }
+
     /// Save to `dir/sampler.json` (atomically), beside a model's checkpoint.
     ///
     /// # Errors
@@ -216,6 +244,41 @@ mod tests {
         let direct: Vec<f64> = dpm_solve(&field, &path, states(&x0), &times, DpmSolver::DpmPp2M).unwrap().x.to_vec_as();
         let via: Vec<f64> = cases[1].0.sample(&field, &path, states(&x0)).unwrap().x.to_vec_as();
         assert_eq!(direct, via);
+    }
+
+    /// One-pass log-densities through a sampler, on the Gaussian problem whose flow is affine,
+    /// so `log q₁(X₁) = log N(x₀) − d log s` exactly (`target_log_density`): RK4 at 32 steps
+    /// within 1e-6; a bespoke midpoint solver trained on the samples (4 steps) closer than the
+    /// midpoint method's 4 steps (measured 7.3e-3 vs 1.0e-2), though it was trained on `x` only; the identity bespoke
+    /// solver equal to its base method's `ode` solve to round-off; DPM-Solver refused.
+    #[test]
+    fn samplers_carry_log_densities() {
+        let problem = GaussianToGaussian { mu: vec![1.0, -0.5], s: 0.6 };
+        let field = problem.velocity();
+        let path = ProbabilityPath::default();
+        let x0h: Vec<f64> = (0..16).map(|i| ((i as f64) * 0.9).sin() * 1.3).collect();
+        let x0 = Tensor::<2>::from_data(TensorData::new(x0h.clone(), [8, 2]).convert_dtype(DType::F64), (&crate::device::cpu_f64().unwrap(), DType::F64));
+        let lp0 = crate::fm::standard_normal_log_density(&x0h, 2);
+        let error = |sampler: &Sampler| {
+            let (x1, lq, _) = sampler.sample_with_log_density(&field, &path, &x0, &lp0, crate::fm::Trace::Exact).unwrap();
+            let exact = problem.target_log_density(&x1);
+            (lq.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max), lq)
+        };
+        let check = |sampler: &Sampler, tol: f64| {
+            let (err, lq) = error(sampler);
+            assert!(err < tol, "{sampler:?}: {err}");
+            lq
+        };
+        check(&Sampler::Ode { solver: Solver::Rk4, steps: 32, schedule: Schedule::Uniform }, 1e-6);
+        let (trained, _) = crate::fm::train_bespoke(&field, x0.clone(), &crate::fm::BespokeConfig::default()).unwrap();
+        let (learned, _) = error(&Sampler::Bespoke(trained));
+        let (midpoint, _) = error(&Sampler::Ode { solver: Solver::Midpoint, steps: 4, schedule: Schedule::Uniform });
+        assert!(learned < midpoint, "bespoke {learned} vs midpoint {midpoint}");
+        let a = check(&Sampler::Bespoke(crate::fm::BespokeSolver::identity(Solver::Heun, 8).unwrap()), 1e-1);
+        let b = check(&Sampler::Ode { solver: Solver::Heun, steps: 8, schedule: Schedule::Uniform }, 1e-1);
+        assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-12), "{a:?} vs {b:?}");
+        let dpm = Sampler::Dpm { solver: DpmSolver::DpmPp2M, steps: 8, schedule: Schedule::Uniform, clip: 0.0 };
+        assert!(matches!(dpm.sample_with_log_density(&field, &path, &x0, &lp0, crate::fm::Trace::Exact), Err(Error::InvalidArgument { .. })));
     }
 
     /// TOML round trips, refusals at configuration time, and save/load beside a model.
