@@ -46,7 +46,7 @@ const TRAINERS: &[Trainer] = &[
     },
     Trainer {
         args: &["fm", "double-well"],
-        config: "steps = 60\ncheckpoint_every = 5\nbatch_size = 64\nhidden = [16, 16]\nn_train = 512\nn_eval = 256\nsolve_steps = 10\n",
+        config: "steps = 60\ncheckpoint_every = 5\nbatch_size = 64\nhidden = [16, 16]\nn_train = 512\nn_eval = 256\nsolve_steps = 10\nnfes = [2, 8]\n",
         resume_flag: false,
         checkpoint: "fm_double_well/checkpoint",
         report: "fm_double_well/fm_double_well_report.json",

@@ -13,6 +13,9 @@
 //! 3. Compare with the exact cold density: W₂ (with the exact-vs-exact floor), the probability
 //!    of the right well, the x₀ marginal, and the importance weights `w = p_cold / q` on the
 //!    model's samples (Kish ESS/N; with `q = p_cold` every weight is equal and ESS/N = 1).
+//! 4. ESS/N by NFE (issue 26's few-step target): the same samples and one-pass log-densities
+//!    through [`fm::Sampler`]s at each NFE of `nfes` — Euler, midpoint, and a bespoke midpoint
+//!    solver ([`fm::train_bespoke`]) fitted for each even NFE up to 32 on 64 other hot samples.
 
 use std::path::Path;
 
@@ -59,6 +62,8 @@ pub struct FmDoubleWellConfig {
     pub lr: f64,
     /// RK4 steps of the sampling / likelihood solve.
     pub solve_steps: usize,
+    /// NFEs of the few-step samplers whose ESS/N is measured.
+    pub nfes: Vec<usize>,
     /// Save a training checkpoint every this many steps (and at the end).
     pub checkpoint_every: usize,
     /// Seed.
@@ -80,6 +85,7 @@ impl Default for FmDoubleWellConfig {
             hidden: vec![128, 128, 128],
             lr: 1e-3,
             solve_steps: 50,
+            nfes: vec![2, 4, 8, 16, 32, 100],
             checkpoint_every: 500,
             seed: 0,
         }
@@ -112,9 +118,34 @@ pub struct FmDoubleWellReport {
     pub kl_model_to_exact: f64,
     /// Training seconds.
     pub train_seconds: f64,
+    /// ESS/N of `p_cold/q` by NFE for few-step samplers (the same source samples).
+    #[serde(default)]
+    pub ess_by_nfe: Vec<EssCurve>,
     /// Files written.
     pub files: Vec<String>,
 }
+
+/// ESS/N of one sampler at several NFEs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EssCurve {
+    /// `euler`, `midpoint` or `bespoke midpoint`.
+    pub sampler: String,
+    /// `(NFE, ESS/N)`.
+    pub ess: Vec<(usize, f64)>,
+}
+
+/// Kish ESS/N of the weights `exp(log_w)`, and `−mean(log_w)` (the KL(q ‖ p) estimate).
+fn ess_and_kl(log_w: &[f64]) -> (f64, f64) {
+    let m = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = log_w.iter().map(|l| (l - m).exp()).collect();
+    let ess = w.iter().sum::<f64>().powi(2) / w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64;
+    (ess, -log_w.iter().sum::<f64>() / log_w.len() as f64)
+}
+
+/// Trajectories a bespoke solver is fitted on.
+const BESPOKE_TRAJECTORIES: usize = 64;
+/// Largest NFE a bespoke solver is fitted for.
+const BESPOKE_MAX_NFE: usize = 32;
 
 /// The 1D factor of the double well along x₀ on a grid: `u₀(x) = a x + b x² + c x⁴`, with the
 /// normalised density and CDF at inverse temperature β (trapezoid rule on 20 001 points over
@@ -239,10 +270,7 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
     let (x1, log_q) = fm::sample_with_log_density(&model.field(), &x0t, &lp0, Trace::Exact, &opts)?;
     let log_p: Vec<f64> = x1.chunks(2).map(|r| cold.log_density(r[0], r[1])).collect();
     let log_w: Vec<f64> = log_p.iter().zip(&log_q).map(|(p, q)| p - q).collect();
-    let m = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let w: Vec<f64> = log_w.iter().map(|l| (l - m).exp()).collect();
-    let ess_fraction = w.iter().sum::<f64>().powi(2) / w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64;
-    let kl_model_to_exact = -log_w.iter().sum::<f64>() / log_w.len() as f64;
+    let (ess_fraction, kl_model_to_exact) = ess_and_kl(&log_w);
 
     let exact_a = cold.sample(&mut rng, cfg.n_eval);
     let exact_b = cold.sample(&mut rng, cfg.n_eval);
@@ -251,6 +279,33 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
     let w2_floor = fm::wasserstein2(&flat(&exact_b), &flat(&exact_a), 2)?;
     let w2_source = fm::wasserstein2(&flat(&src), &flat(&exact_a), 2)?;
     let frac_right = |xs: &[f64]| xs.chunks(2).filter(|r| r[0] > 0.0).count() as f64 / (xs.len() / 2) as f64;
+
+    // ESS/N by NFE through few-step samplers, on the same source samples.
+    let field = model.field();
+    let ess_of = |sampler: &fm::Sampler| -> Result<f64> {
+        let (x1, log_q, _) = sampler.sample_with_log_density(&field, &model.path, &x0t, &lp0, Trace::Exact)?;
+        let log_w: Vec<f64> = x1.chunks(2).zip(&log_q).map(|(r, q)| cold.log_density(r[0], r[1]) - q).collect();
+        Ok(ess_and_kl(&log_w).0)
+    };
+    let uniform = |solver: Solver, steps: usize| fm::Sampler::Ode { solver, steps, schedule: fm::Schedule::Uniform };
+    let fit = hot.sample(&mut rng, BESPOKE_TRAJECTORIES);
+    let fit = tensor_from_array2(&fit.view(), &device, burn::tensor::DType::F64);
+    let mut ess_by_nfe = vec![
+        EssCurve { sampler: "euler".into(), ess: Vec::new() },
+        EssCurve { sampler: "midpoint".into(), ess: Vec::new() },
+        EssCurve { sampler: "bespoke midpoint".into(), ess: Vec::new() },
+    ];
+    for &nfe in &cfg.nfes {
+        ess_by_nfe[0].ess.push((nfe, ess_of(&uniform(Solver::Euler, nfe))?));
+        if nfe % 2 == 0 {
+            ess_by_nfe[1].ess.push((nfe, ess_of(&uniform(Solver::Midpoint, nfe / 2))?));
+            if nfe <= BESPOKE_MAX_NFE {
+                let bespoke = fm::BespokeConfig { base: Solver::Midpoint, steps: nfe / 2, ..fm::BespokeConfig::default() };
+                let (solver, _) = fm::train_bespoke(&field, fit.clone(), &bespoke)?;
+                ess_by_nfe[2].ess.push((nfe, ess_of(&fm::Sampler::Bespoke(solver))?));
+            }
+        }
+    }
 
     // Figures: x₀ marginals, samples, log q against the exact log-density.
     let fig = out.join("fm_double_well.png");
@@ -286,7 +341,18 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
         series: vec![Series::points("samples", log_p.clone(), log_q.clone(), 3)],
         log_y: false,
     };
-    save_figure(&fig, &[marg, scatter, lik], 3)?;
+    let ess_panel = Panel {
+        title: "ESS/N by NFE".into(),
+        xlabel: "NFE".into(),
+        ylabel: "ESS/N".into(),
+        series: ess_by_nfe
+            .iter()
+            .enumerate()
+            .map(|(k, c)| Series::line(c.sampler.clone(), c.ess.iter().map(|p| p.0 as f64).collect(), c.ess.iter().map(|p| p.1).collect(), k))
+            .collect(),
+        log_y: false,
+    };
+    save_figure(&fig, &[marg, scatter, lik, ess_panel], 2)?;
 
     let json = out.join("fm_double_well_report.json");
     let md = out.join("fm_double_well_report.md");
@@ -302,6 +368,7 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
         ess_fraction,
         kl_model_to_exact,
         train_seconds: train.total_seconds,
+        ess_by_nfe,
         files: [&fig, &json, &md].iter().map(|p| p.display().to_string()).collect(),
     };
     write_json(&json, &report)?;
@@ -311,7 +378,27 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
 
 fn markdown(r: &FmDoubleWellReport) -> String {
     let c = &r.config;
-    format!(
+    let mut table = String::new();
+    if !r.ess_by_nfe.is_empty() {
+        table.push_str("\nESS/N of p/q by NFE (the same source samples, one-pass log-density through each sampler):\n\n| sampler |");
+        for nfe in &c.nfes {
+            table.push_str(&format!(" {nfe} |"));
+        }
+        table.push_str("\n|---|");
+        table.push_str(&"---|".repeat(c.nfes.len()));
+        table.push('\n');
+        for curve in &r.ess_by_nfe {
+            table.push_str(&format!("| {} |", curve.sampler));
+            for nfe in &c.nfes {
+                match curve.ess.iter().find(|p| p.0 == *nfe) {
+                    Some((_, e)) => table.push_str(&format!(" {e:.3} |")),
+                    None => table.push_str(" – |"),
+                }
+            }
+            table.push('\n');
+        }
+    }
+    let head = format!(
         "# Flow matching: double well, β = {} → β = {}\n\nTrained on device `{}`.\n\n\
          u(x) = {} x0 + {} x0² + {} x0⁴ + x1²/2; exact OT coupling, {} steps, hidden {:?}; RK4 {} steps.\n\n\
          | quantity | value |\n|---|---|\n\
@@ -336,7 +423,8 @@ fn markdown(r: &FmDoubleWellReport) -> String {
         r.ess_fraction,
         r.kl_model_to_exact,
         r.train_seconds
-    )
+    );
+    head + &table
 }
 
 /// The flow-matching double-well study in the study table ([`super::TABLE`]).
@@ -363,7 +451,12 @@ impl super::Study for FmDoubleWellStudy {
     }
 
     fn summary(cfg: &FmDoubleWellConfig, r: &FmDoubleWellReport) -> String {
-        format!(
+        let curves: String = r
+            .ess_by_nfe
+            .iter()
+            .map(|c| format!("\nESS/N by NFE, {}: {}", c.sampler, c.ess.iter().map(|(n, e)| format!("{n}:{e:.3}")).collect::<Vec<_>>().join(" ")))
+            .collect();
+        let head = format!(
             "double well β {} → {}: W2 {:.4} (floor {:.4}, source {:.4}); right well {:.4} (exact {:.4}, source {:.4}); ESS/N {:.3}; KL {:.4}; {:.1} s",
             cfg.beta_hot,
             cfg.beta_cold,
@@ -376,7 +469,8 @@ impl super::Study for FmDoubleWellStudy {
             r.ess_fraction,
             r.kl_model_to_exact,
             r.train_seconds
-        )
+        );
+        head + &curves
     }
 
     fn files(r: &FmDoubleWellReport) -> &[String] {
