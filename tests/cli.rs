@@ -65,6 +65,24 @@ fn training_subcommands_run_on_the_cpu() {
     ok(&out, &["ode", "--iterations", "3"]);
     ok(&out, &["sde", "--iterations", "2"]);
     ok(&out, &["fm", "double-well", "--config", ".ci/smoke/fm_double_well.toml"]);
+    // `fm sample` on that model (its base is data: states at t = 0 must be given).
+    let model = out.join("fm_double_well/checkpoint");
+    let model_s = model.to_str().unwrap();
+    refused(&out, &["fm", "sample", "--model", model_s], "base is data");
+    let x0 = out.join("x0.npy");
+    physflow::io::write_npy(&x0, &[5, 2], &[0.1, -0.2, 1.0, 0.5, -1.5, 0.0, 2.0, 1.0, -0.3, 0.7]).unwrap();
+    let sampler = out.join("sampler.toml");
+    std::fs::write(&sampler, "kind = \"bespoke\"\nbase = \"heun\"\nsteps = 1\nt = [0.0, 1.0]\nt_dot = [1.0, 1.0]\ns = [1.0, 1.0]\ns_dot = [0.0, 0.0]\n")
+        .unwrap();
+    let stdout = ok(&out, &["fm", "sample", "--model", model_s, "--x0", x0.to_str().unwrap(), "--sampler", sampler.to_str().unwrap()]);
+    assert!(stdout.contains("(2 evaluations)"), "{stdout}");
+    let (shape, samples) = physflow::io::read_npy(&out.join("fm_sample/samples.npy")).unwrap();
+    assert_eq!(shape, [5, 2]);
+    assert!(samples.iter().all(|v| v.is_finite()));
+    refused(&out, &["fm", "sample", "--model", model_s, "--x0", x0.to_str().unwrap(), "--log-density"], "no known density");
+    std::fs::write(&sampler, "kind = \"bespoke\"\nbase = \"heun\"\nsteps = 1\nt = [0.0, 0.5]\nt_dot = [1.0, 1.0]\ns = [1.0, 1.0]\ns_dot = [0.0, 0.0]\n")
+        .unwrap();
+    refused(&out, &["fm", "sample", "--model", model_s, "--x0", x0.to_str().unwrap(), "--sampler", sampler.to_str().unwrap()], "bespoke.t");
     ok(&out, &["pde", "heat", "--config", ".ci/smoke/pde.toml"]);
     ok(&out, &["pde", "ns2d", "--config", ".ci/smoke/pde_ns2d.toml"]);
     ok(&out, &["pde", "darcy", "--config", ".ci/smoke/pde_darcy.toml"]);

@@ -205,6 +205,29 @@ pub enum FmCommand {
     Moons(StudyArgs),
     /// Double well at a high temperature → at a low temperature.
     DoubleWell(StudyArgs),
+    /// Sample a trained model: the checkpoint directory `--model` (e.g.
+    /// `out/fm_moons/checkpoint_independent`) with `--sampler FILE` (TOML of a sampler: `kind =
+    /// "dpm"`, `"ode"`, `"bespoke"`, `"adaptive"`), else the sampler saved beside the model
+    /// (`sampler.json`), else 100 Euler steps. Writes `<out>/fm_sample/samples.npy` [n, d]
+    /// and, with `--log-density`, `log_density.npy` [n].
+    Sample {
+        /// The model's checkpoint directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// A TOML file holding one sampler.
+        #[arg(long)]
+        sampler: Option<PathBuf>,
+        /// Samples drawn from the Gaussian base (seed: `--seed`, default 0).
+        #[arg(long, short = 'n', default_value_t = 2048)]
+        samples: usize,
+        /// States at t = 0 (`.npy`, float64 [n, d]) instead of base draws; required for a model
+        /// whose base is data.
+        #[arg(long)]
+        x0: Option<PathBuf>,
+        /// Also write the samples' log-densities (one pass, exact trace; Gaussian base).
+        #[arg(long)]
+        log_density: bool,
+    },
 }
 
 /// `physflow bg ...`.
@@ -321,7 +344,7 @@ impl Command {
                 };
                 (name, args, false, None, None)
             }
-            Command::Demo(_) | Command::Simulate { .. } | Command::Data { .. } => return None,
+            Command::Demo(_) | Command::Simulate { .. } | Command::Data { .. } | Command::Fm { study: FmCommand::Sample { .. } } => return None,
         })
     }
 }
@@ -437,6 +460,46 @@ pub fn run_with(cli: Cli) -> Result<()> {
             crate::plot::dataset_preview(&out, &r.manifest, &preview)?;
             println!("wrote {}", preview.display());
         }
+        Command::Fm { study: FmCommand::Sample { model, sampler, samples, x0, log_density } } => {
+            cpu_only(&cli, "fm sample", "sampling runs in f64 on the CPU")?;
+            let sampler = match sampler {
+                Some(file) => {
+                    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+                    Some(toml::from_str::<crate::fm::Sampler>(&text).map_err(|e| Error::Format { path: file.display().to_string(), reason: e.to_string() })?)
+                }
+                None => None,
+            };
+            let base = match x0 {
+                Some(file) => {
+                    let (shape, data) = crate::io::read_npy(file)?;
+                    let [n, d] = shape[..] else {
+                        return Err(Error::Format {
+                            path: file.display().to_string(),
+                            reason: format!("need a 2D array [n, d] of states, got shape {shape:?}"),
+                        });
+                    };
+                    crate::fm::BaseSamples::Given(
+                        ndarray::Array2::from_shape_vec((n, d), data).map_err(|e| Error::Format { path: file.display().to_string(), reason: e.to_string() })?,
+                    )
+                }
+                None => crate::fm::BaseSamples::Gaussian { n: *samples, seed: cli.seed.unwrap_or(0) },
+            };
+            let start = std::time::Instant::now();
+            let out = crate::fm::sample_checkpoint(model, sampler, base, *log_density)?;
+            let seconds = start.elapsed().as_secs_f64();
+            let dir = cli.out.join("fm_sample");
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let (n, d) = out.x1.dim();
+            let file = dir.join("samples.npy");
+            crate::io::write_npy(&file, &[n, d], &out.x1.iter().copied().collect::<Vec<_>>())?;
+            println!("{n} samples of width {d} with {} ({} evaluations) in {seconds:.2} s", serde_json::to_string(&out.sampler).unwrap_or_default(), out.nfe);
+            println!("wrote {}", file.display());
+            if let Some(lq) = &out.log_density {
+                let file = dir.join("log_density.npy");
+                crate::io::write_npy(&file, &[n], lq)?;
+                println!("wrote {}", file.display());
+            }
+        }
         Command::Data { action } => {
             cpu_only(&cli, "data", "file conversion involves no device")?;
             match action {
@@ -498,6 +561,8 @@ mod tests {
             &["simulate", "heat1d", "--initial", "fourier", "--compression", "deflate"],
             &["fm", "moons", "--steps", "2"],
             &["fm", "double-well"],
+            &["fm", "sample", "--model", "dir", "-n", "10", "--log-density"],
+            &["fm", "sample", "--model", "dir", "--sampler", "s.toml", "--x0", "x.npy"],
             &["bg", "double-well", "--steps", "2"],
             &["bg", "particles", "--system", "lj13", "--method", "coupling"],
             &["pde", "heat"],
@@ -517,6 +582,7 @@ mod tests {
             &["--device", "tpu", "demo"],
             &["pde", "wave"],
             &["fm"],
+            &["fm", "sample"],
             &["bg", "particles", "--system", "lj38"],
             &["bg", "particles", "--method", "diffusion"],
             &["simulate", "lorenz", "--format", "parquet"],

@@ -70,6 +70,6 @@ pub use perturbation::{sample_flow_perturbation, Perturbation};
 pub use sample::{
     log_density, reflow_targets, sample_with_log_density, standard_normal_log_density, straightness, Diffusion, InterpolantSde, ScoreSource, Trace,
 };
-pub use sampler::{Sampled, Sampler};
+pub use sampler::{sample_checkpoint, BaseSamples, CheckpointSamples, Sampled, Sampler};
 pub use schedule::{OptimiseSchedule, OptimisedSchedule, Schedule, StepErrors};
 pub use train::{load_model, train, FmTrainer, Problem, SampleSource, TimeSampling, TrainConfig};

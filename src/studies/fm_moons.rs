@@ -116,8 +116,6 @@ pub struct BespokeRow {
     pub rmse: f64,
     /// Seconds of its training, reference trajectories included.
     pub seconds: f64,
-    /// That time as a fraction of the model's training time.
-    pub fraction_of_training: f64,
 }
 
 /// Numbers of a finished study.
@@ -259,14 +257,7 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
                 let (solver, rep) = fm::train_bespoke(&field, x_fit.clone(), &BespokeConfig { base, steps, ..BespokeConfig::default() })?;
                 let x1 = Sampler::Bespoke(solver).sample(&field, &model.path, x0t.clone())?.x;
                 w2.push((nfe, fm::wasserstein2(&slice(&array2_from_tensor(&x1)?), &slice(&held_out), 2)?));
-                bespoke.push(BespokeRow {
-                    nfe,
-                    base: base.tableau().name.to_string(),
-                    base_rmse: rep.base_rmse,
-                    rmse: rep.rmse,
-                    seconds: rep.seconds,
-                    fraction_of_training: rep.seconds / seconds,
-                });
+                bespoke.push(BespokeRow { nfe, base: base.tableau().name.to_string(), base_rmse: rep.base_rmse, rmse: rep.rmse, seconds: rep.seconds });
             }
             few_step.push(ModelResult { name: format!("{name}, bespoke"), w2, straightness: None, train_seconds: *seconds, final_loss: *loss });
         }
@@ -374,7 +365,7 @@ fn markdown(r: &FmMoonsReport) -> String {
                 b.base_rmse,
                 b.rmse,
                 b.seconds,
-                100.0 * b.fraction_of_training
+                100.0 * b.seconds / r.models[0].train_seconds
             ));
         }
     }
@@ -424,7 +415,7 @@ impl super::Study for FmMoonsStudy {
                     b.base_rmse,
                     b.rmse,
                     b.seconds,
-                    100.0 * b.fraction_of_training
+                    100.0 * b.seconds / r.models[0].train_seconds
                 );
             }
             s + &format!("data-vs-data W2 floor {:.3}; source (8 Gaussians) W2 {:.3}", r.w2_floor, r.w2_source)
