@@ -91,9 +91,13 @@ pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>)> {
         .map(|d| d.parse::<usize>().map_err(|_| bad(format!("shape entry {d:?} is not a size"))))
         .collect::<Result<Vec<usize>>>()?;
     let data = &bytes[start + header_len..];
-    let n: usize = shape.iter().product();
-    if data.len() != 8 * n {
-        return Err(bad(format!("shape {shape:?} needs {} bytes of data, the file has {}", 8 * n, data.len())));
+    let bytes_needed = shape.iter().try_fold(8usize, |acc, &d| acc.checked_mul(d));
+    if bytes_needed != Some(data.len()) {
+        return Err(bad(format!(
+            "shape {shape:?} needs {} bytes of data, the file has {}",
+            bytes_needed.map_or("more than usize::MAX".into(), |b| b.to_string()),
+            data.len()
+        )));
     }
     Ok((shape, data.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()))
 }
@@ -135,6 +139,8 @@ mod tests {
             (edit(b"<f8", b"<f4"), "dtype <f4"),
             (edit(b"'fortran_order': False", b"'fortran_order': True "), "Fortran"),
             (b"hello world, not numpy".to_vec(), "magic"),
+            (edit(b"(2,)", b"(9,)"), "bytes of data"),
+            (edit(b"(2,), }", b"(4611686018427387904, 4), }"), "more than usize::MAX"),
         ] {
             std::fs::write(&f, &bytes).unwrap();
             let e = super::read_npy(&f).unwrap_err().to_string();
