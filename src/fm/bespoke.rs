@@ -39,7 +39,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::ode::tableau::{hermite_basis, Tableau};
-use crate::ode::{self, Options, Solver, Time, VectorField};
+use crate::ode::{Solver, Time, VectorField};
 use crate::{Error, Result};
 
 /// A bespoke solver: a fixed-step base method on `steps` equal steps of the scale-time
@@ -253,21 +253,35 @@ impl BespokeSolver {
     }
 
     /// `Λ_j` of every step for Lipschitz bound `lip`, with what its reverse pass needs.
-    fn step_lipschitz(&self, lay: &Layout, lip: f64) -> (Vec<f64>, Vec<f64>) {
+    fn step_lipschitz(&self, lay: &Layout, lip: f64) -> StepBounds {
         let lbar: Vec<f64> = (0..lay.nodes()).map(|j| self.s_dot[j].abs() / self.s[j] + self.t_dot[j] * lip).collect();
         let h = lay.h();
-        let lambda = (0..lay.steps)
-            .map(|j| {
-                let mut ell: Vec<f64> = Vec::new();
-                for k in 0..lay.stages() {
-                    let p = 1.0 + h * (0..k).map(|l| lay.a(k, l).abs() * ell[l]).sum::<f64>();
-                    ell.push(lbar[j * lay.m + lay.offset[k]] * p);
-                }
-                1.0 + h * (0..lay.stages()).map(|k| lay.tab.b[k].abs() * ell[k]).sum::<f64>()
-            })
-            .collect();
-        (lambda, lbar)
+        let mut lambda = Vec::with_capacity(lay.steps);
+        let mut pre = Vec::with_capacity(lay.steps);
+        for j in 0..lay.steps {
+            let mut ell: Vec<f64> = Vec::with_capacity(lay.stages());
+            let mut pj: Vec<f64> = Vec::with_capacity(lay.stages());
+            for k in 0..lay.stages() {
+                let p = 1.0 + h * (0..k).map(|l| lay.a(k, l).abs() * ell[l]).sum::<f64>();
+                pj.push(p);
+                ell.push(lbar[j * lay.m + lay.offset[k]] * p);
+            }
+            lambda.push(1.0 + h * (0..lay.stages()).map(|k| lay.tab.b[k].abs() * ell[k]).sum::<f64>());
+            pre.push(pj);
+        }
+        StepBounds { lambda, lbar, pre }
     }
+}
+
+/// The step bounds `Λ_j = 1 + h Σ_k |b_k| ℓ_k` with `ℓ_k = L̄_k p_k`,
+/// `p_k = 1 + h Σ_{l<k} |a_kl| ℓ_l` and `L̄ = |ṡ|/s + ṫ L` at every node.
+struct StepBounds {
+    /// `Λ_j`, one per step.
+    lambda: Vec<f64>,
+    /// `L̄` at every node.
+    lbar: Vec<f64>,
+    /// `p_k` of every stage of every step, `[steps][stages]`.
+    pre: Vec<Vec<f64>>,
 }
 
 /// Parameter gradients at the nodes.
@@ -290,7 +304,7 @@ struct Reference {
 impl Reference {
     fn new<F: VectorField<2>>(field: &F, x0: Tensor<2>, intervals: usize, rtol: f64) -> Result<Self> {
         let times: Vec<f64> = (0..=intervals).map(|k| k as f64 / intervals as f64).collect();
-        let xs = ode::solve(field, x0, &times, &Options::adaptive(Solver::Tsit5, rtol, 1e-3 * rtol))?.ys;
+        let xs = super::schedule::reference_states(field, x0, &times, rtol)?;
         let us = times.iter().zip(&xs).map(|(t, x)| field.eval(&Time::Shared(*t), x)).collect();
         Ok(Reference { times, xs, us })
     }
@@ -339,6 +353,13 @@ impl Default for BespokeConfig {
 }
 
 impl BespokeConfig {
+    /// Trajectories a bespoke solver is fitted on in the studies: the paper's scale (it fits
+    /// on a few hundred), enough that the solver generalises to other source samples there.
+    pub const TRAJECTORIES: usize = 64;
+    /// Largest NFE the studies fit a bespoke solver for: its training cost grows with the
+    /// steps, and beyond it the base method on equal steps is already accurate.
+    pub const MAX_NFE: usize = 32;
+
     /// Check the settings.
     ///
     /// # Errors
@@ -449,18 +470,18 @@ fn loss_and_grad<F: VectorField<2>>(solver: &BespokeSolver, field: &F, reference
     let (n, m, h, nodes) = (lay.steps, lay.m, lay.h(), lay.nodes());
     let batch = reference.xs[0].dims()[0] as f64;
     let s_end = solver.s[nodes - 1];
-    let (lambda, lbar) = solver.step_lipschitz(&lay, lip);
+    let StepBounds { lambda, lbar, pre } = solver.step_lipschitz(&lay, lip);
     let mut weights = vec![1.0; n];
     for i in (0..n.saturating_sub(1)).rev() {
         weights[i] = weights[i + 1] * lambda[i + 1];
     }
+    // The reference `(x, dx/dt)` at the step boundaries t_{i·m}, i = 0..=n.
+    let ends: Vec<(Tensor<2>, Tensor<2>)> = (0..=n).map(|i| reference.at(solver.t[i * m])).collect();
     let mut tapes = Vec::with_capacity(n);
     let mut d = Vec::with_capacity(n);
     for i in 0..n {
-        let (x, _) = reference.at(solver.t[i * m]);
-        let tape = solver.step(field, &lay, i, x, grad)?;
-        let (x_end, _) = reference.at(solver.t[(i + 1) * m]);
-        let e = x_end.mul_scalar(solver.s[(i + 1) * m]) - tape.xbar1.clone();
+        let tape = solver.step(field, &lay, i, ends[i].0.clone(), grad)?;
+        let e = ends[i + 1].0.clone().mul_scalar(solver.s[(i + 1) * m]) - tape.xbar1.clone();
         let norms = e.clone().square().sum_dim(1).sqrt();
         d.push(norms.clone().mean().into_scalar::<f64>());
         tapes.push((tape, e, norms));
@@ -480,10 +501,10 @@ fn loss_and_grad<F: VectorField<2>>(solver: &BespokeSolver, field: &F, reference
         // Cotangent of e: w_i ∂E‖e‖/∂e = w_i e / (B ‖e‖).
         let inv = norms.clamp_min(1e-300).recip().mul_scalar(weights[i] / (s_end * batch));
         let ge = e * inv;
-        let (x_end, v_end) = reference.at(solver.t[n1]);
-        g.s[n1] += dot(&ge, &x_end);
+        let (x_end, v_end) = &ends[i + 1];
+        g.s[n1] += dot(&ge, x_end);
         if t_free(n1) {
-            g.t[n1] += solver.s[n1] * dot(&ge, &v_end);
+            g.t[n1] += solver.s[n1] * dot(&ge, v_end);
         }
         // Reverse through the step: x̄₁ = x̄₀ + h Σ b_k K_k.
         let gbar = ge.neg();
@@ -515,8 +536,7 @@ fn loss_and_grad<F: VectorField<2>>(solver: &BespokeSolver, field: &F, reference
         }
         g.s[n0] += dot(&xbar0_bar, &tape.x);
         if t_free(n0) {
-            let (_, v0) = reference.at(solver.t[n0]);
-            g.t[n0] += solver.s[n0] * dot(&xbar0_bar, &v0);
+            g.t[n0] += solver.s[n0] * dot(&xbar0_bar, &ends[i].1);
         }
     }
     // Through the weights M_i = Π_{j>i} Λ_j and 1/s₁.
@@ -525,17 +545,10 @@ fn loss_and_grad<F: VectorField<2>>(solver: &BespokeSolver, field: &F, reference
     for j in 1..n {
         let lam_bar: f64 = (0..j).map(|i| d[i] * weights[i]).sum::<f64>() / (lambda[j] * s_end);
         let stages = lay.stages();
-        let mut ell = Vec::with_capacity(stages);
-        let mut pre = Vec::with_capacity(stages);
-        for k in 0..stages {
-            let p = 1.0 + h * (0..k).map(|l| lay.a(k, l).abs() * ell[l]).sum::<f64>();
-            pre.push(p);
-            ell.push(lbar[j * m + lay.offset[k]] * p);
-        }
         let mut ell_bar: Vec<f64> = (0..stages).map(|k| h * lay.tab.b[k].abs() * lam_bar).collect();
         for k in (0..stages).rev() {
             let node = j * m + lay.offset[k];
-            lbar_bar[node] += ell_bar[k] * pre[k];
+            lbar_bar[node] += ell_bar[k] * pre[j][k];
             for l in 0..k {
                 ell_bar[l] += ell_bar[k] * lbar[node] * h * lay.a(k, l).abs();
             }

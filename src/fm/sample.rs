@@ -171,10 +171,8 @@ pub fn sample_with_log_density<F: VectorField<2>>(
     opts: &ode::Options,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let (x1, l1, _) = sample_augmented(field, x0, log_p0, trace, |aug, y0| {
-        let sol = ode::solve(aug, y0, &[0.0, 1.0], opts)?;
-        let nfe = sol.stats.nfe;
-        let y1 = sol.ys.into_iter().last().ok_or_else(|| Error::invalid("opts", "the solve returned no state"))?;
-        Ok((y1, nfe))
+        let (y1, stats) = ode::solve(aug, y0, &[0.0, 1.0], opts)?.into_end()?;
+        Ok((y1, stats.nfe))
     })?;
     Ok((x1, l1))
 }

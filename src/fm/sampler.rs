@@ -132,9 +132,8 @@ impl Sampler {
         match self {
             Sampler::Ode { solver, steps, schedule } => {
                 let times = schedule.times(path, 0.0, 1.0, *steps)?;
-                let sol = ode::solve(field, x0, &times, &Options::grid(*solver))?;
-                let x = sol.ys.into_iter().last().ok_or_else(|| Error::invalid("sampler", "the solve returned no state"))?;
-                Ok(Sampled { x, nfe: sol.stats.nfe })
+                let (x, stats) = ode::solve(field, x0, &times, &Options::grid(*solver))?.into_end()?;
+                Ok(Sampled { x, nfe: stats.nfe })
             }
             Sampler::Dpm { solver, steps, schedule, clip } => {
                 let times = schedule.times(path, *clip, 1.0 - clip, *steps)?;
@@ -143,9 +142,8 @@ impl Sampler {
             }
             Sampler::Bespoke(b) => Ok(Sampled { x: b.solve(field, x0)?, nfe: b.nfe() }),
             Sampler::Adaptive { solver, rtol, atol } => {
-                let sol = ode::solve(field, x0, &[0.0, 1.0], &Options::adaptive(*solver, *rtol, *atol))?;
-                let x = sol.ys.into_iter().last().ok_or_else(|| Error::invalid("sampler", "the solve returned no state"))?;
-                Ok(Sampled { x, nfe: sol.stats.nfe })
+                let (x, stats) = ode::solve(field, x0, &[0.0, 1.0], &Options::adaptive(*solver, *rtol, *atol))?.into_end()?;
+                Ok(Sampled { x, nfe: stats.nfe })
             }
         }
     }

@@ -222,6 +222,16 @@ pub struct StepErrors {
     cost: Vec<Vec<f64>>,
 }
 
+/// Accurate states of `field`'s trajectories from `x0: [batch, d]` at `times[0]`, at every
+/// time of `times`: adaptive Tsit5 at relative tolerance `rtol` and absolute `1e-3·rtol`. The
+/// reference that step schedules and bespoke solvers are fitted to.
+///
+/// # Errors
+/// The solver's errors.
+pub(crate) fn reference_states<F: VectorField<2>>(field: &F, x0: Tensor<2>, times: &[f64], rtol: f64) -> Result<Vec<Tensor<2>>> {
+    Ok(ode::solve(field, x0, times, &Options::adaptive(Solver::Tsit5, rtol, 1e-3 * rtol))?.ys)
+}
+
 impl StepErrors {
     /// Measure the one-step errors of `cfg.solver` for `field` on `[t₀, t₁]`, along the
     /// trajectories from the states `x0: [batch, d]` at `t₀` (solved by adaptive Tsit5 at
@@ -242,7 +252,7 @@ impl StepErrors {
             return Err(Error::invalid("reference_rtol", format!("need 0 < rtol < 1, got {}", cfg.reference_rtol)));
         }
         let grid: Vec<f64> = (0..=m).map(|i| if i == m { t1 } else { t0 + (t1 - t0) * i as f64 / m as f64 }).collect();
-        let reference = ode::solve(field, x0, &grid, &Options::adaptive(Solver::Tsit5, cfg.reference_rtol, 1e-3 * cfg.reference_rtol))?.ys;
+        let reference = reference_states(field, x0, &grid, cfg.reference_rtol)?;
         let one_step = Options::grid(cfg.solver);
         let mut cost = vec![vec![f64::INFINITY; m + 1]; m + 1];
         for i in 0..m {

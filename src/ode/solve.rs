@@ -62,6 +62,16 @@ pub struct Solution<const D: usize> {
 }
 
 impl<const D: usize> Solution<D> {
+    /// The state at the last output time, with the counters: what a sampler keeps of a solve.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when the solution holds no state (no output times).
+    pub fn into_end(self) -> Result<(Tensor<D>, Stats)> {
+        let stats = self.stats;
+        let y = self.ys.into_iter().last().ok_or_else(|| Error::invalid("times", "the solve returned no state"))?;
+        Ok((y, stats))
+    }
+
     /// The solution at any time `t` in the solved span, from the solver's dense
     /// output (the method's interpolant, or cubic Hermite). Needs `Options::dense`.
     pub fn evaluate(&self, t: f64) -> Result<Tensor<D>> {

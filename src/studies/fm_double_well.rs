@@ -142,11 +142,6 @@ fn ess_and_kl(log_w: &[f64]) -> (f64, f64) {
     (ess, -log_w.iter().sum::<f64>() / log_w.len() as f64)
 }
 
-/// Trajectories a bespoke solver is fitted on.
-const BESPOKE_TRAJECTORIES: usize = 64;
-/// Largest NFE a bespoke solver is fitted for.
-const BESPOKE_MAX_NFE: usize = 32;
-
 /// The 1D factor of the double well along x₀ on a grid: `u₀(x) = a x + b x² + c x⁴`, with the
 /// normalised density and CDF at inverse temperature β (trapezoid rule on 20 001 points over
 /// [−4, 4], where `exp(−β u₀)` has fallen by more than e⁻¹⁰⁰ from its peak for β ≥ 0.3).
@@ -288,7 +283,7 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
         Ok(ess_and_kl(&log_w).0)
     };
     let uniform = |solver: Solver, steps: usize| fm::Sampler::Ode { solver, steps, schedule: fm::Schedule::Uniform };
-    let fit = hot.sample(&mut rng, BESPOKE_TRAJECTORIES);
+    let fit = hot.sample(&mut rng, fm::BespokeConfig::TRAJECTORIES);
     let fit = tensor_from_array2(&fit.view(), &device, burn::tensor::DType::F64);
     let mut ess_by_nfe = vec![
         EssCurve { sampler: "euler".into(), ess: Vec::new() },
@@ -299,7 +294,7 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
         ess_by_nfe[0].ess.push((nfe, ess_of(&uniform(Solver::Euler, nfe))?));
         if nfe % 2 == 0 {
             ess_by_nfe[1].ess.push((nfe, ess_of(&uniform(Solver::Midpoint, nfe / 2))?));
-            if nfe <= BESPOKE_MAX_NFE {
+            if nfe <= fm::BespokeConfig::MAX_NFE {
                 let bespoke = fm::BespokeConfig { base: Solver::Midpoint, steps: nfe / 2, ..fm::BespokeConfig::default() };
                 let (solver, _) = fm::train_bespoke(&field, fit.clone(), &bespoke)?;
                 ess_by_nfe[2].ess.push((nfe, ess_of(&fm::Sampler::Bespoke(solver))?));

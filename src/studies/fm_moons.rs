@@ -151,11 +151,6 @@ fn x1_sampler(rng: &mut StdRng, n: usize) -> Array2<f64> {
 const SCHEDULE_SAMPLES: usize = 256;
 /// Fewest candidate intervals of the optimised grid (more when an NFE of the list is larger).
 const SCHEDULE_CANDIDATES: usize = 64;
-/// Trajectories a bespoke solver is trained on (the first of the grid's).
-const BESPOKE_TRAJECTORIES: usize = 64;
-/// Largest NFE a bespoke solver is trained for (its cost grows with the steps).
-const BESPOKE_MAX_NFE: usize = 32;
-
 fn euler(n: usize) -> Options {
     Options::fixed(Solver::Euler, 1.0 / n as f64)
 }
@@ -250,9 +245,9 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
             let w2 = w2_by_nfe(&dpm)?;
             few_step.push(ModelResult { name: format!("{name}, DPM-Solver++(2M)"), w2, straightness: None, train_seconds: *seconds, final_loss: *loss });
             // Bespoke solvers, one per NFE, on trajectories from the grid's source samples.
-            let x_fit = x_ref.clone().slice([0..BESPOKE_TRAJECTORIES.min(SCHEDULE_SAMPLES), 0..2]);
+            let x_fit = x_ref.clone().slice([0..BespokeConfig::TRAJECTORIES.min(SCHEDULE_SAMPLES), 0..2]);
             let mut w2 = Vec::new();
-            for &nfe in cfg.nfes.iter().filter(|&&n| n <= BESPOKE_MAX_NFE) {
+            for &nfe in cfg.nfes.iter().filter(|&&n| n <= BespokeConfig::MAX_NFE) {
                 let (base, steps) = if nfe % 2 == 0 { (Solver::Midpoint, nfe / 2) } else { (Solver::Euler, nfe) };
                 let (solver, rep) = fm::train_bespoke(&field, x_fit.clone(), &BespokeConfig { base, steps, ..BespokeConfig::default() })?;
                 let x1 = Sampler::Bespoke(solver).sample(&field, &model.path, x0t.clone())?.x;
