@@ -203,6 +203,7 @@ fn bad_command_lines_are_refused_with_the_cause() {
     refused(&out, &["data", "convert", "a.h5", "b.h5", "--to", "sideways"], "sideways");
     refused(&out, &["data", "inspect", "missing.h5"], "missing.h5");
     refused(&out, &["pde", "heat", "--config", &f("heat_ns.toml", "problem = \"burgers\"\n")], "burgers");
+    refused(&out, &["pde", "heat", "--config", &f("heat_nfe0.toml", "nfes = [2, 0]\n")], "nfes");
 
     std::fs::remove_dir_all(&out).unwrap();
 }

@@ -39,7 +39,7 @@ const TRAINERS: &[Trainer] = &[
     },
     Trainer {
         args: &["pde", "heat"],
-        config: "nx = 10\nnt = 8\nn_train = 48\nconditions = 2\nensemble = 6\nsample_steps = 8\n[train.run]\nsteps = 60\nbatch_size = 8\ncheckpoint_every = 5\n[train.net]\nkind = \"fno\"\nwidth = 8\nmodes = [3, 3]\nlayers = 2\npadding = [2, 2]\ntime_features = 2\nprojection = 16\n",
+        config: "nx = 10\nnt = 8\nn_train = 48\nconditions = 2\nensemble = 6\nsample_steps = 8\nnfes = [2, 8]\n[train.run]\nsteps = 60\nbatch_size = 8\ncheckpoint_every = 5\n[train.net]\nkind = \"fno\"\nwidth = 8\nmodes = [3, 3]\nlayers = 2\npadding = [2, 2]\ntime_features = 2\nprojection = 16\n",
         resume_flag: false,
         checkpoint: "pde_heat/checkpoint",
         report: "pde_heat/report.json",

@@ -35,6 +35,25 @@ fn check(problem: PdeProblem) {
             assert!(s.constraint_max <= 1e-9, "{}: constraint max {:e}", s.method, s.constraint_max);
         }
     }
+    // The NFE curves: the requested evaluations, and at NFE = sample_steps the Euler and PCFM
+    // points repeat the method rows bit for bit (same sampler, same noise).
+    let curve = |name: &str| r.mmse_by_nfe.iter().find(|c| c.sampler == name).unwrap_or_else(|| panic!("no curve {name}"));
+    for name in ["unconstrained, euler", "unconstrained, midpoint", "pcfm"] {
+        let nfes: Vec<usize> = curve(name).points.iter().map(|p| p.nfe).collect();
+        assert_eq!(nfes, cfg.nfes, "{name}");
+        for p in &curve(name).points {
+            assert!(p.mmse.is_finite() && p.smse.is_finite(), "{name}: {p:?}");
+            if name == "pcfm" {
+                assert!(p.constraint_max <= 1e-9, "pcfm at {} NFE: constraint max {:e}", p.nfe, p.constraint_max);
+            }
+        }
+    }
+    assert!(cfg.nfes.contains(&cfg.sample_steps));
+    for (name, method) in [("unconstrained, euler", "unconstrained"), ("pcfm", "pcfm")] {
+        let p = curve(name).points.iter().find(|p| p.nfe == cfg.sample_steps).unwrap();
+        let m = r.scores.iter().find(|s| s.method == method).unwrap();
+        assert_eq!((p.mmse, p.smse, p.constraint_l2), (m.mmse, m.smse, m.constraint_l2), "{name} at {} NFE against the `{method}` row", p.nfe);
+    }
     let unc = r.scores.iter().find(|s| s.method == "unconstrained").unwrap();
     assert!(unc.constraint_max > 1e-4, "unconstrained constraint max {:e}: the smoke model cannot be that exact", unc.constraint_max);
     for f in &r.files {
@@ -42,6 +61,7 @@ fn check(problem: PdeProblem) {
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| pcfm |"), "{md}");
+    assert!(md.contains("## MMSE by NFE") && md.contains("| pcfm | 2 |"), "{md}");
     // A rerun reuses the data and the finished checkpoint and samples the same seeded noise.
     let again = pde_fields::run(&cfg, &device, &out, true).unwrap();
     for (a, b) in r.scores.iter().zip(&again.scores) {

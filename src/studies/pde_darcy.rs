@@ -28,7 +28,7 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::pde_fields::{sample_ensemble, simulate_members, MethodScores};
+use super::pde_fields::{euler_sampler, sample_ensemble, simulate_members, MethodScores};
 use crate::io::h5::{Attr, DatasetOptions, H5File, H5Tree};
 use crate::nn::{FieldNetConfig, FnoConfig};
 use crate::pde::{
@@ -354,7 +354,7 @@ pub fn run(cfg: &DarcyStudyConfig, device: &Device, out: &Path, quiet: bool) -> 
     for method in &cfg.methods {
         let mut s = DarcyScores { common: MethodScores { method: method.label(), ..MethodScores::default() }, ..DarcyScores::default() };
         for (k, c) in constraints.iter().enumerate() {
-            let samples = sample_ensemble(&model, *method, c, cfg.seed, k, cfg.ensemble, cfg.sample_steps, cfg.project)?;
+            let samples = sample_ensemble(&model, &euler_sampler(*method, cfg.sample_steps, cfg.project), c, cfg.seed, k, cfg.ensemble)?;
             let w = 1.0 / cfg.conditions as f64;
             s.common.add_condition(w, &grid, c, &samples, &refs[k])?;
             s.pde_residual += w * relative_pde_residual(n, sources[k], &samples.fields);

@@ -102,6 +102,10 @@ pub struct PdeStudyConfig {
     pub sample_steps: usize,
     /// The samplers compared (ECI is skipped for nonlinear constraints).
     pub methods: Vec<Sampler>,
+    /// Model evaluations per field of the MMSE-by-NFE curves (issue 26): the unconstrained
+    /// ODE by Euler (every NFE) and by the midpoint method (even NFE), and PCFM (Euler, every
+    /// NFE), each scored like the methods. Empty: no curves.
+    pub nfes: Vec<usize>,
     /// Projection settings.
     pub project: ProjectOptions,
     /// Relative tolerance of the reference simulations (BDF; atol = rtol/100).
@@ -150,6 +154,7 @@ impl PdeStudyConfig {
                 Sampler::Eci { mix: 1 },
                 Sampler::Guidance { eta: 0.5 },
             ],
+            nfes: vec![2, 4, 8, 16, 32, 100],
             project: ProjectOptions::default(),
             sim_rtol: 1e-8,
             seed: 0,
@@ -157,7 +162,7 @@ impl PdeStudyConfig {
     }
 
     /// A seconds-long configuration for tests: a 10 × 8 grid, 48 fields, a tiny FNO and 40
-    /// steps. Numbers from it show the pipeline works, not what the method achieves.
+    /// steps, NFE curves at 2 and 8 (8 = `sample_steps`, so they repeat two method rows). Numbers from it show the pipeline works, not what the method achieves.
     pub fn smoke(problem: PdeProblem) -> Self {
         let mut c = PdeStudyConfig::for_problem(problem);
         c.nx = 10;
@@ -166,6 +171,7 @@ impl PdeStudyConfig {
         c.conditions = 2;
         c.ensemble = 6;
         c.sample_steps = 8;
+        c.nfes = vec![2, 8];
         c.train.run.steps = 40;
         c.train.run.batch_size = 8;
         c.train.run.checkpoint_every = 20;
@@ -374,25 +380,21 @@ pub(crate) fn simulate_members<M: Sync>(members: &[M], what: &str, quiet: bool, 
     rows
 }
 
-/// Samples an ensemble of `count` fields of condition `k` with `method`: the noise is seeded by
-/// `(seed, k)`, so every method of a study starts from the same noise for a condition.
+/// Samples an ensemble of `count` fields of condition `k` with the sampler `scfg`: the noise is
+/// seeded by `(seed, k)`, so every sampler of a study starts from the same noise for a
+/// condition.
 ///
 /// # Errors
 /// As [`pde::sample`].
-pub(crate) fn sample_ensemble(
-    model: &pde::FieldModel,
-    method: Sampler,
-    c: &dyn Constraint,
-    seed: u64,
-    k: usize,
-    count: usize,
-    steps: usize,
-    project: ProjectOptions,
-) -> Result<pde::Samples> {
+pub(crate) fn sample_ensemble(model: &pde::FieldModel, scfg: &SampleConfig, c: &dyn Constraint, seed: u64, k: usize, count: usize) -> Result<pde::Samples> {
     let mut noise_rng = StdRng::seed_from_u64(seed.wrapping_add(1000 + k as u64));
     let x0 = model.noise_tensor(&mut noise_rng, count);
-    let scfg = SampleConfig { method, steps, project, ..SampleConfig::default() };
-    pde::sample(model, &x0, Some(c), &scfg)
+    pde::sample(model, &x0, Some(c), scfg)
+}
+
+/// The settings of one sampler of a study: `method` with `steps` Euler steps.
+pub(crate) fn euler_sampler(method: Sampler, steps: usize, project: ProjectOptions) -> SampleConfig {
+    SampleConfig { method, steps, project, ..SampleConfig::default() }
 }
 
 /// Numbers of a finished study.
@@ -413,8 +415,62 @@ pub struct PdeStudyReport {
     pub final_loss: f64,
     /// Reference ensembles first, then one row per sampler.
     pub scores: Vec<MethodScores>,
+    /// MMSE (and the other scores) by NFE, one curve per sampler of [`PdeStudyConfig::nfes`].
+    #[serde(default)]
+    pub mmse_by_nfe: Vec<NfeCurve>,
     /// Files written.
     pub files: Vec<String>,
+}
+
+/// One sampler's scores at each NFE of [`PdeStudyConfig::nfes`] it can take.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NfeCurve {
+    /// The sampler (`unconstrained, euler`, `unconstrained, midpoint`, `pcfm`).
+    pub sampler: String,
+    /// Scores at each NFE (`nfe` holds the evaluations counted by the sampler).
+    pub points: Vec<MethodScores>,
+}
+
+/// The MMSE-by-NFE curves of `cfg.nfes` (see [`PdeStudyConfig::nfes`]): every sampler on every
+/// condition from the same noise as the methods.
+///
+/// # Errors
+/// As [`pde::sample`].
+fn nfe_curves(
+    cfg: &PdeStudyConfig,
+    model: &pde::FieldModel,
+    grid: &Grid,
+    constraints: &[Box<dyn Constraint>],
+    refs: &[ndarray::ArrayView2<'_, f64>],
+    quiet: bool,
+) -> Result<Vec<NfeCurve>> {
+    use crate::ode::Solver;
+    type Setting = fn(usize, ProjectOptions) -> Option<SampleConfig>;
+    let curves: [(&str, Setting); 3] = [
+        ("unconstrained, euler", |nfe, project| Some(euler_sampler(Sampler::Unconstrained, nfe, project))),
+        ("unconstrained, midpoint", |nfe, project| {
+            (nfe % 2 == 0).then(|| SampleConfig { solver: Solver::Midpoint, ..euler_sampler(Sampler::Unconstrained, nfe / 2, project) })
+        }),
+        ("pcfm", |nfe, project| Some(euler_sampler(Sampler::Pcfm(PcfmOptions::default()), nfe, project))),
+    ];
+    let bar = progress((curves.len() * cfg.nfes.len() * cfg.conditions) as u64, "sampling by NFE", quiet);
+    let mut out = Vec::with_capacity(curves.len());
+    for (name, setting) in curves {
+        let mut points = Vec::new();
+        for &nfe in &cfg.nfes {
+            let Some(scfg) = setting(nfe, cfg.project) else { continue };
+            let mut s = MethodScores { method: format!("{name}, {nfe} NFE"), ..MethodScores::default() };
+            for (k, c) in constraints.iter().enumerate() {
+                let samples = sample_ensemble(model, &scfg, c.as_ref(), cfg.seed, k, cfg.ensemble)?;
+                s.add_condition(1.0 / cfg.conditions as f64, grid, c.as_ref(), &samples, &refs[k])?;
+                bar.inc(1);
+            }
+            points.push(s);
+        }
+        out.push(NfeCurve { sampler: name.to_string(), points });
+    }
+    bar.finish_and_clear();
+    Ok(out)
 }
 
 /// Data-relevant settings: a data file is reused only when it was written with these.
@@ -474,6 +530,9 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     if cfg.nx < 4 || cfg.nt < 3 || cfg.n_train == 0 || cfg.conditions == 0 || cfg.ensemble < 2 || cfg.sample_steps == 0 {
         return Err(Error::invalid("config", "need nx ≥ 4, nt ≥ 3, n_train ≥ 1, conditions ≥ 1, ensemble ≥ 2, sample_steps ≥ 1"));
     }
+    if let Some(bad) = cfg.nfes.iter().find(|&&n| n == 0) {
+        return Err(Error::invalid("nfes", format!("every NFE must be at least 1, got {bad}")));
+    }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut files: Vec<String> = Vec::new();
     let mut rng = StdRng::seed_from_u64(cfg.seed);
@@ -531,7 +590,7 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     for method in &methods {
         let mut s = MethodScores { method: method.label(), ..MethodScores::default() };
         for (k, c) in constraints.iter().enumerate() {
-            let samples = sample_ensemble(&model, *method, c.as_ref(), cfg.seed, k, cfg.ensemble, cfg.sample_steps, cfg.project)?;
+            let samples = sample_ensemble(&model, &euler_sampler(*method, cfg.sample_steps, cfg.project), c.as_ref(), cfg.seed, k, cfg.ensemble)?;
             s.add_condition(1.0 / cfg.conditions as f64, &grid, c.as_ref(), &samples, &refs[k])?;
             if k == 0 {
                 residual_rows.push((method.label(), mean_abs_rows(c.as_ref(), &samples.fields)));
@@ -542,6 +601,7 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
         scores.push(s);
     }
     bar.finish_and_clear();
+    let mmse_by_nfe = nfe_curves(cfg, &model, &grid, &constraints, &refs, quiet)?;
     // Generated fields of the first condition, one file per method.
     for (label, f) in &first_condition {
         let path = out.join("samples").join(format!("{}.h5", slug(label)));
@@ -556,6 +616,11 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     draw_residuals(&fig_res, &residual_rows, &train_report.losses)?;
     files.push(fig_fields.display().to_string());
     files.push(fig_res.display().to_string());
+    if mmse_by_nfe.iter().any(|c| !c.points.is_empty()) {
+        let fig_nfe = out.join("mmse_by_nfe.png");
+        draw_nfe_curves(&fig_nfe, &mmse_by_nfe)?;
+        files.push(fig_nfe.display().to_string());
+    }
     let tail = (train_report.losses.len() / 10).max(1);
     let final_loss = train_report.losses.iter().rev().take(tail).map(|l| l.1).sum::<f64>() / tail as f64;
     let json = out.join("report.json");
@@ -570,6 +635,7 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
         train_seconds: train_report.seconds,
         final_loss,
         scores,
+        mmse_by_nfe,
         files,
     };
     write_json(&json, &report)?;
@@ -617,6 +683,27 @@ fn draw_fields(path: &Path, grid: &Grid, reference: &Array2<f64>, generated: &[(
         maps.push(heatmap(format!("{label}: std"), grid, &gs.to_vec()));
     }
     save_heatmaps(path, &maps, 3)
+}
+
+/// MMSE and constraint error by NFE (log₂ NFE against log₁₀ of each), one line per sampler.
+fn draw_nfe_curves(path: &Path, curves: &[NfeCurve]) -> Result<()> {
+    let panel = |title: &str, ylabel: &str, value: fn(&MethodScores) -> f64| Panel {
+        title: title.into(),
+        xlabel: "log₂ NFE".into(),
+        ylabel: ylabel.into(),
+        series: curves
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.points.is_empty())
+            .map(|(i, c)| {
+                let xs = c.points.iter().map(|p| (p.nfe as f64).log2()).collect();
+                let ys = c.points.iter().map(|p| value(p).max(1e-300).log10()).collect();
+                Series::line(c.sampler.clone(), xs, ys, i)
+            })
+            .collect(),
+        log_y: false,
+    };
+    save_figure(path, &[panel("MMSE by NFE", "log₁₀ MMSE", |p| p.mmse), panel("Constraint error by NFE", "log₁₀ mean ‖h‖₂", |p| p.constraint_l2)], 2)
 }
 
 fn draw_residuals(path: &Path, rows: &[(String, Vec<f64>)], losses: &[(usize, f64, f64)]) -> Result<()> {
@@ -683,7 +770,19 @@ pub fn markdown(r: &PdeStudyReport) -> String {
             );
         }
     }
-    s += "\nFigures: `fields.png` (first condition: reference and generated fields, means, standard deviations), `residuals.png` (mean |h_r| per constraint row, training loss).\n";
+    if r.mmse_by_nfe.iter().any(|c| !c.points.is_empty()) {
+        s += "\n## MMSE by NFE\n\nSame conditions and noise as above; NFE = model evaluations per field.\n\n| sampler | NFE | MMSE | SMSE | CE ‖h‖₂ | max \\|h\\| | ms / field |\n|---|---:|---:|---:|---:|---:|---:|\n";
+        for c in &r.mmse_by_nfe {
+            for p in &c.points {
+                s += &format!(
+                    "| {} | {} | {:.3e} | {:.3e} | {:.2e} | {:.2e} | {:.2} |\n",
+                    c.sampler, p.nfe, p.mmse, p.smse, p.constraint_l2, p.constraint_max, p.ms_per_field
+                );
+            }
+        }
+    }
+    s += "\nFigures: `fields.png` (first condition: reference and generated fields, means, standard deviations), `residuals.png` (mean |h_r| per constraint row, training loss)";
+    s += if r.mmse_by_nfe.iter().any(|c| !c.points.is_empty()) { ", `mmse_by_nfe.png` (MMSE and constraint error by NFE).\n" } else { ".\n" };
     s
 }
 

@@ -32,7 +32,7 @@ use rand_distr::{Distribution, StandardNormal};
 use rustfft::num_complex::Complex64;
 use serde::{Deserialize, Serialize};
 
-use super::pde_fields::{sample_ensemble, simulate_members, slug, MethodScores};
+use super::pde_fields::{euler_sampler, sample_ensemble, simulate_members, slug, MethodScores};
 use crate::io::h5::{Attr, DatasetOptions, H5File, H5Tree};
 use crate::nn::{FieldNetConfig, FnoConfig};
 use crate::pde::grid::Axis;
@@ -423,7 +423,7 @@ pub fn run(cfg: &Ns2dStudyConfig, device: &Device, out: &Path, quiet: bool) -> R
     for method in &cfg.methods {
         let mut s = Ns2dScores { common: MethodScores { method: method.label(), ..MethodScores::default() }, ..Ns2dScores::default() };
         for (k, c) in constraints.iter().enumerate() {
-            let samples = sample_ensemble(&model, *method, c, cfg.seed, k, cfg.ensemble, cfg.sample_steps, cfg.project)?;
+            let samples = sample_ensemble(&model, &euler_sampler(*method, cfg.sample_steps, cfg.project), c, cfg.seed, k, cfg.ensemble)?;
             s.common.add_condition(1.0 / cfg.conditions as f64, &grid, c, &samples, &refs[k])?;
             if k == 0 {
                 let res = frame_residuals(cfg, &samples.fields)?;

@@ -51,7 +51,7 @@ impl Default for TourConfig {
         let mut bg = BgDoubleWellConfig::default();
         bg.train.steps = 1500;
         let fm = FmMoonsConfig { steps: 2000, ..FmMoonsConfig::default() };
-        let mut pde = PdeStudyConfig { conditions: 2, ensemble: 16, sample_steps: 50, ..PdeStudyConfig::for_problem(PdeProblem::Heat) };
+        let mut pde = PdeStudyConfig { conditions: 2, ensemble: 16, sample_steps: 50, nfes: vec![], ..PdeStudyConfig::for_problem(PdeProblem::Heat) };
         pde.train.run.steps = 600;
         TourConfig { ode: NeuralOdeConfig::default(), stiff: ParamFitConfig::default(), sde: NeuralSdeConfig::default(), bg, fm, pde }
     }
