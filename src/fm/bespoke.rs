@@ -8,7 +8,7 @@
 //!
 //! `dx̄/dr = ū(r, x̄) = (ṡ_r/s_r) x̄ + ṫ_r s_r u(t_r, x̄/s_r)`,
 //!
-//! and `x(1) = x̄(1)/s₁`. A base method (Euler, midpoint, Heun, RK4: [`Solver`] without an error
+//! and `x(1) = x̄(1)/s₁`. A base method (Euler, midpoint, Heun, RK3, RK4: [`Solver`] without an error
 //! estimate) takes `n` equal steps `h = 1/n` in `r`. It sees `t_r, ṫ_r, s_r, ṡ_r` only at its
 //! stage nodes `r_i + c_k h`, so those values are the solver's parameters (`8n + 1` for the
 //! midpoint method, `4n + 2` for Euler); any values with `t` increasing, `ṫ > 0` and `s > 0`
@@ -660,7 +660,7 @@ mod tests {
     #[test]
     fn identity_is_the_base_method() {
         let field = nonlinear();
-        for base in [Solver::Euler, Solver::Midpoint, Solver::Heun, Solver::Rk4] {
+        for base in [Solver::Euler, Solver::Midpoint, Solver::Heun, Solver::Rk3, Solver::Rk4] {
             let b = BespokeSolver::identity(base, 5).unwrap();
             let via: Vec<f64> = b.solve(&field, x0_2d()).unwrap().to_vec_as();
             let direct = Sampler::Ode { solver: base, steps: 5, schedule: Schedule::Uniform };
@@ -673,14 +673,15 @@ mod tests {
     }
 
     /// The loss's gradient against central differences of the loss (step 1e-6 in the raw
-    /// parameters) at a random, non-identity point, for a two- and a four-stage base. The
+    /// parameters) at a random, non-identity point, for a two-, a three- (with a negative
+    /// `a_kl`) and a four-stage base. The
     /// field's `t`-derivative inside the gradient is a difference of step 1e-3 (error
     /// ~1e-7 relative here), so agreement to 1e-4 relative tests every other term exactly.
     #[test]
     fn gradient_matches_finite_differences() {
         let field = nonlinear();
         let reference = Reference::new(&field, x0_2d(), 64, 1e-9).unwrap();
-        for base in [Solver::Midpoint, Solver::Rk4] {
+        for base in [Solver::Midpoint, Solver::Rk3, Solver::Rk4] {
             let id = BespokeSolver::identity(base, 3).unwrap();
             let map = Raw { n: id.t.len() };
             let mut raw = map.encode(&id);

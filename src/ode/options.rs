@@ -42,6 +42,8 @@ solvers! {
     Midpoint => MIDPOINT,
     /// Heun (explicit trapezoid), fixed step, order 2.
     Heun => HEUN,
+    /// Kutta's third-order method, fixed step, order 3.
+    Rk3 => RK3,
     /// Classical Runge–Kutta, fixed step, order 4.
     Rk4 => RK4,
     /// Bogacki–Shampine 3(2), adaptive.

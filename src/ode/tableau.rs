@@ -120,6 +120,20 @@ pub const HEUN: Tableau = Tableau {
     citation: "Heun (1900); Hairer, Nørsett & Wanner, Solving ODEs I, §II.1",
 };
 
+/// Kutta's third-order method, the classical RK3: order 3 with three stages.
+pub const RK3: Tableau = Tableau {
+    name: "rk3",
+    order: 3,
+    embedded_order: None,
+    a: &[&[0.5], &[-1.0, 2.0]],
+    b: &[1.0 / 6.0, 2.0 / 3.0, 1.0 / 6.0],
+    e: None,
+    c: &[0.0, 0.5, 1.0],
+    fsal: false,
+    dense: None,
+    citation: "Kutta (1901); Hairer, Nørsett & Wanner, Solving ODEs I, Table II.1.1",
+};
+
 /// The classical fourth-order Runge–Kutta method.
 pub const RK4: Tableau = Tableau {
     name: "rk4",
