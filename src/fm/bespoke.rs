@@ -27,9 +27,10 @@
 //!
 //! [`train_bespoke`] minimises the mean of that bound over the trajectories (the paper's
 //! "RMSE-bound" loss, here with its bound's constants for any explicit base tableau) by Adam.
-//! Its gradient is exact through the states (the field's VJP); the field's derivative in `t`,
-//! which a [`VectorField`] does not expose, is a central difference of step `1e-3` (the nets
-//! run in f32). `t` is parametrised by the cumulative softmax of free logits, `ṫ` and `s` by
+//! Its gradient is exact through the states (the field's VJP); the field's derivative in `t`
+//! comes exactly from the same VJP where the field forms it
+//! ([`VectorField::vjp_with_time_saved`]: a flow-matching model on the fused path), and is
+//! otherwise a central difference of step `1e-3` (the nets run in f32). `t` is parametrised by the cumulative softmax of free logits, `ṫ` and `s` by
 //! exponentials, `ṡ` directly; training starts from the identity, so it begins at the base
 //! method and keeps the best parameters seen.
 
@@ -520,10 +521,23 @@ fn loss_and_grad<F: VectorField<2>>(solver: &BespokeSolver, field: &F, reference
             g.s[node] += solver.t_dot[node] * su;
             g.t_dot[node] += solver.s[node] * su;
             let c = kb.clone().mul_scalar(solver.s[node] * solver.t_dot[node]);
-            if t_free(node) {
-                g.t[node] += time_derivative(field, solver.t[node], y, &c);
-            }
-            let ybar = kb.mul_scalar(solver.s_dot[node]) + field.vjp_saved(&tape.saved[k], &c, None);
+            // cᵀ∂u/∂y, and cᵀ∂u/∂t exactly from the same VJP where the field can, else by a
+            // difference in t.
+            let field_bar = match field.vjp_with_time_saved(&tape.saved[k], &c) {
+                Some((y_bar, t_bar)) => {
+                    if t_free(node) {
+                        g.t[node] += t_bar.iter().sum::<f64>();
+                    }
+                    y_bar
+                }
+                None => {
+                    if t_free(node) {
+                        g.t[node] += time_derivative(field, solver.t[node], y, &c);
+                    }
+                    field.vjp_saved(&tape.saved[k], &c, None)
+                }
+            };
+            let ybar = kb.mul_scalar(solver.s_dot[node]) + field_bar;
             g.s[node] -= dot(&ybar, y) / solver.s[node];
             let ybar_bar = ybar.div_scalar(solver.s[node]);
             for (l, kl) in kbar.iter_mut().enumerate().take(k) {

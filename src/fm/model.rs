@@ -401,6 +401,35 @@ pub enum ModelSaved {
 }
 
 impl ModelField<'_> {
+    /// `aᵀ ∂f/∂x` at fused forward states, summed over the guidance terms with their weights;
+    /// with `t_bar`, also `t_bar[i] = Σ_k w_k s_i aᵢᵀ ∂net_k/∂t` (the time column's cotangent).
+    fn fused_vjp(&self, saved: &ModelSaved, a: &Tensor<2>, mut t_bar: Option<&mut [f32]>) -> Tensor<2> {
+        let ModelSaved::Fused { scale, terms, batch: b, device, dtype } = saved else { unreachable!("fused_vjp takes fused states") };
+        let (b, dtype) = (*b, *dtype);
+        let net = self.model.net.as_ref().expect("fused path");
+        let d = self.model.dim;
+        let mut a_host: Vec<f32> = a.to_vec_as::<f32>();
+        for (row, s) in a_host.chunks_mut(d).zip(scale) {
+            row.iter_mut().for_each(|v| *v *= s);
+        }
+        let width = d + self.model.cond_dim;
+        let mut acc = vec![0.0f32; b * d];
+        let mut x_bar = vec![0.0f32; b * width];
+        let mut term_t_bar = vec![0.0f32; if t_bar.is_some() { b } else { 0 }];
+        // The fused VJP always accumulates the parameter cotangent; it is discarded here.
+        let mut p_bar = vec![0.0f32; net.num_params()];
+        for (w, cache) in terms {
+            net.vjp(&mut cache.borrow_mut(), &a_host, &mut x_bar, &mut p_bar, t_bar.as_ref().map(|_| term_t_bar.as_mut_slice()));
+            for (acc_row, xb_row) in acc.chunks_mut(d).zip(x_bar.chunks(width)) {
+                acc_row.iter_mut().zip(xb_row).for_each(|(s, v)| *s += w * v);
+            }
+            if let Some(tb) = t_bar.as_deref_mut() {
+                tb.iter_mut().zip(&term_t_bar).for_each(|(s, v)| *s += w * v);
+            }
+        }
+        Tensor::<2>::from_data(TensorData::new(acc, [b, d]), (device, dtype))
+    }
+
     /// The field at `(t, y)` as host values, with the forward states for its VJPs.
     fn forward(&self, t: &Time, y: &Tensor<2>) -> (Vec<f32>, ModelSaved) {
         let [b, d] = y.dims();
@@ -519,32 +548,26 @@ impl VectorField<2> for ModelField<'_> {
     /// `aᵀ ∂f/∂x`: by the fused network's VJP at the saved forward states (the condition and
     /// time columns dropped), or by burn autodiff.
     fn vjp_saved(&self, saved: &ModelSaved, a: &Tensor<2>, _params: Option<(&mut (), f64)>) -> Tensor<2> {
-        let (scale, terms, b, device, dtype) = match saved {
+        match saved {
             ModelSaved::Burn(t, y) => {
                 let mlp = self.ad.as_ref().expect("burn path keeps an autodiff twin");
                 let (gy, _, _) = crate::ode::autodiff_vjp(y, a, |y| self.burn_forward(mlp, t, y));
-                return gy.without_autodiff();
+                gy.without_autodiff()
             }
-            ModelSaved::Fused { scale, terms, batch, device, dtype } => (scale, terms, *batch, device, *dtype),
-        };
-        let net = self.model.net.as_ref().expect("fused path");
-        let d = self.model.dim;
-        let mut a_host: Vec<f32> = a.to_vec_as::<f32>();
-        for (row, s) in a_host.chunks_mut(d).zip(scale) {
-            row.iter_mut().for_each(|v| *v *= s);
+            ModelSaved::Fused { .. } => self.fused_vjp(saved, a, None),
         }
-        let width = d + self.model.cond_dim;
-        let mut acc = vec![0.0f32; b * d];
-        let mut x_bar = vec![0.0f32; b * width];
-        // The fused VJP always accumulates the parameter cotangent; it is discarded here.
-        let mut p_bar = vec![0.0f32; net.num_params()];
-        for (w, cache) in terms {
-            net.vjp(&mut cache.borrow_mut(), &a_host, &mut x_bar, &mut p_bar, None);
-            for (acc_row, xb_row) in acc.chunks_mut(d).zip(x_bar.chunks(width)) {
-                acc_row.iter_mut().zip(xb_row).for_each(|(s, v)| *s += w * v);
-            }
+    }
+
+    /// On the fused path with a velocity or score network (whose output scale does not depend
+    /// on `t`): the time column's cotangent of the same VJP, `aᵢᵀ ∂fᵢ/∂t` exactly.
+    fn vjp_with_time_saved(&self, saved: &ModelSaved, a: &Tensor<2>) -> Option<(Tensor<2>, Vec<f64>)> {
+        let ModelSaved::Fused { batch, .. } = saved else { return None };
+        if self.model.objective == Objective::Denoiser {
+            return None;
         }
-        Tensor::<2>::from_data(TensorData::new(acc, [b, d]), (device, dtype))
+        let mut t_bar = vec![0.0f32; *batch];
+        let x_bar = self.fused_vjp(saved, a, Some(&mut t_bar));
+        Some((x_bar, t_bar.into_iter().map(f64::from).collect()))
     }
 
     fn zero_params(&self) {}

@@ -117,6 +117,15 @@ pub trait VectorField<const D: usize> {
         None
     }
 
+    /// `aᵀ ∂f/∂y` (like [`vjp_saved`](Self::vjp_saved), without parameters) and, per
+    /// sample, `aᵢᵀ ∂fᵢ/∂t` (`[batch]`) at the saved point, where the field forms the time
+    /// derivative exactly in the same pass (a network that takes the time as an input);
+    /// `None` (the default) when it cannot, and the caller differences in `t`.
+    fn vjp_with_time_saved(&self, saved: &Self::Saved, a: &Tensor<D>) -> Option<(Tensor<D>, Vec<f64>)> {
+        let _ = (saved, a);
+        None
+    }
+
     /// `aᵀ ∂f/∂y` at `(t, y)`, accumulating `w · aᵀ ∂f/∂θ` into `params` if given.
     fn vjp(&self, t: &Time, y: &Tensor<D>, a: &Tensor<D>, params: Option<(&mut Self::Params, f64)>) -> Tensor<D> {
         let (_, saved) = self.eval_saving(t, y);
