@@ -100,10 +100,9 @@ pub(crate) fn jvp_by_vjps(model: &FmModel, cache: &mut MlpCache<f32>, tangent: &
     let mut x_bar = vec![0.0f32; batch * width];
     let mut t_bar = vec![0.0f32; batch];
     let net = model.net.as_ref().expect("mean flows run on the fused kernels");
-    let mut p_bar = vec![0.0f32; net.num_params()];
     for k in 0..d {
         a.iter_mut().enumerate().for_each(|(i, v)| *v = if i % d == k { 1.0 } else { 0.0 });
-        net.vjp(cache, &a, &mut x_bar, &mut p_bar, Some(&mut t_bar));
+        net.vjp(cache, &a, &mut x_bar, &mut [], Some(&mut t_bar));
         for i in 0..batch {
             let row = &tangent[i * (width + 1)..(i + 1) * (width + 1)];
             let jx: f32 = (0..width).map(|j| x_bar[i * width + j] * row[j]).sum();

@@ -416,10 +416,9 @@ impl ModelField<'_> {
         let mut acc = vec![0.0f32; b * d];
         let mut x_bar = vec![0.0f32; b * width];
         let mut term_t_bar = vec![0.0f32; if t_bar.is_some() { b } else { 0 }];
-        // The fused VJP always accumulates the parameter cotangent; it is discarded here.
-        let mut p_bar = vec![0.0f32; net.num_params()];
         for (w, cache) in terms {
-            net.vjp(&mut cache.borrow_mut(), &a_host, &mut x_bar, &mut p_bar, t_bar.as_ref().map(|_| term_t_bar.as_mut_slice()));
+            // No parameter cotangent (an empty slot skips the weight products).
+            net.vjp(&mut cache.borrow_mut(), &a_host, &mut x_bar, &mut [], t_bar.as_ref().map(|_| term_t_bar.as_mut_slice()));
             for (acc_row, xb_row) in acc.chunks_mut(d).zip(x_bar.chunks(width)) {
                 acc_row.iter_mut().zip(xb_row).for_each(|(s, v)| *s += w * v);
             }

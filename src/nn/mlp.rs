@@ -512,10 +512,7 @@ macro_rules! fused_vjp {
                     *s += w * *g;
                 }
             }
-            None => {
-                let mut p_bar = vec![<$ty>::default(); $net.num_params()];
-                $net.vjp(&mut cache, &a, &mut x_bar, &mut p_bar, None);
-            }
+            None => $net.vjp(&mut cache, &a, &mut x_bar, &mut [], None),
         }
         Tensor::<2>::from_data(TensorData::new(x_bar, [b, $net.dim_in()]), ($device, $a.dtype()))
     }};

@@ -273,6 +273,12 @@ fn vjp_accumulates_param_cotangent() {
         assert!(max_abs_diff(&twice, &doubled) <= 1e-13 * scale, "sizes {:?}", mlp.sizes());
         assert_eq!(x1, x2);
         assert_eq!(t1, t2);
+        // No parameter slot: the same input and time cotangents, bit for bit.
+        let mut x3 = vec![123.0; batch * dim];
+        let mut t3 = vec![123.0; batch];
+        mlp.vjp(&mut cache, &a, &mut x3, &mut [], Some(&mut t3));
+        assert_eq!(x1, x3);
+        assert_eq!(t1, t3);
     }
 }
 

@@ -11,7 +11,8 @@ impl<R: Real> FusedMlp<R> {
     /// * `x_bar: [batch, dim_in]` is overwritten with `a_i^T ∂f(t_i, x_i)/∂x_i`
     ///   for every sample `i`;
     /// * `param_bar: [num_params]` (flat layout) is ACCUMULATED (`+=`) with
-    ///   `Σ_i a_i^T ∂f(t_i, x_i)/∂θ`;
+    ///   `Σ_i a_i^T ∂f(t_i, x_i)/∂θ`; an empty `param_bar` skips it (the weight
+    ///   products are half the work, and a sampler's VJP does not need them);
     /// * `t_bar: [batch]`, if given, is overwritten with `a_i^T ∂f(t_i, x_i)/∂t`
     ///   per sample, also for `TimeArg::Shared` (sum it to get the cotangent
     ///   of the shared time); zeros if the network has no time input.
@@ -41,8 +42,8 @@ impl<R: Real> FusedMlp<R> {
         assert!(a.len() == batch * n_out, "FusedMlp::vjp (sizes {:?}): a has {} entries, expected batch {} x {}", self.sizes, a.len(), batch, n_out);
         assert!(x_bar.len() == batch * dim, "FusedMlp::vjp (sizes {:?}): x_bar has {} entries, expected batch {} x {}", self.sizes, x_bar.len(), batch, dim);
         assert!(
-            param_bar.len() == self.num_params(),
-            "FusedMlp::vjp (sizes {:?}): param_bar has {} entries, expected {}",
+            param_bar.is_empty() || param_bar.len() == self.num_params(),
+            "FusedMlp::vjp (sizes {:?}): param_bar has {} entries, expected {} (or none)",
             self.sizes,
             param_bar.len(),
             self.num_params()
@@ -114,15 +115,17 @@ impl<R: Real> FusedMlp<R> {
             let x = acts[l].as_slice();
             let gl = &g.as_slice()[..batch * np];
 
-            // b_l += Σ_i g[i, :]
-            dw.resize(np);
-            // SAFETY: `gl` has `batch` rows of `np`, `dw` holds `np`.
-            unsafe { col_sums::<R, V>(batch, np / lanes, gl.as_ptr(), np, dw.as_mut_slice().as_mut_ptr()) };
-            for (pb, s) in param_bar[b_off..b_off + n].iter_mut().zip(dw.as_slice()) {
-                *pb += *s;
+            if !param_bar.is_empty() {
+                // b_l += Σ_i g[i, :]
+                dw.resize(np);
+                // SAFETY: `gl` has `batch` rows of `np`, `dw` holds `np`.
+                unsafe { col_sums::<R, V>(batch, np / lanes, gl.as_ptr(), np, dw.as_mut_slice().as_mut_ptr()) };
+                for (pb, s) in param_bar[b_off..b_off + n].iter_mut().zip(dw.as_slice()) {
+                    *pb += *s;
+                }
+                // SAFETY: as above (shapes of `x` and `gl`).
+                unsafe { self.weight_cotangent::<V>(l, batch, x, gl, &mut param_bar[w_off..w_off + k * n], dw) };
             }
-            // SAFETY: as above (shapes of `x` and `gl`).
-            unsafe { self.weight_cotangent::<V>(l, batch, x, gl, &mut param_bar[w_off..w_off + k * n], dw) };
 
             let timed = l == 0 && self.time_input;
             let dim = k - timed as usize;
