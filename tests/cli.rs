@@ -204,6 +204,8 @@ fn bad_command_lines_are_refused_with_the_cause() {
     refused(&out, &["data", "inspect", "missing.h5"], "missing.h5");
     refused(&out, &["pde", "heat", "--config", &f("heat_ns.toml", "problem = \"burgers\"\n")], "burgers");
     refused(&out, &["pde", "heat", "--config", &f("heat_nfe0.toml", "nfes = [2, 0]\n")], "nfes");
+    refused(&out, &["fm", "moons", "--config", &f("moons_nfe0.toml", "nfes = [0, 4]\n")], "nfes");
+    refused(&out, &["fm", "double-well", "--config", &f("dw_nfe0.toml", "nfes = [8, 0]\n")], "nfes");
 
     std::fs::remove_dir_all(&out).unwrap();
 }

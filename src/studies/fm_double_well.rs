@@ -234,6 +234,9 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
     if !(cfg.c > 0.0 && cfg.beta_hot > 0.0 && cfg.beta_cold > 0.0) || cfg.n_eval < 2 || cfg.n_train < cfg.batch_size || cfg.solve_steps == 0 {
         return Err(Error::invalid("c, beta_hot, beta_cold, n_eval, n_train, solve_steps", "need c, β > 0, n_eval ≥ 2, n_train ≥ batch_size, solve_steps ≥ 1"));
     }
+    if cfg.nfes.contains(&0) {
+        return Err(Error::invalid("nfes", format!("every NFE must be at least 1, got {:?}", cfg.nfes)));
+    }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let (hot, cold) = (Marginal::new(cfg, cfg.beta_hot), Marginal::new(cfg, cfg.beta_cold));
     let mut rng = StdRng::seed_from_u64(cfg.seed);

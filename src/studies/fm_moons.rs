@@ -167,6 +167,9 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
             "need at least one NFE, two evaluation samples, reflow pairs and solve steps",
         ));
     }
+    if cfg.nfes.contains(&0) {
+        return Err(Error::invalid("nfes", format!("every NFE must be at least 1, got {:?}", cfg.nfes)));
+    }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let device = crate::device::reference_cpu();
     let run_opts = RunOptions {
@@ -289,11 +292,13 @@ pub fn run(cfg: &FmMoonsConfig, train_device: &Device, out: &Path, quiet: bool) 
     let mut series: Vec<Series> = models
         .iter()
         .enumerate()
-        .map(|(k, m)| Series::line(m.name.clone(), m.w2.iter().map(|p| p.0 as f64).collect(), m.w2.iter().map(|p| p.1).collect(), k))
+        .map(|(k, m)| Series::line(m.name.clone(), m.w2.iter().map(|p| (p.0 as f64).log2()).collect(), m.w2.iter().map(|p| p.1).collect(), k))
         .collect();
-    let xs = [cfg.nfes[0] as f64, *cfg.nfes.last().unwrap() as f64];
+    // log₂ NFE on the x axis: the few-step end (1–8 NFE), where the samplers differ, gets as
+    // much room as 8–100.
+    let xs = [(cfg.nfes[0] as f64).log2(), (*cfg.nfes.last().unwrap() as f64).log2()];
     series.push(Series::dashed("data-vs-data floor", xs.to_vec(), vec![w2_floor; 2], 7));
-    save_figure(&fig_w2, &[Panel { title: "W2 to held-out moons vs NFE".into(), xlabel: "NFE".into(), ylabel: "W2".into(), series, log_y: true }], 1)?;
+    save_figure(&fig_w2, &[Panel { title: "W2 to held-out moons vs NFE".into(), xlabel: "log₂ NFE".into(), ylabel: "W2".into(), series, log_y: true }], 1)?;
 
     let json = out.join("fm_moons_report.json");
     let md = out.join("fm_moons_report.md");
