@@ -275,7 +275,7 @@ impl FmModel {
     pub fn predict(&self, t: TimeArg<f32>, x: &[f32], cond: Option<&[f32]>, batch: usize, out: &mut [f32]) {
         let input = self.pack(x, cond, batch);
         match &self.net {
-            Some(net) => net.forward(t, &input, batch, out),
+            Some(net) => net.forward_par(t, &input, batch, out),
             None => {
                 let device = self.device();
                 let width = self.dim + self.cond_dim;

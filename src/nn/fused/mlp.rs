@@ -283,6 +283,33 @@ impl<R: Real> FusedMlp<R> {
         }
     }
 
+    /// [`Self::forward`] over blocks of [`PAR_BLOCK`] samples in parallel (rayon), when the
+    /// batch has at least two blocks and rayon has more than one thread; otherwise `forward`.
+    /// Every sample's output is computed by the same operations in the same order whatever
+    /// the block it falls in, so the result equals `forward`'s bit for bit. For sampling,
+    /// where the batch is large and no VJP follows.
+    ///
+    /// # Panics
+    /// As [`Self::forward`].
+    pub fn forward_par(&self, t: TimeArg<R>, x: &[R], batch: usize, out: &mut [R]) {
+        use rayon::prelude::*;
+        let (w_in, w_out) = (self.dim_in(), self.dim_out());
+        // A time-only network (no state columns) has no input rows to split.
+        if batch < 2 * PAR_BLOCK || rayon::current_num_threads() < 2 || w_in == 0 {
+            return self.forward(t, x, batch, out);
+        }
+        self.check_io(&t, x, batch, out);
+        out.par_chunks_mut(PAR_BLOCK * w_out).zip(x.par_chunks(PAR_BLOCK * w_in)).enumerate().for_each(|(k, (o, xk))| {
+            let rows = o.len() / w_out;
+            let tk = match t {
+                TimeArg::PerSample(ts) => TimeArg::PerSample(&ts[k * PAR_BLOCK..k * PAR_BLOCK + rows]),
+                other => other,
+            };
+            // One block takes the network's scratch, the others their own buffers.
+            self.forward(tk, xk, rows, o);
+        });
+    }
+
     /// Same as [`Self::forward`], and keeps in `cache` what [`Self::vjp`]
     /// needs (the input with its time column, post-activation hidden values).
     /// Allocation-free once `cache` has served this network at this batch size.

@@ -81,6 +81,11 @@ const THIN: usize = 4;
 /// pass over a batch of 256; 32 and 64 were equally good).
 const BATCH_BLOCK: usize = 32;
 
+/// Samples per block of [`FusedMlp::forward_par`]: enough rows that a block's kernels run
+/// at full speed (the register tiles are 4–6 rows) and its buffers' allocation is small next
+/// to its arithmetic, few enough that a 2048-sample batch keeps every core of a workstation busy.
+pub const PAR_BLOCK: usize = 256;
+
 mod activation;
 mod buffer;
 mod kernels;
