@@ -18,7 +18,10 @@
 //!   pass alone (`FmModel::predict`, batch 2048) and 100-step Euler sampling end to end
 //!   (`ode::solve`), each as GFLOP/s of the network's multiply–adds (2 Σ s_l s_{l+1} per
 //!   sample per evaluation; bias and tanh not counted). Interleaved rounds (`max(5, --repeats)`),
-//!   medians of the per-round ratios (and the best of each measurement beside them).
+//!   medians of the per-round ratios (and the best of each measurement beside them). The GEMMs
+//!   run on one thread; the forward pass and the sampling use rayon's threads
+//!   (`FusedMlp::forward_par`), so `RAYON_NUM_THREADS=1` gives the single-core fractions and
+//!   more threads the parallel speed-up.
 //!
 //! `cargo run --release --example bench_fm -- [--json] [--quick] [--repeats R] [--train-steps N] [--kernels-only]`
 //!
@@ -172,6 +175,7 @@ fn kernel_efficiency(json: bool, rounds: usize) {
     emit(
         json,
         serde_json::json!({"side": "physflow", "name": "kernel_efficiency", "sizes": sizes, "batch": batch, "evals": evals, "gflop": flops * 1e-9, "rounds": rounds,
+            "threads": rayon::current_num_threads(),
             "peak_gflops": median(peaks.clone()), "forward_gflops": median(fwd.clone()), "forward_fraction": ratio(&fwd),
             "sampling_gflops": median(smp.clone()), "sampling_fraction": ratio(&smp),
             "best_peak_gflops": best(&peaks), "best_forward_gflops": best(&fwd), "best_sampling_gflops": best(&smp)}),
