@@ -180,7 +180,8 @@ pub enum Error {
         /// The largest Courant number the scheme accepts.
         limit: f64,
     },
-    /// A plot could not be drawn.
+    /// A plot could not be drawn (only the `cli` feature's `plot` module draws).
+    #[cfg(feature = "cli")]
     #[error("plot error: {0}")]
     Plot(String),
 }

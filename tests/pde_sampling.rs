@@ -279,3 +279,47 @@ fn field_model_vjp_matches_finite_differences() {
     }
     assert!(worst < 1e-7, "VJP vs finite differences: {worst:.2e}");
 }
+
+/// A field model saved before the FNO's projection became an `nn::Mlp` (its record names the
+/// projection's layers `proj1` and `proj2`) still loads, and gives the velocity it gave then.
+/// Reference: `tests/fixtures/fno_v1/`, written by that earlier code (a 2-layer FNO of width
+/// 4 on a 5 × 4 grid, seed 11, f64 parameters) with its velocity at two fields and times;
+/// `expected.json` holds the inputs and the outputs. The two layouts run the same operations,
+/// so the outputs agree to f64 round-off of the CPU kernels (1e-12 relative).
+#[test]
+fn field_model_saved_with_the_earlier_fno_layout_loads() {
+    use physflow::pde::FieldModel;
+    let device = physflow::device::cpu_f64().unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fno_v1");
+    let model = FieldModel::load(&dir, &device).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let column = |k: &str| -> Vec<f64> { expected[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+    let (input, want, times) = (column("input"), column("velocity"), column("t"));
+    let n = model.meta.grid.len();
+    let y = Tensor::<2>::from_data(TensorData::new(input, [2, n]), &device);
+    let got = model.eval(&Time::PerSample(times), &y).to_vec_as::<f64>();
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let worst = got.iter().zip(&want).fold(0.0f64, |m, (g, w)| m.max((g - w).abs()));
+    assert!(scale > 0.1, "the fixture's velocity is not trivial");
+    assert!(worst <= 1e-12 * scale, "velocity after loading the earlier layout: worst difference {worst:.2e} of {scale:.2e}");
+    // The draws did not change either: the same architecture initialised from seed 11 is the
+    // saved network.
+    let fresh = FieldModel::new(model.meta.clone(), &model.meta.net.init(11, &device).unwrap()).unwrap();
+    let again = fresh.eval(&Time::PerSample(column("t")), &y).to_vec_as::<f64>();
+    let worst = again.iter().zip(&want).fold(0.0f64, |m, (g, w)| m.max((g - w).abs()));
+    assert!(worst <= 1e-12 * scale, "velocity of a fresh seed-11 network: worst difference {worst:.2e} of {scale:.2e}");
+    // A record that fits neither layout is still a `Format` error naming the file.
+    let err = physflow::nn::FieldNetConfig::Fno(physflow::nn::FnoConfig {
+        width: 5,
+        modes: [2, 2],
+        layers: 2,
+        time_features: 1,
+        projection: 5,
+        ..Default::default()
+    })
+    .init(0, &device)
+    .unwrap()
+    .load(&dir.join("model.bpk"))
+    .unwrap_err();
+    assert!(matches!(err, physflow::Error::Format { .. }), "{err}");
+}

@@ -209,7 +209,7 @@ pub enum FmCommand {
     /// `out/fm_moons/checkpoint_independent`) with `--sampler FILE` (TOML of a sampler: `kind =
     /// "dpm"`, `"ode"`, `"bespoke"`, `"adaptive"`), else the sampler saved beside the model
     /// (`sampler.json`), else 100 Euler steps. Writes `<out>/fm_sample/samples.npy` [n, d]
-    /// and, with `--log-density`, `log_density.npy` [n].
+    /// and, with `--log-density`, `log_density.npy` `[n]`.
     Sample {
         /// The model's checkpoint directory.
         #[arg(long)]

@@ -229,7 +229,7 @@ pub struct CheckpointSamples {
 }
 
 /// Sample the flow-matching model saved in the checkpoint directory `dir` (written by
-/// [`super::train`]) with `sampler`, else the sampler saved beside it ([`Sampler::load`]),
+/// [`super::train()`]) with `sampler`, else the sampler saved beside it ([`Sampler::load`]),
 /// else the default (100 Euler steps), on the CPU in f64. With `log_density`, the samples'
 /// log-densities come in the same pass ([`Sampler::sample_with_log_density`], exact trace).
 ///

@@ -1,11 +1,13 @@
 //! One type for the field models, so training, checkpoints and sampling take either.
 
+use std::path::Path;
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::conv::{ConvNet, ConvNetConfig};
-use super::fno::{Fno, FnoConfig};
+use super::fno::{Fno, FnoConfig, FnoV1};
 
 /// Which field model, with its architecture.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,4 +88,34 @@ impl FieldNet {
             FieldNet::Conv(n) => n.forward(u, t),
         }
     }
+
+    /// Loads parameters written by [`crate::train::save_module`] into this architecture,
+    /// including an FNO saved before its projection became an [`super::Mlp`] (a record naming
+    /// `proj1` and `proj2`): that record is read into the earlier layout and moved over, so
+    /// trained models keep loading. Parameter ids travel with the record, so an optimizer
+    /// state saved beside it still finds its parameters.
+    ///
+    /// # Errors
+    /// `Io` when the file cannot be read; `Format` when it fits neither layout (the error of
+    /// the current layout is the one reported).
+    pub fn load(self, path: &Path) -> crate::Result<FieldNet> {
+        let FieldNet::Fno(fno) = self else {
+            return crate::train::load_module(path, self);
+        };
+        let current = crate::train::load_module(path, FieldNet::Fno(fno.clone()));
+        let Err(crate::Error::Format { .. }) = current else {
+            return current;
+        };
+        match fno.into_v1().map(|v1| crate::train::load_module(path, FieldNetV1::Fno(v1))) {
+            Some(Ok(FieldNetV1::Fno(v1))) => Ok(FieldNet::Fno(v1.into())),
+            _ => current,
+        }
+    }
+}
+
+/// [`FieldNet`] with the FNO's earlier record layout ([`FnoV1`]); the variant name is the
+/// record path's first segment, so it must stay `Fno`.
+#[derive(Module, Debug)]
+enum FieldNetV1 {
+    Fno(FnoV1),
 }

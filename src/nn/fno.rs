@@ -21,6 +21,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::init::{linear, uniform, Activation};
+use super::Mlp;
 
 /// Architecture of an [`Fno`]; every field has a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,10 +89,9 @@ pub struct Fno {
     pub time_embed: Option<Linear>,
     /// Per-layer time biases `width → width`.
     pub time_bias: Vec<Linear>,
-    /// Projection `width → projection`.
-    pub proj1: Linear,
-    /// Projection `projection → c_out`.
-    pub proj2: Linear,
+    /// The pointwise output MLP `width → projection → c_out` (one hidden layer, the FNO's
+    /// nonlinearity, no time input).
+    pub projection: Mlp,
     /// `[p_x, p_y]`.
     pub padding: [usize; 2],
     /// Fourier features of `t`.
@@ -174,16 +174,15 @@ impl FnoConfig {
         } else {
             (None, Vec::new())
         };
-        let proj1 = linear(&mut rng, w, self.projection, device);
-        let proj2 = linear(&mut rng, self.projection, self.out_channels, device);
+        // Drawn layer by layer, as `MlpConfig::init` draws, from the FNO's one generator.
+        let layers = vec![linear(&mut rng, w, self.projection, device), linear(&mut rng, self.projection, self.out_channels, device)];
         Ok(Fno {
             lift,
             spectral,
             pointwise,
             time_embed,
             time_bias,
-            proj1,
-            proj2,
+            projection: Mlp { layers, time_input: false, activation: self.activation },
             padding: self.padding,
             time_features: self.time_features,
             activation: self.activation,
@@ -337,8 +336,43 @@ impl Fno {
         if px > 0 || py > 0 {
             h = h.narrow(1, 0, nx).narrow(2, 0, ny);
         }
-        let out = self.proj2.forward(self.activation.apply(self.proj1.forward(h)));
-        out.permute([0, 3, 1, 2])
+        self.projection.forward_last_axis(h).permute([0, 3, 1, 2])
+    }
+}
+
+/// An [`Fno`] as saved before its projection became an [`Mlp`]: the same parameters, the
+/// projection's two layers named `proj1` and `proj2` (today `projection.layers.0` and
+/// `.1`). Only read, to load such records ([`super::FieldNet::load`]).
+#[derive(Module, Debug)]
+pub(crate) struct FnoV1 {
+    lift: Linear,
+    spectral: Vec<SpectralConv>,
+    pointwise: Vec<Linear>,
+    time_embed: Option<Linear>,
+    time_bias: Vec<Linear>,
+    proj1: Linear,
+    proj2: Linear,
+    padding: [usize; 2],
+    time_features: usize,
+    #[module(skip)]
+    activation: Activation,
+}
+
+impl Fno {
+    /// The same parameters under the names of [`FnoV1`], or `None` when the projection does
+    /// not have exactly two layers (no earlier record has another shape).
+    pub(crate) fn into_v1(self) -> Option<FnoV1> {
+        let Fno { lift, spectral, pointwise, time_embed, time_bias, projection, padding, time_features, activation } = self;
+        let [proj1, proj2]: [Linear; 2] = projection.layers.try_into().ok()?;
+        Some(FnoV1 { lift, spectral, pointwise, time_embed, time_bias, proj1, proj2, padding, time_features, activation })
+    }
+}
+
+impl From<FnoV1> for Fno {
+    fn from(v: FnoV1) -> Self {
+        let FnoV1 { lift, spectral, pointwise, time_embed, time_bias, proj1, proj2, padding, time_features, activation } = v;
+        let projection = Mlp { layers: vec![proj1, proj2], time_input: false, activation };
+        Fno { lift, spectral, pointwise, time_embed, time_bias, projection, padding, time_features, activation }
     }
 }
 

@@ -210,6 +210,21 @@ impl Mlp {
         h
     }
 
+    /// The network applied along the last axis of `x` (`[…, d_in]` → `[…, d_out]`), for a
+    /// network without a time input used pointwise over a field (the FNO's projection): the
+    /// same affine maps and nonlinearities as [`Mlp::forward_t`], without flattening.
+    pub(crate) fn forward_last_axis<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let n = self.layers.len();
+        let mut h = x;
+        for (l, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(h);
+            if l + 1 < n {
+                h = self.activation.apply(h);
+            }
+        }
+        h
+    }
+
     /// Widths `[d_in, ..., d_out]` (without the time column).
     pub fn sizes(&self) -> Vec<usize> {
         let mut s = vec![self.layers[0].weight.dims()[0] - usize::from(self.time_input)];

@@ -17,7 +17,7 @@ use super::gp::{GpConfig, GpSampler};
 use super::grid::Grid;
 use crate::nn::{FieldNet, FieldNetConfig};
 use crate::ode::{Time, VectorField};
-use crate::train::{load_module, read_json, save_module, write_json};
+use crate::train::{read_json, save_module, write_json};
 use crate::{Error, Result};
 
 /// What is saved beside the parameters (`model.json`).
@@ -130,7 +130,7 @@ impl FieldModel {
     /// `Io`/`Format` for missing or mismatched files.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let meta: FieldModelMeta = read_json(&dir.join("model.json"))?;
-        let net = load_module(&dir.join("model.bpk"), meta.net.init(0, device)?)?;
+        let net = meta.net.init(0, device)?.load(&dir.join("model.bpk"))?;
         FieldModel::new(meta, &net)
     }
 

@@ -356,7 +356,7 @@ impl Trainer for FfmTrainer<'_> {
     }
 
     fn load(&mut self, r: &CheckpointReader) -> Result<()> {
-        self.net = r.module("model", self.net.clone())?;
+        self.net = self.net.clone().load(&r.module_file("model"))?;
         self.optim = r.optimizer("optimizer", std::mem::replace(&mut self.optim, AdamConfig::new().init()))?;
         Ok(())
     }

@@ -232,8 +232,8 @@ where
 }
 
 /// Draws `cells` on a grid with `cols` columns and writes `path` (`.png` or `.svg`):
-/// drawn under a temporary name that keeps the extension (the bitmap encoder picks
-/// the format from it), then renamed.
+/// drawn under the atomic-write temporary name ([`crate::train::temp_path`], which keeps the
+/// extension the bitmap encoder picks the format from), then renamed.
 fn save_cells<C: Cells + ?Sized>(path: &Path, cells: &C, cols: usize) -> Result<()> {
     register_font();
     if cells.count() == 0 || cols == 0 {
@@ -242,12 +242,14 @@ fn save_cells<C: Cells + ?Sized>(path: &Path, cells: &C, cols: usize) -> Result<
     let rows = cells.count().div_ceil(cols);
     let size = (480 * cols as u32, 360 * rows as u32);
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("figure");
-    let tmp = path.with_file_name(format!(".{stem}.tmp.{ext}"));
-    match ext.as_str() {
-        "png" => render(BitMapBackend::new(&tmp, size).into_drawing_area(), cells, cols)?,
-        "svg" => render(SVGBackend::new(&tmp, size).into_drawing_area(), cells, cols)?,
-        other => return Err(Error::Plot(format!("unknown figure format `{other}` (use .png or .svg)"))),
+    if ext != "png" && ext != "svg" {
+        return Err(Error::Plot(format!("unknown figure format `{ext}` (use .png or .svg)")));
+    }
+    let tmp = crate::train::temp_path(path)?;
+    if ext == "png" {
+        render(BitMapBackend::new(&tmp, size).into_drawing_area(), cells, cols)?;
+    } else {
+        render(SVGBackend::new(&tmp, size).into_drawing_area(), cells, cols)?;
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

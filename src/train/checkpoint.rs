@@ -298,7 +298,13 @@ impl CheckpointReader {
     /// # Errors
     /// `Io`, or `Format` when the record does not fit the module.
     pub fn module<M: Module>(&self, name: &str, module: M) -> Result<M> {
-        load_module(&self.dir.join(format!("{name}.bpk")), module)
+        load_module(&self.module_file(name), module)
+    }
+
+    /// The file `{name}.bpk` of this checkpoint, for a module with its own loader (one that
+    /// also reads earlier record layouts, as [`crate::nn::FieldNet::load`]).
+    pub fn module_file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.bpk"))
     }
 
     /// Load `{name}.bpk` into `optim` (same optimizer configuration).

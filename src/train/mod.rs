@@ -41,15 +41,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The temporary name beside `path` that an atomic write goes through (its directory
-/// created): `.{name}.tmp{pid}`. The caller writes it, then renames it to `path`.
+/// created): `.{stem}.tmp{pid}.{ext}`, the extension kept last because some writers (the
+/// figure encoders) choose the format by it. The caller writes it, then renames it to `path`.
 pub(crate) fn temp_path(path: &Path) -> Result<PathBuf> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
     }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    Ok(path.with_file_name(format!(".{name}.tmp{}", std::process::id())))
+    let stem = path.file_stem().and_then(|n| n.to_str()).unwrap_or("file");
+    let pid = std::process::id();
+    Ok(match path.extension().and_then(|e| e.to_str()) {
+        Some(ext) => path.with_file_name(format!(".{stem}.tmp{pid}.{ext}")),
+        None => path.with_file_name(format!(".{stem}.tmp{pid}")),
+    })
 }
 
 /// Serialize `value` as pretty JSON to `path`, atomically.

@@ -26,24 +26,28 @@
 //!   stencils, `t > 0`) + the mass balance with the Fisher–KPP source and the boundary inflow
 //!   `D (g_R − g_L)` (nonlinear). Free: `a, c`.
 
+mod family;
+mod report;
+
+pub use family::sample_condition;
+use family::{condition_constraint, condition_indices, draw_factors, factor_names, output_times, system, training_residual, Factors};
+use report::{draw_fields, draw_nfe_curves, draw_residuals, mean_abs_rows};
+pub use report::{markdown, read_report, NfeCurve, PdeStudyReport};
+
 use std::path::Path;
 
 use burn::tensor::Device;
 use ndarray::{Array2, Axis as NdAxis};
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::io::h5::Attr;
 use crate::nn::{FieldNetConfig, FnoConfig};
-use crate::pde::{
-    self, Anchor, BoundaryFlux, Constraint, FfmConfig, FfmProblem, Fields, GpConfig, Grid, LinearConstraint, MassBalance, PcfmOptions, Points, ProjectOptions,
-    Quadrature, Relax, SampleConfig, Sampler, Side, SourceTerm, Stack, TimeValues,
-};
-use crate::plot::{save_figure, save_heatmaps, Heatmap, Panel, Series};
-use crate::sim::systems::{Boundary, Grid1d, Pde1d, Reaction};
+use crate::pde::{self, Anchor, Constraint, FfmConfig, FfmProblem, Fields, GpConfig, Grid, PcfmOptions, ProjectOptions, Relax, SampleConfig, Sampler};
+use crate::sim::systems::Pde1d;
 use crate::sim::{Integrator, SimOptions};
-use crate::train::{progress, read_json, write_atomic, write_json};
+use crate::train::{progress, write_atomic, write_json};
 use crate::{Error, Result};
 
 /// Which PDE family.
@@ -69,14 +73,6 @@ impl PdeProblem {
         }
     }
 }
-
-const BURGERS_NU: f64 = 0.02;
-// `D` large enough that the Neumann boundary layer `√(D/r)` spans several cells of the
-// 32-cell grid: with D = 0.01, r = 4 the simulator's own fields miss the one-sided
-// stencil's slope by 0.1 (under-resolved layer), a floor no sampler could beat.
-const RD_D: f64 = 0.05;
-const RD_R: f64 = 2.0;
-const RD_WIDTH: f64 = 0.15;
 
 /// Configuration of a PDE-field study; [`PdeStudyConfig::for_problem`] gives each problem's
 /// defaults.
@@ -162,7 +158,8 @@ impl PdeStudyConfig {
     }
 
     /// A seconds-long configuration for tests: a 10 × 8 grid, 48 fields, a tiny FNO and 40
-    /// steps, NFE curves at 2 and 8 (8 = `sample_steps`, so they repeat two method rows). Numbers from it show the pipeline works, not what the method achieves.
+    /// steps, NFE curves at 2 and 8 (8 = `sample_steps`, so they repeat two method rows).
+    /// Numbers from it show the pipeline works, not what the method achieves.
     pub fn smoke(problem: PdeProblem) -> Self {
         let mut c = PdeStudyConfig::for_problem(problem);
         c.nx = 10;
@@ -179,121 +176,6 @@ impl PdeStudyConfig {
             FieldNetConfig::Fno(FnoConfig { width: 8, modes: [3, 3], layers: 2, padding: [2, 2], time_features: 2, projection: 16, ..FnoConfig::default() });
         c
     }
-}
-
-/// The factors of one member of a family (see the module docs).
-type Factors = Vec<f64>;
-
-fn draw_factors(problem: PdeProblem, rng: &mut StdRng) -> Factors {
-    match problem {
-        PdeProblem::Heat => vec![rng.random_range(0.0..1.0), rng.random_range(0.0..std::f64::consts::PI), rng.random_range(1.0..5.0)],
-        PdeProblem::Burgers => vec![rng.random_range(0.2..0.5), rng.random_range(0.2..1.0)],
-        PdeProblem::ReactionDiffusion => vec![rng.random_range(0.3..0.7), rng.random_range(0.4..0.6), rng.random_range(0.0..0.5), rng.random_range(-0.5..0.0)],
-    }
-}
-
-fn factor_names(problem: PdeProblem) -> Vec<String> {
-    let n: &[&str] = match problem {
-        PdeProblem::Heat => &["offset_c", "phase_phi", "diffusivity_D"],
-        PdeProblem::Burgers => &["front_p", "left_value_uL"],
-        PdeProblem::ReactionDiffusion => &["amplitude_a", "centre_c", "left_slope_gL", "right_slope_gR"],
-    };
-    n.iter().map(|s| s.to_string()).collect()
-}
-
-/// Indices of the condition's factors.
-fn condition_indices(problem: PdeProblem) -> &'static [usize] {
-    match problem {
-        PdeProblem::Heat => &[0, 1],
-        PdeProblem::Burgers => &[1],
-        PdeProblem::ReactionDiffusion => &[2, 3],
-    }
-}
-
-fn system(problem: PdeProblem, nx: usize, f: &[f64]) -> Pde1d {
-    match problem {
-        PdeProblem::Heat => {
-            let g = Grid1d::new(nx, std::f64::consts::TAU, Boundary::Periodic);
-            let u0 = g.points().iter().map(|x| f[0] + (x + f[1]).sin()).collect();
-            Pde1d::heat(g, f[2], u0)
-        }
-        PdeProblem::Burgers => {
-            let g = Grid1d::new(nx, 1.0, Boundary::Dirichlet { left: f[1], right: 0.0 });
-            let u0 = g.points().iter().map(|x| 1.0 / (1.0 + ((x - f[0]) / 0.05).exp())).collect();
-            Pde1d::burgers(g, BURGERS_NU, u0)
-        }
-        PdeProblem::ReactionDiffusion => {
-            let (gl, gr) = (f[2], f[3]);
-            let g = Grid1d::new(nx, 1.0, Boundary::Neumann { left: gl, right: gr });
-            // A bump b plus a quadratic q whose end slopes make up the Neumann data, so u₀
-            // itself satisfies them (an incompatible u₀ starts an unresolved boundary layer).
-            let bump = |x: f64| f[0] * (-(x - f[1]).powi(2) / (2.0 * RD_WIDTH * RD_WIDTH)).exp();
-            let slope = |x: f64| -bump(x) * (x - f[1]) / (RD_WIDTH * RD_WIDTH);
-            let (al, be) = (gl - slope(0.0), gr - slope(1.0));
-            let raw: Vec<f64> = g.points().iter().map(|&x| bump(x) + al * x + 0.5 * (be - al) * x * x).collect();
-            let low = raw.iter().copied().fold(f64::INFINITY, f64::min).min(0.0);
-            let u0 = raw.iter().map(|v| 0.05 + v - low).collect();
-            Pde1d::reaction_diffusion(g, Reaction::FisherKpp, RD_D, RD_R, u0)
-        }
-    }
-}
-
-/// The constraint of a condition (the factors' condition entries, the rest ignored).
-fn condition_constraint(problem: PdeProblem, grid: &Grid, nx: usize, f: &[f64]) -> Result<Box<dyn Constraint>> {
-    Ok(match problem {
-        PdeProblem::Heat => {
-            let sys = system(problem, nx, f);
-            Box::new(Stack::new(vec![
-                Box::new(LinearConstraint::initial_condition(grid, &sys.u0)?),
-                Box::new(LinearConstraint::mass_conservation(grid, 0, Quadrature::Uniform, None)?),
-            ])?)
-        }
-        PdeProblem::Burgers => Box::new(Stack::new(vec![
-            Box::new(LinearConstraint::dirichlet(grid, 0, Side::Left, &TimeValues::Constant(f[1]), 0)?),
-            Box::new(LinearConstraint::dirichlet(grid, 0, Side::Right, &TimeValues::Constant(0.0), 0)?),
-            Box::new(MassBalance::new(grid, 0, Quadrature::Interior, None, BoundaryFlux::Burgers { viscosity: BURGERS_NU })?),
-        ])?),
-        PdeProblem::ReactionDiffusion => {
-            let (gl, gr) = (f[2], f[3]);
-            let source = SourceTerm::Reaction { reaction: Reaction::FisherKpp, rate: RD_R };
-            Box::new(Stack::new(vec![
-                Box::new(LinearConstraint::neumann(grid, 0, Side::Left, Points::Cells, &TimeValues::Constant(gl), 1)?),
-                Box::new(LinearConstraint::neumann(grid, 0, Side::Right, Points::Cells, &TimeValues::Constant(gr), 1)?),
-                Box::new(MassBalance::new(grid, 0, Quadrature::Uniform, Some(source), BoundaryFlux::Known(TimeValues::Constant(RD_D * (gr - gl))))?),
-            ])?)
-        }
-    })
-}
-
-/// The output times `t_k = k/(T − 1)` on `[0, 1]`.
-fn output_times(cfg: &PdeStudyConfig) -> Vec<f64> {
-    (0..cfg.nt).map(|k| k as f64 / (cfg.nt - 1) as f64).collect()
-}
-
-/// The space-time grid of `cfg` and the constraint of one condition drawn with `seed`
-/// (for benchmarks and tools that time or inspect a study's constraint without its data).
-///
-/// # Errors
-/// As the constraint constructors (grids too small for a stencil).
-pub fn sample_condition(cfg: &PdeStudyConfig, seed: u64) -> Result<(Grid, Box<dyn Constraint>)> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let f = draw_factors(cfg.problem, &mut rng);
-    let sys = system(cfg.problem, cfg.nx, &f);
-    let times = output_times(cfg);
-    let grid = pde::space_time_grid(&sys.grid, &times)?;
-    let c = condition_constraint(cfg.problem, &grid, cfg.nx, &f)?;
-    Ok((grid, c))
-}
-
-/// A constraint every training field satisfies, for the optional PDE-residual loss: mass
-/// conservation (heat) and the Burgers mass balance; none for reaction–diffusion, whose
-/// balance depends on each field's boundary data.
-fn training_residual(problem: PdeProblem, grid: &Grid) -> Result<Option<Box<dyn Constraint>>> {
-    Ok(match problem {
-        PdeProblem::Heat => Some(Box::new(LinearConstraint::mass_conservation(grid, 0, Quadrature::Uniform, None)?)),
-        PdeProblem::Burgers => Some(Box::new(MassBalance::new(grid, 0, Quadrature::Interior, None, BoundaryFlux::Burgers { viscosity: BURGERS_NU })?)),
-        PdeProblem::ReactionDiffusion => None,
-    })
 }
 
 /// One sampler's scores, averaged over the conditions.
@@ -395,40 +277,6 @@ pub(crate) fn sample_ensemble(model: &pde::FieldModel, scfg: &SampleConfig, c: &
 /// The settings of one sampler of a study: `method` with `steps` Euler steps.
 pub(crate) fn euler_sampler(method: Sampler, steps: usize, project: ProjectOptions) -> SampleConfig {
     SampleConfig { method, steps, project, ..SampleConfig::default() }
-}
-
-/// Numbers of a finished study.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PdeStudyReport {
-    /// The configuration.
-    pub config: PdeStudyConfig,
-    /// The device trained on (`cpu`, `wgpu`, `cuda`).
-    #[serde(default)]
-    pub device: String,
-    /// Field shape `[C, X, T]`.
-    pub field_shape: Vec<usize>,
-    /// The constraint (names and rows).
-    pub constraint: String,
-    /// Training seconds (all runs).
-    pub train_seconds: f64,
-    /// Final training loss (mean of the last 10 % of logged steps).
-    pub final_loss: f64,
-    /// Reference ensembles first, then one row per sampler.
-    pub scores: Vec<MethodScores>,
-    /// MMSE (and the other scores) by NFE, one curve per sampler of [`PdeStudyConfig::nfes`].
-    #[serde(default)]
-    pub mmse_by_nfe: Vec<NfeCurve>,
-    /// Files written.
-    pub files: Vec<String>,
-}
-
-/// One sampler's scores at each NFE of [`PdeStudyConfig::nfes`] it can take.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NfeCurve {
-    /// The sampler (`unconstrained, euler`, `unconstrained, midpoint`, `pcfm`).
-    pub sampler: String,
-    /// Scores at each NFE (`nfe` holds the evaluations counted by the sampler).
-    pub points: Vec<MethodScores>,
 }
 
 /// The MMSE-by-NFE curves of `cfg.nfes` (see [`PdeStudyConfig::nfes`]): every sampler on every
@@ -641,149 +489,6 @@ pub fn run(cfg: &PdeStudyConfig, device: &Device, out: &Path, quiet: bool) -> Re
     write_json(&json, &report)?;
     write_atomic(&md, markdown(&report).as_bytes())?;
     Ok(report)
-}
-
-/// Reads a finished study's report.
-///
-/// # Errors
-/// `Io`/`Format` when it is missing or unreadable.
-pub fn read_report(out: &Path) -> Result<PdeStudyReport> {
-    read_json(&out.join("report.json"))
-}
-
-/// `mean_b |h_r(u_b)|` per constraint row.
-fn mean_abs_rows(c: &dyn Constraint, fields: &Array2<f64>) -> Vec<f64> {
-    let mut acc = vec![0.0; c.rows()];
-    let mut h = vec![0.0; c.rows()];
-    for row in fields.outer_iter() {
-        c.residual(&row.to_vec(), &mut h);
-        acc.iter_mut().zip(&h).for_each(|(a, v)| *a += v.abs() / fields.nrows() as f64);
-    }
-    acc
-}
-
-/// A heatmap of a field on `[x, t]` (x across, t up).
-fn heatmap(title: String, grid: &Grid, v: &[f64]) -> Heatmap {
-    let (x, t) = (&grid.axes[0], &grid.axes[1]);
-    let values = (0..t.n).flat_map(|k| (0..x.n).map(move |i| (i, k))).map(|(i, k)| v[grid.index(0, i, k)]).collect();
-    Heatmap { title, xlabel: "x".into(), ylabel: "t".into(), xs: x.coords(), ys: t.coords(), values }
-}
-
-fn draw_fields(path: &Path, grid: &Grid, reference: &Array2<f64>, generated: &[(String, Array2<f64>)]) -> Result<()> {
-    let (rm, rs) = pde::ensemble_moments(&reference.view())?;
-    let mut maps = vec![
-        heatmap("reference: one field".into(), grid, &reference.row(0).to_vec()),
-        heatmap("reference: mean".into(), grid, &rm.to_vec()),
-        heatmap("reference: std".into(), grid, &rs.to_vec()),
-    ];
-    for (label, g) in generated {
-        let (gm, gs) = pde::ensemble_moments(&g.view())?;
-        maps.push(heatmap(format!("{label}: one field"), grid, &g.row(0).to_vec()));
-        maps.push(heatmap(format!("{label}: mean"), grid, &gm.to_vec()));
-        maps.push(heatmap(format!("{label}: std"), grid, &gs.to_vec()));
-    }
-    save_heatmaps(path, &maps, 3)
-}
-
-/// MMSE and constraint error by NFE (log₂ NFE against log₁₀ of each), one line per sampler.
-fn draw_nfe_curves(path: &Path, curves: &[NfeCurve]) -> Result<()> {
-    let panel = |title: &str, ylabel: &str, value: fn(&MethodScores) -> f64| Panel {
-        title: title.into(),
-        xlabel: "log₂ NFE".into(),
-        ylabel: ylabel.into(),
-        series: curves
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| !c.points.is_empty())
-            .map(|(i, c)| {
-                let xs = c.points.iter().map(|p| (p.nfe as f64).log2()).collect();
-                let ys = c.points.iter().map(|p| value(p).max(1e-300).log10()).collect();
-                Series::line(c.sampler.clone(), xs, ys, i)
-            })
-            .collect(),
-        log_y: false,
-    };
-    save_figure(path, &[panel("MMSE by NFE", "log₁₀ MMSE", |p| p.mmse), panel("Constraint error by NFE", "log₁₀ mean ‖h‖₂", |p| p.constraint_l2)], 2)
-}
-
-fn draw_residuals(path: &Path, rows: &[(String, Vec<f64>)], losses: &[(usize, f64, f64)]) -> Result<()> {
-    let mut res = Panel {
-        title: "mean |h_r| per constraint row".into(),
-        xlabel: "constraint row (blocks as in the report)".into(),
-        ylabel: "|h_r|".into(),
-        log_y: true,
-        ..Panel::default()
-    };
-    for (k, (label, r)) in rows.iter().enumerate() {
-        // Exact zeros cannot be drawn on a log axis: floor at 1e-17.
-        let ys: Vec<f64> = r.iter().map(|v| v.max(1e-17)).collect();
-        res.series.push(Series::line(label.clone(), (0..ys.len()).map(|i| i as f64).collect(), ys, k));
-    }
-    let loss = Panel {
-        title: "training loss (flow matching)".into(),
-        xlabel: "step".into(),
-        ylabel: "MSE".into(),
-        log_y: true,
-        series: vec![Series::line("", losses.iter().map(|l| l.0 as f64).collect(), losses.iter().map(|l| l.1).collect(), 0)],
-    };
-    save_figure(path, &[res, loss], 2)
-}
-
-/// The report as Markdown: one table of scores.
-pub fn markdown(r: &PdeStudyReport) -> String {
-    let c = &r.config;
-    let mut s = format!(
-        "# PDE-field study: {}\n\nTrained on device `{}`.\n\nField {:?} ([C, X, T]), {} training fields, {} conditions × {} fields, {} sampling steps, FFM {} steps ({:.0} s, final loss {:.4}).\n\
-         Constraint: {}.\n\n\
-         | method | MMSE | SMSE | CE ‖h‖₂ | max \\|h\\| | nRMSE (mean) | cRMSE (mean) | bRMSE (mean) | ms / field | of which projection | NFE | max GN iter |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        c.problem.name(),
-        r.device,
-        r.field_shape,
-        c.n_train,
-        c.conditions,
-        c.ensemble,
-        c.sample_steps,
-        c.train.run.steps,
-        r.train_seconds,
-        r.final_loss,
-        r.constraint
-    );
-    for m in &r.scores {
-        if m.method.starts_with("reference") {
-            s += &format!("| {} | — | — | {:.2e} | {:.2e} | — | — | — | — | — | — | — |\n", m.method, m.constraint_l2, m.constraint_max);
-        } else {
-            s += &format!(
-                "| {} | {:.3e} | {:.3e} | {:.2e} | {:.2e} | {:.3e} | {:.3e} | {:.3e} | {:.2} | {:.2} | {} | {} |\n",
-                m.method,
-                m.mmse,
-                m.smse,
-                m.constraint_l2,
-                m.constraint_max,
-                m.nrmse_mean,
-                m.crmse_mean,
-                m.brmse_mean,
-                m.ms_per_field,
-                m.projection_ms_per_field,
-                m.nfe,
-                m.max_gn_iterations
-            );
-        }
-    }
-    if r.mmse_by_nfe.iter().any(|c| !c.points.is_empty()) {
-        s += "\n## MMSE by NFE\n\nSame conditions and noise as above; NFE = model evaluations per field.\n\n| sampler | NFE | MMSE | SMSE | CE ‖h‖₂ | max \\|h\\| | ms / field |\n|---|---:|---:|---:|---:|---:|---:|\n";
-        for c in &r.mmse_by_nfe {
-            for p in &c.points {
-                s += &format!(
-                    "| {} | {} | {:.3e} | {:.3e} | {:.2e} | {:.2e} | {:.2} |\n",
-                    c.sampler, p.nfe, p.mmse, p.smse, p.constraint_l2, p.constraint_max, p.ms_per_field
-                );
-            }
-        }
-    }
-    s += "\nFigures: `fields.png` (first condition: reference and generated fields, means, standard deviations), `residuals.png` (mean |h_r| per constraint row, training loss)";
-    s += if r.mmse_by_nfe.iter().any(|c| !c.points.is_empty()) { ", `mmse_by_nfe.png` (MMSE and constraint error by NFE).\n" } else { ".\n" };
-    s
 }
 
 /// The `physflow pde <problem>` row of the study table: `problem`'s defaults, the file merged
