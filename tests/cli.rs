@@ -153,12 +153,22 @@ fn config_precedence() {
     assert_eq!(r["config"]["lr"], json_default_lr(), "the study's default where the file is silent");
     // The same output directory: the checkpoints made with seed 7 belong to another
     // configuration, so they are set aside and the models trained afresh (not resumed).
-    ok(&out, &["--seed", "3", "fm", "moons", "--config", cfg_s, "--steps", "5"]);
+    let (success, _, stderr) = physflow(&out, &["--seed", "3", "fm", "moons", "--config", cfg_s, "--steps", "5"]);
+    assert!(success, "{stderr}");
+    assert!(stderr.contains("made for another configuration of the study; removed, training afresh"), "the discarded checkpoints are named:\n{stderr}");
     let r = json(&report);
     assert_eq!((r["config"]["seed"].as_u64(), r["config"]["steps"].as_u64()), (Some(3), Some(5)), "flags win");
     let fresh = scratch("precedence-fresh");
     ok(&fresh, &["--seed", "3", "fm", "moons", "--config", cfg_s, "--steps", "5"]);
-    assert_eq!(numbers(r), numbers(json(&fresh.join("fm_moons/fm_moons_report.json"))), "same numbers as a run in a fresh directory");
+    assert_eq!(numbers(r.clone()), numbers(json(&fresh.join("fm_moons/fm_moons_report.json"))), "same numbers as a run in a fresh directory");
+    // `--fresh` removes the study's directory first: a file left in it is gone, and the
+    // numbers are again those of the run in a new directory.
+    let marker = out.join("fm_moons/left_over.txt");
+    std::fs::write(&marker, "from an earlier run").unwrap();
+    ok(&out, &["--seed", "3", "fm", "moons", "--config", cfg_s, "--steps", "5", "--fresh"]);
+    assert!(!marker.exists(), "--fresh left {} in place", marker.display());
+    assert_eq!(numbers(r), numbers(json(&report)), "--fresh reproduces the run in a new directory");
+    refused(&out, &["ode", "--resume", "--fresh"], "cannot be used with");
     std::fs::remove_dir_all(&fresh).unwrap();
     std::fs::remove_dir_all(&out).unwrap();
 }

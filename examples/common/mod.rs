@@ -24,7 +24,7 @@ pub fn args() -> Result<(PathBuf, Option<usize>, Backend, Vec<String>)> {
 /// Runs the study `command` (`"fm moons"`) with `o`'s flags into `out` on `device`.
 pub fn run(command: &str, out: &std::path::Path, device: Backend, o: &Overrides) -> Result<()> {
     let make = || device.device();
-    let ctx = Context { out, quiet: false, resume: false, device: &make };
+    let ctx = Context { out, quiet: false, resume: false, fresh: false, device: &make };
     let outcome = (find(command)?.run)(o, &ctx)?;
     println!("{}", outcome.summary.trim_end());
     for f in &outcome.files {

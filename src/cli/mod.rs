@@ -47,6 +47,11 @@ pub struct StudyArgs {
     /// Training steps (iterations) of the study, overriding the config.
     #[arg(long, visible_alias = "iterations")]
     pub steps: Option<usize>,
+    /// Start over: remove the study's directory under `--out` (its data, checkpoints, model,
+    /// figures and report) before running. Without it a rerun reuses the data and resumes a
+    /// checkpoint made for the same configuration.
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// The flags of a study that resumes only when asked.
@@ -56,7 +61,7 @@ pub struct ResumableArgs {
     #[command(flatten)]
     pub study: StudyArgs,
     /// Continue from the checkpoint in the output directory, if there is one.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fresh")]
     pub resume: bool,
 }
 
@@ -377,7 +382,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Demo(args) => {
             let o = Overrides { seed: cli.seed, steps: args.steps, ..Overrides::default() }.with_file(args.config.as_deref())?;
-            let ctx = Context { out: &cli.out, quiet: cli.quiet, resume: false, device: &device };
+            let ctx = Context { out: &cli.out, quiet: cli.quiet, resume: false, fresh: args.fresh, device: &device };
             let tour = studies::tour::run(&o, &ctx)?;
             for stop in &tour.stops {
                 println!("== {} ({}; {:.1} s)\n{}", stop.pillar, stop.command, stop.seconds, stop.outcome.summary.trim_end());
@@ -528,7 +533,7 @@ pub fn run_with(cli: Cli) -> Result<()> {
                 cpu_only(&cli, name, why)?;
             }
             let o = Overrides { seed: cli.seed, steps: args.steps, system, method, ..Overrides::default() }.with_file(args.config.as_deref())?;
-            let ctx = Context { out: &cli.out, quiet: cli.quiet, resume, device: &device };
+            let ctx = Context { out: &cli.out, quiet: cli.quiet, resume, fresh: args.fresh, device: &device };
             let outcome = (entry.run)(&o, &ctx)?;
             println!("{}", outcome.summary.trim_end());
             print_files(&outcome.files);

@@ -141,12 +141,96 @@ fn tick(v: f64) -> String {
     s.to_string()
 }
 
+/// The corner for the legend that hides the least of the data: the share of each series'
+/// points and line segments (sampled along the segment) that falls under a legend box of
+/// the labels' size, in axis-fraction coordinates of a 480 × 360 panel (log-aware in y).
+/// Ties keep the upper right, plotters' default. `None` when every corner would hide some:
+/// the legend then goes below the axes ([`draw_panel`]).
+fn legend_corner(panel: &Panel, (x0, x1): (f64, f64), (y0, y1): (f64, f64)) -> Option<SeriesLabelPosition> {
+    let labels: Vec<&str> = panel.series.iter().filter(|s| !s.label.is_empty()).map(|s| s.label.as_str()).collect();
+    let chars = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    // Plot area of a panel ≈ 400 × 260 px; a label line ≈ 18 px, a character ≈ 7 px, the
+    // key and margins ≈ 40 px.
+    let w = ((7 * chars + 40) as f64 / 400.0).min(0.95);
+    let h = ((18 * labels.len() + 10) as f64 / 260.0).min(0.95);
+    let fy = |y: f64| if panel.log_y { (y.ln() - y0.ln()) / (y1.ln() - y0.ln()) } else { (y - y0) / (y1 - y0) };
+    let fx = |x: f64| (x - x0) / (x1 - x0);
+    let corners = [
+        (SeriesLabelPosition::UpperRight, (1.0 - w, 1.0), (1.0 - h, 1.0)),
+        (SeriesLabelPosition::UpperLeft, (0.0, w), (1.0 - h, 1.0)),
+        (SeriesLabelPosition::LowerRight, (1.0 - w, 1.0), (0.0, h)),
+        (SeriesLabelPosition::LowerLeft, (0.0, w), (0.0, h)),
+    ];
+    let mut hidden = [0usize; 4];
+    for s in &panel.series {
+        let pts: Vec<(f64, f64)> =
+            s.xs.iter().zip(&s.ys).filter(|(a, b)| a.is_finite() && b.is_finite() && (!panel.log_y || **b > 0.0)).map(|(a, b)| (fx(*a), fy(*b))).collect();
+        let mut count = |(px, py): (f64, f64)| {
+            for (k, (_, (xa, xb), (ya, yb))) in corners.iter().enumerate() {
+                if (*xa..=*xb).contains(&px) && (*ya..=*yb).contains(&py) {
+                    hidden[k] += 1;
+                }
+            }
+        };
+        if s.mark == Mark::Points {
+            pts.iter().for_each(|&p| count(p));
+        } else {
+            for pair in pts.windows(2) {
+                let ((ax, ay), (bx, by)) = (pair[0], pair[1]);
+                for i in 0..16 {
+                    let f = i as f64 / 16.0;
+                    count((ax + f * (bx - ax), ay + f * (by - ay)));
+                }
+            }
+            pts.last().into_iter().for_each(|&p| count(p));
+        }
+    }
+    let best = (0..4).min_by_key(|&k| hidden[k]).unwrap_or(0);
+    (hidden[best] == 0).then(|| corners[best].0.clone())
+}
+
+/// Legend entries below the axes, in two columns, in the series' order.
+fn draw_legend_below<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (w, _) = area.dim_in_pixel();
+    let col_w = (w as i32 - 70) / 2;
+    let font = ("sans-serif", 13).into_font().color(&BLACK);
+    for (i, s) in panel.series.iter().filter(|s| !s.label.is_empty()).enumerate() {
+        let (x, y) = (70 + (i as i32 % 2) * col_w, 8 + (i as i32 / 2) * LEGEND_ROW);
+        let c = color(s.color);
+        match s.mark {
+            Mark::Points => area.draw(&Circle::new((x + 9, y), 3, c.filled())).map_err(plot_err)?,
+            _ => area.draw(&PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))).map_err(plot_err)?,
+        }
+        area.draw(&Text::new(s.label.as_str(), (x + 24, y - 7), font.clone())).map_err(plot_err)?;
+    }
+    Ok(())
+}
+
+/// Height of one row of the legend below the axes, pixels.
+const LEGEND_ROW: i32 = 17;
+
 fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     let ((x0, x1), (y0, y1)) = bounds(panel)?;
-    let mut builder = ChartBuilder::on(area);
+    let labels = panel.series.iter().filter(|s| !s.label.is_empty()).count();
+    let inside = legend_corner(panel, (x0, x1), (y0, y1));
+    let (chart_area, below) = if labels > 0 && inside.is_none() {
+        let (_, h) = area.dim_in_pixel();
+        let legend_h = LEGEND_ROW * labels.div_ceil(2) as i32 + 6;
+        let (a, b) = area.split_vertically(h as i32 - legend_h);
+        (a, Some(b))
+    } else {
+        (area.clone(), None)
+    };
+    if let Some(b) = &below {
+        draw_legend_below(b, panel)?;
+    }
+    let mut builder = ChartBuilder::on(&chart_area);
     builder.caption(&panel.title, ("sans-serif", 20)).margin(10).x_label_area_size(40).y_label_area_size(60);
     macro_rules! body {
         ($chart:expr) => {{
@@ -179,9 +263,10 @@ where
                     }
                 }
             }
-            if any_label {
+            if let (true, Some(corner)) = (any_label, inside.clone()) {
                 chart
                     .configure_series_labels()
+                    .position(corner)
                     .label_font(("sans-serif", 13))
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK)
@@ -355,4 +440,53 @@ impl Cells for [Heatmap] {
 /// scaled to its own range, printed in its title) and writes `path` (`.png`/`.svg`) atomically.
 pub fn save_heatmaps(path: &Path, maps: &[Heatmap], cols: usize) -> Result<()> {
     save_cells(path, maps, cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corner(series: Vec<Series>, log_y: bool) -> Option<SeriesLabelPosition> {
+        let panel = Panel { series, log_y, ..Panel::default() };
+        let (x, y) = bounds(&panel).unwrap();
+        legend_corner(&panel, x, y)
+    }
+
+    fn name(p: Option<SeriesLabelPosition>) -> &'static str {
+        match p {
+            Some(SeriesLabelPosition::UpperRight) => "upper right",
+            Some(SeriesLabelPosition::UpperLeft) => "upper left",
+            Some(SeriesLabelPosition::LowerRight) => "lower right",
+            Some(SeriesLabelPosition::LowerLeft) => "lower left",
+            Some(_) => "other",
+            None => "below",
+        }
+    }
+
+    /// The legend goes to the corner the curves leave free: a falling curve from the upper
+    /// left to the lower right leaves the upper right and lower left; a rising one the upper
+    /// left; a curve along the top (on a log axis) the lower corners.
+    #[test]
+    fn legend_avoids_the_data() {
+        let xs: Vec<f64> = (0..20).map(f64::from).collect();
+        let falling = Series::line("falling", xs.clone(), xs.iter().map(|x| 20.0 - x).collect(), 0);
+        assert_eq!(name(corner(vec![falling], false)), "upper right");
+        let rising = Series::line("rising", xs.clone(), xs.clone(), 0);
+        assert_eq!(name(corner(vec![rising], false)), "upper left");
+        // Flat at the top, then a drop at the very end: the upper corners are taken.
+        let top: Vec<f64> = xs.iter().map(|&x| if x < 19.0 { 1.0 } else { 1e-3 }).collect();
+        let high = Series::line("high", xs.clone(), top.clone(), 0);
+        let low = Series::points("low", xs.clone(), top.iter().map(|v| v * 0.9).collect(), 1);
+        assert_eq!(name(corner(vec![high, low], true)), "lower left");
+        // Curves through every corner: the legend goes below the axes.
+        let x_shape = vec![Series::line("rising", xs.clone(), xs.clone(), 0), Series::line("falling", xs.clone(), xs.iter().map(|x| 19.0 - x).collect(), 1)];
+        assert_eq!(name(corner(x_shape.clone(), false)), "below");
+        // And the figure is drawn that way, to an SVG that names both series.
+        let dir = std::env::temp_dir().join(format!("physflow-legend-{}", std::process::id()));
+        let path = dir.join("x.svg");
+        save_figure(&path, &[Panel { title: "x".into(), series: x_shape, ..Panel::default() }], 1).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.contains("rising") && svg.contains("falling"), "legend entries missing");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

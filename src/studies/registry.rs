@@ -25,6 +25,8 @@ pub struct Context<'a> {
     /// Continue from the study's checkpoint (the neural ODE and SDE studies; the others resume
     /// a checkpoint of the same configuration by themselves).
     pub resume: bool,
+    /// Remove the study's directory before running (`--fresh`): nothing is reused.
+    pub fresh: bool,
     /// The training device, made on demand: a study that runs in f64 on the CPU must not find
     /// the CPU's float type already fixed to f32 by a device made before it.
     pub device: &'a dyn Fn() -> Result<Device>,
@@ -241,6 +243,9 @@ pub fn configure<S: Study>(defaults: S::Config, o: &Overrides) -> Result<S::Conf
 /// Whatever the run returns.
 pub fn finish<S: Study>(cfg: S::Config, ctx: &Context) -> Result<Outcome> {
     let dir = ctx.out.join(S::dir(&cfg));
+    if ctx.fresh && dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
     let report = S::run(&cfg, &dir, ctx)?;
     Ok(Outcome { summary: S::summary(&cfg, &report), files: S::files(&report).to_vec(), dir })
 }

@@ -190,13 +190,17 @@ impl<'a, T: ?Sized> Run<'a, T> {
 
     /// A study's run: checkpointed in `dir`, which is resumed only when it was made for the
     /// study configuration `study` ([`super::Checkpoint::keep_if_same_study`]; otherwise the
-    /// model trains afresh).
+    /// model trains afresh, and a line on stderr says so).
     ///
     /// # Errors
     /// As `keep_if_same_study`.
     pub fn for_study(dir: impl Into<PathBuf>, study: &impl serde::Serialize, quiet: bool) -> Result<Self> {
         let dir = dir.into();
-        super::Checkpoint::new(&dir).keep_if_same_study(study)?;
+        if super::Checkpoint::new(&dir).keep_if_same_study(study)? {
+            // Said even when quiet (which hides progress bars only): a rerun that trains
+            // from scratch where the user expected a resume must not be silent.
+            eprintln!("{}: made for another configuration of the study; removed, training afresh", dir.display());
+        }
         Ok(Self { checkpoint: Some(dir), quiet, ..Self::default() })
     }
 
