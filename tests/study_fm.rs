@@ -29,7 +29,7 @@ fn double_well_transport() {
     // the 80-NFE RK4 solve's, the exact-OT flow being nearly straight (measured 0.855–0.865
     // against 0.860); every curve has its NFEs.
     let names: Vec<&str> = r.ess_by_nfe.iter().map(|c| c.sampler.as_str()).collect();
-    assert_eq!(names, ["euler", "midpoint", "bespoke midpoint"]);
+    assert_eq!(names, ["euler", "midpoint", "bespoke midpoint", "DPM-Solver++(2M)"]);
     for c in &r.ess_by_nfe {
         assert_eq!(c.ess.iter().map(|p| p.0).collect::<Vec<_>>(), [2, 8], "{c:?}");
         assert!(c.ess[1].1 >= 0.9 * r.ess_fraction, "{c:?} vs {}", r.ess_fraction);

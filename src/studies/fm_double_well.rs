@@ -14,8 +14,9 @@
 //!    of the right well, the x₀ marginal, and the importance weights `w = p_cold / q` on the
 //!    model's samples (Kish ESS/N; with `q = p_cold` every weight is equal and ESS/N = 1).
 //! 4. ESS/N by NFE (issue 26's few-step target): the same samples and one-pass log-densities
-//!    through [`fm::Sampler`]s at each NFE of `nfes` — Euler, midpoint, and a bespoke midpoint
-//!    solver ([`fm::train_bespoke`]) fitted for each even NFE up to 32 on 64 other hot samples.
+//!    through [`fm::Sampler`]s at each NFE of `nfes` — Euler, midpoint, a bespoke midpoint
+//!    solver ([`fm::train_bespoke`]) fitted for each even NFE up to 32 on 64 other hot samples,
+//!    and DPM-Solver++(2M) on the uniform grid.
 
 use std::path::Path;
 
@@ -292,9 +293,12 @@ pub fn run(cfg: &FmDoubleWellConfig, train_device: &Device, out: &Path, quiet: b
         EssCurve { sampler: "euler".into(), ess: Vec::new() },
         EssCurve { sampler: "midpoint".into(), ess: Vec::new() },
         EssCurve { sampler: "bespoke midpoint".into(), ess: Vec::new() },
+        EssCurve { sampler: "DPM-Solver++(2M)".into(), ess: Vec::new() },
     ];
     for &nfe in &cfg.nfes {
         ess_by_nfe[0].ess.push((nfe, ess_of(&uniform(Solver::Euler, nfe))?));
+        let dpm = fm::Sampler::Dpm { solver: fm::DpmSolver::DpmPp2M, steps: nfe, schedule: fm::Schedule::Uniform, clip: 0.0 };
+        ess_by_nfe[3].ess.push((nfe, ess_of(&dpm)?));
         if nfe % 2 == 0 {
             ess_by_nfe[1].ess.push((nfe, ess_of(&uniform(Solver::Midpoint, nfe / 2))?));
             if nfe <= fm::BespokeConfig::MAX_NFE {
