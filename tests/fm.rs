@@ -407,12 +407,16 @@ fn checkpoints_sample_with_their_saved_sampler() {
     let euler = fm::Sampler::Ode { solver: Solver::Euler, steps: 3, schedule: fm::Schedule::Uniform };
     assert_eq!(fm::sample_checkpoint(&dir, Some(euler), fm::BaseSamples::Gaussian { n: 2, seed: 0 }, false).unwrap().nfe, 3);
     let given = Array2::<f64>::zeros((3, 2));
+    // A DPM-Solver carries the log-density too: the same as its direct call.
     let dpm = fm::Sampler::Dpm { solver: fm::DpmSolver::DpmPp2M, steps: 4, schedule: fm::Schedule::Uniform, clip: 0.0 };
+    let out = fm::sample_checkpoint(&dir, Some(dpm.clone()), fm::BaseSamples::Gaussian { n: 8, seed: 1 }, true).unwrap();
+    let lp0 = fm::standard_normal_log_density(&normals(8, 2, 1), 2);
+    let (_, lq, _) = dpm.sample_with_log_density(&model.field(), &model.path, &tensor(normals(8, 2, 1), 8, 2), &lp0, Trace::Exact).unwrap();
+    assert_eq!((out.nfe, out.log_density.unwrap()), (4, lq));
     for (sampler, base, log_density) in [
         (None, fm::BaseSamples::Given(given.clone()), true),
         (None, fm::BaseSamples::Given(Array2::zeros((3, 5))), false),
         (None, fm::BaseSamples::Gaussian { n: 0, seed: 0 }, false),
-        (Some(dpm), fm::BaseSamples::Gaussian { n: 2, seed: 0 }, true),
     ] {
         let e = fm::sample_checkpoint(&dir, sampler, base, log_density).unwrap_err();
         assert!(matches!(e, physflow::Error::InvalidArgument { .. } | physflow::Error::Shape { .. }), "{e}");
